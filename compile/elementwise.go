@@ -1,0 +1,322 @@
+package compile
+
+import (
+	"fmt"
+	"math"
+
+	"github.com/hyperat/hyperat/graph"
+)
+
+// broadcastShapes applies numpy's multidirectional broadcasting.
+func broadcastShapes(shapes ...[]int) ([]int, error) {
+	rank := 0
+	for _, s := range shapes {
+		rank = max(rank, len(s))
+	}
+	out := make([]int, rank)
+	for i := range out {
+		out[i] = 1
+	}
+	for _, s := range shapes {
+		off := rank - len(s)
+		for i, d := range s {
+			o := out[off+i]
+			switch {
+			case o == d || d == 1:
+			case o == 1:
+				out[off+i] = d
+			default:
+				return nil, fmt.Errorf("shapes %v cannot be broadcast together", shapes)
+			}
+		}
+	}
+	return out, nil
+}
+
+// bcast is a precomputed broadcast iteration: the output is walked row by row
+// (a row is the last dimension); rowOff[i][r] is where input i's row r starts and
+// step[i] is 1, or 0 when input i is broadcast along the last dimension.
+type bcast struct {
+	numel, inner, rows int
+	rowOff             [][]int
+	step               []int
+	flat               []bool // input has the output's shape: plain flat loop
+}
+
+func newBcast(out []int, ins ...[]int) *bcast {
+	b := &bcast{numel: graph.Numel(out)}
+	rank := len(out)
+	b.inner = 1
+	if rank > 0 {
+		b.inner = out[rank-1]
+	}
+	if b.inner > 0 {
+		b.rows = b.numel / b.inner
+	}
+	for _, s := range ins {
+		str := make([]int, rank)
+		ss := stridesOf(s)
+		off := rank - len(s)
+		for i, d := range s {
+			if d != 1 {
+				str[off+i] = ss[i]
+			}
+		}
+		step := 0
+		if rank > 0 {
+			step = str[rank-1]
+		}
+		b.step = append(b.step, step)
+		b.flat = append(b.flat, sameShape(s, out))
+		offs := make([]int, b.rows)
+		idx := make([]int, max(rank-1, 0))
+		for r := 0; r < b.rows; r++ {
+			o := 0
+			for k, v := range idx {
+				o += v * str[k]
+			}
+			offs[r] = o
+			for k := len(idx) - 1; k >= 0; k-- {
+				idx[k]++
+				if idx[k] < out[k] {
+					break
+				}
+				idx[k] = 0
+			}
+		}
+		b.rowOff = append(b.rowOff, offs)
+	}
+	return b
+}
+
+func sameShape(a, b []int) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// binary builds a broadcasting kernel from a scalar function.
+func binary[T, U any](b *bcast, get func(*graph.Tensor) []T, put func(*graph.Tensor) []U, f func(x, y T) U) Kernel {
+	return func(in, out []*graph.Tensor) {
+		x, y, z := get(in[0]), get(in[1]), put(out[0])
+		if b.flat[0] && b.flat[1] {
+			for i := range z[:b.numel] {
+				z[i] = f(x[i], y[i])
+			}
+			return
+		}
+		sx, sy := b.step[0], b.step[1]
+		for r := 0; r < b.rows; r++ {
+			ox, oy := b.rowOff[0][r], b.rowOff[1][r]
+			zr := z[r*b.inner : (r+1)*b.inner]
+			for j := range zr {
+				zr[j] = f(x[ox+j*sx], y[oy+j*sy])
+			}
+		}
+	}
+}
+
+func fs(t *graph.Tensor) []float32 { return t.F }
+func is(t *graph.Tensor) []int64   { return t.I }
+func bs(t *graph.Tensor) []bool    { return t.B }
+
+type binOp struct {
+	f   func(x, y float32) float32
+	i   func(x, y int64) int64
+	cmp bool // result is bool
+	fc  func(x, y float32) bool
+	ic  func(x, y int64) bool
+	bb  func(x, y bool) bool
+}
+
+var binOps = map[string]binOp{
+	"Add": {f: func(x, y float32) float32 { return x + y }, i: func(x, y int64) int64 { return x + y }},
+	"Sub": {f: func(x, y float32) float32 { return x - y }, i: func(x, y int64) int64 { return x - y }},
+	"Mul": {f: func(x, y float32) float32 { return x * y }, i: func(x, y int64) int64 { return x * y }},
+	"Div": {f: func(x, y float32) float32 { return x / y }, i: func(x, y int64) int64 {
+		if y == 0 {
+			return 0
+		}
+		return x / y
+	}},
+	"Pow": {f: func(x, y float32) float32 { return float32(math.Pow(float64(x), float64(y))) },
+		i: func(x, y int64) int64 { return int64(math.Pow(float64(x), float64(y))) }},
+	"Equal":          {cmp: true, fc: func(x, y float32) bool { return x == y }, ic: func(x, y int64) bool { return x == y }, bb: func(x, y bool) bool { return x == y }},
+	"Less":           {cmp: true, fc: func(x, y float32) bool { return x < y }, ic: func(x, y int64) bool { return x < y }},
+	"Greater":        {cmp: true, fc: func(x, y float32) bool { return x > y }, ic: func(x, y int64) bool { return x > y }},
+	"LessOrEqual":    {cmp: true, fc: func(x, y float32) bool { return x <= y }, ic: func(x, y int64) bool { return x <= y }},
+	"GreaterOrEqual": {cmp: true, fc: func(x, y float32) bool { return x >= y }, ic: func(x, y int64) bool { return x >= y }},
+	"And":            {cmp: true, bb: func(x, y bool) bool { return x && y }},
+	"Or":             {cmp: true, bb: func(x, y bool) bool { return x || y }},
+}
+
+func init() {
+	for op := range binOps {
+		register(op, inferBinary, kernelBinary)
+	}
+	register("Mod", inferBinary, kernelMod)
+	register("Max", inferBinary, kernelMinMax)
+	register("Min", inferBinary, kernelMinMax)
+	register("Where", inferWhere, kernelWhere)
+}
+
+func inferBinary(n *graph.Node) error {
+	shapes := make([][]int, len(n.Inputs))
+	dt := n.Inputs[0].DType
+	for i, in := range n.Inputs {
+		shapes[i] = shapeOf(in)
+		if in.DType != dt {
+			return nodeError(n, "input types differ (%s and %s)", dt, in.DType)
+		}
+	}
+	out, err := broadcastShapes(shapes...)
+	if err != nil {
+		return nodeError(n, "%v", err)
+	}
+	if op, ok := binOps[n.Op]; ok && op.cmp {
+		dt = graph.Bool
+	}
+	setOut(n, 0, dt, out)
+	return nil
+}
+
+func kernelBinary(n *graph.Node) (Kernel, error) {
+	op := binOps[n.Op]
+	out := n.Outputs[0].StaticShape()
+	b := newBcast(out, shapeOf(n.Inputs[0]), shapeOf(n.Inputs[1]))
+	dt := n.Inputs[0].DType
+	switch {
+	case !op.cmp && dt == graph.Float32:
+		return binary(b, fs, fs, op.f), nil
+	case !op.cmp && dt == graph.Int64 && op.i != nil:
+		return binary(b, is, is, op.i), nil
+	case op.cmp && dt == graph.Float32 && op.fc != nil:
+		return binary(b, fs, bs, op.fc), nil
+	case op.cmp && dt == graph.Int64 && op.ic != nil:
+		return binary(b, is, bs, op.ic), nil
+	case op.cmp && dt == graph.Bool && op.bb != nil:
+		return binary(b, bs, bs, op.bb), nil
+	}
+	return nil, nodeError(n, "not supported for %s inputs", dt)
+}
+
+// Mod: fmod=0 takes the sign of the divisor (integers only), fmod=1 of the dividend.
+func kernelMod(n *graph.Node) (Kernel, error) {
+	fmod := n.Attrs.Int("fmod", 0) == 1
+	b := newBcast(n.Outputs[0].StaticShape(), shapeOf(n.Inputs[0]), shapeOf(n.Inputs[1]))
+	switch n.Inputs[0].DType {
+	case graph.Float32:
+		if !fmod {
+			return nil, nodeError(n, "fmod=0 is not allowed for floating-point inputs")
+		}
+		return binary(b, fs, fs, func(x, y float32) float32 { return float32(math.Mod(float64(x), float64(y))) }), nil
+	case graph.Int64:
+		return binary(b, is, is, func(x, y int64) int64 {
+			if y == 0 {
+				return 0
+			}
+			r := x % y
+			if !fmod && r != 0 && (r < 0) != (y < 0) {
+				r += y
+			}
+			return r
+		}), nil
+	}
+	return nil, nodeError(n, "unsupported type %s", n.Inputs[0].DType)
+}
+
+// Max/Min are variadic: fold pairwise through the broadcast output.
+func kernelMinMax(n *graph.Node) (Kernel, error) {
+	isMax := n.Op == "Max"
+	out := n.Outputs[0].StaticShape()
+	var ks []Kernel
+	for i := range n.Inputs {
+		var b *bcast
+		if i == 0 {
+			b = newBcast(out, out, shapeOf(n.Inputs[0]))
+		} else {
+			b = newBcast(out, out, shapeOf(n.Inputs[i]))
+		}
+		first := i == 0
+		switch n.Inputs[0].DType {
+		case graph.Float32:
+			ks = append(ks, binary(b, fs, fs, func(acc, y float32) float32 {
+				if first || (isMax && y > acc) || (!isMax && y < acc) || y != y {
+					return y
+				}
+				return acc
+			}))
+		case graph.Int64:
+			ks = append(ks, binary(b, is, is, func(acc, y int64) int64 {
+				if first || (isMax && y > acc) || (!isMax && y < acc) {
+					return y
+				}
+				return acc
+			}))
+		default:
+			return nil, nodeError(n, "unsupported type %s", n.Inputs[0].DType)
+		}
+	}
+	return func(in, o []*graph.Tensor) {
+		for i, k := range ks {
+			k([]*graph.Tensor{o[0], in[i]}, o)
+		}
+	}, nil
+}
+
+func inferWhere(n *graph.Node) error {
+	if n.Inputs[0].DType != graph.Bool {
+		return nodeError(n, "condition must be bool, not %s", n.Inputs[0].DType)
+	}
+	if n.Inputs[1].DType != n.Inputs[2].DType {
+		return nodeError(n, "X and Y types differ")
+	}
+	out, err := broadcastShapes(shapeOf(n.Inputs[0]), shapeOf(n.Inputs[1]), shapeOf(n.Inputs[2]))
+	if err != nil {
+		return nodeError(n, "%v", err)
+	}
+	setOut(n, 0, n.Inputs[1].DType, out)
+	return nil
+}
+
+func kernelWhere(n *graph.Node) (Kernel, error) {
+	out := n.Outputs[0].StaticShape()
+	b := newBcast(out, shapeOf(n.Inputs[0]), shapeOf(n.Inputs[1]), shapeOf(n.Inputs[2]))
+	dt := n.Inputs[1].DType
+	return func(in, o []*graph.Tensor) {
+		c := in[0].B
+		for r := 0; r < b.rows; r++ {
+			oc, ox, oy := b.rowOff[0][r], b.rowOff[1][r], b.rowOff[2][r]
+			base := r * b.inner
+			for j := 0; j < b.inner; j++ {
+				take := c[oc+j*b.step[0]]
+				switch dt {
+				case graph.Float32:
+					if take {
+						o[0].F[base+j] = in[1].F[ox+j*b.step[1]]
+					} else {
+						o[0].F[base+j] = in[2].F[oy+j*b.step[2]]
+					}
+				case graph.Int64:
+					if take {
+						o[0].I[base+j] = in[1].I[ox+j*b.step[1]]
+					} else {
+						o[0].I[base+j] = in[2].I[oy+j*b.step[2]]
+					}
+				case graph.Bool:
+					if take {
+						o[0].B[base+j] = in[1].B[ox+j*b.step[1]]
+					} else {
+						o[0].B[base+j] = in[2].B[oy+j*b.step[2]]
+					}
+				}
+			}
+		}
+	}, nil
+}

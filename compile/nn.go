@@ -1,0 +1,380 @@
+package compile
+
+import (
+	"math"
+
+	"github.com/hyperat/hyperat/graph"
+)
+
+func init() {
+	register("Softmax", inferSame, kernelSoftmax)
+	register("LogSoftmax", inferSame, kernelSoftmax)
+	register("LayerNormalization", inferSame, kernelLayerNorm)
+	register("ReduceMean", inferReduce, kernelReduce)
+	register("ReduceSum", inferReduce, kernelReduce)
+	register("ReduceMax", inferReduce, kernelReduce)
+	register("MatMul", inferMatMul, kernelMatMul)
+	register("Gemm", inferGemm, kernelGemm)
+	register("Conv", inferConv, kernelConv)
+}
+
+// axisSplit views a shape as [outer, n, inner] around axis.
+func axisSplit(shape []int, axis int) (outer, n, inner int) {
+	return graph.Numel(shape[:axis]), shape[axis], graph.Numel(shape[axis+1:])
+}
+
+func kernelSoftmax(n *graph.Node) (Kernel, error) {
+	shape := shapeOf(n.Inputs[0])
+	axis, err := normAxis(n, n.Attrs.Int("axis", -1), len(shape))
+	if err != nil {
+		return nil, err
+	}
+	outer, d, inner := axisSplit(shape, axis)
+	logsm := n.Op == "LogSoftmax"
+	return func(in, out []*graph.Tensor) {
+		x, y := in[0].F, out[0].F
+		for o := 0; o < outer; o++ {
+			for k := 0; k < inner; k++ {
+				base := o*d*inner + k
+				m := float32(math.Inf(-1))
+				for j := 0; j < d; j++ {
+					m = max(m, x[base+j*inner])
+				}
+				var s float64
+				for j := 0; j < d; j++ {
+					e := math.Exp(float64(x[base+j*inner] - m))
+					s += e
+					if !logsm {
+						y[base+j*inner] = float32(e)
+					}
+				}
+				if logsm {
+					ls := float32(math.Log(s))
+					for j := 0; j < d; j++ {
+						y[base+j*inner] = x[base+j*inner] - m - ls
+					}
+					continue
+				}
+				inv := 1 / s
+				for j := 0; j < d; j++ {
+					y[base+j*inner] = float32(float64(y[base+j*inner]) * inv)
+				}
+			}
+		}
+	}, nil
+}
+
+// LayerNormalization normalizes over the dims from axis on; statistics in float64.
+func kernelLayerNorm(n *graph.Node) (Kernel, error) {
+	shape := shapeOf(n.Inputs[0])
+	axis, err := normAxis(n, n.Attrs.Int("axis", -1), len(shape))
+	if err != nil {
+		return nil, err
+	}
+	rows, d := graph.Numel(shape[:axis]), graph.Numel(shape[axis:])
+	if s := shapeOf(n.Inputs[1]); graph.Numel(s) != d {
+		return nil, nodeError(n, "scale shape %v does not match normalized size %d", s, d)
+	}
+	hasBias := n.In(2) != nil
+	eps := float64(n.Attrs.Float("epsilon", 1e-5))
+	return func(in, out []*graph.Tensor) {
+		x, g, y := in[0].F, in[1].F, out[0].F
+		var b []float32
+		if hasBias {
+			b = in[2].F
+		}
+		for r := 0; r < rows; r++ {
+			xr := x[r*d : (r+1)*d]
+			var mean float64
+			for _, v := range xr {
+				mean += float64(v)
+			}
+			mean /= float64(d)
+			var vr float64
+			for _, v := range xr {
+				dv := float64(v) - mean
+				vr += dv * dv
+			}
+			inv := 1 / math.Sqrt(vr/float64(d)+eps)
+			yr := y[r*d : (r+1)*d]
+			for j, v := range xr {
+				o := (float64(v) - mean) * inv * float64(g[j])
+				if hasBias {
+					o += float64(b[j])
+				}
+				yr[j] = float32(o)
+			}
+		}
+	}, nil
+}
+
+// reduceAxes resolves the axes input: empty means all axes, unless
+// noop_with_empty_axes, which makes the op the identity.
+func reduceAxes(n *graph.Node) ([]bool, error) {
+	shape := shapeOf(n.Inputs[0])
+	axes, _, err := constInts(n, 1)
+	if err != nil {
+		return nil, err
+	}
+	red := make([]bool, len(shape))
+	if len(axes) == 0 {
+		if n.Attrs.Int("noop_with_empty_axes", 0) == 1 {
+			return red, nil
+		}
+		for i := range red {
+			red[i] = true
+		}
+	}
+	for _, a := range axes {
+		ax, err := normAxis(n, a, len(shape))
+		if err != nil {
+			return nil, err
+		}
+		red[ax] = true
+	}
+	return red, nil
+}
+
+func inferReduce(n *graph.Node) error {
+	shape := shapeOf(n.Inputs[0])
+	red, err := reduceAxes(n)
+	if err != nil {
+		return err
+	}
+	keep := n.Attrs.Int("keepdims", 1) == 1
+	var out []int
+	for i, d := range shape {
+		switch {
+		case !red[i]:
+			out = append(out, d)
+		case keep:
+			out = append(out, 1)
+		}
+	}
+	setOut(n, 0, n.Inputs[0].DType, out)
+	return nil
+}
+
+// kernelReduce accumulates in float64 (int64 for integers) in input order.
+func kernelReduce(n *graph.Node) (Kernel, error) {
+	shape := shapeOf(n.Inputs[0])
+	red, err := reduceAxes(n)
+	if err != nil {
+		return nil, err
+	}
+	// map each input element to its output element
+	ost := make([]int, len(shape))
+	acc := 1
+	for i := len(shape) - 1; i >= 0; i-- {
+		if !red[i] {
+			ost[i] = acc
+			acc *= shape[i]
+		}
+	}
+	m := indexMap(shape, ost, 0)
+	nOut := acc
+	count := float64(graph.Numel(shape) / max(nOut, 1))
+	op := n.Op
+	dt := n.Inputs[0].DType
+	return func(in, out []*graph.Tensor) {
+		switch dt {
+		case graph.Float32:
+			sums := make([]float64, nOut)
+			if op == "ReduceMax" {
+				for i := range sums {
+					sums[i] = math.Inf(-1)
+				}
+			}
+			for i, o := range m {
+				v := float64(in[0].F[i])
+				if op == "ReduceMax" {
+					if v > sums[o] || v != v {
+						sums[o] = v
+					}
+				} else {
+					sums[o] += v
+				}
+			}
+			for i, s := range sums {
+				if op == "ReduceMean" {
+					s /= count
+				}
+				out[0].F[i] = float32(s)
+			}
+		case graph.Int64:
+			for i := range out[0].I {
+				out[0].I[i] = 0
+				if op == "ReduceMax" {
+					out[0].I[i] = math.MinInt64
+				}
+			}
+			for i, o := range m {
+				v := in[0].I[i]
+				if op == "ReduceMax" {
+					out[0].I[o] = max(out[0].I[o], v)
+				} else {
+					out[0].I[o] += v
+				}
+			}
+			if op == "ReduceMean" {
+				for i := range out[0].I {
+					out[0].I[i] /= int64(count)
+				}
+			}
+		}
+	}, nil
+}
+
+// matmulShapes applies numpy matmul rules: 1-D operands are promoted and the
+// promoted dims dropped; batch dims broadcast.
+type matmulPlan struct {
+	out        []int
+	batch      int
+	m, k, n    int
+	aOff, bOff []int // per batch entry, element offset of each operand
+	aVec, bVec bool
+}
+
+func planMatMul(n *graph.Node, as, bs []int) (*matmulPlan, error) {
+	p := &matmulPlan{}
+	a, b := as, bs
+	if len(a) == 0 || len(b) == 0 {
+		return nil, nodeError(n, "scalar operands")
+	}
+	if len(a) == 1 {
+		a, p.aVec = []int{1, a[0]}, true
+	}
+	if len(b) == 1 {
+		b, p.bVec = []int{b[0], 1}, true
+	}
+	p.m, p.k = a[len(a)-2], a[len(a)-1]
+	if b[len(b)-2] != p.k {
+		return nil, nodeError(n, "inner dimensions differ: %v x %v", as, bs)
+	}
+	p.n = b[len(b)-1]
+	ab, bb := a[:len(a)-2], b[:len(b)-2]
+	batch, err := broadcastShapes(ab, bb)
+	if err != nil {
+		return nil, nodeError(n, "batch dims: %v", err)
+	}
+	p.batch = graph.Numel(batch)
+	am := indexMapBroadcast(batch, ab)
+	bm := indexMapBroadcast(batch, bb)
+	for i := 0; i < p.batch; i++ {
+		p.aOff = append(p.aOff, am[i]*p.m*p.k)
+		p.bOff = append(p.bOff, bm[i]*p.k*p.n)
+	}
+	p.out = append([]int{}, batch...)
+	if !p.aVec {
+		p.out = append(p.out, p.m)
+	}
+	if !p.bVec {
+		p.out = append(p.out, p.n)
+	}
+	return p, nil
+}
+
+// indexMapBroadcast maps each element of out to the broadcast element of in.
+func indexMapBroadcast(out, in []int) []int {
+	st := stridesOf(in)
+	full := make([]int, len(out))
+	off := len(out) - len(in)
+	for i, d := range in {
+		if d != 1 {
+			full[off+i] = st[i]
+		}
+	}
+	m32 := indexMap(out, full, 0)
+	m := make([]int, len(m32))
+	for i, v := range m32 {
+		m[i] = int(v)
+	}
+	return m
+}
+
+func inferMatMul(n *graph.Node) error {
+	p, err := planMatMul(n, shapeOf(n.Inputs[0]), shapeOf(n.Inputs[1]))
+	if err != nil {
+		return err
+	}
+	setOut(n, 0, graph.Float32, p.out)
+	return nil
+}
+
+func kernelMatMul(n *graph.Node) (Kernel, error) {
+	p, err := planMatMul(n, shapeOf(n.Inputs[0]), shapeOf(n.Inputs[1]))
+	if err != nil {
+		return nil, err
+	}
+	return func(in, out []*graph.Tensor) {
+		a, b, c := in[0].F, in[1].F, out[0].F
+		for i := 0; i < p.batch; i++ {
+			Gemm(false, false, p.m, p.n, p.k, 1, a[p.aOff[i]:], p.k, b[p.bOff[i]:], p.n, 0, c[i*p.m*p.n:], p.n)
+		}
+	}, nil
+}
+
+func gemmDims(n *graph.Node) (m, k, nn int, err error) {
+	a, b := shapeOf(n.Inputs[0]), shapeOf(n.Inputs[1])
+	if len(a) != 2 || len(b) != 2 {
+		return 0, 0, 0, nodeError(n, "A and B must be 2-D, got %v and %v", a, b)
+	}
+	m, k = a[0], a[1]
+	if n.Attrs.Int("transA", 0) == 1 {
+		m, k = k, m
+	}
+	kb, nn := b[0], b[1]
+	if n.Attrs.Int("transB", 0) == 1 {
+		kb, nn = nn, kb
+	}
+	if kb != k {
+		return 0, 0, 0, nodeError(n, "inner dimensions differ: %v, %v", a, b)
+	}
+	return m, k, nn, nil
+}
+
+func inferGemm(n *graph.Node) error {
+	m, _, nn, err := gemmDims(n)
+	if err != nil {
+		return err
+	}
+	if c := n.In(2); c != nil {
+		if _, err := broadcastShapes(shapeOf(c), []int{m, nn}); err != nil {
+			return nodeError(n, "C: %v", err)
+		}
+	}
+	setOut(n, 0, graph.Float32, []int{m, nn})
+	return nil
+}
+
+func kernelGemm(n *graph.Node) (Kernel, error) {
+	m, k, nn, err := gemmDims(n)
+	if err != nil {
+		return nil, err
+	}
+	ta, tb := n.Attrs.Int("transA", 0) == 1, n.Attrs.Int("transB", 0) == 1
+	alpha, beta := n.Attrs.Float("alpha", 1), n.Attrs.Float("beta", 1)
+	lda, ldb := k, nn
+	if ta {
+		lda = m
+	}
+	if tb {
+		ldb = k
+	}
+	var cmap []int
+	if c := n.In(2); c != nil {
+		cmap = indexMapBroadcast([]int{m, nn}, shapeOf(c))
+	}
+	return func(in, out []*graph.Tensor) {
+		y := out[0].F
+		b := float32(0)
+		if cmap != nil && beta != 0 {
+			c := in[2].F
+			for i, j := range cmap {
+				y[i] = c[j]
+			}
+			b = beta
+		}
+		Gemm(ta, tb, m, nn, k, alpha, in[0].F, lda, in[1].F, ldb, b, y, nn)
+	}, nil
+}

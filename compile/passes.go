@@ -1,0 +1,276 @@
+package compile
+
+import (
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/hyperat/hyperat/graph"
+)
+
+// Options says what to compile.
+type Options struct {
+	// Batch replaces the first dim of every input when it is symbolic.
+	Batch int
+	// Shapes overrides input shapes by input name (all dims static).
+	Shapes map[string][]int
+	// Vars are parameters that stay variables: not folded, fed or updated at
+	// run time (trained weights, LoRA factors). Everything else constant folds.
+	Vars []*graph.Value
+	// Grad, when set, adds a gradient computation (see grad.go).
+	Grad *GradSpec
+	// Disable names passes to skip (only optional ones); Dump names passes after
+	// which the graph is printed to stderr. HYPERAT_DUMP=pass1,pass2 also dumps.
+	Disable, Dump []string
+	// Verify runs the graph verifier after every pass (tests turn it on).
+	Verify bool
+}
+
+// pass is one named step of the pipeline.
+type pass struct {
+	name     string
+	fn       func(c *compilation) error
+	required bool
+}
+
+// passes is the pipeline, in order.
+var passes = []pass{
+	{"specialize", specialize, true},        // symbolic input dims -> the batch size
+	{"infer-fold", inferAndFold, true},      // static shapes; Shape/Gather/Concat... subgraphs -> constants
+	{"grad", gradPass, true},                // reverse mode for Options.Grad (no-op without it)
+	{"infer-fold-grad", inferAndFold, true}, // shapes of the gradient nodes, fold what is constant
+	{"dce", deadCode, false},                // drop nodes no output needs
+}
+
+// compilation is the state threaded through the passes.
+type compilation struct {
+	g    *graph.Graph
+	opts Options
+	vars map[*graph.Value]*graph.Value // original var -> var in the compiled graph
+	grad map[*graph.Value]*graph.Value // wrt (compiled graph) -> gradient value
+	loss *graph.Value
+}
+
+// Compile runs the pipeline on a copy of g and binds kernels into a Program.
+func Compile(g *graph.Graph, opts Options) (*Program, error) {
+	c, err := lower(g, opts)
+	if err != nil {
+		return nil, err
+	}
+	return newProgram(c)
+}
+
+// lower clones g and runs the passes.
+func lower(g *graph.Graph, opts Options) (*compilation, error) {
+	cg, vmap := cloneWithMap(g)
+	c := &compilation{g: cg, opts: opts, vars: map[*graph.Value]*graph.Value{}}
+	for _, v := range opts.Vars {
+		nv, ok := vmap[v]
+		if !ok || !v.IsConst() {
+			return nil, fmt.Errorf("variable %s is not a constant of this graph", v.Name)
+		}
+		c.vars[v] = nv
+	}
+	dump := map[string]bool{}
+	for _, d := range append(append([]string{}, opts.Dump...), strings.Split(os.Getenv("HYPERAT_DUMP"), ",")...) {
+		dump[d] = true
+	}
+	off := map[string]bool{}
+	for _, d := range opts.Disable {
+		off[d] = true
+	}
+	for _, p := range passes {
+		if off[p.name] && !p.required {
+			continue
+		}
+		if err := p.fn(c); err != nil {
+			return nil, err
+		}
+		if opts.Verify {
+			if err := c.g.Verify(); err != nil {
+				return nil, fmt.Errorf("after pass %s: %v", p.name, err)
+			}
+		}
+		if dump[p.name] {
+			fmt.Fprintf(os.Stderr, "== after %s ==\n%s", p.name, c.g)
+		}
+	}
+	return c, nil
+}
+
+// cloneWithMap clones g and returns the map from old values to new ones.
+func cloneWithMap(g *graph.Graph) (*graph.Graph, map[*graph.Value]*graph.Value) {
+	c := g.Clone()
+	m := map[*graph.Value]*graph.Value{}
+	for i, v := range g.Inputs {
+		m[v] = c.Inputs[i]
+	}
+	for i, v := range g.Params {
+		m[v] = c.Params[i]
+	}
+	for i, n := range g.Nodes {
+		cn := c.Nodes[i]
+		for j, v := range n.Inputs {
+			if v != nil {
+				m[v] = cn.Inputs[j]
+			}
+		}
+		for j, v := range n.Outputs {
+			m[v] = cn.Outputs[j]
+		}
+	}
+	for i, v := range g.Outputs {
+		m[v] = c.Outputs[i]
+	}
+	return c, m
+}
+
+// specialize gives every input a static shape.
+func specialize(c *compilation) error {
+	for _, in := range c.g.Inputs {
+		if s, ok := c.opts.Shapes[in.Name]; ok {
+			if in.Shape != nil && len(s) != len(in.Shape) {
+				return fmt.Errorf("input %s: shape %v has rank %d, the model wants %v", in.Name, s, len(s), in.Shape)
+			}
+			for i, d := range in.Shape {
+				if d.N >= 0 && d.N != s[i] {
+					return fmt.Errorf("input %s: shape %v does not match the model's %v", in.Name, s, in.Shape)
+				}
+			}
+			in.Shape = graph.StaticShape(s...)
+			continue
+		}
+		if in.Shape == nil {
+			return fmt.Errorf("input %s has no shape in the model; pass its shape", in.Name)
+		}
+		for i, d := range in.Shape {
+			if d.N >= 0 {
+				continue
+			}
+			if i != 0 || c.opts.Batch <= 0 {
+				return fmt.Errorf("input %s: dim %d (%s) is symbolic; only the batch dim can be", in.Name, i, in.Shape)
+			}
+			in.Shape[i] = graph.Dim{N: c.opts.Batch}
+		}
+	}
+	return nil
+}
+
+// inferAndFold walks the nodes in order, infers each output's dtype and static
+// shape, and evaluates nodes whose inputs are all constants. Variables are
+// detached from their data first so that nothing folds through them.
+func inferAndFold(c *compilation) error {
+	for _, v := range c.vars {
+		if v.Const != nil {
+			v.Shape = graph.StaticShape(v.Const.Shape...)
+			v.DType = v.Const.DType
+		}
+	}
+	isVar := map[*graph.Value]bool{}
+	for _, v := range c.vars {
+		isVar[v] = true
+	}
+	var kept []*graph.Node
+	for _, n := range c.g.Nodes {
+		impl, ok := impls[n.Op]
+		if !ok {
+			return fmt.Errorf("node %q: operator %s has no implementation", n.Name, n.Op)
+		}
+		allConst := true
+		for _, in := range n.Inputs {
+			if in == nil {
+				continue
+			}
+			if in.Shape == nil {
+				return fmt.Errorf("node %q (%s): input %s has no shape", n.Name, n.Op, in.Name)
+			}
+			if !in.IsConst() || isVar[in] {
+				allConst = false
+			}
+		}
+		if err := impl.infer(n); err != nil {
+			return err
+		}
+		if outputsConst(n) {
+			continue // the shape alone decided the result (Shape, Size)
+		}
+		if !allConst || impl.kernel == nil {
+			kept = append(kept, n)
+			continue
+		}
+		if err := fold(n, impl); err != nil {
+			return err
+		}
+	}
+	c.g.Nodes = kept
+	return nil
+}
+
+func outputsConst(n *graph.Node) bool {
+	for _, o := range n.Outputs {
+		if !o.IsConst() {
+			return false
+		}
+	}
+	return true
+}
+
+// fold evaluates a node on constant inputs.
+func fold(n *graph.Node, impl *opImpl) (err error) {
+	k, err := impl.kernel(n)
+	if err != nil {
+		return err
+	}
+	ins := make([]*graph.Tensor, len(n.Inputs))
+	for i, in := range n.Inputs {
+		if in != nil {
+			ins[i] = in.Const
+		}
+	}
+	outs := make([]*graph.Tensor, len(n.Outputs))
+	for i, o := range n.Outputs {
+		outs[i] = graph.NewTensor(o.DType, o.StaticShape())
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = nodeError(n, "%v", r)
+		}
+	}()
+	k(ins, outs)
+	for i, o := range n.Outputs {
+		o.Const = outs[i]
+	}
+	return nil
+}
+
+// deadCode keeps only the nodes that graph outputs (and gradients) depend on.
+func deadCode(c *compilation) error {
+	live := map[*graph.Value]bool{}
+	for _, o := range c.g.Outputs {
+		live[o] = true
+	}
+	var kept []*graph.Node
+	for i := len(c.g.Nodes) - 1; i >= 0; i-- {
+		n := c.g.Nodes[i]
+		used := false
+		for _, o := range n.Outputs {
+			if live[o] {
+				used = true
+			}
+		}
+		if !used {
+			continue
+		}
+		kept = append(kept, n)
+		for _, in := range n.Inputs {
+			if in != nil {
+				live[in] = true
+			}
+		}
+	}
+	for i, j := 0, len(kept)-1; i < j; i, j = i+1, j-1 {
+		kept[i], kept[j] = kept[j], kept[i]
+	}
+	c.g.Nodes = kept
+	return nil
+}

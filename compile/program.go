@@ -1,0 +1,120 @@
+package compile
+
+import (
+	"fmt"
+
+	"github.com/hyperat/hyperat/graph"
+)
+
+// Program is a compiled graph: every value has a buffer of fixed shape, and Run
+// executes one kernel per node in order.
+type Program struct {
+	// Graph is the lowered graph (specialized, folded, with gradient nodes).
+	Graph   *graph.Graph
+	Inputs  []*graph.Value
+	Outputs []*graph.Value
+	steps   []step
+	bufs    map[*graph.Value]*graph.Tensor
+	vars    map[*graph.Value]*graph.Value
+	grads   map[*graph.Value]*graph.Value
+	loss    *graph.Value
+}
+
+type step struct {
+	node    *graph.Node
+	k       Kernel
+	in, out []*graph.Tensor
+}
+
+func newProgram(c *compilation) (*Program, error) {
+	p := &Program{Graph: c.g, Inputs: c.g.Inputs, Outputs: c.g.Outputs,
+		bufs: map[*graph.Value]*graph.Tensor{}, vars: c.vars, grads: c.grad, loss: c.loss}
+	isVar := map[*graph.Value]bool{}
+	for _, v := range c.vars {
+		isVar[v] = true
+		// variables own a private copy, updated in place by training
+		p.bufs[v] = v.Const.Clone()
+	}
+	buf := func(v *graph.Value) *graph.Tensor {
+		if v == nil {
+			return nil
+		}
+		if t, ok := p.bufs[v]; ok {
+			return t
+		}
+		var t *graph.Tensor
+		if v.IsConst() {
+			t = v.Const
+		} else {
+			t = graph.NewTensor(v.DType, v.StaticShape())
+		}
+		p.bufs[v] = t
+		return t
+	}
+	for _, in := range c.g.Inputs {
+		buf(in)
+	}
+	for _, n := range c.g.Nodes {
+		impl := impls[n.Op]
+		if impl.kernel == nil {
+			return nil, nodeError(n, "has no kernel")
+		}
+		k, err := impl.kernel(n)
+		if err != nil {
+			return nil, err
+		}
+		s := step{node: n, k: k}
+		for _, in := range n.Inputs {
+			s.in = append(s.in, buf(in))
+		}
+		for _, o := range n.Outputs {
+			s.out = append(s.out, buf(o))
+		}
+		p.steps = append(p.steps, s)
+	}
+	for _, o := range c.g.Outputs {
+		buf(o)
+	}
+	return p, nil
+}
+
+// Run copies the inputs in (in graph input order), executes, and returns the
+// output buffers. They belong to the Program and are overwritten by the next Run.
+func (p *Program) Run(inputs ...*graph.Tensor) (outs []*graph.Tensor, err error) {
+	if len(inputs) != len(p.Inputs) {
+		return nil, fmt.Errorf("program takes %d inputs, got %d", len(p.Inputs), len(inputs))
+	}
+	for i, in := range p.Inputs {
+		t := inputs[i]
+		want := in.StaticShape()
+		if t.DType != in.DType || !sameShape(t.Shape, want) {
+			return nil, fmt.Errorf("input %s: got %s%v, want %s%v", in.Name, t.DType, t.Shape, in.DType, want)
+		}
+		copyData(p.bufs[in], t)
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("run: %v", r)
+		}
+	}()
+	for i := range p.steps {
+		s := &p.steps[i]
+		s.k(s.in, s.out)
+	}
+	for _, o := range p.Outputs {
+		outs = append(outs, p.bufs[o])
+	}
+	return outs, nil
+}
+
+// Var returns the buffer of a variable (by the value given in Options.Vars):
+// write into it to change the weight for the next Run.
+func (p *Program) Var(v *graph.Value) *graph.Tensor {
+	if cv, ok := p.vars[v]; ok {
+		return p.bufs[cv]
+	}
+	return nil
+}
+
+// Value returns the buffer of a value of the lowered graph (for tests and debugging).
+func (p *Program) Value(v *graph.Value) *graph.Tensor { return p.bufs[v] }

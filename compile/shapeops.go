@@ -1,0 +1,730 @@
+package compile
+
+import (
+	"math"
+
+	"github.com/hyperat/hyperat/graph"
+)
+
+func init() {
+	register("Shape", inferShape, nil)
+	register("Size", inferSize, nil)
+	register("Reshape", inferReshape, kernelCopy)
+	register("Flatten", inferFlatten, kernelCopy)
+	register("Squeeze", inferSqueeze, kernelCopy)
+	register("Unsqueeze", inferUnsqueeze, kernelCopy)
+	register("Transpose", inferTranspose, kernelTranspose)
+	register("Concat", inferConcat, kernelConcat)
+	register("Split", inferSplit, kernelSplit)
+	register("Slice", inferSlice, kernelIndexMap)
+	register("Gather", inferGather, kernelGather)
+	register("ConstantOfShape", inferConstantOfShape, kernelConstantOfShape)
+	register("Expand", inferExpand, kernelIndexMap)
+	register("Tile", inferTile, kernelIndexMap)
+	register("Range", inferRange, kernelRange)
+}
+
+func i64s(v []int) []int64 {
+	out := make([]int64, len(v))
+	for i, x := range v {
+		out[i] = int64(x)
+	}
+	return out
+}
+
+// Shape (opset 15): dims[start:end] with clamped, possibly negative bounds. The
+// result is always a constant once shapes are static.
+func inferShape(n *graph.Node) error {
+	s := shapeOf(n.Inputs[0])
+	r := int64(len(s))
+	clamp := func(v int64) int64 {
+		if v < 0 {
+			v += r
+		}
+		return min(max(v, 0), r)
+	}
+	start := clamp(n.Attrs.Int("start", 0))
+	end := r
+	if n.Attrs.Has("end") {
+		end = clamp(n.Attrs.Int("end", r))
+	}
+	dims := []int64{}
+	if start < end {
+		dims = i64s(s[start:end])
+	}
+	setOut(n, 0, graph.Int64, []int{len(dims)})
+	n.Outputs[0].Const = graph.I64([]int{len(dims)}, dims)
+	return nil
+}
+
+func inferSize(n *graph.Node) error {
+	setOut(n, 0, graph.Int64, nil)
+	n.Outputs[0].Const = graph.I64(nil, []int64{int64(graph.Numel(shapeOf(n.Inputs[0])))})
+	return nil
+}
+
+func kernelCopy(n *graph.Node) (Kernel, error) {
+	return func(in, out []*graph.Tensor) { copyData(out[0], in[0]) }, nil
+}
+
+// Reshape: 0 copies the input dim (unless allowzero), -1 is inferred.
+func inferReshape(n *graph.Node) error {
+	in := shapeOf(n.Inputs[0])
+	spec, _, err := constInts(n, 1)
+	if err != nil {
+		return err
+	}
+	allowzero := n.Attrs.Int("allowzero", 0) == 1
+	out := make([]int, len(spec))
+	infer, known := -1, 1
+	for i, d := range spec {
+		switch {
+		case d == -1:
+			if infer >= 0 {
+				return nodeError(n, "more than one -1 in shape %v", spec)
+			}
+			infer = i
+			continue
+		case d == 0 && !allowzero:
+			if i >= len(in) {
+				return nodeError(n, "shape %v copies dim %d of a rank-%d input", spec, i, len(in))
+			}
+			out[i] = in[i]
+		case d < 0:
+			return nodeError(n, "invalid dim %d in shape %v", d, spec)
+		default:
+			out[i] = int(d)
+		}
+		known *= out[i]
+	}
+	total := graph.Numel(in)
+	if infer >= 0 {
+		if known == 0 || total%known != 0 {
+			return nodeError(n, "cannot reshape %v to %v", in, spec)
+		}
+		out[infer] = total / known
+	}
+	if graph.Numel(out) != total {
+		return nodeError(n, "cannot reshape %v (%d elements) to %v", in, total, out)
+	}
+	setOut(n, 0, n.Inputs[0].DType, out)
+	return nil
+}
+
+func inferFlatten(n *graph.Node) error {
+	in := shapeOf(n.Inputs[0])
+	axis := n.Attrs.Int("axis", 1)
+	if axis < 0 {
+		axis += int64(len(in))
+	}
+	if axis < 0 || axis > int64(len(in)) {
+		return nodeError(n, "axis %d out of range for rank %d", axis, len(in))
+	}
+	setOut(n, 0, n.Inputs[0].DType, []int{graph.Numel(in[:axis]), graph.Numel(in[axis:])})
+	return nil
+}
+
+func inferSqueeze(n *graph.Node) error {
+	in := shapeOf(n.Inputs[0])
+	axes, ok, err := constInts(n, 1)
+	if err != nil {
+		return err
+	}
+	drop := map[int]bool{}
+	if !ok {
+		for i, d := range in {
+			if d == 1 {
+				drop[i] = true
+			}
+		}
+	}
+	for _, a := range axes {
+		ax, err := normAxis(n, a, len(in))
+		if err != nil {
+			return err
+		}
+		if in[ax] != 1 {
+			return nodeError(n, "cannot squeeze axis %d of size %d", ax, in[ax])
+		}
+		drop[ax] = true
+	}
+	var out []int
+	for i, d := range in {
+		if !drop[i] {
+			out = append(out, d)
+		}
+	}
+	setOut(n, 0, n.Inputs[0].DType, out)
+	return nil
+}
+
+func inferUnsqueeze(n *graph.Node) error {
+	in := shapeOf(n.Inputs[0])
+	axes, _, err := constInts(n, 1)
+	if err != nil {
+		return err
+	}
+	rank := len(in) + len(axes)
+	ins := map[int]bool{}
+	for _, a := range axes {
+		ax, err := normAxis(n, a, rank)
+		if err != nil {
+			return err
+		}
+		if ins[ax] {
+			return nodeError(n, "axis %d repeated", ax)
+		}
+		ins[ax] = true
+	}
+	out := make([]int, 0, rank)
+	j := 0
+	for i := 0; i < rank; i++ {
+		if ins[i] {
+			out = append(out, 1)
+		} else {
+			out = append(out, in[j])
+			j++
+		}
+	}
+	setOut(n, 0, n.Inputs[0].DType, out)
+	return nil
+}
+
+// perm returns Transpose's permutation (default: reversed dims).
+func perm(n *graph.Node, rank int) ([]int, error) {
+	p, ok := n.Attrs.Ints("perm")
+	out := make([]int, rank)
+	if !ok {
+		for i := range out {
+			out[i] = rank - 1 - i
+		}
+		return out, nil
+	}
+	if len(p) != rank {
+		return nil, nodeError(n, "perm %v does not match rank %d", p, rank)
+	}
+	seen := make([]bool, rank)
+	for i, v := range p {
+		ax, err := normAxis(n, v, rank)
+		if err != nil || seen[ax] {
+			return nil, nodeError(n, "invalid perm %v", p)
+		}
+		seen[ax] = true
+		out[i] = ax
+	}
+	return out, nil
+}
+
+func inferTranspose(n *graph.Node) error {
+	in := shapeOf(n.Inputs[0])
+	p, err := perm(n, len(in))
+	if err != nil {
+		return err
+	}
+	out := make([]int, len(in))
+	for i, ax := range p {
+		out[i] = in[ax]
+	}
+	setOut(n, 0, n.Inputs[0].DType, out)
+	return nil
+}
+
+// indexMap builds out[i] = in[map[i]] for a view described by, per output dim,
+// a size and a stride into the input, plus a starting offset.
+func indexMap(out []int, strides []int, offset int) []int32 {
+	m := make([]int32, graph.Numel(out))
+	idx := make([]int, len(out))
+	for i := range m {
+		o := offset
+		for k, v := range idx {
+			o += v * strides[k]
+		}
+		m[i] = int32(o)
+		for k := len(idx) - 1; k >= 0; k-- {
+			idx[k]++
+			if idx[k] < out[k] {
+				break
+			}
+			idx[k] = 0
+		}
+	}
+	return m
+}
+
+func gatherByMap(m []int32) Kernel {
+	return func(in, out []*graph.Tensor) {
+		src, dst := in[0], out[0]
+		switch src.DType {
+		case graph.Float32:
+			for i, j := range m {
+				dst.F[i] = src.F[j]
+			}
+		case graph.Int64:
+			for i, j := range m {
+				dst.I[i] = src.I[j]
+			}
+		case graph.Bool:
+			for i, j := range m {
+				dst.B[i] = src.B[j]
+			}
+		}
+	}
+}
+
+func kernelTranspose(n *graph.Node) (Kernel, error) {
+	in := shapeOf(n.Inputs[0])
+	p, err := perm(n, len(in))
+	if err != nil {
+		return nil, err
+	}
+	st := stridesOf(in)
+	ps := make([]int, len(p))
+	for i, ax := range p {
+		ps[i] = st[ax]
+	}
+	return gatherByMap(indexMap(n.Outputs[0].StaticShape(), ps, 0)), nil
+}
+
+// IndexMap exposes the element map of a pure data-movement node (Transpose,
+// Slice, Expand, Tile): out[i] = in[map[i]]. The gradient pass scatters with it.
+func IndexMap(n *graph.Node) ([]int32, error) {
+	switch n.Op {
+	case "Transpose":
+		in := shapeOf(n.Inputs[0])
+		p, err := perm(n, len(in))
+		if err != nil {
+			return nil, err
+		}
+		st := stridesOf(in)
+		ps := make([]int, len(p))
+		for i, ax := range p {
+			ps[i] = st[ax]
+		}
+		return indexMap(n.Outputs[0].StaticShape(), ps, 0), nil
+	case "Slice":
+		return sliceMap(n)
+	case "Expand", "Tile":
+		return repeatMap(n), nil
+	}
+	return nil, nodeError(n, "has no index map")
+}
+
+func kernelIndexMap(n *graph.Node) (Kernel, error) {
+	m, err := IndexMap(n)
+	if err != nil {
+		return nil, err
+	}
+	return gatherByMap(m), nil
+}
+
+func inferConcat(n *graph.Node) error {
+	first := shapeOf(n.Inputs[0])
+	axis, err := normAxis(n, n.Attrs.Int("axis", 0), len(first))
+	if err != nil {
+		return err
+	}
+	out := append([]int{}, first...)
+	out[axis] = 0
+	for _, in := range n.Inputs {
+		s := shapeOf(in)
+		if len(s) != len(first) || in.DType != n.Inputs[0].DType {
+			return nodeError(n, "inputs differ in rank or type")
+		}
+		for k := range s {
+			if k != axis && s[k] != first[k] {
+				return nodeError(n, "input shapes %v and %v differ off the concat axis", first, s)
+			}
+		}
+		out[axis] += s[axis]
+	}
+	setOut(n, 0, n.Inputs[0].DType, out)
+	return nil
+}
+
+// blockCopy copies an [outer, inner] block of src into dst at column offset.
+func kernelConcat(n *graph.Node) (Kernel, error) {
+	out := n.Outputs[0].StaticShape()
+	axis, _ := normAxis(n, n.Attrs.Int("axis", 0), len(out))
+	outer := graph.Numel(out[:axis])
+	rowOut := graph.Numel(out[axis:])
+	var widths []int
+	for _, in := range n.Inputs {
+		widths = append(widths, graph.Numel(shapeOf(in)[axis:]))
+	}
+	return func(in, o []*graph.Tensor) {
+		off := 0
+		for i, t := range in {
+			w := widths[i]
+			for r := 0; r < outer; r++ {
+				copyRange(o[0], r*rowOut+off, t, r*w, w)
+			}
+			off += w
+		}
+	}, nil
+}
+
+func copyRange(dst *graph.Tensor, do int, src *graph.Tensor, so, n int) {
+	switch src.DType {
+	case graph.Float32:
+		copy(dst.F[do:do+n], src.F[so:so+n])
+	case graph.Int64:
+		copy(dst.I[do:do+n], src.I[so:so+n])
+	case graph.Bool:
+		copy(dst.B[do:do+n], src.B[so:so+n])
+	}
+}
+
+// splitSizes: the split input, or equal parts (opset 18: the last may be smaller).
+func splitSizes(n *graph.Node, dim int) ([]int, error) {
+	split, ok, err := constInts(n, 1)
+	if err != nil {
+		return nil, err
+	}
+	k := len(n.Outputs)
+	sizes := make([]int, k)
+	if ok {
+		if len(split) != k {
+			return nil, nodeError(n, "split %v has %d parts for %d outputs", split, len(split), k)
+		}
+		total := 0
+		for i, s := range split {
+			sizes[i] = int(s)
+			total += int(s)
+		}
+		if total != dim {
+			return nil, nodeError(n, "split %v does not add up to %d", split, dim)
+		}
+		return sizes, nil
+	}
+	chunk := (dim + k - 1) / k
+	for i := range sizes {
+		sizes[i] = min(chunk, dim-min(dim, i*chunk))
+	}
+	return sizes, nil
+}
+
+func inferSplit(n *graph.Node) error {
+	in := shapeOf(n.Inputs[0])
+	axis, err := normAxis(n, n.Attrs.Int("axis", 0), len(in))
+	if err != nil {
+		return err
+	}
+	sizes, err := splitSizes(n, in[axis])
+	if err != nil {
+		return err
+	}
+	for i, s := range sizes {
+		out := append([]int{}, in...)
+		out[axis] = s
+		setOut(n, i, n.Inputs[0].DType, out)
+	}
+	return nil
+}
+
+func kernelSplit(n *graph.Node) (Kernel, error) {
+	in := shapeOf(n.Inputs[0])
+	axis, _ := normAxis(n, n.Attrs.Int("axis", 0), len(in))
+	sizes, err := splitSizes(n, in[axis])
+	if err != nil {
+		return nil, err
+	}
+	outer := graph.Numel(in[:axis])
+	inner := graph.Numel(in[axis+1:])
+	rowIn := in[axis] * inner
+	return func(ins, o []*graph.Tensor) {
+		off := 0
+		for i, s := range sizes {
+			w := s * inner
+			for r := 0; r < outer; r++ {
+				copyRange(o[i], r*w, ins[0], r*rowIn+off, w)
+			}
+			off += w
+		}
+	}, nil
+}
+
+// sliceParams resolves Slice's starts/ends/axes/steps into per-dim start and
+// step, clamping as the spec says.
+func sliceParams(n *graph.Node) (out, start, step []int, err error) {
+	in := shapeOf(n.Inputs[0])
+	starts, _, err := constInts(n, 1)
+	if err != nil {
+		return
+	}
+	ends, _, err := constInts(n, 2)
+	if err != nil {
+		return
+	}
+	axes, hasAxes, err := constInts(n, 3)
+	if err != nil {
+		return
+	}
+	steps, hasSteps, err := constInts(n, 4)
+	if err != nil {
+		return
+	}
+	if len(starts) != len(ends) || (hasAxes && len(axes) != len(starts)) || (hasSteps && len(steps) != len(starts)) {
+		err = nodeError(n, "starts, ends, axes and steps differ in length")
+		return
+	}
+	out = append([]int{}, in...)
+	start = make([]int, len(in))
+	step = make([]int, len(in))
+	for i := range step {
+		step[i] = 1
+	}
+	for i := range starts {
+		ax := i
+		if hasAxes {
+			if ax, err = normAxis(n, axes[i], len(in)); err != nil {
+				return
+			}
+		}
+		st := int64(1)
+		if hasSteps {
+			st = steps[i]
+		}
+		if st == 0 {
+			err = nodeError(n, "step 0")
+			return
+		}
+		d := int64(in[ax])
+		s, e := starts[i], ends[i]
+		if s < 0 {
+			s += d
+		}
+		if e < 0 {
+			e += d
+		}
+		if st > 0 {
+			s = min(max(s, 0), d)
+			e = min(max(e, 0), d)
+		} else {
+			s = min(max(s, 0), d-1)
+			e = min(max(e, -1), d-1)
+		}
+		cnt := int64(0)
+		if st > 0 && e > s {
+			cnt = (e - s + st - 1) / st
+		} else if st < 0 && s > e {
+			cnt = (s - e - st - 1) / -st
+		}
+		out[ax], start[ax], step[ax] = int(cnt), int(s), int(st)
+	}
+	return
+}
+
+func inferSlice(n *graph.Node) error {
+	out, _, _, err := sliceParams(n)
+	if err != nil {
+		return err
+	}
+	setOut(n, 0, n.Inputs[0].DType, out)
+	return nil
+}
+
+func sliceMap(n *graph.Node) ([]int32, error) {
+	out, start, step, err := sliceParams(n)
+	if err != nil {
+		return nil, err
+	}
+	st := stridesOf(shapeOf(n.Inputs[0]))
+	off := 0
+	ss := make([]int, len(st))
+	for i := range st {
+		off += start[i] * st[i]
+		ss[i] = step[i] * st[i]
+	}
+	return indexMap(out, ss, off), nil
+}
+
+// repeatMap covers Expand (broadcast to a shape) and Tile (repeat).
+func repeatMap(n *graph.Node) []int32 {
+	in := shapeOf(n.Inputs[0])
+	out := n.Outputs[0].StaticShape()
+	st := stridesOf(in)
+	m := make([]int32, graph.Numel(out))
+	idx := make([]int, len(out))
+	off := len(out) - len(in)
+	for i := range m {
+		o := 0
+		for k := off; k < len(out); k++ {
+			d := in[k-off]
+			o += (idx[k] % d) * st[k-off]
+		}
+		m[i] = int32(o)
+		for k := len(idx) - 1; k >= 0; k-- {
+			idx[k]++
+			if idx[k] < out[k] {
+				break
+			}
+			idx[k] = 0
+		}
+	}
+	return m
+}
+
+func inferExpand(n *graph.Node) error {
+	spec, _, err := constInts(n, 1)
+	if err != nil {
+		return err
+	}
+	target := make([]int, len(spec))
+	for i, d := range spec {
+		target[i] = int(d)
+	}
+	out, err := broadcastShapes(shapeOf(n.Inputs[0]), target)
+	if err != nil {
+		return nodeError(n, "%v", err)
+	}
+	setOut(n, 0, n.Inputs[0].DType, out)
+	return nil
+}
+
+func inferTile(n *graph.Node) error {
+	in := shapeOf(n.Inputs[0])
+	reps, _, err := constInts(n, 1)
+	if err != nil {
+		return err
+	}
+	if len(reps) != len(in) {
+		return nodeError(n, "repeats %v do not match rank %d", reps, len(in))
+	}
+	out := make([]int, len(in))
+	for i := range in {
+		out[i] = in[i] * int(reps[i])
+	}
+	setOut(n, 0, n.Inputs[0].DType, out)
+	return nil
+}
+
+func inferGather(n *graph.Node) error {
+	data := shapeOf(n.Inputs[0])
+	idx := shapeOf(n.Inputs[1])
+	if n.Inputs[1].DType != graph.Int64 {
+		return nodeError(n, "indices must be integers")
+	}
+	axis, err := normAxis(n, n.Attrs.Int("axis", 0), len(data))
+	if err != nil {
+		return err
+	}
+	out := append(append(append([]int{}, data[:axis]...), idx...), data[axis+1:]...)
+	setOut(n, 0, n.Inputs[0].DType, out)
+	return nil
+}
+
+// GatherMap is Gather's element map for given indices (negative ones wrap).
+func GatherMap(n *graph.Node, indices []int64) ([]int32, error) {
+	data := shapeOf(n.Inputs[0])
+	axis, _ := normAxis(n, n.Attrs.Int("axis", 0), len(data))
+	outer := graph.Numel(data[:axis])
+	inner := graph.Numel(data[axis+1:])
+	d := data[axis]
+	m := make([]int32, 0, outer*len(indices)*inner)
+	for o := 0; o < outer; o++ {
+		for _, ix := range indices {
+			if ix < 0 {
+				ix += int64(d)
+			}
+			if ix < 0 || ix >= int64(d) {
+				return nil, nodeError(n, "index %d out of range for axis of size %d", ix, d)
+			}
+			base := (o*d + int(ix)) * inner
+			for k := 0; k < inner; k++ {
+				m = append(m, int32(base+k))
+			}
+		}
+	}
+	return m, nil
+}
+
+func kernelGather(n *graph.Node) (Kernel, error) {
+	if n.Inputs[1].IsConst() {
+		m, err := GatherMap(n, n.Inputs[1].Const.I)
+		if err != nil {
+			return nil, err
+		}
+		return gatherByMap(m), nil
+	}
+	return func(in, out []*graph.Tensor) {
+		m, err := GatherMap(n, in[1].I)
+		if err != nil {
+			panic(err) // data-dependent index error: surfaced by Program.Run
+		}
+		gatherByMap(m)(in, out)
+	}, nil
+}
+
+func inferConstantOfShape(n *graph.Node) error {
+	spec, _, err := constInts(n, 0)
+	if err != nil {
+		return err
+	}
+	out := make([]int, len(spec))
+	for i, d := range spec {
+		if d < 0 {
+			return nodeError(n, "negative dim %d", d)
+		}
+		out[i] = int(d)
+	}
+	val, _ := n.Attrs["value"].(*graph.Tensor)
+	setOut(n, 0, val.DType, out)
+	return nil
+}
+
+func kernelConstantOfShape(n *graph.Node) (Kernel, error) {
+	val := n.Attrs["value"].(*graph.Tensor)
+	return func(in, out []*graph.Tensor) {
+		switch val.DType {
+		case graph.Float32:
+			for i := range out[0].F {
+				out[0].F[i] = val.F[0]
+			}
+		case graph.Int64:
+			for i := range out[0].I {
+				out[0].I[i] = val.I[0]
+			}
+		case graph.Bool:
+			for i := range out[0].B {
+				out[0].B[i] = val.B[0]
+			}
+		}
+	}, nil
+}
+
+// Range: ceil((limit - start) / delta) elements, at least zero.
+func inferRange(n *graph.Node) error {
+	for i := 0; i < 3; i++ {
+		if !n.Inputs[i].IsConst() {
+			return nodeError(n, "inputs must be known at compile time")
+		}
+	}
+	dt := n.Inputs[0].DType
+	var cnt int
+	if dt == graph.Float32 {
+		s, l, d := n.Inputs[0].Const.F[0], n.Inputs[1].Const.F[0], n.Inputs[2].Const.F[0]
+		cnt = int(math.Max(math.Ceil(float64((l-s)/d)), 0))
+	} else {
+		s, l, d := n.Inputs[0].Const.I[0], n.Inputs[1].Const.I[0], n.Inputs[2].Const.I[0]
+		if d == 0 {
+			return nodeError(n, "delta is zero")
+		}
+		cnt = int(math.Max(math.Ceil(float64(l-s)/float64(d)), 0))
+	}
+	setOut(n, 0, dt, []int{cnt})
+	return nil
+}
+
+func kernelRange(n *graph.Node) (Kernel, error) {
+	return func(in, out []*graph.Tensor) {
+		if in[0].DType == graph.Float32 {
+			for i := range out[0].F {
+				out[0].F[i] = in[0].F[0] + float32(i)*in[2].F[0]
+			}
+			return
+		}
+		for i := range out[0].I {
+			out[0].I[i] = in[0].I[0] + int64(i)*in[2].I[0]
+		}
+	}, nil
+}

@@ -1,0 +1,52 @@
+package graph
+
+// OpInfo describes an operator for generic passes and the verifier.
+type OpInfo struct {
+	MinIn, MaxIn int // MaxIn < 0: variadic
+	Outs         int // number of outputs; < 0: variable (Split)
+	// Elementwise ops map each output element to the same element of the
+	// (broadcast) inputs; fusion and gradient helpers use this.
+	Elementwise bool
+}
+
+// Ops is the operator table: ONNX operators in their newest form, plus the
+// project's own (marked in comments) that passes insert.
+var Ops = map[string]OpInfo{
+	// elementwise, numpy broadcasting
+	"Add": {2, 2, 1, true}, "Sub": {2, 2, 1, true}, "Mul": {2, 2, 1, true}, "Div": {2, 2, 1, true},
+	"Pow": {2, 2, 1, true}, "Mod": {2, 2, 1, true}, "Max": {1, -1, 1, true}, "Min": {1, -1, 1, true},
+	"Equal": {2, 2, 1, true}, "Less": {2, 2, 1, true}, "Greater": {2, 2, 1, true},
+	"LessOrEqual": {2, 2, 1, true}, "GreaterOrEqual": {2, 2, 1, true},
+	"And": {2, 2, 1, true}, "Or": {2, 2, 1, true}, "Not": {1, 1, 1, true},
+	"Where": {3, 3, 1, true},
+	"Sqrt":  {1, 1, 1, true}, "Erf": {1, 1, 1, true}, "Exp": {1, 1, 1, true}, "Log": {1, 1, 1, true},
+	"Neg": {1, 1, 1, true}, "Abs": {1, 1, 1, true}, "Reciprocal": {1, 1, 1, true},
+	"Tanh": {1, 1, 1, true}, "Sigmoid": {1, 1, 1, true}, "Relu": {1, 1, 1, true},
+	"Gelu": {1, 1, 1, true}, "Cast": {1, 1, 1, true}, "Identity": {1, 1, 1, true},
+	"Clip": {1, 3, 1, true}, "Sign": {1, 1, 1, true},
+	// structured
+	"Softmax": {1, 1, 1, false}, "LogSoftmax": {1, 1, 1, false},
+	"LayerNormalization": {2, 3, 1, false},
+	"ReduceMean":         {1, 2, 1, false}, "ReduceSum": {1, 2, 1, false}, "ReduceMax": {1, 2, 1, false},
+	"MatMul": {2, 2, 1, false}, "Gemm": {2, 3, 1, false}, "Conv": {2, 3, 1, false},
+	"Reshape": {2, 2, 1, false}, "Transpose": {1, 1, 1, false}, "Concat": {1, -1, 1, false},
+	"Split": {1, 2, -1, false}, "Slice": {3, 5, 1, false}, "Squeeze": {1, 2, 1, false},
+	"Unsqueeze": {2, 2, 1, false}, "Flatten": {1, 1, 1, false}, "Gather": {2, 2, 1, false},
+	"Shape": {1, 1, 1, false}, "Size": {1, 1, 1, false}, "ConstantOfShape": {1, 1, 1, false},
+	"Expand": {2, 2, 1, false}, "Range": {3, 3, 1, false}, "Tile": {2, 2, 1, false},
+	"Pad": {2, 4, 1, false}, "ArgMax": {1, 1, 1, false},
+
+	// project operators (domain "hyperat"), inserted by the gradient pass and losses
+	"ReduceSumTo":         {1, 1, 1, false}, // sum a broadcast gradient back to attr "shape"
+	"SoftmaxGrad":         {2, 2, 1, false}, // (y, dy) -> dx for Softmax along attr axis
+	"LayerNormGrad":       {3, 3, 3, false}, // (x, scale, dy) -> dx, dscale, dbias
+	"GeluGrad":            {2, 2, 1, false}, // (x, dy) -> dx, attr approximate
+	"ConvGradInput":       {2, 2, 1, false}, // (w, dy) -> dx
+	"ConvGradW":           {2, 2, 1, false}, // (x, dy) -> dw
+	"SliceGrad":           {1, 1, 1, false}, // scatter dy into zeros of attr "shape"
+	"GatherGrad":          {2, 2, 1, false}, // scatter-add dy at indices into zeros of attr "shape"
+	"SoftmaxCrossEntropy": {2, 2, 1, false}, // (logits, int64 labels) -> mean loss
+}
+
+// OpDomain is the domain the project's own operators are exported under.
+const OpDomain = "hyperat"

@@ -1,0 +1,303 @@
+// Package onnximport reads an ONNX model into the graph IR, one converter per
+// ONNX operator, following the operator specification of the model's opset
+// (https://onnx.ai/onnx/operators/). Every operator is normalized to its newest
+// form (attributes that later opsets moved to inputs become constant inputs), so
+// the rest of the project sees one semantics per operator. No converter knows
+// what model it is reading.
+package onnximport
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/hyperat/hyperat/graph"
+	"github.com/hyperat/hyperat/onnx"
+)
+
+// Model is an imported ONNX model: the decoded file and its IR graph.
+type Model struct {
+	Path     string
+	Proto    *onnx.ModelProto
+	Graph    *graph.Graph
+	Opset    int64
+	Producer string
+	// Init maps each IR parameter to the ONNX initializer it came from, so export
+	// can write merged weights back where they belong.
+	Init map[*graph.Value]*onnx.TensorProto
+}
+
+// MinOpset and MaxOpset bound the default-domain opsets the importer accepts.
+const (
+	MinOpset = 7
+	MaxOpset = 21
+)
+
+// Load reads and imports an ONNX file.
+func Load(path string) (*Model, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		var pe *os.PathError
+		if errors.As(err, &pe) {
+			return nil, fmt.Errorf("%s: %v", path, pe.Err)
+		}
+		return nil, err
+	}
+	m, err := Decode(data)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	im, err := Import(m, filepath.Dir(path))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	im.Path = path
+	return im, nil
+}
+
+// Decode parses ONNX bytes and checks that they hold a model with a graph.
+func Decode(data []byte) (*onnx.ModelProto, error) {
+	if len(data) == 0 {
+		return nil, errors.New("empty file, not an ONNX model")
+	}
+	var m onnx.ModelProto
+	if err := proto.Unmarshal(data, &m); err != nil {
+		return nil, fmt.Errorf("not an ONNX model, or a truncated one (%v)", err)
+	}
+	if m.GetIrVersion() <= 0 || m.GetGraph() == nil || len(m.GetGraph().GetNode()) == 0 {
+		return nil, errors.New("not an ONNX model: no IR version or no graph nodes")
+	}
+	return &m, nil
+}
+
+// Import converts a decoded model; dir is where external data files are looked up.
+func Import(m *onnx.ModelProto, dir string) (*Model, error) {
+	opset := int64(-1)
+	for _, o := range m.GetOpsetImport() {
+		if o.GetDomain() == "" || o.GetDomain() == "ai.onnx" {
+			opset = o.GetVersion()
+		}
+	}
+	if opset < 0 {
+		return nil, errors.New("model imports no default-domain opset")
+	}
+	if opset < MinOpset || opset > MaxOpset {
+		return nil, fmt.Errorf("opset %d is not supported (supported: %d to %d)", opset, MinOpset, MaxOpset)
+	}
+	c := &ctx{
+		g:      graph.New(),
+		opset:  opset,
+		values: map[string]*graph.Value{},
+		dir:    dir,
+		funcs:  map[string]*onnx.FunctionProto{},
+		model:  &Model{Proto: m, Opset: opset, Producer: producer(m), Init: map[*graph.Value]*onnx.TensorProto{}},
+	}
+	for _, f := range m.GetFunctions() {
+		c.funcs[f.GetDomain()+"::"+f.GetName()] = f
+	}
+	if err := c.graph(m.GetGraph()); err != nil {
+		return nil, err
+	}
+	c.model.Graph = c.g
+	if err := c.g.Verify(); err != nil {
+		return nil, fmt.Errorf("imported graph is malformed: %v", err)
+	}
+	return c.model, nil
+}
+
+func producer(m *onnx.ModelProto) string {
+	p := m.GetProducerName()
+	if v := m.GetProducerVersion(); v != "" {
+		p += " " + v
+	}
+	return p
+}
+
+// ctx is the state of one import.
+type ctx struct {
+	g      *graph.Graph
+	opset  int64
+	values map[string]*graph.Value
+	dir    string
+	funcs  map[string]*onnx.FunctionProto
+	model  *Model
+}
+
+func (c *ctx) graph(gp *onnx.GraphProto) error {
+	for _, tp := range gp.GetInitializer() {
+		t, err := tensorFrom(tp, c.dir)
+		if err != nil {
+			return fmt.Errorf("initializer %q: %v", tp.GetName(), err)
+		}
+		v := c.g.AddParam(tp.GetName(), t)
+		c.values[tp.GetName()] = v
+		c.model.Init[v] = tp
+	}
+	if len(gp.GetSparseInitializer()) > 0 {
+		return errors.New("sparse initializers are not supported")
+	}
+	for _, vi := range gp.GetInput() {
+		if _, isInit := c.values[vi.GetName()]; isInit {
+			continue // old exporters list initializers as inputs too
+		}
+		tt := vi.GetType().GetTensorType()
+		if tt == nil {
+			return fmt.Errorf("input %q is not a tensor", vi.GetName())
+		}
+		dt, err := dtypeOf(tt.GetElemType())
+		if err != nil {
+			return fmt.Errorf("input %q: %v", vi.GetName(), err)
+		}
+		var shape graph.Shape
+		if tt.GetShape() != nil {
+			shape = graph.Shape{}
+			for _, d := range tt.GetShape().GetDim() {
+				if d.Value != nil {
+					if dv, ok := d.Value.(*onnx.TensorShapeProto_Dimension_DimValue); ok && dv.DimValue >= 0 {
+						shape = append(shape, graph.Dim{N: int(dv.DimValue)})
+						continue
+					}
+				}
+				shape = append(shape, graph.Dim{N: -1, Sym: d.GetDimParam()})
+			}
+		}
+		v := c.g.AddInput(vi.GetName(), dt, shape)
+		c.values[vi.GetName()] = v
+	}
+	if len(c.g.Inputs) == 0 {
+		return errors.New("model has no inputs")
+	}
+	for _, np := range gp.GetNode() {
+		if err := c.node(np); err != nil {
+			return err
+		}
+	}
+	for _, vi := range gp.GetOutput() {
+		v, ok := c.values[vi.GetName()]
+		if !ok {
+			return fmt.Errorf("graph output %q is never produced", vi.GetName())
+		}
+		c.g.Outputs = append(c.g.Outputs, v)
+	}
+	if len(c.g.Outputs) == 0 {
+		return errors.New("model has no outputs")
+	}
+	return nil
+}
+
+// UnsupportedOpError names an operator the importer has no converter for.
+type UnsupportedOpError struct {
+	Op, Domain, Node string
+	Opset            int64
+}
+
+func (e *UnsupportedOpError) Error() string {
+	op := e.Op
+	if e.Domain != "" && e.Domain != "ai.onnx" {
+		op = e.Domain + "." + e.Op
+	}
+	return fmt.Sprintf("unsupported operator %s (node %q, opset %d); supported operators are listed by `hyperat-import --ops` and in docs/OPS.md", op, e.Node, e.Opset)
+}
+
+func (c *ctx) node(np *onnx.NodeProto) error {
+	dom := np.GetDomain()
+	if dom != "" && dom != "ai.onnx" {
+		if f, ok := c.funcs[dom+"::"+np.GetOpType()]; ok {
+			return c.inlineFunction(np, f)
+		}
+		return &UnsupportedOpError{Op: np.GetOpType(), Domain: dom, Node: np.GetName(), Opset: c.opset}
+	}
+	conv, ok := converters[np.GetOpType()]
+	if !ok {
+		if f, ok := c.funcs[dom+"::"+np.GetOpType()]; ok {
+			return c.inlineFunction(np, f)
+		}
+		return &UnsupportedOpError{Op: np.GetOpType(), Node: np.GetName(), Opset: c.opset}
+	}
+	n := &nodeCtx{ctx: c, p: np, attrs: map[string]*onnx.AttributeProto{}}
+	for _, a := range np.GetAttribute() {
+		n.attrs[a.GetName()] = a
+	}
+	for _, name := range np.GetInput() {
+		if name == "" {
+			n.in = append(n.in, nil)
+			continue
+		}
+		v, ok := c.values[name]
+		if !ok {
+			return fmt.Errorf("node %q (%s): input %q is not defined before it is used", np.GetName(), np.GetOpType(), name)
+		}
+		n.in = append(n.in, v)
+	}
+	if err := conv(n); err != nil {
+		return fmt.Errorf("node %q (%s, opset %d): %v", np.GetName(), np.GetOpType(), c.opset, err)
+	}
+	return nil
+}
+
+// inlineFunction expands a call to a model-local function into its body.
+func (c *ctx) inlineFunction(np *onnx.NodeProto, f *onnx.FunctionProto) error {
+	if len(np.GetInput()) > len(f.GetInput()) || len(np.GetOutput()) > len(f.GetOutput()) {
+		return fmt.Errorf("node %q calls function %s with too many inputs or outputs", np.GetName(), f.GetName())
+	}
+	callAttrs := map[string]*onnx.AttributeProto{}
+	for _, a := range np.GetAttribute() {
+		callAttrs[a.GetName()] = a
+	}
+	prefix := np.GetName() + "/"
+	rename := map[string]string{}
+	for i, in := range f.GetInput() {
+		if i < len(np.GetInput()) {
+			rename[in] = np.GetInput()[i]
+		} else {
+			rename[in] = ""
+		}
+	}
+	for i, out := range f.GetOutput() {
+		if i < len(np.GetOutput()) {
+			rename[out] = np.GetOutput()[i]
+		}
+	}
+	name := func(s string) string {
+		if s == "" {
+			return ""
+		}
+		if r, ok := rename[s]; ok {
+			return r
+		}
+		r := prefix + s
+		rename[s] = r
+		return r
+	}
+	for _, bn := range f.GetNode() {
+		nn := proto.Clone(bn).(*onnx.NodeProto)
+		nn.Name = proto.String(prefix + bn.GetName())
+		for i, s := range nn.Input {
+			nn.Input[i] = name(s)
+		}
+		for i, s := range nn.Output {
+			nn.Output[i] = name(s)
+		}
+		var attrs []*onnx.AttributeProto
+		for _, a := range nn.Attribute {
+			if ref := a.GetRefAttrName(); ref != "" {
+				v, ok := callAttrs[ref]
+				if !ok {
+					continue // attribute left at its default
+				}
+				v = proto.Clone(v).(*onnx.AttributeProto)
+				v.Name = proto.String(a.GetName())
+				a = v
+			}
+			attrs = append(attrs, a)
+		}
+		nn.Attribute = attrs
+		if err := c.node(nn); err != nil {
+			return err
+		}
+	}
+	return nil
+}
