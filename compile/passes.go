@@ -44,11 +44,15 @@ var passes = []pass{
 
 // compilation is the state threaded through the passes.
 type compilation struct {
-	g    *graph.Graph
-	opts Options
-	vars map[*graph.Value]*graph.Value // original var -> var in the compiled graph
-	grad map[*graph.Value]*graph.Value // wrt (compiled graph) -> gradient value
-	loss *graph.Value
+	g      *graph.Graph
+	opts   Options
+	vars   map[*graph.Value]*graph.Value // original var -> var in the compiled graph
+	isVar  map[*graph.Value]bool         // compiled-graph variables
+	vmap   map[*graph.Value]*graph.Value // original value -> compiled-graph value
+	grad   map[*graph.Value]*graph.Value // wrt (compiled graph) -> its gradient
+	gradOf map[*graph.Value]*graph.Value // gradient value -> the value it is the gradient of
+	loss   *graph.Value
+	extra  []*graph.Value // values kept alive besides the outputs (loss, gradients)
 }
 
 // Compile runs the pipeline on a copy of g and binds kernels into a Program.
@@ -63,13 +67,18 @@ func Compile(g *graph.Graph, opts Options) (*Program, error) {
 // lower clones g and runs the passes.
 func lower(g *graph.Graph, opts Options) (*compilation, error) {
 	cg, vmap := cloneWithMap(g)
-	c := &compilation{g: cg, opts: opts, vars: map[*graph.Value]*graph.Value{}}
+	c := &compilation{g: cg, opts: opts, vars: map[*graph.Value]*graph.Value{},
+		isVar: map[*graph.Value]bool{}, vmap: vmap, gradOf: map[*graph.Value]*graph.Value{}}
 	for _, v := range opts.Vars {
 		nv, ok := vmap[v]
 		if !ok || !v.IsConst() {
 			return nil, fmt.Errorf("variable %s is not a constant of this graph", v.Name)
 		}
+		if v.DType != graph.Float32 {
+			return nil, fmt.Errorf("variable %s is %s; only float weights can be variables", v.Name, v.DType)
+		}
 		c.vars[v] = nv
+		c.isVar[nv] = true
 	}
 	dump := map[string]bool{}
 	for _, d := range append(append([]string{}, opts.Dump...), strings.Split(os.Getenv("HYPERAT_DUMP"), ",")...) {
@@ -166,10 +175,7 @@ func inferAndFold(c *compilation) error {
 			v.DType = v.Const.DType
 		}
 	}
-	isVar := map[*graph.Value]bool{}
-	for _, v := range c.vars {
-		isVar[v] = true
-	}
+	isVar := c.isVar
 	var kept []*graph.Node
 	for _, n := range c.g.Nodes {
 		impl, ok := impls[n.Op]
@@ -246,7 +252,7 @@ func fold(n *graph.Node, impl *opImpl) (err error) {
 // deadCode keeps only the nodes that graph outputs (and gradients) depend on.
 func deadCode(c *compilation) error {
 	live := map[*graph.Value]bool{}
-	for _, o := range c.g.Outputs {
+	for _, o := range append(append([]*graph.Value{}, c.g.Outputs...), c.extra...) {
 		live[o] = true
 	}
 	var kept []*graph.Node

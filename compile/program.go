@@ -18,6 +18,8 @@ type Program struct {
 	vars    map[*graph.Value]*graph.Value
 	grads   map[*graph.Value]*graph.Value
 	loss    *graph.Value
+	wrt     map[*graph.Value]*graph.Value // original Wrt value -> compiled value
+	gradOf  map[*graph.Value]*graph.Value
 }
 
 type step struct {
@@ -28,7 +30,13 @@ type step struct {
 
 func newProgram(c *compilation) (*Program, error) {
 	p := &Program{Graph: c.g, Inputs: c.g.Inputs, Outputs: c.g.Outputs,
-		bufs: map[*graph.Value]*graph.Tensor{}, vars: c.vars, grads: c.grad, loss: c.loss}
+		bufs: map[*graph.Value]*graph.Tensor{}, vars: c.vars, grads: c.grad, loss: c.loss, gradOf: c.gradOf,
+		wrt: map[*graph.Value]*graph.Value{}}
+	if c.opts.Grad != nil {
+		for _, w := range c.opts.Grad.Wrt {
+			p.wrt[w] = c.vmap[w]
+		}
+	}
 	isVar := map[*graph.Value]bool{}
 	for _, v := range c.vars {
 		isVar[v] = true
@@ -72,7 +80,7 @@ func newProgram(c *compilation) (*Program, error) {
 		}
 		p.steps = append(p.steps, s)
 	}
-	for _, o := range c.g.Outputs {
+	for _, o := range append(append([]*graph.Value{}, c.g.Outputs...), c.extra...) {
 		buf(o)
 	}
 	return p, nil
@@ -118,3 +126,38 @@ func (p *Program) Var(v *graph.Value) *graph.Tensor {
 
 // Value returns the buffer of a value of the lowered graph (for tests and debugging).
 func (p *Program) Value(v *graph.Value) *graph.Tensor { return p.bufs[v] }
+
+// Grad returns the gradient buffer of a value listed in GradSpec.Wrt (the value
+// of the graph given to Compile), filled by the last Run.
+func (p *Program) Grad(v *graph.Value) *graph.Tensor {
+	for orig, cv := range p.wrt {
+		if orig == v {
+			return p.bufs[p.grads[cv]]
+		}
+	}
+	return nil
+}
+
+// Loss returns the loss buffer of a gradient program.
+func (p *Program) Loss() *graph.Tensor {
+	if p.loss == nil {
+		return nil
+	}
+	return p.bufs[p.loss]
+}
+
+// GradientValues lists the values of the lowered graph that hold a gradient.
+func (p *Program) GradientValues() []*graph.Value {
+	var out []*graph.Value
+	for _, n := range p.Graph.Nodes {
+		for _, o := range n.Outputs {
+			if _, ok := p.gradOf[o]; ok {
+				out = append(out, o)
+			}
+		}
+	}
+	return out
+}
+
+// GradientOf returns the lowered-graph value that v is the gradient of, or nil.
+func (p *Program) GradientOf(v *graph.Value) *graph.Value { return p.gradOf[v] }

@@ -36,16 +36,14 @@ var Ops = map[string]OpInfo{
 	"Expand": {2, 2, 1, false}, "Range": {3, 3, 1, false}, "Tile": {2, 2, 1, false},
 	"Pad": {2, 4, 1, false}, "ArgMax": {1, 1, 1, false},
 
-	// project operators (domain "hyperat"), inserted by the gradient pass and losses
-	"ReduceSumTo":         {1, 1, 1, false}, // sum a broadcast gradient back to attr "shape"
-	"SoftmaxGrad":         {2, 2, 1, false}, // (y, dy) -> dx for Softmax along attr axis
-	"LayerNormGrad":       {3, 3, 3, false}, // (x, scale, dy) -> dx, dscale, dbias
-	"GeluGrad":            {2, 2, 1, false}, // (x, dy) -> dx, attr approximate
-	"ConvGradInput":       {2, 2, 1, false}, // (w, dy) -> dx
-	"ConvGradW":           {2, 2, 1, false}, // (x, dy) -> dw
-	"SliceGrad":           {1, 1, 1, false}, // scatter dy into zeros of attr "shape"
-	"GatherGrad":          {2, 2, 1, false}, // scatter-add dy at indices into zeros of attr "shape"
-	"SoftmaxCrossEntropy": {2, 2, 1, false}, // (logits, int64 labels) -> mean loss
+	// project operators (domain "hyperat"), inserted by the gradient pass
+	"SoftmaxGrad":   {2, 2, 1, false}, // (y, dy) -> dx for Softmax along attr axis
+	"LayerNormGrad": {3, 3, 3, false}, // (x, scale, dy) -> dx, dscale, dbias; attrs axis, epsilon
+	"GeluGrad":      {2, 2, 1, false}, // (x, dy) -> dx, attr approximate
+	"ConvGradInput": {2, 2, 1, false}, // (w, dy) -> dx; Conv's attrs plus "shape" of x
+	"ConvGradW":     {2, 2, 1, false}, // (x, dy) -> dw; Conv's attrs plus "shape" of w
+	"IndexGrad":     {1, 1, 1, false}, // scatter-add dy through attr "map" ([]int32: out[i] = in[map[i]]) into zeros of attr "shape"
+	"GatherGrad":    {2, 2, 1, false}, // (dy, indices) -> scatter-add into zeros of attr "shape" along attr axis
 }
 
 // OpDomain is the domain the project's own operators are exported under.

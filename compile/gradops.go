@@ -1,0 +1,264 @@
+package compile
+
+import (
+	"math"
+
+	"github.com/hyperat/hyperat/graph"
+)
+
+// Kernels of the operators the gradient pass inserts.
+
+func init() {
+	register("SoftmaxGrad", func(n *graph.Node) error {
+		setOut(n, 0, graph.Float32, shapeOf(n.Inputs[0]))
+		return nil
+	}, kernelSoftmaxGrad)
+	register("GeluGrad", func(n *graph.Node) error {
+		setOut(n, 0, graph.Float32, shapeOf(n.Inputs[0]))
+		return nil
+	}, kernelGeluGrad)
+	register("LayerNormGrad", inferLayerNormGrad, kernelLayerNormGrad)
+	register("IndexGrad", inferShapeAttr, kernelIndexGrad)
+	register("GatherGrad", inferShapeAttr, kernelGatherGrad)
+	register("ConvGradInput", inferShapeAttr, kernelConvGradInput)
+	register("ConvGradW", inferShapeAttr, kernelConvGradW)
+}
+
+// inferShapeAttr: the output is float32 of attribute "shape".
+func inferShapeAttr(n *graph.Node) error {
+	s, _ := n.Attrs.Ints("shape")
+	out := make([]int, len(s))
+	for i, d := range s {
+		out[i] = int(d)
+	}
+	setOut(n, 0, graph.Float32, out)
+	return nil
+}
+
+// dx = y (dy - sum_j dy_j y_j) along the axis.
+func kernelSoftmaxGrad(n *graph.Node) (Kernel, error) {
+	shape := shapeOf(n.Inputs[0])
+	axis, err := normAxis(n, n.Attrs.Int("axis", -1), len(shape))
+	if err != nil {
+		return nil, err
+	}
+	outer, d, inner := axisSplit(shape, axis)
+	return func(in, out []*graph.Tensor) {
+		y, dy, dx := in[0].F, in[1].F, out[0].F
+		for o := 0; o < outer; o++ {
+			for k := 0; k < inner; k++ {
+				base := o*d*inner + k
+				var s float64
+				for j := 0; j < d; j++ {
+					s += float64(dy[base+j*inner]) * float64(y[base+j*inner])
+				}
+				for j := 0; j < d; j++ {
+					i := base + j*inner
+					dx[i] = float32(float64(y[i]) * (float64(dy[i]) - s))
+				}
+			}
+		}
+	}, nil
+}
+
+// geluGrad is d/dx [x Phi(x)] = Phi(x) + x phi(x) (or the tanh form's derivative).
+func geluGrad(x float64, tanh bool) float64 {
+	if tanh {
+		c := math.Sqrt(2 / math.Pi)
+		u := c * (x + 0.044715*x*x*x)
+		t := math.Tanh(u)
+		return 0.5*(1+t) + 0.5*x*(1-t*t)*c*(1+3*0.044715*x*x)
+	}
+	return 0.5*(1+math.Erf(x/math.Sqrt2)) + x*math.Exp(-0.5*x*x)/math.Sqrt(2*math.Pi)
+}
+
+func kernelGeluGrad(n *graph.Node) (Kernel, error) {
+	tanh := n.Attrs.Str("approximate", "none") == "tanh"
+	return func(in, out []*graph.Tensor) {
+		x, dy, dx := in[0].F, in[1].F, out[0].F
+		for i, v := range x {
+			dx[i] = float32(float64(dy[i]) * geluGrad(float64(v), tanh))
+		}
+	}, nil
+}
+
+func inferLayerNormGrad(n *graph.Node) error {
+	setOut(n, 0, graph.Float32, shapeOf(n.Inputs[0]))
+	x := shapeOf(n.Inputs[0])
+	axis, err := normAxis(n, n.Attrs.Int("axis", -1), len(x))
+	if err != nil {
+		return err
+	}
+	d := []int{graph.Numel(x[axis:])}
+	setOut(n, 1, graph.Float32, d)
+	setOut(n, 2, graph.Float32, d)
+	return nil
+}
+
+// With xh = (x - mean) * inv and g = dy * scale:
+// dx = inv * (g - mean(g) - xh * mean(g * xh)); dscale = sum(dy * xh); dbias = sum(dy).
+// Row order of the parameter sums is fixed, so results repeat bit for bit.
+func kernelLayerNormGrad(n *graph.Node) (Kernel, error) {
+	shape := shapeOf(n.Inputs[0])
+	axis, _ := normAxis(n, n.Attrs.Int("axis", -1), len(shape))
+	rows, d := graph.Numel(shape[:axis]), graph.Numel(shape[axis:])
+	eps := float64(n.Attrs.Float("epsilon", 1e-5))
+	return func(in, out []*graph.Tensor) {
+		x, sc, dy := in[0].F, in[1].F, in[2].F
+		dx, dsc, db := out[0].F, out[1].F, out[2].F
+		ds := make([]float64, d)
+		dbb := make([]float64, d)
+		xh := make([]float64, d)
+		for r := 0; r < rows; r++ {
+			xr, gr := x[r*d:(r+1)*d], dy[r*d:(r+1)*d]
+			var mean float64
+			for _, v := range xr {
+				mean += float64(v)
+			}
+			mean /= float64(d)
+			var vr float64
+			for _, v := range xr {
+				dv := float64(v) - mean
+				vr += dv * dv
+			}
+			inv := 1 / math.Sqrt(vr/float64(d)+eps)
+			var mg, mgx float64
+			for j, v := range xr {
+				xh[j] = (float64(v) - mean) * inv
+				g := float64(gr[j]) * float64(sc[j])
+				mg += g
+				mgx += g * xh[j]
+				ds[j] += float64(gr[j]) * xh[j]
+				dbb[j] += float64(gr[j])
+			}
+			mg /= float64(d)
+			mgx /= float64(d)
+			dr := dx[r*d : (r+1)*d]
+			for j := range dr {
+				g := float64(gr[j]) * float64(sc[j])
+				dr[j] = float32(inv * (g - mg - xh[j]*mgx))
+			}
+		}
+		for j := range ds {
+			dsc[j] = float32(ds[j])
+			db[j] = float32(dbb[j])
+		}
+	}, nil
+}
+
+// IndexGrad: dx[map[i]] += dy[i].
+func kernelIndexGrad(n *graph.Node) (Kernel, error) {
+	m, _ := n.Attrs["map"].([]int32)
+	return func(in, out []*graph.Tensor) {
+		dx := out[0].F
+		for i := range dx {
+			dx[i] = 0
+		}
+		for i, j := range m {
+			dx[j] += in[0].F[i]
+		}
+	}, nil
+}
+
+// GatherGrad: scatter-add dy into the gathered positions.
+func kernelGatherGrad(n *graph.Node) (Kernel, error) {
+	s, _ := n.Attrs.Ints("shape")
+	data := make([]int, len(s))
+	for i, d := range s {
+		data[i] = int(d)
+	}
+	axis, err := normAxis(n, n.Attrs.Int("axis", 0), len(data))
+	if err != nil {
+		return nil, err
+	}
+	outer, d, inner := axisSplit(data, axis)
+	return func(in, out []*graph.Tensor) {
+		dy, idx, dx := in[0].F, in[1].I, out[0].F
+		for i := range dx {
+			dx[i] = 0
+		}
+		src := 0
+		for o := 0; o < outer; o++ {
+			for _, ix := range idx {
+				if ix < 0 {
+					ix += int64(d)
+				}
+				base := (o*d + int(ix)) * inner
+				for k := 0; k < inner; k++ {
+					dx[base+k] += dy[src]
+					src++
+				}
+			}
+		}
+	}, nil
+}
+
+// convForGrad rebuilds Conv's plan from a gradient node: the x shape comes
+// from the input (ConvGradW) or the "shape" attribute (ConvGradInput).
+func convForGrad(n *graph.Node, x, w []int) (*convPlan, error) {
+	fake := &graph.Node{Op: "Conv", Name: n.Name, Attrs: n.Attrs, Inputs: []*graph.Value{
+		{Name: "x", DType: graph.Float32, Shape: graph.StaticShape(x...)},
+		{Name: "w", DType: graph.Float32, Shape: graph.StaticShape(w...)}}}
+	return planConv(fake)
+}
+
+// ConvGradInput: col = W_g^T dY_g, then col2im scatter-adds into dX.
+func kernelConvGradInput(n *graph.Node) (Kernel, error) {
+	x := n.Outputs[0].StaticShape()
+	pl, err := convForGrad(n, x, shapeOf(n.Inputs[0]))
+	if err != nil {
+		return nil, err
+	}
+	cg, mg := pl.c/pl.group, pl.m/pl.group
+	inPlane := graph.Numel(pl.inSp)
+	return func(in, out []*graph.Tensor) {
+		w, dy, dx := in[0].F, in[1].F, out[0].F
+		for i := range dx {
+			dx[i] = 0
+		}
+		col := make([]float32, pl.ck*pl.p)
+		for img := 0; img < pl.n; img++ {
+			for g := 0; g < pl.group; g++ {
+				dyb := dy[(img*pl.m+g*mg)*pl.p:]
+				Gemm(true, false, pl.ck, pl.p, mg, 1, w[g*mg*pl.ck:], pl.ck, dyb, pl.p, 0, col, pl.p)
+				dxb := dx[img*pl.inImg+g*cg*inPlane:]
+				for i, o := range pl.col {
+					if o >= 0 {
+						dxb[o] += col[i]
+					}
+				}
+			}
+		}
+	}, nil
+}
+
+// ConvGradW: dW_g = sum over images of dY_g col^T.
+func kernelConvGradW(n *graph.Node) (Kernel, error) {
+	pl, err := convForGrad(n, shapeOf(n.Inputs[0]), n.Outputs[0].StaticShape())
+	if err != nil {
+		return nil, err
+	}
+	cg, mg := pl.c/pl.group, pl.m/pl.group
+	inPlane := graph.Numel(pl.inSp)
+	return func(in, out []*graph.Tensor) {
+		x, dy, dw := in[0].F, in[1].F, out[0].F
+		for i := range dw {
+			dw[i] = 0
+		}
+		col := make([]float32, pl.ck*pl.p)
+		for img := 0; img < pl.n; img++ {
+			for g := 0; g < pl.group; g++ {
+				xb := x[img*pl.inImg+g*cg*inPlane:]
+				for i, o := range pl.col {
+					if o < 0 {
+						col[i] = 0
+					} else {
+						col[i] = xb[o]
+					}
+				}
+				dyb := dy[(img*pl.m+g*mg)*pl.p:]
+				Gemm(false, true, mg, pl.ck, pl.p, 1, dyb, pl.p, col, pl.p, 1, dw[g*mg*pl.ck:], pl.ck)
+			}
+		}
+	}, nil
+}
