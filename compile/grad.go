@@ -7,11 +7,16 @@ import (
 	"github.com/hyperat/hyperat/graph"
 )
 
-// GradSpec asks for the gradient of a scalar float loss with respect to some
-// values of the graph given to Compile: graph inputs, variables (Options.Vars),
-// or any other float value.
+// GradSpec asks for the gradient of a float value with respect to some values
+// of the graph given to Compile: graph inputs, variables (Options.Vars), or
+// any other float value. Without Seed, Loss must be a scalar and its gradient
+// is taken. With Seed, a graph input of Loss's shape that the forward does not
+// read, the gradient of sum(Loss * Seed) is taken: a vector-Jacobian product,
+// so losses can be computed outside the graph from Loss (e.g. logits) between
+// Program.Forward and Program.Backward.
 type GradSpec struct {
 	Loss *graph.Value
+	Seed *graph.Value
 	Wrt  []*graph.Value
 }
 
@@ -28,7 +33,15 @@ func gradPass(c *compilation) error {
 	if !ok {
 		return fmt.Errorf("grad: loss %s is not a value of the graph", spec.Loss.Name)
 	}
-	if loss.DType != graph.Float32 || graph.Numel(loss.StaticShape()) != 1 {
+	var seed *graph.Value
+	if spec.Seed != nil {
+		if seed = c.vmap[spec.Seed]; seed == nil || seed.Def != nil || seed.IsConst() {
+			return fmt.Errorf("grad: seed %s must be a graph input", spec.Seed.Name)
+		}
+		if !sameShape(seed.StaticShape(), loss.StaticShape()) || seed.DType != graph.Float32 {
+			return fmt.Errorf("grad: seed %s%v does not match %s%v", seed.Name, seed.Shape, loss.Name, loss.Shape)
+		}
+	} else if loss.DType != graph.Float32 || graph.Numel(loss.StaticShape()) != 1 {
 		return fmt.Errorf("grad: loss %s must be a float scalar, got %s%v", loss.Name, loss.DType, loss.Shape)
 	}
 	var wrt []*graph.Value
@@ -61,8 +74,12 @@ func gradPass(c *compilation) error {
 	}
 	b := &builder{g: c.g, gradOf: c.gradOf}
 	grads := map[*graph.Value][]*graph.Value{}
-	one := b.constF(graph.F32(loss.StaticShape(), []float32{1}))
-	grads[loss] = []*graph.Value{one}
+	if seed != nil {
+		grads[loss] = []*graph.Value{seed}
+	} else {
+		grads[loss] = []*graph.Value{b.constF(graph.F32(loss.StaticShape(), []float32{1}))}
+	}
+	c.seed = seed
 	fwd := append([]*graph.Node{}, c.g.Nodes...)
 	for i := len(fwd) - 1; i >= 0; i-- {
 		n := fwd[i]

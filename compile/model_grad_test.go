@@ -153,3 +153,71 @@ func TestInputOnlyGradientHasNoWeightGradients(t *testing.T) {
 		t.Fatalf("only %d weight-gradient values for %d weights", n, len(weights))
 	}
 }
+
+// A vector-Jacobian program (Forward, then Backward with dL/dlogits computed
+// outside the graph) gives the same input gradient as the in-graph loss.
+func TestSeedForwardBackwardMatchesInGraphLoss(t *testing.T) {
+	files, _ := filepath.Glob(testutil.Fixture("models", "*.onnx"))
+	if len(files) == 0 {
+		t.Fatal("no fixture models")
+	}
+	m, err := onnximport.Load(files[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := m.Graph
+	x, logits := g.Inputs[0], g.Outputs[0]
+	const batch, classes = 3, 10
+	labels := []int{4, 0, 9}
+	seed := g.AddInput("seed", graph.Float32, graph.Shape{{N: batch}, {N: classes}})
+	vjp, err := compile.Compile(g, compile.Options{Batch: batch, Verify: true,
+		Grad: &compile.GradSpec{Loss: logits, Seed: seed, Wrt: []*graph.Value{x}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.Inputs = g.Inputs[:1] // the seed is not part of the loss program
+	_, loss := withCE(g, classes)
+	ref, err := compile.Compile(g, compile.Options{Batch: batch, Grad: &compile.GradSpec{Loss: loss, Wrt: []*graph.Value{x}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := rand.New(rand.NewPCG(9, 9))
+	shape := x.Shape
+	in := graph.NewTensor(graph.Float32, []int{batch, shape[1].N, shape[2].N, shape[3].N})
+	for i := range in.F {
+		in.F[i] = r.Float32()
+	}
+	if _, err := ref.Run(in, oneHot(labels, classes)); err != nil {
+		t.Fatal(err)
+	}
+	outs, err := vjp.Forward(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// dCE/dlogits = (softmax - onehot) / batch
+	s := graph.NewTensor(graph.Float32, []int{batch, classes})
+	for i, l := range labels {
+		row := outs[0].F[i*classes : (i+1)*classes]
+		mx := math.Inf(-1)
+		for _, v := range row {
+			mx = max(mx, float64(v))
+		}
+		z := 0.0
+		for _, v := range row {
+			z += math.Exp(float64(v) - mx)
+		}
+		for k, v := range row {
+			p := math.Exp(float64(v)-mx) / z
+			if k == l {
+				p--
+			}
+			s.F[i*classes+k] = float32(p / batch)
+		}
+	}
+	if err := vjp.Backward(s); err != nil {
+		t.Fatal(err)
+	}
+	if e := testutil.MaxAbsDiff(vjp.Grad(x).F, ref.Grad(x).F) / testutil.MaxAbs(ref.Grad(x).F); e > 1e-5 {
+		t.Fatalf("VJP input gradient differs from the in-graph loss's by %g relative", e)
+	}
+}

@@ -52,6 +52,7 @@ type compilation struct {
 	grad   map[*graph.Value]*graph.Value // wrt (compiled graph) -> its gradient
 	gradOf map[*graph.Value]*graph.Value // gradient value -> the value it is the gradient of
 	loss   *graph.Value
+	seed   *graph.Value   // the cotangent input of a vector-Jacobian program
 	extra  []*graph.Value // values kept alive besides the outputs (loss, gradients)
 }
 

@@ -20,6 +20,10 @@ type Program struct {
 	loss    *graph.Value
 	wrt     map[*graph.Value]*graph.Value // original Wrt value -> compiled value
 	gradOf  map[*graph.Value]*graph.Value
+	// split divides steps into the forward (not reading the seed) and the
+	// backward, for Forward and Backward.
+	split int
+	seed  *graph.Value
 }
 
 type step struct {
@@ -83,7 +87,45 @@ func newProgram(c *compilation) (*Program, error) {
 	for _, o := range append(append([]*graph.Value{}, c.g.Outputs...), c.extra...) {
 		buf(o)
 	}
+	p.split = len(p.steps)
+	if c.seed != nil {
+		p.seed = c.seed
+		if err := p.splitAtSeed(); err != nil {
+			return nil, err
+		}
+	}
 	return p, nil
+}
+
+// splitAtSeed orders the steps so that none before the split reads the seed
+// (stable: the relative order of the steps is kept on each side).
+func (p *Program) splitAtSeed() error {
+	tainted := map[*graph.Value]bool{p.seed: true}
+	var fwd, bwd []step
+	for _, s := range p.steps {
+		t := false
+		for _, in := range s.node.Inputs {
+			if tainted[in] {
+				t = true
+			}
+		}
+		if t {
+			for _, o := range s.node.Outputs {
+				tainted[o] = true
+			}
+			bwd = append(bwd, s)
+		} else {
+			fwd = append(fwd, s)
+		}
+	}
+	for _, o := range p.Outputs {
+		if tainted[o] {
+			return fmt.Errorf("output %s depends on the seed", o.Name)
+		}
+	}
+	p.steps = append(fwd, bwd...)
+	p.split = len(fwd)
+	return nil
 }
 
 // Run copies the inputs in (in graph input order), executes, and returns the
@@ -93,26 +135,81 @@ func (p *Program) Run(inputs ...*graph.Tensor) (outs []*graph.Tensor, err error)
 		return nil, fmt.Errorf("program takes %d inputs, got %d", len(p.Inputs), len(inputs))
 	}
 	for i, in := range p.Inputs {
-		t := inputs[i]
-		want := in.StaticShape()
-		if t.DType != in.DType || !sameShape(t.Shape, want) {
-			return nil, fmt.Errorf("input %s: got %s%v, want %s%v", in.Name, t.DType, t.Shape, in.DType, want)
+		if err := p.setInput(in, inputs[i]); err != nil {
+			return nil, err
 		}
-		copyData(p.bufs[in], t)
 	}
-	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("run: %v", r)
-		}
-	}()
-	for i := range p.steps {
-		s := &p.steps[i]
-		s.k(s.in, s.out)
+	if err := p.runSteps(0, len(p.steps)); err != nil {
+		return nil, err
 	}
 	for _, o := range p.Outputs {
 		outs = append(outs, p.bufs[o])
 	}
 	return outs, nil
+}
+
+func (p *Program) setInput(in *graph.Value, t *graph.Tensor) error {
+	want := in.StaticShape()
+	if t == nil || t.DType != in.DType || !sameShape(t.Shape, want) {
+		if t == nil {
+			return fmt.Errorf("input %s: missing", in.Name)
+		}
+		return fmt.Errorf("input %s: got %s%v, want %s%v", in.Name, t.DType, t.Shape, in.DType, want)
+	}
+	copyData(p.bufs[in], t)
+	return nil
+}
+
+func (p *Program) runSteps(from, to int) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("run: %v", r)
+		}
+	}()
+	for i := from; i < to; i++ {
+		s := &p.steps[i]
+		s.k(s.in, s.out)
+	}
+	return nil
+}
+
+// Forward runs the steps that do not need the seed of a vector-Jacobian
+// program; inputs are the graph inputs except the seed (nil may stand for it).
+func (p *Program) Forward(inputs ...*graph.Tensor) ([]*graph.Tensor, error) {
+	var ins []*graph.Value
+	for _, in := range p.Inputs {
+		if in != p.seed {
+			ins = append(ins, in)
+		}
+	}
+	if len(inputs) != len(ins) {
+		return nil, fmt.Errorf("forward takes %d inputs, got %d", len(ins), len(inputs))
+	}
+	for i, in := range ins {
+		if err := p.setInput(in, inputs[i]); err != nil {
+			return nil, err
+		}
+	}
+	if err := p.runSteps(0, p.split); err != nil {
+		return nil, err
+	}
+	var outs []*graph.Tensor
+	for _, o := range p.Outputs {
+		outs = append(outs, p.bufs[o])
+	}
+	return outs, nil
+}
+
+// Backward runs the rest after Forward with the given seed (the cotangent of
+// GradSpec.Loss); gradients are then read with Grad.
+func (p *Program) Backward(seed *graph.Tensor) error {
+	if p.seed == nil {
+		return fmt.Errorf("program has no seed input")
+	}
+	if err := p.setInput(p.seed, seed); err != nil {
+		return err
+	}
+	return p.runSteps(p.split, len(p.steps))
 }
 
 // Var returns the buffer of a variable (by the value given in Options.Vars):
