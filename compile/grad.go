@@ -129,7 +129,6 @@ func gradPass(c *compilation) error {
 		c.extra = append(c.extra, g)
 	}
 	c.loss = loss
-	c.extra = append(c.extra, loss)
 	return b.err
 }
 

@@ -37,6 +37,7 @@ type pass struct {
 var passes = []pass{
 	{"specialize", specialize, true},        // symbolic input dims -> the batch size
 	{"infer-fold", inferAndFold, true},      // static shapes; Shape/Gather/Concat... subgraphs -> constants
+	{"recognize", recognize, false},         // decomposed LayerNorm and GELU -> fused operators
 	{"grad", gradPass, true},                // reverse mode for Options.Grad (no-op without it)
 	{"infer-fold-grad", inferAndFold, true}, // shapes of the gradient nodes, fold what is constant
 	{"dce", deadCode, false},                // drop nodes no output needs
@@ -80,6 +81,11 @@ func lower(g *graph.Graph, opts Options) (*compilation, error) {
 		}
 		c.vars[v] = nv
 		c.isVar[nv] = true
+	}
+	if opts.Grad != nil && opts.Grad.Loss != nil {
+		if l, ok := vmap[opts.Grad.Loss]; ok {
+			c.extra = append(c.extra, l) // keep the loss alive through dead-code removal
+		}
 	}
 	dump := map[string]bool{}
 	for _, d := range append(append([]string{}, opts.Dump...), strings.Split(os.Getenv("HYPERAT_DUMP"), ",")...) {

@@ -1,0 +1,72 @@
+package compile_test
+
+import (
+	"path/filepath"
+	"testing"
+
+	"github.com/hyperat/hyperat/compile"
+	"github.com/hyperat/hyperat/graph"
+	onnximport "github.com/hyperat/hyperat/import"
+	"github.com/hyperat/hyperat/internal/testutil"
+)
+
+func countOps(g *graph.Graph) map[string]int {
+	m := map[string]int{}
+	for _, n := range g.Nodes {
+		m[n.Op]++
+	}
+	return m
+}
+
+// Decomposed LayerNorm (TorchScript, opset 14) and erf-GELU become fused
+// operators, and the logits do not move.
+func TestRecognizeFusesLayerNormAndGelu(t *testing.T) {
+	cases := []struct {
+		file     string
+		ln, gelu int // at least
+	}{
+		{testutil.Fixture("models", "tv_vit_op14.onnx"), 5, 2},
+		{testutil.Fixture("models", "hf_vit_op15.onnx"), 5, 2},
+	}
+	if d := testutil.SharedModels(); d != "" {
+		cases = append(cases, struct {
+			file     string
+			ln, gelu int
+		}{filepath.Join(d, "timm_vit_c32_dynamo_op18.onnx"), 9, 4})
+	}
+	for _, c := range cases {
+		t.Run(filepath.Base(c.file), func(t *testing.T) {
+			m, err := onnximport.Load(c.file)
+			if err != nil {
+				t.Fatal(err)
+			}
+			on, err := compile.Compile(m.Graph, compile.Options{Batch: 2, Verify: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			off, err := compile.Compile(m.Graph, compile.Options{Batch: 2, Disable: []string{"recognize"}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ops := countOps(on.Graph)
+			if ops["LayerNormalization"] < c.ln || ops["Gelu"] < c.gelu || ops["Erf"] > 0 || ops["ReduceMean"] > 0 {
+				t.Fatalf("after recognition: %v", ops)
+			}
+			x := graph.NewTensor(graph.Float32, on.Inputs[0].StaticShape())
+			for i := range x.F {
+				x.F[i] = float32(i%97) / 97
+			}
+			a, err := on.Run(x)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, err := off.Run(x)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if d := testutil.MaxAbsDiff(a[0].F, b[0].F); d > 1e-5 {
+				t.Fatalf("fused and unfused logits differ by %g", d)
+			}
+		})
+	}
+}
