@@ -137,9 +137,9 @@ func kernelConv(n *graph.Node) (Kernel, error) {
 	hasBias := n.In(2) != nil
 	cg, mg := pl.c/pl.group, pl.m/pl.group
 	inPlane := graph.Numel(pl.inSp)
+	col := make([]float32, pl.ck*pl.p)
 	return func(in, out []*graph.Tensor) {
 		x, w, y := in[0].F, in[1].F, out[0].F
-		col := make([]float32, pl.ck*pl.p)
 		for img := 0; img < pl.n; img++ {
 			for g := 0; g < pl.group; g++ {
 				xb := x[img*pl.inImg+g*cg*inPlane:]

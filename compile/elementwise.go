@@ -263,9 +263,11 @@ func kernelMinMax(n *graph.Node) (Kernel, error) {
 			return nil, nodeError(n, "unsupported type %s", n.Inputs[0].DType)
 		}
 	}
+	pair := make([]*graph.Tensor, 2)
 	return func(in, o []*graph.Tensor) {
 		for i, k := range ks {
-			k([]*graph.Tensor{o[0], in[i]}, o)
+			pair[0], pair[1] = o[0], in[i]
+			k(pair, o)
 		}
 	}, nil
 }

@@ -5,12 +5,20 @@ package compile
 // through it, so one fast kernel serves the whole engine.
 var Gemm = gemmRef
 
-// gemmRef is the plain reference: for i, j: C[i,j] = alpha * sum_p A[i,p] B[p,j] + beta C[i,j].
+// gemmRef is the plain reference:
+//
+//	for i, j: C[i,j] = sum_p (alpha A[i,p]) B[p,j] + beta C[i,j]
+//
+// accumulated in C's row, so it allocates nothing.
 func gemmRef(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
-	row := make([]float32, n)
 	for i := 0; i < m; i++ {
-		for j := range row {
-			row[j] = 0
+		cr := c[i*ldc : i*ldc+n]
+		for j := range cr {
+			if beta == 0 {
+				cr[j] = 0
+			} else {
+				cr[j] *= beta
+			}
 		}
 		for p := 0; p < k; p++ {
 			var av float32
@@ -19,23 +27,16 @@ func gemmRef(transA, transB bool, m, n, k int, alpha float32, a []float32, lda i
 			} else {
 				av = a[i*lda+p]
 			}
+			av *= alpha
 			if transB {
-				for j := 0; j < n; j++ {
-					row[j] += av * b[j*ldb+p]
+				for j := range cr {
+					cr[j] += av * b[j*ldb+p]
 				}
 			} else {
 				br := b[p*ldb : p*ldb+n]
 				for j, bv := range br {
-					row[j] += av * bv
+					cr[j] += av * bv
 				}
-			}
-		}
-		cr := c[i*ldc : i*ldc+n]
-		for j := range cr {
-			if beta == 0 {
-				cr[j] = alpha * row[j]
-			} else {
-				cr[j] = alpha*row[j] + beta*cr[j]
 			}
 		}
 	}

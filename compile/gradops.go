@@ -103,12 +103,14 @@ func kernelLayerNormGrad(n *graph.Node) (Kernel, error) {
 	axis, _ := normAxis(n, n.Attrs.Int("axis", -1), len(shape))
 	rows, d := graph.Numel(shape[:axis]), graph.Numel(shape[axis:])
 	eps := float64(n.Attrs.Float("epsilon", 1e-5))
+	ds := make([]float64, d)
+	dbb := make([]float64, d)
+	xh := make([]float64, d)
 	return func(in, out []*graph.Tensor) {
 		x, sc, dy := in[0].F, in[1].F, in[2].F
 		dx, dsc, db := out[0].F, out[1].F, out[2].F
-		ds := make([]float64, d)
-		dbb := make([]float64, d)
-		xh := make([]float64, d)
+		clear(ds)
+		clear(dbb)
 		for r := 0; r < rows; r++ {
 			xr, gr := x[r*d:(r+1)*d], dy[r*d:(r+1)*d]
 			var mean float64
@@ -211,12 +213,12 @@ func kernelConvGradInput(n *graph.Node) (Kernel, error) {
 	}
 	cg, mg := pl.c/pl.group, pl.m/pl.group
 	inPlane := graph.Numel(pl.inSp)
+	col := make([]float32, pl.ck*pl.p)
 	return func(in, out []*graph.Tensor) {
 		w, dy, dx := in[0].F, in[1].F, out[0].F
 		for i := range dx {
 			dx[i] = 0
 		}
-		col := make([]float32, pl.ck*pl.p)
 		for img := 0; img < pl.n; img++ {
 			for g := 0; g < pl.group; g++ {
 				dyb := dy[(img*pl.m+g*mg)*pl.p:]
@@ -240,12 +242,12 @@ func kernelConvGradW(n *graph.Node) (Kernel, error) {
 	}
 	cg, mg := pl.c/pl.group, pl.m/pl.group
 	inPlane := graph.Numel(pl.inSp)
+	col := make([]float32, pl.ck*pl.p)
 	return func(in, out []*graph.Tensor) {
 		x, dy, dw := in[0].F, in[1].F, out[0].F
 		for i := range dw {
 			dw[i] = 0
 		}
-		col := make([]float32, pl.ck*pl.p)
 		for img := 0; img < pl.n; img++ {
 			for g := 0; g < pl.group; g++ {
 				xb := x[img*pl.inImg+g*cg*inPlane:]

@@ -176,10 +176,11 @@ func kernelReduce(n *graph.Node) (Kernel, error) {
 	count := float64(graph.Numel(shape) / max(nOut, 1))
 	op := n.Op
 	dt := n.Inputs[0].DType
+	sums := make([]float64, nOut)
 	return func(in, out []*graph.Tensor) {
 		switch dt {
 		case graph.Float32:
-			sums := make([]float64, nOut)
+			clear(sums)
 			if op == "ReduceMax" {
 				for i := range sums {
 					sums[i] = math.Inf(-1)

@@ -24,6 +24,8 @@ type Program struct {
 	// backward, for Forward and Backward.
 	split int
 	seed  *graph.Value
+	arena []float32
+	outs  []*graph.Tensor
 }
 
 type step struct {
@@ -41,13 +43,31 @@ func newProgram(c *compilation) (*Program, error) {
 			p.wrt[w] = c.vmap[w]
 		}
 	}
-	isVar := map[*graph.Value]bool{}
-	for _, v := range c.vars {
-		isVar[v] = true
-		// variables own a private copy, updated in place by training
-		p.bufs[v] = v.Const.Clone()
+	// Values that must keep their data after Run: outputs, loss, gradients.
+	pinned := map[*graph.Value]bool{}
+	for _, o := range append(append([]*graph.Value{}, c.g.Outputs...), c.extra...) {
+		pinned[o] = true
 	}
-	buf := func(v *graph.Value) *graph.Tensor {
+	for _, v := range c.vars {
+		p.bufs[v] = v.Const.Clone() // variables own a private copy, updated in place by training
+	}
+	off := map[string]bool{}
+	for _, d := range c.opts.Disable {
+		off[d] = true
+	}
+	splitNode := len(c.g.Nodes)
+	if c.seed != nil {
+		var err error
+		if splitNode, err = seedSplit(c); err != nil {
+			return nil, err
+		}
+		p.seed = c.seed
+	}
+	p.split = -1
+	plan := planMemory(c.g.Nodes, pinned, !off["memplan"])
+	p.arena = make([]float32, plan.arenaLen)
+	var buf func(v *graph.Value) *graph.Tensor
+	buf = func(v *graph.Value) *graph.Tensor {
 		if v == nil {
 			return nil
 		}
@@ -55,10 +75,19 @@ func newProgram(c *compilation) (*Program, error) {
 			return t
 		}
 		var t *graph.Tensor
-		if v.IsConst() {
+		switch r := plan.root(v); {
+		case v.IsConst():
 			t = v.Const
-		} else {
-			t = graph.NewTensor(v.DType, v.StaticShape())
+		case r != v:
+			src := buf(r)
+			t = &graph.Tensor{DType: src.DType, Shape: v.StaticShape(), F: src.F, I: src.I, B: src.B}
+		default:
+			if o, ok := plan.offset[v]; ok {
+				n := graph.Numel(v.StaticShape())
+				t = &graph.Tensor{DType: graph.Float32, Shape: v.StaticShape(), F: p.arena[o : o+n : o+n]}
+			} else {
+				t = graph.NewTensor(v.DType, v.StaticShape())
+			}
 		}
 		p.bufs[v] = t
 		return t
@@ -66,66 +95,74 @@ func newProgram(c *compilation) (*Program, error) {
 	for _, in := range c.g.Inputs {
 		buf(in)
 	}
-	for _, n := range c.g.Nodes {
+	for i, n := range c.g.Nodes {
+		if i == splitNode {
+			p.split = len(p.steps)
+		}
 		impl := impls[n.Op]
 		if impl.kernel == nil {
 			return nil, nodeError(n, "has no kernel")
 		}
-		k, err := impl.kernel(n)
-		if err != nil {
-			return nil, err
-		}
-		s := step{node: n, k: k}
+		aliased := plan.root(n.Outputs[0]) != n.Outputs[0]
+		s := step{node: n}
 		for _, in := range n.Inputs {
 			s.in = append(s.in, buf(in))
 		}
 		for _, o := range n.Outputs {
 			s.out = append(s.out, buf(o))
 		}
+		if aliased {
+			continue // the output is a view of the input: nothing to run
+		}
+		k, err := impl.kernel(n)
+		if err != nil {
+			return nil, err
+		}
+		s.k = k
 		p.steps = append(p.steps, s)
 	}
 	for _, o := range append(append([]*graph.Value{}, c.g.Outputs...), c.extra...) {
 		buf(o)
 	}
-	p.split = len(p.steps)
-	if c.seed != nil {
-		p.seed = c.seed
-		if err := p.splitAtSeed(); err != nil {
-			return nil, err
-		}
+	if p.split < 0 {
+		p.split = len(p.steps)
+	}
+	p.outs = make([]*graph.Tensor, len(p.Outputs))
+	for i, o := range p.Outputs {
+		p.outs[i] = p.bufs[o]
 	}
 	return p, nil
 }
 
-// splitAtSeed orders the steps so that none before the split reads the seed
-// (stable: the relative order of the steps is kept on each side).
-func (p *Program) splitAtSeed() error {
-	tainted := map[*graph.Value]bool{p.seed: true}
-	var fwd, bwd []step
-	for _, s := range p.steps {
+// seedSplit orders the nodes so that none before the split reads the seed
+// (stably: the relative order is kept on each side) and returns the number of
+// forward nodes.
+func seedSplit(c *compilation) (int, error) {
+	tainted := map[*graph.Value]bool{c.seed: true}
+	var fwd, bwd []*graph.Node
+	for _, n := range c.g.Nodes {
 		t := false
-		for _, in := range s.node.Inputs {
+		for _, in := range n.Inputs {
 			if tainted[in] {
 				t = true
 			}
 		}
 		if t {
-			for _, o := range s.node.Outputs {
+			for _, o := range n.Outputs {
 				tainted[o] = true
 			}
-			bwd = append(bwd, s)
+			bwd = append(bwd, n)
 		} else {
-			fwd = append(fwd, s)
+			fwd = append(fwd, n)
 		}
 	}
-	for _, o := range p.Outputs {
+	for _, o := range c.g.Outputs {
 		if tainted[o] {
-			return fmt.Errorf("output %s depends on the seed", o.Name)
+			return 0, fmt.Errorf("output %s depends on the seed", o.Name)
 		}
 	}
-	p.steps = append(fwd, bwd...)
-	p.split = len(fwd)
-	return nil
+	c.g.Nodes = append(fwd, bwd...)
+	return len(fwd), nil
 }
 
 // Run copies the inputs in (in graph input order), executes, and returns the
@@ -142,14 +179,11 @@ func (p *Program) Run(inputs ...*graph.Tensor) (outs []*graph.Tensor, err error)
 	if err := p.runSteps(0, len(p.steps)); err != nil {
 		return nil, err
 	}
-	for _, o := range p.Outputs {
-		outs = append(outs, p.bufs[o])
-	}
-	return outs, nil
+	return p.outs, nil
 }
 
 func (p *Program) setInput(in *graph.Value, t *graph.Tensor) error {
-	want := in.StaticShape()
+	want := p.bufs[in].Shape
 	if t == nil || t.DType != in.DType || !sameShape(t.Shape, want) {
 		if t == nil {
 			return fmt.Errorf("input %s: missing", in.Name)
@@ -193,11 +227,7 @@ func (p *Program) Forward(inputs ...*graph.Tensor) ([]*graph.Tensor, error) {
 	if err := p.runSteps(0, p.split); err != nil {
 		return nil, err
 	}
-	var outs []*graph.Tensor
-	for _, o := range p.Outputs {
-		outs = append(outs, p.bufs[o])
-	}
-	return outs, nil
+	return p.outs, nil
 }
 
 // Backward runs the rest after Forward with the given seed (the cotangent of
@@ -258,3 +288,6 @@ func (p *Program) GradientValues() []*graph.Value {
 
 // GradientOf returns the lowered-graph value that v is the gradient of, or nil.
 func (p *Program) GradientOf(v *graph.Value) *graph.Value { return p.gradOf[v] }
+
+// ArenaFloats is the size of the planned activation arena in float32s.
+func (p *Program) ArenaFloats() int { return len(p.arena) }

@@ -1,0 +1,105 @@
+package compile_test
+
+import (
+	"path/filepath"
+	"testing"
+
+	"github.com/hyperat/hyperat/compile"
+	"github.com/hyperat/hyperat/graph"
+	onnximport "github.com/hyperat/hyperat/import"
+	"github.com/hyperat/hyperat/internal/testutil"
+)
+
+// gradProgram compiles forward plus the input gradient of the cross-entropy.
+func gradProgram(t *testing.T, file string, batch int, disable ...string) (*compile.Program, *graph.Value) {
+	t.Helper()
+	m, err := onnximport.Load(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := m.Graph
+	x := g.Inputs[0]
+	_, loss := withCE(g, 10)
+	p, err := compile.Compile(g, compile.Options{Batch: batch, Disable: disable, Grad: &compile.GradSpec{Loss: loss, Wrt: []*graph.Value{x}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p, x
+}
+
+func inputsFor(p *compile.Program) []*graph.Tensor {
+	var ins []*graph.Tensor
+	for k, in := range p.Inputs {
+		t := graph.NewTensor(in.DType, in.StaticShape())
+		for i := range t.F {
+			t.F[i] = float32((i*7+k)%101) / 101
+		}
+		if in.Name == "onehot" {
+			clear(t.F)
+			for r := 0; r < t.Shape[0]; r++ {
+				t.F[r*t.Shape[1]+r%t.Shape[1]] = 1
+			}
+		}
+		ins = append(ins, t)
+	}
+	return ins
+}
+
+// The planned arena reuses memory (it is much smaller than one buffer per
+// value), and the results are bit-identical to the unplanned program's.
+func TestMemoryPlanReusesAndKeepsResults(t *testing.T) {
+	file := testutil.Fixture("models", "tv_vit_op17.onnx")
+	planned, x := gradProgram(t, file, 4)
+	plain, x2 := gradProgram(t, file, 4, "memplan")
+	ins := inputsFor(planned)
+	if _, err := planned.Run(ins...); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := plain.Run(ins...); err != nil {
+		t.Fatal(err)
+	}
+	a, b := planned.Grad(x).F, plain.Grad(x2).F
+	for i := range a {
+		if a[i] != b[i] {
+			t.Fatalf("gradient element %d: planned %g, unplanned %g", i, a[i], b[i])
+		}
+	}
+	if planned.Loss().F[0] != plain.Loss().F[0] {
+		t.Fatal("losses differ")
+	}
+	total := 0
+	for _, n := range planned.Graph.Nodes {
+		for _, o := range n.Outputs {
+			if o.DType == graph.Float32 {
+				total += graph.Numel(o.StaticShape())
+			}
+		}
+	}
+	if arena := planned.ArenaFloats(); arena*2 > total {
+		t.Fatalf("arena holds %d floats for %d floats of values: no reuse", arena, total)
+	} else {
+		t.Logf("arena %d floats for %d floats of values (%.0f%%)", arena, total, 100*float64(arena)/float64(total))
+	}
+}
+
+// A training step allocates nothing once compiled.
+func TestRunDoesNotAllocate(t *testing.T) {
+	for _, f := range []string{"tv_vit_op14.onnx", "hf_vit_op16.onnx"} {
+		p, _ := gradProgram(t, testutil.Fixture("models", f), 2)
+		ins := inputsFor(p)
+		if allocs := testing.AllocsPerRun(3, func() {
+			if _, err := p.Run(ins...); err != nil {
+				t.Fatal(err)
+			}
+		}); allocs != 0 {
+			t.Errorf("%s: %v allocations per Run", f, allocs)
+		}
+	}
+	if d := testutil.SharedModels(); d != "" {
+		p, _ := gradProgram(t, filepath.Join(d, "timm_vit_c32_dynamo_op20.onnx"), 2)
+		ins := inputsFor(p)
+		if allocs := testing.AllocsPerRun(2, func() { p.Run(ins...) }); allocs != 0 {
+			t.Errorf("shared model: %v allocations per Run", allocs)
+		}
+	}
+}
