@@ -191,6 +191,9 @@ func kernelBinary(n *graph.Node) (Kernel, error) {
 	out := n.Outputs[0].StaticShape()
 	b := newBcast(out, shapeOf(n.Inputs[0]), shapeOf(n.Inputs[1]))
 	dt := n.Inputs[0].DType
+	if a, ok := arithOps[n.Op]; ok && dt == graph.Float32 {
+		return arithKernel(a, b), nil
+	}
 	switch {
 	case !op.cmp && dt == graph.Float32:
 		return binary(b, fs, fs, op.f), nil

@@ -43,9 +43,9 @@ func kernelSoftmaxGrad(n *graph.Node) (Kernel, error) {
 		return nil, err
 	}
 	outer, d, inner := axisSplit(shape, axis)
-	return func(in, out []*graph.Tensor) {
-		y, dy, dx := in[0].F, in[1].F, out[0].F
-		for o := 0; o < outer; o++ {
+	var y, dy, dx []float32
+	body := func(lo, hi int) {
+		for o := lo; o < hi; o++ {
 			for k := 0; k < inner; k++ {
 				base := o*d*inner + k
 				var s float64
@@ -58,6 +58,10 @@ func kernelSoftmaxGrad(n *graph.Node) (Kernel, error) {
 				}
 			}
 		}
+	}
+	return func(in, out []*graph.Tensor) {
+		y, dy, dx = in[0].F, in[1].F, out[0].F
+		parallel(outer, max(1, (1<<13)/(d*inner)), body)
 	}, nil
 }
 
@@ -73,12 +77,23 @@ func geluGrad(x float64, tanh bool) float64 {
 }
 
 func kernelGeluGrad(n *graph.Node) (Kernel, error) {
-	tanh := n.Attrs.Str("approximate", "none") == "tanh"
-	return func(in, out []*graph.Tensor) {
-		x, dy, dx := in[0].F, in[1].F, out[0].F
-		for i, v := range x {
-			dx[i] = float32(float64(dy[i]) * geluGrad(float64(v), tanh))
+	if n.Attrs.Str("approximate", "none") == "tanh" {
+		return func(in, out []*graph.Tensor) {
+			x, dy, dx := in[0].F, in[1].F, out[0].F
+			for i, v := range x {
+				dx[i] = float32(float64(dy[i]) * geluGrad(float64(v), true))
+			}
+		}, nil
+	}
+	var x, dy, dx []float32
+	body := func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			dx[i] = dy[i] * geluGradF(x[i])
 		}
+	}
+	return func(in, out []*graph.Tensor) {
+		x, dy, dx = in[0].F, in[1].F, out[0].F
+		parallel(len(x), 1<<13, body)
 	}, nil
 }
 
@@ -103,47 +118,62 @@ func kernelLayerNormGrad(n *graph.Node) (Kernel, error) {
 	axis, _ := normAxis(n, n.Attrs.Int("axis", -1), len(shape))
 	rows, d := graph.Numel(shape[:axis]), graph.Numel(shape[axis:])
 	eps := float64(n.Attrs.Float("epsilon", 1e-5))
-	ds := make([]float64, d)
-	dbb := make([]float64, d)
-	xh := make([]float64, d)
-	return func(in, out []*graph.Tensor) {
-		x, sc, dy := in[0].F, in[1].F, in[2].F
-		dx, dsc, db := out[0].F, out[1].F, out[2].F
-		clear(ds)
-		clear(dbb)
-		for r := 0; r < rows; r++ {
-			xr, gr := x[r*d:(r+1)*d], dy[r*d:(r+1)*d]
-			var mean float64
-			for _, v := range xr {
-				mean += float64(v)
-			}
-			mean /= float64(d)
-			var vr float64
-			for _, v := range xr {
-				dv := float64(v) - mean
-				vr += dv * dv
-			}
-			inv := 1 / math.Sqrt(vr/float64(d)+eps)
-			var mg, mgx float64
-			for j, v := range xr {
-				xh[j] = (float64(v) - mean) * inv
-				g := float64(gr[j]) * float64(sc[j])
-				mg += g
-				mgx += g * xh[j]
-				ds[j] += float64(gr[j]) * xh[j]
-				dbb[j] += float64(gr[j])
-			}
-			mg /= float64(d)
-			mgx /= float64(d)
-			dr := dx[r*d : (r+1)*d]
-			for j := range dr {
-				g := float64(gr[j]) * float64(sc[j])
-				dr[j] = float32(inv * (g - mg - xh[j]*mgx))
+	// Parameter gradients are summed per fixed chunk of rows, then the chunks
+	// in order, so the result does not depend on how many cores ran.
+	const chunks = 16
+	part := make([][]float64, chunks)
+	for i := range part {
+		part[i] = make([]float64, 3*d) // dscale, dbias partial sums; normalized row
+
+	}
+	var x, sc, dy, dx []float32
+	body := func(lo, hi int) {
+		for ch := lo; ch < hi; ch++ {
+			ds, dbb, xh := part[ch][:d], part[ch][d:2*d], part[ch][2*d:]
+			clear(part[ch][:2*d])
+			for r := ch * rows / chunks; r < (ch+1)*rows/chunks; r++ {
+				xr, gr := x[r*d:(r+1)*d], dy[r*d:(r+1)*d]
+				var mean float64
+				for _, v := range xr {
+					mean += float64(v)
+				}
+				mean /= float64(d)
+				var vr float64
+				for _, v := range xr {
+					dv := float64(v) - mean
+					vr += dv * dv
+				}
+				inv := 1 / math.Sqrt(vr/float64(d)+eps)
+				var mg, mgx float64
+				for j, v := range xr {
+					xh[j] = (float64(v) - mean) * inv
+					g := float64(gr[j]) * float64(sc[j])
+					mg += g
+					mgx += g * xh[j]
+					ds[j] += float64(gr[j]) * xh[j]
+					dbb[j] += float64(gr[j])
+				}
+				mg /= float64(d)
+				mgx /= float64(d)
+				dr := dx[r*d : (r+1)*d]
+				for j := range dr {
+					g := float64(gr[j]) * float64(sc[j])
+					dr[j] = float32(inv * (g - mg - xh[j]*mgx))
+				}
 			}
 		}
-		for j := range ds {
-			dsc[j] = float32(ds[j])
-			db[j] = float32(dbb[j])
+	}
+	return func(in, out []*graph.Tensor) {
+		x, sc, dy, dx = in[0].F, in[1].F, in[2].F, out[0].F
+		parallel(chunks, 1, body)
+		dsc, db := out[1].F, out[2].F
+		for j := 0; j < d; j++ {
+			var a, b float64
+			for ch := 0; ch < chunks; ch++ {
+				a += part[ch][j]
+				b += part[ch][d+j]
+			}
+			dsc[j], db[j] = float32(a), float32(b)
 		}
 	}, nil
 }

@@ -2,6 +2,7 @@ package compile_test
 
 import (
 	"path/filepath"
+	"runtime"
 	"testing"
 
 	"github.com/hyperat/hyperat/compile"
@@ -100,6 +101,32 @@ func TestRunDoesNotAllocate(t *testing.T) {
 		ins := inputsFor(p)
 		if allocs := testing.AllocsPerRun(2, func() { p.Run(ins...) }); allocs != 0 {
 			t.Errorf("shared model: %v allocations per Run", allocs)
+		}
+	}
+}
+
+// Results are bit-identical whatever the number of cores: work is split so
+// that every element is computed by the same operations in the same order.
+func TestDeterministicAcrossCores(t *testing.T) {
+	p, x := gradProgram(t, testutil.Fixture("models", "hf_vit_op16.onnx"), 8)
+	ins := inputsFor(p)
+	var ref []float32
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(0))
+	for _, procs := range []int{1, 2, 3, 4} {
+		runtime.GOMAXPROCS(procs)
+		if _, err := p.Run(ins...); err != nil {
+			t.Fatal(err)
+		}
+		g := append([]float32{}, p.Grad(x).F...)
+		g = append(g, p.Loss().F...)
+		if ref == nil {
+			ref = g
+			continue
+		}
+		for i := range g {
+			if g[i] != ref[i] {
+				t.Fatalf("GOMAXPROCS=%d: element %d is %g, with 1 core %g", procs, i, g[i], ref[i])
+			}
 		}
 	}
 }

@@ -31,9 +31,9 @@ func kernelSoftmax(n *graph.Node) (Kernel, error) {
 	}
 	outer, d, inner := axisSplit(shape, axis)
 	logsm := n.Op == "LogSoftmax"
-	return func(in, out []*graph.Tensor) {
-		x, y := in[0].F, out[0].F
-		for o := 0; o < outer; o++ {
+	var x, y []float32
+	body := func(lo, hi int) {
+		for o := lo; o < hi; o++ {
 			for k := 0; k < inner; k++ {
 				base := o*d*inner + k
 				m := float32(math.Inf(-1))
@@ -42,10 +42,10 @@ func kernelSoftmax(n *graph.Node) (Kernel, error) {
 				}
 				var s float64
 				for j := 0; j < d; j++ {
-					e := math.Exp(float64(x[base+j*inner] - m))
-					s += e
+					e := expf(x[base+j*inner] - m)
+					s += float64(e)
 					if !logsm {
-						y[base+j*inner] = float32(e)
+						y[base+j*inner] = e
 					}
 				}
 				if logsm {
@@ -61,6 +61,10 @@ func kernelSoftmax(n *graph.Node) (Kernel, error) {
 				}
 			}
 		}
+	}
+	return func(in, out []*graph.Tensor) {
+		x, y = in[0].F, out[0].F
+		parallel(outer, max(1, (1<<13)/(d*inner)), body)
 	}, nil
 }
 
@@ -77,13 +81,9 @@ func kernelLayerNorm(n *graph.Node) (Kernel, error) {
 	}
 	hasBias := n.In(2) != nil
 	eps := float64(n.Attrs.Float("epsilon", 1e-5))
-	return func(in, out []*graph.Tensor) {
-		x, g, y := in[0].F, in[1].F, out[0].F
-		var b []float32
-		if hasBias {
-			b = in[2].F
-		}
-		for r := 0; r < rows; r++ {
+	var x, g, y, b []float32
+	body := func(lo, hi int) {
+		for r := lo; r < hi; r++ {
 			xr := x[r*d : (r+1)*d]
 			var mean float64
 			for _, v := range xr {
@@ -105,6 +105,13 @@ func kernelLayerNorm(n *graph.Node) (Kernel, error) {
 				yr[j] = float32(o)
 			}
 		}
+	}
+	return func(in, out []*graph.Tensor) {
+		x, g, y = in[0].F, in[1].F, out[0].F
+		if hasBias {
+			b = in[2].F
+		}
+		parallel(rows, max(1, (1<<13)/d), body)
 	}, nil
 }
 
@@ -307,8 +314,23 @@ func kernelMatMul(n *graph.Node) (Kernel, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Uniform batch strides (the usual case: no broadcasting, or one operand
+	// shared by every batch entry) go to the batched kernel in one call.
+	sa, sb, uniform := 0, 0, true
+	if p.batch > 1 {
+		sa, sb = p.aOff[1]-p.aOff[0], p.bOff[1]-p.bOff[0]
+		for i := 1; i < p.batch; i++ {
+			if p.aOff[i]-p.aOff[i-1] != sa || p.bOff[i]-p.bOff[i-1] != sb {
+				uniform = false
+			}
+		}
+	}
 	return func(in, out []*graph.Tensor) {
 		a, b, c := in[0].F, in[1].F, out[0].F
+		if uniform && GemmBatched != nil {
+			GemmBatched(p.batch, false, false, p.m, p.n, p.k, 1, a, p.k, sa, b, p.n, sb, 0, c, p.n, p.m*p.n)
+			return
+		}
 		for i := 0; i < p.batch; i++ {
 			Gemm(false, false, p.m, p.n, p.k, 1, a[p.aOff[i]:], p.k, b[p.bOff[i]:], p.n, 0, c[i*p.m*p.n:], p.n)
 		}

@@ -251,7 +251,28 @@ func indexMap(out []int, strides []int, offset int) []int32 {
 	return m
 }
 
+// gatherByMap is out[i] = in[m[i]]. Maps made of long runs of consecutive
+// indices (transposes that keep the last axis, slices, broadcasts of rows) are
+// copied run by run.
 func gatherByMap(m []int32) Kernel {
+	type run struct{ dst, src, n int32 }
+	var runs []run
+	for i := 0; i < len(m); {
+		j := i + 1
+		for j < len(m) && m[j] == m[j-1]+1 {
+			j++
+		}
+		runs = append(runs, run{int32(i), m[i], int32(j - i)})
+		i = j
+	}
+	if len(runs) > 0 && len(m)/len(runs) >= 8 {
+		return func(in, out []*graph.Tensor) {
+			src, dst := in[0], out[0]
+			for _, r := range runs {
+				copyRange(dst, int(r.dst), src, int(r.src), int(r.n))
+			}
+		}
+	}
 	return func(in, out []*graph.Tensor) {
 		src, dst := in[0], out[0]
 		switch src.DType {

@@ -108,11 +108,22 @@ func kernelGelu(n *graph.Node) (Kernel, error) {
 	if n.Inputs[0].DType != graph.Float32 {
 		return nil, nodeError(n, "needs float input")
 	}
-	tanh := n.Attrs.Str("approximate", "none") == "tanh"
-	return func(in, out []*graph.Tensor) {
-		for i, v := range in[0].F {
-			out[0].F[i] = float32(gelu(float64(v), tanh))
+	if n.Attrs.Str("approximate", "none") == "tanh" {
+		return func(in, out []*graph.Tensor) {
+			for i, v := range in[0].F {
+				out[0].F[i] = float32(gelu(float64(v), true))
+			}
+		}, nil
+	}
+	var x, y []float32
+	body := func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			y[i] = geluF(x[i])
 		}
+	}
+	return func(in, out []*graph.Tensor) {
+		x, y = in[0].F, out[0].F
+		parallel(len(x), 1<<13, body)
 	}, nil
 }
 
