@@ -116,28 +116,7 @@ func lower(g *graph.Graph, opts Options) (*compilation, error) {
 
 // cloneWithMap clones g and returns the map from old values to new ones.
 func cloneWithMap(g *graph.Graph) (*graph.Graph, map[*graph.Value]*graph.Value) {
-	c := g.Clone()
-	m := map[*graph.Value]*graph.Value{}
-	for i, v := range g.Inputs {
-		m[v] = c.Inputs[i]
-	}
-	for i, v := range g.Params {
-		m[v] = c.Params[i]
-	}
-	for i, n := range g.Nodes {
-		cn := c.Nodes[i]
-		for j, v := range n.Inputs {
-			if v != nil {
-				m[v] = cn.Inputs[j]
-			}
-		}
-		for j, v := range n.Outputs {
-			m[v] = cn.Outputs[j]
-		}
-	}
-	for i, v := range g.Outputs {
-		m[v] = c.Outputs[i]
-	}
+	c, m, _ := g.CloneMapped()
 	return c, m
 }
 

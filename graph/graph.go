@@ -319,11 +319,18 @@ func (g *Graph) ReplaceUses(old, new *Value) {
 // Clone deep-copies the graph structure; constant tensors are shared (they are
 // treated as immutable), so cloning a large model is cheap.
 func (g *Graph) Clone() *Graph {
+	c, _, _ := g.CloneMapped()
+	return c
+}
+
+// CloneMapped is Clone that also returns where each value and node went.
+func (g *Graph) CloneMapped() (*Graph, map[*Value]*Value, map[*Node]*Node) {
 	c := New()
 	for k, v := range g.names {
 		c.names[k] = v
 	}
 	vm := map[*Value]*Value{}
+	nm := map[*Node]*Node{}
 	cv := func(v *Value) *Value {
 		if v == nil {
 			return nil
@@ -355,11 +362,28 @@ func (g *Graph) Clone() *Graph {
 			nn.Outputs = append(nn.Outputs, no)
 		}
 		c.Nodes = append(c.Nodes, nn)
+		nm[n] = nn
 	}
 	for _, v := range g.Outputs {
 		c.Outputs = append(c.Outputs, cv(v))
 	}
-	return c
+	return c, vm, nm
+}
+
+// ParamToInput turns an initializer into a graph input of the same shape (its
+// data is left in v.Const's former tensor, returned): tuning feeds trained
+// weights at every run instead of folding them.
+func (g *Graph) ParamToInput(v *Value) *Tensor {
+	t := v.Const
+	v.Const, v.Param = nil, false
+	for i, p := range g.Params {
+		if p == v {
+			g.Params = append(g.Params[:i], g.Params[i+1:]...)
+			break
+		}
+	}
+	g.Inputs = append(g.Inputs, v)
+	return t
 }
 
 // ParamByName finds an initializer.

@@ -1,0 +1,25 @@
+package hyperat
+
+import (
+	"math/rand/v2"
+
+	"github.com/hyperat/hyperat/graph"
+)
+
+// MART (Wang et al. 2020): x' = PGD on the cross-entropy from a uniform
+// random start; loss BCE(p(x'), y) + beta KL(p(x) || p(x')) (1 - p_y(x)),
+// with BCE = CE(f(x'), y) - log(1.0001 - max_{k != y} p_k(x')).
+type mart struct{ beta float64 }
+
+func init() { defenses["mart"] = func(beta float64) Defense { return mart{beta} } }
+
+func (mart) Name() string     { return "mart" }
+func (mart) NeedsClean() bool { return true }
+
+func (mart) Attack(f gradFn, x *graph.Tensor, y []int, eps float64, steps int, rng *rand.Rand) (*graph.Tensor, error) {
+	return pgd(f, x, uniformStart(x, eps, rng), eps, pgdStep(eps, steps), steps, ceSeed(y))
+}
+
+func (d mart) Loss(clean, adv *graph.Tensor, y []int) (float64, *graph.Tensor, *graph.Tensor) {
+	return martLoss(clean, adv, y, d.beta)
+}

@@ -1,0 +1,205 @@
+package hyperat
+
+import (
+	"math"
+	"math/rand/v2"
+	"sort"
+
+	"github.com/hyperat/hyperat/compile"
+	"github.com/hyperat/hyperat/graph"
+)
+
+// Hypernet generates the LoRA factors of every target for one defense:
+//
+//	x_i = [e_m; l_block(i); t_kind(i)]           (embeddings, EmbedDim each)
+//	z_i = relu(W2 relu(W1 x_i + b1) + b2)         (width Hidden)
+//	A_i = reshape(HA_kind z_i + ha_kind, r x in)  B_i = reshape(HB_kind z_i + hb_kind, out x r)
+//
+// All layers are generated in one program whose single output is the
+// concatenation of every A_i then B_i, flattened; its gradient program takes
+// the matching cotangent. HB and hb start at zero, so B = 0 and the tuned
+// model starts exactly as the pretrained one.
+type Hypernet struct {
+	Defenses int
+	Kinds    []string // layer kinds, sorted
+	Names    []string // parameter names, in Params order
+	g        *graph.Graph
+	method   *graph.Value   // one-hot [1, Defenses]
+	params   []*graph.Value // graph inputs, in Names order
+	out      *graph.Value
+	seed     *graph.Value
+	prog     *compile.Program
+	offA     []int // where A_i starts in the output
+	offB     []int
+	sizes    []Target
+	total    int
+}
+
+// HyperOptions are the hypernetwork's sizes.
+type HyperOptions struct {
+	EmbedDim, Hidden int
+}
+
+// NewHypernet builds the generator for the given targets and returns it with
+// freshly initialized parameters (PyTorch's default Linear init, embeddings
+// from N(0, 1)).
+func NewHypernet(targets []Target, rank, defenses int, o HyperOptions, rng *rand.Rand) (*Hypernet, []*graph.Tensor, error) {
+	h := &Hypernet{Defenses: defenses, sizes: targets}
+	kindIdx := map[string]int{}
+	blocks := 0
+	for _, t := range targets {
+		if _, ok := kindIdx[t.Kind]; !ok {
+			kindIdx[t.Kind] = 0
+			h.Kinds = append(h.Kinds, t.Kind)
+		}
+		blocks = max(blocks, t.Block+1)
+	}
+	sort.Strings(h.Kinds)
+	for i, k := range h.Kinds {
+		kindIdx[k] = i
+	}
+	g := graph.New()
+	h.g = g
+	var init []*graph.Tensor
+	param := func(name string, t *graph.Tensor) *graph.Value {
+		v := g.AddInput(name, graph.Float32, graph.StaticShape(t.Shape...))
+		h.params = append(h.params, v)
+		h.Names = append(h.Names, name)
+		init = append(init, t)
+		return v
+	}
+	normal := func(shape ...int) *graph.Tensor {
+		t := graph.NewTensor(graph.Float32, shape)
+		for i := range t.F {
+			t.F[i] = float32(rng.NormFloat64())
+		}
+		return t
+	}
+	uniform := func(bound float64, shape ...int) *graph.Tensor {
+		t := graph.NewTensor(graph.Float32, shape)
+		for i := range t.F {
+			t.F[i] = float32((2*rng.Float64() - 1) * bound)
+		}
+		return t
+	}
+	ed, hid := o.EmbedDim, o.Hidden
+	h.method = g.AddInput("method", graph.Float32, graph.StaticShape(1, defenses))
+	E := param("embed.method", normal(defenses, ed))
+	L := param("embed.block", normal(blocks, ed))
+	T := param("embed.kind", normal(len(h.Kinds), ed))
+	b1 := 1 / math.Sqrt(float64(3*ed))
+	W1 := param("mlp.0.weight", uniform(b1, 3*ed, hid))
+	B1 := param("mlp.0.bias", uniform(b1, hid))
+	b2 := 1 / math.Sqrt(float64(hid))
+	W2 := param("mlp.2.weight", uniform(b2, hid, hid))
+	B2 := param("mlp.2.bias", uniform(b2, hid))
+
+	n := len(targets)
+	// selection matrices: row i picks target i's block and kind embedding
+	lsel := graph.NewTensor(graph.Float32, []int{n, blocks})
+	tsel := graph.NewTensor(graph.Float32, []int{n, len(h.Kinds)})
+	for i, t := range targets {
+		lsel.F[i*blocks+t.Block] = 1
+		tsel.F[i*len(h.Kinds)+kindIdx[t.Kind]] = 1
+	}
+	e := g.Op("MatMul", nil, h.method, E)
+	e = g.Op("Expand", nil, e, g.Const("shape", graph.I64([]int{2}, []int64{int64(n), int64(ed)})))
+	l := g.Op("MatMul", nil, g.Const("block_select", lsel), L)
+	k := g.Op("MatMul", nil, g.Const("kind_select", tsel), T)
+	x := g.Op("Concat", graph.Attrs{"axis": int64(1)}, e, l, k)
+	z := g.Op("Relu", nil, g.Op("Add", nil, g.Op("MatMul", nil, x, W1), B1))
+	z = g.Op("Relu", nil, g.Op("Add", nil, g.Op("MatMul", nil, z, W2), B2))
+
+	// one pair of heads per kind, applied to the rows of that kind at once
+	var pieces []*graph.Value
+	var order []int // target index of each row, kind by kind
+	for _, kind := range h.Kinds {
+		var idx []int64
+		var in, out int
+		for i, t := range targets {
+			if t.Kind == kind {
+				idx = append(idx, int64(i))
+				order = append(order, i)
+				in, out = t.In, t.Out
+			}
+		}
+		zk := g.Op("Gather", graph.Attrs{"axis": int64(0)}, z, g.Const("rows", graph.I64([]int{len(idx)}, idx)))
+		HA := param("head_A."+kind+".weight", uniform(b2, hid, rank*in))
+		hA := param("head_A."+kind+".bias", uniform(b2, rank*in))
+		HB := param("head_B."+kind+".weight", graph.NewTensor(graph.Float32, []int{hid, out * rank}))
+		hB := param("head_B."+kind+".bias", graph.NewTensor(graph.Float32, []int{out * rank}))
+		a := g.Op("Add", nil, g.Op("MatMul", nil, zk, HA), hA)
+		b := g.Op("Add", nil, g.Op("MatMul", nil, zk, HB), hB)
+		pieces = append(pieces, g.Op("Reshape", nil, a, g.Const("flat", graph.I64([]int{1}, []int64{-1}))))
+		pieces = append(pieces, g.Op("Reshape", nil, b, g.Const("flat", graph.I64([]int{1}, []int64{-1}))))
+	}
+	h.out = g.Op("Concat", graph.Attrs{"axis": int64(0)}, pieces...)
+	g.Outputs = []*graph.Value{h.out}
+	// offsets of each target's A and B in the output
+	h.offA, h.offB = make([]int, n), make([]int, n)
+	off := 0
+	pos := 0
+	for _, kind := range h.Kinds {
+		var members []int
+		for _, i := range order[pos:] {
+			if targets[i].Kind != kind {
+				break
+			}
+			members = append(members, i)
+		}
+		pos += len(members)
+		for _, i := range members {
+			h.offA[i] = off
+			off += rank * targets[i].In
+		}
+		for _, i := range members {
+			h.offB[i] = off
+			off += targets[i].Out * rank
+		}
+	}
+	h.total = off
+	h.seed = g.AddInput("cotangent", graph.Float32, graph.StaticShape(off))
+	p, err := compile.Compile(g, compile.Options{Grad: &compile.GradSpec{Loss: h.out, Seed: h.seed, Wrt: h.params}})
+	if err != nil {
+		return nil, nil, err
+	}
+	h.prog = p
+	return h, init, nil
+}
+
+func (h *Hypernet) inputs(m int, params []*graph.Tensor) []*graph.Tensor {
+	oh := graph.NewTensor(graph.Float32, []int{1, h.Defenses})
+	oh.F[m] = 1
+	return append([]*graph.Tensor{oh}, params...)
+}
+
+// Generate writes the factors of defense m into A and B (shapes of the targets).
+func (h *Hypernet) Generate(m int, params []*graph.Tensor, A, B []*graph.Tensor) error {
+	outs, err := h.prog.Forward(h.inputs(m, params)...)
+	if err != nil {
+		return err
+	}
+	v := outs[0].F
+	for i := range A {
+		copy(A[i].F, v[h.offA[i]:])
+		copy(B[i].F, v[h.offB[i]:])
+	}
+	return nil
+}
+
+// Backward takes dL/dA and dL/dB (from the last Generate's defense) and adds
+// the gradients of the hypernetwork's parameters into acc.
+func (h *Hypernet) Backward(dA, dB []*graph.Tensor, acc []*graph.Tensor) error {
+	s := graph.NewTensor(graph.Float32, []int{h.total})
+	for i := range dA {
+		copy(s.F[h.offA[i]:], dA[i].F)
+		copy(s.F[h.offB[i]:], dB[i].F)
+	}
+	if err := h.prog.Backward(s); err != nil {
+		return err
+	}
+	for i, p := range h.params {
+		addTo(acc[i], h.prog.Grad(p))
+	}
+	return nil
+}

@@ -1,0 +1,259 @@
+// Package hyperat makes a pretrained ViT robust with HyperAT: a shared
+// hypernetwork generates, for each defense (an attack plus a loss), a LoRA
+// on every adapted linear layer; a defense is sampled per iteration; the
+// generated deltas are merged into the weights at the end. The baselines
+// (plain LoRA and full fine-tuning with one defense) use the same machinery.
+package hyperat
+
+import (
+	"fmt"
+
+	"github.com/hyperat/hyperat/compile"
+	"github.com/hyperat/hyperat/graph"
+	onnximport "github.com/hyperat/hyperat/import"
+	"github.com/hyperat/hyperat/nn"
+)
+
+// Target is one adapted linear layer.
+type Target struct {
+	Name       string
+	Kind       string
+	Block      int
+	In, Out    int
+	Weight     string // the initializer holding W in the original model
+	Transposed bool   // W is stored [out, in] (else [in, out])
+}
+
+// Net is the pretrained model prepared for tuning: a LoRA branch on each
+// target whose factors are graph inputs, and trainable weights (the head,
+// or every weight for full fine-tuning) turned into graph inputs too. The
+// caller owns all trained tensors and feeds them at every run, so one set of
+// parameters serves every compiled program.
+type Net struct {
+	G       *graph.Graph
+	X       *graph.Value
+	Targets []Target
+	// A[i], B[i] are the factors of Targets[i]: A [r, in], B [out, r].
+	A, B    []*graph.Value
+	Rank    int
+	Scale   float32         // alpha / r
+	Train   []*graph.Value  // trained weights (graph inputs), in a fixed order
+	Init    []*graph.Tensor // their pretrained values
+	Classes int
+	C, H, W int
+
+	attack map[int]*vjp
+	train  map[int]*vjp
+}
+
+type vjp struct {
+	p    *compile.Program
+	seed *graph.Value
+	wrt  []*graph.Value // in the order of the graph inputs they come from
+}
+
+// NetOptions choose what is adapted and what is trained.
+type NetOptions struct {
+	Rank       int
+	Alpha      float32
+	Kinds      map[string]bool // adapted layer kinds (qkv q k v proj fc1 fc2)
+	TrainHead  bool
+	TrainAll   bool // full fine-tuning: every float weight is trained, no LoRA
+	NoLoRA     bool
+	BatchShape []int // [C, H, W]
+}
+
+// NewNet builds the tuning graph from a freshly imported model.
+func NewNet(m *onnximport.Model, o NetOptions) (*Net, error) {
+	rep, err := onnximport.Recognize(m)
+	if err != nil {
+		return nil, err
+	}
+	g := m.Graph
+	if len(g.Inputs) != 1 || len(g.Inputs[0].Shape) != 4 {
+		return nil, fmt.Errorf("not an image classifier: want one input [N, C, H, W]")
+	}
+	x := g.Inputs[0]
+	g.Outputs = g.Outputs[:1]
+	n := &Net{G: g, X: x, Rank: o.Rank, Scale: o.Alpha / float32(max(o.Rank, 1)),
+		C: x.Shape[1].N, H: x.Shape[2].N, W: x.Shape[3].N,
+		attack: map[int]*vjp{}, train: map[int]*vjp{}}
+	if !o.TrainAll && !o.NoLoRA {
+		for _, l := range rep.Targets() {
+			if l.Kind == onnximport.KindHead || !o.Kinds[l.Kind] || l.Block < 0 {
+				continue
+			}
+			t := Target{Name: l.Name, Kind: l.Kind, Block: l.Block, In: l.In, Out: l.Out,
+				Weight: l.Weight.Name, Transposed: l.Transposed}
+			a := g.AddInput("lora_A."+l.Name, graph.Float32, graph.StaticShape(o.Rank, l.In))
+			b := g.AddInput("lora_B."+l.Name, graph.Float32, graph.StaticShape(l.Out, o.Rank))
+			nn.LoRA(g, l.Node, a, b, n.Scale)
+			n.Targets = append(n.Targets, t)
+			n.A = append(n.A, a)
+			n.B = append(n.B, b)
+		}
+		if len(n.Targets) == 0 {
+			return nil, fmt.Errorf("no linear layer of the chosen kinds was recognized in the model")
+		}
+	}
+	var trained []*graph.Value
+	switch {
+	case o.TrainAll:
+		for _, p := range append([]*graph.Value{}, g.Params...) {
+			if p.DType == graph.Float32 && p.Const.Numel() > 1 {
+				trained = append(trained, p)
+			}
+		}
+	case o.TrainHead:
+		if rep.Head == nil {
+			return nil, fmt.Errorf("no classifier head was recognized; train without the head")
+		}
+		trained = append(trained, rep.Head.Weight)
+		if rep.Head.Bias != nil {
+			trained = append(trained, rep.Head.Bias)
+		}
+	}
+	for _, p := range trained {
+		if p.Param {
+			n.Init = append(n.Init, g.ParamToInput(p))
+			n.Train = append(n.Train, p)
+		}
+	}
+	// the number of classes, from a forward at batch 1
+	p, err := compile.Compile(g, compile.Options{Batch: 1})
+	if err != nil {
+		return nil, err
+	}
+	out := p.Outputs[0].StaticShape()
+	if len(out) != 2 {
+		return nil, fmt.Errorf("not an image classifier: output shape %v", out)
+	}
+	n.Classes = out[1]
+	return n, nil
+}
+
+// Params are the values fed besides the image: LoRA factors, then trained weights.
+type Params struct {
+	A, B  []*graph.Tensor
+	Train []*graph.Tensor
+}
+
+func (n *Net) inputs(x *graph.Tensor, ps *Params) ([]*graph.Tensor, error) {
+	ins := []*graph.Tensor{x}
+	for i := range n.A {
+		ins = append(ins, ps.A[i], ps.B[i])
+	}
+	ins = append(ins, ps.Train...)
+	if len(ins) != len(n.G.Inputs) {
+		return nil, fmt.Errorf("internal: %d inputs for %d graph inputs", len(ins), len(n.G.Inputs))
+	}
+	return ins, nil
+}
+
+// program compiles (once per batch size) a vector-Jacobian program of the
+// logits with respect to wrt: the input (attacks) or the parameters (training).
+func (n *Net) program(batch int, forTraining bool) (*vjp, error) {
+	cache := n.attack
+	if forTraining {
+		cache = n.train
+	}
+	if v, ok := cache[batch]; ok {
+		return v, nil
+	}
+	g := n.G.Clone()
+	// find our values in the clone by position (inputs keep their order)
+	seed := g.AddInput("logits_cotangent", graph.Float32, graph.StaticShape(batch, n.Classes))
+	var wrt []*graph.Value
+	if forTraining {
+		wrt = g.Inputs[1 : len(g.Inputs)-1]
+	} else {
+		wrt = g.Inputs[:1]
+	}
+	p, err := compile.Compile(g, compile.Options{Batch: batch,
+		Grad: &compile.GradSpec{Loss: g.Outputs[0], Seed: seed, Wrt: wrt}})
+	if err != nil {
+		return nil, err
+	}
+	v := &vjp{p: p, seed: seed, wrt: wrt}
+	cache[batch] = v
+	return v, nil
+}
+
+// Forward runs the adapted model: logits [N, classes] (owned by the program
+// until the next run; clone to keep).
+func (n *Net) Forward(x *graph.Tensor, ps *Params) (*graph.Tensor, error) {
+	v, err := n.program(x.Shape[0], false)
+	if err != nil {
+		return nil, err
+	}
+	ins, err := n.inputs(x, ps)
+	if err != nil {
+		return nil, err
+	}
+	outs, err := v.p.Forward(ins...)
+	if err != nil {
+		return nil, err
+	}
+	return outs[0], nil
+}
+
+// InputGrad is one forward and one backward: logits, then dL/dx for the
+// cotangent seed(logits) = dL/dlogits. Results are the caller's.
+func (n *Net) InputGrad(x *graph.Tensor, ps *Params, seed func(*graph.Tensor) *graph.Tensor) (logits, grad *graph.Tensor, err error) {
+	v, err := n.program(x.Shape[0], false)
+	if err != nil {
+		return nil, nil, err
+	}
+	ins, err := n.inputs(x, ps)
+	if err != nil {
+		return nil, nil, err
+	}
+	outs, err := v.p.Forward(ins...)
+	if err != nil {
+		return nil, nil, err
+	}
+	logits = outs[0].Clone()
+	if err := v.p.Backward(seed(logits)); err != nil {
+		return nil, nil, err
+	}
+	return logits, v.p.Grad(v.wrt[0]).Clone(), nil
+}
+
+// ParamGrads runs forward on x, takes dL/dlogits from seed, and adds the
+// gradients of the LoRA factors and trained weights into acc (same layout
+// as Params). It returns the logits (the caller's).
+func (n *Net) ParamGrads(x *graph.Tensor, ps *Params, seed func(*graph.Tensor) *graph.Tensor, acc *Params) (*graph.Tensor, error) {
+	v, err := n.program(x.Shape[0], true)
+	if err != nil {
+		return nil, err
+	}
+	ins, err := n.inputs(x, ps)
+	if err != nil {
+		return nil, err
+	}
+	outs, err := v.p.Forward(ins...)
+	if err != nil {
+		return nil, err
+	}
+	logits := outs[0].Clone()
+	if err := v.p.Backward(seed(logits)); err != nil {
+		return nil, err
+	}
+	k := 0
+	for i := range n.A {
+		addTo(acc.A[i], v.p.Grad(v.wrt[k]))
+		addTo(acc.B[i], v.p.Grad(v.wrt[k+1]))
+		k += 2
+	}
+	for i := range n.Train {
+		addTo(acc.Train[i], v.p.Grad(v.wrt[k]))
+		k++
+	}
+	return logits, nil
+}
+
+func addTo(dst, src *graph.Tensor) {
+	for i, s := range src.F {
+		dst.F[i] += s
+	}
+}

@@ -1,0 +1,311 @@
+package hyperat
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"strings"
+	"time"
+
+	"github.com/hyperat/hyperat/graph"
+	onnximport "github.com/hyperat/hyperat/import"
+)
+
+// Config is one tuning run. Defaults (DefaultConfig) follow the project's
+// method description; each field is a flag of hyperat-tune.
+type Config struct {
+	Method    string   // hyperat, lora or full
+	Defenses  []string // pgdat, trades, mart
+	Eps       float64
+	Steps     int // inner attack steps
+	Iters     int
+	Batch     int
+	Rank      int
+	Alpha     float64
+	LR        float64
+	Warmup    float64 // learning-rate warm-up fraction (one-cycle)
+	EpsWarmup float64
+	Clip      float64
+	Beta      float64 // TRADES and MART regularizer weight
+	WD        float64
+	Targets   []string // adapted layer kinds
+	TrainHead bool
+	EmbedDim  int
+	Hidden    int
+	Seed      uint64
+}
+
+// DefaultConfig is the run METHOD.md describes.
+func DefaultConfig() Config {
+	return Config{Method: "hyperat", Defenses: []string{"pgdat", "trades", "mart"}, Eps: 8.0 / 255, Steps: 10,
+		Iters: 600, Batch: 64, Rank: 8, Alpha: 16, LR: 1e-3, Warmup: 0.1, EpsWarmup: 0.3, Clip: 1,
+		Beta: 6, Targets: []string{"qkv", "q", "k", "v", "proj", "fc1", "fc2"}, TrainHead: true,
+		EmbedDim: 32, Hidden: 128}
+}
+
+// Validate checks the configuration.
+func (c *Config) Validate() error {
+	switch c.Method {
+	case "hyperat", "lora", "full":
+	default:
+		return fmt.Errorf("--method %q: want hyperat, lora or full", c.Method)
+	}
+	if len(c.Defenses) == 0 {
+		return errors.New("--defenses: at least one defense")
+	}
+	for _, d := range c.Defenses {
+		if _, err := NewDefense(d, c.Beta); err != nil {
+			return fmt.Errorf("--defenses: %v", err)
+		}
+	}
+	if c.Method != "hyperat" && len(c.Defenses) != 1 {
+		return fmt.Errorf("--method %s tunes with one defense; got %s", c.Method, strings.Join(c.Defenses, ","))
+	}
+	switch {
+	case !(c.Eps > 0 && c.Eps <= 1):
+		return fmt.Errorf("--eps %g: must be in (0, 1]", c.Eps)
+	case c.Steps < 1:
+		return errors.New("--steps must be at least 1")
+	case c.Iters < 1:
+		return errors.New("--iters must be at least 1")
+	case c.Batch < 1:
+		return errors.New("--batch must be at least 1")
+	case c.Method != "full" && c.Rank < 1:
+		return errors.New("--rank must be at least 1")
+	case !(c.LR > 0):
+		return errors.New("--lr must be positive")
+	case c.EpsWarmup < 0 || c.EpsWarmup > 1 || c.Warmup < 0 || c.Warmup > 1:
+		return errors.New("warm-up fractions must be in [0, 1]")
+	}
+	return nil
+}
+
+// Source yields batches of examples by index.
+type Source interface {
+	Batch(indices []int) (x *graph.Tensor, y []int, err error)
+}
+
+// Trainer runs a tuning: it owns every trained tensor and the optimizer.
+type Trainer struct {
+	Cfg   Config
+	Net   *Net
+	Hyper *Hypernet
+	defs  []Defense
+	// Params of the hypernetwork (hyperat), or the LoRA factors (lora),
+	// followed by the trained weights of the model (head, or all for full).
+	Params []*graph.Tensor
+	Names  []string
+	grads  []*graph.Tensor
+	Opt    *AdamW
+	It     int
+	data   Source
+	train  []int
+	// work buffers
+	lora  Params
+	dlora Params
+	// the model as imported, untouched, for merging
+	orig      *graph.Graph
+	origModel *onnximport.Model
+}
+
+// Step describes one iteration.
+type Step struct {
+	It       int
+	Defense  string
+	Loss     float64
+	Eps      float64
+	LR       float64
+	GradNorm float64
+	Seconds  float64
+}
+
+// NewTrainer prepares a run on an imported model.
+func NewTrainer(m *onnximport.Model, cfg Config, data Source, train []int) (*Trainer, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if len(train) < cfg.Batch {
+		return nil, fmt.Errorf("the training split has %d examples, fewer than one batch of %d", len(train), cfg.Batch)
+	}
+	kinds := map[string]bool{}
+	for _, k := range cfg.Targets {
+		kinds[k] = true
+	}
+	orig := m.Graph.Clone()
+	tuned := *m
+	tuned.Graph = m.Graph.Clone()
+	net, err := NewNet(&tuned, NetOptions{Rank: cfg.Rank, Alpha: float32(cfg.Alpha), Kinds: kinds,
+		TrainHead: cfg.TrainHead || cfg.Method == "full", TrainAll: cfg.Method == "full", NoLoRA: cfg.Method == "full"})
+	if err != nil {
+		return nil, err
+	}
+	t := &Trainer{Cfg: cfg, Net: net, data: data, train: train, orig: orig, origModel: m}
+	for _, d := range cfg.Defenses {
+		def, _ := NewDefense(d, cfg.Beta)
+		t.defs = append(t.defs, def)
+	}
+	rng := rand.New(rand.NewPCG(cfg.Seed, 0x1417))
+	for _, tg := range net.Targets {
+		t.lora.A = append(t.lora.A, graph.NewTensor(graph.Float32, []int{cfg.Rank, tg.In}))
+		t.lora.B = append(t.lora.B, graph.NewTensor(graph.Float32, []int{tg.Out, cfg.Rank}))
+		t.dlora.A = append(t.dlora.A, graph.NewTensor(graph.Float32, []int{cfg.Rank, tg.In}))
+		t.dlora.B = append(t.dlora.B, graph.NewTensor(graph.Float32, []int{tg.Out, cfg.Rank}))
+	}
+	switch cfg.Method {
+	case "hyperat":
+		h, init, err := NewHypernet(net.Targets, cfg.Rank, len(t.defs), HyperOptions{EmbedDim: cfg.EmbedDim, Hidden: cfg.Hidden}, rng)
+		if err != nil {
+			return nil, err
+		}
+		t.Hyper = h
+		t.Params = append(t.Params, init...)
+		for _, n := range h.Names {
+			t.Names = append(t.Names, "hypernet."+n)
+		}
+	case "lora":
+		// PEFT's init: A Kaiming-uniform (bound 1/sqrt(in)), B zero
+		for i, tg := range net.Targets {
+			a := t.lora.A[i].Clone()
+			bound := 1 / math.Sqrt(float64(tg.In))
+			for j := range a.F {
+				a.F[j] = float32((2*rng.Float64() - 1) * bound)
+			}
+			t.Params = append(t.Params, a, t.lora.B[i].Clone())
+			t.Names = append(t.Names, "lora_A."+tg.Name, "lora_B."+tg.Name)
+		}
+	}
+	for i, w := range net.Train {
+		t.Params = append(t.Params, net.Init[i].Clone())
+		t.Names = append(t.Names, "weight."+w.Name)
+	}
+	for _, p := range t.Params {
+		t.grads = append(t.grads, graph.NewTensor(graph.Float32, p.Shape))
+	}
+	t.Opt = NewAdamW(t.Params, cfg.WD)
+	return t, nil
+}
+
+// trainedWeights are the model weights among Params (after hypernet or LoRA ones).
+func (t *Trainer) trainedWeights() []*graph.Tensor {
+	return t.Params[len(t.Params)-len(t.Net.Train):]
+}
+
+// LoRAFor fills the factors of defense m (hyperat: generated; lora: the
+// trained ones) and returns the parameter set to feed the net.
+func (t *Trainer) LoRAFor(m int) (*Params, error) {
+	switch t.Cfg.Method {
+	case "hyperat":
+		if err := t.Hyper.Generate(m, t.Params[:len(t.Hyper.Names)], t.lora.A, t.lora.B); err != nil {
+			return nil, err
+		}
+	case "lora":
+		for i := range t.lora.A {
+			copy(t.lora.A[i].F, t.Params[2*i].F)
+			copy(t.lora.B[i].F, t.Params[2*i+1].F)
+		}
+	}
+	return &Params{A: t.lora.A, B: t.lora.B, Train: t.trainedWeights()}, nil
+}
+
+// iterRand is the random stream of iteration it: a pure function of the seed
+// and the iteration, so a resumed run draws what an uninterrupted one would.
+func (t *Trainer) iterRand(it int) *rand.Rand {
+	return rand.New(rand.NewPCG(t.Cfg.Seed, 0x9e3779b97f4a7c15^uint64(it)))
+}
+
+// batchIndices is the it-th batch of a seeded per-epoch shuffle (the last
+// partial batch of an epoch is dropped).
+func (t *Trainer) batchIndices(it int) []int {
+	per := len(t.train) / t.Cfg.Batch
+	epoch, k := it/per, it%per
+	perm := rand.New(rand.NewPCG(t.Cfg.Seed, uint64(epoch)+1)).Perm(len(t.train))
+	idx := make([]int, t.Cfg.Batch)
+	for i := range idx {
+		idx[i] = t.train[perm[k*t.Cfg.Batch+i]]
+	}
+	return idx
+}
+
+func (t *Trainer) gradFn(ps *Params) gradFn {
+	return func(x *graph.Tensor, seed func(*graph.Tensor) *graph.Tensor) (*graph.Tensor, *graph.Tensor, error) {
+		return t.Net.InputGrad(x, ps, seed)
+	}
+}
+
+// Step runs iteration t.It and advances.
+func (t *Trainer) Step() (Step, error) {
+	start := time.Now()
+	it := t.It
+	rng := t.iterRand(it)
+	m := 0
+	if len(t.defs) > 1 {
+		m = rng.IntN(len(t.defs))
+	}
+	def := t.defs[m]
+	eps := epsAt(t.Cfg.Eps, it, t.Cfg.Iters, t.Cfg.EpsWarmup)
+	lr := oneCycle(t.Cfg.LR, it, t.Cfg.Iters, t.Cfg.Warmup)
+	x, y, err := t.data.Batch(t.batchIndices(it))
+	if err != nil {
+		return Step{}, err
+	}
+	ps, err := t.LoRAFor(m)
+	if err != nil {
+		return Step{}, err
+	}
+	adv, err := def.Attack(t.gradFn(ps), x, y, eps, t.Cfg.Steps, rng)
+	if err != nil {
+		return Step{}, err
+	}
+	var clean *graph.Tensor
+	if def.NeedsClean() {
+		if clean, err = t.Net.Forward(x, ps); err != nil {
+			return Step{}, err
+		}
+		clean = clean.Clone()
+	}
+	advLogits, err := t.Net.Forward(adv, ps)
+	if err != nil {
+		return Step{}, err
+	}
+	loss, gClean, gAdv := def.Loss(clean, advLogits.Clone(), y)
+	for _, g := range t.grads {
+		clear(g.F)
+	}
+	acc := &Params{A: t.dlora.A, B: t.dlora.B, Train: t.grads[len(t.grads)-len(t.Net.Train):]}
+	for i := range acc.A {
+		clear(acc.A[i].F)
+		clear(acc.B[i].F)
+	}
+	fixed := func(s *graph.Tensor) func(*graph.Tensor) *graph.Tensor {
+		return func(*graph.Tensor) *graph.Tensor { return s }
+	}
+	if gClean != nil {
+		if _, err := t.Net.ParamGrads(x, ps, fixed(gClean), acc); err != nil {
+			return Step{}, err
+		}
+	}
+	if _, err := t.Net.ParamGrads(adv, ps, fixed(gAdv), acc); err != nil {
+		return Step{}, err
+	}
+	switch t.Cfg.Method {
+	case "hyperat":
+		// the hypernetwork program still holds the activations of this
+		// iteration's Generate (nothing else runs it in between)
+		if err := t.Hyper.Backward(acc.A, acc.B, t.grads[:len(t.Hyper.Names)]); err != nil {
+			return Step{}, err
+		}
+	case "lora":
+		for i := range acc.A {
+			copy(t.grads[2*i].F, acc.A[i].F)
+			copy(t.grads[2*i+1].F, acc.B[i].F)
+		}
+	}
+	norm := clipGradNorm(t.grads, t.Cfg.Clip)
+	t.Opt.Update(t.Params, t.grads, lr)
+	t.It++
+	if math.IsNaN(loss) || math.IsInf(loss, 0) {
+		return Step{}, fmt.Errorf("iteration %d: the loss is %g; lower --lr or keep --clip", it, loss)
+	}
+	return Step{It: it, Defense: def.Name(), Loss: loss, Eps: eps, LR: lr, GradNorm: norm, Seconds: time.Since(start).Seconds()}, nil
+}

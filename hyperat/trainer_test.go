@@ -1,0 +1,147 @@
+package hyperat
+
+import (
+	"math/rand/v2"
+	"testing"
+
+	"github.com/hyperat/hyperat/graph"
+	onnximport "github.com/hyperat/hyperat/import"
+	"github.com/hyperat/hyperat/internal/testutil"
+)
+
+// synth is a fixed random dataset of 1x28x28 images whose label depends on
+// the image (the mean brightness of a quadrant), so there is signal to learn.
+type synth struct {
+	x []*graph.Tensor
+	y []int
+}
+
+func newSynth(n int, seed uint64) *synth {
+	r := rand.New(rand.NewPCG(seed, 5))
+	s := &synth{}
+	for i := 0; i < n; i++ {
+		t := graph.NewTensor(graph.Float32, []int{1, 28, 28})
+		lab := r.IntN(10)
+		for j := range t.F {
+			t.F[j] = float32(r.Float64()) * 0.5
+			if (j/28)/7 == lab%4 {
+				t.F[j] += 0.4
+			}
+		}
+		s.x = append(s.x, t)
+		s.y = append(s.y, lab)
+	}
+	return s
+}
+
+func (s *synth) Batch(idx []int) (*graph.Tensor, []int, error) {
+	x := graph.NewTensor(graph.Float32, []int{len(idx), 1, 28, 28})
+	y := make([]int, len(idx))
+	for i, k := range idx {
+		copy(x.F[i*784:], s.x[k].F)
+		y[i] = s.y[k]
+	}
+	return x, y, nil
+}
+
+func smallConfig(method string) Config {
+	c := DefaultConfig()
+	c.Method, c.Iters, c.Batch, c.Steps, c.Rank, c.Alpha, c.Eps = method, 4, 8, 2, 2, 4, 0.1
+	c.EmbedDim, c.Hidden, c.Seed = 8, 16, 7
+	if method != "hyperat" {
+		c.Defenses = []string{"trades"}
+	}
+	return c
+}
+
+func loadHF(t *testing.T) *onnximport.Model {
+	m, err := onnximport.Load(testutil.Fixture("models", "hf_vit_op16.onnx"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func indices(n int) []int {
+	idx := make([]int, n)
+	for i := range idx {
+		idx[i] = i
+	}
+	return idx
+}
+
+// Two runs with the same seed end with bit-identical parameters.
+func TestTrainerDeterministic(t *testing.T) {
+	data := newSynth(32, 1)
+	var ref []*graph.Tensor
+	for run := 0; run < 2; run++ {
+		tr, err := NewTrainer(loadHF(t), smallConfig("hyperat"), data, indices(32))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := 0; i < 3; i++ {
+			if _, err := tr.Step(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if run == 0 {
+			ref = tr.Params
+			continue
+		}
+		for i, p := range tr.Params {
+			for j := range p.F {
+				if p.F[j] != ref[i].F[j] {
+					t.Fatalf("%s[%d] differs between runs", tr.Names[i], j)
+				}
+			}
+		}
+	}
+}
+
+// The merged model (W0 + s B A written into the weights) computes what the
+// LoRA-adapted net computes; before training it is the pretrained model.
+func TestMergedModelEqualsAdaptedNet(t *testing.T) {
+	data := newSynth(16, 2)
+	for _, method := range []string{"lora", "hyperat", "full"} {
+		m := loadHF(t)
+		tr, err := NewTrainer(m, smallConfig(method), data, indices(16))
+		if err != nil {
+			t.Fatal(err)
+		}
+		x, _, _ := data.Batch(indices(4))
+		merged, err := tr.MergedModel(Uniform(len(tr.defs)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		orig, err := WithWeights(m, tr.orig, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		a, _ := merged.Logits(x)
+		b, _ := orig.Logits(x)
+		if d := testutil.MaxAbsDiff(a.F, b.F); d != 0 {
+			t.Fatalf("%s: untrained merged model differs from the pretrained one by %g", method, d)
+		}
+		for i := 0; i < 3; i++ {
+			if _, err := tr.Step(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		merged, err = tr.MergedModel([]float64{1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		adapted, err := tr.ForDefense(0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		a, _ = merged.Logits(x)
+		c, _ := adapted.Logits(x)
+		if d := testutil.MaxAbsDiff(a.F, c.F); d > 1e-4 {
+			t.Fatalf("%s: merged logits differ from the adapted net's by %g", method, d)
+		}
+		if d := testutil.MaxAbsDiff(a.F, b.F); d == 0 {
+			t.Fatalf("%s: training did not change the model", method)
+		}
+	}
+}
