@@ -145,3 +145,50 @@ func TestMergedModelEqualsAdaptedNet(t *testing.T) {
 		}
 	}
 }
+
+// A run interrupted after two iterations, checkpointed and resumed in a new
+// trainer ends with the same weights as an uninterrupted run.
+func TestResumeEqualsUninterrupted(t *testing.T) {
+	data := newSynth(32, 3)
+	cfg := smallConfig("hyperat")
+	cfg.Iters = 4
+	full, err := NewTrainer(loadHF(t), cfg, data, indices(32))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 4; i++ {
+		if _, err := full.Step(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dir := t.TempDir()
+	first, _ := NewTrainer(loadHF(t), cfg, data, indices(32))
+	for i := 0; i < 2; i++ {
+		if _, err := first.Step(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := first.SaveCheckpoint(dir, "x"); err != nil {
+		t.Fatal(err)
+	}
+	st, err := ReadState(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, _ := NewTrainer(loadHF(t), st.Config, data, indices(32))
+	if err := second.LoadCheckpoint(dir, st); err != nil {
+		t.Fatal(err)
+	}
+	for second.It < 4 {
+		if _, err := second.Step(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, p := range second.Params {
+		for j := range p.F {
+			if p.F[j] != full.Params[i].F[j] {
+				t.Fatalf("%s[%d]: resumed %g, uninterrupted %g", second.Names[i], j, p.F[j], full.Params[i].F[j])
+			}
+		}
+	}
+}
