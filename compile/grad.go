@@ -565,16 +565,27 @@ func gradConv(b *builder, n *graph.Node, gy []*graph.Value, need []bool) ([]*gra
 	return out, nil
 }
 
-// data movement (slice, expand, tile): scatter-add through the element map.
+// data movement: an expand's gradient sums the broadcast away; a slice's
+// scatters into zeros through its strided view; a tile's scatter-adds
+// through its element map.
 func gradIndexMap(b *builder, n *graph.Node, gy []*graph.Value, need []bool) ([]*graph.Value, error) {
-	if n.Op == "Expand" {
+	shape := i64s(n.Inputs[0].StaticShape())
+	switch n.Op {
+	case "Expand":
 		return []*graph.Value{b.sumTo(gy[0], n.Inputs[0].StaticShape())}, nil
+	case "Slice":
+		v, _, err := viewOf(n)
+		if err != nil {
+			return nil, err
+		}
+		return []*graph.Value{b.op("IndexGrad", graph.Attrs{"shape": shape,
+			"vshape": i64s(v.shape), "vstrides": i64s(v.strides), "voffset": int64(v.offset)}, gy[0])}, nil
 	}
 	m, err := IndexMap(n)
 	if err != nil {
 		return nil, err
 	}
-	return []*graph.Value{b.op("IndexGrad", graph.Attrs{"map": m, "shape": i64s(n.Inputs[0].StaticShape())}, gy[0])}, nil
+	return []*graph.Value{b.op("IndexGrad", graph.Attrs{"map": m, "shape": shape}, gy[0])}, nil
 }
 
 func gradMinMax(b *builder, n *graph.Node, gy []*graph.Value, need []bool) ([]*graph.Value, error) {

@@ -178,8 +178,18 @@ func kernelLayerNormGrad(n *graph.Node) (Kernel, error) {
 	}, nil
 }
 
-// IndexGrad: dx[map[i]] += dy[i].
+// IndexGrad: through a strided view (injective: dx[view(i)] = dy[i]) or an
+// element map (dx[map[i]] += dy[i]).
 func kernelIndexGrad(n *graph.Node) (Kernel, error) {
+	if vs, ok := n.Attrs.Ints("vshape"); ok {
+		st, _ := n.Attrs.Ints("vstrides")
+		v := view{offset: int(n.Attrs.Int("voffset", 0))}
+		for i := range vs {
+			v.shape = append(v.shape, int(vs[i]))
+			v.strides = append(v.strides, int(st[i]))
+		}
+		return scatterView(v), nil
+	}
 	m, _ := n.Attrs["map"].([]int32)
 	return func(in, out []*graph.Tensor) {
 		dx := out[0].F

@@ -13,13 +13,13 @@ func init() {
 	register("Flatten", inferFlatten, kernelCopy)
 	register("Squeeze", inferSqueeze, kernelCopy)
 	register("Unsqueeze", inferUnsqueeze, kernelCopy)
-	register("Transpose", inferTranspose, kernelTranspose)
+	register("Transpose", inferTranspose, kernelView)
 	register("Concat", inferConcat, kernelConcat)
 	register("Split", inferSplit, kernelSplit)
-	register("Slice", inferSlice, kernelIndexMap)
+	register("Slice", inferSlice, kernelView)
 	register("Gather", inferGather, kernelGather)
 	register("ConstantOfShape", inferConstantOfShape, kernelConstantOfShape)
-	register("Expand", inferExpand, kernelIndexMap)
+	register("Expand", inferExpand, kernelView)
 	register("Tile", inferTile, kernelIndexMap)
 	register("Range", inferRange, kernelRange)
 }
@@ -256,16 +256,24 @@ func indexMap(out []int, strides []int, offset int) []int32 {
 // copied run by run.
 func gatherByMap(m []int32) Kernel {
 	type run struct{ dst, src, n int32 }
-	var runs []run
-	for i := 0; i < len(m); {
-		j := i + 1
-		for j < len(m) && m[j] == m[j-1]+1 {
-			j++
+	count := 0
+	for i := range m {
+		if i == 0 || m[i] != m[i-1]+1 {
+			count++
 		}
-		runs = append(runs, run{int32(i), m[i], int32(j - i)})
-		i = j
 	}
-	if len(runs) > 0 && len(m)/len(runs) >= 8 {
+	var runs []run
+	if count > 0 && len(m)/count >= 8 {
+		for i := 0; i < len(m); {
+			j := i + 1
+			for j < len(m) && m[j] == m[j-1]+1 {
+				j++
+			}
+			runs = append(runs, run{int32(i), m[i], int32(j - i)})
+			i = j
+		}
+	}
+	if runs != nil {
 		return func(in, out []*graph.Tensor) {
 			src, dst := in[0], out[0]
 			for _, r := range runs {
@@ -292,39 +300,22 @@ func gatherByMap(m []int32) Kernel {
 	}
 }
 
-func kernelTranspose(n *graph.Node) (Kernel, error) {
-	in := shapeOf(n.Inputs[0])
-	p, err := perm(n, len(in))
+// kernelView runs Transpose, Slice and Expand as strided views.
+func kernelView(n *graph.Node) (Kernel, error) {
+	v, ok, err := viewOf(n)
 	if err != nil {
 		return nil, err
 	}
-	st := stridesOf(in)
-	ps := make([]int, len(p))
-	for i, ax := range p {
-		ps[i] = st[ax]
+	if !ok {
+		return nil, nodeError(n, "is not a view")
 	}
-	return gatherByMap(indexMap(n.Outputs[0].StaticShape(), ps, 0)), nil
+	return gatherView(v), nil
 }
 
-// IndexMap exposes the element map of a pure data-movement node (Transpose,
-// Slice, Expand, Tile): out[i] = in[map[i]]. The gradient pass scatters with it.
+// IndexMap is the element map of Tile: out[i] = in[map[i]]. The gradient
+// pass scatter-adds through it.
 func IndexMap(n *graph.Node) ([]int32, error) {
-	switch n.Op {
-	case "Transpose":
-		in := shapeOf(n.Inputs[0])
-		p, err := perm(n, len(in))
-		if err != nil {
-			return nil, err
-		}
-		st := stridesOf(in)
-		ps := make([]int, len(p))
-		for i, ax := range p {
-			ps[i] = st[ax]
-		}
-		return indexMap(n.Outputs[0].StaticShape(), ps, 0), nil
-	case "Slice":
-		return sliceMap(n)
-	case "Expand", "Tile":
+	if n.Op == "Tile" {
 		return repeatMap(n), nil
 	}
 	return nil, nodeError(n, "has no index map")
@@ -542,21 +533,6 @@ func inferSlice(n *graph.Node) error {
 	}
 	setOut(n, 0, n.Inputs[0].DType, out)
 	return nil
-}
-
-func sliceMap(n *graph.Node) ([]int32, error) {
-	out, start, step, err := sliceParams(n)
-	if err != nil {
-		return nil, err
-	}
-	st := stridesOf(shapeOf(n.Inputs[0]))
-	off := 0
-	ss := make([]int, len(st))
-	for i := range st {
-		off += start[i] * st[i]
-		ss[i] = step[i] * st[i]
-	}
-	return indexMap(out, ss, off), nil
 }
 
 // repeatMap covers Expand (broadcast to a shape) and Tile (repeat).

@@ -42,7 +42,7 @@ var Ops = map[string]OpInfo{
 	"GeluGrad":      {2, 2, 1, false}, // (x, dy) -> dx, attr approximate
 	"ConvGradInput": {2, 2, 1, false}, // (w, dy) -> dx; Conv's attrs plus "shape" of x
 	"ConvGradW":     {2, 2, 1, false}, // (x, dy) -> dw; Conv's attrs plus "shape" of w
-	"IndexGrad":     {1, 1, 1, false}, // scatter-add dy through attr "map" ([]int32: out[i] = in[map[i]]) into zeros of attr "shape"
+	"IndexGrad":     {1, 1, 1, false}, // dy into zeros of attr "shape" through a strided view (vshape, vstrides, voffset) or attr "map" ([]int32, scatter-add)
 	"GatherGrad":    {2, 2, 1, false}, // (dy, indices) -> scatter-add into zeros of attr "shape" along attr axis
 }
 
