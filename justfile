@@ -24,6 +24,9 @@ test-purego:
 fuzz seconds="60":
     go test -run='^$' -fuzz='^FuzzImport$' -fuzztime={{seconds}}s ./import
     go test -run='^$' -fuzz='^FuzzRead$' -fuzztime={{seconds}}s ./npy
+    go test -run='^$' -fuzz='^FuzzIDX$' -fuzztime={{seconds}}s ./data
+    go test -run='^$' -fuzz='^FuzzCIFAR$' -fuzztime={{seconds}}s ./data
+    go test -run='^$' -fuzz='^FuzzImage$' -fuzztime={{seconds}}s ./data
 
 # benchmarks: matrix multiply and the engine
 bench:
