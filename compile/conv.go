@@ -39,6 +39,14 @@ func planConv(n *graph.Node) (*convPlan, error) {
 		return out
 	}
 	strides, dil := get("strides", 1), get("dilations", 1)
+	for i := 0; i < sp; i++ {
+		if strides[i] < 1 || dil[i] < 1 {
+			return nil, nodeError(n, "strides %v and dilations %v must be positive", strides, dil)
+		}
+		if pl.kSp[i] < 1 {
+			return nil, nodeError(n, "empty kernel %v", pl.kSp)
+		}
+	}
 	if ks, ok := n.Attrs.Ints("kernel_shape"); ok {
 		for i, k := range ks {
 			if i >= sp || int(k) != pl.kSp[i] {

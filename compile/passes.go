@@ -151,6 +151,26 @@ func specialize(c *compilation) error {
 	return nil
 }
 
+// MaxElements bounds the size of any one tensor (2 GiB of float32), so a
+// corrupt model fails with an error instead of exhausting memory.
+const MaxElements = 1 << 29
+
+// tooLarge reports whether a shape holds more than MaxElements (without
+// overflowing on absurd dims).
+func tooLarge(shape []int) bool {
+	n := 1
+	for _, d := range shape {
+		if d > MaxElements {
+			return true
+		}
+		n *= d
+		if n > MaxElements {
+			return true
+		}
+	}
+	return false
+}
+
 // inferAndFold walks the nodes in order, infers each output's dtype and static
 // shape, and evaluates nodes whose inputs are all constants. Variables are
 // detached from their data first so that nothing folds through them.
@@ -182,6 +202,11 @@ func inferAndFold(c *compilation) error {
 		}
 		if err := impl.infer(n); err != nil {
 			return err
+		}
+		for _, o := range n.Outputs {
+			if s, ok := o.Shape.Static(); ok && tooLarge(s) {
+				return nodeError(n, "output %s of shape %v is larger than the engine's limit of %d elements", o.Name, s, MaxElements)
+			}
 		}
 		if outputsConst(n) {
 			continue // the shape alone decided the result (Shape, Size)

@@ -217,6 +217,9 @@ func (c *ctx) node(np *onnx.NodeProto) error {
 		}
 		return &UnsupportedOpError{Op: np.GetOpType(), Node: np.GetName(), Opset: c.opset}
 	}
+	if len(np.GetOutput()) == 0 || np.GetOutput()[0] == "" {
+		return fmt.Errorf("node %q (%s): has no output", np.GetName(), np.GetOpType())
+	}
 	n := &nodeCtx{ctx: c, p: np, attrs: map[string]*onnx.AttributeProto{}}
 	for _, a := range np.GetAttribute() {
 		n.attrs[a.GetName()] = a
@@ -232,10 +235,26 @@ func (c *ctx) node(np *onnx.NodeProto) error {
 		}
 		n.in = append(n.in, v)
 	}
-	if err := conv(n); err != nil {
+	if info, ok := graph.Ops[np.GetOpType()]; ok && info.MinIn > 0 && np.GetOpType() != "Constant" {
+		if len(n.in) == 0 || n.in[0] == nil {
+			return fmt.Errorf("node %q (%s, opset %d): input 0 is required", np.GetName(), np.GetOpType(), c.opset)
+		}
+	}
+	if err := c.convert(conv, n); err != nil {
 		return fmt.Errorf("node %q (%s, opset %d): %v", np.GetName(), np.GetOpType(), c.opset, err)
 	}
 	return nil
+}
+
+// convert runs a converter; a malformed node that a converter did not
+// anticipate becomes an error naming the node rather than a crash.
+func (c *ctx) convert(conv converter, n *nodeCtx) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("malformed node (%v)", r)
+		}
+	}()
+	return conv(n)
 }
 
 // inlineFunction expands a call to a model-local function into its body.

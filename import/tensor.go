@@ -43,24 +43,32 @@ func tensorFrom(tp *onnx.TensorProto, dir string) (*graph.Tensor, error) {
 		}
 		shape[i] = int(d)
 		n *= int(d)
-		if n > 1<<34 {
+		if n > 1<<30 {
 			return nil, fmt.Errorf("tensor too large (%v)", tp.GetDims())
 		}
 	}
+	et := onnx.TensorProto_DataType(tp.GetDataType())
+	size := elemSize(et)
+	external := tp.GetDataLocation() == onnx.TensorProto_EXTERNAL
 	raw := tp.GetRawData()
-	if tp.GetDataLocation() == onnx.TensorProto_EXTERNAL {
-		raw, err = readExternal(tp, dir)
+	// check the amount of data against the dims before allocating anything
+	switch {
+	case external:
+		raw, err = readExternal(tp, dir, int64(n*size))
 		if err != nil {
 			return nil, err
 		}
-	}
-	t := graph.NewTensor(dt, shape)
-	et := onnx.TensorProto_DataType(tp.GetDataType())
-	if raw != nil || tp.GetDataLocation() == onnx.TensorProto_EXTERNAL {
-		size := elemSize(et)
+	case raw != nil:
 		if len(raw) != n*size {
 			return nil, fmt.Errorf("raw data has %d bytes, want %d for %v of %s", len(raw), n*size, shape, et)
 		}
+	default:
+		if got := typedLen(tp, et); got != n {
+			return nil, fmt.Errorf("has %d values, want %d for shape %v", got, n, shape)
+		}
+	}
+	t := graph.NewTensor(dt, shape)
+	if raw != nil || external {
 		for i := 0; i < n; i++ {
 			b := raw[i*size:]
 			switch et {
@@ -146,6 +154,21 @@ func tensorFrom(tp *onnx.TensorProto, dir string) (*graph.Tensor, error) {
 	return t, nil
 }
 
+// typedLen is the number of values a TensorProto holds in its typed field.
+func typedLen(tp *onnx.TensorProto, et onnx.TensorProto_DataType) int {
+	switch et {
+	case onnx.TensorProto_FLOAT:
+		return len(tp.GetFloatData())
+	case onnx.TensorProto_DOUBLE:
+		return len(tp.GetDoubleData())
+	case onnx.TensorProto_INT64:
+		return len(tp.GetInt64Data())
+	case onnx.TensorProto_UINT32, onnx.TensorProto_UINT64:
+		return len(tp.GetUint64Data())
+	}
+	return len(tp.GetInt32Data())
+}
+
 func elemSize(t onnx.TensorProto_DataType) int {
 	switch t {
 	case onnx.TensorProto_DOUBLE, onnx.TensorProto_INT64, onnx.TensorProto_UINT64:
@@ -190,7 +213,7 @@ func ExternalLocation(tp *onnx.TensorProto) string {
 
 // readExternal reads an initializer stored outside the model file. The location
 // must stay inside the model's folder.
-func readExternal(tp *onnx.TensorProto, dir string) ([]byte, error) {
+func readExternal(tp *onnx.TensorProto, dir string, want int64) ([]byte, error) {
 	var loc string
 	offset, length := int64(0), int64(-1)
 	for _, kv := range tp.GetExternalData() {
@@ -224,10 +247,13 @@ func readExternal(tp *onnx.TensorProto, dir string) ([]byte, error) {
 		return nil, err
 	}
 	if length < 0 {
-		length = st.Size() - offset
+		length = want // no length: the dims say how much
 	}
 	if offset < 0 || length < 0 || offset+length > st.Size() {
 		return nil, fmt.Errorf("external data file %q is too short (%d bytes) for offset %d length %d", loc, st.Size(), offset, length)
+	}
+	if length != want {
+		return nil, fmt.Errorf("external data has %d bytes, want %d", length, want)
 	}
 	buf := make([]byte, length)
 	if _, err := f.ReadAt(buf, offset); err != nil {

@@ -87,9 +87,17 @@ func Read(r io.Reader) (*graph.Tensor, error) {
 	default:
 		return nil, fmt.Errorf(".npy dtype %q is not supported (want float32, float64, int64 or int32, little endian)", descr)
 	}
-	raw := make([]byte, n*size)
-	if _, err := io.ReadFull(br, raw); err != nil {
-		return nil, fmt.Errorf("truncated .npy data: want %d bytes for shape %v", n*size, shape)
+	// read in chunks, so a header claiming more than the file holds cannot
+	// make us allocate it
+	want := n * size
+	raw := make([]byte, 0, min(want, 1<<20))
+	chunk := make([]byte, 1<<20)
+	for len(raw) < want {
+		k, err := io.ReadFull(br, chunk[:min(len(chunk), want-len(raw))])
+		raw = append(raw, chunk[:k]...)
+		if err != nil {
+			return nil, fmt.Errorf("truncated .npy data: want %d bytes for shape %v, got %d", want, shape, len(raw))
+		}
 	}
 	t := graph.NewTensor(dt, shape)
 	for i := 0; i < n; i++ {
