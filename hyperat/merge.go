@@ -2,16 +2,19 @@ package hyperat
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/hyperat/hyperat/graph"
 	onnximport "github.com/hyperat/hyperat/import"
 	"github.com/hyperat/hyperat/model"
 )
 
-// MergedWeights returns the model's new initializers by name, in each
-// initializer's own layout: W0 + delta^T for MatMul weights [in, out], W0 +
-// delta for [out, in] ones, and the trained weights as they are. lambda
-// weighs the defenses (ignored for full fine-tuning).
+// MergedWeights returns the model's new weights keyed as Target.Key and
+// Net.TrainKeys say (an initializer's name, or "initializer@output" for one
+// node's copy of a shared initializer), each in the initializer's own
+// layout: W0 + delta^T for MatMul weights [in, out], W0 + delta for
+// [out, in] ones, and the trained weights as they are. lambda weighs the
+// defenses (ignored for full fine-tuning).
 func (t *Trainer) MergedWeights(lambda []float64) (map[string]*graph.Tensor, error) {
 	out := map[string]*graph.Tensor{}
 	if len(t.Net.Targets) > 0 {
@@ -24,11 +27,11 @@ func (t *Trainer) MergedWeights(lambda []float64) (map[string]*graph.Tensor, err
 			if w0 == nil {
 				return nil, fmt.Errorf("initializer %s of %s not found", tg.Weight, tg.Name)
 			}
+			if _, dup := out[tg.Key]; dup {
+				return nil, fmt.Errorf("two adapted layers write weight %s", tg.Key)
+			}
 			w := w0.Const.Clone()
 			d := deltas[i]
-			if existing, ok := out[tg.Weight]; ok {
-				w = existing // an initializer shared by several layers gets every delta
-			}
 			for o := 0; o < tg.Out; o++ {
 				for j := 0; j < tg.In; j++ {
 					if tg.Transposed {
@@ -38,14 +41,14 @@ func (t *Trainer) MergedWeights(lambda []float64) (map[string]*graph.Tensor, err
 					}
 				}
 			}
-			out[tg.Weight] = w
+			out[tg.Key] = w
 		}
 	}
-	for i, v := range t.Net.Train {
-		if _, ok := out[v.Name]; ok {
-			return nil, fmt.Errorf("weight %s is both adapted and trained", v.Name)
+	for i, key := range t.Net.TrainKeys {
+		if _, ok := out[key]; ok {
+			return nil, fmt.Errorf("weight %s is both adapted and trained", key)
 		}
-		out[v.Name] = t.trainedWeights()[i].Clone()
+		out[key] = t.trainedWeights()[i].Clone()
 	}
 	return out, nil
 }
@@ -59,18 +62,49 @@ func (t *Trainer) MergedModel(lambda []float64) (*model.Classifier, error) {
 	return WithWeights(t.origModel, t.orig, w)
 }
 
-// WithWeights makes a classifier from graph g (of model m) with some
-// initializers replaced.
+// WithWeights makes a classifier from graph g (of model m) with new
+// weights keyed as MergedWeights keys them: a whole initializer replaced,
+// or one node's copy of a shared initializer.
 func WithWeights(m *onnximport.Model, g *graph.Graph, w map[string]*graph.Tensor) (*model.Classifier, error) {
-	c := g.Clone()
-	for _, p := range c.Params {
-		if t, ok := w[p.Name]; ok {
-			p.Const = t
-		}
+	c, err := ApplyWeights(g, w)
+	if err != nil {
+		return nil, err
 	}
 	cp := *m
 	cp.Graph = c
 	return model.New(&cp)
+}
+
+// ApplyWeights returns a copy of g with the weights applied.
+func ApplyWeights(g *graph.Graph, w map[string]*graph.Tensor) (*graph.Graph, error) {
+	c := g.Clone()
+	for key, t := range w {
+		init, out, split := strings.Cut(key, "@")
+		p := c.ParamByName(init)
+		if p == nil {
+			return nil, fmt.Errorf("the model has no initializer %s", init)
+		}
+		if !split {
+			p.Const = t
+			continue
+		}
+		found := false
+		for _, n := range c.Nodes {
+			if len(n.Outputs) == 0 || n.Outputs[0].Name != out {
+				continue
+			}
+			cp := c.AddParam(init+"@"+out, t)
+			for i, in := range n.Inputs {
+				if in == p {
+					n.Inputs[i], found = cp, true
+				}
+			}
+		}
+		if !found {
+			return nil, fmt.Errorf("no node producing %s reads %s", out, init)
+		}
+	}
+	return c, nil
 }
 
 // Uniform is the uniform merge, 1/M each.

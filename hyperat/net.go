@@ -22,6 +22,39 @@ type Target struct {
 	In, Out    int
 	Weight     string // the initializer holding W in the original model
 	Transposed bool   // W is stored [out, in] (else [in, out])
+	// Key names the merged weight in the tuning result: the initializer's
+	// name, or "initializer@output" when other nodes read the initializer
+	// too (an exporter deduplicated identical tensors): then only the node
+	// whose first output is named gets the new weight.
+	Key string
+}
+
+// WeightKey is how a tuning result names a new weight: the initializer, or,
+// when the initializer is shared, the initializer as read by one node
+// (identified by its first output's name, unique in ONNX).
+func WeightKey(init string, shared bool, reader string) string {
+	if !shared {
+		return init
+	}
+	return init + "@" + reader
+}
+
+// reader returns the node that reads initializer w on the way to node n:
+// n itself, or the layout node (Transpose) between them.
+func reader(uses map[*graph.Value][]*graph.Node, w *graph.Value, n *graph.Node) *graph.Node {
+	for _, u := range uses[w] {
+		if u == n {
+			return u
+		}
+		for _, o := range u.Outputs {
+			for _, in := range n.Inputs {
+				if in == o {
+					return u
+				}
+			}
+		}
+	}
+	return n
 }
 
 // Net is the pretrained model prepared for tuning: a LoRA branch on each
@@ -34,13 +67,15 @@ type Net struct {
 	X       *graph.Value
 	Targets []Target
 	// A[i], B[i] are the factors of Targets[i]: A [r, in], B [out, r].
-	A, B    []*graph.Value
-	Rank    int
-	Scale   float32         // alpha / r
-	Train   []*graph.Value  // trained weights (graph inputs), in a fixed order
-	Init    []*graph.Tensor // their pretrained values
-	Classes int
-	C, H, W int
+	A, B  []*graph.Value
+	Rank  int
+	Scale float32         // alpha / r
+	Train []*graph.Value  // trained weights (graph inputs), in a fixed order
+	Init  []*graph.Tensor // their pretrained values
+	// TrainKeys name the trained weights in the tuning result (see WeightKey).
+	TrainKeys []string
+	Classes   int
+	C, H, W   int
 
 	attack map[int]*vjp
 	train  map[int]*vjp
@@ -78,13 +113,15 @@ func NewNet(m *onnximport.Model, o NetOptions) (*Net, error) {
 	n := &Net{G: g, X: x, Rank: o.Rank, Scale: o.Alpha / float32(max(o.Rank, 1)),
 		C: x.Shape[1].N, H: x.Shape[2].N, W: x.Shape[3].N,
 		attack: map[int]*vjp{}, train: map[int]*vjp{}}
+	uses := g.Consumers()
 	if !o.TrainAll && !o.NoLoRA {
 		for _, l := range rep.Targets() {
 			if l.Kind == onnximport.KindHead || !o.Kinds[l.Kind] || l.Block < 0 {
 				continue
 			}
 			t := Target{Name: l.Name, Kind: l.Kind, Block: l.Block, In: l.In, Out: l.Out,
-				Weight: l.Weight.Name, Transposed: l.Transposed}
+				Weight: l.Weight.Name, Transposed: l.Transposed,
+				Key: WeightKey(l.Weight.Name, len(uses[l.Weight]) > 1, reader(uses, l.Weight, l.Node).Outputs[0].Name)}
 			a := g.AddInput("lora_A."+l.Name, graph.Float32, graph.StaticShape(o.Rank, l.In))
 			b := g.AddInput("lora_B."+l.Name, graph.Float32, graph.StaticShape(l.Out, o.Rank))
 			nn.LoRA(g, l.Node, a, b, n.Scale)
@@ -96,28 +133,62 @@ func NewNet(m *onnximport.Model, o NetOptions) (*Net, error) {
 			return nil, fmt.Errorf("no linear layer of the chosen kinds was recognized in the model")
 		}
 	}
-	var trained []*graph.Value
+	// trained weights: each becomes a graph input; an initializer that other
+	// nodes read too is copied, and only the trained nodes read the copy
+	type use struct {
+		w       *graph.Value
+		readers []*graph.Node // nil: every reader
+	}
+	var trained []use
 	switch {
 	case o.TrainAll:
 		for _, p := range append([]*graph.Value{}, g.Params...) {
-			if p.DType == graph.Float32 && p.Const.Numel() > 1 {
-				trained = append(trained, p)
+			if p.DType != graph.Float32 || p.Const.Numel() <= 1 {
+				continue
+			}
+			if rs := uses[p]; len(rs) > 1 {
+				for _, r := range rs {
+					trained = append(trained, use{p, []*graph.Node{r}})
+				}
+			} else {
+				trained = append(trained, use{p, nil})
 			}
 		}
 	case o.TrainHead:
-		if rep.Head == nil {
+		h := rep.Head
+		if h == nil {
 			return nil, fmt.Errorf("no classifier head was recognized; train without the head")
 		}
-		trained = append(trained, rep.Head.Weight)
-		if rep.Head.Bias != nil {
-			trained = append(trained, rep.Head.Bias)
+		trained = append(trained, use{h.Weight, []*graph.Node{reader(uses, h.Weight, h.Node)}})
+		if h.Bias != nil {
+			bn := h.BiasNode
+			if bn == nil {
+				bn = h.Node
+			}
+			trained = append(trained, use{h.Bias, []*graph.Node{bn}})
 		}
 	}
-	for _, p := range trained {
-		if p.Param {
+	for _, u := range trained {
+		p := u.w
+		if !p.Param && p.Const == nil {
+			continue // already made an input
+		}
+		if u.readers == nil || len(uses[p]) == 1 {
 			n.Init = append(n.Init, g.ParamToInput(p))
 			n.Train = append(n.Train, p)
+			n.TrainKeys = append(n.TrainKeys, p.Name)
+			continue
 		}
+		r := u.readers[0]
+		cp := g.AddInput(p.Name+"@"+r.Outputs[0].Name, graph.Float32, graph.StaticShape(p.Const.Shape...))
+		for i, in := range r.Inputs {
+			if in == p {
+				r.Inputs[i] = cp
+			}
+		}
+		n.Init = append(n.Init, p.Const.Clone())
+		n.Train = append(n.Train, cp)
+		n.TrainKeys = append(n.TrainKeys, WeightKey(p.Name, true, r.Outputs[0].Name))
 	}
 	// the number of classes, from a forward at batch 1
 	p, err := compile.Compile(g, compile.Options{Batch: 1})

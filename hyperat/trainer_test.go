@@ -2,6 +2,8 @@ package hyperat
 
 import (
 	"math/rand/v2"
+	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/hyperat/hyperat/graph"
@@ -190,5 +192,67 @@ func TestResumeEqualsUninterrupted(t *testing.T) {
 				t.Fatalf("%s[%d]: resumed %g, uninterrupted %g", second.Names[i], j, p.F[j], full.Params[i].F[j])
 			}
 		}
+	}
+}
+
+type randSource struct{ c, h, w int }
+
+func (s randSource) Batch(idx []int) (*graph.Tensor, []int, error) {
+	r := rand.New(rand.NewPCG(uint64(idx[0]), 9))
+	x := graph.NewTensor(graph.Float32, []int{len(idx), s.c, s.h, s.w})
+	for i := range x.F {
+		x.F[i] = r.Float32()
+	}
+	y := make([]int, len(idx))
+	for i, k := range idx {
+		y[i] = k % 10
+	}
+	return x, y, nil
+}
+
+// In the dynamo exports, identical initializers are stored once (the zero
+// biases of several layers are one tensor). Full fine-tuning trains each
+// node's copy on its own: the shared initializer is addressed per node, and
+// the merged model equals the tuned net.
+func TestSharedInitializersStayPerNode(t *testing.T) {
+	dir := testutil.SharedModels()
+	if dir == "" {
+		t.Skip("../shared/models not present")
+	}
+	m, err := onnximport.Load(filepath.Join(dir, "timm_vit_c32_dynamo_op18.onnx"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := smallConfig("full")
+	cfg.Defenses = []string{"pgdat"}
+	src := randSource{3, 32, 32}
+	tr, err := NewTrainer(m, cfg, src, indices(16))
+	if err != nil {
+		t.Fatal(err)
+	}
+	shared := 0
+	for _, k := range tr.Net.TrainKeys {
+		if strings.Contains(k, "@") {
+			shared++
+		}
+	}
+	if shared == 0 {
+		t.Fatalf("no trained weight of %v is a per-node copy; this export shares its zero biases", tr.Net.TrainKeys)
+	}
+	for i := 0; i < 2; i++ {
+		if _, err := tr.Step(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	x, _, _ := src.Batch(indices(3))
+	merged, err := tr.MergedModel([]float64{1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	adapted, _ := tr.ForDefense(0)
+	a, _ := merged.Logits(x)
+	b, _ := adapted.Logits(x)
+	if d := testutil.MaxAbsDiff(a.F, b.F); d > 1e-4 {
+		t.Fatalf("merged logits differ from the adapted net's by %g", d)
 	}
 }
