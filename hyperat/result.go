@@ -14,9 +14,13 @@ import (
 // The result of a tuning, in the workspace's "tuned" folder, is what
 // hyperat-export reads:
 //
-//	weights.safetensors   the model's new initializers by ONNX name, in the
-//	                      initializer's own layout (merged LoRA deltas and
-//	                      trained weights); every other initializer is unchanged
+//	weights.safetensors   the model's new weights, in the initializer's own
+//	                      layout (merged LoRA deltas and trained weights),
+//	                      keyed by initializer name, or "initializer@output"
+//	                      when the initializer is shared by several nodes and
+//	                      only the node whose first output is "output" gets
+//	                      the new tensor (export gives that node its own
+//	                      initializer); every other initializer is unchanged
 //	adapters.safetensors  each defense's LoRA factors in PEFT's layout:
 //	                      "<defense>/<layer>.lora_A.weight" [r, in] and
 //	                      "<defense>/<layer>.lora_B.weight" [out, r]
