@@ -1,5 +1,22 @@
-// Package export will write a tuned model back into its original ONNX graph:
-// merged weights in the right initializers (MatMul [in, out] versus Gemm
-// transB layouts), every other byte unchanged, verified by re-import.
-// Not implemented yet.
+// Package export writes a tuned model back into its original ONNX file.
+//
+// Merged writes the source ModelProto with only some initializers' data
+// replaced (the merged LoRA deltas and the trained head): every other byte —
+// nodes, names, the graph's inputs and outputs with their symbolic batch,
+// opsets, metadata — is what the source held, so a dynamic batch stays
+// dynamic and the file loads wherever the original did. Each replaced
+// initializer keeps its form: raw_data, float_data or external data (written
+// to a new data file named after the output, OUT.data); external data files
+// of the untouched tensors are copied beside the output, so its folder is
+// self-contained. Unmerged instead adds each LoRA as nodes after its MatMul
+// or Gemm, and WriteAdapter writes one defense's LoRA in PEFT's layout.
+//
+// Every write is staged in a temporary folder inside the output's folder,
+// synced, re-imported and run: its logits must match a reference model in
+// memory at batch 1 and 3 (within 1e-4) before the files are renamed into
+// place. A failed check leaves nothing behind, and no write ever replaces
+// the source model, its data files, or a path the caller protects.
+//
+// FromWorkspace does the whole export of a hyperat workspace: it is what the
+// hyperat-export command runs.
 package export

@@ -23,6 +23,12 @@ func WriteFile(path string, data []byte) error {
 		os.Remove(tmp)
 		return fmt.Errorf("%s: %v", path, bare(err))
 	}
+	// CreateTemp makes the file private; give it the usual mode of a new
+	// file (0644 before the umask, which Chmod does not apply, so take the
+	// conservative 0644 as is)
+	if err := f.Chmod(0o644); err != nil {
+		return fail(err)
+	}
 	if _, err := f.Write(data); err != nil {
 		return fail(err)
 	}

@@ -1,0 +1,249 @@
+package export
+
+import (
+	"errors"
+	"fmt"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/hyperat/hyperat/graph"
+	"github.com/hyperat/hyperat/hyperat"
+	onnximport "github.com/hyperat/hyperat/import"
+	"github.com/hyperat/hyperat/model"
+	"github.com/hyperat/hyperat/onnx"
+)
+
+// Options control a write.
+type Options struct {
+	// Protect lists files the export must never write besides the source's
+	// external data files (always protected): the source model itself, a
+	// workspace's copy of it.
+	Protect []Protected
+	// Reference is the model the written file must reproduce. When nil it
+	// is the source model with the new weights (for Unmerged: with the LoRA
+	// branches merged into their weights).
+	Reference *model.Classifier
+	// Seed seeds the random pixels of the check.
+	Seed uint64
+}
+
+// Report says what an export wrote.
+type Report struct {
+	Path string
+	Size int64 // bytes of the model file
+	// Files are the other files written beside it: the new external data
+	// file, copies of the source's data files.
+	Files []string
+	// Replaced counts the initializers given new data; Added the
+	// initializers and nodes an unmerged export added.
+	Replaced   int
+	AddedInits int
+	AddedNodes int
+	Check
+}
+
+// DataFileName is the name of the external data file written for a model
+// at out: out's name with ".data" appended.
+func DataFileName(out string) string { return filepath.Base(out) + ".data" }
+
+// Merged writes src to out with the data of the initializers named in
+// weights replaced, each in its own form (raw_data, float_data or external
+// data), and every other byte as it was; an empty weights map gives back the
+// source's bytes. srcDir is where src's external data files are read.
+// Replaced external data goes to out's data file (DataFileName), and the
+// external data files of the untouched tensors are copied beside out unless
+// already there. The written file is imported again and checked against
+// o.Reference before it is moved into place.
+func Merged(src *onnx.ModelProto, srcDir string, weights map[string]*graph.Tensor, out string, o Options) (*Report, error) {
+	b, err := newBuild(src, srcDir, out, weights)
+	if err != nil {
+		return nil, err
+	}
+	ref := o.Reference
+	if ref == nil {
+		if ref, err = withWeights(src, srcDir, weights); err != nil {
+			return nil, err
+		}
+	}
+	return b.write(ref, o)
+}
+
+// withWeights is the source model with some initializers replaced, in memory.
+func withWeights(src *onnx.ModelProto, srcDir string, weights map[string]*graph.Tensor) (*model.Classifier, error) {
+	m, err := onnximport.Import(src, srcDir)
+	if err != nil {
+		return nil, fmt.Errorf("the source model: %v", err)
+	}
+	c, err := hyperat.WithWeights(m, m.Graph, weights)
+	if err != nil {
+		return nil, fmt.Errorf("the source model with the new weights: %v", err)
+	}
+	return c, nil
+}
+
+// build is a model being made from a source: a shallow copy of it whose
+// replaced parts are new.
+type build struct {
+	src      *onnx.ModelProto
+	srcDir   string
+	out      string
+	model    *onnx.ModelProto
+	graph    *onnx.GraphProto
+	data     dataFile
+	replaced map[string]bool
+	added    int // nodes
+	addedIni int
+}
+
+func newBuild(src *onnx.ModelProto, srcDir, out string, weights map[string]*graph.Tensor) (*build, error) {
+	if src.GetGraph() == nil {
+		return nil, errors.New("the source has no graph")
+	}
+	if out == "" {
+		return nil, errors.New("no output path")
+	}
+	have := map[string]*onnx.TensorProto{}
+	for _, tp := range src.GetGraph().GetInitializer() {
+		have[tp.GetName()] = tp
+	}
+	names := make([]string, 0, len(weights))
+	for n := range weights {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	for _, n := range names {
+		init, _, _ := strings.Cut(n, "@")
+		if have[init] == nil {
+			return nil, fmt.Errorf("weight %q is not an initializer of the model", init)
+		}
+	}
+	b := &build{src: src, srcDir: srcDir, out: out, replaced: map[string]bool{},
+		data: dataFile{name: DataFileName(out)}}
+	b.model = shallow(src)
+	b.graph = shallow(src.GetGraph())
+	b.model.Graph = b.graph
+	inits := make([]*onnx.TensorProto, len(src.Graph.Initializer))
+	for i, tp := range src.Graph.Initializer {
+		inits[i] = tp
+		t, ok := weights[tp.GetName()]
+		if !ok {
+			continue
+		}
+		if err := checkReplacement(tp, t); err != nil {
+			return nil, err
+		}
+		inits[i] = replaced(tp, t, &b.data)
+		b.replaced[tp.GetName()] = true
+	}
+	// "initializer@output": the node whose first output is "output" gets its
+	// own copy of a shared initializer, holding the new data
+	var nodes []*onnx.NodeProto
+	for _, n := range names {
+		init, out, split := strings.Cut(n, "@")
+		if !split {
+			continue
+		}
+		if nodes == nil {
+			nodes = slices.Clone(src.Graph.Node)
+		}
+		tp := have[init]
+		if err := checkReplacement(tp, weights[n]); err != nil {
+			return nil, err
+		}
+		found := false
+		for i, nd := range nodes {
+			if len(nd.GetOutput()) == 0 || nd.GetOutput()[0] != out {
+				continue
+			}
+			cp := shallow(nd)
+			cp.Input = slices.Clone(nd.Input)
+			for j, in := range cp.Input {
+				if in == init {
+					cp.Input[j], found = n, true
+				}
+			}
+			nodes[i] = cp
+		}
+		if !found {
+			return nil, fmt.Errorf("weight %q: no node producing %q reads %q", n, out, init)
+		}
+		nt := replaced(tp, weights[n], &b.data)
+		nt.Name = proto.String(n)
+		inits = append(inits, nt)
+		b.replaced[n] = true
+		b.addedIni++
+	}
+	if nodes != nil {
+		b.graph.Node = nodes
+	}
+	b.graph.Initializer = inits
+	return b, nil
+}
+
+// files lists what goes beside the model: the new data file, and the source's
+// data files still read.
+func (b *build) files() ([]outFile, error) {
+	var files []outFile
+	newData := false
+	for _, tp := range b.graph.GetInitializer() {
+		if b.replaced[tp.GetName()] && formOf(tp) == formExternal {
+			newData = true
+		}
+	}
+	if newData {
+		files = append(files, outFile{rel: b.data.name, data: b.data.buf})
+	}
+	for _, loc := range externalLocations(b.src, b.replaced) {
+		rel, err := localPath(loc)
+		if err != nil {
+			return nil, err
+		}
+		if newData && rel == b.data.name || rel == filepath.Base(b.out) {
+			return nil, fmt.Errorf("the model's external data file %q has the name of a file the export writes; choose another output name", loc)
+		}
+		files = append(files, outFile{rel: rel, from: filepath.Join(b.srcDir, rel)})
+	}
+	return files, nil
+}
+
+// protect adds the source's own data files to the caller's list.
+func (b *build) protect(o Options) ([]Protected, error) {
+	p := slices.Clone(o.Protect)
+	for _, loc := range externalLocations(b.src, nil) {
+		rel, err := localPath(loc)
+		if err != nil {
+			return nil, err
+		}
+		p = append(p, Protected{Path: filepath.Join(b.srcDir, rel), What: "an external data file of the source model"})
+	}
+	return p, nil
+}
+
+func (b *build) write(ref *model.Classifier, o Options) (*Report, error) {
+	files, err := b.files()
+	if err != nil {
+		return nil, err
+	}
+	protect, err := b.protect(o)
+	if err != nil {
+		return nil, err
+	}
+	data, err := marshal(b.model)
+	if err != nil {
+		return nil, err
+	}
+	var ck *Check
+	w, err := writeChecked(b.out, data, files, protect, func(staged string) error {
+		c, verr := verify(staged, ref, o.Seed)
+		ck = c
+		return verr
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &Report{Path: w.path, Size: w.size, Files: w.files, Replaced: len(b.replaced),
+		AddedInits: b.addedIni, AddedNodes: b.added, Check: *ck}, nil
+}

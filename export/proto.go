@@ -1,0 +1,218 @@
+package export
+
+import (
+	"encoding/binary"
+	"fmt"
+	"math"
+	"path/filepath"
+	"strconv"
+
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+
+	"github.com/hyperat/hyperat/graph"
+	onnximport "github.com/hyperat/hyperat/import"
+	"github.com/hyperat/hyperat/onnx"
+)
+
+// shallow returns a copy of m that shares every field's value with m (nested
+// messages, lists and bytes are aliased, unknown fields copied). The caller
+// replaces the fields it changes with new values and never mutates shared
+// ones, so a large model is not duplicated to change a few tensors.
+func shallow[M proto.Message](m M) M {
+	src := m.ProtoReflect()
+	dst := src.New()
+	src.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
+		dst.Set(fd, v)
+		return true
+	})
+	if u := src.GetUnknown(); len(u) > 0 {
+		dst.SetUnknown(append(protoreflect.RawFields(nil), u...))
+	}
+	return dst.Interface().(M)
+}
+
+// marshal encodes a model the way the onnx package's round-trip test does, so
+// an unchanged model gives back its own bytes.
+func marshal(m *onnx.ModelProto) ([]byte, error) {
+	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(m)
+	if err != nil {
+		return nil, fmt.Errorf("encoding the model: %v", err)
+	}
+	return b, nil
+}
+
+// form is how an initializer holds its data.
+type form int
+
+const (
+	formRaw      form = iota // raw_data, little-endian
+	formFloats               // float_data
+	formExternal             // a range of an external data file
+)
+
+func (f form) String() string {
+	return [...]string{"raw_data", "float_data", "external data"}[f]
+}
+
+func formOf(tp *onnx.TensorProto) form {
+	switch {
+	case tp.GetDataLocation() == onnx.TensorProto_EXTERNAL:
+		return formExternal
+	case tp.RawData != nil:
+		return formRaw
+	case len(tp.GetFloatData()) > 0:
+		return formFloats
+	}
+	return formRaw
+}
+
+// checkReplacement checks that t may replace initializer tp's data: tp is a
+// float32 tensor of t's shape stored in one of the forms export writes, and t
+// is finite.
+func checkReplacement(tp *onnx.TensorProto, t *graph.Tensor) error {
+	name := tp.GetName()
+	if dt := onnx.TensorProto_DataType(tp.GetDataType()); dt != onnx.TensorProto_FLOAT {
+		return fmt.Errorf("initializer %q is %s; only float32 initializers can be replaced (export the model in float32)", name, dt)
+	}
+	if tp.Segment != nil {
+		return fmt.Errorf("initializer %q is stored in segments, which export does not write", name)
+	}
+	if t == nil || t.DType != graph.Float32 {
+		return fmt.Errorf("the new value of initializer %q is not a float32 tensor", name)
+	}
+	if !sameDims(tp.GetDims(), t.Shape) {
+		return fmt.Errorf("the new value of initializer %q has shape %v, the initializer %v", name, t.Shape, tp.GetDims())
+	}
+	for _, v := range t.F {
+		if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
+			return fmt.Errorf("the new value of initializer %q holds NaN or infinite values", name)
+		}
+	}
+	return nil
+}
+
+func sameDims(dims []int64, shape []int) bool {
+	if len(dims) != len(shape) {
+		return false
+	}
+	for i, d := range dims {
+		if d != int64(shape[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+// le32 is t's data as little-endian float32 bytes.
+func le32(t *graph.Tensor) []byte {
+	b := make([]byte, 4*len(t.F))
+	for i, v := range t.F {
+		binary.LittleEndian.PutUint32(b[4*i:], math.Float32bits(v))
+	}
+	return b
+}
+
+// dataFile collects the external data of the replaced initializers: one new
+// file beside the output.
+type dataFile struct {
+	name string // location, relative to the output's folder
+	buf  []byte
+}
+
+// dataAlign aligns each tensor's offset in the data file (enough for any
+// vector load of the mapped file).
+const dataAlign = 64
+
+func (d *dataFile) add(b []byte) (offset int64) {
+	for len(d.buf)%dataAlign != 0 {
+		d.buf = append(d.buf, 0)
+	}
+	offset = int64(len(d.buf))
+	d.buf = append(d.buf, b...)
+	return offset
+}
+
+// replaced returns a copy of tp holding t's data in tp's form; external data
+// goes to d.
+func replaced(tp *onnx.TensorProto, t *graph.Tensor, d *dataFile) *onnx.TensorProto {
+	nt := shallow(tp)
+	switch formOf(tp) {
+	case formFloats:
+		nt.FloatData = append([]float32(nil), t.F...)
+	case formRaw:
+		nt.RawData = le32(t)
+	case formExternal:
+		b := le32(t)
+		off := d.add(b)
+		nt.ExternalData = []*onnx.StringStringEntryProto{
+			{Key: proto.String("location"), Value: proto.String(d.name)},
+			{Key: proto.String("offset"), Value: proto.String(strconv.FormatInt(off, 10))},
+			{Key: proto.String("length"), Value: proto.String(strconv.Itoa(len(b)))},
+		}
+	}
+	return nt
+}
+
+// externalLocations lists the external data files that the tensors of g
+// read, initializers in skip excepted, in the order met; node attributes and
+// subgraphs included.
+func externalLocations(m *onnx.ModelProto, skip map[string]bool) []string {
+	var out []string
+	seen := map[string]bool{}
+	add := func(tp *onnx.TensorProto) {
+		if tp.GetDataLocation() != onnx.TensorProto_EXTERNAL {
+			return
+		}
+		if loc := onnximport.ExternalLocation(tp); !seen[loc] {
+			seen[loc] = true
+			out = append(out, loc)
+		}
+	}
+	var walkGraph func(g *onnx.GraphProto, top bool)
+	walkNodes := func(nodes []*onnx.NodeProto) {
+		for _, n := range nodes {
+			for _, a := range n.GetAttribute() {
+				if a.T != nil {
+					add(a.T)
+				}
+				for _, t := range a.GetTensors() {
+					add(t)
+				}
+				if a.G != nil {
+					walkGraph(a.G, false)
+				}
+				for _, sg := range a.GetGraphs() {
+					walkGraph(sg, false)
+				}
+			}
+		}
+	}
+	walkGraph = func(g *onnx.GraphProto, top bool) {
+		for _, tp := range g.GetInitializer() {
+			if !(top && skip[tp.GetName()]) {
+				add(tp)
+			}
+		}
+		for _, sp := range g.GetSparseInitializer() {
+			add(sp.GetValues())
+			add(sp.GetIndices())
+		}
+		walkNodes(g.GetNode())
+	}
+	walkGraph(m.GetGraph(), true)
+	for _, f := range m.GetFunctions() {
+		walkNodes(f.GetNode())
+	}
+	return out
+}
+
+// localPath checks an external data location and returns it as a relative
+// path: data must stay inside the model's folder.
+func localPath(loc string) (string, error) {
+	rel := filepath.Clean(filepath.FromSlash(loc))
+	if loc == "" || !filepath.IsLocal(rel) {
+		return "", fmt.Errorf("external data location %q is not a relative path inside the model's folder", loc)
+	}
+	return rel, nil
+}

@@ -1,0 +1,414 @@
+package export
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"maps"
+	"math"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/hyperat/hyperat/graph"
+	"github.com/hyperat/hyperat/hyperat"
+	onnximport "github.com/hyperat/hyperat/import"
+	"github.com/hyperat/hyperat/internal/safetensors"
+	"github.com/hyperat/hyperat/workspace"
+)
+
+// Request is one export of a workspace's tuning result.
+type Request struct {
+	Workspace string // the workspace folder
+	Out       string // the ONNX file to write
+	// Adapters, when set, is a folder that receives each defense's LoRA in
+	// PEFT's layout (<Adapters>/<defense>/) and the trained head
+	// (<Adapters>/head.safetensors).
+	Adapters string
+	// Unmerged writes the LoRAs as nodes instead of merging them: all
+	// defenses' LoRAs weighted by the merge weights (so the model equals the
+	// merged one), or Defense's alone.
+	Unmerged bool
+	Defense  string
+	// Force exports a result whose tuning collapsed (validation clean
+	// accuracy near chance), which is refused otherwise.
+	Force bool
+	Seed  uint64
+}
+
+// Summary is what FromWorkspace wrote.
+type Summary struct {
+	Model *Report
+	Mode  string // "merged", "unmerged, the LoRA of pgdat", ...
+	// Reference names the model the written file was checked against.
+	Reference string
+	Adapters  []string
+	Method    string
+	Defenses  []string
+}
+
+// HeadFile holds the trained classifier head beside the adapters, under
+// PyTorch's parameter names (<head>.weight [out, in], <head>.bias).
+const HeadFile = "head.safetensors"
+
+// FromWorkspace exports a workspace's tuning result: the workspace's copy of
+// the source model with the tuned weights (or, with Unmerged, the LoRAs as
+// nodes), checked against the tuned model in memory, then the adapters when
+// asked for. Every input is read and checked before anything is written; the
+// source model, the workspace's files and the source's data files are never
+// written.
+func FromWorkspace(r Request) (*Summary, error) {
+	if r.Defense != "" && !r.Unmerged {
+		return nil, errors.New("a defense is chosen only for an unmerged export")
+	}
+	dir := r.Workspace
+	if st, err := os.Stat(dir); err != nil || !st.IsDir() {
+		if err == nil || errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("workspace %s does not exist; make one with hyperat-import", dir)
+		}
+		return nil, fmt.Errorf("workspace %s: %v", dir, bare(err))
+	}
+	ws, err := workspace.Read(dir)
+	if err != nil {
+		return nil, err
+	}
+	res, weights, err := hyperat.ReadResult(dir)
+	if err != nil {
+		return nil, err
+	}
+	protect := protected(dir, ws)
+	if err := checkOutput(r.Out, protect); err != nil {
+		return nil, err
+	}
+	if r.Adapters != "" {
+		if err := checkAdapterDir(r.Adapters, defenseNames(res), protect); err != nil {
+			return nil, err
+		}
+	}
+	if res.Collapsed && !r.Force {
+		return nil, fmt.Errorf("the tuning result in %s collapsed (validation clean accuracy near chance), so the model is useless; tune again, or export it anyway with --force",
+			filepath.Join(dir, hyperat.ResultDir))
+	}
+	for _, name := range slices.Sorted(maps.Keys(weights)) {
+		if !finite(weights[name].F) {
+			return nil, fmt.Errorf("%s: weight %q holds NaN or infinite values (the tuning diverged); run hyperat-tune again",
+				filepath.Join(dir, hyperat.ResultDir, hyperat.WeightsFile), name)
+		}
+	}
+	modelPath := workspace.ModelPath(dir)
+	data, err := os.ReadFile(modelPath)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %v", modelPath, bare(err))
+	}
+	if workspace.Sum(data) != ws.Source.SHA256 {
+		return nil, fmt.Errorf("%s changed after hyperat-import made the workspace; import the model again", modelPath)
+	}
+	if res.ModelSHA256 != "" && res.ModelSHA256 != ws.Source.SHA256 {
+		return nil, fmt.Errorf("the tuning result in %s was made for another model (sha256 %.12s, the workspace's is %.12s); run hyperat-tune again",
+			filepath.Join(dir, hyperat.ResultDir), res.ModelSHA256, ws.Source.SHA256)
+	}
+	src, err := onnximport.Decode(data)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %v", modelPath, err)
+	}
+	m, err := onnximport.Import(src, dir)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %v", modelPath, err)
+	}
+	tuned, err := hyperat.WithWeights(m, m.Graph, weights)
+	if err != nil {
+		return nil, fmt.Errorf("the tuned model: %v", err)
+	}
+	s := &Summary{Mode: "merged", Reference: "the tuned model", Method: res.Config.Method, Defenses: defenseNames(res)}
+
+	var lora map[string]*graph.Tensor
+	if r.Adapters != "" || r.Unmerged {
+		if len(res.Targets) == 0 {
+			return nil, fmt.Errorf("the tuning (method %s) trained no LoRA, so there are no adapters to export; export the merged model", res.Config.Method)
+		}
+		path := filepath.Join(dir, hyperat.ResultDir, hyperat.AdaptersFile)
+		if lora, _, err = safetensors.ReadFile(path); err != nil {
+			var pe *fs.PathError
+			if errors.As(err, &pe) {
+				return nil, fmt.Errorf("%s: %v", path, pe.Err)
+			}
+			return nil, err
+		}
+		if err := checkAdapters(res, m.Graph, weights, lora); err != nil {
+			return nil, err
+		}
+	}
+
+	o := Options{Protect: protect, Reference: tuned, Seed: r.Seed}
+	if !r.Unmerged {
+		s.Model, err = Merged(src, dir, weights, r.Out, o)
+	} else {
+		var branches []Branch
+		var mode string
+		branches, mode, err = unmergedBranches(res, lora, r.Defense)
+		if err != nil {
+			return nil, err
+		}
+		s.Mode = mode
+		rest := map[string]*graph.Tensor{}
+		for k, v := range weights {
+			rest[k] = v
+		}
+		for _, tg := range res.Targets {
+			delete(rest, tg.Weight)
+		}
+		if r.Defense != "" {
+			// the reference is the source with this defense's LoRA merged
+			w, err := MergeBranches(m.Graph, rest, branches)
+			if err != nil {
+				return nil, err
+			}
+			if o.Reference, err = hyperat.WithWeights(m, m.Graph, w); err != nil {
+				return nil, fmt.Errorf("the model with the LoRA of %s: %v", r.Defense, err)
+			}
+			s.Reference = "the source model with this LoRA merged (and the tuned head)"
+		}
+		s.Model, err = Unmerged(src, dir, rest, branches, r.Out, o)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if r.Adapters != "" {
+		if s.Adapters, err = writeAdapters(r.Adapters, ws, res, weights, lora); err != nil {
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+// protected lists the files an export of the workspace in dir never writes.
+func protected(dir string, ws *workspace.Workspace) []Protected {
+	p := []Protected{
+		{ws.Source.Abs, "the source model"},
+		{workspace.ModelPath(dir), "the workspace's copy of the source model"},
+		{filepath.Join(dir, workspace.ManifestFile), "the workspace's description"},
+	}
+	for _, f := range []string{hyperat.WeightsFile, hyperat.AdaptersFile, hyperat.ResultFile} {
+		p = append(p, Protected{filepath.Join(dir, hyperat.ResultDir, f), "part of the tuning result"})
+	}
+	for _, loc := range ws.ExternalData {
+		if rel, err := localPath(loc); err == nil {
+			p = append(p, Protected{filepath.Join(dir, rel), "an external data file of the workspace's model"})
+			p = append(p, Protected{filepath.Join(filepath.Dir(ws.Source.Abs), rel), "an external data file of the source model"})
+		}
+	}
+	return p
+}
+
+// defenseNames are the defenses of a result as adapters.safetensors names them.
+func defenseNames(res *hyperat.Result) []string {
+	var out []string
+	for _, d := range res.Config.Defenses {
+		out = append(out, strings.ToLower(d))
+	}
+	return out
+}
+
+// lambda is the result's merge weights, one per defense.
+func lambda(res *hyperat.Result) ([]float64, error) {
+	n := len(res.Config.Defenses)
+	switch {
+	case len(res.Lambda) == n && n > 0:
+		return res.Lambda, nil
+	case len(res.Lambda) == 0 && n == 1:
+		return []float64{1}, nil
+	}
+	return nil, fmt.Errorf("the tuning result has %d merge weights for %d defenses; run hyperat-tune again", len(res.Lambda), n)
+}
+
+// factors returns defense d's LoRA of target tg from adapters.safetensors.
+func factors(lora map[string]*graph.Tensor, d string, tg hyperat.Target, rank int) (a, b *graph.Tensor, err error) {
+	ka, kb := d+"/"+tg.Name+".lora_A.weight", d+"/"+tg.Name+".lora_B.weight"
+	a, b = lora[ka], lora[kb]
+	if a == nil || b == nil {
+		return nil, nil, fmt.Errorf("%s has no LoRA of %s for %s; run hyperat-tune again", hyperat.AdaptersFile, tg.Name, d)
+	}
+	if !slices.Equal(a.Shape, []int{rank, tg.In}) || !slices.Equal(b.Shape, []int{tg.Out, rank}) {
+		return nil, nil, fmt.Errorf("%s: the LoRA of %s for %s is A %v, B %v; want [%d,%d] and [%d,%d]",
+			hyperat.AdaptersFile, tg.Name, d, a.Shape, b.Shape, rank, tg.In, tg.Out, rank)
+	}
+	return a, b, nil
+}
+
+// mergedBranches are the result's LoRAs as branches: every defense's, each B
+// weighted by its merge weight, so that merging them gives the tuned weights.
+func mergedBranches(res *hyperat.Result, lora map[string]*graph.Tensor) ([]Branch, error) {
+	lam, err := lambda(res)
+	if err != nil {
+		return nil, err
+	}
+	var out []Branch
+	for m, d := range defenseNames(res) {
+		if lam[m] == 0 {
+			continue
+		}
+		for _, tg := range res.Targets {
+			a, b, err := factors(lora, d, tg, res.Config.Rank)
+			if err != nil {
+				return nil, err
+			}
+			bw := b.Clone()
+			for i := range bw.F {
+				bw.F[i] *= float32(lam[m])
+			}
+			out = append(out, Branch{Layer: tg.Name, Weight: tg.Weight, Transposed: tg.Transposed, A: a, B: bw, Scale: float32(res.Scale)})
+		}
+	}
+	return out, nil
+}
+
+// unmergedBranches are the branches of an unmerged export: the merge
+// (defense "") or one defense's LoRA.
+func unmergedBranches(res *hyperat.Result, lora map[string]*graph.Tensor, defense string) ([]Branch, string, error) {
+	if defense == "" {
+		br, err := mergedBranches(res, lora)
+		if err != nil {
+			return nil, "", err
+		}
+		lam, _ := lambda(res)
+		mode := "unmerged, the merge of " + strings.Join(defenseNames(res), ", ")
+		if len(lam) > 1 {
+			var ws []string
+			for _, l := range lam {
+				ws = append(ws, strconv.FormatFloat(l, 'g', 3, 64))
+			}
+			mode += " (lambda " + strings.Join(ws, "/") + ")"
+		}
+		return br, mode, nil
+	}
+	d := strings.ToLower(defense)
+	if !slices.Contains(defenseNames(res), d) {
+		return nil, "", fmt.Errorf("--defense %s: the tuning used %s", defense, strings.Join(defenseNames(res), ", "))
+	}
+	var out []Branch
+	for _, tg := range res.Targets {
+		a, b, err := factors(lora, d, tg, res.Config.Rank)
+		if err != nil {
+			return nil, "", err
+		}
+		out = append(out, Branch{Layer: tg.Name, Weight: tg.Weight, Transposed: tg.Transposed, A: a, B: b, Scale: float32(res.Scale)})
+	}
+	return out, "unmerged, the LoRA of " + d, nil
+}
+
+// checkAdapters checks that the adapters reproduce the tuned weights: the
+// source's weights plus the merged LoRAs equal weights.safetensors.
+func checkAdapters(res *hyperat.Result, g *graph.Graph, weights map[string]*graph.Tensor, lora map[string]*graph.Tensor) error {
+	br, err := mergedBranches(res, lora)
+	if err != nil {
+		return err
+	}
+	merged, err := MergeBranches(g, nil, br)
+	if err != nil {
+		return err
+	}
+	for name, w := range merged {
+		got := weights[name]
+		if got == nil {
+			return fmt.Errorf("%s lacks the adapted weight %q; run hyperat-tune again", hyperat.WeightsFile, name)
+		}
+		if d := maxAbsDiff(got.F, w.F); !(d <= Tolerance*max(1, maxAbs(w.F))) {
+			return fmt.Errorf("%s and %s disagree on %q (by %.3g): the tuning result is damaged; run hyperat-tune again",
+				hyperat.AdaptersFile, hyperat.WeightsFile, name, d)
+		}
+	}
+	return nil
+}
+
+func maxAbs(x []float32) float64 {
+	m := 0.0
+	for _, v := range x {
+		m = max(m, math.Abs(float64(v)))
+	}
+	return m
+}
+
+// checkAdapterDir checks, before anything is written, that the adapters'
+// files may be written: dir is a folder or can be made, and no file is
+// protected.
+func checkAdapterDir(dir string, defenses []string, protect []Protected) error {
+	if st, err := os.Stat(dir); err == nil && !st.IsDir() {
+		return fmt.Errorf("adapter folder %s is a file", dir)
+	}
+	files := []string{filepath.Join(dir, HeadFile)}
+	for _, d := range defenses {
+		files = append(files, filepath.Join(dir, d, AdapterWeightsFile), filepath.Join(dir, d, AdapterConfigFile))
+	}
+	for _, f := range files {
+		for _, p := range protect {
+			if samePath(f, p.Path) {
+				return fmt.Errorf("refusing to write %s: it is %s", f, p.What)
+			}
+		}
+	}
+	return nil
+}
+
+// writeAdapters writes each defense's adapter and the trained head.
+func writeAdapters(dir string, ws *workspace.Workspace, res *hyperat.Result, weights, lora map[string]*graph.Tensor) ([]string, error) {
+	var files []string
+	for _, d := range defenseNames(res) {
+		a := Adapter{BaseModel: filepath.Base(ws.Source.Path), Rank: res.Config.Rank, Alpha: res.Config.Alpha}
+		for _, tg := range res.Targets {
+			fa, fb, err := factors(lora, d, tg, res.Config.Rank)
+			if err != nil {
+				return nil, err
+			}
+			a.Layers = append(a.Layers, AdapterLayer{Name: tg.Name, A: fa, B: fb})
+		}
+		f, err := WriteAdapter(filepath.Join(dir, d), a)
+		if err != nil {
+			return nil, err
+		}
+		files = append(files, f...)
+	}
+	head, err := headTensors(ws, weights)
+	if err != nil {
+		return nil, err
+	}
+	if len(head) > 0 {
+		p := filepath.Join(dir, HeadFile)
+		if err := safetensors.WriteFile(p, head, map[string]string{"format": "pt"}); err != nil {
+			return nil, err
+		}
+		files = append(files, p)
+	}
+	return files, nil
+}
+
+// headTensors are the trained head's weight ([out, in], PyTorch's layout) and
+// bias under the head's module name, when the tuning trained the head.
+func headTensors(ws *workspace.Workspace, weights map[string]*graph.Tensor) (map[string]*graph.Tensor, error) {
+	out := map[string]*graph.Tensor{}
+	for _, l := range ws.Layers {
+		if l.Kind != onnximport.KindHead {
+			continue
+		}
+		if w, ok := weights[l.Weight]; ok {
+			if len(w.Shape) != 2 || w.Numel() != l.In*l.Out {
+				return nil, fmt.Errorf("the tuned head %s is %v, not %dx%d", l.Name, w.Shape, l.Out, l.In)
+			}
+			if !l.Transposed { // [in, out] in the ONNX file
+				t := graph.NewTensor(graph.Float32, []int{l.Out, l.In})
+				for i := 0; i < l.In; i++ {
+					for o := 0; o < l.Out; o++ {
+						t.F[o*l.In+i] = w.F[i*l.Out+o]
+					}
+				}
+				w = t
+			}
+			out[l.Name+".weight"] = w
+		}
+		if b, ok := weights[l.Bias]; l.Bias != "" && ok {
+			out[l.Name+".bias"] = b
+		}
+	}
+	return out, nil
+}
