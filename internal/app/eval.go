@@ -1,0 +1,158 @@
+// hyperat-eval runs an ONNX classifier on a batch of images.
+//
+//	hyperat-eval MODEL.onnx --input X.npy --logits Y.npy [--batch N]
+
+package app
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/hyperat/hyperat/compile"
+	"github.com/hyperat/hyperat/graph"
+	onnximport "github.com/hyperat/hyperat/import"
+	"github.com/hyperat/hyperat/internal/cli"
+	"github.com/hyperat/hyperat/npy"
+)
+
+const evalUsage = `usage: hyperat-eval MODEL.onnx --input X.npy --logits Y.npy [--batch N]
+
+Runs the model's forward pass on the images in X.npy (float32, the model's
+input shape with any number of samples first, pixels as the model expects
+them) and writes the model's first output (the logits) to Y.npy as float32.
+
+flags:
+  --input X.npy    the images
+  --logits Y.npy   where the logits go (written atomically)
+  --batch N        samples per forward pass (default 32; a model exported
+                   with a fixed batch runs at that batch)
+  -h, --help       print this help
+`
+
+// defaultBatch bounds the memory of one forward pass.
+const defaultBatch = 32
+
+// EvalCommand is the hyperat-eval command line.
+func EvalCommand() *cli.Command { return cli.New("hyperat-eval", evalUsage) }
+
+// Eval runs hyperat-eval with args (without the program name).
+func Eval(c *cli.Command, args []string) error {
+	inPath := c.Flags.String("input", "", "")
+	outPath := c.Flags.String("logits", "", "")
+	batch := c.Flags.Int("batch", defaultBatch, "")
+	pos, err := c.Parse(args)
+	if err != nil {
+		return err
+	}
+	switch {
+	case len(pos) == 0:
+		return cli.Usagef("no model given")
+	case len(pos) > 1:
+		return cli.Usagef("one model at a time, got %d: %s", len(pos), strings.Join(pos, " "))
+	case *inPath == "":
+		return cli.Usagef("--input X.npy is required")
+	case *outPath == "":
+		return cli.Usagef("--logits Y.npy is required")
+	case *batch <= 0:
+		return cli.Usagef("--batch must be positive, got %d", *batch)
+	}
+	m, err := onnximport.Load(pos[0])
+	if err != nil {
+		return err
+	}
+	x, err := npy.ReadFile(*inPath)
+	if err != nil {
+		return err
+	}
+	logits, err := forward(m, x, *inPath, *batch)
+	if err != nil {
+		return err
+	}
+	return npy.WriteFile(*outPath, logits)
+}
+
+// forward runs the model over x in chunks of at most batch samples and
+// returns the first output of every sample, concatenated.
+func forward(m *onnximport.Model, x *graph.Tensor, xName string, batch int) (*graph.Tensor, error) {
+	g := m.Graph
+	if len(g.Inputs) != 1 {
+		return nil, fmt.Errorf("%s: the model has %d inputs; hyperat-eval feeds one", m.Path, len(g.Inputs))
+	}
+	in := g.Inputs[0]
+	if err := checkInput(in, x, xName); err != nil {
+		return nil, err
+	}
+	n := x.Shape[0]
+	if d := in.Shape[0]; d.N >= 0 {
+		// a model exported with a fixed batch runs at that batch
+		batch = d.N
+		if n%batch != 0 {
+			return nil, fmt.Errorf("%s: %d samples, but the model's input %q %s has a fixed batch of %d: give a multiple of it, or export the model with a dynamic batch",
+				xName, n, in.Name, in.Shape, batch)
+		}
+	}
+	batch = min(batch, n)
+	sample := x.Numel() / n
+	var out *graph.Tensor
+	progs := map[int]*compile.Program{}
+	for start := 0; start < n; start += batch {
+		b := min(batch, n-start)
+		p := progs[b]
+		if p == nil {
+			shape := append([]int{b}, x.Shape[1:]...)
+			var err error
+			p, err = compile.Compile(g, compile.Options{Shapes: map[string][]int{in.Name: shape}})
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", m.Path, err)
+			}
+			progs[b] = p
+		}
+		chunk := graph.F32(append([]int{b}, x.Shape[1:]...), x.F[start*sample:(start+b)*sample])
+		res, err := p.Run(chunk)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", m.Path, err)
+		}
+		y := res[0]
+		if y.DType != graph.Float32 || len(y.Shape) == 0 || y.Shape[0] != b {
+			return nil, fmt.Errorf("%s: the first output is %s%v, not float32 logits with the batch first", m.Path, y.DType, y.Shape)
+		}
+		if out == nil {
+			out = graph.NewTensor(graph.Float32, append([]int{n}, y.Shape[1:]...))
+		}
+		per := y.Numel() / b
+		copy(out.F[start*per:], y.F)
+	}
+	return out, nil
+}
+
+// checkInput checks x against the model's input: float32, same rank, same
+// non-batch dims, at least one sample.
+func checkInput(in *graph.Value, x *graph.Tensor, xName string) error {
+	if in.DType != graph.Float32 {
+		return fmt.Errorf("the model's input %q is %s; hyperat-eval feeds float32 images", in.Name, in.DType)
+	}
+	if x.DType != graph.Float32 {
+		return fmt.Errorf("%s: dtype %s, the model's input %q wants float32", xName, x.DType, in.Name)
+	}
+	mismatch := func(why string) error {
+		return fmt.Errorf("%s: shape %s does not match the model's input %q %s (%s)", xName, shapeString(x.Shape), in.Name, in.Shape, why)
+	}
+	if in.Shape == nil {
+		return fmt.Errorf("the model's input %q has no shape", in.Name)
+	}
+	if len(x.Shape) != len(in.Shape) {
+		return mismatch(fmt.Sprintf("rank %d, want %d", len(x.Shape), len(in.Shape)))
+	}
+	for i := 1; i < len(in.Shape); i++ {
+		if d := in.Shape[i]; d.N >= 0 && d.N != x.Shape[i] {
+			return mismatch(fmt.Sprintf("dim %d is %d, want %d", i, x.Shape[i], d.N))
+		}
+	}
+	if len(x.Shape) == 0 || x.Shape[0] == 0 {
+		return fmt.Errorf("%s: shape %s holds no samples", xName, shapeString(x.Shape))
+	}
+	return nil
+}
+
+// shapeString prints a shape like the IR does: [3,1,28,28].
+func shapeString(s []int) string { return graph.StaticShape(s...).String() }

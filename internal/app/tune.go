@@ -1,0 +1,411 @@
+// hyperat-tune makes the workspace's model robust with HyperAT (or a
+// baseline) on a dataset, writing checkpoints, metrics and the tuned weights
+// into the workspace for hyperat-export.
+
+package app
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/hyperat/hyperat/data"
+	"github.com/hyperat/hyperat/hyperat"
+	onnximport "github.com/hyperat/hyperat/import"
+	"github.com/hyperat/hyperat/internal/cli"
+	"github.com/hyperat/hyperat/workspace"
+)
+
+const tuneUsage = `usage: hyperat-tune --data PATH [flags]
+
+Tunes the model of the workspace (made by hyperat-import) for adversarial
+robustness and leaves the result in the workspace for hyperat-export.
+
+  --method hyperat  HyperAT: a hypernetwork generates a LoRA per defense; one
+                    defense is sampled per iteration; the LoRAs are merged
+  --method lora     plain LoRA adversarial tuning with one defense (baseline)
+  --method full     full fine-tuning with one defense (baseline)
+
+flags (source of each default in brackets: paper, standard, ours):
+  --data PATH          dataset folder: MNIST-family IDX files, CIFAR-10/100 binary,
+                       or one subfolder of images per class; the training split is
+                       read and a validation split is held out of it
+  --workspace DIR      workspace folder (default .hyperat)
+  --method M           hyperat, lora or full (default hyperat)
+  --defenses LIST      comma-separated, from pgdat, trades, mart
+                       (default pgdat,trades,mart [paper]; one for lora/full)
+  --eps E              L-inf radius in pixel units, 0.1 or 8/255 (default 8/255 [standard, CIFAR])
+  --steps K            inner attack steps, step size 2.5 eps/K (default 10 [standard])
+  --iters N            iterations (default 600 [ours])
+  --batch B            batch size (default 64 [ours])
+  --rank R             LoRA rank (default 8 [ours])
+  --lora-alpha A       LoRA scale numerator, scale = A/R (default 16 = 2R [ours])
+  --lr LR              AdamW peak learning rate, one-cycle (default 1e-3 [ours])
+  --warmup F           learning-rate warm-up fraction (default 0.1 [ours])
+  --eps-warmup F       fraction of iterations over which eps grows from 0 (default 0.3 [ours])
+  --clip C             global gradient-norm clip, 0 to disable (default 1.0 [ours])
+  --beta B             TRADES/MART regularizer weight (default 6 [papers])
+  --targets LIST       adapted layer kinds (default qkv,q,k,v,proj,fc1,fc2 [paper])
+  --no-head            keep the classifier head frozen (default: trained [ours])
+  --merge M            uniform or adaptive (lambda on the simplex chosen on the
+                       validation split) (default uniform [ours])
+  --val F              validation split: fraction or count of the training split (default 0.1 [ours])
+  --val-steps K        PGD steps of validation attacks (default 10 [ours])
+  --eval-every N       validate every N iterations, 0 = only at the end (default 50)
+  --checkpoint-every N checkpoint every N iterations (default 50)
+  --seed S             random seed (default 0)
+  --resume             continue the workspace's interrupted run
+  --force              start over, replacing a previous run in the workspace
+  -h, --help           print this help
+
+Ctrl-C finishes the current iteration, writes a checkpoint and exits; --resume
+continues exactly where it stopped.
+
+examples:
+  hyperat-tune --data fixtures/mnist --eps 0.1 --iters 300
+  hyperat-tune --data cifar-10-batches-bin --eps 8/255 --method lora --defenses pgdat
+`
+
+// TuneCommand is the hyperat-tune command line.
+func TuneCommand() *cli.Command { return cli.New("hyperat-tune", tuneUsage) }
+
+// Tune runs hyperat-tune with args (without the program name).
+func Tune(c *cli.Command, args []string) error {
+	def := hyperat.DefaultConfig()
+	f := c.Flags
+	dataPath := f.String("data", "", "")
+	wsDir := f.String("workspace", workspace.DefaultDir, "")
+	method := f.String("method", def.Method, "")
+	defs := f.String("defenses", "", "")
+	epsS := f.String("eps", "8/255", "")
+	steps := f.Int("steps", def.Steps, "")
+	iters := f.Int("iters", def.Iters, "")
+	batch := f.Int("batch", def.Batch, "")
+	rank := f.Int("rank", def.Rank, "")
+	alpha := f.Float64("lora-alpha", def.Alpha, "")
+	lr := f.Float64("lr", def.LR, "")
+	warm := f.Float64("warmup", def.Warmup, "")
+	epsWarm := f.Float64("eps-warmup", def.EpsWarmup, "")
+	clip := f.Float64("clip", def.Clip, "")
+	beta := f.Float64("beta", def.Beta, "")
+	targets := f.String("targets", strings.Join(def.Targets, ","), "")
+	noHead := f.Bool("no-head", false, "")
+	merge := f.String("merge", "uniform", "")
+	valSize := f.Float64("val", 0.1, "")
+	valSteps := f.Int("val-steps", 10, "")
+	evalEvery := f.Int("eval-every", 50, "")
+	ckEvery := f.Int("checkpoint-every", 50, "")
+	seed := f.Uint64("seed", 0, "")
+	resume := f.Bool("resume", false, "")
+	force := f.Bool("force", false, "")
+	pos, err := c.Parse(args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return cli.Usagef("unexpected argument %q", pos[0])
+	}
+	if *dataPath == "" {
+		return cli.Usagef("--data is required")
+	}
+	if *merge != "uniform" && *merge != "adaptive" {
+		return cli.Usagef("--merge %q: want uniform or adaptive", *merge)
+	}
+	eps, err := cli.ParseEps(*epsS)
+	if err != nil {
+		return cli.Usagef("%v", err)
+	}
+	cfg := def
+	cfg.Method, cfg.Eps, cfg.Steps, cfg.Iters, cfg.Batch, cfg.Rank = *method, eps, *steps, *iters, *batch, *rank
+	cfg.Alpha, cfg.LR, cfg.Warmup, cfg.EpsWarmup, cfg.Clip, cfg.Beta = *alpha, *lr, *warm, *epsWarm, *clip, *beta
+	cfg.Targets, cfg.TrainHead, cfg.Seed = splitList(*targets), !*noHead, *seed
+	switch {
+	case *defs != "":
+		cfg.Defenses = splitList(*defs)
+	case cfg.Method != "hyperat":
+		cfg.Defenses = []string{"pgdat"}
+	}
+	if err := cfg.Validate(); err != nil {
+		return cli.Usagef("%v", err)
+	}
+
+	// the workspace and its model
+	ws, err := workspace.Read(*wsDir)
+	if err != nil {
+		return err
+	}
+	modelPath := workspace.ModelPath(*wsDir)
+	m, err := onnximport.Load(modelPath)
+	if err != nil {
+		return err
+	}
+	st, stErr := hyperat.ReadState(*wsDir)
+	switch {
+	case *resume && stErr != nil:
+		if os.IsNotExist(stErr) {
+			return fmt.Errorf("%s has no run to resume", *wsDir)
+		}
+		return stErr
+	case *resume:
+		if st.ModelSHA256 != ws.Source.SHA256 {
+			return fmt.Errorf("the checkpoint in %s was made from another model", *wsDir)
+		}
+		if st.Iteration >= st.Config.Iters {
+			return fmt.Errorf("the run in %s is already complete (%d iterations)", *wsDir, st.Iteration)
+		}
+		cfg = st.Config
+	case stErr == nil && !*force:
+		return fmt.Errorf("%s already holds a run (iteration %d of %d); continue it with --resume or start over with --force", *wsDir, st.Iteration, st.Config.Iters)
+	case stErr != nil && !os.IsNotExist(stErr) && !*force:
+		return stErr
+	}
+
+	// the data
+	ds, err := data.Open(*dataPath, data.Train)
+	if err != nil {
+		return err
+	}
+	C, H, W := ws.Input.Shape[1].N, ws.Input.Shape[2].N, ws.Input.Shape[3].N
+	tr0, err := hyperat.NewNet(cloneModel(m), hyperat.NetOptions{Rank: 1, Alpha: 1, NoLoRA: true})
+	if err != nil {
+		return err
+	}
+	if err := data.CheckFits(ds, C, H, W, tr0.Classes); err != nil {
+		return err
+	}
+	trainIdx, valIdx, err := data.ValidationSplit(ds.Len(), *valSize, cfg.Seed)
+	if err != nil {
+		return cli.Usagef("--val: %v", err)
+	}
+	view := ds.View(C, H, W)
+	fmt.Fprintf(c.Stdout, "data      %s: %d training, %d validation examples%s\n", *dataPath, len(trainIdx), len(valIdx), conversion(ds, C, H, W))
+
+	t, err := hyperat.NewTrainer(m, cfg, view, trainIdx)
+	if err != nil {
+		return err
+	}
+	if *resume {
+		if err := t.LoadCheckpoint(*wsDir, st); err != nil {
+			return err
+		}
+		fmt.Fprintf(c.Stdout, "resume    from iteration %d of %d\n", t.It, cfg.Iters)
+	} else if *force {
+		clearRun(*wsDir)
+	}
+	fmt.Fprintf(c.Stdout, "tune      %s with %s, eps %.4g, %d iterations of %d, rank %d, %d adapted layers, %d trained values\n",
+		cfg.Method, strings.Join(cfg.Defenses, ","), cfg.Eps, cfg.Iters, cfg.Batch, cfg.Rank, len(t.Net.Targets), countValues(t))
+
+	stop := make(chan struct{})
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(sig)
+	go func() {
+		if _, ok := <-sig; ok {
+			close(stop)
+		}
+	}()
+	prog := newProgress(c.Stdout, cfg.Iters, t.It)
+	collapsed := false
+	err = t.Run(hyperat.RunOptions{Dir: *wsDir, ModelSHA256: ws.Source.SHA256, CheckpointEvery: *ckEvery,
+		EvalEvery: *evalEvery, Val: valIdx, ValSteps: *valSteps, Stop: stop,
+		OnStep: prog.step,
+		OnVal: func(r hyperat.Record) {
+			prog.val(r)
+			if r.Collapsed {
+				collapsed = true
+			}
+		}})
+	prog.done()
+	if errors.Is(err, hyperat.ErrInterrupted) {
+		return fmt.Errorf("interrupted at iteration %d of %d; checkpoint written, continue with --resume", t.It, cfg.Iters)
+	}
+	if err != nil {
+		return err
+	}
+	return finish(c, t, view, valIdx, *valSteps, *merge, *wsDir, ws.Source.SHA256, collapsed)
+}
+
+// finish evaluates each defense's LoRA and the merged model on the
+// validation split, picks the merge weights, and writes the result.
+func finish(c *cli.Command, t *hyperat.Trainer, view *data.View, val []int, steps int, merge, wsDir, sha string, collapsedDuring bool) error {
+	cfg := t.Cfg
+	eval := func(cl hyperat.Classifier) (hyperat.Accuracy, error) {
+		return hyperat.Evaluate(cl, view, val, cfg.Batch, cfg.Eps, steps, cfg.Seed+1)
+	}
+	var rows []hyperat.ResultRow
+	if cfg.Method == "hyperat" {
+		for m, d := range cfg.Defenses {
+			cl, err := t.ForDefense(m)
+			if err != nil {
+				return err
+			}
+			a, err := eval(cl)
+			if err != nil {
+				return err
+			}
+			rows = append(rows, hyperat.ResultRow{Name: "LoRA of " + d + " alone", Clean: a.Clean, Robust: a.Robust})
+		}
+	}
+	lambda := hyperat.Uniform(len(cfg.Defenses))
+	if merge == "adaptive" && len(cfg.Defenses) > 1 {
+		best := -1.0
+		for _, l := range hyperat.Simplex(len(cfg.Defenses), 4) {
+			cl, err := t.MergedModel(l)
+			if err != nil {
+				return err
+			}
+			a, err := eval(cl)
+			if err != nil {
+				return err
+			}
+			if a.Robust+1e-3*a.Clean > best {
+				best, lambda = a.Robust+1e-3*a.Clean, l
+			}
+		}
+	}
+	cl, err := t.MergedModel(lambda)
+	if err != nil {
+		return err
+	}
+	a, err := eval(cl)
+	if err != nil {
+		return err
+	}
+	name := "merged (" + merge + fmtLambda(lambda) + ")"
+	if cfg.Method != "hyperat" {
+		name = cfg.Method + " " + cfg.Defenses[0]
+	}
+	rows = append(rows, hyperat.ResultRow{Name: name, Clean: a.Clean, Robust: a.Robust})
+	collapsed := hyperat.Collapsed(a.Clean, t.Net.Classes)
+	fmt.Fprintf(c.Stdout, "\nvalidation (%d examples, PGD-%d at eps %.4g)\n", len(val), steps, cfg.Eps)
+	fmt.Fprintf(c.Stdout, "  %-40s %7s %7s\n", "model", "clean", "robust")
+	for _, r := range rows {
+		fmt.Fprintf(c.Stdout, "  %-40s %6.1f%% %6.1f%%\n", r.Name, 100*r.Clean, 100*r.Robust)
+	}
+	if err := t.WriteResult(wsDir, hyperat.Result{ModelSHA256: sha, Lambda: lambda, Table: rows, Collapsed: collapsed}); err != nil {
+		return err
+	}
+	fmt.Fprintf(c.Stdout, "\nresult    %s\n", filepath.Join(wsDir, hyperat.ResultDir))
+	if collapsed {
+		return fmt.Errorf("the tuned model collapsed: validation clean accuracy %.1f%% is near chance (%.1f%%); lower --lr, keep --clip, or lengthen --eps-warmup (hyperat-export refuses this result without --force)", 100*a.Clean, 100/float64(t.Net.Classes))
+	}
+	if collapsedDuring {
+		fmt.Fprintln(c.Stdout, "note: validation accuracy sat near chance during the run, then recovered")
+	}
+	return nil
+}
+
+func fmtLambda(l []float64) string {
+	if len(l) < 2 {
+		return ""
+	}
+	parts := make([]string, len(l))
+	for i, v := range l {
+		parts[i] = fmt.Sprintf("%.2f", v)
+	}
+	return ", lambda " + strings.Join(parts, "/")
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, strings.ToLower(p))
+		}
+	}
+	return out
+}
+
+func cloneModel(m *onnximport.Model) *onnximport.Model {
+	cp := *m
+	cp.Graph = m.Graph.Clone()
+	return &cp
+}
+
+func countValues(t *hyperat.Trainer) int {
+	n := 0
+	for _, p := range t.Params {
+		n += len(p.F)
+	}
+	return n
+}
+
+func conversion(ds *data.Dataset, c, h, w int) string {
+	if s := ds.Conversion(c, h, w); s != "" {
+		return " (" + s + ")"
+	}
+	return ""
+}
+
+// clearRun removes a previous run's files from the workspace.
+func clearRun(dir string) {
+	for _, pat := range []string{"state.json", "checkpoint-*.safetensors", "metrics.jsonl"} {
+		files, _ := filepath.Glob(filepath.Join(dir, pat))
+		for _, f := range files {
+			os.Remove(f)
+		}
+	}
+	os.RemoveAll(filepath.Join(dir, hyperat.ResultDir))
+}
+
+// progress shows a bar on a terminal and plain lines otherwise.
+type progress struct {
+	w        io.Writer
+	tty      bool
+	total    int
+	start    time.Time
+	first    int
+	lastLine time.Time
+}
+
+func newProgress(w io.Writer, total, first int) *progress {
+	tty := false
+	if f, ok := w.(*os.File); ok {
+		if st, err := f.Stat(); err == nil && st.Mode()&os.ModeCharDevice != 0 {
+			tty = true
+		}
+	}
+	return &progress{w: w, tty: tty, total: total, start: time.Now(), first: first}
+}
+
+func (p *progress) step(s hyperat.Step) {
+	done := s.It + 1 - p.first
+	el := time.Since(p.start).Seconds()
+	rate := float64(done) / math.Max(el, 1e-9)
+	left := time.Duration(float64(p.total-s.It-1)/math.Max(rate, 1e-9)) * time.Second
+	line := fmt.Sprintf("iter %d/%d  %-6s loss %.4f  eps %.4f  %.2f it/s  %s left", s.It+1, p.total, s.Defense, s.Loss, s.Eps, rate, left.Round(time.Second))
+	if p.tty {
+		width := 24
+		fill := width * (s.It + 1) / p.total
+		fmt.Fprintf(p.w, "\r[%s%s] %s ", strings.Repeat("#", fill), strings.Repeat(".", width-fill), line)
+		return
+	}
+	if time.Since(p.lastLine) > 10*time.Second || s.It+1 == p.total || s.It == p.first {
+		fmt.Fprintln(p.w, line)
+		p.lastLine = time.Now()
+	}
+}
+
+func (p *progress) val(r hyperat.Record) {
+	if p.tty {
+		fmt.Fprintln(p.w)
+	}
+	msg := fmt.Sprintf("val  iter %d: clean %.1f%%  robust %.1f%%", r.It, 100*r.ValClean, 100*r.ValRobust)
+	if r.Collapsed {
+		msg += "  COLLAPSED: clean accuracy near chance after the eps warm-up"
+	}
+	fmt.Fprintln(p.w, msg)
+}
+
+func (p *progress) done() {
+	if p.tty {
+		fmt.Fprintln(p.w)
+	}
+}
