@@ -1,11 +1,12 @@
 // hyperat-eval runs an ONNX classifier on a batch of images.
 //
-//	hyperat-eval MODEL.onnx --input X.npy --logits Y.npy [--batch N]
+//	hyperat-eval MODEL.onnx --input X.npy [--logits Y.npy] [--labels L.npy --grad-input G.npy] [--batch N]
 
 package app
 
 import (
 	"fmt"
+	"math"
 	"strings"
 
 	"github.com/hyperat/hyperat/compile"
@@ -15,18 +16,27 @@ import (
 	"github.com/hyperat/hyperat/npy"
 )
 
-const evalUsage = `usage: hyperat-eval MODEL.onnx --input X.npy --logits Y.npy [--batch N]
+const evalUsage = `usage: hyperat-eval MODEL.onnx --input X.npy [--logits Y.npy]
+                    [--labels L.npy --grad-input G.npy] [--batch N]
 
 Runs the model's forward pass on the images in X.npy (float32, the model's
 input shape with any number of samples first, pixels as the model expects
 them) and writes the model's first output (the logits) to Y.npy as float32.
+With --labels and --grad-input it also writes d(mean cross-entropy)/d(input),
+the mean taken over all the samples of X.npy, as float32 of X's shape.
 
 flags:
-  --input X.npy    the images
-  --logits Y.npy   where the logits go (written atomically)
-  --batch N        samples per forward pass (default 32; a model exported
-                   with a fixed batch runs at that batch)
-  -h, --help       print this help
+  --input X.npy       the images
+  --logits Y.npy      where the logits go (written atomically)
+  --labels L.npy      int64 class labels, one per sample
+  --grad-input G.npy  where the input gradient goes (written atomically)
+  --batch N           samples per pass (default 32; a model exported with a
+                      fixed batch runs at that batch)
+  -h, --help          print this help
+
+examples:
+  hyperat-eval vit.onnx --input x.npy --logits y.npy
+  hyperat-eval vit.onnx --input x.npy --labels l.npy --grad-input g.npy
 `
 
 // defaultBatch bounds the memory of one forward pass.
@@ -39,6 +49,8 @@ func EvalCommand() *cli.Command { return cli.New("hyperat-eval", evalUsage) }
 func Eval(c *cli.Command, args []string) error {
 	inPath := c.Flags.String("input", "", "")
 	outPath := c.Flags.String("logits", "", "")
+	labelsPath := c.Flags.String("labels", "", "")
+	gradPath := c.Flags.String("grad-input", "", "")
 	batch := c.Flags.Int("batch", defaultBatch, "")
 	pos, err := c.Parse(args)
 	if err != nil {
@@ -51,8 +63,10 @@ func Eval(c *cli.Command, args []string) error {
 		return cli.Usagef("one model at a time, got %d: %s", len(pos), strings.Join(pos, " "))
 	case *inPath == "":
 		return cli.Usagef("--input X.npy is required")
-	case *outPath == "":
-		return cli.Usagef("--logits Y.npy is required")
+	case *outPath == "" && *gradPath == "":
+		return cli.Usagef("--logits Y.npy or --grad-input G.npy is required")
+	case (*labelsPath == "") != (*gradPath == ""):
+		return cli.Usagef("--labels and --grad-input go together")
 	case *batch <= 0:
 		return cli.Usagef("--batch must be positive, got %d", *batch)
 	}
@@ -64,11 +78,118 @@ func Eval(c *cli.Command, args []string) error {
 	if err != nil {
 		return err
 	}
+	var labels *graph.Tensor
+	if *labelsPath != "" {
+		if labels, err = npy.ReadFile(*labelsPath); err != nil {
+			return err
+		}
+		if labels.DType != graph.Int64 || len(labels.Shape) != 1 || len(x.Shape) == 0 || labels.Shape[0] != x.Shape[0] {
+			return fmt.Errorf("%s: %s%s, want int64 labels of shape [%d] (one per sample of %s)", *labelsPath, labels.DType, shapeString(labels.Shape), x.Shape[0], *inPath)
+		}
+	}
 	logits, err := forward(m, x, *inPath, *batch)
 	if err != nil {
 		return err
 	}
-	return npy.WriteFile(*outPath, logits)
+	if labels != nil {
+		k := logits.Shape[len(logits.Shape)-1]
+		if len(logits.Shape) != 2 {
+			return fmt.Errorf("%s: the first output is %s, not logits [N, classes]", m.Path, shapeString(logits.Shape))
+		}
+		for i, l := range labels.I {
+			if l < 0 || l >= int64(k) {
+				return fmt.Errorf("%s: label %d of sample %d is outside the model's %d classes", *labelsPath, l, i, k)
+			}
+		}
+	}
+	if *outPath != "" {
+		if err := npy.WriteFile(*outPath, logits); err != nil {
+			return err
+		}
+	}
+	if labels == nil {
+		return nil
+	}
+	g, err := inputGrad(m, x, labels.I, *batch)
+	if err != nil {
+		return err
+	}
+	return npy.WriteFile(*gradPath, g)
+}
+
+// inputGrad is d(mean cross-entropy over all n samples)/dx, in chunks: each
+// chunk's vector-Jacobian program gets the cotangent (softmax - onehot) / n.
+func inputGrad(m *onnximport.Model, x *graph.Tensor, labels []int64, batch int) (*graph.Tensor, error) {
+	g := m.Graph
+	in := g.Inputs[0]
+	n := x.Shape[0]
+	if d := in.Shape[0]; d.N >= 0 {
+		batch = d.N
+	}
+	batch = min(batch, n)
+	sample := x.Numel() / n
+	out := graph.NewTensor(graph.Float32, x.Shape)
+	type vjp struct {
+		p       *compile.Program
+		x, seed *graph.Value
+	}
+	progs := map[int]*vjp{}
+	for start := 0; start < n; start += batch {
+		b := min(batch, n-start)
+		v := progs[b]
+		if v == nil {
+			c := g.Clone()
+			c.Outputs = c.Outputs[:1]
+			p0, err := compile.Compile(c, compile.Options{Shapes: map[string][]int{in.Name: append([]int{b}, x.Shape[1:]...)}})
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", m.Path, err)
+			}
+			seed := c.AddInput("logits_cotangent", graph.Float32, graph.StaticShape(p0.Outputs[0].StaticShape()...))
+			p, err := compile.Compile(c, compile.Options{Shapes: map[string][]int{in.Name: append([]int{b}, x.Shape[1:]...)},
+				Grad: &compile.GradSpec{Loss: c.Outputs[0], Seed: seed, Wrt: []*graph.Value{c.Inputs[0]}}})
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", m.Path, err)
+			}
+			v = &vjp{p, c.Inputs[0], seed}
+			progs[b] = v
+		}
+		chunk := graph.F32(append([]int{b}, x.Shape[1:]...), x.F[start*sample:(start+b)*sample])
+		res, err := v.p.Forward(chunk)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", m.Path, err)
+		}
+		seed := ceCotangent(res[0], labels[start:start+b], n)
+		if err := v.p.Backward(seed); err != nil {
+			return nil, fmt.Errorf("%s: %w", m.Path, err)
+		}
+		copy(out.F[start*sample:], v.p.Grad(v.x).F)
+	}
+	return out, nil
+}
+
+// ceCotangent is d(sum of cross-entropies / n)/dlogits for a chunk: (softmax - onehot) / n.
+func ceCotangent(logits *graph.Tensor, labels []int64, n int) *graph.Tensor {
+	b, k := logits.Shape[0], logits.Shape[1]
+	s := graph.NewTensor(graph.Float32, logits.Shape)
+	for i := 0; i < b; i++ {
+		row := logits.F[i*k : (i+1)*k]
+		m := math.Inf(-1)
+		for _, v := range row {
+			m = max(m, float64(v))
+		}
+		z := 0.0
+		for _, v := range row {
+			z += math.Exp(float64(v) - m)
+		}
+		for j, v := range row {
+			p := math.Exp(float64(v)-m) / z
+			if int64(j) == labels[i] {
+				p--
+			}
+			s.F[i*k+j] = float32(p / float64(n))
+		}
+	}
+	return s
 }
 
 // forward runs the model over x in chunks of at most batch samples and
