@@ -300,8 +300,29 @@ func indexMapBroadcast(out, in []int) []int {
 	return m
 }
 
+// matmulShapes are MatMul's operand shapes as the product sees them: the
+// internal transA/transB attributes (set by fuseTransposes) swap the last
+// two dims of an operand read in place.
+func matmulShapes(n *graph.Node) (a, b []int, ta, tb bool) {
+	a, b = shapeOf(n.Inputs[0]), shapeOf(n.Inputs[1])
+	ta, tb = n.Attrs.Int("transA", 0) == 1, n.Attrs.Int("transB", 0) == 1
+	swap := func(s []int) []int {
+		s = append([]int{}, s...)
+		s[len(s)-1], s[len(s)-2] = s[len(s)-2], s[len(s)-1]
+		return s
+	}
+	if ta {
+		a = swap(a)
+	}
+	if tb {
+		b = swap(b)
+	}
+	return a, b, ta, tb
+}
+
 func inferMatMul(n *graph.Node) error {
-	p, err := planMatMul(n, shapeOf(n.Inputs[0]), shapeOf(n.Inputs[1]))
+	as, bs, _, _ := matmulShapes(n)
+	p, err := planMatMul(n, as, bs)
 	if err != nil {
 		return err
 	}
@@ -310,9 +331,17 @@ func inferMatMul(n *graph.Node) error {
 }
 
 func kernelMatMul(n *graph.Node) (Kernel, error) {
-	p, err := planMatMul(n, shapeOf(n.Inputs[0]), shapeOf(n.Inputs[1]))
+	as, bs, ta, tb := matmulShapes(n)
+	p, err := planMatMul(n, as, bs)
 	if err != nil {
 		return nil, err
+	}
+	lda, ldb := p.k, p.n
+	if ta {
+		lda = p.m
+	}
+	if tb {
+		ldb = p.k
 	}
 	// Uniform batch strides (the usual case: no broadcasting, or one operand
 	// shared by every batch entry) go to the batched kernel in one call.
@@ -328,11 +357,11 @@ func kernelMatMul(n *graph.Node) (Kernel, error) {
 	return func(in, out []*graph.Tensor) {
 		a, b, c := in[0].F, in[1].F, out[0].F
 		if uniform && GemmBatched != nil {
-			GemmBatched(p.batch, false, false, p.m, p.n, p.k, 1, a, p.k, sa, b, p.n, sb, 0, c, p.n, p.m*p.n)
+			GemmBatched(p.batch, ta, tb, p.m, p.n, p.k, 1, a, lda, sa, b, ldb, sb, 0, c, p.n, p.m*p.n)
 			return
 		}
 		for i := 0; i < p.batch; i++ {
-			Gemm(false, false, p.m, p.n, p.k, 1, a[p.aOff[i]:], p.k, b[p.bOff[i]:], p.n, 0, c[i*p.m*p.n:], p.n)
+			Gemm(ta, tb, p.m, p.n, p.k, 1, a[p.aOff[i]:], lda, b[p.bOff[i]:], ldb, 0, c[i*p.m*p.n:], p.n)
 		}
 	}, nil
 }

@@ -35,12 +35,13 @@ type pass struct {
 
 // passes is the pipeline, in order.
 var passes = []pass{
-	{"specialize", specialize, true},        // symbolic input dims -> the batch size
-	{"infer-fold", inferAndFold, true},      // static shapes; Shape/Gather/Concat... subgraphs -> constants
-	{"recognize", recognize, false},         // decomposed LayerNorm and GELU -> fused operators
-	{"grad", gradPass, true},                // reverse mode for Options.Grad (no-op without it)
-	{"infer-fold-grad", inferAndFold, true}, // shapes of the gradient nodes, fold what is constant
-	{"dce", deadCode, false},                // drop nodes no output needs
+	{"specialize", specialize, true},          // symbolic input dims -> the batch size
+	{"infer-fold", inferAndFold, true},        // static shapes; Shape/Gather/Concat... subgraphs -> constants
+	{"recognize", recognize, false},           // decomposed LayerNorm and GELU -> fused operators
+	{"grad", gradPass, true},                  // reverse mode for Options.Grad (no-op without it)
+	{"infer-fold-grad", inferAndFold, true},   // shapes of the gradient nodes, fold what is constant
+	{"fuse-transpose", fuseTransposes, false}, // MatMul reads transposed operands in place
+	{"dce", deadCode, false},                  // drop nodes no output needs
 }
 
 // compilation is the state threaded through the passes.

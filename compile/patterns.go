@@ -261,3 +261,44 @@ func insertAfter(c *compilation, at *graph.Value, op string, attrs graph.Attrs, 
 	impls[op].infer(n)
 	return n.Outputs[0]
 }
+
+// fuseTransposes lets a MatMul read an operand that a Transpose of its last
+// two dims produced directly, with the internal transA/transB attribute:
+// the matrix multiply reads transposed operands as cheaply as plain ones,
+// and the Transpose (made by attention's K^T and by most gradient rules)
+// is then dead. Vector operands (rank 1) are left alone.
+func fuseTransposes(c *compilation) error {
+	for _, n := range c.g.Nodes {
+		if n.Op != "MatMul" {
+			continue
+		}
+		for i, attr := range []string{"transA", "transB"} {
+			in := n.Inputs[i]
+			t := def(in, "Transpose")
+			if t == nil || n.Attrs.Int(attr, 0) == 1 || !swapsLastTwo(t) {
+				continue
+			}
+			n.Inputs[i] = t.Inputs[0]
+			n.Attrs[attr] = int64(1)
+		}
+	}
+	return nil
+}
+
+// swapsLastTwo reports whether a Transpose exchanges only its last two dims.
+func swapsLastTwo(t *graph.Node) bool {
+	r := len(t.Inputs[0].StaticShape())
+	if r < 2 {
+		return false
+	}
+	p, err := perm(t, r)
+	if err != nil {
+		return false
+	}
+	for i := 0; i < r-2; i++ {
+		if p[i] != i {
+			return false
+		}
+	}
+	return p[r-2] == r-1 && p[r-1] == r-2
+}

@@ -70,3 +70,24 @@ func TestRecognizeFusesLayerNormAndGelu(t *testing.T) {
 		})
 	}
 }
+
+// MatMuls read transposed operands in place: fewer Transpose nodes, and the
+// same input gradient as with the transposes materialized.
+func TestFuseTransposesKeepsGradients(t *testing.T) {
+	file := testutil.Fixture("models", "mnist_vit_op17.onnx")
+	on, x := gradProgram(t, file, 3)
+	off, x2 := gradProgram(t, file, 3, "fuse-transpose")
+	if a, b := countOps(on.Graph)["Transpose"], countOps(off.Graph)["Transpose"]; a >= b {
+		t.Fatalf("%d transposes fused, %d not", a, b)
+	}
+	ins := inputsFor(on)
+	if _, err := on.Run(ins...); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := off.Run(ins...); err != nil {
+		t.Fatal(err)
+	}
+	if e := testutil.MaxAbsDiff(on.Grad(x).F, off.Grad(x2).F) / testutil.MaxAbs(off.Grad(x2).F); e > 1e-5 {
+		t.Fatalf("input gradients differ by %g relative", e)
+	}
+}
