@@ -34,7 +34,7 @@ func run(m *testing.M) int {
 		return 1
 	}
 	defer os.RemoveAll(dir)
-	cmd := exec.Command("go", "build", "-o", dir+string(filepath.Separator), "./cmd/hyperat-import", "./cmd/hyperat-eval")
+	cmd := exec.Command("go", "build", "-o", dir+string(filepath.Separator), "./cmd/hyperat-import", "./cmd/hyperat-eval", "./cmd/hyperat-tune", "./cmd/hyperat-export")
 	cmd.Dir = testutil.Root()
 	if out, err := cmd.CombinedOutput(); err != nil {
 		fmt.Fprintf(os.Stderr, "go build: %v\n%s", err, out)

@@ -157,8 +157,8 @@ func Tune(c *cli.Command, args []string) error {
 		if st.ModelSHA256 != ws.Source.SHA256 {
 			return fmt.Errorf("the checkpoint in %s was made from another model", *wsDir)
 		}
-		if st.Iteration >= st.Config.Iters {
-			return fmt.Errorf("the run in %s is already complete (%d iterations)", *wsDir, st.Iteration)
+		if _, err := os.Stat(filepath.Join(*wsDir, hyperat.ResultDir, hyperat.ResultFile)); err == nil && st.Iteration >= st.Config.Iters {
+			return fmt.Errorf("the run in %s is already complete (%d iterations); its result is in %s", *wsDir, st.Iteration, filepath.Join(*wsDir, hyperat.ResultDir))
 		}
 		cfg = st.Config
 	case stErr == nil && !*force:
