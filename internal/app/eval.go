@@ -16,8 +16,27 @@ import (
 	"github.com/hyperat/hyperat/npy"
 )
 
-const evalUsage = `usage: hyperat-eval MODEL.onnx --input X.npy [--logits Y.npy]
+const evalUsage = `usage: hyperat-eval MODEL.onnx --data PATH --eps E --attacks LIST [--suite autoattack]
+                    [--limit N] [--batch B] [--seed S] [--json FILE]
+       hyperat-eval MODEL.onnx --input X.npy [--logits Y.npy]
                     [--labels L.npy --grad-input G.npy] [--batch N]
+
+With --data, measures the robustness of any ONNX image classifier whose input
+is pixels in [0, 1], on the test split of the dataset folder (MNIST-family IDX,
+CIFAR-10/100 binary, or one subfolder of images per class; images are
+converted to the model's input size and channels):
+  clean       accuracy on the images themselves
+  fgsm        one signed-gradient step of eps
+  pgd-K       K steps on the cross-entropy from a uniform random start, step 2.5 eps/K
+  cw-K        the same on the margin loss max_{k!=y} z_k - z_y
+  apgd-ce     APGD on the cross-entropy (AutoAttack's settings, 100 iterations)
+  apgd-t      targeted APGD on the DLR loss, 9 target classes
+  fab-t       targeted FAB, 9 target classes
+  square      Square, 5000 queries
+  autoattack  the standard suite: apgd-ce, apgd-t, fab-t, square, per-sample worst case
+A sample counts as robust only if the model is right on it and on the attack's
+example. Each sample draws its randomness from its own stream of --seed, so
+results do not depend on --batch.
 
 Runs the model's forward pass on the images in X.npy (float32, the model's
 input shape with any number of samples first, pixels as the model expects
@@ -26,6 +45,13 @@ With --labels and --grad-input it also writes d(mean cross-entropy)/d(input),
 the mean taken over all the samples of X.npy, as float32 of X's shape.
 
 flags:
+  --data PATH         dataset folder (robustness mode)
+  --eps E             L-inf radius, 0.1 or 8/255
+  --attacks LIST      comma-separated names from the list above (default clean,pgd-20)
+  --suite autoattack  add the AutoAttack standard suite
+  --limit N           the first N test images, in file order (default all)
+  --seed S            random seed (default 0)
+  --json FILE         also write {"model", "eps", "n", "results": {name: accuracy}}
   --input X.npy       the images
   --logits Y.npy      where the logits go (written atomically)
   --labels L.npy      int64 class labels, one per sample
@@ -35,6 +61,8 @@ flags:
   -h, --help          print this help
 
 examples:
+  hyperat-eval robust.onnx --data fixtures/mnist --eps 0.1 --attacks clean,pgd-20,cw-20 --limit 500
+  hyperat-eval robust.onnx --data cifar-10-batches-bin --eps 8/255 --suite autoattack --json aa.json
   hyperat-eval vit.onnx --input x.npy --logits y.npy
   hyperat-eval vit.onnx --input x.npy --labels l.npy --grad-input g.npy
 `
@@ -52,9 +80,29 @@ func Eval(c *cli.Command, args []string) error {
 	labelsPath := c.Flags.String("labels", "", "")
 	gradPath := c.Flags.String("grad-input", "", "")
 	batch := c.Flags.Int("batch", defaultBatch, "")
+	dataPath := c.Flags.String("data", "", "")
+	epsS := c.Flags.String("eps", "", "")
+	attacks := c.Flags.String("attacks", "clean,pgd-20", "")
+	suite := c.Flags.String("suite", "", "")
+	limit := c.Flags.Int("limit", 0, "")
+	seed := c.Flags.Uint64("seed", 0, "")
+	jsonPath := c.Flags.String("json", "", "")
 	pos, err := c.Parse(args)
 	if err != nil {
 		return err
+	}
+	if *dataPath != "" {
+		switch {
+		case len(pos) != 1:
+			return cli.Usagef("give one model")
+		case *inPath != "" || *outPath != "" || *labelsPath != "" || *gradPath != "":
+			return cli.Usagef("--data does not go with --input, --logits, --labels or --grad-input")
+		case *epsS == "":
+			return cli.Usagef("--eps is required with --data")
+		case *batch <= 0:
+			return cli.Usagef("--batch must be positive, got %d", *batch)
+		}
+		return evalRobust(c, pos[0], *dataPath, *epsS, *attacks, *suite, *limit, *batch, *seed, *jsonPath)
 	}
 	switch {
 	case len(pos) == 0:
