@@ -1,0 +1,485 @@
+package main
+
+import (
+	"fmt"
+	"math/bits"
+
+	. "github.com/mmcloughlin/avo/build"
+	. "github.com/mmcloughlin/avo/operand"
+	. "github.com/mmcloughlin/avo/reg"
+)
+
+type isa int
+
+const (
+	isaAVX512 isa = iota
+	isaAVX2
+)
+
+// kernelSpec describes one register-tiled micro-kernel: an mr×(16*nv) tile of
+// C for AVX-512 (nv zmm vectors per row) or an mr×(8*nv) tile for AVX2.
+type kernelSpec struct {
+	isa    isa
+	mr, nv int
+	unroll int // k steps per loop iteration, a power of two
+}
+
+func (s kernelSpec) nr() int {
+	if s.isa == isaAVX512 {
+		return 16 * s.nv
+	}
+	return 8 * s.nv
+}
+
+func (s kernelSpec) name() string {
+	suffix := "AVX512"
+	if s.isa == isaAVX2 {
+		suffix = "AVX2"
+	}
+	return fmt.Sprintf("sgemm%dx%d%s", s.mr, s.nr(), suffix)
+}
+
+// twinName is the name of the plain-Go kernel with the same tile.
+func (s kernelSpec) twinName() string {
+	return fmt.Sprintf("sgemm%dx%dGo", s.mr, s.nr())
+}
+
+// kernelFamily is the set of kernels of one variant: the main tile, then
+// shorter ones for the last rows of a matrix, so that a remainder of a few
+// rows does not cost a full tile.
+type kernelFamily struct {
+	table string // name of the Go table listing the kernels
+	specs []kernelSpec
+}
+
+var families = []kernelFamily{
+	{table: "avx512Kernels", specs: []kernelSpec{
+		{isa: isaAVX512, mr: 14, nv: 2, unroll: 4},
+		{isa: isaAVX512, mr: 8, nv: 2, unroll: 4},
+		{isa: isaAVX512, mr: 4, nv: 2, unroll: 4},
+		{isa: isaAVX512, mr: 2, nv: 2, unroll: 4},
+		{isa: isaAVX512, mr: 1, nv: 2, unroll: 4},
+	}},
+	{table: "avx2Kernels", specs: []kernelSpec{
+		{isa: isaAVX2, mr: 6, nv: 2, unroll: 4},
+		{isa: isaAVX2, mr: 4, nv: 2, unroll: 4},
+		{isa: isaAVX2, mr: 2, nv: 2, unroll: 4},
+		{isa: isaAVX2, mr: 1, nv: 2, unroll: 4},
+	}},
+}
+
+const kernelSignature = "func(k int, a []float32, rs, ks int, b, c []float32, ldc int, alpha, beta float32, rows, cols int)"
+
+func kernelDoc(name string, mr, nr int) []string {
+	return []string{
+		fmt.Sprintf("%s computes one rows×cols tile (rows ≤ %d, cols ≤ %d) of C from an", name, mr, nr),
+		fmt.Sprintf("A micro-panel of %d rows, element (i, p) at a[i*rs+p*ks], and a packed", mr),
+		fmt.Sprintf("B micro-panel, element (p, j) at b[p*%d+j]. It is:", nr),
+		"",
+		"	for i := 0; i < rows; i++ {",
+		"		for j := 0; j < cols; j++ {",
+		"			var s float32",
+		"			for p := 0; p < k; p++ {",
+		fmt.Sprintf("				s += a[i*rs+p*ks] * b[p*%d+j]", nr),
+		"			}",
+		"			if beta == 0 {",
+		"				c[i*ldc+j] = alpha * s",
+		"			} else {",
+		"				c[i*ldc+j] = alpha*s + beta*c[i*ldc+j]",
+		"			}",
+		"		}",
+		"	}",
+		"",
+		"up to rounding: the assembly kernels add each product with a fused",
+		fmt.Sprintf("multiply-add. It needs k ≥ 1, 1 ≤ rows ≤ %d and 1 ≤ cols ≤ %d; all %d rows", mr, nr, mr),
+		fmt.Sprintf("of the A panel and all %d columns of the B panel are read, but only the", nr),
+		"rows×cols tile of C is touched, and C is not read when beta is 0.",
+	}
+}
+
+// Register use shared by both kernels.
+var (
+	regK     = RAX // k steps left in the tail loop
+	regIter  = RCX // unrolled iterations left; then the mask shift count
+	regA     = []Register{RSI, RDI, R8}
+	regRS    = R9  // 4*rs: byte stride between A rows
+	regRS3   = R10 // 12*rs
+	regKS    = R11 // 4*ks: byte step along k in A
+	regB     = RBX
+	regC     = RDX
+	regLDC   = R12 // 4*ldc
+	regRows  = R13
+	regCols  = R14
+	regTmp   = RAX
+	rowGroup = 5 // A rows addressed from one base register
+)
+
+// aRow is the address of row i of the current A column, off bytes further.
+func aRow(i int) Mem {
+	base := regA[i/rowGroup]
+	switch i % rowGroup {
+	case 0:
+		return Mem{Base: base}
+	case 1:
+		return Mem{Base: base, Index: regRS, Scale: 1}
+	case 2:
+		return Mem{Base: base, Index: regRS, Scale: 2}
+	case 3:
+		return Mem{Base: base, Index: regRS3, Scale: 1}
+	default:
+		return Mem{Base: base, Index: regRS, Scale: 4}
+	}
+}
+
+// loadKernelArgs loads the arguments common to both kernels and sets up the
+// A base registers. It leaves k in regK.
+func loadKernelArgs(mr, nr int) {
+	Load(Param("a").Base(), regA[0])
+	Load(Param("rs"), regRS)
+	SHLQ(U8(2), regRS)
+	LEAQ(Mem{Base: regRS, Index: regRS, Scale: 2}, regRS3)
+	Load(Param("ks"), regKS)
+	SHLQ(U8(2), regKS)
+	for g := 1; g*rowGroup < mr; g++ {
+		Comment(fmt.Sprintf("A rows %d.. start 5 rows further", g*rowGroup))
+		LEAQ(Mem{Base: regA[g-1], Index: regRS, Scale: 4}, regA[g])
+		ADDQ(regRS, regA[g])
+	}
+	Load(Param("b").Base(), regB)
+	Load(Param("c").Base(), regC)
+	Load(Param("ldc"), regLDC)
+	SHLQ(U8(2), regLDC)
+	Load(Param("rows"), regRows)
+	Load(Param("cols"), regCols)
+	Comment("Fetch the C tile while the products are computed.")
+	MOVQ(regC, regIter)
+	for i := 0; i < mr; i++ {
+		for off := 0; off < 4*nr; off += 64 {
+			PREFETCHT0(Mem{Base: regIter, Disp: off})
+		}
+		if i < mr-1 {
+			ADDQ(regLDC, regIter)
+		}
+	}
+	Load(Param("k"), regK)
+}
+
+// kLoop emits the loop over k around step, unrolled by s.unroll; step(u)
+// emits one k step that reads B at byte offset u*bStep from regB.
+func kLoop(s kernelSpec, bStep int, step func(u int)) {
+	shift := bits.TrailingZeros(uint(s.unroll))
+	MOVQ(regK, regIter)
+	SHRQ(U8(shift), regIter)
+	ANDQ(U32(s.unroll-1), regK)
+	TESTQ(regIter, regIter)
+	JZ(LabelRef(s.name() + "_tail"))
+
+	Label(s.name() + "_loop")
+	for u := 0; u < s.unroll; u++ {
+		step(u)
+	}
+	ADDQ(U32(s.unroll*bStep), regB)
+	DECQ(regIter)
+	JNZ(LabelRef(s.name() + "_loop"))
+
+	Label(s.name() + "_tail")
+	TESTQ(regK, regK)
+	JZ(LabelRef(s.name() + "_store"))
+	Label(s.name() + "_tailloop")
+	step(0)
+	ADDQ(U32(bStep), regB)
+	DECQ(regK)
+	JNZ(LabelRef(s.name() + "_tailloop"))
+
+	Label(s.name() + "_store")
+}
+
+// advanceA moves the A base registers one step along k.
+func advanceA(mr int) {
+	for g := 0; g*rowGroup < mr; g++ {
+		ADDQ(regKS, regA[g])
+	}
+}
+
+// betaIsZero sets the flags so that JZ jumps when beta is +0 or -0.
+func betaIsZero() {
+	beta, err := Param("beta").Resolve()
+	if err != nil {
+		panic(err)
+	}
+	MOVL(beta.Addr, regTmp.As32())
+	ANDL(U32(0x7fffffff), regTmp.As32())
+}
+
+func paramAddr(name string) Mem {
+	b, err := Param(name).Resolve()
+	if err != nil {
+		panic(err)
+	}
+	return b.Addr
+}
+
+func genKernelAVX512(s kernelSpec) {
+	const vec = 16
+	nr := vec * s.nv
+	if s.mr*s.nv+s.nv > 32 || s.nv > 4 {
+		panic(s.name() + ": tile needs too many registers")
+	}
+	TEXT(s.name(), NOSPLIT, kernelSignature)
+	Doc(kernelDoc(s.name(), s.mr, nr)...)
+	Pragma("noescape")
+
+	zmm := func(i int) VecPhysical {
+		return []VecPhysical{Z0, Z1, Z2, Z3, Z4, Z5, Z6, Z7, Z8, Z9, Z10, Z11, Z12, Z13, Z14, Z15, Z16, Z17, Z18, Z19, Z20, Z21, Z22, Z23, Z24, Z25, Z26, Z27, Z28, Z29, Z30, Z31}[i]
+	}
+	acc := func(i, v int) VecPhysical { return zmm(i*s.nv + v) }
+	bv := func(v int) VecPhysical { return zmm(s.mr*s.nv + v) }
+	masks := []Register{K1, K2, K3, K4}
+
+	loadKernelArgs(s.mr, nr)
+	Comment("Clear the accumulators.")
+	for i := 0; i < s.mr; i++ {
+		for v := 0; v < s.nv; v++ {
+			VPXORD(acc(i, v), acc(i, v), acc(i, v))
+		}
+	}
+
+	kLoop(s, 4*nr, func(u int) {
+		for v := 0; v < s.nv; v++ {
+			VMOVUPS(Mem{Base: regB, Disp: 4 * (u*nr + v*vec)}, bv(v))
+		}
+		for i := 0; i < s.mr; i++ {
+			for v := 0; v < s.nv; v++ {
+				VFMADD231PS_BCST(aRow(i), bv(v), acc(i, v)) // acc += a[i] * b
+			}
+		}
+		advanceA(s.mr)
+	})
+
+	// After the loop the B registers are free: alpha, beta and a scratch
+	// register live there (the scratch one may be past the B registers).
+	alpha, beta := bv(0), bv(1)
+	tmp := zmm(s.mr*s.nv + 2)
+	if s.mr*s.nv+2 >= 32 {
+		tmp = bv(2)
+	}
+	VBROADCASTSS(paramAddr("alpha"), alpha)
+	VBROADCASTSS(paramAddr("beta"), beta)
+	cv := func(v int) Mem { return Mem{Base: regC, Disp: 64 * v} }
+
+	CMPQ(regRows, U32(s.mr))
+	JNE(LabelRef(s.name() + "_edge"))
+	CMPQ(regCols, U32(nr))
+	JNE(LabelRef(s.name() + "_edge"))
+
+	Comment("Full tile.")
+	betaIsZero()
+	JZ(LabelRef(s.name() + "_full0"))
+	for i := 0; i < s.mr; i++ {
+		for v := 0; v < s.nv; v++ {
+			VMULPS(alpha, acc(i, v), acc(i, v))
+			VFMADD231PS(cv(v), beta, acc(i, v)) // acc += beta * c
+			VMOVUPS(acc(i, v), cv(v))
+		}
+		if i < s.mr-1 {
+			ADDQ(regLDC, regC)
+		}
+	}
+	JMP(LabelRef(s.name() + "_done"))
+
+	Label(s.name() + "_full0")
+	for i := 0; i < s.mr; i++ {
+		for v := 0; v < s.nv; v++ {
+			VMULPS(alpha, acc(i, v), acc(i, v))
+			VMOVUPS(acc(i, v), cv(v))
+		}
+		if i < s.mr-1 {
+			ADDQ(regLDC, regC)
+		}
+	}
+	JMP(LabelRef(s.name() + "_done"))
+
+	Label(s.name() + "_edge")
+	Comment("Column masks: the low cols bits of a run of ones, 16 per vector.")
+	MOVQ(U32(64), regIter)
+	SUBQ(regCols, regIter)
+	MOVQ(I32(-1), regCols)
+	SHRQ(CL, regCols)
+	for v := 0; v < s.nv; v++ {
+		KMOVW(regCols.As32(), masks[v])
+		if v < s.nv-1 {
+			SHRQ(U8(16), regCols)
+		}
+	}
+	betaIsZero()
+	JZ(LabelRef(s.name() + "_edge0"))
+	for i := 0; i < s.mr; i++ {
+		for v := 0; v < s.nv; v++ {
+			VMULPS(alpha, acc(i, v), acc(i, v))
+			VMOVUPS_Z(cv(v), masks[v], tmp)
+			VFMADD231PS(tmp, beta, acc(i, v))
+			VMOVUPS(acc(i, v), masks[v], cv(v))
+		}
+		if i < s.mr-1 {
+			DECQ(regRows)
+			JZ(LabelRef(s.name() + "_done"))
+			ADDQ(regLDC, regC)
+		}
+	}
+	JMP(LabelRef(s.name() + "_done"))
+
+	Label(s.name() + "_edge0")
+	for i := 0; i < s.mr; i++ {
+		for v := 0; v < s.nv; v++ {
+			VMULPS(alpha, acc(i, v), acc(i, v))
+			VMOVUPS(acc(i, v), masks[v], cv(v))
+		}
+		if i < s.mr-1 {
+			DECQ(regRows)
+			JZ(LabelRef(s.name() + "_done"))
+			ADDQ(regLDC, regC)
+		}
+	}
+
+	Label(s.name() + "_done")
+	VZEROUPPER()
+	RET()
+}
+
+func genKernelAVX2(s kernelSpec) {
+	const vec = 8
+	nr := vec * s.nv
+	if s.mr*s.nv+s.nv+1 > 16 || s.nv != 2 {
+		panic(s.name() + ": tile does not fit the AVX2 registers")
+	}
+	TEXT(s.name(), NOSPLIT, kernelSignature)
+	Doc(kernelDoc(s.name(), s.mr, nr)...)
+	Pragma("noescape")
+
+	ymm := func(i int) VecPhysical {
+		return []VecPhysical{Y0, Y1, Y2, Y3, Y4, Y5, Y6, Y7, Y8, Y9, Y10, Y11, Y12, Y13, Y14, Y15}[i]
+	}
+	acc := func(i, v int) VecPhysical { return ymm(i*s.nv + v) }
+	bv := func(v int) VecPhysical { return ymm(s.mr*s.nv + v) }
+	bc := ymm(s.mr*s.nv + s.nv)
+
+	loadKernelArgs(s.mr, nr)
+	Comment("Clear the accumulators.")
+	for i := 0; i < s.mr; i++ {
+		for v := 0; v < s.nv; v++ {
+			VXORPS(acc(i, v), acc(i, v), acc(i, v))
+		}
+	}
+
+	kLoop(s, 4*nr, func(u int) {
+		for v := 0; v < s.nv; v++ {
+			VMOVUPS(Mem{Base: regB, Disp: 4 * (u*nr + v*vec)}, bv(v))
+		}
+		for i := 0; i < s.mr; i++ {
+			VBROADCASTSS(aRow(i), bc)
+			for v := 0; v < s.nv; v++ {
+				VFMADD231PS(bv(v), bc, acc(i, v)) // acc += a[i] * b
+			}
+		}
+		advanceA(s.mr)
+	})
+
+	// Four registers are free after the loop (two for B, one for the
+	// broadcast, one spare).
+	alpha, beta, tmp := bv(0), bv(1), bc
+	cv := func(v int) Mem { return Mem{Base: regC, Disp: 32 * v} }
+	VBROADCASTSS(paramAddr("alpha"), alpha)
+	VBROADCASTSS(paramAddr("beta"), beta)
+
+	CMPQ(regRows, U32(s.mr))
+	JNE(LabelRef(s.name() + "_edge"))
+	CMPQ(regCols, U32(nr))
+	JNE(LabelRef(s.name() + "_edge"))
+
+	Comment("Full tile.")
+	betaIsZero()
+	JZ(LabelRef(s.name() + "_full0"))
+	for i := 0; i < s.mr; i++ {
+		for v := 0; v < s.nv; v++ {
+			VMULPS(alpha, acc(i, v), acc(i, v))
+			VFMADD231PS(cv(v), beta, acc(i, v)) // acc += beta * c
+			VMOVUPS(acc(i, v), cv(v))
+		}
+		if i < s.mr-1 {
+			ADDQ(regLDC, regC)
+		}
+	}
+	JMP(LabelRef(s.name() + "_done"))
+
+	Label(s.name() + "_full0")
+	for i := 0; i < s.mr; i++ {
+		for v := 0; v < s.nv; v++ {
+			VMULPS(alpha, acc(i, v), acc(i, v))
+			VMOVUPS(acc(i, v), cv(v))
+		}
+		if i < s.mr-1 {
+			ADDQ(regLDC, regC)
+		}
+	}
+	JMP(LabelRef(s.name() + "_done"))
+
+	Label(s.name() + "_edge")
+	Comment("Scale by alpha first so that its register can hold a column mask.")
+	for i := 0; i < s.mr; i++ {
+		for v := 0; v < s.nv; v++ {
+			VMULPS(alpha, acc(i, v), acc(i, v))
+		}
+	}
+	Comment("Column masks: lane j of mask v is set when 8*v+j < cols.")
+	mask := []VecPhysical{ymm(15), alpha}
+	idx := laneIndex()
+	MOVQ(regCols, X15)
+	VPBROADCASTD(X15, Y15)
+	VPCMPGTD(idx.Offset(32), Y15, mask[1]) // mask[1] = cols > 8+j
+	VPCMPGTD(idx, Y15, mask[0])            // mask[0] = cols > j
+	betaIsZero()
+	JZ(LabelRef(s.name() + "_edge0"))
+	for i := 0; i < s.mr; i++ {
+		for v := 0; v < s.nv; v++ {
+			VMASKMOVPS(cv(v), mask[v], tmp)
+			VFMADD231PS(tmp, beta, acc(i, v))
+			VMASKMOVPS(acc(i, v), mask[v], cv(v))
+		}
+		if i < s.mr-1 {
+			DECQ(regRows)
+			JZ(LabelRef(s.name() + "_done"))
+			ADDQ(regLDC, regC)
+		}
+	}
+	JMP(LabelRef(s.name() + "_done"))
+
+	Label(s.name() + "_edge0")
+	for i := 0; i < s.mr; i++ {
+		for v := 0; v < s.nv; v++ {
+			VMASKMOVPS(acc(i, v), mask[v], cv(v))
+		}
+		if i < s.mr-1 {
+			DECQ(regRows)
+			JZ(LabelRef(s.name() + "_done"))
+			ADDQ(regLDC, regC)
+		}
+	}
+
+	Label(s.name() + "_done")
+	VZEROUPPER()
+	RET()
+}
+
+var laneIndexMem *Mem
+
+// laneIndex returns the table 0, 1, ..., 15 of int32 lane numbers.
+func laneIndex() Mem {
+	if laneIndexMem == nil {
+		m := GLOBL("laneIndex", RODATA|NOPTR)
+		for i := 0; i < 16; i++ {
+			DATA(4*i, U32(i))
+		}
+		laneIndexMem = &m
+	}
+	return *laneIndexMem
+}

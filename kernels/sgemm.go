@@ -1,0 +1,507 @@
+package kernels
+
+import (
+	"fmt"
+	"os"
+	"runtime"
+)
+
+// Sgemm computes C = alpha*op(A)*op(B) + beta*C for row-major float32
+// matrices, where op(A) is m×k and op(B) is k×n: op(X) is X, or its transpose
+// when transX is set. lda, ldb and ldc are the distances between consecutive
+// rows of the stored A, B and C. When beta is 0, C is only written, never
+// read, so that NaNs in it do not propagate; when alpha is 0 or k is 0, A and
+// B are not read.
+//
+// C must not overlap A or B. Each element of C is computed by the same
+// sequence of operations whatever GOMAXPROCS is, so results repeat bit for
+// bit on one machine and dispatch. Sgemm panics when a slice is too short for
+// its dimensions.
+func Sgemm(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
+	checkGemm("Sgemm", transA, transB, m, n, k, lda, ldb, ldc)
+	checkLen("Sgemm", "A", len(a), 0, 1, matrixLen(transA, m, k, lda))
+	checkLen("Sgemm", "B", len(b), 0, 1, matrixLen(transB, k, n, ldb))
+	checkLen("Sgemm", "C", len(c), 0, 1, matrixLen(false, m, n, ldc))
+	activeSgemm.gemm(&gemmArgs{
+		transA: transA, transB: transB, m: m, n: n, k: k,
+		alpha: alpha, beta: beta,
+		a: a, lda: lda, b: b, ldb: ldb, c: c, ldc: ldc,
+	}, true)
+}
+
+// SgemmBatched computes batch independent products
+//
+//	C[i] = alpha*op(A[i])*op(B[i]) + beta*C[i]   for i in [0, batch)
+//
+// as Sgemm does, where matrix i of A starts at a[i*strideA], of B at
+// b[i*strideB] and of C at c[i*strideC]. A stride of 0 for A or B uses one
+// matrix for the whole batch. The C matrices must not share elements (they
+// may interleave, for instance one per attention head in the columns of a
+// wider matrix).
+func SgemmBatched(batch int, transA, transB bool, m, n, k int, alpha float32, a []float32, lda, strideA int, b []float32, ldb, strideB int, beta float32, c []float32, ldc, strideC int) {
+	checkGemm("SgemmBatched", transA, transB, m, n, k, lda, ldb, ldc)
+	if batch < 0 || strideA < 0 || strideB < 0 || strideC < 0 {
+		panic(fmt.Sprintf("kernels: SgemmBatched: negative batch or stride (batch %d, strides %d, %d, %d)", batch, strideA, strideB, strideC))
+	}
+	if batch == 0 || m == 0 || n == 0 {
+		return
+	}
+	if strideC == 0 && batch > 1 {
+		panic("kernels: SgemmBatched: strideC is 0: the C matrices would share elements")
+	}
+	checkLen("SgemmBatched", "A", len(a), strideA, batch, matrixLen(transA, m, k, lda))
+	checkLen("SgemmBatched", "B", len(b), strideB, batch, matrixLen(transB, k, n, ldb))
+	checkLen("SgemmBatched", "C", len(c), strideC, batch, matrixLen(false, m, n, ldc))
+	v := activeSgemm
+	g := gemmArgs{
+		transA: transA, transB: transB, m: m, n: n, k: k,
+		alpha: alpha, beta: beta, lda: lda, ldb: ldb, ldc: ldc,
+	}
+	if k == 0 || alpha == 0 {
+		// A and B are not read (and may be empty).
+		for i := 0; i < batch; i++ {
+			g.c = c[i*strideC:]
+			scaleC(&g)
+		}
+		return
+	}
+	threads := runtime.GOMAXPROCS(0)
+	if batch == 1 || threads == 1 || batch < threads && 2*m*n*k >= parallelFlops {
+		// Few large products: parallelize inside each one.
+		for i := 0; i < batch; i++ {
+			g.a, g.b, g.c = a[i*strideA:], b[i*strideB:], c[i*strideC:]
+			v.gemm(&g, true)
+		}
+		return
+	}
+	t := batchTasks.get()
+	t.v, t.g = v, g
+	t.a, t.strideA, t.b, t.strideB, t.c, t.strideC = a, strideA, b, strideB, c, strideC
+	t.batch, t.parts = batch, min(batch, 4*threads)
+	runTasks(t.parts, threads, t)
+	*t = batchTask{}
+	batchTasks.put(t)
+}
+
+// batchTask runs a contiguous range of the products of a batch.
+type batchTask struct {
+	v                         *sgemmVariant
+	g                         gemmArgs
+	a, b, c                   []float32
+	strideA, strideB, strideC int
+	batch, parts              int
+}
+
+func (t *batchTask) runTask(part int) {
+	g := t.g
+	p := plans.get()
+	for i := part * t.batch / t.parts; i < (part+1)*t.batch/t.parts; i++ {
+		g.a, g.b, g.c = t.a[i*t.strideA:], t.b[i*t.strideB:], t.c[i*t.strideC:]
+		p.gemm(t.v, &g, 1)
+	}
+	plans.put(p)
+}
+
+var batchTasks freeList[batchTask]
+
+func checkGemm(fn string, transA, transB bool, m, n, k, lda, ldb, ldc int) {
+	if m < 0 || n < 0 || k < 0 {
+		panic(fmt.Sprintf("kernels: %s: negative dimension (m %d, n %d, k %d)", fn, m, n, k))
+	}
+	// The stored matrices: A is m×k or k×m, B is k×n or n×k, C is m×n.
+	colsA, colsB := k, n
+	if transA {
+		colsA = m
+	}
+	if transB {
+		colsB = k
+	}
+	if lda < max(1, colsA) {
+		panic(fmt.Sprintf("kernels: %s: lda %d < %d columns of the stored A", fn, lda, colsA))
+	}
+	if ldb < max(1, colsB) {
+		panic(fmt.Sprintf("kernels: %s: ldb %d < %d columns of the stored B", fn, ldb, colsB))
+	}
+	if ldc < max(1, n) {
+		panic(fmt.Sprintf("kernels: %s: ldc %d < %d columns of C", fn, ldc, n))
+	}
+}
+
+// matrixLen is the number of elements a stored matrix spans: op(X) is
+// rows×cols, stored transposed when trans is set, ld apart.
+func matrixLen(trans bool, rows, cols, ld int) int {
+	if trans {
+		rows, cols = cols, rows
+	}
+	if rows == 0 || cols == 0 {
+		return 0
+	}
+	return (rows-1)*ld + cols
+}
+
+// checkLen panics unless a slice of length got holds count matrices of span
+// elements, stride apart.
+func checkLen(fn, name string, got, stride, count, span int) {
+	if span == 0 || count == 0 {
+		return
+	}
+	if need := (count-1)*stride + span; got < need {
+		panic(fmt.Sprintf("kernels: %s: len(%s) = %d, need %d", fn, name, got, need))
+	}
+}
+
+// gemmArgs are the arguments of one product, already checked.
+type gemmArgs struct {
+	transA, transB bool
+	m, n, k        int
+	alpha, beta    float32
+	a              []float32
+	lda            int
+	b              []float32
+	ldb            int
+	c              []float32
+	ldc            int
+}
+
+// microKernel is the signature of the register-tiled kernels: see
+// sgemm14x32Go for the contract.
+type microKernel func(k int, a []float32, rs, ks int, b, c []float32, ldc int, alpha, beta float32, rows, cols int)
+
+// tileKernel is a micro-kernel for tiles of up to mr rows, with its plain-Go
+// twin.
+type tileKernel struct {
+	mr     int
+	kernel microKernel
+	twin   microKernel
+}
+
+// sgemmVariant is one implementation of Sgemm: micro-kernels for tiles of
+// nr columns and the cache blocking around them.
+type sgemmVariant struct {
+	name      string
+	env       string // set to 1 to turn the variant off
+	supported bool   // the CPU can run it
+	nr        int
+	kc        int // largest block along k: an mr×kc A panel stays in L1
+	nc        int // largest block along n: the packed kc×nc B block stays in L2 or L3
+	// kernels lists the kernels from the tallest tile, mr rows, down. All
+	// compute each element by the same operations: the shorter ones only
+	// spare the work of the missing rows in the last panel of a matrix.
+	kernels []tileKernel
+	// packBPlain and packBTrans, when set, pack full panels from a plain or
+	// a transposed B: see packB32Go and packBTrans32Go.
+	packBPlain func(dst, src []float32, ldb, kc int)
+	packBTrans func(dst, src []float32, ldb, k16, cols int)
+	mr         int
+	byRows     []tileKernel // byRows[r]: the shortest kernel for r rows
+}
+
+// newVariant completes a variant from its kernel table.
+func newVariant(v sgemmVariant) *sgemmVariant {
+	v.mr = v.kernels[0].mr
+	v.byRows = make([]tileKernel, v.mr+1)
+	for r := 1; r <= v.mr; r++ {
+		for _, k := range v.kernels {
+			if k.mr >= r {
+				v.byRows[r] = k
+			}
+		}
+	}
+	return &v
+}
+
+// goVariant is the plain-Go fallback, always supported.
+var goVariant = newVariant(sgemmVariant{
+	name: "go", supported: true,
+	nr: 16, kc: 256, nc: 4096,
+	kernels: []tileKernel{{mr: 4, kernel: sgemm4x16Plain, twin: sgemm4x16Go}},
+})
+
+// sgemmVariants lists every variant in order of preference.
+var sgemmVariants = append(archVariants(), goVariant)
+
+// activeSgemm is the variant Sgemm uses: the first the CPU supports and the
+// environment does not turn off.
+var activeSgemm = chooseSgemm()
+
+func chooseSgemm() *sgemmVariant {
+	for _, v := range sgemmVariants {
+		if v.supported && (v.env == "" || os.Getenv(v.env) != "1") {
+			return v
+		}
+	}
+	return goVariant
+}
+
+// parallelFlops is the work (2mnk) below which a product runs on one
+// goroutine: splitting it would cost more than it saves.
+const parallelFlops = 1 << 23
+
+// gemm computes the product described by g, on several goroutines when
+// parallel is set and the product is large enough.
+func (v *sgemmVariant) gemm(g *gemmArgs, parallel bool) {
+	threads := runtime.GOMAXPROCS(0)
+	if !parallel || 2*g.m*g.n*g.k < parallelFlops {
+		threads = 1
+	}
+	p := plans.get()
+	p.gemm(v, g, threads)
+	plans.put(p)
+}
+
+// gemm computes the product described by g with the plan's buffers.
+func (p *gemmPlan) gemm(v *sgemmVariant, g *gemmArgs, threads int) {
+	if g.m == 0 || g.n == 0 {
+		return
+	}
+	if g.k == 0 || g.alpha == 0 {
+		scaleC(g)
+		return
+	}
+	p.init(v, g, threads)
+	p.run()
+	p.v, p.g = nil, gemmArgs{}
+}
+
+// gemmPlan runs one product as a sequence of parallel phases. For each block
+// of columns [jc, jc+nc) and of k [pc, pc+kc):
+//
+//  1. pack the kc×nc block of op(B) once, into nr-wide panels shared by all
+//     tasks (tasks split the panels);
+//  2. compute C[:, jc:jc+nc] += the block's product, the tasks splitting C
+//     into a grid of chunks of whole micro-tiles. Each task walks its
+//     chunk an mr-row panel at a time: it packs the A panel (it then stays
+//     in L1) and runs the micro-kernel against each B panel in turn.
+//
+// The blocks along k depend on k alone, never on the split, so every element
+// of C is computed by the same operations however many tasks there are.
+type gemmPlan struct {
+	v     *sgemmVariant
+	g     gemmArgs
+	kcMax int // block length along k
+
+	// The current block and phase.
+	jc, nc, pc, kc int
+	beta           float32
+	packing        bool
+
+	aDirect        bool      // full panels of a plain A are used in place
+	bPack          []float32 // the packed B block
+	packParts      int       // tasks packing B
+	mStep, nStep   int       // chunk of C per compute task
+	mParts, nParts int
+	threads        int
+	ws             workspace // the one task's workspace when threads is 1
+}
+
+var plans freeList[gemmPlan]
+
+func (p *gemmPlan) init(v *sgemmVariant, g *gemmArgs, threads int) {
+	p.v, p.g, p.threads = v, *g, threads
+	p.kcMax = v.kBlock(g.k)
+	p.aDirect = !g.transA && spreadsInL1(v.mr, p.kcMax, g.lda)
+	ncMax := min(v.nc, roundUp(g.n, v.nr))
+	if need := p.kcMax * ncMax; len(p.bPack) < need {
+		p.bPack = make([]float32, need)
+	}
+	// Chunks for the compute phase: rows of whole A panels, many per thread
+	// so that they balance even when a thread is held up (a chunk costs only
+	// an atomic increment: B is shared and each A panel is packed once
+	// anyway). Columns are split too when there are too few rows; each
+	// column chunk then packs the A panels again.
+	mPanels := ceilDiv(g.m, v.mr)
+	p.mStep = max(1, mPanels/(16*threads)) * v.mr
+	p.mParts = ceilDiv(g.m, p.mStep)
+	p.nParts, p.nStep = 1, ncMax
+	if threads > 1 && p.mParts < 8*threads {
+		nPanels := ceilDiv(ncMax, v.nr)
+		p.nParts = min(nPanels, ceilDiv(8*threads, p.mParts))
+		p.nStep = ceilDiv(nPanels, p.nParts) * v.nr
+		p.nParts = ceilDiv(ncMax, p.nStep)
+	}
+}
+
+func (p *gemmPlan) run() {
+	g, v := &p.g, p.v
+	for p.jc = 0; p.jc < g.n; p.jc += v.nc {
+		p.nc = min(v.nc, g.n-p.jc)
+		panels := ceilDiv(p.nc, v.nr)
+		for p.pc = 0; p.pc < g.k; p.pc += p.kcMax {
+			p.kc = min(p.kcMax, g.k-p.pc)
+			p.beta = g.beta
+			if p.pc > 0 {
+				p.beta = 1
+			}
+			p.packing = true
+			p.packParts = min(panels, 4*p.threads)
+			runTasks(p.packParts, p.threads, p)
+			p.packing = false
+			runTasks(p.mParts*p.nParts, p.threads, p)
+		}
+	}
+}
+
+func (p *gemmPlan) runTask(i int) {
+	v, g := p.v, &p.g
+	if p.packing {
+		panels := ceilDiv(p.nc, v.nr)
+		lo, hi := i*panels/p.packParts, (i+1)*panels/p.packParts
+		v.packB(p.bPack, g, p.pc, p.kc, p.jc, p.nc, lo, hi)
+		return
+	}
+	mi, ni := i/p.nParts, i%p.nParts
+	i0, i1 := mi*p.mStep, min((mi+1)*p.mStep, g.m)
+	j0, j1 := ni*p.nStep, min((ni+1)*p.nStep, p.nc)
+	ws := &p.ws
+	if p.threads > 1 {
+		ws = workspaces.get()
+		defer workspaces.put(ws)
+	}
+	if need := v.mr * aPitch(p.kcMax); len(ws.a) < need {
+		ws.a = make([]float32, need)
+	}
+	kc, mr, nr := p.kc, v.mr, v.nr
+	for ir := i0; ir < i1; ir += mr {
+		rows := min(mr, i1-ir)
+		tk := v.byRows[rows]
+		a, rs, ks := p.panelA(ws.a, ir, rows, tk.mr, p.pc, kc)
+		kernel := tk.kernel
+		for jr := j0; jr < j1; jr += nr {
+			kernel(kc, a, rs, ks, p.bPack[jr*kc:], g.c[ir*g.ldc+p.jc+jr:], g.ldc,
+				g.alpha, p.beta, rows, min(nr, j1-jr))
+		}
+	}
+}
+
+// scaleC sets C = beta*C, or C = 0 when beta is 0.
+func scaleC(g *gemmArgs) {
+	for i := 0; i < g.m; i++ {
+		row := g.c[i*g.ldc : i*g.ldc+g.n]
+		if g.beta == 0 {
+			clear(row)
+		} else if g.beta != 1 {
+			for j := range row {
+				row[j] *= g.beta
+			}
+		}
+	}
+}
+
+// workspace holds the A panel of one running task.
+type workspace struct {
+	a []float32
+}
+
+var workspaces freeList[workspace]
+
+// kBlock returns the block length along k: k is cut into ceil(k/kc) nearly
+// equal blocks. It depends on k alone, so every element of C sums its
+// products in the same order whichever chunk of C computes it.
+func (v *sgemmVariant) kBlock(k int) int {
+	return ceilDiv(k, ceilDiv(k, v.kc))
+}
+
+// spreadsInL1 reports whether rows rows of kc floats, ld floats apart, fit in
+// L1 together with no cache set holding more than a quarter of its ways (a
+// 64-set, 8-way L1 with 64-byte lines, as on current x86 cores).
+func spreadsInL1(rows, kc, ld int) bool {
+	const sets, lineFloats, maxPerSet = 64, 16, 2
+	var count [sets]int
+	lines := ceilDiv(kc, lineFloats) + 1 // a row may straddle one more line
+	for i := 0; i < rows; i++ {
+		first := i * ld / lineFloats
+		for l := 0; l < lines; l++ {
+			s := (first + l) % sets
+			if count[s]++; count[s] > maxPerSet {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// aPitch is the distance between rows of a packed A panel: the block length
+// padded so that the rows fall into different cache sets.
+func aPitch(kc int) int {
+	return roundUp(kc, 16) + 16
+}
+
+// panelA returns the A micro-panel for rows [ir, ir+rows) and k range
+// [pc, pc+kc) with its row and k strides, for a kernel that reads kmr ≥ rows
+// rows. A is used in place when those rows exist and either A is transposed
+// (each k step reads kmr consecutive values) or its rows, lda apart, fall
+// into different L1 sets; otherwise the rows are copied into buf, padded with
+// zero rows.
+func (p *gemmPlan) panelA(buf []float32, ir, rows, kmr, pc, kc int) (a []float32, rs, ks int) {
+	g, mr := &p.g, p.v.mr
+	// The kernel reads kmr rows: in place, they must all exist.
+	inPlace := ir+kmr <= g.m
+	if g.transA {
+		if inPlace {
+			return g.a[pc*g.lda+ir:], 1, g.lda
+		}
+		// k-major: element (i, p) at buf[q*mr+i].
+		for q := 0; q < kc; q++ {
+			dst := buf[q*mr : q*mr+mr]
+			copy(dst, g.a[(pc+q)*g.lda+ir:(pc+q)*g.lda+ir+rows])
+			clear(dst[rows:])
+		}
+		return buf, 1, mr
+	}
+	if inPlace && p.aDirect {
+		return g.a[ir*g.lda+pc:], g.lda, 1
+	}
+	// Row-major: element (i, p) at buf[i*pitch+p].
+	pitch := aPitch(kc)
+	for i := 0; i < mr; i++ {
+		dst := buf[i*pitch : i*pitch+kc]
+		if i < rows {
+			copy(dst, g.a[(ir+i)*g.lda+pc:(ir+i)*g.lda+pc+kc])
+		} else {
+			clear(dst)
+		}
+	}
+	return buf, pitch, 1
+}
+
+// packB copies panels [q0, q1) of the kc×nc block of op(B) at (pc, jc) into
+// buf: panel q holds columns [q*nr, q*nr+nr) with element (p, j) at
+// buf[q*nr*kc+p*nr+j]; columns past nc are zero.
+func (v *sgemmVariant) packB(buf []float32, g *gemmArgs, pc, kc, jc, nc, q0, q1 int) {
+	nr := v.nr
+	for q := q0; q < q1; q++ {
+		cols := min(nr, nc-q*nr)
+		panel := buf[q*nr*kc : (q+1)*nr*kc]
+		j := jc + q*nr
+		if !g.transB {
+			if v.packBPlain != nil && cols == nr {
+				v.packBPlain(panel, g.b[pc*g.ldb+j:], g.ldb, kc)
+				continue
+			}
+			for p := 0; p < kc; p++ {
+				dst := panel[p*nr : p*nr+nr]
+				copy(dst, g.b[(pc+p)*g.ldb+j:(pc+p)*g.ldb+j+cols])
+				clear(dst[cols:])
+			}
+			continue
+		}
+		p0 := 0
+		if v.packBTrans != nil && kc >= 16 {
+			p0 = kc &^ 15
+			v.packBTrans(panel, g.b[j*g.ldb+pc:], g.ldb, p0, cols)
+		}
+		if cols < nr {
+			clear(panel[p0*nr:])
+		}
+		for jj := 0; jj < cols; jj++ {
+			src := g.b[(j+jj)*g.ldb+pc+p0 : (j+jj)*g.ldb+pc+kc]
+			for p, x := range src {
+				panel[(p0+p)*nr+jj] = x
+			}
+		}
+	}
+}
+
+func ceilDiv(a, b int) int { return (a + b - 1) / b }
+
+func roundUp(a, b int) int { return ceilDiv(a, b) * b }

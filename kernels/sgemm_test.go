@@ -1,0 +1,582 @@
+package kernels
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"runtime"
+	"testing"
+)
+
+// guard fills the unused parts of test buffers; a kernel that writes it
+// writes out of bounds.
+const guard = float32(-7777.25)
+
+// guardLen is the number of guard values before and after each matrix.
+const guardLen = 19
+
+// testMatrix is a rows×cols matrix stored ld apart inside a buffer whose
+// other elements are guard values.
+type testMatrix struct {
+	buf        []float32
+	rows, cols int
+	ld         int
+}
+
+func newTestMatrix(r *rand.Rand, rows, cols, ld int, fill func() float32) testMatrix {
+	span := 0
+	if rows > 0 && cols > 0 {
+		span = (rows-1)*ld + cols
+	}
+	m := testMatrix{buf: make([]float32, span+2*guardLen), rows: rows, cols: cols, ld: ld}
+	for i := range m.buf {
+		m.buf[i] = guard
+	}
+	for i := 0; i < rows; i++ {
+		for j := 0; j < cols; j++ {
+			m.buf[guardLen+i*ld+j] = fill()
+		}
+	}
+	return m
+}
+
+// data is the slice handed to the kernel: from the first element to the
+// last, with no slack, so that reading past the end panics in Go code.
+func (m testMatrix) data() []float32 {
+	return m.buf[guardLen : len(m.buf)-guardLen]
+}
+
+func (m testMatrix) at(i, j int) float32 { return m.buf[guardLen+i*m.ld+j] }
+
+// checkGuards reports any guard value that changed.
+func (m testMatrix) checkGuards(t *testing.T, name string) {
+	t.Helper()
+	inside := func(x int) bool {
+		x -= guardLen
+		if x < 0 || m.rows == 0 || m.cols == 0 {
+			return false
+		}
+		i, j := x/m.ld, x%m.ld
+		return i < m.rows && j < m.cols
+	}
+	for x, v := range m.buf {
+		if !inside(x) && math.Float32bits(v) != math.Float32bits(guard) {
+			t.Fatalf("%s: guard at offset %d overwritten with %v", name, x-guardLen, v)
+		}
+	}
+}
+
+type gemmCase struct {
+	transA, transB bool
+	m, n, k        int
+	alpha, beta    float32
+	padA, padB     int // extra columns in the leading dimensions
+	padC           int
+}
+
+func (c gemmCase) String() string {
+	t := func(b bool) string {
+		if b {
+			return "T"
+		}
+		return "N"
+	}
+	return fmt.Sprintf("%s%s/m%d_n%d_k%d/alpha%g_beta%g/pad%d_%d_%d",
+		t(c.transA), t(c.transB), c.m, c.n, c.k, c.alpha, c.beta, c.padA, c.padB, c.padC)
+}
+
+// checkGemmCase runs one product with run and compares it with a float64
+// reference, element by element, within the float32 rounding bound.
+func checkGemmCase(t *testing.T, r *rand.Rand, cs gemmCase, run func(g *gemmArgs)) {
+	t.Helper()
+	uniform := func() float32 { return float32(r.Float64()*2 - 1) }
+	ra, ca := cs.m, cs.k
+	if cs.transA {
+		ra, ca = ca, ra
+	}
+	rb, cb := cs.k, cs.n
+	if cs.transB {
+		rb, cb = cb, rb
+	}
+	a := newTestMatrix(r, ra, ca, max(1, ca+cs.padA), uniform)
+	b := newTestMatrix(r, rb, cb, max(1, cb+cs.padB), uniform)
+	fillC := uniform
+	if cs.beta == 0 {
+		fillC = func() float32 { return float32(math.NaN()) }
+	}
+	c := newTestMatrix(r, cs.m, cs.n, max(1, cs.n+cs.padC), fillC)
+	a0 := append([]float32(nil), a.buf...)
+	b0 := append([]float32(nil), b.buf...)
+	c0 := append([]float32(nil), c.buf...)
+	opA := func(i, p int) float32 {
+		if cs.transA {
+			return a.at(p, i)
+		}
+		return a.at(i, p)
+	}
+	opB := func(p, j int) float32 {
+		if cs.transB {
+			return b.at(j, p)
+		}
+		return b.at(p, j)
+	}
+
+	run(&gemmArgs{
+		transA: cs.transA, transB: cs.transB, m: cs.m, n: cs.n, k: cs.k,
+		alpha: cs.alpha, beta: cs.beta,
+		a: a.data(), lda: a.ld, b: b.data(), ldb: b.ld, c: c.data(), ldc: c.ld,
+	})
+
+	for _, in := range []struct{ before, after []float32 }{{a0, a.buf}, {b0, b.buf}} {
+		for x := range in.before {
+			if math.Float32bits(in.before[x]) != math.Float32bits(in.after[x]) {
+				t.Fatalf("%v: an input was modified", cs)
+			}
+		}
+	}
+	c.checkGuards(t, cs.String())
+	// Each product, sum and scaling rounds once with relative error at most
+	// u = 2^-24, so |computed - exact| <= (k+2)*u*(|alpha|*sum|a*b| + |beta*c|)
+	// to first order; a factor 2 covers the higher-order terms.
+	const u = 1.0 / (1 << 24)
+	for i := 0; i < cs.m; i++ {
+		for j := 0; j < cs.n; j++ {
+			var s, abs float64
+			for p := 0; p < cs.k; p++ {
+				x := float64(opA(i, p)) * float64(opB(p, j))
+				s += x
+				abs += math.Abs(x)
+			}
+			want := float64(cs.alpha) * s
+			bound := math.Abs(float64(cs.alpha)) * abs
+			if cs.beta != 0 {
+				old := float64(c0[guardLen+i*c.ld+j])
+				want += float64(cs.beta) * old
+				bound += math.Abs(float64(cs.beta) * old)
+			}
+			bound = 2*float64(cs.k+2)*u*bound + 1e-30
+			got := c.at(i, j)
+			if math.IsNaN(float64(got)) || math.Abs(float64(got)-want) > bound {
+				t.Fatalf("%v: C[%d,%d] = %v, want %v (bound %.3g)", cs, i, j, got, want, bound)
+			}
+		}
+	}
+}
+
+// gemmCases is the sweep every variant must pass: each dimension from 0 to
+// past the tiles and blocks, every transpose combination, and the special
+// alpha and beta values.
+func gemmCases(short bool) []gemmCase {
+	type ab struct{ alpha, beta float32 }
+	scalars := []ab{{1, 0}, {0.5, 2}, {-1.5, 1}, {1, -0.25}, {2, 0}}
+	var sizes [][3]int
+	top := 70
+	if short {
+		top = 40
+	}
+	for s := 0; s <= top; s++ {
+		sizes = append(sizes, [3]int{s, 17, 33}, [3]int{29, s, 40}, [3]int{45, 37, s}, [3]int{s, s, s})
+	}
+	sizes = append(sizes,
+		[3]int{257, 385, 129}, // past every tile, two k blocks for 14x32
+		[3]int{30, 1100, 20},  // past the n block
+		[3]int{15, 40, 600},   // several k blocks
+		[3]int{1, 1, 1000},
+		[3]int{100, 1, 3},
+	)
+	var cases []gemmCase
+	for x, s := range sizes {
+		for tr := 0; tr < 4; tr++ {
+			sc := scalars[(x+tr)%len(scalars)]
+			cases = append(cases, gemmCase{
+				transA: tr&1 != 0, transB: tr&2 != 0,
+				m: s[0], n: s[1], k: s[2], alpha: sc.alpha, beta: sc.beta,
+				padA: (x + tr) % 3, padB: (x + 2*tr) % 4, padC: (x + 3*tr) % 5,
+			})
+		}
+	}
+	cases = append(cases,
+		gemmCase{m: 20, n: 30, k: 10, alpha: 0, beta: 0.5, padC: 2},
+		gemmCase{m: 20, n: 30, k: 10, alpha: 0, beta: 0, padC: 2},
+		gemmCase{m: 20, n: 30, k: 0, alpha: 1, beta: 3},
+		gemmCase{transA: true, m: 20, n: 30, k: 0, alpha: 1, beta: 0, padA: 1},
+	)
+	return cases
+}
+
+// testVariants are the variants this CPU runs, each with its kernel and, for
+// the assembly ones, with its plain-Go twin in the same driver.
+func testVariants() []*sgemmVariant {
+	var vs []*sgemmVariant
+	for _, v := range sgemmVariants {
+		if !v.supported {
+			continue
+		}
+		vs = append(vs, v)
+		if v != goVariant {
+			twin := *v
+			twin.name += "-twin"
+			twin.kernels = nil
+			for _, k := range v.kernels {
+				twin.kernels = append(twin.kernels, tileKernel{mr: k.mr, kernel: k.twin, twin: k.twin})
+			}
+			vs = append(vs, newVariant(twin))
+		}
+	}
+	return vs
+}
+
+func TestSgemmVariants(t *testing.T) {
+	for _, v := range testVariants() {
+		t.Run(v.name, func(t *testing.T) {
+			r := rand.New(rand.NewPCG(1, 2))
+			for _, cs := range gemmCases(testing.Short()) {
+				checkGemmCase(t, r, cs, func(g *gemmArgs) { v.gemm(g, true) })
+			}
+		})
+	}
+}
+
+// TestSgemmSmallBlocks runs each variant with tiny blocks so that the loops
+// over the k and n blocks run many times even on small matrices.
+func TestSgemmSmallBlocks(t *testing.T) {
+	for _, v := range testVariants() {
+		w := *v
+		w.kc, w.nc = 7, 2*v.nr
+		t.Run(v.name, func(t *testing.T) {
+			r := rand.New(rand.NewPCG(3, 4))
+			for _, cs := range gemmCases(true) {
+				if cs.m*cs.n*cs.k > 1e6 {
+					continue
+				}
+				checkGemmCase(t, r, cs, func(g *gemmArgs) { w.gemm(g, false) })
+			}
+		})
+	}
+}
+
+func TestSgemmPublic(t *testing.T) {
+	t.Logf("active variant: %s", activeSgemm.name)
+	r := rand.New(rand.NewPCG(5, 6))
+	for _, cs := range gemmCases(true) {
+		checkGemmCase(t, r, cs, func(g *gemmArgs) {
+			Sgemm(g.transA, g.transB, g.m, g.n, g.k, g.alpha, g.a, g.lda, g.b, g.ldb, g.beta, g.c, g.ldc)
+		})
+	}
+}
+
+// TestMicroKernels compares each kernel with its plain-Go twin on every tile
+// shape, with C surrounded by guard values.
+func TestMicroKernels(t *testing.T) {
+	for _, v := range sgemmVariants {
+		if !v.supported {
+			continue
+		}
+		for _, tk := range v.kernels {
+			t.Run(fmt.Sprintf("%s/%dx%d", v.name, tk.mr, v.nr), func(t *testing.T) { testMicroKernel(t, tk, v.nr) })
+		}
+	}
+}
+
+func testMicroKernel(t *testing.T, tk tileKernel, nr int) {
+	r := rand.New(rand.NewPCG(7, 8))
+	mr := tk.mr
+	for _, k := range []int{1, 2, 3, 4, 5, 7, 8, 9, 33} {
+		for _, beta := range []float32{0, 1, -0.5} {
+			// Row-major A with a row pitch, and k-major A.
+			for _, layout := range [][2]int{{k + 3, 1}, {1, mr + 2}} {
+				rs, ks := layout[0], layout[1]
+				a := randSlice(r, (mr-1)*rs+(k-1)*ks+1)
+				b := randSlice(r, k*nr)
+				for rows := 1; rows <= mr; rows++ {
+					for cols := 1; cols <= nr; cols++ {
+						checkMicroKernel(t, r, tk, k, a, rs, ks, b, beta, rows, cols)
+					}
+				}
+			}
+		}
+	}
+}
+
+func checkMicroKernel(t *testing.T, r *rand.Rand, tk tileKernel, k int, a []float32, rs, ks int, b []float32, beta float32, rows, cols int) {
+	t.Helper()
+	ldc := cols + 5
+	fill := func() float32 { return float32(r.NormFloat64()) }
+	if beta == 0 {
+		fill = func() float32 { return float32(math.NaN()) }
+	}
+	want := newTestMatrix(r, rows, cols, ldc, fill)
+	got := testMatrix{buf: append([]float32(nil), want.buf...), rows: rows, cols: cols, ld: ldc}
+	tk.twin(k, a, rs, ks, b, want.data(), ldc, 1.5, beta, rows, cols)
+	tk.kernel(k, a, rs, ks, b, got.data(), ldc, 1.5, beta, rows, cols)
+	name := fmt.Sprintf("k%d beta%g rs%d ks%d %dx%d", k, beta, rs, ks, rows, cols)
+	got.checkGuards(t, name)
+	for i := 0; i < rows; i++ {
+		for j := 0; j < cols; j++ {
+			w, g := want.at(i, j), got.at(i, j)
+			if d := math.Abs(float64(w - g)); !(d <= 1e-5*float64(k)*(1+math.Abs(float64(w)))) {
+				t.Fatalf("%s: C[%d,%d] = %v, twin gives %v", name, i, j, g, w)
+			}
+		}
+	}
+}
+
+// TestSgemmDeterministic checks that results do not depend on GOMAXPROCS:
+// each element is computed by the same operations whichever goroutine
+// computes it.
+func TestSgemmDeterministic(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(0))
+	shapes := []gemmCase{
+		{m: 397, n: 211, k: 700, alpha: 1, beta: 0},
+		{transA: true, m: 130, n: 900, k: 301, alpha: 0.5, beta: 1},
+		{transB: true, m: 1000, n: 60, k: 130, alpha: 1, beta: 0},
+		{transA: true, transB: true, m: 77, n: 333, k: 555, alpha: -1, beta: 2},
+	}
+	for _, v := range testVariants() {
+		for _, cs := range shapes {
+			r := rand.New(rand.NewPCG(9, 10))
+			ra, ca := cs.m, cs.k
+			if cs.transA {
+				ra, ca = ca, ra
+			}
+			rb, cb := cs.k, cs.n
+			if cs.transB {
+				rb, cb = cb, rb
+			}
+			a := randSlice(r, ra*ca)
+			b := randSlice(r, rb*cb)
+			c0 := randSlice(r, cs.m*cs.n)
+			var ref []float32
+			for _, procs := range []int{1, 2, 4, 3} {
+				runtime.GOMAXPROCS(procs)
+				for rep := 0; rep < 2; rep++ {
+					c := append([]float32(nil), c0...)
+					v.gemm(&gemmArgs{transA: cs.transA, transB: cs.transB, m: cs.m, n: cs.n, k: cs.k,
+						alpha: cs.alpha, beta: cs.beta, a: a, lda: ca, b: b, ldb: cb, c: c, ldc: cs.n}, true)
+					if ref == nil {
+						ref = c
+						continue
+					}
+					for i := range c {
+						if math.Float32bits(c[i]) != math.Float32bits(ref[i]) {
+							t.Fatalf("%s %v: GOMAXPROCS %d gives C[%d] = %v, GOMAXPROCS 1 gave %v", v.name, cs, procs, i, c[i], ref[i])
+						}
+					}
+				}
+			}
+		}
+	}
+}
+
+func randSlice(r *rand.Rand, n int) []float32 {
+	s := make([]float32, n)
+	for i := range s {
+		s[i] = float32(r.NormFloat64())
+	}
+	return s
+}
+
+func TestSgemmBatched(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(0))
+	r := rand.New(rand.NewPCG(11, 12))
+	type bcase struct {
+		batch          int
+		transA, transB bool
+		m, n, k        int
+		broadcastA     bool
+	}
+	for _, bc := range []bcase{
+		{batch: 12, m: 50, n: 50, k: 32},
+		{batch: 12, transB: true, m: 50, n: 50, k: 32},
+		{batch: 7, transA: true, m: 33, n: 20, k: 50},
+		{batch: 5, m: 19, n: 64, k: 19, broadcastA: true},
+		{batch: 1, m: 200, n: 64, k: 197},
+		{batch: 3, transA: true, transB: true, m: 197, n: 64, k: 197},
+		{batch: 4, m: 5, n: 6, k: 0},
+	} {
+		ra, ca := bc.m, bc.k
+		if bc.transA {
+			ra, ca = ca, ra
+		}
+		rb, cb := bc.k, bc.n
+		if bc.transB {
+			rb, cb = cb, rb
+		}
+		lda, ldb := max(1, ca), max(1, cb)
+		// Interleave the batch in the columns of C, as attention heads do:
+		// row stride batch*n, matrix stride n.
+		strideA := ra * ca
+		if bc.broadcastA {
+			strideA = 0
+		}
+		a := randSlice(r, ra*ca*bc.batch)
+		b := randSlice(r, rb*cb*bc.batch)
+		ldc := bc.n * bc.batch
+		var ref []float32
+		for _, procs := range []int{1, 2, 4} {
+			runtime.GOMAXPROCS(procs)
+			c := make([]float32, bc.m*ldc)
+			for i := range c {
+				c[i] = float32(math.NaN())
+			}
+			SgemmBatched(bc.batch, bc.transA, bc.transB, bc.m, bc.n, bc.k, 1, a, lda, strideA, b, ldb, rb*cb, 0, c, ldc, bc.n)
+			if ref == nil {
+				ref = c
+				// Compare with one Sgemm per matrix.
+				for i := 0; i < bc.batch; i++ {
+					want := make([]float32, bc.m*bc.n)
+					Sgemm(bc.transA, bc.transB, bc.m, bc.n, bc.k, 1, a[i*strideA:], lda, b[i*rb*cb:], ldb, 0, want, bc.n)
+					for x := 0; x < bc.m; x++ {
+						for y := 0; y < bc.n; y++ {
+							if g, w := c[x*ldc+i*bc.n+y], want[x*bc.n+y]; math.Float32bits(g) != math.Float32bits(w) {
+								t.Fatalf("%+v: matrix %d C[%d,%d] = %v, Sgemm gives %v", bc, i, x, y, g, w)
+							}
+						}
+					}
+				}
+				continue
+			}
+			for i := range c {
+				if math.Float32bits(c[i]) != math.Float32bits(ref[i]) {
+					t.Fatalf("%+v: GOMAXPROCS %d differs at %d", bc, procs, i)
+				}
+			}
+		}
+	}
+}
+
+func TestSgemmPanics(t *testing.T) {
+	a := make([]float32, 6)
+	for _, tc := range []struct {
+		name string
+		fn   func()
+	}{
+		{"short A", func() { Sgemm(false, false, 2, 3, 4, 1, a, 4, make([]float32, 12), 3, 0, make([]float32, 6), 3) }},
+		{"short B", func() { Sgemm(false, false, 2, 3, 3, 1, a, 3, make([]float32, 8), 3, 0, make([]float32, 6), 3) }},
+		{"short C", func() { Sgemm(false, false, 2, 3, 3, 1, a, 3, make([]float32, 9), 3, 0, make([]float32, 5), 3) }},
+		{"small lda", func() { Sgemm(true, false, 3, 3, 2, 1, a, 2, make([]float32, 9), 3, 0, make([]float32, 9), 3) }},
+		{"negative", func() { Sgemm(false, false, -1, 3, 2, 1, a, 2, a, 3, 0, a, 3) }},
+		{"batch short C", func() {
+			SgemmBatched(2, false, false, 2, 2, 2, 1, a, 2, 0, a, 2, 0, 0, make([]float32, 7), 2, 4)
+		}},
+		{"batch strideC 0", func() { SgemmBatched(2, false, false, 2, 2, 2, 1, a, 2, 0, a, 2, 0, 0, a, 2, 0) }},
+	} {
+		func() {
+			defer func() {
+				if recover() == nil {
+					t.Errorf("%s: no panic", tc.name)
+				}
+			}()
+			tc.fn()
+		}()
+	}
+}
+
+func TestSgemmNoAllocs(t *testing.T) {
+	r := rand.New(rand.NewPCG(13, 14))
+	for _, sz := range [][3]int{{40, 50, 30}, {300, 400, 200}} {
+		m, n, k := sz[0], sz[1], sz[2]
+		a, b, c := randSlice(r, m*k), randSlice(r, k*n), randSlice(r, m*n)
+		for _, tr := range []bool{false, true} {
+			lda, ldb := k, n
+			if tr {
+				lda, ldb = m, k
+			}
+			run := func() { Sgemm(tr, tr, m, n, k, 1, a, lda, b, ldb, 0, c, n) }
+			run()
+			if allocs := testing.AllocsPerRun(20, run); allocs != 0 {
+				t.Errorf("Sgemm %dx%dx%d trans %v: %v allocations per call", m, n, k, tr, allocs)
+			}
+		}
+		run := func() { SgemmBatched(4, false, true, m/4, n/4, k, 1, a, k, m/4*k, b, k, 0, 0, c, n/4, m/4*n/4) }
+		run()
+		if allocs := testing.AllocsPerRun(20, run); allocs != 0 {
+			t.Errorf("SgemmBatched: %v allocations per call", allocs)
+		}
+	}
+}
+
+func TestParallelFor(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(0))
+	for _, procs := range []int{1, 2, 3, 8} {
+		runtime.GOMAXPROCS(procs)
+		for _, n := range []int{0, 1, 2, 5, 100} {
+			hits := make([]int32, n)
+			ParallelFor(n, func(lo, hi int) {
+				for i := lo; i < hi; i++ {
+					hits[i]++
+				}
+				// Nested calls must not deadlock.
+				ParallelFor(3, func(lo, hi int) {})
+			})
+			for i, h := range hits {
+				if h != 1 {
+					t.Fatalf("GOMAXPROCS %d n %d: index %d visited %d times", procs, n, i, h)
+				}
+			}
+		}
+	}
+}
+
+// TestPackB compares the assembly packers with their twins, with guard
+// values after the packed panel.
+func TestPackB(t *testing.T) {
+	type packer struct {
+		name      string
+		asm, twin func(dst, src []float32, ldb, k, cols int)
+		trans     bool
+	}
+	plain := func(f func(dst, src []float32, ldb, kc int)) func(dst, src []float32, ldb, k, cols int) {
+		return func(dst, src []float32, ldb, k, _ int) { f(dst, src, ldb, k) }
+	}
+	for _, v := range sgemmVariants {
+		if !v.supported {
+			continue
+		}
+		var packers []packer
+		twinPlain, twinTrans := packB32Go, packBTrans32Go
+		if v.nr == 16 {
+			twinPlain, twinTrans = packB16Go, packBTrans16Go
+		}
+		if v.packBPlain != nil {
+			packers = append(packers, packer{"plain", plain(v.packBPlain), plain(twinPlain), false})
+		}
+		if v.packBTrans != nil {
+			packers = append(packers, packer{"trans", v.packBTrans, twinTrans, true})
+		}
+		r := rand.New(rand.NewPCG(15, 16))
+		for _, pk := range packers {
+			for _, k := range []int{1, 3, 16, 32, 48, 400} {
+				if pk.trans && k%16 != 0 {
+					continue
+				}
+				for _, extra := range []int{0, 1, 17, 2 * k} {
+					// Transposed: nr rows of k values; plain: k rows of nr.
+					nr := v.nr
+					ldb, span := nr+extra, (k-1)*(nr+extra)+nr
+					if pk.trans {
+						ldb, span = k+extra, (nr-1)*(k+extra)+k
+					}
+					src := randSlice(r, span)
+					want := make([]float32, k*nr+guardLen)
+					got := make([]float32, k*nr+guardLen)
+					for i := range got {
+						got[i], want[i] = guard, guard
+					}
+					for _, cols := range []int{nr, nr - 1, nr/2 + 1, nr / 2, nr/2 - 1, 1, 0} {
+						if !pk.trans && cols != nr {
+							continue
+						}
+						pk.twin(want, src, ldb, k, cols)
+						pk.asm(got, src, ldb, k, cols)
+						for i := range got {
+							if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
+								t.Fatalf("%s %s k %d ldb %d cols %d: dst[%d] = %v, want %v", v.name, pk.name, k, ldb, cols, i, got[i], want[i])
+							}
+						}
+					}
+				}
+			}
+		}
+	}
+}

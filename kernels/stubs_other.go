@@ -1,0 +1,7 @@
+//go:build !amd64 || purego
+
+package kernels
+
+// archVariants lists the assembly sgemm variants: none without amd64 or with
+// the purego build tag.
+func archVariants() []*sgemmVariant { return nil }
