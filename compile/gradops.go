@@ -3,6 +3,8 @@ package compile
 import (
 	"math"
 
+	"github.com/hyperat/hyperat/kernels/vmath"
+
 	"github.com/hyperat/hyperat/graph"
 )
 
@@ -86,11 +88,7 @@ func kernelGeluGrad(n *graph.Node) (Kernel, error) {
 		}, nil
 	}
 	var x, dy, dx []float32
-	body := func(lo, hi int) {
-		for i := lo; i < hi; i++ {
-			dx[i] = dy[i] * geluGradF(x[i])
-		}
-	}
+	body := func(lo, hi int) { vmath.GeluGrad(dx[lo:hi], x[lo:hi], dy[lo:hi]) }
 	return func(in, out []*graph.Tensor) {
 		x, dy, dx = in[0].F, in[1].F, out[0].F
 		parallel(len(x), 1<<13, body)

@@ -3,6 +3,8 @@ package compile
 import (
 	"math"
 
+	"github.com/hyperat/hyperat/kernels/vmath"
+
 	"github.com/hyperat/hyperat/graph"
 )
 
@@ -32,6 +34,14 @@ func kernelSoftmax(n *graph.Node) (Kernel, error) {
 	outer, d, inner := axisSplit(shape, axis)
 	logsm := n.Op == "LogSoftmax"
 	var x, y []float32
+	if !logsm && inner == 1 {
+		// softmax over the last axis: whole rows at once, vectorized
+		rows := func(lo, hi int) { vmath.SoftmaxRows(y[lo*d:hi*d], x[lo*d:hi*d], hi-lo, d) }
+		return func(in, out []*graph.Tensor) {
+			x, y = in[0].F, out[0].F
+			parallel(outer, max(1, (1<<13)/d), rows)
+		}, nil
+	}
 	body := func(lo, hi int) {
 		for o := lo; o < hi; o++ {
 			for k := 0; k < inner; k++ {

@@ -3,6 +3,8 @@ package compile
 import (
 	"math"
 
+	"github.com/hyperat/hyperat/kernels/vmath"
+
 	"github.com/hyperat/hyperat/graph"
 )
 
@@ -116,11 +118,7 @@ func kernelGelu(n *graph.Node) (Kernel, error) {
 		}, nil
 	}
 	var x, y []float32
-	body := func(lo, hi int) {
-		for i := lo; i < hi; i++ {
-			y[i] = geluF(x[i])
-		}
-	}
+	body := func(lo, hi int) { vmath.Gelu(y[lo:hi], x[lo:hi]) }
 	return func(in, out []*graph.Tensor) {
 		x, y = in[0].F, out[0].F
 		parallel(len(x), 1<<13, body)

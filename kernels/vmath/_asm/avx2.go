@@ -1,0 +1,300 @@
+package main
+
+import (
+	. "github.com/mmcloughlin/avo/build"
+	. "github.com/mmcloughlin/avo/operand"
+	. "github.com/mmcloughlin/avo/reg"
+)
+
+// The AVX2+FMA kernels follow the AVX-512 ones with 8 lanes and without
+// opmasks: constants are memory operands (16 ymm registers are too few to
+// hold them), 2^n is built in the exponent bits, and the last partial vector
+// is read and written with VMASKMOVPS.
+
+// kv is the memory operand of eight copies of a constant.
+func kv(name string) Mem { return vectorConst(name) }
+
+// tailMask256 sets mask to all ones in the lanes i with first+i < rem, rem
+// broadcast in remv.
+func tailMask256(remv, mask VecPhysical, first int) {
+	VPCMPGTD(iotaTable.Offset(4*first), remv, mask)
+}
+
+// expPoly256 sets p = e^r: expPoly.
+func expPoly256(r, p VecPhysical) {
+	VMOVUPS(kv("expC4"), p)
+	VFMADD231PS(kv("expC5"), r, p)
+	VFMADD213PS(kv("expC3"), r, p)
+	VFMADD213PS(kv("expC2"), r, p)
+	VFMADD213PS(kv("expC1"), r, p)
+	VFMADD213PS(kv("one"), r, p)
+}
+
+// exp256 sets y = e^x: expElem. It uses t[0:4].
+func exp256(x, y VecPhysical, t []VecPhysical, clampHigh bool) {
+	v, n, p, a := t[0], t[1], t[2], t[3]
+	VMOVUPS(kv("expMin"), a)
+	VMAXPS(x, a, v) // v = max(expMin, x), NaN stays
+	if clampHigh {
+		VMOVUPS(kv("expMax"), a)
+		VMINPS(v, a, v)
+	}
+	VMULPS(kv("log2e"), v, n)
+	VROUNDPS(U8(0), n, n)
+	VFNMADD231PS(kv("ln2Hi"), n, v)
+	VFNMADD231PS(kv("ln2Lo"), n, v)
+	expPoly256(v, p)
+	Comment("y = p 2^n as (p 2^(n>>1)) 2^(n-(n>>1)): n may be 128")
+	VCVTPS2DQ(n, n)
+	VPSRAD(U8(1), n, a)
+	VPSUBD(a, n, n)
+	VPADDD(kv("bias"), a, a)
+	VPSLLD(U8(23), a, a)
+	VPADDD(kv("bias"), n, n)
+	VPSLLD(U8(23), n, n)
+	VMULPS(a, p, p)
+	VMULPS(n, p, p)
+	VCMPPS(U8(cmpNLTUQ), kv("expMin"), x, a) // keep lanes with x >= expMin or NaN
+	VANDPS(a, p, y)
+}
+
+// halfErfc256 computes ax = min(|x|, geluMaxAbs), e = e^-z² and h = erfc(z)/2
+// for z = ax/sqrt2: halfErfc. It uses t[0:4].
+func halfErfc256(x, ax, e, h VecPhysical, t []VecPhysical) {
+	z, d, q, n := t[0], t[1], t[2], t[3]
+	VANDPS(kv("absMask"), x, ax)
+	VMOVUPS(kv("geluMaxAbs"), d)
+	VMINPS(ax, d, ax)
+	VMULPS(kv("invSqrt2"), ax, z)
+	Comment("t = 1 / (1 + p z); q = t (a1 + t (a2 + t (a3 + t (a4 + t a5))))")
+	VMOVUPS(kv("one"), d)
+	VFMADD231PS(kv("asP"), z, d)
+	VMOVUPS(kv("one"), q)
+	VDIVPS(d, q, d)
+	VMOVUPS(kv("asA4"), q)
+	VFMADD231PS(kv("asA5"), d, q)
+	VFMADD213PS(kv("asA3"), d, q)
+	VFMADD213PS(kv("asA2"), d, q)
+	VFMADD213PS(kv("asA1"), d, q)
+	VMULPS(d, q, q)
+	Comment("e = e^-u, u = z²: n = round(-u log2 e), r = -u - n ln2")
+	VMULPS(z, z, z)
+	VMULPS(kv("negLog2e"), z, n)
+	VROUNDPS(U8(0), n, n)
+	VFNMSUB231PS(kv("ln2Hi"), n, z)
+	expPoly256(z, d)
+	Comment("2^n, n in [-117, 0], from its exponent bits")
+	VCVTPS2DQ(n, n)
+	VPADDD(kv("bias"), n, n)
+	VPSLLD(U8(23), n, n)
+	VMULPS(n, d, e)
+	VMULPS(e, q, h)
+}
+
+// elementwise256 is elementwise512 for AVX2: 8 lanes a step.
+func elementwise256(name, sig string, doc []string, second bool,
+	body func(x, out VecPhysical, dy Op)) {
+	TEXT(name, NOSPLIT, sig)
+	Pragma("noescape")
+	Doc(doc...)
+	dst := Load(Param("dst").Base(), RDI)
+	x := Load(Param("x").Base(), RSI)
+	n := Load(Param("x").Len(), RCX)
+	var dy Register
+	if second {
+		dy = Load(Param("dy").Base(), RDX)
+	}
+	Comment("Whole vectors.")
+	MOVQ(n, RAX)
+	SHRQ(U8(3), RAX)
+	JZ(LabelRef(name + "_tail"))
+	Label(name + "_loop")
+	VMOVUPS(Mem{Base: x}, Y0)
+	var dyOp Op
+	if second {
+		dyOp = Mem{Base: dy}
+	}
+	body(Y0, Y1, dyOp)
+	VMOVUPS(Y1, Mem{Base: dst})
+	ADDQ(U8(32), x)
+	ADDQ(U8(32), dst)
+	if second {
+		ADDQ(U8(32), dy)
+	}
+	DECQ(RAX)
+	JNZ(LabelRef(name + "_loop"))
+
+	Label(name + "_tail")
+	Comment("The last len(x) % 8 elements, under a mask in Y15.")
+	ANDQ(U8(7), n)
+	JZ(LabelRef(name + "_done"))
+	VMOVQ(n, X15)
+	VPBROADCASTD(X15, Y15)
+	tailMask256(Y15, Y15, 0)
+	VMASKMOVPS(Mem{Base: x}, Y15, Y0)
+	if second {
+		VMASKMOVPS(Mem{Base: dy}, Y15, Y2)
+		dyOp = Y2
+	}
+	body(Y0, Y1, dyOp)
+	VMASKMOVPS(Y1, Y15, Mem{Base: dst})
+	Label(name + "_done")
+	VZEROUPPER()
+	RET()
+}
+
+func genExpAVX2(k kernel) {
+	name := k.name + "AVX2"
+	elementwise256(name, k.sig, k.doc(name), false, func(x, out VecPhysical, _ Op) {
+		exp256(x, out, []VecPhysical{Y3, Y4, Y5, Y6}, true)
+	})
+}
+
+func genGeluAVX2(k kernel) {
+	name := k.name + "AVX2"
+	elementwise256(name, k.sig, k.doc(name), false, func(x, out VecPhysical, _ Op) {
+		ax, e, h := Y3, Y4, Y5
+		halfErfc256(x, ax, e, h, []VecPhysical{Y6, Y7, Y8, Y9})
+		Comment("gelu = max(0, x) - ax h")
+		VXORPS(Y6, Y6, Y6)
+		VMAXPS(x, Y6, out)
+		VFNMADD231PS(h, ax, out)
+	})
+}
+
+func genGeluGradAVX2(k kernel) {
+	name := k.name + "AVX2"
+	elementwise256(name, k.sig, k.doc(name), true, func(x, out VecPhysical, dy Op) {
+		ax, e, h := Y3, Y4, Y5
+		halfErfc256(x, ax, e, h, []VecPhysical{Y6, Y7, Y8, Y9})
+		Comment("g = h - ax phi; grad = x >= 0 ? 1 - g : g")
+		VMULPS(kv("invSqrt2Pi"), ax, ax)
+		VFNMADD231PS(e, ax, h)
+		VXORPS(Y6, Y6, Y6)
+		VCMPPS(U8(cmpGEOQ), Y6, x, Y6)
+		VMOVUPS(kv("one"), Y7)
+		VSUBPS(h, Y7, Y7)
+		VBLENDVPS(Y6, Y7, h, h)
+		VMULPS(dy, h, out)
+	})
+}
+
+// genSoftmaxRowAVX2 walks the row in blocks of 16 elements, two ymm vectors,
+// so that the lanes of the float64 sum are those of the AVX-512 kernel.
+func genSoftmaxRowAVX2(k kernel) {
+	name := k.name + "AVX2"
+	TEXT(name, NOSPLIT, k.sig)
+	Pragma("noescape")
+	Doc(k.doc(name)...)
+	dst := Load(Param("dst").Base(), RDI)
+	x := Load(Param("x").Base(), RSI)
+	n := Load(Param("x").Len(), RCX)
+
+	Comment("Y14, Y15: masks of the lanes of the last partial block; RCX: whole blocks.")
+	MOVQ(n, RBX)
+	ANDQ(U8(15), RBX)
+	VMOVQ(RBX, X15)
+	VPBROADCASTD(X15, Y15)
+	tailMask256(Y15, Y14, 0)
+	tailMask256(Y15, Y15, 8)
+	SHRQ(U8(4), n)
+
+	pass := func(label string, body func(last bool)) {
+		XORQ(R8, R8)
+		MOVQ(n, R9)
+		TESTQ(R9, R9)
+		JZ(LabelRef(name + "_" + label + "_tail"))
+		Label(name + "_" + label + "_loop")
+		body(false)
+		ADDQ(U8(64), R8)
+		DECQ(R9)
+		JNZ(LabelRef(name + "_" + label + "_loop"))
+		Label(name + "_" + label + "_tail")
+		TESTQ(RBX, RBX)
+		JZ(LabelRef(name + "_" + label + "_done"))
+		body(true)
+		Label(name + "_" + label + "_done")
+	}
+	xi := func(h int) Mem { return Mem{Base: x, Index: R8, Scale: 1, Disp: 32 * h} }
+	di := func(h int) Mem { return Mem{Base: dst, Index: R8, Scale: 1, Disp: 32 * h} }
+	masks := []VecPhysical{Y14, Y15}
+
+	Comment("Y0 = m, the largest x[i], in every lane.")
+	VMOVUPS(kv("negInf"), Y0)
+	pass("max", func(last bool) {
+		for h := 0; h < 2; h++ {
+			if !last {
+				VMAXPS(xi(h), Y0, Y0)
+				continue
+			}
+			VMASKMOVPS(xi(h), masks[h], Y1)
+			VMOVUPS(kv("negInf"), Y2)
+			VBLENDVPS(masks[h], Y1, Y2, Y1)
+			VMAXPS(Y1, Y0, Y0)
+		}
+	})
+	VEXTRACTF128(U8(1), Y0, X1)
+	VMAXPS(X1, X0, X0)
+	VPERMILPS(U8(0x4e), X0, X1)
+	VMAXPS(X1, X0, X0)
+	VPERMILPS(U8(0xb1), X0, X1)
+	VMAXPS(X1, X0, X0)
+	VBROADCASTSS(X0, Y0)
+
+	Comment("dst[i] = e^(x[i] - m); Y10-Y13: lanes 0-3, 4-7, 8-11, 12-15 of the sum, in float64.")
+	for _, r := range []VecPhysical{Y10, Y11, Y12, Y13} {
+		VXORPD(r, r, r)
+	}
+	pass("exp", func(last bool) {
+		for h := 0; h < 2; h++ {
+			if !last {
+				VMOVUPS(xi(h), Y1)
+			} else {
+				VMASKMOVPS(xi(h), masks[h], Y1)
+			}
+			VSUBPS(Y0, Y1, Y1)
+			exp256(Y1, Y2, []VecPhysical{Y3, Y4, Y5, Y6}, false)
+			if !last {
+				VMOVUPS(Y2, di(h))
+			} else {
+				VANDPS(masks[h], Y2, Y2)
+				VMASKMOVPS(Y2, masks[h], di(h))
+			}
+			VCVTPS2PD(X2, Y3)
+			VEXTRACTF128(U8(1), Y2, X4)
+			VCVTPS2PD(X4, Y4)
+			acc := []VecPhysical{Y10, Y11, Y12, Y13}[2*h:]
+			VADDPD(Y3, acc[0], acc[0])
+			VADDPD(Y4, acc[1], acc[1])
+		}
+	})
+	Comment("Add the sixteen lanes pairwise: lane i and i+8, then i+4, i+2, i+1.")
+	VADDPD(Y12, Y10, Y10)
+	VADDPD(Y13, Y11, Y11)
+	VADDPD(Y11, Y10, Y10)
+	VEXTRACTF128(U8(1), Y10, X11)
+	VADDPD(X11, X10, X10)
+	VPERMILPD(U8(1), X10, X11)
+	VADDSD(X11, X10, X10)
+	Comment("Y0 = float32(1 / sum) in every lane.")
+	VCVTSS2SD(scalarConst("one"), X11, X11)
+	VDIVSD(X10, X11, X11)
+	VCVTSD2SS(X11, X11, X11)
+	VBROADCASTSS(X11, Y0)
+
+	Comment("dst[i] *= 1 / sum")
+	pass("scale", func(last bool) {
+		for h := 0; h < 2; h++ {
+			if !last {
+				VMULPS(di(h), Y0, Y1)
+				VMOVUPS(Y1, di(h))
+				continue
+			}
+			VMASKMOVPS(di(h), masks[h], Y1)
+			VMULPS(Y1, Y0, Y1)
+			VMASKMOVPS(Y1, masks[h], di(h))
+		}
+	})
+	VZEROUPPER()
+	RET()
+}

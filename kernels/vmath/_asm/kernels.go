@@ -1,0 +1,119 @@
+package main
+
+import "strings"
+
+// kernel describes one kernel of the package in its three variants:
+// name+"AVX512" and name+"AVX2" in assembly, and the plain-Go name+"Go".
+type kernel struct {
+	name   string
+	sig    string
+	intro  []string // the doc comment before the reference loop; %s is the name
+	twin   string   // the reference loop: the body of the Go twin
+	outro  []string // the doc comment after the loop
+	avx512 func(kernel)
+	avx2   func(kernel)
+}
+
+// doc is the doc comment of the kernel called fn.
+func (k kernel) doc(fn string) []string {
+	var d []string
+	for i, line := range k.intro {
+		if i == 0 {
+			line = fn + " " + line
+		}
+		d = append(d, line)
+	}
+	d = append(d, "")
+	for _, line := range strings.Split(strings.Trim(k.twin, "\n"), "\n") {
+		d = append(d, line)
+	}
+	d = append(d, "")
+	return append(d, k.outro...)
+}
+
+var kernels = []kernel{
+	{
+		name:  "exp",
+		sig:   "func(dst, x []float32)",
+		intro: []string{"sets dst[i] = e^x[i] for every i < len(x). It is:"},
+		twin: `
+	for i, v := range x {
+		dst[i] = expElem(v)
+	}
+`,
+		outro:  []string{"It needs len(dst) >= len(x); dst may be x itself but not overlap it otherwise."},
+		avx512: genExpAVX512,
+		avx2:   genExpAVX2,
+	},
+	{
+		name:  "gelu",
+		sig:   "func(dst, x []float32)",
+		intro: []string{"sets dst[i] = x[i] Phi(x[i]) for every i < len(x). It is:"},
+		twin: `
+	for i, v := range x {
+		dst[i] = geluElem(v)
+	}
+`,
+		outro:  []string{"It needs len(dst) >= len(x); dst may be x itself but not overlap it otherwise."},
+		avx512: genGeluAVX512,
+		avx2:   genGeluAVX2,
+	},
+	{
+		name: "geluGrad",
+		sig:  "func(dst, x, dy []float32)",
+		intro: []string{
+			"sets dst[i] = dy[i] (Phi(x[i]) + x[i] phi(x[i])), the gradient of",
+			"Gelu, for every i < len(x). It is:",
+		},
+		twin: `
+	for i, v := range x {
+		dst[i] = geluGradElem(v) * dy[i]
+	}
+`,
+		outro: []string{
+			"It needs len(dst) >= len(x) and len(dy) >= len(x); dst may be x or dy",
+			"itself but not overlap them otherwise.",
+		},
+		avx512: genGeluGradAVX512,
+		avx2:   genGeluGradAVX2,
+	},
+	{
+		name: "softmaxRow",
+		sig:  "func(dst, x []float32)",
+		intro: []string{
+			"sets dst to the softmax of x: e^(x[i] - m), m the largest x[i],",
+			"divided by their sum. The sum is accumulated in float64 in sixteen lanes,",
+			"element i in lane i % 16, and the lanes are added pairwise at the end, so",
+			"every variant rounds it the same way. It is:",
+		},
+		twin: `
+	m := float32(math.Inf(-1))
+	for _, v := range x {
+		if v > m {
+			m = v
+		}
+	}
+	var lane [16]float64
+	for i, v := range x {
+		dst[i] = expElem(v - m)
+		lane[i%16] += float64(dst[i])
+	}
+	for w := 8; w > 0; w /= 2 {
+		for i := 0; i < w; i++ {
+			lane[i] += lane[i+w]
+		}
+	}
+	inv := float32(1 / lane[0])
+	for i := range x {
+		dst[i] *= inv
+	}
+`,
+		outro: []string{
+			"except that a NaN in x may propagate through m instead of through the",
+			"sum: either way the row is all NaN. It needs len(dst) >= len(x); dst may",
+			"be x itself but not overlap it otherwise.",
+		},
+		avx512: genSoftmaxRowAVX512,
+		avx2:   genSoftmaxRowAVX2,
+	},
+}

@@ -1,0 +1,93 @@
+package vmath
+
+import (
+	"fmt"
+	"os"
+)
+
+// Exp sets dst[i] = e^x[i] for every i. Below about -87.34, where e^x is no
+// longer a normal float32, the result is 0; above about 88.72 it is +Inf; a
+// NaN stays NaN. dst may be x itself, but must not overlap it otherwise. It
+// panics if the lengths differ.
+func Exp(dst, x []float32) {
+	if len(dst) != len(x) {
+		panic(fmt.Sprintf("vmath.Exp: len(dst) = %d, len(x) = %d", len(dst), len(x)))
+	}
+	active.exp(dst, x)
+}
+
+// Gelu sets dst[i] = x[i] Phi(x[i]), Phi the standard normal distribution
+// function, for every i: the exact (erf) form of GELU. dst may be x itself,
+// but must not overlap it otherwise. It panics if the lengths differ.
+func Gelu(dst, x []float32) {
+	if len(dst) != len(x) {
+		panic(fmt.Sprintf("vmath.Gelu: len(dst) = %d, len(x) = %d", len(dst), len(x)))
+	}
+	active.gelu(dst, x)
+}
+
+// GeluGrad sets dst[i] = dy[i] (Phi(x[i]) + x[i] phi(x[i])), the gradient of
+// Gelu at x[i] times dy[i], for every i. dst may be x or dy itself, but must
+// not overlap them otherwise. It panics if the lengths differ.
+func GeluGrad(dst, x, dy []float32) {
+	if len(dst) != len(x) || len(dy) != len(x) {
+		panic(fmt.Sprintf("vmath.GeluGrad: len(dst) = %d, len(x) = %d, len(dy) = %d", len(dst), len(x), len(dy)))
+	}
+	active.geluGrad(dst, x, dy)
+}
+
+// SoftmaxRows sets each of the rows rows of n elements of dst, x[r*n:(r+1)*n]
+// for row r, to the softmax of that row of x: e^(x[i] - m), m the largest
+// element of the row, divided by their sum. The sum is accumulated in float64
+// in a fixed order, so a row's result depends only on the row. A row that
+// holds a NaN, or +Inf, or only -Inf becomes all NaN. dst may be x itself, but
+// must not overlap it otherwise. It panics unless len(x) and len(dst) are
+// rows*n.
+func SoftmaxRows(dst, x []float32, rows, n int) {
+	if rows < 0 || n < 0 || len(x) != rows*n || len(dst) != rows*n {
+		panic(fmt.Sprintf("vmath.SoftmaxRows: %d rows of %d, len(dst) = %d, len(x) = %d", rows, n, len(dst), len(x)))
+	}
+	if n == 0 {
+		return
+	}
+	f := active.softmaxRow
+	for r := 0; r < rows; r++ {
+		f(dst[r*n:(r+1)*n], x[r*n:(r+1)*n])
+	}
+}
+
+// Variant is the name of the implementation in use: "avx512", "avx2" or "go".
+func Variant() string { return active.name }
+
+// variant is one implementation of the kernels.
+type variant struct {
+	name       string
+	env        string // the variant is off when this environment variable is "1"
+	supported  bool   // by this CPU and build
+	exp        func(dst, x []float32)
+	gelu       func(dst, x []float32)
+	geluGrad   func(dst, x, dy []float32)
+	softmaxRow func(dst, x []float32)
+}
+
+// goVariant is the plain-Go implementation, always available.
+var goVariant = &variant{
+	name: "go", supported: true,
+	exp: expGo, gelu: geluGo, geluGrad: geluGradGo, softmaxRow: softmaxRowGo,
+}
+
+// variants lists every implementation in order of preference.
+var variants = append(archVariants(), goVariant)
+
+// active is the variant in use: the first the CPU supports and the
+// environment does not turn off.
+var active = choose()
+
+func choose() *variant {
+	for _, v := range variants {
+		if v.supported && (v.env == "" || os.Getenv(v.env) != "1") {
+			return v
+		}
+	}
+	return goVariant
+}
