@@ -30,8 +30,8 @@ Runs the mission on what ships with the repository, from its root folder:
 
 flags:
   --out FILE        the robust model (default robust.onnx)
-  --iters N         tuning iterations (default 120)
-  --eval N          test images in the final table (default 200)
+  --iters N         tuning iterations (default 40)
+  --eval N          test images in the final table (default 100)
   --workspace DIR   workspace (default: a temporary folder, removed afterwards)
   -h, --help        print this help
 `
@@ -43,8 +43,8 @@ func main() {
 
 func run(c *cli.Command, args []string) error {
 	out := c.Flags.String("out", "robust.onnx", "")
-	iters := c.Flags.Int("iters", 120, "")
-	nEval := c.Flags.Int("eval", 200, "")
+	iters := c.Flags.Int("iters", 40, "")
+	nEval := c.Flags.Int("eval", 100, "")
 	wsFlag := c.Flags.String("workspace", "", "")
 	if pos, err := c.Parse(args); err != nil {
 		return err
