@@ -1,0 +1,196 @@
+// Command engine-bench times the engine on the workloads of bench/run.sh and
+// prints each measurement as one line "RESULT {json}" on stdout, the format
+// the PyTorch twins (bench/torch_*.py) print too.
+//
+//	engine-bench fwdgrad [--model M] [--batch 64] [--warm 1] [--iters 10]
+//	engine-bench hyperat [--model M] [--defenses pgdat,trades,mart] [--batch 64] [--eps 0.1] [--warm 1] [--iters 3]
+//	engine-bench pgd     [--model M] [--data fixtures/mnist] [--limit 640] [--batch 64] [--eps 0.1] [--steps 10]
+//	engine-bench vitb    --model VITB.onnx [--batch 8] [--warm 1] [--iters 3]
+//
+// fwdgrad: forward plus input gradient of the mean cross-entropy (one PGD
+// step) on random images. hyperat: one HyperAT iteration per defense, each
+// defense with its own trainer, one after the other in this process. pgd:
+// clean accuracy and PGD-steps accuracy (uniform start, step 2.5 eps /
+// steps, cross-entropy) on the first --limit test images; run it under
+// /usr/bin/time for the whole process. vitb: fwdgrad on a large model.
+package main
+
+import (
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"runtime"
+	"strings"
+	"time"
+
+	"github.com/hyperat/hyperat/bench"
+	"github.com/hyperat/hyperat/data"
+	"github.com/hyperat/hyperat/hyperat"
+	"github.com/hyperat/hyperat/model"
+)
+
+const defaultModel = "fixtures/models/mnist_vit_op17.onnx"
+
+var start = time.Now()
+
+func main() {
+	if len(os.Args) < 2 {
+		fmt.Fprintln(os.Stderr, "usage: engine-bench fwdgrad|hyperat|pgd|vitb [flags] (see the package doc)")
+		os.Exit(2)
+	}
+	cmd, args := os.Args[1], os.Args[2:]
+	var err error
+	switch cmd {
+	case "fwdgrad", "vitb":
+		err = fwdgrad(cmd, args)
+	case "hyperat":
+		err = hyperatIter(args)
+	case "pgd":
+		err = pgd(args)
+	default:
+		err = fmt.Errorf("unknown workload %q: want fwdgrad, hyperat, pgd or vitb", cmd)
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "engine-bench %s: %v\n", cmd, err)
+		os.Exit(1)
+	}
+}
+
+// emit prints one measurement for bench/report.py.
+func emit(fields map[string]any) {
+	fields["side"] = "go"
+	fields["threads"] = runtime.GOMAXPROCS(0)
+	b, err := json.Marshal(fields)
+	if err != nil {
+		panic(err)
+	}
+	fmt.Printf("RESULT %s\n", b)
+}
+
+func seconds(ts []time.Duration) []float64 {
+	s := make([]float64, len(ts))
+	for i, t := range ts {
+		s[i] = t.Seconds()
+	}
+	return s
+}
+
+func fwdgrad(name string, args []string) error {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	path := fs.String("model", defaultModel, "ONNX image classifier")
+	batch := fs.Int("batch", 64, "batch size")
+	warm := fs.Int("warm", 1, "untimed runs first (the first compiles)")
+	iters := fs.Int("iters", 10, "timed runs")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	t0 := time.Now()
+	c, err := model.Load(*path)
+	if err != nil {
+		return err
+	}
+	load := time.Since(t0)
+	x := bench.RandomBatch(*batch, c.InputShape(), 1)
+	seed := bench.CESeed(bench.Labels(*batch, c.Classes()))
+	t0 = time.Now()
+	if _, _, err := c.InputGrad(x, seed); err != nil {
+		return err
+	}
+	first := time.Since(t0)
+	ts, err := bench.Time(max(*warm-1, 0), *iters, func() error {
+		_, _, err := c.InputGrad(x, seed)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(os.Stderr, "go %s: batch %d, best %.3fs, median %.3fs per forward+input gradient\n",
+		name, *batch, bench.Best(ts).Seconds(), bench.Median(ts).Seconds())
+	emit(map[string]any{"bench": name, "batch": *batch, "seconds": seconds(ts),
+		"load_s": load.Seconds(), "first_s": first.Seconds()})
+	return nil
+}
+
+func hyperatIter(args []string) error {
+	fs := flag.NewFlagSet("hyperat", flag.ContinueOnError)
+	path := fs.String("model", defaultModel, "ONNX ViT")
+	defs := fs.String("defenses", "pgdat,trades,mart", "defenses, each timed alone")
+	batch := fs.Int("batch", 64, "batch size")
+	eps := fs.Float64("eps", 0.1, "attack radius")
+	warm := fs.Int("warm", 1, "untimed iterations first (the first compiles)")
+	iters := fs.Int("iters", 3, "timed iterations per defense")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	for _, d := range strings.Split(*defs, ",") {
+		tr, err := bench.NewTrainer(*path, bench.HyperATConfig([]string{d}, *eps, *batch))
+		if err != nil {
+			return err
+		}
+		t0 := time.Now()
+		if _, err := tr.Step(); err != nil {
+			return err
+		}
+		first := time.Since(t0)
+		ts, err := bench.Time(max(*warm-1, 0), *iters, func() error {
+			_, err := tr.Step()
+			return err
+		})
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(os.Stderr, "go hyperat %s: batch %d, best %.3fs, median %.3fs per iteration\n",
+			d, *batch, bench.Best(ts).Seconds(), bench.Median(ts).Seconds())
+		emit(map[string]any{"bench": "hyperat", "defense": d, "batch": *batch, "seconds": seconds(ts),
+			"first_s": first.Seconds(), "params": trained(tr)})
+	}
+	return nil
+}
+
+// trained counts the trained values (hypernetwork and head).
+func trained(tr *hyperat.Trainer) int {
+	n := 0
+	for _, p := range tr.Params {
+		n += len(p.F)
+	}
+	return n
+}
+
+func pgd(args []string) error {
+	fs := flag.NewFlagSet("pgd", flag.ContinueOnError)
+	path := fs.String("model", defaultModel, "ONNX image classifier")
+	dir := fs.String("data", "fixtures/mnist", "dataset folder (its test split)")
+	limit := fs.Int("limit", 640, "the first N test images")
+	batch := fs.Int("batch", 64, "batch size")
+	eps := fs.Float64("eps", 0.1, "attack radius")
+	steps := fs.Int("steps", 10, "PGD steps")
+	seed := fs.Uint64("seed", 0, "random start")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	c, err := model.Load(*path)
+	if err != nil {
+		return err
+	}
+	ds, err := data.Open(*dir, data.Test)
+	if err != nil {
+		return err
+	}
+	if *limit > ds.Len() {
+		return fmt.Errorf("%s has %d test images, fewer than --limit %d", *dir, ds.Len(), *limit)
+	}
+	sh := c.InputShape()
+	src := ds.View(sh[0], sh[1], sh[2])
+	t0 := time.Now()
+	acc, err := hyperat.Evaluate(c, src, ds.First(*limit), *batch, *eps, *steps, *seed)
+	if err != nil {
+		return err
+	}
+	attack := time.Since(t0)
+	fmt.Fprintf(os.Stderr, "go pgd-%d: %d images, clean %.3f, robust %.3f, %.2fs attacking, %.2fs in all\n",
+		*steps, acc.N, acc.Clean, acc.Robust, attack.Seconds(), time.Since(start).Seconds())
+	emit(map[string]any{"bench": "pgd", "n": acc.N, "steps": *steps, "clean": acc.Clean, "robust": acc.Robust,
+		"attack_s": attack.Seconds(), "process_s": time.Since(start).Seconds()})
+	return nil
+}
