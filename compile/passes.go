@@ -201,7 +201,7 @@ func inferAndFold(c *compilation) error {
 				allConst = false
 			}
 		}
-		if err := impl.infer(n); err != nil {
+		if err := safeInfer(impl, n); err != nil {
 			return err
 		}
 		for _, o := range n.Outputs {
@@ -222,6 +222,17 @@ func inferAndFold(c *compilation) error {
 	}
 	c.g.Nodes = kept
 	return nil
+}
+
+// safeInfer runs an operator's shape inference; a malformed node that the
+// rule did not anticipate becomes an error naming it instead of a crash.
+func safeInfer(impl *opImpl, n *graph.Node) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = nodeError(n, "malformed: %v", r)
+		}
+	}()
+	return impl.infer(n)
 }
 
 func outputsConst(n *graph.Node) bool {

@@ -485,6 +485,10 @@ func sliceParams(n *graph.Node) (out, start, step []int, err error) {
 	for i := range step {
 		step[i] = 1
 	}
+	if !hasAxes && len(starts) > len(in) {
+		err = nodeError(n, "%d starts for a rank-%d input", len(starts), len(in))
+		return
+	}
 	for i := range starts {
 		ax := i
 		if hasAxes {
