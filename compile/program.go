@@ -114,7 +114,7 @@ func newProgram(c *compilation) (*Program, error) {
 		if aliased {
 			continue // the output is a view of the input: nothing to run
 		}
-		k, err := impl.kernel(n)
+		k, err := safeKernel(impl, n)
 		if err != nil {
 			return nil, err
 		}
@@ -291,3 +291,14 @@ func (p *Program) GradientOf(v *graph.Value) *graph.Value { return p.gradOf[v] }
 
 // ArenaFloats is the size of the planned activation arena in float32s.
 func (p *Program) ArenaFloats() int { return len(p.arena) }
+
+// safeKernel builds a node's kernel; an unanticipated malformed node becomes
+// an error naming it instead of a crash.
+func safeKernel(impl *opImpl, n *graph.Node) (k Kernel, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = nodeError(n, "malformed: %v", r)
+		}
+	}()
+	return impl.kernel(n)
+}
