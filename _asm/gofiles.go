@@ -44,9 +44,12 @@ func writeTwins(path string) error {
 	for _, s := range packSpecs {
 		name := fmt.Sprintf("packB%dGo", s.nr)
 		writeDoc(&b, packBDoc(name, s.nr))
-		fmt.Fprintf(&b, `func %s(dst, src []float32, ldb, kc int) {
-	for p := 0; p < kc; p++ {
-		copy(dst[p*%[2]d:p*%[2]d+%[2]d], src[p*ldb:p*ldb+%[2]d])
+		fmt.Fprintf(&b, `func %s(dst, src []float32, ldb, rows, panels, pstride int) {
+	for p := 0; p < rows; p++ {
+		for q := 0; q < panels; q++ {
+			d, s := q*pstride+p*%[2]d, p*ldb+q*%[2]d
+			copy(dst[d:d+%[2]d], src[s:s+%[2]d])
+		}
 	}
 }
 

@@ -48,44 +48,60 @@ func (s packSpec) zero(r VecPhysical) {
 	}
 }
 
-// genPackB emits the packing of a B panel from a plain B: a copy of nr
-// values per row.
+// genPackB emits the packing of B panels from a plain B, row by row so that
+// B is read in order: each row of B gives nr values to every panel.
 func genPackB(s packSpec) {
 	name := fmt.Sprintf("packB%d%s", s.nr, s.suffix())
-	TEXT(name, NOSPLIT, "func(dst, src []float32, ldb, kc int)")
+	TEXT(name, NOSPLIT, "func(dst, src []float32, ldb, rows, panels, pstride int)")
 	Doc(packBDoc(name, s.nr)...)
 	Pragma("noescape")
-	dst, src, ld, count := RDI, RSI, R8, RCX
+	dst, src, ld, rows, panels, pstride := RDI, RSI, R8, R9, R10, R11
+	sp, dp, q := RAX, RBX, RCX
 	Load(Param("dst").Base(), dst)
 	Load(Param("src").Base(), src)
 	Load(Param("ldb"), ld)
 	SHLQ(U8(2), ld)
-	Load(Param("kc"), count)
-	Label(name + "_loop")
+	Load(Param("rows"), rows)
+	Load(Param("panels"), panels)
+	Load(Param("pstride"), pstride)
+	SHLQ(U8(2), pstride)
 	vec := 4 * s.blk // bytes per register
+	Label(name + "_row")
+	MOVQ(src, sp)
+	MOVQ(dst, dp)
+	MOVQ(panels, q)
+	Label(name + "_panel")
 	for v := 0; v < s.nr/s.blk; v++ {
-		VMOVUPS(Mem{Base: src, Disp: vec * v}, s.regs()[v])
+		VMOVUPS(Mem{Base: sp, Disp: vec * v}, s.regs()[v])
 	}
 	for v := 0; v < s.nr/s.blk; v++ {
-		VMOVUPS(s.regs()[v], Mem{Base: dst, Disp: vec * v})
+		VMOVUPS(s.regs()[v], Mem{Base: dp, Disp: vec * v})
 	}
+	ADDQ(U8(4*s.nr), sp)
+	ADDQ(pstride, dp)
+	DECQ(q)
+	JNZ(LabelRef(name + "_panel"))
 	ADDQ(ld, src)
 	ADDQ(U8(4*s.nr), dst)
-	DECQ(count)
-	JNZ(LabelRef(name + "_loop"))
+	DECQ(rows)
+	JNZ(LabelRef(name + "_row"))
 	VZEROUPPER()
 	RET()
 }
 
 func packBDoc(name string, nr int) []string {
 	return []string{
-		fmt.Sprintf("%s packs a %d-column panel of a plain B. It is:", name, nr),
+		fmt.Sprintf("%s packs rows [0, rows) of %d-column panels of a plain B,", name, nr),
+		"panel q of dst starting at q*pstride. It is:",
 		"",
-		"	for p := 0; p < kc; p++ {",
-		fmt.Sprintf("		copy(dst[p*%d:p*%d+%d], src[p*ldb:p*ldb+%d])", nr, nr, nr, nr),
+		"	for p := 0; p < rows; p++ {",
+		"		for q := 0; q < panels; q++ {",
+		fmt.Sprintf("			d, s := q*pstride+p*%d, p*ldb+q*%d", nr, nr),
+		fmt.Sprintf("			copy(dst[d:d+%d], src[s:s+%d])", nr, nr),
+		"		}",
 		"	}",
 		"",
-		"kc must be positive.",
+		"rows and panels must be positive.",
 	}
 }
 

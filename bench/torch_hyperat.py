@@ -21,6 +21,7 @@ gets a fresh model and hypernetwork, as the Go benchmark builds a trainer per de
 """
 
 import argparse
+import gc
 import math
 import time
 
@@ -219,6 +220,7 @@ def main():
                f"({run.trained()} trained values)")
         tc.emit(bench="hyperat", defense=d, batch=args.batch, seconds=ts, first_s=first, params=run.trained())
         del run
+        gc.collect()  # one run's memory at a time, as the Go side
 
 
 if __name__ == "__main__":

@@ -34,11 +34,14 @@
 //
 // # Parallelism and determinism
 //
-// Each product is a sequence of phases: pack a B block (tasks split its
-// panels), then compute that block's contribution to C (tasks split C into
-// chunks of whole tiles: rows of 14-row panels, and columns too when there
-// are few rows, about 16 chunks per thread so that they balance). The phases run on a persistent pool of goroutines,
-// started once, with the caller taking part; small products (2mnk below
+// A product with many rows is a sequence of phases: pack a B block (tasks
+// split it), then compute that block's contribution to C (tasks split C
+// into chunks of whole 14-row panels, about 16 per thread so that they
+// balance). A product with few rows (under 16 panels per thread) is split by
+// columns instead: each task owns a range of columns of C over all of k and
+// packs its own part of B, with no phases. Tasks run on a persistent pool of
+// goroutines, started once, with the caller taking part; between phases the
+// goroutines spin briefly rather than sleep. Small products (2mnk below
 // 8 MFLOP) and the matrices of a large batch run on one goroutine each.
 // K is never split, and the k blocks depend only on k, so every element of
 // C is computed by the same sequence of operations whatever GOMAXPROCS is:

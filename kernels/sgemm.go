@@ -92,7 +92,7 @@ type batchTask struct {
 	batch, parts              int
 }
 
-func (t *batchTask) runTask(part int) {
+func (t *batchTask) runTask(part, _ int) {
 	g := t.g
 	p := plans.get()
 	for i := part * t.batch / t.parts; i < (part+1)*t.batch/t.parts; i++ {
@@ -190,7 +190,7 @@ type sgemmVariant struct {
 	kernels []tileKernel
 	// packBPlain and packBTrans, when set, pack full panels from a plain or
 	// a transposed B: see packB32Go and packBTrans32Go.
-	packBPlain func(dst, src []float32, ldb, kc int)
+	packBPlain func(dst, src []float32, ldb, rows, panels, pstride int)
 	packBTrans func(dst, src []float32, ldb, k16, cols int)
 	mr         int
 	byRows     []tileKernel // byRows[r]: the shortest kernel for r rows
@@ -263,18 +263,20 @@ func (p *gemmPlan) gemm(v *sgemmVariant, g *gemmArgs, threads int) {
 	p.v, p.g = nil, gemmArgs{}
 }
 
-// gemmPlan runs one product as a sequence of parallel phases. For each block
-// of columns [jc, jc+nc) and of k [pc, pc+kc):
+// gemmPlan runs one product. With many rows, it is a sequence of parallel
+// phases; for each block of columns [jc, jc+nc) and of k [pc, pc+kc):
 //
 //  1. pack the kc×nc block of op(B) once, into nr-wide panels shared by all
-//     tasks (tasks split the panels);
+//     tasks (tasks split the packing);
 //  2. compute C[:, jc:jc+nc] += the block's product, the tasks splitting C
 //     into a grid of chunks of whole micro-tiles. Each task walks its
 //     chunk an mr-row panel at a time: it packs the A panel (it then stays
 //     in L1) and runs the micro-kernel against each B panel in turn.
 //
-// The blocks along k depend on k alone, never on the split, so every element
-// of C is computed by the same operations however many tasks there are.
+// With few rows, each task instead computes a range of columns of C over all
+// of k, alone (see runColumns). The blocks along k depend on k alone, never
+// on the split, so every element of C is computed by the same operations
+// however many tasks there are and whichever way the product is split.
 type gemmPlan struct {
 	v     *sgemmVariant
 	g     gemmArgs
@@ -285,44 +287,61 @@ type gemmPlan struct {
 	beta           float32
 	packing        bool
 
+	columns        bool      // tasks own columns of C: see init
 	aDirect        bool      // full panels of a plain A are used in place
 	bPack          []float32 // the packed B block
 	packParts      int       // tasks packing B
 	mStep, nStep   int       // chunk of C per compute task
 	mParts, nParts int
 	threads        int
-	ws             workspace // the one task's workspace when threads is 1
+	// The workspaces of the goroutines running tasks, by slot (see
+	// tasker). The plan is kept for the next product of the same caller,
+	// so a slot's buffers tend to be in its core's cache already.
+	slots []workspace
 }
 
 var plans freeList[gemmPlan]
 
 func (p *gemmPlan) init(v *sgemmVariant, g *gemmArgs, threads int) {
 	p.v, p.g, p.threads = v, *g, threads
+	if len(p.slots) < threads {
+		p.slots = append(p.slots, make([]workspace, threads-len(p.slots))...)
+	}
 	p.kcMax = v.kBlock(g.k)
 	p.aDirect = !g.transA && spreadsInL1(v.mr, p.kcMax, g.lda)
+	mPanels := ceilDiv(g.m, v.mr)
+	p.columns = false
+	if threads > 1 && mPanels < 16*threads {
+		// Few rows: each task takes columns of C and computes them alone,
+		// over all of k, packing its own part of B (A is small, so every
+		// task reading it costs little). There are no phase barriers, and
+		// the tasks' packing, which streams B from memory, overlaps the
+		// others' computing instead of all threads packing at once.
+		p.columns = true
+		p.mParts, p.mStep = 1, g.m
+		p.nStep = max(2*v.nr, roundUp(ceilDiv(g.n, 4*threads), v.nr))
+		p.nParts = ceilDiv(g.n, p.nStep)
+		return
+	}
 	ncMax := min(v.nc, roundUp(g.n, v.nr))
 	if need := p.kcMax * ncMax; len(p.bPack) < need {
 		p.bPack = make([]float32, need)
 	}
-	// Chunks for the compute phase: rows of whole A panels, many per thread
-	// so that they balance even when a thread is held up (a chunk costs only
-	// an atomic increment: B is shared and each A panel is packed once
-	// anyway). Columns are split too when there are too few rows; each
-	// column chunk then packs the A panels again.
-	mPanels := ceilDiv(g.m, v.mr)
+	// Chunks for the compute phase: rows of whole A panels, about 16 per
+	// thread so that they balance even when a thread is held up (a chunk
+	// costs only an atomic increment: B is shared and each A panel is
+	// packed once anyway).
 	p.mStep = max(1, mPanels/(16*threads)) * v.mr
 	p.mParts = ceilDiv(g.m, p.mStep)
 	p.nParts, p.nStep = 1, ncMax
-	if threads > 1 && p.mParts < 8*threads {
-		nPanels := ceilDiv(ncMax, v.nr)
-		p.nParts = min(nPanels, ceilDiv(8*threads, p.mParts))
-		p.nStep = ceilDiv(nPanels, p.nParts) * v.nr
-		p.nParts = ceilDiv(ncMax, p.nStep)
-	}
 }
 
 func (p *gemmPlan) run() {
 	g, v := &p.g, p.v
+	if p.columns {
+		runTasks(p.nParts, p.threads, p)
+		return
+	}
 	for p.jc = 0; p.jc < g.n; p.jc += v.nc {
 		p.nc = min(v.nc, g.n-p.jc)
 		panels := ceilDiv(p.nc, v.nr)
@@ -334,6 +353,9 @@ func (p *gemmPlan) run() {
 			}
 			p.packing = true
 			p.packParts = min(panels, 4*p.threads)
+			if !g.transB {
+				p.packParts = min(p.kc, 4*p.threads)
+			}
 			runTasks(p.packParts, p.threads, p)
 			p.packing = false
 			runTasks(p.mParts*p.nParts, p.threads, p)
@@ -341,22 +363,20 @@ func (p *gemmPlan) run() {
 	}
 }
 
-func (p *gemmPlan) runTask(i int) {
+func (p *gemmPlan) runTask(i, slot int) {
 	v, g := p.v, &p.g
+	if p.columns {
+		p.runColumns(i, p.workspace(slot))
+		return
+	}
 	if p.packing {
-		panels := ceilDiv(p.nc, v.nr)
-		lo, hi := i*panels/p.packParts, (i+1)*panels/p.packParts
-		v.packB(p.bPack, g, p.pc, p.kc, p.jc, p.nc, lo, hi)
+		v.packB(p.bPack, g, p.pc, p.kc, p.jc, p.nc, i, p.packParts)
 		return
 	}
 	mi, ni := i/p.nParts, i%p.nParts
 	i0, i1 := mi*p.mStep, min((mi+1)*p.mStep, g.m)
 	j0, j1 := ni*p.nStep, min((ni+1)*p.nStep, p.nc)
-	ws := &p.ws
-	if p.threads > 1 {
-		ws = workspaces.get()
-		defer workspaces.put(ws)
-	}
+	ws := p.workspace(slot)
 	if need := v.mr * aPitch(p.kcMax); len(ws.a) < need {
 		ws.a = make([]float32, need)
 	}
@@ -369,6 +389,44 @@ func (p *gemmPlan) runTask(i int) {
 		for jr := j0; jr < j1; jr += nr {
 			kernel(kc, a, rs, ks, p.bPack[jr*kc:], g.c[ir*g.ldc+p.jc+jr:], g.ldc,
 				g.alpha, p.beta, rows, min(nr, j1-jr))
+		}
+	}
+}
+
+// workspace returns the workspace of the goroutine in slot.
+func (p *gemmPlan) workspace(slot int) *workspace {
+	return &p.slots[slot]
+}
+
+// runColumns computes the columns [i*nStep, (i+1)*nStep) of C, over all
+// of k, with a B block of its own.
+func (p *gemmPlan) runColumns(i int, ws *workspace) {
+	v, g := p.v, &p.g
+	j0, j1 := i*p.nStep, min((i+1)*p.nStep, g.n)
+	if need := v.mr * aPitch(p.kcMax); len(ws.a) < need {
+		ws.a = make([]float32, need)
+	}
+	if need := p.kcMax * roundUp(min(v.nc, j1-j0), v.nr); len(ws.b) < need {
+		ws.b = make([]float32, need)
+	}
+	for jc := j0; jc < j1; jc += v.nc {
+		nc := min(v.nc, j1-jc)
+		for pc := 0; pc < g.k; pc += p.kcMax {
+			kc := min(p.kcMax, g.k-pc)
+			beta := g.beta
+			if pc > 0 {
+				beta = 1
+			}
+			v.packB(ws.b, g, pc, kc, jc, nc, 0, 1)
+			for ir := 0; ir < g.m; ir += v.mr {
+				rows := min(v.mr, g.m-ir)
+				tk := v.byRows[rows]
+				a, rs, ks := p.panelA(ws.a, ir, rows, tk.mr, pc, kc)
+				for jr := 0; jr < nc; jr += v.nr {
+					tk.kernel(kc, a, rs, ks, ws.b[jr*kc:], g.c[ir*g.ldc+jc+jr:], g.ldc,
+						g.alpha, beta, rows, min(v.nr, nc-jr))
+				}
+			}
 		}
 	}
 }
@@ -387,12 +445,11 @@ func scaleC(g *gemmArgs) {
 	}
 }
 
-// workspace holds the A panel of one running task.
+// workspace holds the packed A panel of one running task, and its B block
+// when it has one of its own.
 type workspace struct {
-	a []float32
+	a, b []float32
 }
-
-var workspaces freeList[workspace]
 
 // kBlock returns the block length along k: k is cut into ceil(k/kc) nearly
 // equal blocks. It depends on k alone, so every element of C sums its
@@ -464,27 +521,41 @@ func (p *gemmPlan) panelA(buf []float32, ir, rows, kmr, pc, kc int) (a []float32
 	return buf, pitch, 1
 }
 
-// packB copies panels [q0, q1) of the kc×nc block of op(B) at (pc, jc) into
-// buf: panel q holds columns [q*nr, q*nr+nr) with element (p, j) at
-// buf[q*nr*kc+p*nr+j]; columns past nc are zero.
-func (v *sgemmVariant) packB(buf []float32, g *gemmArgs, pc, kc, jc, nc, q0, q1 int) {
+// packB copies part of the kc×nc block of op(B) at (pc, jc) into buf as
+// nr-column panels: panel q holds columns [q*nr, q*nr+nr) with element
+// (p, j) at buf[q*nr*kc+p*nr+j]; columns past nc are zero. The block is
+// split into parts, of which this call packs part: ranges of rows of a plain
+// B (read in order, a whole row at a time), ranges of panels of a transposed
+// one (each panel reads nr rows of the stored B in order).
+func (v *sgemmVariant) packB(buf []float32, g *gemmArgs, pc, kc, jc, nc, part, parts int) {
 	nr := v.nr
-	for q := q0; q < q1; q++ {
+	panels := ceilDiv(nc, nr)
+	full := nc / nr // panels with nr columns
+	if !g.transB {
+		p0, p1 := part*kc/parts, (part+1)*kc/parts
+		if p0 == p1 {
+			return
+		}
+		if v.packBPlain != nil && full > 0 {
+			v.packBPlain(buf[p0*nr:], g.b[(pc+p0)*g.ldb+jc:], g.ldb, p1-p0, full, kc*nr)
+		} else {
+			full = 0
+		}
+		for q := full; q < panels; q++ {
+			cols := min(nr, nc-q*nr)
+			for p := p0; p < p1; p++ {
+				src := g.b[(pc+p)*g.ldb+jc+q*nr:]
+				dst := buf[q*nr*kc+p*nr : q*nr*kc+p*nr+nr]
+				copy(dst, src[:cols])
+				clear(dst[cols:])
+			}
+		}
+		return
+	}
+	for q := part * panels / parts; q < (part+1)*panels/parts; q++ {
 		cols := min(nr, nc-q*nr)
 		panel := buf[q*nr*kc : (q+1)*nr*kc]
 		j := jc + q*nr
-		if !g.transB {
-			if v.packBPlain != nil && cols == nr {
-				v.packBPlain(panel, g.b[pc*g.ldb+j:], g.ldb, kc)
-				continue
-			}
-			for p := 0; p < kc; p++ {
-				dst := panel[p*nr : p*nr+nr]
-				copy(dst, g.b[(pc+p)*g.ldb+j:(pc+p)*g.ldb+j+cols])
-				clear(dst[cols:])
-			}
-			continue
-		}
 		p0 := 0
 		if v.packBTrans != nil && kc >= 16 {
 			p0 = kc &^ 15

@@ -2746,24 +2746,36 @@ sgemm1x16AVX2_done:
 	VZEROUPPER
 	RET
 
-// func packB32AVX512(dst []float32, src []float32, ldb int, kc int)
+// func packB32AVX512(dst []float32, src []float32, ldb int, rows int, panels int, pstride int)
 // Requires: AVX, AVX512F
-TEXT ·packB32AVX512(SB), NOSPLIT, $0-64
+TEXT ·packB32AVX512(SB), NOSPLIT, $0-80
 	MOVQ dst_base+0(FP), DI
 	MOVQ src_base+24(FP), SI
 	MOVQ ldb+48(FP), R8
 	SHLQ $0x02, R8
-	MOVQ kc+56(FP), CX
+	MOVQ rows+56(FP), R9
+	MOVQ panels+64(FP), R10
+	MOVQ pstride+72(FP), R11
+	SHLQ $0x02, R11
 
-packB32AVX512_loop:
-	VMOVUPS (SI), Z0
-	VMOVUPS 64(SI), Z1
-	VMOVUPS Z0, (DI)
-	VMOVUPS Z1, 64(DI)
+packB32AVX512_row:
+	MOVQ SI, AX
+	MOVQ DI, BX
+	MOVQ R10, CX
+
+packB32AVX512_panel:
+	VMOVUPS (AX), Z0
+	VMOVUPS 64(AX), Z1
+	VMOVUPS Z0, (BX)
+	VMOVUPS Z1, 64(BX)
+	ADDQ    $0x80, AX
+	ADDQ    R11, BX
+	DECQ    CX
+	JNZ     packB32AVX512_panel
 	ADDQ    R8, SI
 	ADDQ    $0x80, DI
-	DECQ    CX
-	JNZ     packB32AVX512_loop
+	DECQ    R9
+	JNZ     packB32AVX512_row
 	VZEROUPPER
 	RET
 
@@ -3175,24 +3187,36 @@ packBTrans32AVX512_loaded1:
 	VZEROUPPER
 	RET
 
-// func packB16AVX2(dst []float32, src []float32, ldb int, kc int)
+// func packB16AVX2(dst []float32, src []float32, ldb int, rows int, panels int, pstride int)
 // Requires: AVX
-TEXT ·packB16AVX2(SB), NOSPLIT, $0-64
+TEXT ·packB16AVX2(SB), NOSPLIT, $0-80
 	MOVQ dst_base+0(FP), DI
 	MOVQ src_base+24(FP), SI
 	MOVQ ldb+48(FP), R8
 	SHLQ $0x02, R8
-	MOVQ kc+56(FP), CX
+	MOVQ rows+56(FP), R9
+	MOVQ panels+64(FP), R10
+	MOVQ pstride+72(FP), R11
+	SHLQ $0x02, R11
 
-packB16AVX2_loop:
-	VMOVUPS (SI), Y0
-	VMOVUPS 32(SI), Y1
-	VMOVUPS Y0, (DI)
-	VMOVUPS Y1, 32(DI)
+packB16AVX2_row:
+	MOVQ SI, AX
+	MOVQ DI, BX
+	MOVQ R10, CX
+
+packB16AVX2_panel:
+	VMOVUPS (AX), Y0
+	VMOVUPS 32(AX), Y1
+	VMOVUPS Y0, (BX)
+	VMOVUPS Y1, 32(BX)
+	ADDQ    $0x40, AX
+	ADDQ    R11, BX
+	DECQ    CX
+	JNZ     packB16AVX2_panel
 	ADDQ    R8, SI
 	ADDQ    $0x40, DI
-	DECQ    CX
-	JNZ     packB16AVX2_loop
+	DECQ    R9
+	JNZ     packB16AVX2_row
 	VZEROUPPER
 	RET
 

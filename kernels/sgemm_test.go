@@ -237,6 +237,24 @@ func TestSgemmVariants(t *testing.T) {
 	}
 }
 
+// TestSgemmSplit runs the sweep with every product split for three threads,
+// however small, so that both ways of splitting (shared B blocks, and tasks
+// owning columns) meet every edge.
+func TestSgemmSplit(t *testing.T) {
+	for _, v := range testVariants() {
+		t.Run(v.name, func(t *testing.T) {
+			r := rand.New(rand.NewPCG(19, 20))
+			for _, cs := range gemmCases(true) {
+				checkGemmCase(t, r, cs, func(g *gemmArgs) {
+					p := plans.get()
+					p.gemm(v, g, 3)
+					plans.put(p)
+				})
+			}
+		})
+	}
+}
+
 // TestSgemmSmallBlocks runs each variant with tiny blocks so that the loops
 // over the k and n blocks run many times even on small matrices.
 func TestSgemmSmallBlocks(t *testing.T) {
@@ -519,64 +537,62 @@ func TestParallelFor(t *testing.T) {
 }
 
 // TestPackB compares the assembly packers with their twins, with guard
-// values after the packed panel.
+// values after the packed panels.
 func TestPackB(t *testing.T) {
-	type packer struct {
-		name      string
-		asm, twin func(dst, src []float32, ldb, k, cols int)
-		trans     bool
-	}
-	plain := func(f func(dst, src []float32, ldb, kc int)) func(dst, src []float32, ldb, k, cols int) {
-		return func(dst, src []float32, ldb, k, _ int) { f(dst, src, ldb, k) }
-	}
 	for _, v := range sgemmVariants {
 		if !v.supported {
 			continue
 		}
-		var packers []packer
+		nr := v.nr
 		twinPlain, twinTrans := packB32Go, packBTrans32Go
-		if v.nr == 16 {
+		if nr == 16 {
 			twinPlain, twinTrans = packB16Go, packBTrans16Go
 		}
-		if v.packBPlain != nil {
-			packers = append(packers, packer{"plain", plain(v.packBPlain), plain(twinPlain), false})
-		}
-		if v.packBTrans != nil {
-			packers = append(packers, packer{"trans", v.packBTrans, twinTrans, true})
-		}
 		r := rand.New(rand.NewPCG(15, 16))
-		for _, pk := range packers {
-			for _, k := range []int{1, 3, 16, 32, 48, 400} {
-				if pk.trans && k%16 != 0 {
-					continue
-				}
-				for _, extra := range []int{0, 1, 17, 2 * k} {
-					// Transposed: nr rows of k values; plain: k rows of nr.
-					nr := v.nr
-					ldb, span := nr+extra, (k-1)*(nr+extra)+nr
-					if pk.trans {
-						ldb, span = k+extra, (nr-1)*(k+extra)+k
-					}
-					src := randSlice(r, span)
-					want := make([]float32, k*nr+guardLen)
-					got := make([]float32, k*nr+guardLen)
-					for i := range got {
-						got[i], want[i] = guard, guard
-					}
-					for _, cols := range []int{nr, nr - 1, nr/2 + 1, nr / 2, nr/2 - 1, 1, 0} {
-						if !pk.trans && cols != nr {
-							continue
-						}
-						pk.twin(want, src, ldb, k, cols)
-						pk.asm(got, src, ldb, k, cols)
+		for _, k := range []int{1, 3, 16, 32, 48, 400} {
+			for _, extra := range []int{0, 1, 17, 2 * k} {
+				if v.packBPlain != nil {
+					for _, panels := range []int{1, 3} {
+						ldb := panels*nr + extra
+						src := randSlice(r, (k-1)*ldb+panels*nr)
+						pstride := k*nr + extra
+						size := (panels-1)*pstride + k*nr
+						want := make([]float32, size+guardLen)
+						got := make([]float32, size+guardLen)
 						for i := range got {
-							if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
-								t.Fatalf("%s %s k %d ldb %d cols %d: dst[%d] = %v, want %v", v.name, pk.name, k, ldb, cols, i, got[i], want[i])
-							}
+							got[i], want[i] = guard, guard
 						}
+						twinPlain(want, src, ldb, k, panels, pstride)
+						v.packBPlain(got, src, ldb, k, panels, pstride)
+						checkSame(t, fmt.Sprintf("%s plain k %d ldb %d panels %d", v.name, k, ldb, panels), got, want)
+					}
+				}
+				if v.packBTrans != nil && k%16 == 0 {
+					// nr rows of k values.
+					ldb := k + extra
+					src := randSlice(r, (nr-1)*ldb+k)
+					for _, cols := range []int{nr, nr - 1, nr/2 + 1, nr / 2, nr/2 - 1, 1, 0} {
+						want := make([]float32, k*nr+guardLen)
+						got := make([]float32, k*nr+guardLen)
+						for i := range got {
+							got[i], want[i] = guard, guard
+						}
+						twinTrans(want, src, ldb, k, cols)
+						v.packBTrans(got, src, ldb, k, cols)
+						checkSame(t, fmt.Sprintf("%s trans k %d ldb %d cols %d", v.name, k, ldb, cols), got, want)
 					}
 				}
 			}
+		}
+	}
+}
+
+// checkSame fails unless got and want hold the same bits.
+func checkSame(t *testing.T, name string, got, want []float32) {
+	t.Helper()
+	for i := range got {
+		if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
+			t.Fatalf("%s: [%d] = %v, want %v", name, i, got[i], want[i])
 		}
 	}
 }

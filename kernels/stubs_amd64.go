@@ -245,16 +245,20 @@ func sgemm2x16AVX2(k int, a []float32, rs int, ks int, b []float32, c []float32,
 //go:noescape
 func sgemm1x16AVX2(k int, a []float32, rs int, ks int, b []float32, c []float32, ldc int, alpha float32, beta float32, rows int, cols int)
 
-// packB32AVX512 packs a 32-column panel of a plain B. It is:
+// packB32AVX512 packs rows [0, rows) of 32-column panels of a plain B,
+// panel q of dst starting at q*pstride. It is:
 //
-//	for p := 0; p < kc; p++ {
-//		copy(dst[p*32:p*32+32], src[p*ldb:p*ldb+32])
+//	for p := 0; p < rows; p++ {
+//		for q := 0; q < panels; q++ {
+//			d, s := q*pstride+p*32, p*ldb+q*32
+//			copy(dst[d:d+32], src[s:s+32])
+//		}
 //	}
 //
-// kc must be positive.
+// rows and panels must be positive.
 //
 //go:noescape
-func packB32AVX512(dst []float32, src []float32, ldb int, kc int)
+func packB32AVX512(dst []float32, src []float32, ldb int, rows int, panels int, pstride int)
 
 // packBTrans32AVX512 packs a 32-column panel of op(B) from B stored transposed
 // (column j of op(B) is row j of src), with zeros past its first cols
@@ -274,16 +278,20 @@ func packB32AVX512(dst []float32, src []float32, ldb int, kc int)
 //go:noescape
 func packBTrans32AVX512(dst []float32, src []float32, ldb int, k16 int, cols int)
 
-// packB16AVX2 packs a 16-column panel of a plain B. It is:
+// packB16AVX2 packs rows [0, rows) of 16-column panels of a plain B,
+// panel q of dst starting at q*pstride. It is:
 //
-//	for p := 0; p < kc; p++ {
-//		copy(dst[p*16:p*16+16], src[p*ldb:p*ldb+16])
+//	for p := 0; p < rows; p++ {
+//		for q := 0; q < panels; q++ {
+//			d, s := q*pstride+p*16, p*ldb+q*16
+//			copy(dst[d:d+16], src[s:s+16])
+//		}
 //	}
 //
-// kc must be positive.
+// rows and panels must be positive.
 //
 //go:noescape
-func packB16AVX2(dst []float32, src []float32, ldb int, kc int)
+func packB16AVX2(dst []float32, src []float32, ldb int, rows int, panels int, pstride int)
 
 // packBTrans16AVX2 packs a 16-column panel of op(B) from B stored transposed
 // (column j of op(B) is row j of src), with zeros past its first cols

@@ -245,16 +245,23 @@ func sgemm1x16Go(k int, a []float32, rs, ks int, b, c []float32, ldc int, alpha,
 	sgemmTileGo(acc[:], 1, 16, k, a, rs, ks, b, c, ldc, alpha, beta, rows, cols)
 }
 
-// packB32Go packs a 32-column panel of a plain B. It is:
+// packB32Go packs rows [0, rows) of 32-column panels of a plain B,
+// panel q of dst starting at q*pstride. It is:
 //
-//	for p := 0; p < kc; p++ {
-//		copy(dst[p*32:p*32+32], src[p*ldb:p*ldb+32])
+//	for p := 0; p < rows; p++ {
+//		for q := 0; q < panels; q++ {
+//			d, s := q*pstride+p*32, p*ldb+q*32
+//			copy(dst[d:d+32], src[s:s+32])
+//		}
 //	}
 //
-// kc must be positive.
-func packB32Go(dst, src []float32, ldb, kc int) {
-	for p := 0; p < kc; p++ {
-		copy(dst[p*32:p*32+32], src[p*ldb:p*ldb+32])
+// rows and panels must be positive.
+func packB32Go(dst, src []float32, ldb, rows, panels, pstride int) {
+	for p := 0; p < rows; p++ {
+		for q := 0; q < panels; q++ {
+			d, s := q*pstride+p*32, p*ldb+q*32
+			copy(dst[d:d+32], src[s:s+32])
+		}
 	}
 }
 
@@ -287,16 +294,23 @@ func packBTrans32Go(dst, src []float32, ldb, k16, cols int) {
 	}
 }
 
-// packB16Go packs a 16-column panel of a plain B. It is:
+// packB16Go packs rows [0, rows) of 16-column panels of a plain B,
+// panel q of dst starting at q*pstride. It is:
 //
-//	for p := 0; p < kc; p++ {
-//		copy(dst[p*16:p*16+16], src[p*ldb:p*ldb+16])
+//	for p := 0; p < rows; p++ {
+//		for q := 0; q < panels; q++ {
+//			d, s := q*pstride+p*16, p*ldb+q*16
+//			copy(dst[d:d+16], src[s:s+16])
+//		}
 //	}
 //
-// kc must be positive.
-func packB16Go(dst, src []float32, ldb, kc int) {
-	for p := 0; p < kc; p++ {
-		copy(dst[p*16:p*16+16], src[p*ldb:p*ldb+16])
+// rows and panels must be positive.
+func packB16Go(dst, src []float32, ldb, rows, panels, pstride int) {
+	for p := 0; p < rows; p++ {
+		for q := 0; q < panels; q++ {
+			d, s := q*pstride+p*16, p*ldb+q*16
+			copy(dst[d:d+16], src[s:s+16])
+		}
 	}
 }
 

@@ -7,10 +7,16 @@ the GFLOP/s of the first quartile of the call times (BenchmarkSgemm's
 q1-GFLOP/s: the machine's cores may be shared, and other load only ever slows
 a call down).
 """
+import os
 import sys
 import time
 
-import torch
+# OpenBLAS keeps its own thread pool, which torch.set_num_threads does not
+# reach: size it before the library loads.
+THREADS = int(sys.argv[1]) if len(sys.argv) > 1 else 2
+os.environ["OPENBLAS_NUM_THREADS"] = str(THREADS)
+
+import torch  # noqa: E402
 
 
 def shapes():
@@ -37,9 +43,8 @@ def operands(tr, batch, m, k, n):
 
 
 def main():
-    threads = int(sys.argv[1]) if len(sys.argv) > 1 else 2
     filt = sys.argv[2] if len(sys.argv) > 2 else ""
-    torch.set_num_threads(threads)
+    torch.set_num_threads(THREADS)
     for tr, batch, m, k, n in shapes():
         name = f"{tr}_{batch}x{m}x{k}x{n}" if batch else f"{tr}_{m}x{k}x{n}"
         if filt and filt != name:

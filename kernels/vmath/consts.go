@@ -4,24 +4,28 @@ package vmath
 
 // The constants of the element functions, the same values the assembly reads.
 const (
-	log2e      float32 = 1.442695       // log2 e
-	negLog2e   float32 = -1.442695      // -log2 e
-	ln2Hi      float32 = 0.6931472      // ln 2 rounded to float32
-	ln2Lo      float32 = -1.9046542e-09 // ln 2 - ln2Hi, rounded
-	expMin     float32 = -87.33654      // smallest x with e^x a normal float32; Exp gives 0 below
-	expMax     float32 = 89             // Exp clamps larger x here, where e^x has overflowed to +Inf
-	expC1      float32 = 0.9999997      // e^r = 1 + r (c1 + r (c2 + r (c3 + r (c4 + r c5))))
-	expC2      float32 = 0.4999915
-	expC3      float32 = 0.16667636
-	expC4      float32 = 0.04189794
-	expC5      float32 = 0.008290312
-	asP        float32 = 0.3275911   // A&S 7.1.26 p
-	asA1       float32 = 0.1274148   // A&S 7.1.26 a1 / 2
-	asA2       float32 = -0.14224836 // A&S 7.1.26 a2 / 2
-	asA3       float32 = 0.7107069   // A&S 7.1.26 a3 / 2
-	asA4       float32 = -0.72657603 // A&S 7.1.26 a4 / 2
-	asA5       float32 = 0.5307027   // A&S 7.1.26 a5 / 2
-	invSqrt2   float32 = 0.70710677  // 1/sqrt 2
-	invSqrt2Pi float32 = 0.3989423   // 1/sqrt(2 pi)
-	geluMaxAbs float32 = 12.727922   // 9 sqrt 2: |x| is clamped here, so that z = |x|/sqrt2 <= 9 and e^-z² stays a normal float32
+	log2e        float32 = 1.442695       // log2 e
+	ln2Hi        float32 = 0.6931472      // ln 2 rounded to float32
+	ln2Lo        float32 = -1.9046542e-09 // ln 2 - ln2Hi, rounded
+	expMin       float32 = -87.33654      // smallest x with e^x a normal float32; Exp gives 0 below
+	expMax       float32 = 89             // Exp clamps larger x here, where e^x has overflowed to +Inf
+	expC1        float32 = 0.9999997      // e^r = 1 + r (c1 + r (c2 + r (c3 + r (c4 + r c5))))
+	expC2        float32 = 0.4999915
+	expC3        float32 = 0.16667636
+	expC4        float32 = 0.04189794
+	expC5        float32 = 0.008290312
+	exp2C1       float32 = 0.693147 // 2^f = 1 + f (c1 + f (c2 + f (c3 + f (c4 + f c5))))
+	exp2C2       float32 = 0.24022242
+	exp2C3       float32 = 0.055507336
+	exp2C4       float32 = 0.009671513
+	exp2C5       float32 = 0.0013264727
+	negHalfLog2e float32 = -0.7213475  // -log2(e) / 2: e^(-x²/2) = 2^(x² negHalfLog2e)
+	asP          float32 = 0.23164189  // A&S 7.1.26 p / sqrt 2
+	asA1         float32 = 0.1274148   // A&S 7.1.26 a1 / 2
+	asA2         float32 = -0.14224836 // A&S 7.1.26 a2 / 2
+	asA3         float32 = 0.7107069   // A&S 7.1.26 a3 / 2
+	asA4         float32 = -0.72657603 // A&S 7.1.26 a4 / 2
+	asA5         float32 = 0.5307027   // A&S 7.1.26 a5 / 2
+	invSqrt2Pi   float32 = 0.3989423   // 1/sqrt(2 pi)
+	geluMaxAbs   float32 = 12.727922   // 9 sqrt 2: |x| is clamped here, which keeps e^(-x²/2) a normal float32
 )

@@ -69,9 +69,10 @@ func TestExhaustive(t *testing.T) {
 						r := math.Exp(xd)
 						w.exp = math.Max(w.exp, math.Abs(float64(want[0][i])-r)/r)
 					}
-					if xd >= 0 && xd <= 12 {
-						h, _ := halfErfc(min(xi, 9))
-						w.erf = math.Max(w.erf, math.Abs(1-2*float64(h)-math.Erf(xd)))
+					if xd >= 0 && xd <= 17 {
+						r, p, n := erfcParts(min(xi, geluMaxAbs))
+						h := scalef(r*p, n)
+						w.erf = math.Max(w.erf, math.Abs(1-2*float64(h)-math.Erf(xd/math.Sqrt2)))
 					}
 					if math.Abs(xd) < 30 {
 						s := math.Max(1, math.Abs(xd))

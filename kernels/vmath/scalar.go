@@ -6,42 +6,29 @@ import "math"
 // follows operation for operation, so that all variants give the same bits.
 // Each float32 operation here is one vector instruction in the assembly:
 // fma32 a fused multiply-add, roundEven VRNDSCALEPS (VROUNDPS), scalef
-// VSCALEFPS, minps and maxps VMINPS and VMAXPS with their NaN rules. No
-// product here feeds an addition outside fma32, so a compiler that fuses
-// x*y + z (as Go may on arm64, for example) changes nothing.
+// VSCALEFPS, minps and maxps VMINPS and VMAXPS with their NaN rules. Every
+// product that feeds an addition outside fma32 is rounded by an explicit
+// conversion, so a compiler that fuses x*y + z (as Go may on arm64, for
+// example) changes nothing.
 
 // fma32 is a*b + c rounded once to float32, as the FMA instructions compute it.
 func fma32(a, b, c float32) float32 {
-	p := float64(a) * float64(b) // exact: at most 48 significant bits
-	s := p + float64(c)          // a*b + c rounded to float64
-	// Rounding s again to float32 gives the right answer unless s lies
-	// exactly halfway between two float32 values (its low 28 bits are then
-	// clear) while the float64 sum was inexact.
-	if math.Float64bits(s)&(1<<28-1) != 0 {
-		return float32(s)
+	// The product is exact in float64 (at most 48 significant bits), so s is
+	// a*b + c rounded once to float64. Rounding s again to float32 gives the
+	// right answer unless s lies exactly halfway between two float32 values
+	// (its low 28 bits are then clear) and the float64 sum was inexact. Then
+	// s is moved one float64 step towards the exact sum (rounding to odd),
+	// which makes the rounding to float32 correct.
+	p, q := float64(a)*float64(b), float64(c)
+	s := p + q
+	bits := math.Float64bits(s)
+	if bits<<36 == 0 {
+		t := s - p
+		if e := (p - (s - t)) + (q - t); e != 0 && e == e { // p + q == s + e exactly
+			bits += 1 - (math.Float64bits(e)^bits)>>63*2 // one step up in magnitude if e has the sign of s, else down
+		}
 	}
-	return fma32Slow(p, float64(c), s)
-}
-
-// fma32Slow finishes fma32 when s = p + c rounded to float64 may be a float32
-// midpoint: it rounds to odd instead (moves an inexact s one float64 step
-// towards the exact sum), which makes the final rounding correct.
-func fma32Slow(p, c, s float64) float32 {
-	if s == 0 || math.IsInf(s, 0) || math.IsNaN(s) {
-		return float32(s)
-	}
-	bb := s - p
-	e := (p - (s - bb)) + (c - bb) // p + c == s + e exactly
-	if e == 0 {
-		return float32(s)
-	}
-	b := math.Float64bits(s)
-	if (e > 0) == (s > 0) {
-		b++
-	} else {
-		b--
-	}
-	return float32(math.Float64frombits(b))
+	return float32(math.Float64frombits(bits))
 }
 
 // roundEven is x rounded to an integer, halves to even (VRNDSCALEPS $0).
@@ -95,38 +82,43 @@ func expElem(x float32) float32 {
 	return y
 }
 
-// expNeg is e^-u for u in [0, 81]: no clamping needed, and one step of
-// range reduction is enough for the error of erfc.
-func expNeg(u float32) float32 {
-	n := roundEven(u * -log2e)
-	r := fma32(-n, ln2Hi, -u)
-	return scalef(expPoly(r), n)
+// exp2Poly is 2^f for |f| <= 1/2.
+func exp2Poly(f float32) float32 {
+	p := fma32(exp2C5, f, exp2C4)
+	p = fma32(p, f, exp2C3)
+	p = fma32(p, f, exp2C2)
+	p = fma32(p, f, exp2C1)
+	return fma32(p, f, 1)
 }
 
-// halfErfc is erfc(z)/2 for z in [0, 9], with e = e^(-z^2) returned too.
-func halfErfc(z float32) (h, e float32) {
-	t := 1 / fma32(z, asP, 1)
-	q := fma32(asA5, t, asA4)
-	q = fma32(q, t, asA3)
-	q = fma32(q, t, asA2)
-	q = fma32(q, t, asA1)
-	q = q * t
-	e = expNeg(z * z)
-	return q * e, e
+// erfcParts returns, for ax in [0, geluMaxAbs], the factors of
+// erfc(z)/2 = r p 2^n, z = ax/sqrt2: r from A&S 7.1.26, and p 2^n = e^-z²
+// with n an integer in [-117, 0].
+func erfcParts(ax float32) (r, p, n float32) {
+	t := 1 / fma32(ax, asP, 1)
+	r = fma32(asA5, t, asA4)
+	r = fma32(r, t, asA3)
+	r = fma32(r, t, asA2)
+	r = fma32(r, t, asA1)
+	r = r * t
+	s := float32(ax * ax * negHalfLog2e) // rounded here, not fused into s - n
+	n = roundEven(s)
+	return r, exp2Poly(s - n), n
 }
 
-// geluElem is x Phi(x) = relu(x) - |x| erfc(|x|/sqrt2)/2.
+// geluElem is x Phi(x) = max(0, x) - |x| erfc(|x|/sqrt2)/2.
 func geluElem(x float32) float32 {
 	ax := minps(geluMaxAbs, abs32(x))
-	h, _ := halfErfc(ax * invSqrt2)
-	return fma32(-ax, h, maxps(0, x))
+	r, p, n := erfcParts(ax)
+	return fma32(-ax, scalef(r*p, n), maxps(0, x))
 }
 
-// geluGradElem is Phi(x) + x phi(x) = [x >= 0] -+ (erfc(|x|/sqrt2)/2 - |x| phi(x)).
+// geluGradElem is Phi(x) + x phi(x) = [x >= 0] -+ g with
+// g = erfc(|x|/sqrt2)/2 - |x| phi(x) = (r - |x|/sqrt(2 pi)) p 2^n.
 func geluGradElem(x float32) float32 {
 	ax := minps(geluMaxAbs, abs32(x))
-	h, e := halfErfc(ax * invSqrt2)
-	g := fma32(-(ax * invSqrt2Pi), e, h)
+	r, p, n := erfcParts(ax)
+	g := scalef(fma32(-ax, invSqrt2Pi, r)*p, n)
 	if x >= 0 {
 		return 1 - g
 	}

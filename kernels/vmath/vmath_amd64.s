@@ -48,26 +48,30 @@ DATA consts<>+8(SB)/4, $0x7fffffff
 DATA consts<>+12(SB)/4, $0xff800000
 DATA consts<>+16(SB)/4, $0x0000007f
 DATA consts<>+20(SB)/4, $0x3fb8aa3b
-DATA consts<>+24(SB)/4, $0xbfb8aa3b
-DATA consts<>+28(SB)/4, $0x3f317218
-DATA consts<>+32(SB)/4, $0xb102e308
-DATA consts<>+36(SB)/4, $0xc2aeac4f
-DATA consts<>+40(SB)/4, $0x42b20000
-DATA consts<>+44(SB)/4, $0x3f7ffffb
-DATA consts<>+48(SB)/4, $0x3efffee3
-DATA consts<>+52(SB)/4, $0x3e2aad35
-DATA consts<>+56(SB)/4, $0x3d2b9d2d
-DATA consts<>+60(SB)/4, $0x3c07d417
-DATA consts<>+64(SB)/4, $0x3ea7ba05
-DATA consts<>+68(SB)/4, $0x3e027906
-DATA consts<>+72(SB)/4, $0xbe11a98e
-DATA consts<>+76(SB)/4, $0x3f35f0e3
-DATA consts<>+80(SB)/4, $0xbf3a00e3
-DATA consts<>+84(SB)/4, $0x3f07dc22
-DATA consts<>+88(SB)/4, $0x3f3504f3
-DATA consts<>+92(SB)/4, $0x3ecc422a
-DATA consts<>+96(SB)/4, $0x414ba592
-GLOBL consts<>(SB), RODATA|NOPTR, $100
+DATA consts<>+24(SB)/4, $0x3f317218
+DATA consts<>+28(SB)/4, $0xb102e308
+DATA consts<>+32(SB)/4, $0xc2aeac4f
+DATA consts<>+36(SB)/4, $0x42b20000
+DATA consts<>+40(SB)/4, $0x3f7ffffb
+DATA consts<>+44(SB)/4, $0x3efffee3
+DATA consts<>+48(SB)/4, $0x3e2aad35
+DATA consts<>+52(SB)/4, $0x3d2b9d2d
+DATA consts<>+56(SB)/4, $0x3c07d417
+DATA consts<>+60(SB)/4, $0x3f317215
+DATA consts<>+64(SB)/4, $0x3e75fcde
+DATA consts<>+68(SB)/4, $0x3d635ba9
+DATA consts<>+72(SB)/4, $0x3c1e7544
+DATA consts<>+76(SB)/4, $0x3aaddd0a
+DATA consts<>+80(SB)/4, $0xbf38aa3b
+DATA consts<>+84(SB)/4, $0x3e6d3388
+DATA consts<>+88(SB)/4, $0x3e027906
+DATA consts<>+92(SB)/4, $0xbe11a98e
+DATA consts<>+96(SB)/4, $0x3f35f0e3
+DATA consts<>+100(SB)/4, $0xbf3a00e3
+DATA consts<>+104(SB)/4, $0x3f07dc22
+DATA consts<>+108(SB)/4, $0x3ecc422a
+DATA consts<>+112(SB)/4, $0x414ba592
+GLOBL consts<>(SB), RODATA|NOPTR, $116
 
 DATA consts8<>+0(SB)/4, $0x3f800000
 DATA consts8<>+4(SB)/4, $0x3f800000
@@ -117,159 +121,191 @@ DATA consts8<>+176(SB)/4, $0x3fb8aa3b
 DATA consts8<>+180(SB)/4, $0x3fb8aa3b
 DATA consts8<>+184(SB)/4, $0x3fb8aa3b
 DATA consts8<>+188(SB)/4, $0x3fb8aa3b
-DATA consts8<>+192(SB)/4, $0xbfb8aa3b
-DATA consts8<>+196(SB)/4, $0xbfb8aa3b
-DATA consts8<>+200(SB)/4, $0xbfb8aa3b
-DATA consts8<>+204(SB)/4, $0xbfb8aa3b
-DATA consts8<>+208(SB)/4, $0xbfb8aa3b
-DATA consts8<>+212(SB)/4, $0xbfb8aa3b
-DATA consts8<>+216(SB)/4, $0xbfb8aa3b
-DATA consts8<>+220(SB)/4, $0xbfb8aa3b
-DATA consts8<>+224(SB)/4, $0x3f317218
-DATA consts8<>+228(SB)/4, $0x3f317218
-DATA consts8<>+232(SB)/4, $0x3f317218
-DATA consts8<>+236(SB)/4, $0x3f317218
-DATA consts8<>+240(SB)/4, $0x3f317218
-DATA consts8<>+244(SB)/4, $0x3f317218
-DATA consts8<>+248(SB)/4, $0x3f317218
-DATA consts8<>+252(SB)/4, $0x3f317218
-DATA consts8<>+256(SB)/4, $0xb102e308
-DATA consts8<>+260(SB)/4, $0xb102e308
-DATA consts8<>+264(SB)/4, $0xb102e308
-DATA consts8<>+268(SB)/4, $0xb102e308
-DATA consts8<>+272(SB)/4, $0xb102e308
-DATA consts8<>+276(SB)/4, $0xb102e308
-DATA consts8<>+280(SB)/4, $0xb102e308
-DATA consts8<>+284(SB)/4, $0xb102e308
-DATA consts8<>+288(SB)/4, $0xc2aeac4f
-DATA consts8<>+292(SB)/4, $0xc2aeac4f
-DATA consts8<>+296(SB)/4, $0xc2aeac4f
-DATA consts8<>+300(SB)/4, $0xc2aeac4f
-DATA consts8<>+304(SB)/4, $0xc2aeac4f
-DATA consts8<>+308(SB)/4, $0xc2aeac4f
-DATA consts8<>+312(SB)/4, $0xc2aeac4f
-DATA consts8<>+316(SB)/4, $0xc2aeac4f
-DATA consts8<>+320(SB)/4, $0x42b20000
-DATA consts8<>+324(SB)/4, $0x42b20000
-DATA consts8<>+328(SB)/4, $0x42b20000
-DATA consts8<>+332(SB)/4, $0x42b20000
-DATA consts8<>+336(SB)/4, $0x42b20000
-DATA consts8<>+340(SB)/4, $0x42b20000
-DATA consts8<>+344(SB)/4, $0x42b20000
-DATA consts8<>+348(SB)/4, $0x42b20000
-DATA consts8<>+352(SB)/4, $0x3f7ffffb
-DATA consts8<>+356(SB)/4, $0x3f7ffffb
-DATA consts8<>+360(SB)/4, $0x3f7ffffb
-DATA consts8<>+364(SB)/4, $0x3f7ffffb
-DATA consts8<>+368(SB)/4, $0x3f7ffffb
-DATA consts8<>+372(SB)/4, $0x3f7ffffb
-DATA consts8<>+376(SB)/4, $0x3f7ffffb
-DATA consts8<>+380(SB)/4, $0x3f7ffffb
-DATA consts8<>+384(SB)/4, $0x3efffee3
-DATA consts8<>+388(SB)/4, $0x3efffee3
-DATA consts8<>+392(SB)/4, $0x3efffee3
-DATA consts8<>+396(SB)/4, $0x3efffee3
-DATA consts8<>+400(SB)/4, $0x3efffee3
-DATA consts8<>+404(SB)/4, $0x3efffee3
-DATA consts8<>+408(SB)/4, $0x3efffee3
-DATA consts8<>+412(SB)/4, $0x3efffee3
-DATA consts8<>+416(SB)/4, $0x3e2aad35
-DATA consts8<>+420(SB)/4, $0x3e2aad35
-DATA consts8<>+424(SB)/4, $0x3e2aad35
-DATA consts8<>+428(SB)/4, $0x3e2aad35
-DATA consts8<>+432(SB)/4, $0x3e2aad35
-DATA consts8<>+436(SB)/4, $0x3e2aad35
-DATA consts8<>+440(SB)/4, $0x3e2aad35
-DATA consts8<>+444(SB)/4, $0x3e2aad35
-DATA consts8<>+448(SB)/4, $0x3d2b9d2d
-DATA consts8<>+452(SB)/4, $0x3d2b9d2d
-DATA consts8<>+456(SB)/4, $0x3d2b9d2d
-DATA consts8<>+460(SB)/4, $0x3d2b9d2d
-DATA consts8<>+464(SB)/4, $0x3d2b9d2d
-DATA consts8<>+468(SB)/4, $0x3d2b9d2d
-DATA consts8<>+472(SB)/4, $0x3d2b9d2d
-DATA consts8<>+476(SB)/4, $0x3d2b9d2d
-DATA consts8<>+480(SB)/4, $0x3c07d417
-DATA consts8<>+484(SB)/4, $0x3c07d417
-DATA consts8<>+488(SB)/4, $0x3c07d417
-DATA consts8<>+492(SB)/4, $0x3c07d417
-DATA consts8<>+496(SB)/4, $0x3c07d417
-DATA consts8<>+500(SB)/4, $0x3c07d417
-DATA consts8<>+504(SB)/4, $0x3c07d417
-DATA consts8<>+508(SB)/4, $0x3c07d417
-DATA consts8<>+512(SB)/4, $0x3ea7ba05
-DATA consts8<>+516(SB)/4, $0x3ea7ba05
-DATA consts8<>+520(SB)/4, $0x3ea7ba05
-DATA consts8<>+524(SB)/4, $0x3ea7ba05
-DATA consts8<>+528(SB)/4, $0x3ea7ba05
-DATA consts8<>+532(SB)/4, $0x3ea7ba05
-DATA consts8<>+536(SB)/4, $0x3ea7ba05
-DATA consts8<>+540(SB)/4, $0x3ea7ba05
-DATA consts8<>+544(SB)/4, $0x3e027906
-DATA consts8<>+548(SB)/4, $0x3e027906
-DATA consts8<>+552(SB)/4, $0x3e027906
-DATA consts8<>+556(SB)/4, $0x3e027906
-DATA consts8<>+560(SB)/4, $0x3e027906
-DATA consts8<>+564(SB)/4, $0x3e027906
-DATA consts8<>+568(SB)/4, $0x3e027906
-DATA consts8<>+572(SB)/4, $0x3e027906
-DATA consts8<>+576(SB)/4, $0xbe11a98e
-DATA consts8<>+580(SB)/4, $0xbe11a98e
-DATA consts8<>+584(SB)/4, $0xbe11a98e
-DATA consts8<>+588(SB)/4, $0xbe11a98e
-DATA consts8<>+592(SB)/4, $0xbe11a98e
-DATA consts8<>+596(SB)/4, $0xbe11a98e
-DATA consts8<>+600(SB)/4, $0xbe11a98e
-DATA consts8<>+604(SB)/4, $0xbe11a98e
-DATA consts8<>+608(SB)/4, $0x3f35f0e3
-DATA consts8<>+612(SB)/4, $0x3f35f0e3
-DATA consts8<>+616(SB)/4, $0x3f35f0e3
-DATA consts8<>+620(SB)/4, $0x3f35f0e3
-DATA consts8<>+624(SB)/4, $0x3f35f0e3
-DATA consts8<>+628(SB)/4, $0x3f35f0e3
-DATA consts8<>+632(SB)/4, $0x3f35f0e3
-DATA consts8<>+636(SB)/4, $0x3f35f0e3
-DATA consts8<>+640(SB)/4, $0xbf3a00e3
-DATA consts8<>+644(SB)/4, $0xbf3a00e3
-DATA consts8<>+648(SB)/4, $0xbf3a00e3
-DATA consts8<>+652(SB)/4, $0xbf3a00e3
-DATA consts8<>+656(SB)/4, $0xbf3a00e3
-DATA consts8<>+660(SB)/4, $0xbf3a00e3
-DATA consts8<>+664(SB)/4, $0xbf3a00e3
-DATA consts8<>+668(SB)/4, $0xbf3a00e3
-DATA consts8<>+672(SB)/4, $0x3f07dc22
-DATA consts8<>+676(SB)/4, $0x3f07dc22
-DATA consts8<>+680(SB)/4, $0x3f07dc22
-DATA consts8<>+684(SB)/4, $0x3f07dc22
-DATA consts8<>+688(SB)/4, $0x3f07dc22
-DATA consts8<>+692(SB)/4, $0x3f07dc22
-DATA consts8<>+696(SB)/4, $0x3f07dc22
-DATA consts8<>+700(SB)/4, $0x3f07dc22
-DATA consts8<>+704(SB)/4, $0x3f3504f3
-DATA consts8<>+708(SB)/4, $0x3f3504f3
-DATA consts8<>+712(SB)/4, $0x3f3504f3
-DATA consts8<>+716(SB)/4, $0x3f3504f3
-DATA consts8<>+720(SB)/4, $0x3f3504f3
-DATA consts8<>+724(SB)/4, $0x3f3504f3
-DATA consts8<>+728(SB)/4, $0x3f3504f3
-DATA consts8<>+732(SB)/4, $0x3f3504f3
-DATA consts8<>+736(SB)/4, $0x3ecc422a
-DATA consts8<>+740(SB)/4, $0x3ecc422a
-DATA consts8<>+744(SB)/4, $0x3ecc422a
-DATA consts8<>+748(SB)/4, $0x3ecc422a
-DATA consts8<>+752(SB)/4, $0x3ecc422a
-DATA consts8<>+756(SB)/4, $0x3ecc422a
-DATA consts8<>+760(SB)/4, $0x3ecc422a
-DATA consts8<>+764(SB)/4, $0x3ecc422a
-DATA consts8<>+768(SB)/4, $0x414ba592
-DATA consts8<>+772(SB)/4, $0x414ba592
-DATA consts8<>+776(SB)/4, $0x414ba592
-DATA consts8<>+780(SB)/4, $0x414ba592
-DATA consts8<>+784(SB)/4, $0x414ba592
-DATA consts8<>+788(SB)/4, $0x414ba592
-DATA consts8<>+792(SB)/4, $0x414ba592
-DATA consts8<>+796(SB)/4, $0x414ba592
-GLOBL consts8<>(SB), RODATA|NOPTR, $800
+DATA consts8<>+192(SB)/4, $0x3f317218
+DATA consts8<>+196(SB)/4, $0x3f317218
+DATA consts8<>+200(SB)/4, $0x3f317218
+DATA consts8<>+204(SB)/4, $0x3f317218
+DATA consts8<>+208(SB)/4, $0x3f317218
+DATA consts8<>+212(SB)/4, $0x3f317218
+DATA consts8<>+216(SB)/4, $0x3f317218
+DATA consts8<>+220(SB)/4, $0x3f317218
+DATA consts8<>+224(SB)/4, $0xb102e308
+DATA consts8<>+228(SB)/4, $0xb102e308
+DATA consts8<>+232(SB)/4, $0xb102e308
+DATA consts8<>+236(SB)/4, $0xb102e308
+DATA consts8<>+240(SB)/4, $0xb102e308
+DATA consts8<>+244(SB)/4, $0xb102e308
+DATA consts8<>+248(SB)/4, $0xb102e308
+DATA consts8<>+252(SB)/4, $0xb102e308
+DATA consts8<>+256(SB)/4, $0xc2aeac4f
+DATA consts8<>+260(SB)/4, $0xc2aeac4f
+DATA consts8<>+264(SB)/4, $0xc2aeac4f
+DATA consts8<>+268(SB)/4, $0xc2aeac4f
+DATA consts8<>+272(SB)/4, $0xc2aeac4f
+DATA consts8<>+276(SB)/4, $0xc2aeac4f
+DATA consts8<>+280(SB)/4, $0xc2aeac4f
+DATA consts8<>+284(SB)/4, $0xc2aeac4f
+DATA consts8<>+288(SB)/4, $0x42b20000
+DATA consts8<>+292(SB)/4, $0x42b20000
+DATA consts8<>+296(SB)/4, $0x42b20000
+DATA consts8<>+300(SB)/4, $0x42b20000
+DATA consts8<>+304(SB)/4, $0x42b20000
+DATA consts8<>+308(SB)/4, $0x42b20000
+DATA consts8<>+312(SB)/4, $0x42b20000
+DATA consts8<>+316(SB)/4, $0x42b20000
+DATA consts8<>+320(SB)/4, $0x3f7ffffb
+DATA consts8<>+324(SB)/4, $0x3f7ffffb
+DATA consts8<>+328(SB)/4, $0x3f7ffffb
+DATA consts8<>+332(SB)/4, $0x3f7ffffb
+DATA consts8<>+336(SB)/4, $0x3f7ffffb
+DATA consts8<>+340(SB)/4, $0x3f7ffffb
+DATA consts8<>+344(SB)/4, $0x3f7ffffb
+DATA consts8<>+348(SB)/4, $0x3f7ffffb
+DATA consts8<>+352(SB)/4, $0x3efffee3
+DATA consts8<>+356(SB)/4, $0x3efffee3
+DATA consts8<>+360(SB)/4, $0x3efffee3
+DATA consts8<>+364(SB)/4, $0x3efffee3
+DATA consts8<>+368(SB)/4, $0x3efffee3
+DATA consts8<>+372(SB)/4, $0x3efffee3
+DATA consts8<>+376(SB)/4, $0x3efffee3
+DATA consts8<>+380(SB)/4, $0x3efffee3
+DATA consts8<>+384(SB)/4, $0x3e2aad35
+DATA consts8<>+388(SB)/4, $0x3e2aad35
+DATA consts8<>+392(SB)/4, $0x3e2aad35
+DATA consts8<>+396(SB)/4, $0x3e2aad35
+DATA consts8<>+400(SB)/4, $0x3e2aad35
+DATA consts8<>+404(SB)/4, $0x3e2aad35
+DATA consts8<>+408(SB)/4, $0x3e2aad35
+DATA consts8<>+412(SB)/4, $0x3e2aad35
+DATA consts8<>+416(SB)/4, $0x3d2b9d2d
+DATA consts8<>+420(SB)/4, $0x3d2b9d2d
+DATA consts8<>+424(SB)/4, $0x3d2b9d2d
+DATA consts8<>+428(SB)/4, $0x3d2b9d2d
+DATA consts8<>+432(SB)/4, $0x3d2b9d2d
+DATA consts8<>+436(SB)/4, $0x3d2b9d2d
+DATA consts8<>+440(SB)/4, $0x3d2b9d2d
+DATA consts8<>+444(SB)/4, $0x3d2b9d2d
+DATA consts8<>+448(SB)/4, $0x3c07d417
+DATA consts8<>+452(SB)/4, $0x3c07d417
+DATA consts8<>+456(SB)/4, $0x3c07d417
+DATA consts8<>+460(SB)/4, $0x3c07d417
+DATA consts8<>+464(SB)/4, $0x3c07d417
+DATA consts8<>+468(SB)/4, $0x3c07d417
+DATA consts8<>+472(SB)/4, $0x3c07d417
+DATA consts8<>+476(SB)/4, $0x3c07d417
+DATA consts8<>+480(SB)/4, $0x3f317215
+DATA consts8<>+484(SB)/4, $0x3f317215
+DATA consts8<>+488(SB)/4, $0x3f317215
+DATA consts8<>+492(SB)/4, $0x3f317215
+DATA consts8<>+496(SB)/4, $0x3f317215
+DATA consts8<>+500(SB)/4, $0x3f317215
+DATA consts8<>+504(SB)/4, $0x3f317215
+DATA consts8<>+508(SB)/4, $0x3f317215
+DATA consts8<>+512(SB)/4, $0x3e75fcde
+DATA consts8<>+516(SB)/4, $0x3e75fcde
+DATA consts8<>+520(SB)/4, $0x3e75fcde
+DATA consts8<>+524(SB)/4, $0x3e75fcde
+DATA consts8<>+528(SB)/4, $0x3e75fcde
+DATA consts8<>+532(SB)/4, $0x3e75fcde
+DATA consts8<>+536(SB)/4, $0x3e75fcde
+DATA consts8<>+540(SB)/4, $0x3e75fcde
+DATA consts8<>+544(SB)/4, $0x3d635ba9
+DATA consts8<>+548(SB)/4, $0x3d635ba9
+DATA consts8<>+552(SB)/4, $0x3d635ba9
+DATA consts8<>+556(SB)/4, $0x3d635ba9
+DATA consts8<>+560(SB)/4, $0x3d635ba9
+DATA consts8<>+564(SB)/4, $0x3d635ba9
+DATA consts8<>+568(SB)/4, $0x3d635ba9
+DATA consts8<>+572(SB)/4, $0x3d635ba9
+DATA consts8<>+576(SB)/4, $0x3c1e7544
+DATA consts8<>+580(SB)/4, $0x3c1e7544
+DATA consts8<>+584(SB)/4, $0x3c1e7544
+DATA consts8<>+588(SB)/4, $0x3c1e7544
+DATA consts8<>+592(SB)/4, $0x3c1e7544
+DATA consts8<>+596(SB)/4, $0x3c1e7544
+DATA consts8<>+600(SB)/4, $0x3c1e7544
+DATA consts8<>+604(SB)/4, $0x3c1e7544
+DATA consts8<>+608(SB)/4, $0x3aaddd0a
+DATA consts8<>+612(SB)/4, $0x3aaddd0a
+DATA consts8<>+616(SB)/4, $0x3aaddd0a
+DATA consts8<>+620(SB)/4, $0x3aaddd0a
+DATA consts8<>+624(SB)/4, $0x3aaddd0a
+DATA consts8<>+628(SB)/4, $0x3aaddd0a
+DATA consts8<>+632(SB)/4, $0x3aaddd0a
+DATA consts8<>+636(SB)/4, $0x3aaddd0a
+DATA consts8<>+640(SB)/4, $0xbf38aa3b
+DATA consts8<>+644(SB)/4, $0xbf38aa3b
+DATA consts8<>+648(SB)/4, $0xbf38aa3b
+DATA consts8<>+652(SB)/4, $0xbf38aa3b
+DATA consts8<>+656(SB)/4, $0xbf38aa3b
+DATA consts8<>+660(SB)/4, $0xbf38aa3b
+DATA consts8<>+664(SB)/4, $0xbf38aa3b
+DATA consts8<>+668(SB)/4, $0xbf38aa3b
+DATA consts8<>+672(SB)/4, $0x3e6d3388
+DATA consts8<>+676(SB)/4, $0x3e6d3388
+DATA consts8<>+680(SB)/4, $0x3e6d3388
+DATA consts8<>+684(SB)/4, $0x3e6d3388
+DATA consts8<>+688(SB)/4, $0x3e6d3388
+DATA consts8<>+692(SB)/4, $0x3e6d3388
+DATA consts8<>+696(SB)/4, $0x3e6d3388
+DATA consts8<>+700(SB)/4, $0x3e6d3388
+DATA consts8<>+704(SB)/4, $0x3e027906
+DATA consts8<>+708(SB)/4, $0x3e027906
+DATA consts8<>+712(SB)/4, $0x3e027906
+DATA consts8<>+716(SB)/4, $0x3e027906
+DATA consts8<>+720(SB)/4, $0x3e027906
+DATA consts8<>+724(SB)/4, $0x3e027906
+DATA consts8<>+728(SB)/4, $0x3e027906
+DATA consts8<>+732(SB)/4, $0x3e027906
+DATA consts8<>+736(SB)/4, $0xbe11a98e
+DATA consts8<>+740(SB)/4, $0xbe11a98e
+DATA consts8<>+744(SB)/4, $0xbe11a98e
+DATA consts8<>+748(SB)/4, $0xbe11a98e
+DATA consts8<>+752(SB)/4, $0xbe11a98e
+DATA consts8<>+756(SB)/4, $0xbe11a98e
+DATA consts8<>+760(SB)/4, $0xbe11a98e
+DATA consts8<>+764(SB)/4, $0xbe11a98e
+DATA consts8<>+768(SB)/4, $0x3f35f0e3
+DATA consts8<>+772(SB)/4, $0x3f35f0e3
+DATA consts8<>+776(SB)/4, $0x3f35f0e3
+DATA consts8<>+780(SB)/4, $0x3f35f0e3
+DATA consts8<>+784(SB)/4, $0x3f35f0e3
+DATA consts8<>+788(SB)/4, $0x3f35f0e3
+DATA consts8<>+792(SB)/4, $0x3f35f0e3
+DATA consts8<>+796(SB)/4, $0x3f35f0e3
+DATA consts8<>+800(SB)/4, $0xbf3a00e3
+DATA consts8<>+804(SB)/4, $0xbf3a00e3
+DATA consts8<>+808(SB)/4, $0xbf3a00e3
+DATA consts8<>+812(SB)/4, $0xbf3a00e3
+DATA consts8<>+816(SB)/4, $0xbf3a00e3
+DATA consts8<>+820(SB)/4, $0xbf3a00e3
+DATA consts8<>+824(SB)/4, $0xbf3a00e3
+DATA consts8<>+828(SB)/4, $0xbf3a00e3
+DATA consts8<>+832(SB)/4, $0x3f07dc22
+DATA consts8<>+836(SB)/4, $0x3f07dc22
+DATA consts8<>+840(SB)/4, $0x3f07dc22
+DATA consts8<>+844(SB)/4, $0x3f07dc22
+DATA consts8<>+848(SB)/4, $0x3f07dc22
+DATA consts8<>+852(SB)/4, $0x3f07dc22
+DATA consts8<>+856(SB)/4, $0x3f07dc22
+DATA consts8<>+860(SB)/4, $0x3f07dc22
+DATA consts8<>+864(SB)/4, $0x3ecc422a
+DATA consts8<>+868(SB)/4, $0x3ecc422a
+DATA consts8<>+872(SB)/4, $0x3ecc422a
+DATA consts8<>+876(SB)/4, $0x3ecc422a
+DATA consts8<>+880(SB)/4, $0x3ecc422a
+DATA consts8<>+884(SB)/4, $0x3ecc422a
+DATA consts8<>+888(SB)/4, $0x3ecc422a
+DATA consts8<>+892(SB)/4, $0x3ecc422a
+DATA consts8<>+896(SB)/4, $0x414ba592
+DATA consts8<>+900(SB)/4, $0x414ba592
+DATA consts8<>+904(SB)/4, $0x414ba592
+DATA consts8<>+908(SB)/4, $0x414ba592
+DATA consts8<>+912(SB)/4, $0x414ba592
+DATA consts8<>+916(SB)/4, $0x414ba592
+DATA consts8<>+920(SB)/4, $0x414ba592
+DATA consts8<>+924(SB)/4, $0x414ba592
+GLOBL consts8<>(SB), RODATA|NOPTR, $928
 
 // func expAVX512(dst []float32, x []float32)
 // Requires: AVX, AVX512F
@@ -280,46 +316,124 @@ TEXT ·expAVX512(SB), NOSPLIT, $0-48
 
 	// Broadcast the constants.
 	VBROADCASTSS consts<>+0(SB), Z31
-	VBROADCASTSS consts<>+36(SB), Z30
-	VBROADCASTSS consts<>+40(SB), Z29
+	VBROADCASTSS consts<>+32(SB), Z30
+	VBROADCASTSS consts<>+36(SB), Z29
 	VBROADCASTSS consts<>+20(SB), Z28
-	VBROADCASTSS consts<>+28(SB), Z27
-	VBROADCASTSS consts<>+32(SB), Z26
-	VBROADCASTSS consts<>+44(SB), Z25
-	VBROADCASTSS consts<>+48(SB), Z24
-	VBROADCASTSS consts<>+52(SB), Z23
-	VBROADCASTSS consts<>+56(SB), Z22
-	VBROADCASTSS consts<>+60(SB), Z21
+	VBROADCASTSS consts<>+24(SB), Z27
+	VBROADCASTSS consts<>+28(SB), Z26
+	VBROADCASTSS consts<>+40(SB), Z25
+	VBROADCASTSS consts<>+44(SB), Z24
+	VBROADCASTSS consts<>+48(SB), Z23
+	VBROADCASTSS consts<>+52(SB), Z22
+	VBROADCASTSS consts<>+56(SB), Z21
 
-	// Whole vectors.
+	// 4 vectors a step.
 	MOVQ CX, AX
 	SHRQ $0x04, AX
-	JZ   expAVX512_tail
+	MOVQ AX, BX
+	ANDQ $0x00000003, BX
+	SHRQ $0x02, AX
+	JZ   expAVX512_one
 
 expAVX512_loop:
 	VMOVUPS      (SI), Z0
-	VMAXPS       Z0, Z30, Z3
-	VMINPS       Z3, Z29, Z3
-	VMULPS       Z28, Z3, Z4
-	VRNDSCALEPS  $0x00, Z4, Z4
-	VFNMADD231PS Z27, Z4, Z3
-	VFNMADD231PS Z26, Z4, Z3
-	VMOVAPS      Z22, Z5
-	VFMADD231PS  Z21, Z3, Z5
-	VFMADD213PS  Z23, Z3, Z5
-	VFMADD213PS  Z24, Z3, Z5
-	VFMADD213PS  Z25, Z3, Z5
-	VFMADD213PS  Z31, Z3, Z5
+	VMOVUPS      64(SI), Z1
+	VMOVUPS      128(SI), Z2
+	VMOVUPS      192(SI), Z3
+	VMAXPS       Z0, Z30, Z8
+	VMAXPS       Z1, Z30, Z9
+	VMAXPS       Z2, Z30, Z10
+	VMAXPS       Z3, Z30, Z11
+	VMINPS       Z8, Z29, Z8
+	VMINPS       Z9, Z29, Z9
+	VMINPS       Z10, Z29, Z10
+	VMINPS       Z11, Z29, Z11
+	VMULPS       Z28, Z8, Z12
+	VMULPS       Z28, Z9, Z13
+	VMULPS       Z28, Z10, Z14
+	VMULPS       Z28, Z11, Z15
+	VRNDSCALEPS  $0x00, Z12, Z12
+	VRNDSCALEPS  $0x00, Z13, Z13
+	VRNDSCALEPS  $0x00, Z14, Z14
+	VRNDSCALEPS  $0x00, Z15, Z15
+	VFNMADD231PS Z27, Z12, Z8
+	VFNMADD231PS Z27, Z13, Z9
+	VFNMADD231PS Z27, Z14, Z10
+	VFNMADD231PS Z27, Z15, Z11
+	VFNMADD231PS Z26, Z12, Z8
+	VFNMADD231PS Z26, Z13, Z9
+	VFNMADD231PS Z26, Z14, Z10
+	VFNMADD231PS Z26, Z15, Z11
+	VMOVAPS      Z22, Z16
+	VMOVAPS      Z22, Z17
+	VMOVAPS      Z22, Z18
+	VMOVAPS      Z22, Z19
+	VFMADD231PS  Z21, Z8, Z16
+	VFMADD231PS  Z21, Z9, Z17
+	VFMADD231PS  Z21, Z10, Z18
+	VFMADD231PS  Z21, Z11, Z19
+	VFMADD213PS  Z23, Z8, Z16
+	VFMADD213PS  Z23, Z9, Z17
+	VFMADD213PS  Z23, Z10, Z18
+	VFMADD213PS  Z23, Z11, Z19
+	VFMADD213PS  Z24, Z8, Z16
+	VFMADD213PS  Z24, Z9, Z17
+	VFMADD213PS  Z24, Z10, Z18
+	VFMADD213PS  Z24, Z11, Z19
+	VFMADD213PS  Z25, Z8, Z16
+	VFMADD213PS  Z25, Z9, Z17
+	VFMADD213PS  Z25, Z10, Z18
+	VFMADD213PS  Z25, Z11, Z19
+	VFMADD213PS  Z31, Z8, Z16
+	VFMADD213PS  Z31, Z9, Z17
+	VFMADD213PS  Z31, Z10, Z18
+	VFMADD213PS  Z31, Z11, Z19
 	VCMPPS       $0x15, Z30, Z0, K2
-	VSCALEFPS.Z  Z4, Z5, K2, Z1
-	VMOVUPS      Z1, (DI)
-	ADDQ         $0x40, SI
-	ADDQ         $0x40, DI
+	VCMPPS       $0x15, Z30, Z1, K3
+	VCMPPS       $0x15, Z30, Z2, K4
+	VCMPPS       $0x15, Z30, Z3, K5
+	VSCALEFPS.Z  Z12, Z16, K2, Z4
+	VSCALEFPS.Z  Z13, Z17, K3, Z5
+	VSCALEFPS.Z  Z14, Z18, K4, Z6
+	VSCALEFPS.Z  Z15, Z19, K5, Z7
+	VMOVUPS      Z4, (DI)
+	VMOVUPS      Z5, 64(DI)
+	VMOVUPS      Z6, 128(DI)
+	VMOVUPS      Z7, 192(DI)
+	ADDQ         $0x00000100, SI
+	ADDQ         $0x00000100, DI
 	DECQ         AX
 	JNZ          expAVX512_loop
 
+expAVX512_one:
+	// One vector a step.
+	TESTQ BX, BX
+	JZ    expAVX512_tail
+
+expAVX512_oneloop:
+	VMOVUPS      (SI), Z0
+	VMAXPS       Z0, Z30, Z2
+	VMINPS       Z2, Z29, Z2
+	VMULPS       Z28, Z2, Z3
+	VRNDSCALEPS  $0x00, Z3, Z3
+	VFNMADD231PS Z27, Z3, Z2
+	VFNMADD231PS Z26, Z3, Z2
+	VMOVAPS      Z22, Z4
+	VFMADD231PS  Z21, Z2, Z4
+	VFMADD213PS  Z23, Z2, Z4
+	VFMADD213PS  Z24, Z2, Z4
+	VFMADD213PS  Z25, Z2, Z4
+	VFMADD213PS  Z31, Z2, Z4
+	VCMPPS       $0x15, Z30, Z0, K2
+	VSCALEFPS.Z  Z3, Z4, K2, Z1
+	VMOVUPS      Z1, (DI)
+	ADDQ         $0x00000040, SI
+	ADDQ         $0x00000040, DI
+	DECQ         BX
+	JNZ          expAVX512_oneloop
+
 expAVX512_tail:
-	// The last len(x) % 16 elements, under a mask.
+	// The last len(x) % 16 elements, under the mask K1.
 	ANDQ         $0x0f, CX
 	JZ           expAVX512_done
 	MOVL         $0x00000001, AX
@@ -327,20 +441,20 @@ expAVX512_tail:
 	DECL         AX
 	KMOVW        AX, K1
 	VMOVUPS.Z    (SI), K1, Z0
-	VMAXPS       Z0, Z30, Z3
-	VMINPS       Z3, Z29, Z3
-	VMULPS       Z28, Z3, Z4
-	VRNDSCALEPS  $0x00, Z4, Z4
-	VFNMADD231PS Z27, Z4, Z3
-	VFNMADD231PS Z26, Z4, Z3
-	VMOVAPS      Z22, Z5
-	VFMADD231PS  Z21, Z3, Z5
-	VFMADD213PS  Z23, Z3, Z5
-	VFMADD213PS  Z24, Z3, Z5
-	VFMADD213PS  Z25, Z3, Z5
-	VFMADD213PS  Z31, Z3, Z5
+	VMAXPS       Z0, Z30, Z2
+	VMINPS       Z2, Z29, Z2
+	VMULPS       Z28, Z2, Z3
+	VRNDSCALEPS  $0x00, Z3, Z3
+	VFNMADD231PS Z27, Z3, Z2
+	VFNMADD231PS Z26, Z3, Z2
+	VMOVAPS      Z22, Z4
+	VFMADD231PS  Z21, Z2, Z4
+	VFMADD213PS  Z23, Z2, Z4
+	VFMADD213PS  Z24, Z2, Z4
+	VFMADD213PS  Z25, Z2, Z4
+	VFMADD213PS  Z31, Z2, Z4
 	VCMPPS       $0x15, Z30, Z0, K2
-	VSCALEFPS.Z  Z4, Z5, K2, Z1
+	VSCALEFPS.Z  Z3, Z4, K2, Z1
 	VMOVUPS      Z1, K1, (DI)
 
 expAVX512_done:
@@ -357,70 +471,141 @@ TEXT ·geluAVX512(SB), NOSPLIT, $0-48
 	// Broadcast the constants.
 	VBROADCASTSS consts<>+0(SB), Z31
 	VBROADCASTSS consts<>+8(SB), Z30
-	VBROADCASTSS consts<>+96(SB), Z29
-	VBROADCASTSS consts<>+88(SB), Z28
-	VBROADCASTSS consts<>+64(SB), Z27
-	VBROADCASTSS consts<>+68(SB), Z26
-	VBROADCASTSS consts<>+72(SB), Z25
-	VBROADCASTSS consts<>+76(SB), Z24
-	VBROADCASTSS consts<>+80(SB), Z23
-	VBROADCASTSS consts<>+84(SB), Z22
-	VBROADCASTSS consts<>+24(SB), Z21
-	VBROADCASTSS consts<>+28(SB), Z20
-	VBROADCASTSS consts<>+44(SB), Z19
-	VBROADCASTSS consts<>+48(SB), Z18
-	VBROADCASTSS consts<>+52(SB), Z17
-	VBROADCASTSS consts<>+56(SB), Z16
-	VBROADCASTSS consts<>+60(SB), Z15
-	VBROADCASTSS consts<>+4(SB), Z14
+	VBROADCASTSS consts<>+112(SB), Z29
+	VBROADCASTSS consts<>+84(SB), Z28
+	VBROADCASTSS consts<>+88(SB), Z27
+	VBROADCASTSS consts<>+92(SB), Z26
+	VBROADCASTSS consts<>+96(SB), Z25
+	VBROADCASTSS consts<>+100(SB), Z24
+	VBROADCASTSS consts<>+104(SB), Z23
+	VBROADCASTSS consts<>+80(SB), Z22
+	VBROADCASTSS consts<>+60(SB), Z21
+	VBROADCASTSS consts<>+64(SB), Z20
+	VBROADCASTSS consts<>+68(SB), Z19
+	VBROADCASTSS consts<>+72(SB), Z18
+	VBROADCASTSS consts<>+76(SB), Z17
+	VBROADCASTSS consts<>+4(SB), Z16
 
-	// Whole vectors.
+	// 2 vectors a step.
 	MOVQ CX, AX
 	SHRQ $0x04, AX
-	JZ   geluAVX512_tail
+	MOVQ AX, BX
+	ANDQ $0x00000001, BX
+	SHRQ $0x01, AX
+	JZ   geluAVX512_one
 
 geluAVX512_loop:
 	VMOVUPS (SI), Z0
-	VPANDD  Z30, Z0, Z3
-	VMINPS  Z3, Z29, Z3
-	VMULPS  Z28, Z3, Z6
+	VMOVUPS 64(SI), Z1
+	VPANDD  Z30, Z0, Z4
+	VPANDD  Z30, Z1, Z5
+	VMINPS  Z4, Z29, Z4
+	VMINPS  Z5, Z29, Z5
 
-	// t = 1 / (1 + p z); q = t (a1 + t (a2 + t (a3 + t (a4 + t a5))))
-	VMOVAPS     Z31, Z7
-	VFMADD231PS Z27, Z6, Z7
-	VDIVPS      Z7, Z31, Z7
-	VMOVAPS     Z23, Z8
-	VFMADD231PS Z22, Z7, Z8
-	VFMADD213PS Z24, Z7, Z8
-	VFMADD213PS Z25, Z7, Z8
-	VFMADD213PS Z26, Z7, Z8
-	VMULPS      Z7, Z8, Z8
+	// t = 1 / (1 + p ax); r = t (a1 + t (a2 + t (a3 + t (a4 + t a5))))
+	VMOVAPS     Z31, Z12
+	VFMADD231PS Z28, Z4, Z12
+	VMOVAPS     Z31, Z13
+	VFMADD231PS Z28, Z5, Z13
+	VDIVPS      Z12, Z31, Z12
+	VDIVPS      Z13, Z31, Z13
+	VMOVAPS     Z24, Z6
+	VFMADD231PS Z23, Z12, Z6
+	VMOVAPS     Z24, Z7
+	VFMADD231PS Z23, Z13, Z7
+	VFMADD213PS Z25, Z12, Z6
+	VFMADD213PS Z25, Z13, Z7
+	VFMADD213PS Z26, Z12, Z6
+	VFMADD213PS Z26, Z13, Z7
+	VFMADD213PS Z27, Z12, Z6
+	VFMADD213PS Z27, Z13, Z7
+	VMULPS      Z12, Z6, Z6
+	VMULPS      Z13, Z7, Z7
 
-	// e = e^-u, u = z²: n = round(-u log2 e), r = -u - n ln2
-	VMULPS       Z6, Z6, Z6
-	VMULPS       Z21, Z6, Z9
-	VRNDSCALEPS  $0x00, Z9, Z9
-	VFNMSUB231PS Z20, Z9, Z6
-	VMOVAPS      Z16, Z7
-	VFMADD231PS  Z15, Z6, Z7
-	VFMADD213PS  Z17, Z6, Z7
-	VFMADD213PS  Z18, Z6, Z7
-	VFMADD213PS  Z19, Z6, Z7
-	VFMADD213PS  Z31, Z6, Z7
-	VSCALEFPS    Z9, Z7, Z4
-	VMULPS       Z4, Z8, Z5
+	// e^(-ax²/2) = 2^s, s = ax² (-log2(e)/2): n = round(s), p = 2^(s-n)
+	VMULPS      Z4, Z4, Z2
+	VMULPS      Z5, Z5, Z3
+	VMULPS      Z22, Z2, Z2
+	VMULPS      Z22, Z3, Z3
+	VRNDSCALEPS $0x00, Z2, Z10
+	VRNDSCALEPS $0x00, Z3, Z11
+	VSUBPS      Z10, Z2, Z2
+	VSUBPS      Z11, Z3, Z3
+	VMOVAPS     Z18, Z8
+	VMOVAPS     Z18, Z9
+	VFMADD231PS Z17, Z2, Z8
+	VFMADD231PS Z17, Z3, Z9
+	VFMADD213PS Z19, Z2, Z8
+	VFMADD213PS Z19, Z3, Z9
+	VFMADD213PS Z20, Z2, Z8
+	VFMADD213PS Z20, Z3, Z9
+	VFMADD213PS Z21, Z2, Z8
+	VFMADD213PS Z21, Z3, Z9
+	VFMADD213PS Z31, Z2, Z8
+	VFMADD213PS Z31, Z3, Z9
 
-	// gelu = max(0, x) - ax h
-	VMAXPS       Z0, Z14, Z1
-	VFNMADD231PS Z5, Z3, Z1
-	VMOVUPS      Z1, (DI)
-	ADDQ         $0x40, SI
-	ADDQ         $0x40, DI
+	// gelu = max(0, x) - ax h, h = erfc(z)/2 = r p 2^n
+	VMULPS       Z8, Z6, Z6
+	VMULPS       Z9, Z7, Z7
+	VSCALEFPS    Z10, Z6, Z6
+	VSCALEFPS    Z11, Z7, Z7
+	VMAXPS       Z0, Z16, Z2
+	VMAXPS       Z1, Z16, Z3
+	VFNMADD231PS Z6, Z4, Z2
+	VFNMADD231PS Z7, Z5, Z3
+	VMOVUPS      Z2, (DI)
+	VMOVUPS      Z3, 64(DI)
+	ADDQ         $0x00000080, SI
+	ADDQ         $0x00000080, DI
 	DECQ         AX
 	JNZ          geluAVX512_loop
 
+geluAVX512_one:
+	// One vector a step.
+	TESTQ BX, BX
+	JZ    geluAVX512_tail
+
+geluAVX512_oneloop:
+	VMOVUPS (SI), Z0
+	VPANDD  Z30, Z0, Z2
+	VMINPS  Z2, Z29, Z2
+
+	// t = 1 / (1 + p ax); r = t (a1 + t (a2 + t (a3 + t (a4 + t a5))))
+	VMOVAPS     Z31, Z6
+	VFMADD231PS Z28, Z2, Z6
+	VDIVPS      Z6, Z31, Z6
+	VMOVAPS     Z24, Z3
+	VFMADD231PS Z23, Z6, Z3
+	VFMADD213PS Z25, Z6, Z3
+	VFMADD213PS Z26, Z6, Z3
+	VFMADD213PS Z27, Z6, Z3
+	VMULPS      Z6, Z3, Z3
+
+	// e^(-ax²/2) = 2^s, s = ax² (-log2(e)/2): n = round(s), p = 2^(s-n)
+	VMULPS      Z2, Z2, Z1
+	VMULPS      Z22, Z1, Z1
+	VRNDSCALEPS $0x00, Z1, Z5
+	VSUBPS      Z5, Z1, Z1
+	VMOVAPS     Z18, Z4
+	VFMADD231PS Z17, Z1, Z4
+	VFMADD213PS Z19, Z1, Z4
+	VFMADD213PS Z20, Z1, Z4
+	VFMADD213PS Z21, Z1, Z4
+	VFMADD213PS Z31, Z1, Z4
+
+	// gelu = max(0, x) - ax h, h = erfc(z)/2 = r p 2^n
+	VMULPS       Z4, Z3, Z3
+	VSCALEFPS    Z5, Z3, Z3
+	VMAXPS       Z0, Z16, Z1
+	VFNMADD231PS Z3, Z2, Z1
+	VMOVUPS      Z1, (DI)
+	ADDQ         $0x00000040, SI
+	ADDQ         $0x00000040, DI
+	DECQ         BX
+	JNZ          geluAVX512_oneloop
+
 geluAVX512_tail:
-	// The last len(x) % 16 elements, under a mask.
+	// The last len(x) % 16 elements, under the mask K1.
 	ANDQ      $0x0f, CX
 	JZ        geluAVX512_done
 	MOVL      $0x00000001, AX
@@ -428,38 +613,37 @@ geluAVX512_tail:
 	DECL      AX
 	KMOVW     AX, K1
 	VMOVUPS.Z (SI), K1, Z0
-	VPANDD    Z30, Z0, Z3
-	VMINPS    Z3, Z29, Z3
-	VMULPS    Z28, Z3, Z6
+	VPANDD    Z30, Z0, Z2
+	VMINPS    Z2, Z29, Z2
 
-	// t = 1 / (1 + p z); q = t (a1 + t (a2 + t (a3 + t (a4 + t a5))))
-	VMOVAPS     Z31, Z7
-	VFMADD231PS Z27, Z6, Z7
-	VDIVPS      Z7, Z31, Z7
-	VMOVAPS     Z23, Z8
-	VFMADD231PS Z22, Z7, Z8
-	VFMADD213PS Z24, Z7, Z8
-	VFMADD213PS Z25, Z7, Z8
-	VFMADD213PS Z26, Z7, Z8
-	VMULPS      Z7, Z8, Z8
+	// t = 1 / (1 + p ax); r = t (a1 + t (a2 + t (a3 + t (a4 + t a5))))
+	VMOVAPS     Z31, Z6
+	VFMADD231PS Z28, Z2, Z6
+	VDIVPS      Z6, Z31, Z6
+	VMOVAPS     Z24, Z3
+	VFMADD231PS Z23, Z6, Z3
+	VFMADD213PS Z25, Z6, Z3
+	VFMADD213PS Z26, Z6, Z3
+	VFMADD213PS Z27, Z6, Z3
+	VMULPS      Z6, Z3, Z3
 
-	// e = e^-u, u = z²: n = round(-u log2 e), r = -u - n ln2
-	VMULPS       Z6, Z6, Z6
-	VMULPS       Z21, Z6, Z9
-	VRNDSCALEPS  $0x00, Z9, Z9
-	VFNMSUB231PS Z20, Z9, Z6
-	VMOVAPS      Z16, Z7
-	VFMADD231PS  Z15, Z6, Z7
-	VFMADD213PS  Z17, Z6, Z7
-	VFMADD213PS  Z18, Z6, Z7
-	VFMADD213PS  Z19, Z6, Z7
-	VFMADD213PS  Z31, Z6, Z7
-	VSCALEFPS    Z9, Z7, Z4
-	VMULPS       Z4, Z8, Z5
+	// e^(-ax²/2) = 2^s, s = ax² (-log2(e)/2): n = round(s), p = 2^(s-n)
+	VMULPS      Z2, Z2, Z1
+	VMULPS      Z22, Z1, Z1
+	VRNDSCALEPS $0x00, Z1, Z5
+	VSUBPS      Z5, Z1, Z1
+	VMOVAPS     Z18, Z4
+	VFMADD231PS Z17, Z1, Z4
+	VFMADD213PS Z19, Z1, Z4
+	VFMADD213PS Z20, Z1, Z4
+	VFMADD213PS Z21, Z1, Z4
+	VFMADD213PS Z31, Z1, Z4
 
-	// gelu = max(0, x) - ax h
-	VMAXPS       Z0, Z14, Z1
-	VFNMADD231PS Z5, Z3, Z1
+	// gelu = max(0, x) - ax h, h = erfc(z)/2 = r p 2^n
+	VMULPS       Z4, Z3, Z3
+	VSCALEFPS    Z5, Z3, Z3
+	VMAXPS       Z0, Z16, Z1
+	VFNMADD231PS Z3, Z2, Z1
 	VMOVUPS      Z1, K1, (DI)
 
 geluAVX512_done:
@@ -477,75 +661,150 @@ TEXT ·geluGradAVX512(SB), NOSPLIT, $0-72
 	// Broadcast the constants.
 	VBROADCASTSS consts<>+0(SB), Z31
 	VBROADCASTSS consts<>+8(SB), Z30
-	VBROADCASTSS consts<>+96(SB), Z29
-	VBROADCASTSS consts<>+88(SB), Z28
-	VBROADCASTSS consts<>+64(SB), Z27
-	VBROADCASTSS consts<>+68(SB), Z26
-	VBROADCASTSS consts<>+72(SB), Z25
-	VBROADCASTSS consts<>+76(SB), Z24
-	VBROADCASTSS consts<>+80(SB), Z23
-	VBROADCASTSS consts<>+84(SB), Z22
-	VBROADCASTSS consts<>+24(SB), Z21
-	VBROADCASTSS consts<>+28(SB), Z20
-	VBROADCASTSS consts<>+44(SB), Z19
-	VBROADCASTSS consts<>+48(SB), Z18
-	VBROADCASTSS consts<>+52(SB), Z17
-	VBROADCASTSS consts<>+56(SB), Z16
-	VBROADCASTSS consts<>+60(SB), Z15
-	VBROADCASTSS consts<>+4(SB), Z14
-	VBROADCASTSS consts<>+92(SB), Z13
+	VBROADCASTSS consts<>+112(SB), Z29
+	VBROADCASTSS consts<>+84(SB), Z28
+	VBROADCASTSS consts<>+88(SB), Z27
+	VBROADCASTSS consts<>+92(SB), Z26
+	VBROADCASTSS consts<>+96(SB), Z25
+	VBROADCASTSS consts<>+100(SB), Z24
+	VBROADCASTSS consts<>+104(SB), Z23
+	VBROADCASTSS consts<>+80(SB), Z22
+	VBROADCASTSS consts<>+60(SB), Z21
+	VBROADCASTSS consts<>+64(SB), Z20
+	VBROADCASTSS consts<>+68(SB), Z19
+	VBROADCASTSS consts<>+72(SB), Z18
+	VBROADCASTSS consts<>+76(SB), Z17
+	VBROADCASTSS consts<>+4(SB), Z16
+	VBROADCASTSS consts<>+108(SB), Z15
 
-	// Whole vectors.
+	// 2 vectors a step.
 	MOVQ CX, AX
 	SHRQ $0x04, AX
-	JZ   geluGradAVX512_tail
+	MOVQ AX, BX
+	ANDQ $0x00000001, BX
+	SHRQ $0x01, AX
+	JZ   geluGradAVX512_one
 
 geluGradAVX512_loop:
 	VMOVUPS (SI), Z0
-	VPANDD  Z30, Z0, Z3
-	VMINPS  Z3, Z29, Z3
-	VMULPS  Z28, Z3, Z6
+	VMOVUPS 64(SI), Z1
+	VPANDD  Z30, Z0, Z4
+	VPANDD  Z30, Z1, Z5
+	VMINPS  Z4, Z29, Z4
+	VMINPS  Z5, Z29, Z5
 
-	// t = 1 / (1 + p z); q = t (a1 + t (a2 + t (a3 + t (a4 + t a5))))
-	VMOVAPS     Z31, Z7
-	VFMADD231PS Z27, Z6, Z7
-	VDIVPS      Z7, Z31, Z7
-	VMOVAPS     Z23, Z8
-	VFMADD231PS Z22, Z7, Z8
-	VFMADD213PS Z24, Z7, Z8
-	VFMADD213PS Z25, Z7, Z8
-	VFMADD213PS Z26, Z7, Z8
-	VMULPS      Z7, Z8, Z8
+	// t = 1 / (1 + p ax); r = t (a1 + t (a2 + t (a3 + t (a4 + t a5))))
+	VMOVAPS     Z31, Z12
+	VFMADD231PS Z28, Z4, Z12
+	VMOVAPS     Z31, Z13
+	VFMADD231PS Z28, Z5, Z13
+	VDIVPS      Z12, Z31, Z12
+	VDIVPS      Z13, Z31, Z13
+	VMOVAPS     Z24, Z6
+	VFMADD231PS Z23, Z12, Z6
+	VMOVAPS     Z24, Z7
+	VFMADD231PS Z23, Z13, Z7
+	VFMADD213PS Z25, Z12, Z6
+	VFMADD213PS Z25, Z13, Z7
+	VFMADD213PS Z26, Z12, Z6
+	VFMADD213PS Z26, Z13, Z7
+	VFMADD213PS Z27, Z12, Z6
+	VFMADD213PS Z27, Z13, Z7
+	VMULPS      Z12, Z6, Z6
+	VMULPS      Z13, Z7, Z7
 
-	// e = e^-u, u = z²: n = round(-u log2 e), r = -u - n ln2
-	VMULPS       Z6, Z6, Z6
-	VMULPS       Z21, Z6, Z9
-	VRNDSCALEPS  $0x00, Z9, Z9
-	VFNMSUB231PS Z20, Z9, Z6
-	VMOVAPS      Z16, Z7
-	VFMADD231PS  Z15, Z6, Z7
-	VFMADD213PS  Z17, Z6, Z7
-	VFMADD213PS  Z18, Z6, Z7
-	VFMADD213PS  Z19, Z6, Z7
-	VFMADD213PS  Z31, Z6, Z7
-	VSCALEFPS    Z9, Z7, Z4
-	VMULPS       Z4, Z8, Z5
+	// e^(-ax²/2) = 2^s, s = ax² (-log2(e)/2): n = round(s), p = 2^(s-n)
+	VMULPS      Z4, Z4, Z2
+	VMULPS      Z5, Z5, Z3
+	VMULPS      Z22, Z2, Z2
+	VMULPS      Z22, Z3, Z3
+	VRNDSCALEPS $0x00, Z2, Z10
+	VRNDSCALEPS $0x00, Z3, Z11
+	VSUBPS      Z10, Z2, Z2
+	VSUBPS      Z11, Z3, Z3
+	VMOVAPS     Z18, Z8
+	VMOVAPS     Z18, Z9
+	VFMADD231PS Z17, Z2, Z8
+	VFMADD231PS Z17, Z3, Z9
+	VFMADD213PS Z19, Z2, Z8
+	VFMADD213PS Z19, Z3, Z9
+	VFMADD213PS Z20, Z2, Z8
+	VFMADD213PS Z20, Z3, Z9
+	VFMADD213PS Z21, Z2, Z8
+	VFMADD213PS Z21, Z3, Z9
+	VFMADD213PS Z31, Z2, Z8
+	VFMADD213PS Z31, Z3, Z9
 
-	// g = h - ax phi; grad = x >= 0 ? 1 - g : g
-	VMULPS       Z13, Z3, Z3
-	VFNMADD231PS Z4, Z3, Z5
-	VCMPPS       $0x1d, Z14, Z0, K2
-	VSUBPS       Z5, Z31, K2, Z5
-	VMULPS       (DX), Z5, Z1
-	VMOVUPS      Z1, (DI)
-	ADDQ         $0x40, SI
-	ADDQ         $0x40, DI
-	ADDQ         $0x40, DX
+	// g = erfc(z)/2 - ax phi(x) = (r - ax/sqrt(2 pi)) p 2^n; grad = x >= 0 ? 1 - g : g
+	VFNMADD231PS Z15, Z4, Z6
+	VFNMADD231PS Z15, Z5, Z7
+	VMULPS       Z8, Z6, Z6
+	VMULPS       Z9, Z7, Z7
+	VSCALEFPS    Z10, Z6, Z6
+	VSCALEFPS    Z11, Z7, Z7
+	VCMPPS       $0x1d, Z16, Z0, K2
+	VCMPPS       $0x1d, Z16, Z1, K3
+	VSUBPS       Z6, Z31, K2, Z6
+	VSUBPS       Z7, Z31, K3, Z7
+	VMULPS       (DX), Z6, Z2
+	VMULPS       64(DX), Z7, Z3
+	VMOVUPS      Z2, (DI)
+	VMOVUPS      Z3, 64(DI)
+	ADDQ         $0x00000080, SI
+	ADDQ         $0x00000080, DI
+	ADDQ         $0x00000080, DX
 	DECQ         AX
 	JNZ          geluGradAVX512_loop
 
+geluGradAVX512_one:
+	// One vector a step.
+	TESTQ BX, BX
+	JZ    geluGradAVX512_tail
+
+geluGradAVX512_oneloop:
+	VMOVUPS (SI), Z0
+	VPANDD  Z30, Z0, Z2
+	VMINPS  Z2, Z29, Z2
+
+	// t = 1 / (1 + p ax); r = t (a1 + t (a2 + t (a3 + t (a4 + t a5))))
+	VMOVAPS     Z31, Z6
+	VFMADD231PS Z28, Z2, Z6
+	VDIVPS      Z6, Z31, Z6
+	VMOVAPS     Z24, Z3
+	VFMADD231PS Z23, Z6, Z3
+	VFMADD213PS Z25, Z6, Z3
+	VFMADD213PS Z26, Z6, Z3
+	VFMADD213PS Z27, Z6, Z3
+	VMULPS      Z6, Z3, Z3
+
+	// e^(-ax²/2) = 2^s, s = ax² (-log2(e)/2): n = round(s), p = 2^(s-n)
+	VMULPS      Z2, Z2, Z1
+	VMULPS      Z22, Z1, Z1
+	VRNDSCALEPS $0x00, Z1, Z5
+	VSUBPS      Z5, Z1, Z1
+	VMOVAPS     Z18, Z4
+	VFMADD231PS Z17, Z1, Z4
+	VFMADD213PS Z19, Z1, Z4
+	VFMADD213PS Z20, Z1, Z4
+	VFMADD213PS Z21, Z1, Z4
+	VFMADD213PS Z31, Z1, Z4
+
+	// g = erfc(z)/2 - ax phi(x) = (r - ax/sqrt(2 pi)) p 2^n; grad = x >= 0 ? 1 - g : g
+	VFNMADD231PS Z15, Z2, Z3
+	VMULPS       Z4, Z3, Z3
+	VSCALEFPS    Z5, Z3, Z3
+	VCMPPS       $0x1d, Z16, Z0, K2
+	VSUBPS       Z3, Z31, K2, Z3
+	VMULPS       (DX), Z3, Z1
+	VMOVUPS      Z1, (DI)
+	ADDQ         $0x00000040, SI
+	ADDQ         $0x00000040, DI
+	ADDQ         $0x00000040, DX
+	DECQ         BX
+	JNZ          geluGradAVX512_oneloop
+
 geluGradAVX512_tail:
-	// The last len(x) % 16 elements, under a mask.
+	// The last len(x) % 16 elements, under the mask K1.
 	ANDQ      $0x0f, CX
 	JZ        geluGradAVX512_done
 	MOVL      $0x00000001, AX
@@ -556,39 +815,37 @@ geluGradAVX512_tail:
 	VMOVUPS.Z (DX), K1, Z2
 	VPANDD    Z30, Z0, Z3
 	VMINPS    Z3, Z29, Z3
-	VMULPS    Z28, Z3, Z6
 
-	// t = 1 / (1 + p z); q = t (a1 + t (a2 + t (a3 + t (a4 + t a5))))
+	// t = 1 / (1 + p ax); r = t (a1 + t (a2 + t (a3 + t (a4 + t a5))))
 	VMOVAPS     Z31, Z7
-	VFMADD231PS Z27, Z6, Z7
+	VFMADD231PS Z28, Z3, Z7
 	VDIVPS      Z7, Z31, Z7
-	VMOVAPS     Z23, Z8
-	VFMADD231PS Z22, Z7, Z8
-	VFMADD213PS Z24, Z7, Z8
-	VFMADD213PS Z25, Z7, Z8
-	VFMADD213PS Z26, Z7, Z8
-	VMULPS      Z7, Z8, Z8
+	VMOVAPS     Z24, Z4
+	VFMADD231PS Z23, Z7, Z4
+	VFMADD213PS Z25, Z7, Z4
+	VFMADD213PS Z26, Z7, Z4
+	VFMADD213PS Z27, Z7, Z4
+	VMULPS      Z7, Z4, Z4
 
-	// e = e^-u, u = z²: n = round(-u log2 e), r = -u - n ln2
-	VMULPS       Z6, Z6, Z6
-	VMULPS       Z21, Z6, Z9
-	VRNDSCALEPS  $0x00, Z9, Z9
-	VFNMSUB231PS Z20, Z9, Z6
-	VMOVAPS      Z16, Z7
-	VFMADD231PS  Z15, Z6, Z7
-	VFMADD213PS  Z17, Z6, Z7
-	VFMADD213PS  Z18, Z6, Z7
-	VFMADD213PS  Z19, Z6, Z7
-	VFMADD213PS  Z31, Z6, Z7
-	VSCALEFPS    Z9, Z7, Z4
-	VMULPS       Z4, Z8, Z5
+	// e^(-ax²/2) = 2^s, s = ax² (-log2(e)/2): n = round(s), p = 2^(s-n)
+	VMULPS      Z3, Z3, Z1
+	VMULPS      Z22, Z1, Z1
+	VRNDSCALEPS $0x00, Z1, Z6
+	VSUBPS      Z6, Z1, Z1
+	VMOVAPS     Z18, Z5
+	VFMADD231PS Z17, Z1, Z5
+	VFMADD213PS Z19, Z1, Z5
+	VFMADD213PS Z20, Z1, Z5
+	VFMADD213PS Z21, Z1, Z5
+	VFMADD213PS Z31, Z1, Z5
 
-	// g = h - ax phi; grad = x >= 0 ? 1 - g : g
-	VMULPS       Z13, Z3, Z3
-	VFNMADD231PS Z4, Z3, Z5
-	VCMPPS       $0x1d, Z14, Z0, K2
-	VSUBPS       Z5, Z31, K2, Z5
-	VMULPS       Z2, Z5, Z1
+	// g = erfc(z)/2 - ax phi(x) = (r - ax/sqrt(2 pi)) p 2^n; grad = x >= 0 ? 1 - g : g
+	VFNMADD231PS Z15, Z3, Z4
+	VMULPS       Z5, Z4, Z4
+	VSCALEFPS    Z6, Z4, Z4
+	VCMPPS       $0x1d, Z16, Z0, K2
+	VSUBPS       Z4, Z31, K2, Z4
+	VMULPS       Z2, Z4, Z1
 	VMOVUPS      Z1, K1, (DI)
 
 geluGradAVX512_done:
@@ -604,16 +861,16 @@ TEXT ·softmaxRowAVX512(SB), NOSPLIT, $0-48
 
 	// Broadcast the constants.
 	VBROADCASTSS consts<>+0(SB), Z31
-	VBROADCASTSS consts<>+36(SB), Z30
-	VBROADCASTSS consts<>+40(SB), Z29
+	VBROADCASTSS consts<>+32(SB), Z30
+	VBROADCASTSS consts<>+36(SB), Z29
 	VBROADCASTSS consts<>+20(SB), Z28
-	VBROADCASTSS consts<>+28(SB), Z27
-	VBROADCASTSS consts<>+32(SB), Z26
-	VBROADCASTSS consts<>+44(SB), Z25
-	VBROADCASTSS consts<>+48(SB), Z24
-	VBROADCASTSS consts<>+52(SB), Z23
-	VBROADCASTSS consts<>+56(SB), Z22
-	VBROADCASTSS consts<>+60(SB), Z21
+	VBROADCASTSS consts<>+24(SB), Z27
+	VBROADCASTSS consts<>+28(SB), Z26
+	VBROADCASTSS consts<>+40(SB), Z25
+	VBROADCASTSS consts<>+44(SB), Z24
+	VBROADCASTSS consts<>+48(SB), Z23
+	VBROADCASTSS consts<>+52(SB), Z22
+	VBROADCASTSS consts<>+56(SB), Z21
 
 	// K1: the low len(x) % 16 bits, for the last partial vector.
 	MOVQ  CX, BX
@@ -624,12 +881,29 @@ TEXT ·softmaxRowAVX512(SB), NOSPLIT, $0-48
 	KMOVW DX, K1
 	SHRQ  $0x04, CX
 
-	// Z0 = m, the largest x[i], in every lane.
+	// Z0 = m, the largest x[i], in every lane: four vectors a step into Z0-Z3, then one.
 	VBROADCASTSS consts<>+12(SB), Z0
+	VMOVAPS      Z0, Z1
+	VMOVAPS      Z0, Z2
+	VMOVAPS      Z0, Z3
 	XORQ         R8, R8
 	MOVQ         CX, R9
-	TESTQ        R9, R9
-	JZ           softmaxRowAVX512_max_tail
+	SHRQ         $0x02, R9
+	JZ           softmaxRowAVX512_max4_done
+
+softmaxRowAVX512_max4_loop:
+	VMAXPS (SI)(R8*1), Z0, Z0
+	VMAXPS 64(SI)(R8*1), Z1, Z1
+	VMAXPS 128(SI)(R8*1), Z2, Z2
+	VMAXPS 192(SI)(R8*1), Z3, Z3
+	ADDQ   $0x00000100, R8
+	DECQ   R9
+	JNZ    softmaxRowAVX512_max4_loop
+
+softmaxRowAVX512_max4_done:
+	MOVQ CX, R9
+	ANDQ $0x03, R9
+	JZ   softmaxRowAVX512_max_tail
 
 softmaxRowAVX512_max_loop:
 	VMAXPS (SI)(R8*1), Z0, Z0
@@ -640,9 +914,12 @@ softmaxRowAVX512_max_loop:
 softmaxRowAVX512_max_tail:
 	TESTQ  BX, BX
 	JZ     softmaxRowAVX512_max_done
-	VMAXPS (SI)(R8*1), Z0, K1, Z0
+	VMAXPS (SI)(R8*1), Z1, K1, Z1
 
 softmaxRowAVX512_max_done:
+	VMAXPS        Z1, Z0, Z0
+	VMAXPS        Z3, Z2, Z2
+	VMAXPS        Z2, Z0, Z0
 	VEXTRACTF64X4 $0x01, Z0, Y1
 	VMAXPS        Y1, Y0, Y0
 	VEXTRACTF128  $0x01, Y0, X1
@@ -766,19 +1043,19 @@ TEXT ·expAVX2(SB), NOSPLIT, $0-48
 
 expAVX2_loop:
 	VMOVUPS      (SI), Y0
-	VMOVUPS      consts8<>+288(SB), Y6
+	VMOVUPS      consts8<>+256(SB), Y6
 	VMAXPS       Y0, Y6, Y3
-	VMOVUPS      consts8<>+320(SB), Y6
+	VMOVUPS      consts8<>+288(SB), Y6
 	VMINPS       Y3, Y6, Y3
 	VMULPS       consts8<>+160(SB), Y3, Y4
 	VROUNDPS     $0x00, Y4, Y4
+	VFNMADD231PS consts8<>+192(SB), Y4, Y3
 	VFNMADD231PS consts8<>+224(SB), Y4, Y3
-	VFNMADD231PS consts8<>+256(SB), Y4, Y3
-	VMOVUPS      consts8<>+448(SB), Y5
-	VFMADD231PS  consts8<>+480(SB), Y3, Y5
-	VFMADD213PS  consts8<>+416(SB), Y3, Y5
+	VMOVUPS      consts8<>+416(SB), Y5
+	VFMADD231PS  consts8<>+448(SB), Y3, Y5
 	VFMADD213PS  consts8<>+384(SB), Y3, Y5
 	VFMADD213PS  consts8<>+352(SB), Y3, Y5
+	VFMADD213PS  consts8<>+320(SB), Y3, Y5
 	VFMADD213PS  consts8<>+0(SB), Y3, Y5
 
 	// y = p 2^n as (p 2^(n>>1)) 2^(n-(n>>1)): n may be 128
@@ -791,7 +1068,7 @@ expAVX2_loop:
 	VPSLLD    $0x17, Y4, Y4
 	VMULPS    Y6, Y5, Y5
 	VMULPS    Y4, Y5, Y5
-	VCMPPS    $0x15, consts8<>+288(SB), Y0, Y6
+	VCMPPS    $0x15, consts8<>+256(SB), Y0, Y6
 	VANDPS    Y6, Y5, Y1
 	VMOVUPS   Y1, (DI)
 	ADDQ      $0x20, SI
@@ -807,19 +1084,19 @@ expAVX2_tail:
 	VPBROADCASTD X15, Y15
 	VPCMPGTD     iota<>+0(SB), Y15, Y15
 	VMASKMOVPS   (SI), Y15, Y0
-	VMOVUPS      consts8<>+288(SB), Y6
+	VMOVUPS      consts8<>+256(SB), Y6
 	VMAXPS       Y0, Y6, Y3
-	VMOVUPS      consts8<>+320(SB), Y6
+	VMOVUPS      consts8<>+288(SB), Y6
 	VMINPS       Y3, Y6, Y3
 	VMULPS       consts8<>+160(SB), Y3, Y4
 	VROUNDPS     $0x00, Y4, Y4
+	VFNMADD231PS consts8<>+192(SB), Y4, Y3
 	VFNMADD231PS consts8<>+224(SB), Y4, Y3
-	VFNMADD231PS consts8<>+256(SB), Y4, Y3
-	VMOVUPS      consts8<>+448(SB), Y5
-	VFMADD231PS  consts8<>+480(SB), Y3, Y5
-	VFMADD213PS  consts8<>+416(SB), Y3, Y5
+	VMOVUPS      consts8<>+416(SB), Y5
+	VFMADD231PS  consts8<>+448(SB), Y3, Y5
 	VFMADD213PS  consts8<>+384(SB), Y3, Y5
 	VFMADD213PS  consts8<>+352(SB), Y3, Y5
+	VFMADD213PS  consts8<>+320(SB), Y3, Y5
 	VFMADD213PS  consts8<>+0(SB), Y3, Y5
 
 	// y = p 2^n as (p 2^(n>>1)) 2^(n-(n>>1)): n may be 128
@@ -832,7 +1109,7 @@ expAVX2_tail:
 	VPSLLD     $0x17, Y4, Y4
 	VMULPS     Y6, Y5, Y5
 	VMULPS     Y4, Y5, Y5
-	VCMPPS     $0x15, consts8<>+288(SB), Y0, Y6
+	VCMPPS     $0x15, consts8<>+256(SB), Y0, Y6
 	VANDPS     Y6, Y5, Y1
 	VMASKMOVPS Y1, Y15, (DI)
 
@@ -855,45 +1132,44 @@ TEXT ·geluAVX2(SB), NOSPLIT, $0-48
 geluAVX2_loop:
 	VMOVUPS (SI), Y0
 	VANDPS  consts8<>+64(SB), Y0, Y3
-	VMOVUPS consts8<>+768(SB), Y7
+	VMOVUPS consts8<>+896(SB), Y7
 	VMINPS  Y3, Y7, Y3
-	VMULPS  consts8<>+704(SB), Y3, Y6
 
-	// t = 1 / (1 + p z); q = t (a1 + t (a2 + t (a3 + t (a4 + t a5))))
+	// t = 1 / (1 + p ax); r = t (a1 + t (a2 + t (a3 + t (a4 + t a5))))
 	VMOVUPS     consts8<>+0(SB), Y7
-	VFMADD231PS consts8<>+512(SB), Y6, Y7
-	VMOVUPS     consts8<>+0(SB), Y8
-	VDIVPS      Y7, Y8, Y7
-	VMOVUPS     consts8<>+640(SB), Y8
-	VFMADD231PS consts8<>+672(SB), Y7, Y8
-	VFMADD213PS consts8<>+608(SB), Y7, Y8
-	VFMADD213PS consts8<>+576(SB), Y7, Y8
-	VFMADD213PS consts8<>+544(SB), Y7, Y8
-	VMULPS      Y7, Y8, Y8
+	VFMADD231PS consts8<>+672(SB), Y3, Y7
+	VMOVUPS     consts8<>+0(SB), Y4
+	VDIVPS      Y7, Y4, Y7
+	VMOVUPS     consts8<>+800(SB), Y4
+	VFMADD231PS consts8<>+832(SB), Y7, Y4
+	VFMADD213PS consts8<>+768(SB), Y7, Y4
+	VFMADD213PS consts8<>+736(SB), Y7, Y4
+	VFMADD213PS consts8<>+704(SB), Y7, Y4
+	VMULPS      Y7, Y4, Y4
 
-	// e = e^-u, u = z²: n = round(-u log2 e), r = -u - n ln2
-	VMULPS       Y6, Y6, Y6
-	VMULPS       consts8<>+192(SB), Y6, Y9
-	VROUNDPS     $0x00, Y9, Y9
-	VFNMSUB231PS consts8<>+224(SB), Y9, Y6
-	VMOVUPS      consts8<>+448(SB), Y7
-	VFMADD231PS  consts8<>+480(SB), Y6, Y7
-	VFMADD213PS  consts8<>+416(SB), Y6, Y7
-	VFMADD213PS  consts8<>+384(SB), Y6, Y7
-	VFMADD213PS  consts8<>+352(SB), Y6, Y7
-	VFMADD213PS  consts8<>+0(SB), Y6, Y7
+	// e^(-ax²/2) = 2^s, s = ax² (-log2(e)/2): n = round(s), p = 2^(s-n)
+	VMULPS      Y3, Y3, Y8
+	VMULPS      consts8<>+640(SB), Y8, Y8
+	VROUNDPS    $0x00, Y8, Y6
+	VSUBPS      Y6, Y8, Y8
+	VMOVUPS     consts8<>+576(SB), Y5
+	VFMADD231PS consts8<>+608(SB), Y8, Y5
+	VFMADD213PS consts8<>+544(SB), Y8, Y5
+	VFMADD213PS consts8<>+512(SB), Y8, Y5
+	VFMADD213PS consts8<>+480(SB), Y8, Y5
+	VFMADD213PS consts8<>+0(SB), Y8, Y5
 
 	// 2^n, n in [-117, 0], from its exponent bits
-	VCVTPS2DQ Y9, Y9
-	VPADDD    consts8<>+128(SB), Y9, Y9
-	VPSLLD    $0x17, Y9, Y9
-	VMULPS    Y9, Y7, Y4
-	VMULPS    Y4, Y8, Y5
+	VCVTPS2DQ Y6, Y6
+	VPADDD    consts8<>+128(SB), Y6, Y6
+	VPSLLD    $0x17, Y6, Y6
 
-	// gelu = max(0, x) - ax h
-	VXORPS       Y6, Y6, Y6
-	VMAXPS       Y0, Y6, Y1
-	VFNMADD231PS Y5, Y3, Y1
+	// gelu = max(0, x) - ax h, h = erfc(z)/2 = r p 2^n
+	VMULPS       Y5, Y4, Y4
+	VMULPS       Y6, Y4, Y4
+	VXORPS       Y7, Y7, Y7
+	VMAXPS       Y0, Y7, Y1
+	VFNMADD231PS Y4, Y3, Y1
 	VMOVUPS      Y1, (DI)
 	ADDQ         $0x20, SI
 	ADDQ         $0x20, DI
@@ -909,45 +1185,44 @@ geluAVX2_tail:
 	VPCMPGTD     iota<>+0(SB), Y15, Y15
 	VMASKMOVPS   (SI), Y15, Y0
 	VANDPS       consts8<>+64(SB), Y0, Y3
-	VMOVUPS      consts8<>+768(SB), Y7
+	VMOVUPS      consts8<>+896(SB), Y7
 	VMINPS       Y3, Y7, Y3
-	VMULPS       consts8<>+704(SB), Y3, Y6
 
-	// t = 1 / (1 + p z); q = t (a1 + t (a2 + t (a3 + t (a4 + t a5))))
+	// t = 1 / (1 + p ax); r = t (a1 + t (a2 + t (a3 + t (a4 + t a5))))
 	VMOVUPS     consts8<>+0(SB), Y7
-	VFMADD231PS consts8<>+512(SB), Y6, Y7
-	VMOVUPS     consts8<>+0(SB), Y8
-	VDIVPS      Y7, Y8, Y7
-	VMOVUPS     consts8<>+640(SB), Y8
-	VFMADD231PS consts8<>+672(SB), Y7, Y8
-	VFMADD213PS consts8<>+608(SB), Y7, Y8
-	VFMADD213PS consts8<>+576(SB), Y7, Y8
-	VFMADD213PS consts8<>+544(SB), Y7, Y8
-	VMULPS      Y7, Y8, Y8
+	VFMADD231PS consts8<>+672(SB), Y3, Y7
+	VMOVUPS     consts8<>+0(SB), Y4
+	VDIVPS      Y7, Y4, Y7
+	VMOVUPS     consts8<>+800(SB), Y4
+	VFMADD231PS consts8<>+832(SB), Y7, Y4
+	VFMADD213PS consts8<>+768(SB), Y7, Y4
+	VFMADD213PS consts8<>+736(SB), Y7, Y4
+	VFMADD213PS consts8<>+704(SB), Y7, Y4
+	VMULPS      Y7, Y4, Y4
 
-	// e = e^-u, u = z²: n = round(-u log2 e), r = -u - n ln2
-	VMULPS       Y6, Y6, Y6
-	VMULPS       consts8<>+192(SB), Y6, Y9
-	VROUNDPS     $0x00, Y9, Y9
-	VFNMSUB231PS consts8<>+224(SB), Y9, Y6
-	VMOVUPS      consts8<>+448(SB), Y7
-	VFMADD231PS  consts8<>+480(SB), Y6, Y7
-	VFMADD213PS  consts8<>+416(SB), Y6, Y7
-	VFMADD213PS  consts8<>+384(SB), Y6, Y7
-	VFMADD213PS  consts8<>+352(SB), Y6, Y7
-	VFMADD213PS  consts8<>+0(SB), Y6, Y7
+	// e^(-ax²/2) = 2^s, s = ax² (-log2(e)/2): n = round(s), p = 2^(s-n)
+	VMULPS      Y3, Y3, Y8
+	VMULPS      consts8<>+640(SB), Y8, Y8
+	VROUNDPS    $0x00, Y8, Y6
+	VSUBPS      Y6, Y8, Y8
+	VMOVUPS     consts8<>+576(SB), Y5
+	VFMADD231PS consts8<>+608(SB), Y8, Y5
+	VFMADD213PS consts8<>+544(SB), Y8, Y5
+	VFMADD213PS consts8<>+512(SB), Y8, Y5
+	VFMADD213PS consts8<>+480(SB), Y8, Y5
+	VFMADD213PS consts8<>+0(SB), Y8, Y5
 
 	// 2^n, n in [-117, 0], from its exponent bits
-	VCVTPS2DQ Y9, Y9
-	VPADDD    consts8<>+128(SB), Y9, Y9
-	VPSLLD    $0x17, Y9, Y9
-	VMULPS    Y9, Y7, Y4
-	VMULPS    Y4, Y8, Y5
+	VCVTPS2DQ Y6, Y6
+	VPADDD    consts8<>+128(SB), Y6, Y6
+	VPSLLD    $0x17, Y6, Y6
 
-	// gelu = max(0, x) - ax h
-	VXORPS       Y6, Y6, Y6
-	VMAXPS       Y0, Y6, Y1
-	VFNMADD231PS Y5, Y3, Y1
+	// gelu = max(0, x) - ax h, h = erfc(z)/2 = r p 2^n
+	VMULPS       Y5, Y4, Y4
+	VMULPS       Y6, Y4, Y4
+	VXORPS       Y7, Y7, Y7
+	VMAXPS       Y0, Y7, Y1
+	VFNMADD231PS Y4, Y3, Y1
 	VMASKMOVPS   Y1, Y15, (DI)
 
 geluAVX2_done:
@@ -970,50 +1245,48 @@ TEXT ·geluGradAVX2(SB), NOSPLIT, $0-72
 geluGradAVX2_loop:
 	VMOVUPS (SI), Y0
 	VANDPS  consts8<>+64(SB), Y0, Y3
-	VMOVUPS consts8<>+768(SB), Y7
+	VMOVUPS consts8<>+896(SB), Y7
 	VMINPS  Y3, Y7, Y3
-	VMULPS  consts8<>+704(SB), Y3, Y6
 
-	// t = 1 / (1 + p z); q = t (a1 + t (a2 + t (a3 + t (a4 + t a5))))
+	// t = 1 / (1 + p ax); r = t (a1 + t (a2 + t (a3 + t (a4 + t a5))))
 	VMOVUPS     consts8<>+0(SB), Y7
-	VFMADD231PS consts8<>+512(SB), Y6, Y7
-	VMOVUPS     consts8<>+0(SB), Y8
-	VDIVPS      Y7, Y8, Y7
-	VMOVUPS     consts8<>+640(SB), Y8
-	VFMADD231PS consts8<>+672(SB), Y7, Y8
-	VFMADD213PS consts8<>+608(SB), Y7, Y8
-	VFMADD213PS consts8<>+576(SB), Y7, Y8
-	VFMADD213PS consts8<>+544(SB), Y7, Y8
-	VMULPS      Y7, Y8, Y8
+	VFMADD231PS consts8<>+672(SB), Y3, Y7
+	VMOVUPS     consts8<>+0(SB), Y4
+	VDIVPS      Y7, Y4, Y7
+	VMOVUPS     consts8<>+800(SB), Y4
+	VFMADD231PS consts8<>+832(SB), Y7, Y4
+	VFMADD213PS consts8<>+768(SB), Y7, Y4
+	VFMADD213PS consts8<>+736(SB), Y7, Y4
+	VFMADD213PS consts8<>+704(SB), Y7, Y4
+	VMULPS      Y7, Y4, Y4
 
-	// e = e^-u, u = z²: n = round(-u log2 e), r = -u - n ln2
-	VMULPS       Y6, Y6, Y6
-	VMULPS       consts8<>+192(SB), Y6, Y9
-	VROUNDPS     $0x00, Y9, Y9
-	VFNMSUB231PS consts8<>+224(SB), Y9, Y6
-	VMOVUPS      consts8<>+448(SB), Y7
-	VFMADD231PS  consts8<>+480(SB), Y6, Y7
-	VFMADD213PS  consts8<>+416(SB), Y6, Y7
-	VFMADD213PS  consts8<>+384(SB), Y6, Y7
-	VFMADD213PS  consts8<>+352(SB), Y6, Y7
-	VFMADD213PS  consts8<>+0(SB), Y6, Y7
+	// e^(-ax²/2) = 2^s, s = ax² (-log2(e)/2): n = round(s), p = 2^(s-n)
+	VMULPS      Y3, Y3, Y8
+	VMULPS      consts8<>+640(SB), Y8, Y8
+	VROUNDPS    $0x00, Y8, Y6
+	VSUBPS      Y6, Y8, Y8
+	VMOVUPS     consts8<>+576(SB), Y5
+	VFMADD231PS consts8<>+608(SB), Y8, Y5
+	VFMADD213PS consts8<>+544(SB), Y8, Y5
+	VFMADD213PS consts8<>+512(SB), Y8, Y5
+	VFMADD213PS consts8<>+480(SB), Y8, Y5
+	VFMADD213PS consts8<>+0(SB), Y8, Y5
 
 	// 2^n, n in [-117, 0], from its exponent bits
-	VCVTPS2DQ Y9, Y9
-	VPADDD    consts8<>+128(SB), Y9, Y9
-	VPSLLD    $0x17, Y9, Y9
-	VMULPS    Y9, Y7, Y4
-	VMULPS    Y4, Y8, Y5
+	VCVTPS2DQ Y6, Y6
+	VPADDD    consts8<>+128(SB), Y6, Y6
+	VPSLLD    $0x17, Y6, Y6
 
-	// g = h - ax phi; grad = x >= 0 ? 1 - g : g
-	VMULPS       consts8<>+736(SB), Y3, Y3
-	VFNMADD231PS Y4, Y3, Y5
-	VXORPS       Y6, Y6, Y6
-	VCMPPS       $0x1d, Y6, Y0, Y6
-	VMOVUPS      consts8<>+0(SB), Y7
-	VSUBPS       Y5, Y7, Y7
-	VBLENDVPS    Y6, Y7, Y5, Y5
-	VMULPS       (DX), Y5, Y1
+	// g = erfc(z)/2 - ax phi(x) = (r - ax/sqrt(2 pi)) p 2^n; grad = x >= 0 ? 1 - g : g
+	VFNMADD231PS consts8<>+864(SB), Y3, Y4
+	VMULPS       Y5, Y4, Y4
+	VMULPS       Y6, Y4, Y4
+	VXORPS       Y7, Y7, Y7
+	VCMPPS       $0x1d, Y7, Y0, Y7
+	VMOVUPS      consts8<>+0(SB), Y8
+	VSUBPS       Y4, Y8, Y8
+	VBLENDVPS    Y7, Y8, Y4, Y4
+	VMULPS       (DX), Y4, Y1
 	VMOVUPS      Y1, (DI)
 	ADDQ         $0x20, SI
 	ADDQ         $0x20, DI
@@ -1031,50 +1304,48 @@ geluGradAVX2_tail:
 	VMASKMOVPS   (SI), Y15, Y0
 	VMASKMOVPS   (DX), Y15, Y2
 	VANDPS       consts8<>+64(SB), Y0, Y3
-	VMOVUPS      consts8<>+768(SB), Y7
+	VMOVUPS      consts8<>+896(SB), Y7
 	VMINPS       Y3, Y7, Y3
-	VMULPS       consts8<>+704(SB), Y3, Y6
 
-	// t = 1 / (1 + p z); q = t (a1 + t (a2 + t (a3 + t (a4 + t a5))))
+	// t = 1 / (1 + p ax); r = t (a1 + t (a2 + t (a3 + t (a4 + t a5))))
 	VMOVUPS     consts8<>+0(SB), Y7
-	VFMADD231PS consts8<>+512(SB), Y6, Y7
-	VMOVUPS     consts8<>+0(SB), Y8
-	VDIVPS      Y7, Y8, Y7
-	VMOVUPS     consts8<>+640(SB), Y8
-	VFMADD231PS consts8<>+672(SB), Y7, Y8
-	VFMADD213PS consts8<>+608(SB), Y7, Y8
-	VFMADD213PS consts8<>+576(SB), Y7, Y8
-	VFMADD213PS consts8<>+544(SB), Y7, Y8
-	VMULPS      Y7, Y8, Y8
+	VFMADD231PS consts8<>+672(SB), Y3, Y7
+	VMOVUPS     consts8<>+0(SB), Y4
+	VDIVPS      Y7, Y4, Y7
+	VMOVUPS     consts8<>+800(SB), Y4
+	VFMADD231PS consts8<>+832(SB), Y7, Y4
+	VFMADD213PS consts8<>+768(SB), Y7, Y4
+	VFMADD213PS consts8<>+736(SB), Y7, Y4
+	VFMADD213PS consts8<>+704(SB), Y7, Y4
+	VMULPS      Y7, Y4, Y4
 
-	// e = e^-u, u = z²: n = round(-u log2 e), r = -u - n ln2
-	VMULPS       Y6, Y6, Y6
-	VMULPS       consts8<>+192(SB), Y6, Y9
-	VROUNDPS     $0x00, Y9, Y9
-	VFNMSUB231PS consts8<>+224(SB), Y9, Y6
-	VMOVUPS      consts8<>+448(SB), Y7
-	VFMADD231PS  consts8<>+480(SB), Y6, Y7
-	VFMADD213PS  consts8<>+416(SB), Y6, Y7
-	VFMADD213PS  consts8<>+384(SB), Y6, Y7
-	VFMADD213PS  consts8<>+352(SB), Y6, Y7
-	VFMADD213PS  consts8<>+0(SB), Y6, Y7
+	// e^(-ax²/2) = 2^s, s = ax² (-log2(e)/2): n = round(s), p = 2^(s-n)
+	VMULPS      Y3, Y3, Y8
+	VMULPS      consts8<>+640(SB), Y8, Y8
+	VROUNDPS    $0x00, Y8, Y6
+	VSUBPS      Y6, Y8, Y8
+	VMOVUPS     consts8<>+576(SB), Y5
+	VFMADD231PS consts8<>+608(SB), Y8, Y5
+	VFMADD213PS consts8<>+544(SB), Y8, Y5
+	VFMADD213PS consts8<>+512(SB), Y8, Y5
+	VFMADD213PS consts8<>+480(SB), Y8, Y5
+	VFMADD213PS consts8<>+0(SB), Y8, Y5
 
 	// 2^n, n in [-117, 0], from its exponent bits
-	VCVTPS2DQ Y9, Y9
-	VPADDD    consts8<>+128(SB), Y9, Y9
-	VPSLLD    $0x17, Y9, Y9
-	VMULPS    Y9, Y7, Y4
-	VMULPS    Y4, Y8, Y5
+	VCVTPS2DQ Y6, Y6
+	VPADDD    consts8<>+128(SB), Y6, Y6
+	VPSLLD    $0x17, Y6, Y6
 
-	// g = h - ax phi; grad = x >= 0 ? 1 - g : g
-	VMULPS       consts8<>+736(SB), Y3, Y3
-	VFNMADD231PS Y4, Y3, Y5
-	VXORPS       Y6, Y6, Y6
-	VCMPPS       $0x1d, Y6, Y0, Y6
-	VMOVUPS      consts8<>+0(SB), Y7
-	VSUBPS       Y5, Y7, Y7
-	VBLENDVPS    Y6, Y7, Y5, Y5
-	VMULPS       Y2, Y5, Y1
+	// g = erfc(z)/2 - ax phi(x) = (r - ax/sqrt(2 pi)) p 2^n; grad = x >= 0 ? 1 - g : g
+	VFNMADD231PS consts8<>+864(SB), Y3, Y4
+	VMULPS       Y5, Y4, Y4
+	VMULPS       Y6, Y4, Y4
+	VXORPS       Y7, Y7, Y7
+	VCMPPS       $0x1d, Y7, Y0, Y7
+	VMOVUPS      consts8<>+0(SB), Y8
+	VSUBPS       Y4, Y8, Y8
+	VBLENDVPS    Y7, Y8, Y4, Y4
+	VMULPS       Y2, Y4, Y1
 	VMASKMOVPS   Y1, Y15, (DI)
 
 geluGradAVX2_done:
@@ -1145,17 +1416,17 @@ softmaxRowAVX2_max_done:
 softmaxRowAVX2_exp_loop:
 	VMOVUPS      (SI)(R8*1), Y1
 	VSUBPS       Y0, Y1, Y1
-	VMOVUPS      consts8<>+288(SB), Y6
+	VMOVUPS      consts8<>+256(SB), Y6
 	VMAXPS       Y1, Y6, Y3
 	VMULPS       consts8<>+160(SB), Y3, Y4
 	VROUNDPS     $0x00, Y4, Y4
+	VFNMADD231PS consts8<>+192(SB), Y4, Y3
 	VFNMADD231PS consts8<>+224(SB), Y4, Y3
-	VFNMADD231PS consts8<>+256(SB), Y4, Y3
-	VMOVUPS      consts8<>+448(SB), Y5
-	VFMADD231PS  consts8<>+480(SB), Y3, Y5
-	VFMADD213PS  consts8<>+416(SB), Y3, Y5
+	VMOVUPS      consts8<>+416(SB), Y5
+	VFMADD231PS  consts8<>+448(SB), Y3, Y5
 	VFMADD213PS  consts8<>+384(SB), Y3, Y5
 	VFMADD213PS  consts8<>+352(SB), Y3, Y5
+	VFMADD213PS  consts8<>+320(SB), Y3, Y5
 	VFMADD213PS  consts8<>+0(SB), Y3, Y5
 
 	// y = p 2^n as (p 2^(n>>1)) 2^(n-(n>>1)): n may be 128
@@ -1168,7 +1439,7 @@ softmaxRowAVX2_exp_loop:
 	VPSLLD       $0x17, Y4, Y4
 	VMULPS       Y6, Y5, Y5
 	VMULPS       Y4, Y5, Y5
-	VCMPPS       $0x15, consts8<>+288(SB), Y1, Y6
+	VCMPPS       $0x15, consts8<>+256(SB), Y1, Y6
 	VANDPS       Y6, Y5, Y2
 	VMOVUPS      Y2, (DI)(R8*1)
 	VCVTPS2PD    X2, Y3
@@ -1178,17 +1449,17 @@ softmaxRowAVX2_exp_loop:
 	VADDPD       Y4, Y11, Y11
 	VMOVUPS      32(SI)(R8*1), Y1
 	VSUBPS       Y0, Y1, Y1
-	VMOVUPS      consts8<>+288(SB), Y6
+	VMOVUPS      consts8<>+256(SB), Y6
 	VMAXPS       Y1, Y6, Y3
 	VMULPS       consts8<>+160(SB), Y3, Y4
 	VROUNDPS     $0x00, Y4, Y4
+	VFNMADD231PS consts8<>+192(SB), Y4, Y3
 	VFNMADD231PS consts8<>+224(SB), Y4, Y3
-	VFNMADD231PS consts8<>+256(SB), Y4, Y3
-	VMOVUPS      consts8<>+448(SB), Y5
-	VFMADD231PS  consts8<>+480(SB), Y3, Y5
-	VFMADD213PS  consts8<>+416(SB), Y3, Y5
+	VMOVUPS      consts8<>+416(SB), Y5
+	VFMADD231PS  consts8<>+448(SB), Y3, Y5
 	VFMADD213PS  consts8<>+384(SB), Y3, Y5
 	VFMADD213PS  consts8<>+352(SB), Y3, Y5
+	VFMADD213PS  consts8<>+320(SB), Y3, Y5
 	VFMADD213PS  consts8<>+0(SB), Y3, Y5
 
 	// y = p 2^n as (p 2^(n>>1)) 2^(n-(n>>1)): n may be 128
@@ -1201,7 +1472,7 @@ softmaxRowAVX2_exp_loop:
 	VPSLLD       $0x17, Y4, Y4
 	VMULPS       Y6, Y5, Y5
 	VMULPS       Y4, Y5, Y5
-	VCMPPS       $0x15, consts8<>+288(SB), Y1, Y6
+	VCMPPS       $0x15, consts8<>+256(SB), Y1, Y6
 	VANDPS       Y6, Y5, Y2
 	VMOVUPS      Y2, 32(DI)(R8*1)
 	VCVTPS2PD    X2, Y3
@@ -1218,17 +1489,17 @@ softmaxRowAVX2_exp_tail:
 	JZ           softmaxRowAVX2_exp_done
 	VMASKMOVPS   (SI)(R8*1), Y14, Y1
 	VSUBPS       Y0, Y1, Y1
-	VMOVUPS      consts8<>+288(SB), Y6
+	VMOVUPS      consts8<>+256(SB), Y6
 	VMAXPS       Y1, Y6, Y3
 	VMULPS       consts8<>+160(SB), Y3, Y4
 	VROUNDPS     $0x00, Y4, Y4
+	VFNMADD231PS consts8<>+192(SB), Y4, Y3
 	VFNMADD231PS consts8<>+224(SB), Y4, Y3
-	VFNMADD231PS consts8<>+256(SB), Y4, Y3
-	VMOVUPS      consts8<>+448(SB), Y5
-	VFMADD231PS  consts8<>+480(SB), Y3, Y5
-	VFMADD213PS  consts8<>+416(SB), Y3, Y5
+	VMOVUPS      consts8<>+416(SB), Y5
+	VFMADD231PS  consts8<>+448(SB), Y3, Y5
 	VFMADD213PS  consts8<>+384(SB), Y3, Y5
 	VFMADD213PS  consts8<>+352(SB), Y3, Y5
+	VFMADD213PS  consts8<>+320(SB), Y3, Y5
 	VFMADD213PS  consts8<>+0(SB), Y3, Y5
 
 	// y = p 2^n as (p 2^(n>>1)) 2^(n-(n>>1)): n may be 128
@@ -1241,7 +1512,7 @@ softmaxRowAVX2_exp_tail:
 	VPSLLD       $0x17, Y4, Y4
 	VMULPS       Y6, Y5, Y5
 	VMULPS       Y4, Y5, Y5
-	VCMPPS       $0x15, consts8<>+288(SB), Y1, Y6
+	VCMPPS       $0x15, consts8<>+256(SB), Y1, Y6
 	VANDPS       Y6, Y5, Y2
 	VANDPS       Y14, Y2, Y2
 	VMASKMOVPS   Y2, Y14, (DI)(R8*1)
@@ -1252,17 +1523,17 @@ softmaxRowAVX2_exp_tail:
 	VADDPD       Y4, Y11, Y11
 	VMASKMOVPS   32(SI)(R8*1), Y15, Y1
 	VSUBPS       Y0, Y1, Y1
-	VMOVUPS      consts8<>+288(SB), Y6
+	VMOVUPS      consts8<>+256(SB), Y6
 	VMAXPS       Y1, Y6, Y3
 	VMULPS       consts8<>+160(SB), Y3, Y4
 	VROUNDPS     $0x00, Y4, Y4
+	VFNMADD231PS consts8<>+192(SB), Y4, Y3
 	VFNMADD231PS consts8<>+224(SB), Y4, Y3
-	VFNMADD231PS consts8<>+256(SB), Y4, Y3
-	VMOVUPS      consts8<>+448(SB), Y5
-	VFMADD231PS  consts8<>+480(SB), Y3, Y5
-	VFMADD213PS  consts8<>+416(SB), Y3, Y5
+	VMOVUPS      consts8<>+416(SB), Y5
+	VFMADD231PS  consts8<>+448(SB), Y3, Y5
 	VFMADD213PS  consts8<>+384(SB), Y3, Y5
 	VFMADD213PS  consts8<>+352(SB), Y3, Y5
+	VFMADD213PS  consts8<>+320(SB), Y3, Y5
 	VFMADD213PS  consts8<>+0(SB), Y3, Y5
 
 	// y = p 2^n as (p 2^(n>>1)) 2^(n-(n>>1)): n may be 128
@@ -1275,7 +1546,7 @@ softmaxRowAVX2_exp_tail:
 	VPSLLD       $0x17, Y4, Y4
 	VMULPS       Y6, Y5, Y5
 	VMULPS       Y4, Y5, Y5
-	VCMPPS       $0x15, consts8<>+288(SB), Y1, Y6
+	VCMPPS       $0x15, consts8<>+256(SB), Y1, Y6
 	VANDPS       Y6, Y5, Y2
 	VANDPS       Y15, Y2, Y2
 	VMASKMOVPS   Y2, Y15, 32(DI)(R8*1)

@@ -210,7 +210,7 @@ const (
 
 func TestExpAccuracy(t *testing.T) {
 	worst := 0.0
-	sweep(-87.3365, 88.72, 400000, func(x float32) {
+	sweep(float64(expMin), 88.72, 400000, func(x float32) {
 		want := math.Exp(float64(x))
 		got := float64(expElem(x))
 		e := math.Abs(got-want) / want
@@ -239,13 +239,14 @@ func TestExpAccuracy(t *testing.T) {
 
 func TestErfAccuracy(t *testing.T) {
 	worst := 0.0
-	sweep(0, 12, 400000, func(z float32) {
-		h, _ := halfErfc(min(z, 9))
-		want := math.Erf(float64(z))
-		e := math.Abs(1 - 2*float64(h) - want) // float64 arithmetic: exact
+	// erf(z) = 1 - erfc(z), z = x/sqrt2
+	sweep(0, 17, 400000, func(x float32) {
+		r, p, n := erfcParts(min(x, geluMaxAbs))
+		h := scalef(r*p, n)
+		e := math.Abs(1 - 2*float64(h) - math.Erf(float64(x)/math.Sqrt2)) // float64 arithmetic: exact
 		worst = math.Max(worst, e)
 		if e > erfTol {
-			t.Fatalf("erf(%g) off by %g", z, e)
+			t.Fatalf("erf(%g / sqrt2) off by %g", x, e)
 		}
 	})
 	t.Logf("largest absolute error %.3g", worst)
@@ -372,6 +373,34 @@ func TestSoftmaxRows(t *testing.T) {
 	compare(t, "row alone", x[2*37:3*37], one, all[2*37:3*37])
 	SoftmaxRows(nil, nil, 0, 5)
 	SoftmaxRows(nil, nil, 5, 0)
+
+	// Masked logits count as 0; +Inf, NaN or a fully masked row give NaN.
+	inf, nan := float32(math.Inf(1)), float32(math.NaN())
+	rows := [][]float32{
+		{-inf, 0, -inf, 0},
+		{1, inf, 2, 3},
+		{1, nan, 2, 3},
+		{-inf, -inf, -inf, -inf},
+	}
+	for _, v := range supported() {
+		for i, row := range rows {
+			out := make([]float32, len(row))
+			v.softmaxRow(out, row)
+			for j, o := range out {
+				want := float32(0.5)
+				switch {
+				case i > 0:
+					want = nan
+				case row[j] < 0:
+					want = 0
+				}
+				if !same(o, want) {
+					t.Errorf("%s: softmax of %v = %v", v.name, row, out)
+					break
+				}
+			}
+		}
+	}
 }
 
 func TestPanics(t *testing.T) {

@@ -9,7 +9,9 @@
 //
 // fwdgrad: forward plus input gradient of the mean cross-entropy (one PGD
 // step) on random images. hyperat: one HyperAT iteration per defense, each
-// defense with its own trainer, one after the other in this process. pgd:
+// defense with its own trainer, one after the other in this process (the
+// memory of one is given back before the next is made, so the peak RSS is
+// that of one training run). pgd:
 // clean accuracy and PGD-steps accuracy (uniform start, step 2.5 eps /
 // steps, cross-entropy) on the first --limit test images; run it under
 // /usr/bin/time for the whole process. vitb: fwdgrad on a large model.
@@ -21,6 +23,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"runtime/debug"
 	"strings"
 	"time"
 
@@ -124,27 +127,38 @@ func hyperatIter(args []string) error {
 		return err
 	}
 	for _, d := range strings.Split(*defs, ",") {
-		tr, err := bench.NewTrainer(*path, bench.HyperATConfig([]string{d}, *eps, *batch))
-		if err != nil {
+		if err := hyperatDefense(*path, d, *batch, *eps, *warm, *iters); err != nil {
 			return err
 		}
-		t0 := time.Now()
-		if _, err := tr.Step(); err != nil {
-			return err
-		}
-		first := time.Since(t0)
-		ts, err := bench.Time(max(*warm-1, 0), *iters, func() error {
-			_, err := tr.Step()
-			return err
-		})
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(os.Stderr, "go hyperat %s: batch %d, best %.3fs, median %.3fs per iteration\n",
-			d, *batch, bench.Best(ts).Seconds(), bench.Median(ts).Seconds())
-		emit(map[string]any{"bench": "hyperat", "defense": d, "batch": *batch, "seconds": seconds(ts),
-			"first_s": first.Seconds(), "params": trained(tr)})
+		// a training run holds one trainer: this one's memory goes back
+		// before the next is made, so the peak RSS is one run's
+		runtime.GC()
+		debug.FreeOSMemory()
 	}
+	return nil
+}
+
+func hyperatDefense(path, d string, batch int, eps float64, warm, iters int) error {
+	tr, err := bench.NewTrainer(path, bench.HyperATConfig([]string{d}, eps, batch))
+	if err != nil {
+		return err
+	}
+	t0 := time.Now()
+	if _, err := tr.Step(); err != nil {
+		return err
+	}
+	first := time.Since(t0)
+	ts, err := bench.Time(max(warm-1, 0), iters, func() error {
+		_, err := tr.Step()
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(os.Stderr, "go hyperat %s: batch %d, best %.3fs, median %.3fs per iteration\n",
+		d, batch, bench.Best(ts).Seconds(), bench.Median(ts).Seconds())
+	emit(map[string]any{"bench": "hyperat", "defense": d, "batch": batch, "seconds": seconds(ts),
+		"first_s": first.Seconds(), "params": trained(tr)})
 	return nil
 }
 

@@ -58,37 +58,39 @@ func exp256(x, y VecPhysical, t []VecPhysical, clampHigh bool) {
 	VANDPS(a, p, y)
 }
 
-// halfErfc256 computes ax = min(|x|, geluMaxAbs), e = e^-z² and h = erfc(z)/2
-// for z = ax/sqrt2: halfErfc. It uses t[0:4].
-func halfErfc256(x, ax, e, h VecPhysical, t []VecPhysical) {
-	z, d, q, n := t[0], t[1], t[2], t[3]
+// erfcParts256 is erfcParts512 for AVX2, with 2^n as its exponent bits in
+// n. It uses t[0:2].
+func erfcParts256(x, ax, r, p, n VecPhysical, t []VecPhysical) {
+	d, f := t[0], t[1]
 	VANDPS(kv("absMask"), x, ax)
 	VMOVUPS(kv("geluMaxAbs"), d)
 	VMINPS(ax, d, ax)
-	VMULPS(kv("invSqrt2"), ax, z)
-	Comment("t = 1 / (1 + p z); q = t (a1 + t (a2 + t (a3 + t (a4 + t a5))))")
+	Comment("t = 1 / (1 + p ax); r = t (a1 + t (a2 + t (a3 + t (a4 + t a5))))")
 	VMOVUPS(kv("one"), d)
-	VFMADD231PS(kv("asP"), z, d)
-	VMOVUPS(kv("one"), q)
-	VDIVPS(d, q, d)
-	VMOVUPS(kv("asA4"), q)
-	VFMADD231PS(kv("asA5"), d, q)
-	VFMADD213PS(kv("asA3"), d, q)
-	VFMADD213PS(kv("asA2"), d, q)
-	VFMADD213PS(kv("asA1"), d, q)
-	VMULPS(d, q, q)
-	Comment("e = e^-u, u = z²: n = round(-u log2 e), r = -u - n ln2")
-	VMULPS(z, z, z)
-	VMULPS(kv("negLog2e"), z, n)
-	VROUNDPS(U8(0), n, n)
-	VFNMSUB231PS(kv("ln2Hi"), n, z)
-	expPoly256(z, d)
+	VFMADD231PS(kv("asP"), ax, d)
+	VMOVUPS(kv("one"), r)
+	VDIVPS(d, r, d)
+	VMOVUPS(kv("asA4"), r)
+	VFMADD231PS(kv("asA5"), d, r)
+	VFMADD213PS(kv("asA3"), d, r)
+	VFMADD213PS(kv("asA2"), d, r)
+	VFMADD213PS(kv("asA1"), d, r)
+	VMULPS(d, r, r)
+	Comment("e^(-ax²/2) = 2^s, s = ax² (-log2(e)/2): n = round(s), p = 2^(s-n)")
+	VMULPS(ax, ax, f)
+	VMULPS(kv("negHalfLog2e"), f, f)
+	VROUNDPS(U8(0), f, n)
+	VSUBPS(n, f, f)
+	VMOVUPS(kv("exp2C4"), p)
+	VFMADD231PS(kv("exp2C5"), f, p)
+	VFMADD213PS(kv("exp2C3"), f, p)
+	VFMADD213PS(kv("exp2C2"), f, p)
+	VFMADD213PS(kv("exp2C1"), f, p)
+	VFMADD213PS(kv("one"), f, p)
 	Comment("2^n, n in [-117, 0], from its exponent bits")
 	VCVTPS2DQ(n, n)
 	VPADDD(kv("bias"), n, n)
 	VPSLLD(U8(23), n, n)
-	VMULPS(n, d, e)
-	VMULPS(e, q, h)
 }
 
 // elementwise256 is elementwise512 for AVX2: 8 lanes a step.
@@ -153,29 +155,32 @@ func genExpAVX2(k kernel) {
 func genGeluAVX2(k kernel) {
 	name := k.name + "AVX2"
 	elementwise256(name, k.sig, k.doc(name), false, func(x, out VecPhysical, _ Op) {
-		ax, e, h := Y3, Y4, Y5
-		halfErfc256(x, ax, e, h, []VecPhysical{Y6, Y7, Y8, Y9})
-		Comment("gelu = max(0, x) - ax h")
-		VXORPS(Y6, Y6, Y6)
-		VMAXPS(x, Y6, out)
-		VFNMADD231PS(h, ax, out)
+		ax, r, p, n := Y3, Y4, Y5, Y6
+		erfcParts256(x, ax, r, p, n, []VecPhysical{Y7, Y8})
+		Comment("gelu = max(0, x) - ax h, h = erfc(z)/2 = r p 2^n")
+		VMULPS(p, r, r)
+		VMULPS(n, r, r)
+		VXORPS(Y7, Y7, Y7)
+		VMAXPS(x, Y7, out)
+		VFNMADD231PS(r, ax, out)
 	})
 }
 
 func genGeluGradAVX2(k kernel) {
 	name := k.name + "AVX2"
 	elementwise256(name, k.sig, k.doc(name), true, func(x, out VecPhysical, dy Op) {
-		ax, e, h := Y3, Y4, Y5
-		halfErfc256(x, ax, e, h, []VecPhysical{Y6, Y7, Y8, Y9})
-		Comment("g = h - ax phi; grad = x >= 0 ? 1 - g : g")
-		VMULPS(kv("invSqrt2Pi"), ax, ax)
-		VFNMADD231PS(e, ax, h)
-		VXORPS(Y6, Y6, Y6)
-		VCMPPS(U8(cmpGEOQ), Y6, x, Y6)
-		VMOVUPS(kv("one"), Y7)
-		VSUBPS(h, Y7, Y7)
-		VBLENDVPS(Y6, Y7, h, h)
-		VMULPS(dy, h, out)
+		ax, r, p, n := Y3, Y4, Y5, Y6
+		erfcParts256(x, ax, r, p, n, []VecPhysical{Y7, Y8})
+		Comment("g = erfc(z)/2 - ax phi(x) = (r - ax/sqrt(2 pi)) p 2^n; grad = x >= 0 ? 1 - g : g")
+		VFNMADD231PS(kv("invSqrt2Pi"), ax, r)
+		VMULPS(p, r, r)
+		VMULPS(n, r, r)
+		VXORPS(Y7, Y7, Y7)
+		VCMPPS(U8(cmpGEOQ), Y7, x, Y7)
+		VMOVUPS(kv("one"), Y8)
+		VSUBPS(r, Y8, Y8)
+		VBLENDVPS(Y7, Y8, r, r)
+		VMULPS(dy, r, out)
 	})
 }
 

@@ -1,6 +1,9 @@
 package main
 
 import (
+	"fmt"
+	"math/bits"
+
 	. "github.com/mmcloughlin/avo/build"
 	. "github.com/mmcloughlin/avo/operand"
 	. "github.com/mmcloughlin/avo/reg"
@@ -44,75 +47,145 @@ func zmm(i int) VecPhysical {
 		Z16, Z17, Z18, Z19, Z20, Z21, Z22, Z23, Z24, Z25, Z26, Z27, Z28, Z29, Z30, Z31}[i]
 }
 
-// expPoly512 sets p = e^r for |r| <= ln2/2: expPoly.
-func expPoly512(c *consts512, r, p VecPhysical) {
-	VMOVAPS(c.get("expC4"), p)
-	VFMADD231PS(c.get("expC5"), r, p) // p = c5 r + c4
-	VFMADD213PS(c.get("expC3"), r, p) // p = p r + c3
-	VFMADD213PS(c.get("expC2"), r, p)
-	VFMADD213PS(c.get("expC1"), r, p)
-	VFMADD213PS(c.get("one"), r, p)
+// vecs is a group of vectors that a kernel processes together: each step is
+// emitted for all of them before the next, so that their independent chains
+// interleave.
+type vecs []VecPhysical
+
+// zmmAlloc hands out zmm registers from Z0 up to top, the highest one the
+// constants left free.
+type zmmAlloc struct{ next, top int }
+
+func (a *zmmAlloc) vecs(u int) vecs {
+	v := make(vecs, u)
+	for i := range v {
+		if a.next > a.top {
+			panic("out of zmm registers")
+		}
+		v[i] = zmm(a.next)
+		a.next++
+	}
+	return v
+}
+
+// expPoly512 sets p = e^r or 2^r, by the coefficients named prefix+"1" to
+// prefix+"5": expPoly, exp2Poly.
+func expPoly512(c *consts512, prefix string, r, p vecs) {
+	k := func(i int) VecPhysical { return c.get(fmt.Sprintf("%s%d", prefix, i)) }
+	for i := range r {
+		VMOVAPS(k(4), p[i])
+	}
+	for i := range r {
+		VFMADD231PS(k(5), r[i], p[i]) // p = c5 r + c4
+	}
+	for j := 3; j >= 1; j-- {
+		for i := range r {
+			VFMADD213PS(k(j), r[i], p[i]) // p = p r + cj
+		}
+	}
+	for i := range r {
+		VFMADD213PS(c.get("one"), r[i], p[i])
+	}
 }
 
 var expConsts = []string{"one", "expMin", "expMax", "log2e", "ln2Hi", "ln2Lo", "expC1", "expC2", "expC3", "expC4", "expC5"}
 
+// maskRegs are the opmasks for the zero masks of up to four vectors; K1 is
+// the tail mask.
+var maskRegs = []Register{K2, K3, K4, K5}
+
 // exp512 sets y = e^x: expElem. clampHigh is false where x <= 0 is known
-// (the clamp is then the identity); mask, if not nil, further zeroes the lanes
-// it clears. It uses t[0:3] and K2.
-func exp512(c *consts512, x, y VecPhysical, t []VecPhysical, clampHigh bool, mask Op) {
-	v, n, p := t[0], t[1], t[2]
-	VMAXPS(x, c.get("expMin"), v) // v = max(expMin, x), NaN stays
+// (the clamp is then the identity); tail, if not nil, further zeroes the
+// lanes it clears. v, n and p are scratch.
+func exp512(c *consts512, x, y, v, n, p vecs, clampHigh bool, tail Op) {
+	for i := range x {
+		VMAXPS(x[i], c.get("expMin"), v[i]) // v = max(expMin, x), NaN stays
+	}
 	if clampHigh {
-		VMINPS(v, c.get("expMax"), v) // v = min(expMax, v)
+		for i := range x {
+			VMINPS(v[i], c.get("expMax"), v[i]) // v = min(expMax, v)
+		}
 	}
-	VMULPS(c.get("log2e"), v, n)
-	VRNDSCALEPS(U8(0), n, n)           // n = round(v log2 e), halves to even
-	VFNMADD231PS(c.get("ln2Hi"), n, v) // r = v - n ln2Hi
-	VFNMADD231PS(c.get("ln2Lo"), n, v) // r -= n ln2Lo
-	expPoly512(c, v, p)
-	VCMPPS(U8(cmpNLTUQ), c.get("expMin"), x, K2) // keep lanes with x >= expMin or NaN
-	if mask != nil {
-		KANDW(mask, K2, K2)
+	for i := range x {
+		VMULPS(c.get("log2e"), v[i], n[i])
 	}
-	VSCALEFPS_Z(n, p, K2, y) // y = p 2^n, or 0
+	for i := range x {
+		VRNDSCALEPS(U8(0), n[i], n[i]) // n = round(v log2 e), halves to even
+	}
+	for i := range x {
+		VFNMADD231PS(c.get("ln2Hi"), n[i], v[i]) // r = v - n ln2Hi
+	}
+	for i := range x {
+		VFNMADD231PS(c.get("ln2Lo"), n[i], v[i]) // r -= n ln2Lo
+	}
+	expPoly512(c, "expC", v, p)
+	for i := range x {
+		VCMPPS(U8(cmpNLTUQ), c.get("expMin"), x[i], maskRegs[i]) // keep lanes with x >= expMin or NaN
+		if tail != nil {
+			KANDW(tail, maskRegs[i], maskRegs[i])
+		}
+	}
+	for i := range x {
+		VSCALEFPS_Z(n[i], p[i], maskRegs[i], y[i]) // y = p 2^n, or 0
+	}
 }
 
-var erfcConsts = []string{"one", "absMask", "geluMaxAbs", "invSqrt2", "asP", "asA1", "asA2", "asA3", "asA4", "asA5",
-	"negLog2e", "ln2Hi", "expC1", "expC2", "expC3", "expC4", "expC5"}
+var erfcConsts = []string{"one", "absMask", "geluMaxAbs", "asP", "asA1", "asA2", "asA3", "asA4", "asA5",
+	"negHalfLog2e", "exp2C1", "exp2C2", "exp2C3", "exp2C4", "exp2C5"}
 
-// halfErfc512 computes, from x, ax = min(|x|, geluMaxAbs), e = e^-z² and
-// h = erfc(z)/2 for z = ax/sqrt2: halfErfc. It uses t[0:4].
-func halfErfc512(c *consts512, x, ax, e, h VecPhysical, t []VecPhysical) {
-	z, d, q, n := t[0], t[1], t[2], t[3]
-	VPANDD(c.get("absMask"), x, ax)
-	VMINPS(ax, c.get("geluMaxAbs"), ax) // ax = min(geluMaxAbs, |x|), NaN stays
-	VMULPS(c.get("invSqrt2"), ax, z)
-	Comment("t = 1 / (1 + p z); q = t (a1 + t (a2 + t (a3 + t (a4 + t a5))))")
-	VMOVAPS(c.get("one"), d)
-	VFMADD231PS(c.get("asP"), z, d)
-	VDIVPS(d, c.get("one"), d) // d = t
-	VMOVAPS(c.get("asA4"), q)
-	VFMADD231PS(c.get("asA5"), d, q)
-	VFMADD213PS(c.get("asA3"), d, q)
-	VFMADD213PS(c.get("asA2"), d, q)
-	VFMADD213PS(c.get("asA1"), d, q)
-	VMULPS(d, q, q)
-	Comment("e = e^-u, u = z²: n = round(-u log2 e), r = -u - n ln2")
-	VMULPS(z, z, z)
-	VMULPS(c.get("negLog2e"), z, n)
-	VRNDSCALEPS(U8(0), n, n)
-	VFNMSUB231PS(c.get("ln2Hi"), n, z) // r = -(n ln2) - u
-	expPoly512(c, z, d)
-	VSCALEFPS(n, d, e)
-	VMULPS(e, q, h)
+// erfcParts512 computes, from x, ax = min(|x|, geluMaxAbs) and the parts of
+// erfc(z)/2 = r p 2^n for z = ax/sqrt2, with p 2^n = e^-z²: erfcParts. d and
+// f are scratch.
+func erfcParts512(c *consts512, x, ax, r, p, n, d, f vecs) {
+	for i := range x {
+		VPANDD(c.get("absMask"), x[i], ax[i])
+	}
+	for i := range x {
+		VMINPS(ax[i], c.get("geluMaxAbs"), ax[i]) // ax = min(geluMaxAbs, |x|), NaN stays
+	}
+	Comment("t = 1 / (1 + p ax); r = t (a1 + t (a2 + t (a3 + t (a4 + t a5))))")
+	for i := range x {
+		VMOVAPS(c.get("one"), d[i])
+		VFMADD231PS(c.get("asP"), ax[i], d[i])
+	}
+	for i := range x {
+		VDIVPS(d[i], c.get("one"), d[i]) // d = t
+	}
+	for i := range x {
+		VMOVAPS(c.get("asA4"), r[i])
+		VFMADD231PS(c.get("asA5"), d[i], r[i])
+	}
+	for _, a := range []string{"asA3", "asA2", "asA1"} {
+		for i := range x {
+			VFMADD213PS(c.get(a), d[i], r[i])
+		}
+	}
+	for i := range x {
+		VMULPS(d[i], r[i], r[i])
+	}
+	Comment("e^(-ax²/2) = 2^s, s = ax² (-log2(e)/2): n = round(s), p = 2^(s-n)")
+	for i := range x {
+		VMULPS(ax[i], ax[i], f[i])
+	}
+	for i := range x {
+		VMULPS(c.get("negHalfLog2e"), f[i], f[i])
+	}
+	for i := range x {
+		VRNDSCALEPS(U8(0), f[i], n[i])
+	}
+	for i := range x {
+		VSUBPS(n[i], f[i], f[i])
+	}
+	expPoly512(c, "exp2C", f, p)
 }
 
-// elementwise512 emits a kernel that maps x (and dy) to dst 16 lanes at a
-// time, the last partial vector under a mask. body computes the result into
-// out from the vector in x; dy is the matching vector of the second input,
-// as a memory operand or a register.
-func elementwise512(name, sig string, doc []string, second bool, consts []string,
-	body func(c *consts512, x, out VecPhysical, dy Op, mask Op)) {
+// elementwise512 emits a kernel that maps x (and dy) to dst, unroll vectors
+// of 16 lanes a step, then one vector a step, then the last partial vector
+// under a mask. body computes out from x; dy holds the matching vectors of
+// the second input, as memory operands or registers; a is the allocator of
+// the scratch registers.
+func elementwise512(name, sig string, doc []string, second bool, unroll int, consts []string,
+	body func(c *consts512, a *zmmAlloc, x, out vecs, dy []Op, tail Op)) {
 	TEXT(name, NOSPLIT, sig)
 	Pragma("noescape")
 	Doc(doc...)
@@ -124,41 +197,72 @@ func elementwise512(name, sig string, doc []string, second bool, consts []string
 		dy = Load(Param("dy").Base(), RDX)
 	}
 	c := newConsts512(consts...)
-	Comment("Whole vectors.")
-	MOVQ(n, RAX)
-	SHRQ(U8(4), RAX)
+
+	// step emits the processing of u whole vectors at the pointers.
+	step := func(u int) {
+		a := &zmmAlloc{top: c.next}
+		xs, outs := a.vecs(u), a.vecs(u)
+		dys := make([]Op, u)
+		for i := range xs {
+			VMOVUPS(Mem{Base: x, Disp: 64 * i}, xs[i])
+			if second {
+				dys[i] = Mem{Base: dy, Disp: 64 * i}
+			}
+		}
+		body(c, a, xs, outs, dys, nil)
+		for i := range xs {
+			VMOVUPS(outs[i], Mem{Base: dst, Disp: 64 * i})
+		}
+		ADDQ(U32(64*u), x)
+		ADDQ(U32(64*u), dst)
+		if second {
+			ADDQ(U32(64*u), dy)
+		}
+	}
+	if unroll > 1 {
+		Comment(fmt.Sprintf("%d vectors a step.", unroll))
+		MOVQ(n, RAX)
+		SHRQ(U8(4), RAX)
+		MOVQ(RAX, RBX)
+		ANDQ(U32(unroll-1), RBX) // vectors left over
+		SHRQ(U8(bits.TrailingZeros(uint(unroll))), RAX)
+		JZ(LabelRef(name + "_one"))
+		Label(name + "_loop")
+		step(unroll)
+		DECQ(RAX)
+		JNZ(LabelRef(name + "_loop"))
+	} else {
+		MOVQ(n, RBX)
+		SHRQ(U8(4), RBX)
+	}
+	Label(name + "_one")
+	Comment("One vector a step.")
+	TESTQ(RBX, RBX)
 	JZ(LabelRef(name + "_tail"))
-	Label(name + "_loop")
-	VMOVUPS(Mem{Base: x}, Z0)
-	var dyOp Op
-	if second {
-		dyOp = Mem{Base: dy}
-	}
-	body(c, Z0, Z1, dyOp, nil)
-	VMOVUPS(Z1, Mem{Base: dst})
-	ADDQ(U8(64), x)
-	ADDQ(U8(64), dst)
-	if second {
-		ADDQ(U8(64), dy)
-	}
-	DECQ(RAX)
-	JNZ(LabelRef(name + "_loop"))
+	Label(name + "_oneloop")
+	step(1)
+	DECQ(RBX)
+	JNZ(LabelRef(name + "_oneloop"))
 
 	Label(name + "_tail")
-	Comment("The last len(x) % 16 elements, under a mask.")
+	Comment("The last len(x) % 16 elements, under the mask K1.")
 	ANDQ(U8(15), n)
 	JZ(LabelRef(name + "_done"))
 	MOVL(U32(1), EAX)
 	SHLL(CL, EAX)
 	DECL(EAX)
 	KMOVW(EAX, K1)
-	VMOVUPS_Z(Mem{Base: x}, K1, Z0)
+	a := &zmmAlloc{top: c.next}
+	xs, outs := a.vecs(1), a.vecs(1)
+	VMOVUPS_Z(Mem{Base: x}, K1, xs[0])
+	dys := []Op{nil}
 	if second {
-		VMOVUPS_Z(Mem{Base: dy}, K1, Z2)
-		dyOp = Z2
+		r := a.vecs(1)[0]
+		VMOVUPS_Z(Mem{Base: dy}, K1, r)
+		dys[0] = r
 	}
-	body(c, Z0, Z1, dyOp, K1)
-	VMOVUPS(Z1, K1, Mem{Base: dst})
+	body(c, a, xs, outs, dys, K1)
+	VMOVUPS(outs[0], K1, Mem{Base: dst})
 	Label(name + "_done")
 	VZEROUPPER()
 	RET()
@@ -166,36 +270,62 @@ func elementwise512(name, sig string, doc []string, second bool, consts []string
 
 func genExpAVX512(k kernel) {
 	name := k.name + "AVX512"
-	elementwise512(name, k.sig, k.doc(name), false, expConsts,
-		func(c *consts512, x, out VecPhysical, _ Op, _ Op) {
-			exp512(c, x, out, []VecPhysical{Z3, Z4, Z5}, true, nil)
+	elementwise512(name, k.sig, k.doc(name), false, 4, expConsts,
+		func(c *consts512, a *zmmAlloc, x, out vecs, _ []Op, _ Op) {
+			u := len(x)
+			exp512(c, x, out, a.vecs(u), a.vecs(u), a.vecs(u), true, nil)
 		})
 }
 
 func genGeluAVX512(k kernel) {
 	name := k.name + "AVX512"
-	elementwise512(name, k.sig, k.doc(name), false, append(erfcConsts, "zero"),
-		func(c *consts512, x, out VecPhysical, _ Op, _ Op) {
-			ax, e, h := Z3, Z4, Z5
-			halfErfc512(c, x, ax, e, h, []VecPhysical{Z6, Z7, Z8, Z9})
-			Comment("gelu = max(0, x) - ax h")
-			VMAXPS(x, c.get("zero"), out)
-			VFNMADD231PS(h, ax, out)
+	elementwise512(name, k.sig, k.doc(name), false, 2, append(erfcConsts, "zero"),
+		func(c *consts512, a *zmmAlloc, x, out vecs, _ []Op, _ Op) {
+			u := len(x)
+			ax, r, p, n, d := a.vecs(u), a.vecs(u), a.vecs(u), a.vecs(u), a.vecs(u)
+			erfcParts512(c, x, ax, r, p, n, d, out)
+			Comment("gelu = max(0, x) - ax h, h = erfc(z)/2 = r p 2^n")
+			for i := range x {
+				VMULPS(p[i], r[i], r[i])
+			}
+			for i := range x {
+				VSCALEFPS(n[i], r[i], r[i])
+			}
+			for i := range x {
+				VMAXPS(x[i], c.get("zero"), out[i])
+			}
+			for i := range x {
+				VFNMADD231PS(r[i], ax[i], out[i])
+			}
 		})
 }
 
 func genGeluGradAVX512(k kernel) {
 	name := k.name + "AVX512"
-	elementwise512(name, k.sig, k.doc(name), true, append(erfcConsts, "zero", "invSqrt2Pi"),
-		func(c *consts512, x, out VecPhysical, dy Op, _ Op) {
-			ax, e, h := Z3, Z4, Z5
-			halfErfc512(c, x, ax, e, h, []VecPhysical{Z6, Z7, Z8, Z9})
-			Comment("g = h - ax phi; grad = x >= 0 ? 1 - g : g")
-			VMULPS(c.get("invSqrt2Pi"), ax, ax)
-			VFNMADD231PS(e, ax, h)
-			VCMPPS(U8(cmpGEOQ), c.get("zero"), x, K2)
-			VSUBPS(h, c.get("one"), K2, h)
-			VMULPS(dy, h, out)
+	elementwise512(name, k.sig, k.doc(name), true, 2, append(erfcConsts, "zero", "invSqrt2Pi"),
+		func(c *consts512, a *zmmAlloc, x, out vecs, dy []Op, _ Op) {
+			u := len(x)
+			ax, r, p, n, d := a.vecs(u), a.vecs(u), a.vecs(u), a.vecs(u), a.vecs(u)
+			erfcParts512(c, x, ax, r, p, n, d, out)
+			Comment("g = erfc(z)/2 - ax phi(x) = (r - ax/sqrt(2 pi)) p 2^n; grad = x >= 0 ? 1 - g : g")
+			for i := range x {
+				VFNMADD231PS(c.get("invSqrt2Pi"), ax[i], r[i])
+			}
+			for i := range x {
+				VMULPS(p[i], r[i], r[i])
+			}
+			for i := range x {
+				VSCALEFPS(n[i], r[i], r[i])
+			}
+			for i := range x {
+				VCMPPS(U8(cmpGEOQ), c.get("zero"), x[i], maskRegs[i])
+			}
+			for i := range x {
+				VSUBPS(r[i], c.get("one"), maskRegs[i], r[i])
+			}
+			for i := range x {
+				VMULPS(dy[i], r[i], out[i])
+			}
 		})
 }
 
@@ -239,15 +369,39 @@ func genSoftmaxRowAVX512(k kernel) {
 	xi := Mem{Base: x, Index: R8, Scale: 1}
 	di := Mem{Base: dst, Index: R8, Scale: 1}
 
-	Comment("Z0 = m, the largest x[i], in every lane.")
+	Comment("Z0 = m, the largest x[i], in every lane: four vectors a step into Z0-Z3, then one.")
 	VBROADCASTSS(scalarConst("negInf"), Z0)
-	pass("max", func(mask Op) {
-		if mask == nil {
-			VMAXPS(xi, Z0, Z0)
-		} else {
-			VMAXPS(xi, Z0, mask, Z0)
-		}
-	})
+	VMOVAPS(Z0, Z1)
+	VMOVAPS(Z0, Z2)
+	VMOVAPS(Z0, Z3)
+	XORQ(R8, R8)
+	MOVQ(n, R9)
+	SHRQ(U8(2), R9)
+	JZ(LabelRef(name + "_max4_done"))
+	Label(name + "_max4_loop")
+	for i := 0; i < 4; i++ {
+		VMAXPS(Mem{Base: x, Index: R8, Scale: 1, Disp: 64 * i}, zmm(i), zmm(i))
+	}
+	ADDQ(U32(256), R8)
+	DECQ(R9)
+	JNZ(LabelRef(name + "_max4_loop"))
+	Label(name + "_max4_done")
+	MOVQ(n, R9)
+	ANDQ(U8(3), R9)
+	JZ(LabelRef(name + "_max_tail"))
+	Label(name + "_max_loop")
+	VMAXPS(xi, Z0, Z0)
+	ADDQ(U8(64), R8)
+	DECQ(R9)
+	JNZ(LabelRef(name + "_max_loop"))
+	Label(name + "_max_tail")
+	TESTQ(RBX, RBX)
+	JZ(LabelRef(name + "_max_done"))
+	VMAXPS(xi, Z1, K1, Z1)
+	Label(name + "_max_done")
+	VMAXPS(Z1, Z0, Z0)
+	VMAXPS(Z3, Z2, Z2)
+	VMAXPS(Z2, Z0, Z0)
 	VEXTRACTF64X4(U8(1), Z0, Y1)
 	VMAXPS(Y1, Y0, Y0)
 	VEXTRACTF128(U8(1), Y0, X1)
@@ -268,7 +422,7 @@ func genSoftmaxRowAVX512(k kernel) {
 			VMOVUPS_Z(xi, mask, Z1)
 		}
 		VSUBPS(Z0, Z1, Z1)
-		exp512(c, Z1, Z2, []VecPhysical{Z3, Z4, Z5}, false, mask)
+		exp512(c, vecs{Z1}, vecs{Z2}, vecs{Z3}, vecs{Z4}, vecs{Z5}, false, mask)
 		if mask == nil {
 			VMOVUPS(Z2, di)
 		} else {

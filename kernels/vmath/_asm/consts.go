@@ -35,7 +35,6 @@ var constants = []constant{
 	{name: "bias", bits: 127, doc: "the float32 exponent bias, an integer"},
 
 	f32("log2e", float32(math.Log2E), "log2 e"),
-	f32("negLog2e", -float32(math.Log2E), "-log2 e"),
 	f32("ln2Hi", ln2Hi, "ln 2 rounded to float32"),
 	f32("ln2Lo", float32(math.Ln2-float64(ln2Hi)), "ln 2 - ln2Hi, rounded"),
 	// math.Float32frombits(0xc2aeac4f) = -87.33654: e^x for the next float32
@@ -52,19 +51,27 @@ var constants = []constant{
 	f32("expC4", 0.0418979414, ""),
 	f32("expC5", 0.00829031225, ""),
 
-	// Abramowitz & Stegun 7.1.26 with the polynomial coefficients halved (an
-	// exact change): erfc(z)/2 = t (a1 + t (a2 + t (a3 + t (a4 + t a5)))) e^-z²,
-	// t = 1 / (1 + p z), for z >= 0; absolute error below 1.5e-7 before rounding.
-	f32("asP", 0.3275911, "A&S 7.1.26 p"),
+	// The same kind of fit for 2^f on |f| <= 1/2 (go run . -fit).
+	f32("exp2C1", 0.693147004, "2^f = 1 + f (c1 + f (c2 + f (c3 + f (c4 + f c5))))"),
+	f32("exp2C2", 0.240222424, ""),
+	f32("exp2C3", 0.0555073358, ""),
+	f32("exp2C4", 0.00967151299, ""),
+	f32("exp2C5", 0.00132647273, ""),
+	f32("negHalfLog2e", -float32(math.Log2E/2), "-log2(e) / 2: e^(-x²/2) = 2^(x² negHalfLog2e)"),
+
+	// Abramowitz & Stegun 7.1.26 in terms of x = sqrt2 z and with the
+	// polynomial halved: erfc(z)/2 = t (a1 + t (a2 + t (a3 + t (a4 + t a5)))) e^-z²,
+	// t = 1 / (1 + p z) = 1 / (1 + (p/sqrt2) x), for z >= 0; absolute
+	// error below 1.5e-7 before rounding.
+	f32("asP", float32(0.3275911/math.Sqrt2), "A&S 7.1.26 p / sqrt 2"),
 	f32("asA1", 0.254829592/2, "A&S 7.1.26 a1 / 2"),
 	f32("asA2", -0.284496736/2, "A&S 7.1.26 a2 / 2"),
 	f32("asA3", 1.421413741/2, "A&S 7.1.26 a3 / 2"),
 	f32("asA4", -1.453152027/2, "A&S 7.1.26 a4 / 2"),
 	f32("asA5", 1.061405429/2, "A&S 7.1.26 a5 / 2"),
 
-	f32("invSqrt2", float32(1/math.Sqrt2), "1/sqrt 2"),
 	f32("invSqrt2Pi", float32(1/math.Sqrt(2*math.Pi)), "1/sqrt(2 pi)"),
-	f32("geluMaxAbs", float32(9*math.Sqrt2), "9 sqrt 2: |x| is clamped here, so that z = |x|/sqrt2 <= 9 and e^-z² stays a normal float32"),
+	f32("geluMaxAbs", float32(9*math.Sqrt2), "9 sqrt 2: |x| is clamped here, which keeps e^(-x²/2) a normal float32"),
 }
 
 func constIndex(name string) int {

@@ -5,36 +5,45 @@ import (
 	"math"
 )
 
-// printExpFit prints the polynomial of the exp kernels: e^r ≈ 1 + r q(r) on
-// |r| <= ln2/2 (a little more, for the rounding of n), q of degree 4,
-// minimizing the largest relative error. The constant term is fixed at 1 so
-// that e^0 is exactly 1. The fit is Lawson's algorithm (iteratively
-// reweighted least squares, which tends to the minimax solution) on
-// Chebyshev points; the constants in consts.go are its coefficients rounded
-// to float32.
+// printExpFit prints the two polynomials of the kernels, each of the form
+// 1 + r q(r) with q of degree 4, minimizing the largest relative error; the
+// constant term is fixed at 1 so that e^0 is exactly 1:
+//
+//   - e^r on |r| <= ln2/2 (a little more, for the rounding of n), for Exp
+//     and SoftmaxRows;
+//   - 2^f on |f| <= 1/2, for the e^(-x²/2) of Gelu and GeluGrad.
+//
+// The fit is Lawson's algorithm (iteratively reweighted least squares, which
+// tends to the minimax solution) on Chebyshev points; the constants of the
+// package are its coefficients rounded to float32.
 func printExpFit() {
+	fitExp1("e^r", math.Ln2/2+1e-5, 1)
+	fitExp1("2^f", 0.5, math.Ln2)
+}
+
+// fitExp1 fits e^(k r) on |r| <= h.
+func fitExp1(name string, h, k float64) {
 	const (
 		deg    = 4
 		points = 4000
 		iters  = 3000
 	)
-	h := math.Ln2/2 + 1e-5
 	var xs, fs, ws []float64
 	for i := 0; i <= points; i++ {
 		r := -h * math.Cos(math.Pi*float64(i)/points)
 		if r == 0 {
 			continue
 		}
-		// relative error of 1 + r q(r): |r| e^-r |(e^r - 1)/r - q(r)|
+		// relative error of 1 + r q(r): |r| e^-kr |(e^kr - 1)/r - q(r)|
 		xs = append(xs, r/h) // scaled for conditioning
-		fs = append(fs, math.Expm1(r)/r)
-		ws = append(ws, math.Abs(r)/math.Exp(r))
+		fs = append(fs, math.Expm1(k*r)/r)
+		ws = append(ws, math.Abs(r)/math.Exp(k*r))
 	}
 	c, e := lawson(xs, fs, ws, deg, iters)
-	fmt.Printf("e^r = 1 + r (c1 + r (c2 + ...)), |r| <= %.6g: largest relative error %.3g\n", h, e)
+	fmt.Printf("%s = 1 + r (c1 + r (c2 + ...)), |r| <= %.6g: largest relative error %.3g\n", name, h, e)
 	s := 1.0
-	for k, v := range c {
-		fmt.Printf("c%d = %.17g (float32 %.9g)\n", k+1, v/s, float32(v/s))
+	for j, v := range c {
+		fmt.Printf("  c%d = %.17g (float32 %.9g)\n", j+1, v/s, float32(v/s))
 		s *= h
 	}
 }
