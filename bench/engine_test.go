@@ -14,7 +14,7 @@ import (
 
 // benchModel is the fixture MNIST ViT (the reference model of METHOD.md's
 // table), or the shared timm export when the fixture is absent.
-func benchModel(b *testing.B) string {
+func benchModel(b testing.TB) string {
 	p := testutil.Fixture("models", "mnist_vit_op17.onnx")
 	if _, err := os.Stat(p); err == nil {
 		return p

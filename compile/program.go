@@ -1,7 +1,10 @@
 package compile
 
 import (
+	"cmp"
 	"fmt"
+	"slices"
+	"time"
 
 	"github.com/hyperat/hyperat/graph"
 )
@@ -26,6 +29,8 @@ type Program struct {
 	seed  *graph.Value
 	arena []float32
 	outs  []*graph.Tensor
+	// prof, when not nil, accumulates the time of each step (see Profile).
+	prof []time.Duration
 }
 
 type step struct {
@@ -200,11 +205,60 @@ func (p *Program) runSteps(from, to int) (err error) {
 			err = fmt.Errorf("run: %v", r)
 		}
 	}()
+	if p.prof != nil {
+		for i := from; i < to; i++ {
+			s := &p.steps[i]
+			t0 := time.Now()
+			s.k(s.in, s.out)
+			p.prof[i] += time.Since(t0)
+		}
+		return nil
+	}
 	for i := from; i < to; i++ {
 		s := &p.steps[i]
 		s.k(s.in, s.out)
 	}
 	return nil
+}
+
+// Profile starts (or, with on false, stops and clears) timing every step of
+// the program, for OpTimes: where a model spends its time, by operator.
+func (p *Program) Profile(on bool) {
+	p.prof = nil
+	if on {
+		p.prof = make([]time.Duration, len(p.steps))
+	}
+}
+
+// OpTime is the time spent in one operator's steps since Profile(true).
+type OpTime struct {
+	Op    string
+	Steps int // steps of this operator in the program
+	Time  time.Duration
+}
+
+// OpTimes sums the profiled step times by operator, the most costly first.
+func (p *Program) OpTimes() []OpTime {
+	by := map[string]*OpTime{}
+	var out []*OpTime
+	for i, s := range p.steps {
+		o := by[s.node.Op]
+		if o == nil {
+			o = &OpTime{Op: s.node.Op}
+			by[s.node.Op] = o
+			out = append(out, o)
+		}
+		o.Steps++
+		if p.prof != nil {
+			o.Time += p.prof[i]
+		}
+	}
+	res := make([]OpTime, len(out))
+	for i, o := range out {
+		res[i] = *o
+	}
+	slices.SortStableFunc(res, func(a, b OpTime) int { return cmp.Compare(b.Time, a.Time) })
+	return res
 }
 
 // Forward runs the steps that do not need the seed of a vector-Jacobian
@@ -301,4 +355,22 @@ func safeKernel(impl *opImpl, n *graph.Node) (k Kernel, err error) {
 		}
 	}()
 	return impl.kernel(n)
+}
+
+// StepTime is the profiled time of one step.
+type StepTime struct {
+	Node *graph.Node
+	Time time.Duration
+}
+
+// StepTimes lists the profiled steps in program order.
+func (p *Program) StepTimes() []StepTime {
+	out := make([]StepTime, len(p.steps))
+	for i, s := range p.steps {
+		out[i].Node = s.node
+		if p.prof != nil {
+			out[i].Time = p.prof[i]
+		}
+	}
+	return out
 }

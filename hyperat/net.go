@@ -10,6 +10,7 @@ import (
 
 	"github.com/hyperat/hyperat/compile"
 	"github.com/hyperat/hyperat/graph"
+	"github.com/hyperat/hyperat/kernels"
 	onnximport "github.com/hyperat/hyperat/import"
 	"github.com/hyperat/hyperat/nn"
 )
@@ -79,12 +80,27 @@ type Net struct {
 
 	attack map[int]*vjp
 	train  map[int]*vjp
+	// sites[i] is where Targets[i]'s branch sits, for the merged programs;
+	// merged[i] holds its merged weight between runs.
+	sites  []loraSite
+	merged []*graph.Tensor
+}
+
+// loraSite is one LoRA branch in G: the node reading the weight, the
+// weight, the layer's output without and with the branch.
+type loraSite struct {
+	reader *graph.Node
+	weight *graph.Value
+	y, sum *graph.Value
 }
 
 type vjp struct {
 	p    *compile.Program
 	seed *graph.Value
 	wrt  []*graph.Value // in the order of the graph inputs they come from
+	// merged: the program reads each target's merged weight W0 + scale B A
+	// (inputs after the others) instead of running its LoRA branch.
+	merged bool
 }
 
 // NetOptions choose what is adapted and what is trained.
@@ -124,7 +140,10 @@ func NewNet(m *onnximport.Model, o NetOptions) (*Net, error) {
 				Key: WeightKey(l.Weight.Name, len(uses[l.Weight]) > 1, reader(uses, l.Weight, l.Node).Outputs[0].Name)}
 			a := g.AddInput("lora_A."+l.Name, graph.Float32, graph.StaticShape(o.Rank, l.In))
 			b := g.AddInput("lora_B."+l.Name, graph.Float32, graph.StaticShape(l.Out, o.Rank))
-			nn.LoRA(g, l.Node, a, b, n.Scale)
+			rd := reader(uses, l.Weight, l.Node)
+			sum := nn.LoRA(g, l.Node, a, b, n.Scale)
+			n.sites = append(n.sites, loraSite{reader: rd, weight: l.Weight, y: l.Node.Outputs[0], sum: sum})
+			n.merged = append(n.merged, l.Weight.Const.Clone())
 			n.Targets = append(n.Targets, t)
 			n.A = append(n.A, a)
 			n.B = append(n.B, b)
@@ -209,7 +228,7 @@ type Params struct {
 	Train []*graph.Tensor
 }
 
-func (n *Net) inputs(x *graph.Tensor, ps *Params) ([]*graph.Tensor, error) {
+func (n *Net) inputs(x *graph.Tensor, ps *Params, v *vjp) ([]*graph.Tensor, error) {
 	ins := []*graph.Tensor{x}
 	for i := range n.A {
 		ins = append(ins, ps.A[i], ps.B[i])
@@ -218,7 +237,27 @@ func (n *Net) inputs(x *graph.Tensor, ps *Params) ([]*graph.Tensor, error) {
 	if len(ins) != len(n.G.Inputs) {
 		return nil, fmt.Errorf("internal: %d inputs for %d graph inputs", len(ins), len(n.G.Inputs))
 	}
+	if v.merged {
+		n.merge(ps)
+		ins = append(ins, n.merged...)
+	}
 	return ins, nil
+}
+
+// merge sets n.merged[i] to Targets[i]'s weight with its branch folded in,
+// W0 + scale (B A) in W0's layout: [out, in] when Transposed, else [in, out].
+func (n *Net) merge(ps *Params) {
+	r := n.Rank
+	for i, t := range n.Targets {
+		w := n.merged[i]
+		copy(w.F, n.sites[i].weight.Const.F)
+		a, b := ps.A[i].F, ps.B[i].F
+		if t.Transposed {
+			kernels.Sgemm(false, false, t.Out, t.In, r, n.Scale, b, r, a, t.In, 1, w.F, t.In)
+		} else {
+			kernels.Sgemm(true, true, t.In, t.Out, r, n.Scale, a, t.In, b, r, 1, w.F, t.Out)
+		}
+	}
 }
 
 // program compiles (once per batch size) a vector-Jacobian program of the
@@ -231,7 +270,24 @@ func (n *Net) program(batch int, forTraining bool) (*vjp, error) {
 	if v, ok := cache[batch]; ok {
 		return v, nil
 	}
-	g := n.G.Clone()
+	g, vm, nm := n.G.CloneMapped()
+	// The attack programs need no gradient of the LoRA factors, so they read
+	// the merged weights: the model then costs what the original costs,
+	// instead of two thin products, a scale and a sum more per layer in each
+	// direction. The branches become dead code and are removed.
+	merged := !forTraining && len(n.sites) > 0
+	if merged {
+		for i, s := range n.sites {
+			g.ReplaceUses(vm[s.sum], vm[s.y])
+			w := g.AddInput("merged."+n.Targets[i].Name, graph.Float32, graph.StaticShape(s.weight.Const.Shape...))
+			rd := nm[s.reader]
+			for j, in := range rd.Inputs {
+				if in == vm[s.weight] {
+					rd.Inputs[j] = w
+				}
+			}
+		}
+	}
 	// find our values in the clone by position (inputs keep their order)
 	seed := g.AddInput("logits_cotangent", graph.Float32, graph.StaticShape(batch, n.Classes))
 	var wrt []*graph.Value
@@ -245,7 +301,7 @@ func (n *Net) program(batch int, forTraining bool) (*vjp, error) {
 	if err != nil {
 		return nil, err
 	}
-	v := &vjp{p: p, seed: seed, wrt: wrt}
+	v := &vjp{p: p, seed: seed, wrt: wrt, merged: merged}
 	cache[batch] = v
 	return v, nil
 }
@@ -257,7 +313,7 @@ func (n *Net) Forward(x *graph.Tensor, ps *Params) (*graph.Tensor, error) {
 	if err != nil {
 		return nil, err
 	}
-	ins, err := n.inputs(x, ps)
+	ins, err := n.inputs(x, ps, v)
 	if err != nil {
 		return nil, err
 	}
@@ -275,7 +331,7 @@ func (n *Net) InputGrad(x *graph.Tensor, ps *Params, seed func(*graph.Tensor) *g
 	if err != nil {
 		return nil, nil, err
 	}
-	ins, err := n.inputs(x, ps)
+	ins, err := n.inputs(x, ps, v)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -298,7 +354,7 @@ func (n *Net) ParamGrads(x *graph.Tensor, ps *Params, seed func(*graph.Tensor) *
 	if err != nil {
 		return nil, err
 	}
-	ins, err := n.inputs(x, ps)
+	ins, err := n.inputs(x, ps, v)
 	if err != nil {
 		return nil, err
 	}

@@ -5,9 +5,11 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"time"
 
+	"github.com/hyperat/hyperat/compile"
 	"github.com/hyperat/hyperat/graph"
 	onnximport "github.com/hyperat/hyperat/import"
 )
@@ -308,4 +310,24 @@ func (t *Trainer) Step() (Step, error) {
 		return Step{}, fmt.Errorf("iteration %d: the loss is %g; lower --lr or keep --clip", it, loss)
 	}
 	return Step{It: it, Defense: def.Name(), Loss: loss, Eps: eps, LR: lr, GradNorm: norm, Seconds: time.Since(start).Seconds()}, nil
+}
+
+// Programs are the compiled programs the trainer has built so far (attack
+// and training passes of the model, the hypernetwork), for profiling.
+func (t *Trainer) Programs() []*compile.Program {
+	var ps []*compile.Program
+	for _, m := range []map[int]*vjp{t.Net.attack, t.Net.train} {
+		keys := make([]int, 0, len(m))
+		for k := range m {
+			keys = append(keys, k)
+		}
+		slices.Sort(keys)
+		for _, k := range keys {
+			ps = append(ps, m[k].p)
+		}
+	}
+	if t.Hyper != nil && t.Hyper.prog != nil {
+		ps = append(ps, t.Hyper.prog)
+	}
+	return ps
 }

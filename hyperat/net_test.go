@@ -1,0 +1,115 @@
+package hyperat
+
+import (
+	"math"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/hyperat/hyperat/compile"
+	"github.com/hyperat/hyperat/graph"
+	onnximport "github.com/hyperat/hyperat/import"
+	"github.com/hyperat/hyperat/internal/testutil"
+)
+
+func randTensor(r *rand.Rand, scale float64, shape ...int) *graph.Tensor {
+	t := graph.NewTensor(graph.Float32, shape)
+	for i := range t.F {
+		t.F[i] = float32(scale * r.NormFloat64())
+	}
+	return t
+}
+
+// The attack programs read merged weights instead of running the LoRA
+// branches: their logits and input gradients must be those of the branches,
+// for weights stored [in, out] (MatMul) and [out, in] (Gemm transB), and no
+// branch may be left in them.
+func TestMergedAttackProgramEqualsBranches(t *testing.T) {
+	kinds := map[string]bool{"qkv": true, "q": true, "k": true, "v": true, "proj": true, "fc1": true, "fc2": true}
+	for _, f := range []string{"hf_vit_op16.onnx", "tv_vit_op17.onnx", "mnist_vit_op17.onnx"} {
+		m, err := onnximport.Load(testutil.Fixture("models", f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		net, err := NewNet(m, NetOptions{Rank: 4, Alpha: 8, Kinds: kinds, TrainHead: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		layouts := map[bool]int{}
+		r := rand.New(rand.NewPCG(1, 2))
+		ps := &Params{Train: net.Init}
+		for _, tg := range net.Targets {
+			layouts[tg.Transposed]++
+			ps.A = append(ps.A, randTensor(r, 0.1, net.Rank, tg.In))
+			ps.B = append(ps.B, randTensor(r, 0.1, tg.Out, net.Rank))
+		}
+		const batch = 3
+		x := randTensor(r, 1, batch, net.C, net.H, net.W)
+		ct := randTensor(r, 1, batch, net.Classes)
+		logits, grad, err := net.InputGrad(x, ps, func(*graph.Tensor) *graph.Tensor { return ct })
+		if err != nil {
+			t.Fatal(err)
+		}
+		v := net.attack[batch]
+		if !v.merged {
+			t.Fatalf("%s: the attack program is not merged", f)
+		}
+		for _, n := range v.p.Graph.Nodes {
+			for _, in := range n.Inputs {
+				if in != nil && len(in.Name) > 5 && in.Name[:5] == "lora_" {
+					t.Fatalf("%s: node %s still reads %s", f, n.Name, in.Name)
+				}
+			}
+		}
+
+		// the reference: the graph with its branches, differentiated w.r.t. x
+		g := net.G.Clone()
+		seed := g.AddInput("ct", graph.Float32, graph.StaticShape(batch, net.Classes))
+		p, err := compile.Compile(g, compile.Options{Batch: batch,
+			Grad: &compile.GradSpec{Loss: g.Outputs[0], Seed: seed, Wrt: g.Inputs[:1]}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ins := []*graph.Tensor{x}
+		for i := range ps.A {
+			ins = append(ins, ps.A[i], ps.B[i])
+		}
+		ins = append(ins, ps.Train...)
+		outs, err := p.Forward(ins...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := p.Backward(ct); err != nil {
+			t.Fatal(err)
+		}
+		// float32 rounding of a sum reordered (W0 x + s (x A^T) B^T against
+		// (W0 + s B A) x) through a dozen layers: relative 1e-4 of the scale
+		check := func(what string, got, want []float32) {
+			var scale float64
+			for _, w := range want {
+				scale = math.Max(scale, math.Abs(float64(w)))
+			}
+			if d := testutil.MaxAbsDiff(got, want); d > 1e-4*scale || math.IsNaN(d) {
+				t.Errorf("%s: merged %s differ from the branches' by %g (scale %g)", f, what, d, scale)
+			}
+		}
+		check("logits", logits.F, outs[0].F)
+		check("input gradients", grad.F, p.Grad(g.Inputs[0]).F)
+		// and the branches do change the model: the test is not vacuous
+		base, err := onnximport.Load(testutil.Fixture("models", f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		bp, err := compile.Compile(base.Graph, compile.Options{Batch: batch})
+		if err != nil {
+			t.Fatal(err)
+		}
+		bo, err := bp.Run(x)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d := testutil.MaxAbsDiff(bo[0].F, logits.F); d < 1e-3 {
+			t.Errorf("%s: the LoRA branches changed the logits by only %g", f, d)
+		}
+		t.Logf("%s: %d targets stored [out, in], %d [in, out]", f, layouts[true], layouts[false])
+	}
+}
