@@ -10,8 +10,8 @@ import (
 
 	"github.com/hyperat/hyperat/compile"
 	"github.com/hyperat/hyperat/graph"
-	"github.com/hyperat/hyperat/kernels"
 	onnximport "github.com/hyperat/hyperat/import"
+	"github.com/hyperat/hyperat/kernels"
 	"github.com/hyperat/hyperat/nn"
 )
 
