@@ -10,7 +10,8 @@ The iteration, as the Go trainer runs it (hyperat.Trainer.Step):
      head for A (rank x in) and one for B (out x rank, zero at the start); rank 8, alpha 16;
      LoRA on qkv, proj, fc1 and fc2 of every block: y = W0 x + b + (alpha / r) B A x;
   2. the defense's attack against the adapted model: 10 PGD steps of 2.5 eps / 10 with the factors
-     held fixed, gradients with respect to the input only (PGD-AT and MART: cross-entropy from a
+     held fixed and merged into the weights (W0 + scale B A: the attack needs no gradient of the
+     factors), gradients with respect to the input only (PGD-AT and MART: cross-entropy from a
      uniform start; TRADES: KL(p(x) || p(x')) from x + 0.001 N(0, I));
   3. the defense's loss (PGD-AT: CE(f(x'), y); TRADES: CE(f(x), y) + 6 KL; MART: boosted CE on x'
      + 6 KL (1 - p_y(x))), back-propagated into the hypernetwork (through the generated factors)
@@ -43,8 +44,11 @@ class LoRALinear(nn.Module):
         self.scale = scale
         self.A = None
         self.B = None
+        self.W = None
 
     def forward(self, x):
+        if self.W is not None:
+            return F.linear(x, self.W, self.base.bias)
         y = self.base(x)
         if self.A is not None:
             y = y + self.scale * F.linear(F.linear(x, self.A), self.B)
@@ -103,7 +107,16 @@ def adapt(model, rank, alpha):
 
 def set_lora(layers, A, B):
     for l, a, b in zip(layers, A, B):
-        l.A, l.B = a, b
+        l.A, l.B, l.W = a, b, None
+
+
+def set_merged(layers, A, B):
+    """The attack needs no gradient of the factors: each layer runs its merged weight
+    W0 + scale B A, as the Go side's attack programs do."""
+    with torch.no_grad():
+        for l, a, b in zip(layers, A, B):
+            l.A, l.B = None, None
+            l.W = torch.addmm(l.base.weight, b, a, alpha=l.scale)
 
 
 def project(adv, x, eps):
@@ -182,7 +195,7 @@ class Run:
         x = torch.rand((self.batch, 1, 28, 28), generator=self.g)
         y = torch.arange(self.batch) % 10
         A, B = self.hyper(0)
-        set_lora(self.layers, [a.detach() for a in A], [b.detach() for b in B])
+        set_merged(self.layers, [a.detach() for a in A], [b.detach() for b in B])
         adv = attack(self.defense, self.model, x, y, self.eps, self.steps, self.g)
         set_lora(self.layers, A, B)
         loss = loss_of(self.defense, self.model, x, adv, y)
