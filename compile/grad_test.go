@@ -285,3 +285,43 @@ func separated(v []float32, d float32) bool {
 	}
 	return true
 }
+
+// A program that wants only the input gradient of a LayerNorm skips the
+// scale and bias sums, and its dx is the full program's, bit for bit.
+func TestLayerNormInputGradOnly(t *testing.T) {
+	g := graph.New()
+	x := g.AddInput("x", graph.Float32, graph.StaticShape(5, 7, 24))
+	s := g.AddInput("s", graph.Float32, graph.StaticShape(24))
+	b := g.AddInput("b", graph.Float32, graph.StaticShape(24))
+	y := op(g, "LayerNormalization", graph.Attrs{"axis": int64(-1), "epsilon": float32(1e-5)}, x, s, b)
+	r := rand.New(rand.NewPCG(3, 4))
+	loss := op(g, "ReduceSum", graph.Attrs{"keepdims": int64(0)}, op(g, "Mul", nil, y, g.Const("R", randTensor(r, []int{5, 7, 24}, -1, 1))))
+	g.Outputs = []*graph.Value{loss}
+	ins := []*graph.Tensor{randTensor(r, []int{5, 7, 24}, -2, 3), randTensor(r, []int{24}, 0.5, 1.5), randTensor(r, []int{24}, -1, 1)}
+	dx := func(wrt []*graph.Value) (*graph.Tensor, *Program) {
+		p, err := Compile(g, Options{Verify: true, Grad: &GradSpec{Loss: loss, Wrt: wrt}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := p.Run(ins...); err != nil {
+			t.Fatal(err)
+		}
+		return p.Grad(x).Clone(), p
+	}
+	only, p := dx([]*graph.Value{x})
+	all, _ := dx([]*graph.Value{x, s, b})
+	skipped := false
+	for _, n := range p.Graph.Nodes {
+		if n.Op == "LayerNormGrad" && n.Attrs.Int("param_grads", 1) == 0 {
+			skipped = true
+		}
+	}
+	if !skipped {
+		t.Error("the input-only program still computes the scale and bias gradients")
+	}
+	for i := range all.F {
+		if only.F[i] != all.F[i] {
+			t.Fatalf("dx[%d]: %g input-only, %g with the parameters", i, only.F[i], all.F[i])
+		}
+	}
+}

@@ -116,47 +116,33 @@ func kernelLayerNormGrad(n *graph.Node) (Kernel, error) {
 	axis, _ := normAxis(n, n.Attrs.Int("axis", -1), len(shape))
 	rows, d := graph.Numel(shape[:axis]), graph.Numel(shape[axis:])
 	eps := float64(n.Attrs.Float("epsilon", 1e-5))
+	params := n.Attrs.Int("param_grads", 1) != 0
 	// Parameter gradients are summed per fixed chunk of rows, then the chunks
 	// in order, so the result does not depend on how many cores ran.
 	const chunks = 16
-	part := make([][]float64, chunks)
-	for i := range part {
-		part[i] = make([]float64, 3*d) // dscale, dbias partial sums; normalized row
-
+	var part [][]float32
+	if params {
+		part = make([][]float32, chunks)
+		for i := range part {
+			part[i] = make([]float32, 2*d) // dscale, dbias partial sums
+		}
 	}
 	var x, sc, dy, dx []float32
 	body := func(lo, hi int) {
 		for ch := lo; ch < hi; ch++ {
-			ds, dbb, xh := part[ch][:d], part[ch][d:2*d], part[ch][2*d:]
-			clear(part[ch][:2*d])
+			var ds, dbb []float32
+			if params {
+				ds, dbb = part[ch][:d], part[ch][d:]
+				clear(part[ch])
+			}
 			for r := ch * rows / chunks; r < (ch+1)*rows/chunks; r++ {
-				xr, gr := x[r*d:(r+1)*d], dy[r*d:(r+1)*d]
-				var mean float64
-				for _, v := range xr {
-					mean += float64(v)
-				}
-				mean /= float64(d)
-				var vr float64
-				for _, v := range xr {
-					dv := float64(v) - mean
-					vr += dv * dv
-				}
-				inv := 1 / math.Sqrt(vr/float64(d)+eps)
-				var mg, mgx float64
-				for j, v := range xr {
-					xh[j] = (float64(v) - mean) * inv
-					g := float64(gr[j]) * float64(sc[j])
-					mg += g
-					mgx += g * xh[j]
-					ds[j] += float64(gr[j]) * xh[j]
-					dbb[j] += float64(gr[j])
-				}
-				mg /= float64(d)
-				mgx /= float64(d)
-				dr := dx[r*d : (r+1)*d]
-				for j := range dr {
-					g := float64(gr[j]) * float64(sc[j])
-					dr[j] = float32(inv * (g - mg - xh[j]*mgx))
+				xr, gr, dr := x[r*d:(r+1)*d], dy[r*d:(r+1)*d], dx[r*d:(r+1)*d]
+				mean, inv := rowStats(xr, eps)
+				m, s := float32(mean), float32(inv)
+				mg, mgx := lnGradSums(xr, gr, sc, m, s)
+				lnGradDx(dr, xr, gr, sc, m, s, float32(mg/float64(d)), float32(mgx/float64(d)))
+				if params {
+					lnGradParams(ds, dbb, xr, gr, m, s)
 				}
 			}
 		}
@@ -165,15 +151,56 @@ func kernelLayerNormGrad(n *graph.Node) (Kernel, error) {
 		x, sc, dy, dx = in[0].F, in[1].F, in[2].F, out[0].F
 		parallel(chunks, 1, body)
 		dsc, db := out[1].F, out[2].F
+		if !params {
+			clear(dsc)
+			clear(db)
+			return
+		}
 		for j := 0; j < d; j++ {
 			var a, b float64
 			for ch := 0; ch < chunks; ch++ {
-				a += part[ch][j]
-				b += part[ch][d+j]
+				a += float64(part[ch][j])
+				b += float64(part[ch][d+j])
 			}
 			dsc[j], db[j] = float32(a), float32(b)
 		}
 	}, nil
+}
+
+// lnGradSums returns sum g and sum g xh over the row, g = dy scale and
+// xh = (x - m) s, accumulated in float64.
+func lnGradSums(x, dy, sc []float32, m, s float32) (sg, sgx float64) {
+	dy, sc = dy[:len(x)], sc[:len(x)]
+	var a0, a1, b0, b1 float64
+	j := 0
+	for ; j+2 <= len(x); j += 2 {
+		g0, g1 := dy[j]*sc[j], dy[j+1]*sc[j+1]
+		a0, a1 = a0+float64(g0), a1+float64(g1)
+		b0, b1 = b0+float64(g0*((x[j]-m)*s)), b1+float64(g1*((x[j+1]-m)*s))
+	}
+	for ; j < len(x); j++ {
+		g := dy[j] * sc[j]
+		a0 += float64(g)
+		b0 += float64(g * ((x[j] - m) * s))
+	}
+	return a0 + a1, b0 + b1
+}
+
+// lnGradDx sets dx = s (g - mg - xh mgx), g = dy scale, xh = (x - m) s.
+func lnGradDx(dx, x, dy, sc []float32, m, s, mg, mgx float32) {
+	dx, dy, sc = dx[:len(x)], dy[:len(x)], sc[:len(x)]
+	for j, v := range x {
+		dx[j] = s * (dy[j]*sc[j] - mg - (v-m)*s*mgx)
+	}
+}
+
+// lnGradParams adds dy xh to ds and dy to db.
+func lnGradParams(ds, db, x, dy []float32, m, s float32) {
+	ds, db, dy = ds[:len(x)], db[:len(x)], dy[:len(x)]
+	for j, v := range x {
+		ds[j] += dy[j] * ((v - m) * s)
+		db[j] += dy[j]
+	}
 }
 
 // IndexGrad: through a strided view (injective: dx[view(i)] = dy[i]) or an

@@ -94,25 +94,13 @@ func kernelLayerNorm(n *graph.Node) (Kernel, error) {
 	var x, g, y, b []float32
 	body := func(lo, hi int) {
 		for r := lo; r < hi; r++ {
-			xr := x[r*d : (r+1)*d]
-			var mean float64
-			for _, v := range xr {
-				mean += float64(v)
-			}
-			mean /= float64(d)
-			var vr float64
-			for _, v := range xr {
-				dv := float64(v) - mean
-				vr += dv * dv
-			}
-			inv := 1 / math.Sqrt(vr/float64(d)+eps)
-			yr := y[r*d : (r+1)*d]
-			for j, v := range xr {
-				o := (float64(v) - mean) * inv * float64(g[j])
-				if hasBias {
-					o += float64(b[j])
-				}
-				yr[j] = float32(o)
+			xr, yr := x[r*d:(r+1)*d], y[r*d:(r+1)*d]
+			mean, inv := rowStats(xr, eps)
+			m, s := float32(mean), float32(inv)
+			if hasBias {
+				normRowBias(yr, xr, g, b, m, s)
+			} else {
+				normRow(yr, xr, g, m, s)
 			}
 		}
 	}
@@ -123,6 +111,44 @@ func kernelLayerNorm(n *graph.Node) (Kernel, error) {
 		}
 		parallel(rows, max(1, (1<<13)/d), body)
 	}, nil
+}
+
+// rowStats returns the mean of x and 1/sqrt(variance + eps), accumulated in
+// float64 in one pass (E[x^2] - mean^2 loses nothing that matters in float64
+// for float32 data), four sums at a time.
+func rowStats(x []float32, eps float64) (mean, inv float64) {
+	var s0, s1, s2, s3, q0, q1, q2, q3 float64
+	j := 0
+	for ; j+4 <= len(x); j += 4 {
+		a, b, c, d := float64(x[j]), float64(x[j+1]), float64(x[j+2]), float64(x[j+3])
+		s0, s1, s2, s3 = s0+a, s1+b, s2+c, s3+d
+		q0, q1, q2, q3 = q0+a*a, q1+b*b, q2+c*c, q3+d*d
+	}
+	for ; j < len(x); j++ {
+		a := float64(x[j])
+		s0 += a
+		q0 += a * a
+	}
+	n := float64(len(x))
+	mean = ((s0 + s1) + (s2 + s3)) / n
+	vr := max(((q0+q1)+(q2+q3))/n-mean*mean, 0)
+	return mean, 1 / math.Sqrt(vr+eps)
+}
+
+// normRow sets y = (x - m) s g.
+func normRow(y, x, g []float32, m, s float32) {
+	y, g = y[:len(x)], g[:len(x)]
+	for j, v := range x {
+		y[j] = (v - m) * s * g[j]
+	}
+}
+
+// normRowBias sets y = (x - m) s g + b.
+func normRowBias(y, x, g, b []float32, m, s float32) {
+	y, g, b = y[:len(x)], g[:len(x)], b[:len(x)]
+	for j, v := range x {
+		y[j] = (v-m)*s*g[j] + b[j]
+	}
 }
 
 // reduceAxes resolves the axes input: empty means all axes, unless

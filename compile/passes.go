@@ -291,6 +291,14 @@ func deadCode(c *compilation) error {
 			continue
 		}
 		kept = append(kept, n)
+		if n.Op == "LayerNormGrad" && !live[n.Outputs[1]] && !live[n.Outputs[2]] {
+			// only dx is wanted (an input gradient): the kernel skips the
+			// scale and bias sums
+			if n.Attrs == nil {
+				n.Attrs = graph.Attrs{}
+			}
+			n.Attrs["param_grads"] = int64(0)
+		}
 		for _, in := range n.Inputs {
 			if in != nil {
 				live[in] = true
