@@ -15,6 +15,9 @@ import (
 // finished and a checkpoint written.
 var ErrInterrupted = errors.New("interrupted; the run was checkpointed, continue it with --resume")
 
+// MetricsFile, in RunOptions.Dir, holds one Record per line.
+const MetricsFile = "metrics.jsonl"
+
 // Record is one line of metrics.jsonl: a training step or a validation.
 type Record struct {
 	Kind      string  `json:"kind"` // "step" or "val"
@@ -40,7 +43,7 @@ type RunOptions struct {
 	ValSteps        int // PGD steps of the validation attack
 	Stop            <-chan struct{}
 	OnStep          func(Step)
-	OnVal           func(Record)
+	OnVal           func(Record) // called once the record is in metrics.jsonl
 }
 
 // Collapsed reports whether validation clean accuracy sits near chance
@@ -51,7 +54,7 @@ func Collapsed(clean float64, classes int) bool { return clean < 1.5/float64(cla
 // appending to metrics.jsonl in dir (lines past the restored iteration, left
 // by an interrupted process, are dropped first).
 func (t *Trainer) Run(o RunOptions) error {
-	path := filepath.Join(o.Dir, "metrics.jsonl")
+	path := filepath.Join(o.Dir, MetricsFile)
 	if err := truncateMetrics(path, t.It); err != nil {
 		return err
 	}
@@ -86,6 +89,9 @@ func (t *Trainer) Run(o RunOptions) error {
 			if err := write(r); err != nil {
 				return err
 			}
+			if o.OnVal != nil {
+				o.OnVal(r)
+			}
 		}
 		stop := false
 		select {
@@ -119,9 +125,6 @@ func (t *Trainer) validate(o RunOptions) (Record, error) {
 	r := Record{Kind: "val", It: t.It, ValClean: acc.Clean, ValRobust: acc.Robust}
 	warm := float64(t.It) >= t.Cfg.EpsWarmup*float64(t.Cfg.Iters)
 	r.Collapsed = warm && Collapsed(acc.Clean, t.Net.Classes)
-	if o.OnVal != nil {
-		o.OnVal(r)
-	}
 	return r, nil
 }
 

@@ -2,6 +2,7 @@ package clitest
 
 import (
 	"bytes"
+	"image/png"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -66,6 +67,16 @@ func TestTuneExportPipeline(t *testing.T) {
 	// a random-weight model may collapse; the run still completes and says so
 	if r.code != 0 && !bytes.Contains([]byte(r.stderr), []byte("collapsed")) {
 		t.Fatalf("tune failed:\n%s", r)
+	}
+	// the plots of the metrics are next to them
+	for _, f := range []string{"loss.png", "accuracy.png"} {
+		b, err := os.ReadFile(filepath.Join(dir, "ws", f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := png.Decode(bytes.NewReader(b)); err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
 	}
 	args := []string{"robust.onnx", "--workspace", "ws"}
 	if r.code != 0 {

@@ -20,6 +20,7 @@ import (
 	"github.com/hyperat/hyperat/hyperat"
 	onnximport "github.com/hyperat/hyperat/import"
 	"github.com/hyperat/hyperat/internal/cli"
+	"github.com/hyperat/hyperat/internal/plots"
 	"github.com/hyperat/hyperat/workspace"
 )
 
@@ -212,6 +213,7 @@ func Tune(c *cli.Command, args []string) error {
 		}
 	}()
 	prog := newProgress(c.Stdout, cfg.Iters, t.It)
+	replot := plotter(c.Stderr, *wsDir, cfg, *valSteps, t.Net.Classes)
 	collapsed := false
 	err = t.Run(hyperat.RunOptions{Dir: *wsDir, ModelSHA256: ws.Source.SHA256, CheckpointEvery: *ckEvery,
 		EvalEvery: *evalEvery, Val: valIdx, ValSteps: *valSteps, Stop: stop,
@@ -221,8 +223,10 @@ func Tune(c *cli.Command, args []string) error {
 			if r.Collapsed {
 				collapsed = true
 			}
+			replot()
 		}})
 	prog.done()
+	replot()
 	if errors.Is(err, hyperat.ErrInterrupted) {
 		return fmt.Errorf("interrupted at iteration %d of %d; checkpoint written, continue with --resume", t.It, cfg.Iters)
 	}
@@ -344,9 +348,29 @@ func conversion(ds *data.Dataset, c, h, w int) string {
 	return ""
 }
 
+// plotter returns a function that redraws the plots of the run's metrics
+// (next to them, in the workspace). Drawing never stops a run: a failure is
+// reported in one line, once until drawing works again.
+func plotter(w io.Writer, wsDir string, cfg hyperat.Config, valSteps, classes int) func() {
+	path := filepath.Join(wsDir, hyperat.MetricsFile)
+	run := plots.Run{Iters: cfg.Iters, WarmupEnd: cfg.EpsWarmup * float64(cfg.Iters), Classes: classes,
+		Robust: fmt.Sprintf("robust (PGD-%d)", valSteps)}
+	failing := false // said once until drawing works again
+	return func() {
+		if _, err := os.Stat(path); os.IsNotExist(err) {
+			return // the run failed before its first record, and says why
+		}
+		err := plots.Write(path, run)
+		if err != nil && !failing {
+			fmt.Fprintf(w, "warning: plots not updated: %s\n", cli.OneLine(err.Error()))
+		}
+		failing = err != nil
+	}
+}
+
 // clearRun removes a previous run's files from the workspace.
 func clearRun(dir string) {
-	for _, pat := range []string{"state.json", "checkpoint-*.safetensors", "metrics.jsonl"} {
+	for _, pat := range []string{"state.json", "checkpoint-*.safetensors", hyperat.MetricsFile, plots.LossFile, plots.AccuracyFile} {
 		files, _ := filepath.Glob(filepath.Join(dir, pat))
 		for _, f := range files {
 			os.Remove(f)
