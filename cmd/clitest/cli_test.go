@@ -14,6 +14,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/hyperat/hyperat/graph"
+	onnximport "github.com/hyperat/hyperat/import"
 	"github.com/hyperat/hyperat/internal/testutil"
 	"github.com/hyperat/hyperat/npy"
 	"github.com/hyperat/hyperat/onnx"
@@ -24,6 +25,13 @@ import (
 var bin string
 
 func TestMain(m *testing.M) {
+	// the test binary run again by hyperatLimited and writableUnderLimits
+	switch {
+	case os.Getenv(limitsEnv) != "":
+		os.Exit(limitsExec())
+	case os.Getenv(probeEnv) != "" && len(os.Args) > 1:
+		os.Exit(probeWrite(os.Args[1]))
+	}
 	os.Exit(run(m))
 }
 
@@ -81,6 +89,7 @@ func fails(t *testing.T, r result, code int, want ...string) {
 		t.Errorf("exit status %d, want %d\n%s", r.code, code, r)
 	}
 	line := strings.TrimSuffix(r.stderr, "\n")
+	t.Log(line)
 	if line == "" || strings.Contains(line, "\n") {
 		t.Errorf("stderr is not one line:\n%s", r)
 	}
@@ -194,6 +203,24 @@ func badModels(t *testing.T, dir string) []struct {
 			}
 		}
 	})
+	newOpset := edit(t, data, dir, "newer-opset.onnx", func(m *onnx.ModelProto) {
+		for _, o := range m.GetOpsetImport() {
+			if o.GetDomain() == "" {
+				o.Version = proto.Int64(onnximport.MaxOpset + 1)
+			}
+		}
+	})
+	var custom string
+	otherDomain := edit(t, data, dir, "contrib.onnx", func(m *onnx.ModelProto) {
+		for _, n := range m.GetGraph().GetNode() {
+			if n.GetOpType() == "Softmax" {
+				n.Domain, custom = proto.String("com.microsoft"), n.GetName()
+				m.OpsetImport = append(m.OpsetImport, &onnx.OperatorSetIdProto{Domain: proto.String("com.microsoft"), Version: proto.Int64(1)})
+				return
+			}
+		}
+		t.Fatal("no Softmax in the fixture")
+	})
 	ext := filepath.Join(dir, "ext")
 	os.Mkdir(ext, 0o755)
 	noData := edit(t, data, ext, "external.onnx", func(m *onnx.ModelProto) { externalize(t, m) })
@@ -208,6 +235,9 @@ func badModels(t *testing.T, dir string) []struct {
 		{"random", write(t, filepath.Join(dir, "random.onnx"), random), []string{"random.onnx"}},
 		{"text", write(t, filepath.Join(dir, "text.onnx"), []byte("not a model\n")), []string{"text.onnx"}},
 		{"unsupported-op", unsup, []string{"NonMaxSuppression", node, opset, "hyperat-import --ops"}},
+		{"unsupported-opset", newOpset, []string{"newer-opset.onnx", fmt.Sprintf("opset %d is not supported", onnximport.MaxOpset+1),
+			fmt.Sprintf("%d to %d", onnximport.MinOpset, onnximport.MaxOpset)}},
+		{"other-domain-op", otherDomain, []string{"contrib.onnx", "com.microsoft.Softmax", custom}},
 		{"external-data-missing", noData, []string{"external.onnx", "weights.bin"}},
 	}
 	if os.Geteuid() != 0 { // root reads anything

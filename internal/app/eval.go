@@ -46,18 +46,21 @@ the mean taken over all the samples of X.npy, as float32 of X's shape.
 
 flags:
   --data PATH         dataset folder (robustness mode)
-  --eps E             L-inf radius, 0.1 or 8/255
+  --eps E             L-inf radius in pixel units, 0.1 or 8/255 (required
+                      with --data)
   --attacks LIST      comma-separated names from the list above (default clean,pgd-20)
   --suite autoattack  add the AutoAttack standard suite
   --limit N           the first N test images, in file order (default all)
   --seed S            random seed (default 0)
-  --json FILE         also write {"model", "eps", "n", "results": {name: accuracy}}
+  --json FILE         also write {"model", "data", "eps", "n", "seed",
+                      "results": {name: accuracy}} (written atomically)
   --input X.npy       the images
   --logits Y.npy      where the logits go (written atomically)
   --labels L.npy      int64 class labels, one per sample
   --grad-input G.npy  where the input gradient goes (written atomically)
   --batch N           samples per pass (default 32; a model exported with a
-                      fixed batch runs at that batch)
+                      fixed batch runs at that batch, which --data takes
+                      only when it is 1)
   -h, --help          print this help
 
 examples:
@@ -65,6 +68,9 @@ examples:
   hyperat-eval robust.onnx --data cifar-10-batches-bin --eps 8/255 --suite autoattack --json aa.json
   hyperat-eval vit.onnx --input x.npy --logits y.npy
   hyperat-eval vit.onnx --input x.npy --labels l.npy --grad-input g.npy
+
+exit status: 0 done, 1 an error (one line on stderr), 2 a mistake in the
+command line.
 `
 
 // defaultBatch bounds the memory of one forward pass.
@@ -250,6 +256,11 @@ func forward(m *onnximport.Model, x *graph.Tensor, xName string, batch int) (*gr
 	in := g.Inputs[0]
 	if err := checkInput(in, x, xName); err != nil {
 		return nil, err
+	}
+	for i, v := range x.F {
+		if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
+			return nil, fmt.Errorf("%s: value %d (sample %d) is %v; the model's input must be finite", xName, i, i/(x.Numel()/x.Shape[0]), v)
+		}
 	}
 	n := x.Shape[0]
 	if d := in.Shape[0]; d.N >= 0 {

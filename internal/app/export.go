@@ -53,6 +53,9 @@ examples:
   hyperat-export robust.onnx
   hyperat-export robust.onnx --workspace runs/cifar --adapters adapters
   hyperat-export robust-lora.onnx --unmerged --defense trades
+
+exit status: 0 done, 1 an error (one line on stderr), 2 a mistake in the
+command line.
 `
 
 // ExportCommand is the hyperat-export command line.

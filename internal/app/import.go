@@ -12,14 +12,17 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
 	"text/tabwriter"
 
 	"github.com/hyperat/hyperat/compile"
+	"github.com/hyperat/hyperat/graph"
 	onnximport "github.com/hyperat/hyperat/import"
 	"github.com/hyperat/hyperat/internal/cli"
+	"github.com/hyperat/hyperat/onnx"
 	"github.com/hyperat/hyperat/workspace"
 )
 
@@ -28,14 +31,24 @@ const importUsage = `usage: hyperat-import MODEL.onnx [--workspace DIR] [--force
 
 Reads an ONNX Vision Transformer exported by PyTorch, prints its producer,
 opset, input, parameter count, and the transformer blocks and linear layers it
-recognized (the layers tuning adapts), checks that the model compiles, and
-writes the workspace: workspace.json and a copy of the model (model.onnx).
+recognized (the layers tuning adapts), checks that it is an image classifier
+(one float32 input [N, C, H, W], logits [N, classes] first, finite weights and
+logits), and writes the workspace: workspace.json and a copy of the model
+(model.onnx, with its external data files).
 
 flags:
   --workspace DIR   workspace folder (default .hyperat)
   --force           replace a workspace made from another model
   --ops             print the supported ONNX operators and exit
   -h, --help        print this help
+
+examples:
+  hyperat-import vit.onnx
+  hyperat-import vit-cifar10.onnx --workspace runs/cifar
+  hyperat-import --ops
+
+exit status: 0 done, 1 an error (one line on stderr), 2 a mistake in the
+command line.
 `
 
 // ImportCommand is the hyperat-import command line.
@@ -87,12 +100,10 @@ func Import(c *cli.Command, args []string) error {
 	if len(rep.Blocks) == 0 {
 		return fmt.Errorf("%s: no transformer block recognized (no Softmax between two activation MatMuls); hyperat tunes Vision Transformers", path)
 	}
-	if len(m.Graph.Inputs) != 1 {
-		return fmt.Errorf("%s: the model has %d inputs; hyperat needs one (the images)", path, len(m.Graph.Inputs))
-	}
-	// The forward must compile before a workspace is made for it.
-	if _, err := compile.Compile(m.Graph, compile.Options{Batch: 1}); err != nil {
-		return fmt.Errorf("%s: %w", path, err)
+	// The model must be a classifier that compiles and runs before a
+	// workspace is made for it.
+	if err := checkClassifier(path, m, rep); err != nil {
+		return err
 	}
 	ws, err := workspace.New(path, data, m, rep)
 	if err != nil {
@@ -108,6 +119,74 @@ func Import(c *cli.Command, args []string) error {
 	files := []string{workspace.ManifestFile, workspace.ModelFile}
 	files = append(files, ws.ExternalData...)
 	fmt.Fprintf(c.Stdout, "\nworkspace   %s (%s)\n", *dir, strings.Join(files, ", "))
+	return nil
+}
+
+// checkClassifier checks that m is an image classifier hyperat can tune: one
+// float32 input [N, C, H, W] with C, H and W fixed; no NaN in any weight and
+// no NaN or infinity in the recognized linear layers; a first output of
+// float32 logits [N, classes]; finite logits for a mid-grey image.
+func checkClassifier(path string, m *onnximport.Model, rep *onnximport.Report) error {
+	g := m.Graph
+	if len(g.Inputs) != 1 {
+		return fmt.Errorf("%s: the model has %d inputs; hyperat needs one (the images)", path, len(g.Inputs))
+	}
+	in := g.Inputs[0]
+	if in.DType != graph.Float32 || len(in.Shape) != 4 || in.Shape[1].N <= 0 || in.Shape[2].N <= 0 || in.Shape[3].N <= 0 {
+		return fmt.Errorf("%s: not an image classifier: its input %q is %s %s; hyperat needs float32 images [N, C, H, W] with C, H and W fixed",
+			path, in.Name, in.DType, in.Shape)
+	}
+	linear := map[*graph.Value]bool{}
+	for _, l := range rep.Linears {
+		linear[l.Weight] = true
+		if l.Bias != nil {
+			linear[l.Bias] = true
+		}
+	}
+	// hyperat-export writes the tuned layers back in their own storage,
+	// which it can do for float32 only
+	for _, l := range rep.Targets() {
+		for _, v := range []*graph.Value{l.Weight, l.Bias} {
+			if tp := m.Init[v]; v != nil && tp != nil && onnx.TensorProto_DataType(tp.GetDataType()) != onnx.TensorProto_FLOAT {
+				return fmt.Errorf("%s: initializer %q of layer %s is stored as %s; hyperat tunes and exports float32 weights only: export the model in float32 (model.float() before torch.onnx.export)",
+					path, tp.GetName(), l.Name, onnx.TensorProto_DataType(tp.GetDataType()))
+			}
+		}
+	}
+	for _, p := range g.Params {
+		if p.Const == nil || p.Const.DType != graph.Float32 {
+			continue
+		}
+		for _, v := range p.Const.F {
+			if f := float64(v); math.IsNaN(f) || (linear[p] && math.IsInf(f, 0)) {
+				return fmt.Errorf("%s: initializer %q holds NaN or infinite values; hyperat needs finite weights", path, p.Name)
+			}
+		}
+	}
+	p, err := compile.Compile(g, compile.Options{Batch: 1})
+	if err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	out := p.Outputs[0]
+	shape := out.StaticShape()
+	if out.DType != graph.Float32 || len(shape) != 2 || shape[1] < 2 {
+		return fmt.Errorf("%s: not an image classifier: its first output %q is %s %s; hyperat needs float32 logits [N, classes]",
+			path, out.Name, out.DType, shapeString(shape))
+	}
+	batch := max(in.Shape[0].N, 1)
+	x := graph.NewTensor(graph.Float32, []int{batch, in.Shape[1].N, in.Shape[2].N, in.Shape[3].N})
+	for i := range x.F {
+		x.F[i] = 0.5
+	}
+	res, err := p.Run(x)
+	if err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	for _, v := range res[0].F {
+		if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
+			return fmt.Errorf("%s: the logits of a mid-grey image are NaN or infinite; hyperat needs a model that computes finite logits", path)
+		}
+	}
 	return nil
 }
 

@@ -11,6 +11,7 @@ import (
 
 	"github.com/hyperat/hyperat/attack"
 	"github.com/hyperat/hyperat/data"
+	onnximport "github.com/hyperat/hyperat/import"
 	"github.com/hyperat/hyperat/internal/atomicfile"
 	"github.com/hyperat/hyperat/internal/cli"
 	"github.com/hyperat/hyperat/model"
@@ -58,11 +59,25 @@ func evalRobust(c *cli.Command, modelPath, dataPath, epsS, attacksS, suite strin
 		}
 	}
 	if limit < 0 {
-		return cli.Usagef("--limit must be positive, got %d", limit)
+		return cli.Usagef("--limit must be 0 (all) or more, got %d", limit)
 	}
-	m, err := model.Load(modelPath)
+	im, err := onnximport.Load(modelPath)
 	if err != nil {
 		return err
+	}
+	if in := im.Graph.Inputs; len(in) == 1 && len(in[0].Shape) > 0 {
+		// a model exported without a dynamic batch axis runs one batch size only
+		switch b := in[0].Shape[0].N; {
+		case b > 1:
+			return fmt.Errorf("%s: the input %q has a fixed batch of %d (the model was exported without a dynamic batch axis); hyperat-eval --data needs a dynamic batch, or batch 1",
+				modelPath, in[0].Name, b)
+		case b == 1:
+			batch = 1
+		}
+	}
+	m, err := model.New(im)
+	if err != nil {
+		return fmt.Errorf("%s: %v", modelPath, err)
 	}
 	ds, err := data.Open(dataPath, data.Test)
 	if err != nil {

@@ -66,12 +66,16 @@ flags (source of each default in brackets: paper, standard, ours):
   --force              start over, replacing a previous run in the workspace
   -h, --help           print this help
 
-Ctrl-C finishes the current iteration, writes a checkpoint and exits; --resume
-continues exactly where it stopped.
+Ctrl-C finishes the current iteration, writes a checkpoint and exits with
+status 1; --resume continues exactly where it stopped.
 
 examples:
   hyperat-tune --data fixtures/mnist --eps 0.1 --iters 300
   hyperat-tune --data cifar-10-batches-bin --eps 8/255 --method lora --defenses pgdat
+  hyperat-tune --data fixtures/mnist --eps 0.1 --resume
+
+exit status: 0 done, 1 an error (one line on stderr; also an interrupted run
+and a result that collapsed), 2 a mistake in the command line.
 `
 
 // TuneCommand is the hyperat-tune command line.
@@ -123,6 +127,16 @@ func Tune(c *cli.Command, args []string) error {
 	if err != nil {
 		return cli.Usagef("%v", err)
 	}
+	switch {
+	case *valSteps < 1:
+		return cli.Usagef("--val-steps must be at least 1, got %d", *valSteps)
+	case *evalEvery < 0:
+		return cli.Usagef("--eval-every must be 0 (only at the end) or more, got %d", *evalEvery)
+	case *ckEvery < 0:
+		return cli.Usagef("--checkpoint-every must be 0 (only at the end) or more, got %d", *ckEvery)
+	case *resume && *force:
+		return cli.Usagef("--resume continues a run and --force starts over; give one")
+	}
 	cfg := def
 	cfg.Method, cfg.Eps, cfg.Steps, cfg.Iters, cfg.Batch, cfg.Rank = *method, eps, *steps, *iters, *batch, *rank
 	cfg.Alpha, cfg.LR, cfg.Warmup, cfg.EpsWarmup, cfg.Clip, cfg.Beta = *alpha, *lr, *warm, *epsWarm, *clip, *beta
@@ -142,8 +156,7 @@ func Tune(c *cli.Command, args []string) error {
 	if err != nil {
 		return err
 	}
-	modelPath := workspace.ModelPath(*wsDir)
-	m, err := onnximport.Load(modelPath)
+	m, err := loadWorkspaceModel(*wsDir, ws)
 	if err != nil {
 		return err
 	}
@@ -156,16 +169,31 @@ func Tune(c *cli.Command, args []string) error {
 		return stErr
 	case *resume:
 		if st.ModelSHA256 != ws.Source.SHA256 {
-			return fmt.Errorf("the checkpoint in %s was made from another model", *wsDir)
+			return fmt.Errorf("the checkpoint in %s was made from another model (the workspace was imported again since); start over with --force", *wsDir)
 		}
 		if _, err := os.Stat(filepath.Join(*wsDir, hyperat.ResultDir, hyperat.ResultFile)); err == nil && st.Iteration >= st.Config.Iters {
 			return fmt.Errorf("the run in %s is already complete (%d iterations); its result is in %s", *wsDir, st.Iteration, filepath.Join(*wsDir, hyperat.ResultDir))
 		}
 		cfg = st.Config
+	case stErr == nil && !*force && st.ModelSHA256 != ws.Source.SHA256:
+		return fmt.Errorf("%s holds a run of another model (the workspace was imported again since); start over with --force", *wsDir)
 	case stErr == nil && !*force:
 		return fmt.Errorf("%s already holds a run (iteration %d of %d); continue it with --resume or start over with --force", *wsDir, st.Iteration, st.Config.Iters)
 	case stErr != nil && !os.IsNotExist(stErr) && !*force:
 		return stErr
+	}
+
+	if len(ws.Input.Shape) != 4 {
+		return fmt.Errorf("%s: the model's input %q is %v, not images [N, C, H, W]; import the model again", filepath.Join(*wsDir, workspace.ManifestFile), ws.Input.Name, ws.Input.GraphShape())
+	}
+	// a model exported without a dynamic batch axis runs one batch size only
+	if b := ws.Input.Shape[0].N; b > 1 || b == 1 && cfg.Batch != 1 {
+		hint := ""
+		if b == 1 {
+			hint = ", or tune with --batch 1"
+		}
+		return fmt.Errorf("the model's input %q has a fixed batch of %d (it was exported without a dynamic batch axis); export it again with one (docs/USAGE.md)%s",
+			ws.Input.Name, b, hint)
 	}
 
 	// the data
@@ -226,7 +254,11 @@ func Tune(c *cli.Command, args []string) error {
 			replot()
 		}})
 	prog.done()
-	replot()
+	if err == nil || errors.Is(err, hyperat.ErrInterrupted) {
+		// a run that failed says why in one line; its plots stay as they
+		// were at its last validation
+		replot()
+	}
 	if errors.Is(err, hyperat.ErrInterrupted) {
 		return fmt.Errorf("interrupted at iteration %d of %d; checkpoint written, continue with --resume", t.It, cfg.Iters)
 	}
@@ -234,6 +266,29 @@ func Tune(c *cli.Command, args []string) error {
 		return err
 	}
 	return finish(c, t, view, valIdx, *valSteps, *merge, *wsDir, ws.Source.SHA256, collapsed)
+}
+
+// loadWorkspaceModel imports the workspace's copy of the model, checking
+// that it is the one hyperat-import recorded in workspace.json.
+func loadWorkspaceModel(dir string, ws *workspace.Workspace) (*onnximport.Model, error) {
+	path := workspace.ModelPath(dir)
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %v", path, bare(err))
+	}
+	if workspace.Sum(b) != ws.Source.SHA256 {
+		return nil, fmt.Errorf("%s changed after hyperat-import made the workspace; import the model again", path)
+	}
+	p, err := onnximport.Decode(b)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	m, err := onnximport.Import(p, dir)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	m.Path = path
+	return m, nil
 }
 
 // finish evaluates each defense's LoRA and the merged model on the
