@@ -245,6 +245,7 @@ func TestTuneBadInputs(t *testing.T) {
 		{"negative checkpoint-every", base("--data", mnist, "--checkpoint-every", "-2"), 2, []string{"--checkpoint-every"}},
 		{"validation larger than the data", base("--data", mnist, "--val", "100000"), 2, []string{"--val"}},
 		{"stray argument", base("--data", mnist, "vit.onnx"), 2, []string{"vit.onnx"}},
+		{"unknown layer kind", base("--data", mnist, "--targets", "qkv,fc"), 1, []string{"--targets", `"fc"`, "q, k, v, proj, fc1, fc2"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			fails(t, hyperat(t, dir, "hyperat-tune", c.args...), c.code, c.want...)

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -195,6 +196,11 @@ func Tune(c *cli.Command, args []string) error {
 		return fmt.Errorf("the model's input %q has a fixed batch of %d (it was exported without a dynamic batch axis); export it again with one (docs/USAGE.md)%s",
 			ws.Input.Name, b, hint)
 	}
+	if cfg.Method != "full" {
+		if err := checkTargets(cfg.Targets, ws); err != nil {
+			return err
+		}
+	}
 
 	// the data
 	ds, err := data.Open(*dataPath, data.Train)
@@ -266,6 +272,26 @@ func Tune(c *cli.Command, args []string) error {
 		return err
 	}
 	return finish(c, t, view, valIdx, *valSteps, *merge, *wsDir, ws.Source.SHA256, collapsed)
+}
+
+// checkTargets checks that every kind of --targets is one of the usual kinds
+// (the default list, whose alternatives no model has all of) or a kind of
+// layer in the model's blocks as hyperat-import found them, so that a
+// misspelt kind is not silently left out.
+func checkTargets(targets []string, ws *workspace.Workspace) error {
+	var kinds []string
+	for _, l := range ws.Layers {
+		if l.Block >= 0 && !slices.Contains(kinds, l.Kind) {
+			kinds = append(kinds, l.Kind)
+		}
+	}
+	known := hyperat.DefaultConfig().Targets
+	for _, k := range targets {
+		if !slices.Contains(known, k) && !slices.Contains(kinds, k) {
+			return fmt.Errorf("--targets: no layer kind %q in the model's blocks (they have %s)", k, strings.Join(kinds, ", "))
+		}
+	}
+	return nil
 }
 
 // loadWorkspaceModel imports the workspace's copy of the model, checking
