@@ -67,6 +67,12 @@ func hyperat(t *testing.T, dir, name string, args ...string) result {
 	t.Helper()
 	cmd := exec.Command(filepath.Join(bin, name), args...)
 	cmd.Dir = dir
+	return runCmd(t, name, cmd)
+}
+
+// runCmd runs cmd and collects its output and exit status.
+func runCmd(t *testing.T, name string, cmd *exec.Cmd) result {
+	t.Helper()
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()

@@ -53,17 +53,7 @@ func hyperatLimited(t *testing.T, dir string, lim limits, name string, args ...s
 	cmd := exec.Command(self, append([]string{filepath.Join(bin, name)}, args...)...)
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%d", limitsEnv, lim.fileSize))
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err = cmd.Run()
-	r := result{stdout: out.String(), stderr: errb.String()}
-	var ee *exec.ExitError
-	switch {
-	case errors.As(err, &ee):
-		r.code = ee.ExitCode()
-	case err != nil:
-		t.Fatalf("%s: %v", name, err)
-	}
+	r := runCmd(t, name, cmd)
 	if r.code == exitNoLimits && strings.HasPrefix(r.stderr, "limits: ") {
 		t.Skip(strings.TrimSpace(r.stderr))
 	}
