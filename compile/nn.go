@@ -390,6 +390,16 @@ func kernelMatMul(n *graph.Node) (Kernel, error) {
 			}
 		}
 	}
+	// One B for the whole batch and the A matrices back to back (a linear
+	// layer on [batch, tokens, in]): the batch is one tall product, which
+	// the kernel blocks better than many short ones. Each element of C is
+	// computed the same either way (blocking along k depends on k alone).
+	if uniform && p.batch > 1 && sb == 0 && !ta && sa == p.m*p.k {
+		m := p.batch * p.m
+		return func(in, out []*graph.Tensor) {
+			Gemm(false, tb, m, p.n, p.k, 1, in[0].F, lda, in[1].F, ldb, 0, out[0].F, p.n)
+		}, nil
+	}
 	return func(in, out []*graph.Tensor) {
 		a, b, c := in[0].F, in[1].F, out[0].F
 		if uniform && GemmBatched != nil {
