@@ -273,14 +273,39 @@ func fuseTransposes(c *compilation) error {
 			continue
 		}
 		for i, attr := range []string{"transA", "transB"} {
-			in := n.Inputs[i]
-			t := def(in, "Transpose")
-			if t == nil || n.Attrs.Int(attr, 0) == 1 || !swapsLastTwo(t) {
-				continue
+			// through chains of transposes: a transposed read of a
+			// transpose reads the original plainly
+			for t := def(n.Inputs[i], "Transpose"); t != nil && swapsLastTwo(t); t = def(n.Inputs[i], "Transpose") {
+				if n.Attrs == nil {
+					n.Attrs = graph.Attrs{}
+				}
+				n.Inputs[i] = t.Inputs[0]
+				n.Attrs[attr] = 1 - n.Attrs.Int(attr, 0)
 			}
-			n.Inputs[i] = t.Inputs[0]
-			n.Attrs[attr] = int64(1)
 		}
+	}
+	// (A B)^T = B^T A^T: a product whose only reader swaps its last two
+	// dims is computed transposed in the first place. The Transpose node
+	// becomes that product; the original is left to dead-code removal.
+	pinned := map[*graph.Value]bool{}
+	for _, o := range append(append([]*graph.Value{}, c.g.Outputs...), c.extra...) {
+		pinned[o] = true
+	}
+	uses := c.g.Consumers()
+	for _, t := range c.g.Nodes {
+		if t.Op != "Transpose" || !swapsLastTwo(t) {
+			continue
+		}
+		m := def(t.Inputs[0], "MatMul")
+		y := t.Inputs[0]
+		if m == nil || len(uses[y]) != 1 || pinned[y] || len(y.StaticShape()) < 2 ||
+			len(shapeOf(m.Inputs[0])) < 2 || len(shapeOf(m.Inputs[1])) < 2 {
+			continue
+		}
+		ta, tb := m.Attrs.Int("transA", 0), m.Attrs.Int("transB", 0)
+		t.Op = "MatMul"
+		t.Inputs = []*graph.Value{m.Inputs[1], m.Inputs[0]}
+		t.Attrs = graph.Attrs{"transA": 1 - tb, "transB": 1 - ta}
 	}
 	return nil
 }

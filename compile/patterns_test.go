@@ -80,6 +80,23 @@ func TestFuseTransposesKeepsGradients(t *testing.T) {
 	if a, b := countOps(on.Graph)["Transpose"], countOps(off.Graph)["Transpose"]; a >= b {
 		t.Fatalf("%d transposes fused, %d not", a, b)
 	}
+	// none is left between products: transposed operands are read in
+	// place, transposes of transposes cancel, and a transposed product is
+	// computed transposed
+	uses := on.Graph.Consumers()
+	for _, n := range on.Graph.Nodes {
+		if n.Op != "Transpose" || !swapsLast(n) {
+			continue
+		}
+		if d := n.Inputs[0].Def; d != nil && d.Op == "MatMul" {
+			t.Errorf("%s transposes a product", n.Name)
+		}
+		for _, u := range uses[n.Outputs[0]] {
+			if u.Op == "MatMul" {
+				t.Errorf("%s feeds product %s", n.Name, u.Name)
+			}
+		}
+	}
 	ins := inputsFor(on)
 	if _, err := on.Run(ins...); err != nil {
 		t.Fatal(err)
@@ -90,4 +107,19 @@ func TestFuseTransposesKeepsGradients(t *testing.T) {
 	if e := testutil.MaxAbsDiff(on.Grad(x).F, off.Grad(x2).F) / testutil.MaxAbs(off.Grad(x2).F); e > 1e-5 {
 		t.Fatalf("input gradients differ by %g relative", e)
 	}
+}
+
+// swapsLast reports whether a Transpose exchanges only its last two dims.
+func swapsLast(n *graph.Node) bool {
+	p, ok := n.Attrs.Ints("perm")
+	r := len(p)
+	if !ok || r < 2 || p[r-2] != int64(r-1) || p[r-1] != int64(r-2) {
+		return false
+	}
+	for i := 0; i < r-2; i++ {
+		if p[i] != int64(i) {
+			return false
+		}
+	}
+	return true
 }
