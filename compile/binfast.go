@@ -1,17 +1,21 @@
 package compile
 
-import "github.com/hyperat/hyperat/graph"
+import (
+	"github.com/hyperat/hyperat/graph"
+	"github.com/hyperat/hyperat/kernels/vmath"
+)
 
 // arith is the float32 arithmetic of Add, Sub, Mul and Div with loops written
 // out per broadcast pattern of a row (both operands contiguous, or one of them
 // repeated), so the common cases run without a call per element.
 type arith uint8
 
+// In vmath's order: both contiguous operands go to vmath.Arith.
 const (
-	opAdd arith = iota
-	opSub
-	opMul
-	opDiv
+	opAdd arith = vmath.Add
+	opSub arith = vmath.Sub
+	opMul arith = vmath.Mul
+	opDiv arith = vmath.Div
 )
 
 var arithOps = map[string]arith{"Add": opAdd, "Sub": opSub, "Mul": opMul, "Div": opDiv}
@@ -20,25 +24,7 @@ var arithOps = map[string]arith{"Add": opAdd, "Sub": opSub, "Mul": opMul, "Div":
 func (o arith) row(z, x, y []float32, sx, sy int) {
 	switch {
 	case sx == 1 && sy == 1:
-		x, y = x[:len(z)], y[:len(z)]
-		switch o {
-		case opAdd:
-			for j := range z {
-				z[j] = x[j] + y[j]
-			}
-		case opSub:
-			for j := range z {
-				z[j] = x[j] - y[j]
-			}
-		case opMul:
-			for j := range z {
-				z[j] = x[j] * y[j]
-			}
-		case opDiv:
-			for j := range z {
-				z[j] = x[j] / y[j]
-			}
-		}
+		vmath.Arith(int(o), z, x[:len(z)], y[:len(z)])
 	case sx == 1 && sy == 0:
 		x = x[:len(z)]
 		b := y[0]

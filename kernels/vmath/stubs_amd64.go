@@ -79,6 +79,58 @@ func geluGradAVX512(dst []float32, x []float32, dy []float32)
 //go:noescape
 func softmaxRowAVX512(dst []float32, x []float32)
 
+// addAVX512 sets dst[i] to the sum x[i] + dy[i] for every i < len(x). It is:
+//
+//	dy = dy[:len(x)]
+//	for i, v := range x {
+//		dst[i] = v + dy[i]
+//	}
+//
+// It needs len(dst) >= len(x) and len(dy) >= len(x); dst may be x or dy
+// itself but not overlap them otherwise.
+//
+//go:noescape
+func addAVX512(dst []float32, x []float32, dy []float32)
+
+// subAVX512 sets dst[i] to the difference x[i] - dy[i] for every i < len(x). It is:
+//
+//	dy = dy[:len(x)]
+//	for i, v := range x {
+//		dst[i] = v - dy[i]
+//	}
+//
+// It needs len(dst) >= len(x) and len(dy) >= len(x); dst may be x or dy
+// itself but not overlap them otherwise.
+//
+//go:noescape
+func subAVX512(dst []float32, x []float32, dy []float32)
+
+// mulAVX512 sets dst[i] to the product x[i] * dy[i] for every i < len(x). It is:
+//
+//	dy = dy[:len(x)]
+//	for i, v := range x {
+//		dst[i] = v * dy[i]
+//	}
+//
+// It needs len(dst) >= len(x) and len(dy) >= len(x); dst may be x or dy
+// itself but not overlap them otherwise.
+//
+//go:noescape
+func mulAVX512(dst []float32, x []float32, dy []float32)
+
+// divAVX512 sets dst[i] to the quotient x[i] / dy[i] for every i < len(x). It is:
+//
+//	dy = dy[:len(x)]
+//	for i, v := range x {
+//		dst[i] = v / dy[i]
+//	}
+//
+// It needs len(dst) >= len(x) and len(dy) >= len(x); dst may be x or dy
+// itself but not overlap them otherwise.
+//
+//go:noescape
+func divAVX512(dst []float32, x []float32, dy []float32)
+
 // expAVX2 sets dst[i] = e^x[i] for every i < len(x). It is:
 //
 //	for i, v := range x {
@@ -146,3 +198,55 @@ func geluGradAVX2(dst []float32, x []float32, dy []float32)
 //
 //go:noescape
 func softmaxRowAVX2(dst []float32, x []float32)
+
+// addAVX2 sets dst[i] to the sum x[i] + dy[i] for every i < len(x). It is:
+//
+//	dy = dy[:len(x)]
+//	for i, v := range x {
+//		dst[i] = v + dy[i]
+//	}
+//
+// It needs len(dst) >= len(x) and len(dy) >= len(x); dst may be x or dy
+// itself but not overlap them otherwise.
+//
+//go:noescape
+func addAVX2(dst []float32, x []float32, dy []float32)
+
+// subAVX2 sets dst[i] to the difference x[i] - dy[i] for every i < len(x). It is:
+//
+//	dy = dy[:len(x)]
+//	for i, v := range x {
+//		dst[i] = v - dy[i]
+//	}
+//
+// It needs len(dst) >= len(x) and len(dy) >= len(x); dst may be x or dy
+// itself but not overlap them otherwise.
+//
+//go:noescape
+func subAVX2(dst []float32, x []float32, dy []float32)
+
+// mulAVX2 sets dst[i] to the product x[i] * dy[i] for every i < len(x). It is:
+//
+//	dy = dy[:len(x)]
+//	for i, v := range x {
+//		dst[i] = v * dy[i]
+//	}
+//
+// It needs len(dst) >= len(x) and len(dy) >= len(x); dst may be x or dy
+// itself but not overlap them otherwise.
+//
+//go:noescape
+func mulAVX2(dst []float32, x []float32, dy []float32)
+
+// divAVX2 sets dst[i] to the quotient x[i] / dy[i] for every i < len(x). It is:
+//
+//	dy = dy[:len(x)]
+//	for i, v := range x {
+//		dst[i] = v / dy[i]
+//	}
+//
+// It needs len(dst) >= len(x) and len(dy) >= len(x); dst may be x or dy
+// itself but not overlap them otherwise.
+//
+//go:noescape
+func divAVX2(dst []float32, x []float32, dy []float32)

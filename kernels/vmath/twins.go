@@ -96,3 +96,67 @@ func softmaxRowGo(dst, x []float32) {
 		dst[i] *= inv
 	}
 }
+
+// addGo sets dst[i] to the sum x[i] + dy[i] for every i < len(x). It is:
+//
+//	dy = dy[:len(x)]
+//	for i, v := range x {
+//		dst[i] = v + dy[i]
+//	}
+//
+// It needs len(dst) >= len(x) and len(dy) >= len(x); dst may be x or dy
+// itself but not overlap them otherwise.
+func addGo(dst, x, dy []float32) {
+	dy = dy[:len(x)]
+	for i, v := range x {
+		dst[i] = v + dy[i]
+	}
+}
+
+// subGo sets dst[i] to the difference x[i] - dy[i] for every i < len(x). It is:
+//
+//	dy = dy[:len(x)]
+//	for i, v := range x {
+//		dst[i] = v - dy[i]
+//	}
+//
+// It needs len(dst) >= len(x) and len(dy) >= len(x); dst may be x or dy
+// itself but not overlap them otherwise.
+func subGo(dst, x, dy []float32) {
+	dy = dy[:len(x)]
+	for i, v := range x {
+		dst[i] = v - dy[i]
+	}
+}
+
+// mulGo sets dst[i] to the product x[i] * dy[i] for every i < len(x). It is:
+//
+//	dy = dy[:len(x)]
+//	for i, v := range x {
+//		dst[i] = v * dy[i]
+//	}
+//
+// It needs len(dst) >= len(x) and len(dy) >= len(x); dst may be x or dy
+// itself but not overlap them otherwise.
+func mulGo(dst, x, dy []float32) {
+	dy = dy[:len(x)]
+	for i, v := range x {
+		dst[i] = v * dy[i]
+	}
+}
+
+// divGo sets dst[i] to the quotient x[i] / dy[i] for every i < len(x). It is:
+//
+//	dy = dy[:len(x)]
+//	for i, v := range x {
+//		dst[i] = v / dy[i]
+//	}
+//
+// It needs len(dst) >= len(x) and len(dy) >= len(x); dst may be x or dy
+// itself but not overlap them otherwise.
+func divGo(dst, x, dy []float32) {
+	dy = dy[:len(x)]
+	for i, v := range x {
+		dst[i] = v / dy[i]
+	}
+}

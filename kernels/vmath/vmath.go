@@ -56,6 +56,25 @@ func SoftmaxRows(dst, x []float32, rows, n int) {
 	}
 }
 
+// The elementwise operations of Arith.
+const (
+	Add = iota
+	Sub
+	Mul
+	Div
+)
+
+// Arith sets dst[i] = x[i] op y[i] for every i, op one of Add, Sub, Mul and
+// Div, rounded as float32 arithmetic rounds it (every variant gives the
+// same bits). dst may be x or y itself, but must not overlap them
+// otherwise. It panics if the lengths differ.
+func Arith(op int, dst, x, y []float32) {
+	if len(dst) != len(x) || len(y) != len(x) {
+		panic(fmt.Sprintf("vmath.Arith: len(dst) = %d, len(x) = %d, len(y) = %d", len(dst), len(x), len(y)))
+	}
+	active.arith[op](dst, x, y)
+}
+
 // Variant is the name of the implementation in use: "avx512", "avx2" or "go".
 func Variant() string { return active.name }
 
@@ -68,12 +87,14 @@ type variant struct {
 	gelu       func(dst, x []float32)
 	geluGrad   func(dst, x, dy []float32)
 	softmaxRow func(dst, x []float32)
+	arith      [4]func(dst, x, y []float32) // Add, Sub, Mul, Div
 }
 
 // goVariant is the plain-Go implementation, always available.
 var goVariant = &variant{
 	name: "go", supported: true,
 	exp: expGo, gelu: geluGo, geluGrad: geluGradGo, softmaxRow: softmaxRowGo,
+	arith: [4]func(dst, x, y []float32){addGo, subGo, mulGo, divGo},
 }
 
 // variants lists every implementation in order of preference.

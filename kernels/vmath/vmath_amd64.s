@@ -1029,6 +1029,278 @@ softmaxRowAVX512_scale_done:
 	VZEROUPPER
 	RET
 
+// func addAVX512(dst []float32, x []float32, dy []float32)
+// Requires: AVX, AVX512F
+TEXT ·addAVX512(SB), NOSPLIT, $0-72
+	MOVQ dst_base+0(FP), DI
+	MOVQ x_base+24(FP), SI
+	MOVQ x_len+32(FP), CX
+	MOVQ dy_base+48(FP), DX
+
+	// Broadcast the constants.
+	// 4 vectors a step.
+	MOVQ CX, AX
+	SHRQ $0x04, AX
+	MOVQ AX, BX
+	ANDQ $0x00000003, BX
+	SHRQ $0x02, AX
+	JZ   addAVX512_one
+
+addAVX512_loop:
+	VMOVUPS (SI), Z0
+	VMOVUPS 64(SI), Z1
+	VMOVUPS 128(SI), Z2
+	VMOVUPS 192(SI), Z3
+	VADDPS  (DX), Z0, Z4
+	VADDPS  64(DX), Z1, Z5
+	VADDPS  128(DX), Z2, Z6
+	VADDPS  192(DX), Z3, Z7
+	VMOVUPS Z4, (DI)
+	VMOVUPS Z5, 64(DI)
+	VMOVUPS Z6, 128(DI)
+	VMOVUPS Z7, 192(DI)
+	ADDQ    $0x00000100, SI
+	ADDQ    $0x00000100, DI
+	ADDQ    $0x00000100, DX
+	DECQ    AX
+	JNZ     addAVX512_loop
+
+addAVX512_one:
+	// One vector a step.
+	TESTQ BX, BX
+	JZ    addAVX512_tail
+
+addAVX512_oneloop:
+	VMOVUPS (SI), Z0
+	VADDPS  (DX), Z0, Z1
+	VMOVUPS Z1, (DI)
+	ADDQ    $0x00000040, SI
+	ADDQ    $0x00000040, DI
+	ADDQ    $0x00000040, DX
+	DECQ    BX
+	JNZ     addAVX512_oneloop
+
+addAVX512_tail:
+	// The last len(x) % 16 elements, under the mask K1.
+	ANDQ      $0x0f, CX
+	JZ        addAVX512_done
+	MOVL      $0x00000001, AX
+	SHLL      CL, AX
+	DECL      AX
+	KMOVW     AX, K1
+	VMOVUPS.Z (SI), K1, Z0
+	VMOVUPS.Z (DX), K1, Z2
+	VADDPS    Z2, Z0, Z1
+	VMOVUPS   Z1, K1, (DI)
+
+addAVX512_done:
+	VZEROUPPER
+	RET
+
+// func subAVX512(dst []float32, x []float32, dy []float32)
+// Requires: AVX, AVX512F
+TEXT ·subAVX512(SB), NOSPLIT, $0-72
+	MOVQ dst_base+0(FP), DI
+	MOVQ x_base+24(FP), SI
+	MOVQ x_len+32(FP), CX
+	MOVQ dy_base+48(FP), DX
+
+	// Broadcast the constants.
+	// 4 vectors a step.
+	MOVQ CX, AX
+	SHRQ $0x04, AX
+	MOVQ AX, BX
+	ANDQ $0x00000003, BX
+	SHRQ $0x02, AX
+	JZ   subAVX512_one
+
+subAVX512_loop:
+	VMOVUPS (SI), Z0
+	VMOVUPS 64(SI), Z1
+	VMOVUPS 128(SI), Z2
+	VMOVUPS 192(SI), Z3
+	VSUBPS  (DX), Z0, Z4
+	VSUBPS  64(DX), Z1, Z5
+	VSUBPS  128(DX), Z2, Z6
+	VSUBPS  192(DX), Z3, Z7
+	VMOVUPS Z4, (DI)
+	VMOVUPS Z5, 64(DI)
+	VMOVUPS Z6, 128(DI)
+	VMOVUPS Z7, 192(DI)
+	ADDQ    $0x00000100, SI
+	ADDQ    $0x00000100, DI
+	ADDQ    $0x00000100, DX
+	DECQ    AX
+	JNZ     subAVX512_loop
+
+subAVX512_one:
+	// One vector a step.
+	TESTQ BX, BX
+	JZ    subAVX512_tail
+
+subAVX512_oneloop:
+	VMOVUPS (SI), Z0
+	VSUBPS  (DX), Z0, Z1
+	VMOVUPS Z1, (DI)
+	ADDQ    $0x00000040, SI
+	ADDQ    $0x00000040, DI
+	ADDQ    $0x00000040, DX
+	DECQ    BX
+	JNZ     subAVX512_oneloop
+
+subAVX512_tail:
+	// The last len(x) % 16 elements, under the mask K1.
+	ANDQ      $0x0f, CX
+	JZ        subAVX512_done
+	MOVL      $0x00000001, AX
+	SHLL      CL, AX
+	DECL      AX
+	KMOVW     AX, K1
+	VMOVUPS.Z (SI), K1, Z0
+	VMOVUPS.Z (DX), K1, Z2
+	VSUBPS    Z2, Z0, Z1
+	VMOVUPS   Z1, K1, (DI)
+
+subAVX512_done:
+	VZEROUPPER
+	RET
+
+// func mulAVX512(dst []float32, x []float32, dy []float32)
+// Requires: AVX, AVX512F
+TEXT ·mulAVX512(SB), NOSPLIT, $0-72
+	MOVQ dst_base+0(FP), DI
+	MOVQ x_base+24(FP), SI
+	MOVQ x_len+32(FP), CX
+	MOVQ dy_base+48(FP), DX
+
+	// Broadcast the constants.
+	// 4 vectors a step.
+	MOVQ CX, AX
+	SHRQ $0x04, AX
+	MOVQ AX, BX
+	ANDQ $0x00000003, BX
+	SHRQ $0x02, AX
+	JZ   mulAVX512_one
+
+mulAVX512_loop:
+	VMOVUPS (SI), Z0
+	VMOVUPS 64(SI), Z1
+	VMOVUPS 128(SI), Z2
+	VMOVUPS 192(SI), Z3
+	VMULPS  (DX), Z0, Z4
+	VMULPS  64(DX), Z1, Z5
+	VMULPS  128(DX), Z2, Z6
+	VMULPS  192(DX), Z3, Z7
+	VMOVUPS Z4, (DI)
+	VMOVUPS Z5, 64(DI)
+	VMOVUPS Z6, 128(DI)
+	VMOVUPS Z7, 192(DI)
+	ADDQ    $0x00000100, SI
+	ADDQ    $0x00000100, DI
+	ADDQ    $0x00000100, DX
+	DECQ    AX
+	JNZ     mulAVX512_loop
+
+mulAVX512_one:
+	// One vector a step.
+	TESTQ BX, BX
+	JZ    mulAVX512_tail
+
+mulAVX512_oneloop:
+	VMOVUPS (SI), Z0
+	VMULPS  (DX), Z0, Z1
+	VMOVUPS Z1, (DI)
+	ADDQ    $0x00000040, SI
+	ADDQ    $0x00000040, DI
+	ADDQ    $0x00000040, DX
+	DECQ    BX
+	JNZ     mulAVX512_oneloop
+
+mulAVX512_tail:
+	// The last len(x) % 16 elements, under the mask K1.
+	ANDQ      $0x0f, CX
+	JZ        mulAVX512_done
+	MOVL      $0x00000001, AX
+	SHLL      CL, AX
+	DECL      AX
+	KMOVW     AX, K1
+	VMOVUPS.Z (SI), K1, Z0
+	VMOVUPS.Z (DX), K1, Z2
+	VMULPS    Z2, Z0, Z1
+	VMOVUPS   Z1, K1, (DI)
+
+mulAVX512_done:
+	VZEROUPPER
+	RET
+
+// func divAVX512(dst []float32, x []float32, dy []float32)
+// Requires: AVX, AVX512F
+TEXT ·divAVX512(SB), NOSPLIT, $0-72
+	MOVQ dst_base+0(FP), DI
+	MOVQ x_base+24(FP), SI
+	MOVQ x_len+32(FP), CX
+	MOVQ dy_base+48(FP), DX
+
+	// Broadcast the constants.
+	// 4 vectors a step.
+	MOVQ CX, AX
+	SHRQ $0x04, AX
+	MOVQ AX, BX
+	ANDQ $0x00000003, BX
+	SHRQ $0x02, AX
+	JZ   divAVX512_one
+
+divAVX512_loop:
+	VMOVUPS (SI), Z0
+	VMOVUPS 64(SI), Z1
+	VMOVUPS 128(SI), Z2
+	VMOVUPS 192(SI), Z3
+	VDIVPS  (DX), Z0, Z4
+	VDIVPS  64(DX), Z1, Z5
+	VDIVPS  128(DX), Z2, Z6
+	VDIVPS  192(DX), Z3, Z7
+	VMOVUPS Z4, (DI)
+	VMOVUPS Z5, 64(DI)
+	VMOVUPS Z6, 128(DI)
+	VMOVUPS Z7, 192(DI)
+	ADDQ    $0x00000100, SI
+	ADDQ    $0x00000100, DI
+	ADDQ    $0x00000100, DX
+	DECQ    AX
+	JNZ     divAVX512_loop
+
+divAVX512_one:
+	// One vector a step.
+	TESTQ BX, BX
+	JZ    divAVX512_tail
+
+divAVX512_oneloop:
+	VMOVUPS (SI), Z0
+	VDIVPS  (DX), Z0, Z1
+	VMOVUPS Z1, (DI)
+	ADDQ    $0x00000040, SI
+	ADDQ    $0x00000040, DI
+	ADDQ    $0x00000040, DX
+	DECQ    BX
+	JNZ     divAVX512_oneloop
+
+divAVX512_tail:
+	// The last len(x) % 16 elements, under the mask K1.
+	ANDQ      $0x0f, CX
+	JZ        divAVX512_done
+	MOVL      $0x00000001, AX
+	SHLL      CL, AX
+	DECL      AX
+	KMOVW     AX, K1
+	VMOVUPS.Z (SI), K1, Z0
+	VMOVUPS.Z (DX), K1, Z2
+	VDIVPS    Z2, Z0, Z1
+	VMOVUPS   Z1, K1, (DI)
+
+divAVX512_done:
+	VZEROUPPER
+	RET
+
 // func expAVX2(dst []float32, x []float32)
 // Requires: AVX, AVX2, FMA3
 TEXT ·expAVX2(SB), NOSPLIT, $0-48
@@ -1598,5 +1870,161 @@ softmaxRowAVX2_scale_tail:
 	VMASKMOVPS Y1, Y15, 32(DI)(R8*1)
 
 softmaxRowAVX2_scale_done:
+	VZEROUPPER
+	RET
+
+// func addAVX2(dst []float32, x []float32, dy []float32)
+// Requires: AVX, AVX2
+TEXT ·addAVX2(SB), NOSPLIT, $0-72
+	MOVQ dst_base+0(FP), DI
+	MOVQ x_base+24(FP), SI
+	MOVQ x_len+32(FP), CX
+	MOVQ dy_base+48(FP), DX
+
+	// Whole vectors.
+	MOVQ CX, AX
+	SHRQ $0x03, AX
+	JZ   addAVX2_tail
+
+addAVX2_loop:
+	VMOVUPS (SI), Y0
+	VADDPS  (DX), Y0, Y1
+	VMOVUPS Y1, (DI)
+	ADDQ    $0x20, SI
+	ADDQ    $0x20, DI
+	ADDQ    $0x20, DX
+	DECQ    AX
+	JNZ     addAVX2_loop
+
+addAVX2_tail:
+	// The last len(x) % 8 elements, under a mask in Y15.
+	ANDQ         $0x07, CX
+	JZ           addAVX2_done
+	VMOVQ        CX, X15
+	VPBROADCASTD X15, Y15
+	VPCMPGTD     iota<>+0(SB), Y15, Y15
+	VMASKMOVPS   (SI), Y15, Y0
+	VMASKMOVPS   (DX), Y15, Y2
+	VADDPS       Y2, Y0, Y1
+	VMASKMOVPS   Y1, Y15, (DI)
+
+addAVX2_done:
+	VZEROUPPER
+	RET
+
+// func subAVX2(dst []float32, x []float32, dy []float32)
+// Requires: AVX, AVX2
+TEXT ·subAVX2(SB), NOSPLIT, $0-72
+	MOVQ dst_base+0(FP), DI
+	MOVQ x_base+24(FP), SI
+	MOVQ x_len+32(FP), CX
+	MOVQ dy_base+48(FP), DX
+
+	// Whole vectors.
+	MOVQ CX, AX
+	SHRQ $0x03, AX
+	JZ   subAVX2_tail
+
+subAVX2_loop:
+	VMOVUPS (SI), Y0
+	VSUBPS  (DX), Y0, Y1
+	VMOVUPS Y1, (DI)
+	ADDQ    $0x20, SI
+	ADDQ    $0x20, DI
+	ADDQ    $0x20, DX
+	DECQ    AX
+	JNZ     subAVX2_loop
+
+subAVX2_tail:
+	// The last len(x) % 8 elements, under a mask in Y15.
+	ANDQ         $0x07, CX
+	JZ           subAVX2_done
+	VMOVQ        CX, X15
+	VPBROADCASTD X15, Y15
+	VPCMPGTD     iota<>+0(SB), Y15, Y15
+	VMASKMOVPS   (SI), Y15, Y0
+	VMASKMOVPS   (DX), Y15, Y2
+	VSUBPS       Y2, Y0, Y1
+	VMASKMOVPS   Y1, Y15, (DI)
+
+subAVX2_done:
+	VZEROUPPER
+	RET
+
+// func mulAVX2(dst []float32, x []float32, dy []float32)
+// Requires: AVX, AVX2
+TEXT ·mulAVX2(SB), NOSPLIT, $0-72
+	MOVQ dst_base+0(FP), DI
+	MOVQ x_base+24(FP), SI
+	MOVQ x_len+32(FP), CX
+	MOVQ dy_base+48(FP), DX
+
+	// Whole vectors.
+	MOVQ CX, AX
+	SHRQ $0x03, AX
+	JZ   mulAVX2_tail
+
+mulAVX2_loop:
+	VMOVUPS (SI), Y0
+	VMULPS  (DX), Y0, Y1
+	VMOVUPS Y1, (DI)
+	ADDQ    $0x20, SI
+	ADDQ    $0x20, DI
+	ADDQ    $0x20, DX
+	DECQ    AX
+	JNZ     mulAVX2_loop
+
+mulAVX2_tail:
+	// The last len(x) % 8 elements, under a mask in Y15.
+	ANDQ         $0x07, CX
+	JZ           mulAVX2_done
+	VMOVQ        CX, X15
+	VPBROADCASTD X15, Y15
+	VPCMPGTD     iota<>+0(SB), Y15, Y15
+	VMASKMOVPS   (SI), Y15, Y0
+	VMASKMOVPS   (DX), Y15, Y2
+	VMULPS       Y2, Y0, Y1
+	VMASKMOVPS   Y1, Y15, (DI)
+
+mulAVX2_done:
+	VZEROUPPER
+	RET
+
+// func divAVX2(dst []float32, x []float32, dy []float32)
+// Requires: AVX, AVX2
+TEXT ·divAVX2(SB), NOSPLIT, $0-72
+	MOVQ dst_base+0(FP), DI
+	MOVQ x_base+24(FP), SI
+	MOVQ x_len+32(FP), CX
+	MOVQ dy_base+48(FP), DX
+
+	// Whole vectors.
+	MOVQ CX, AX
+	SHRQ $0x03, AX
+	JZ   divAVX2_tail
+
+divAVX2_loop:
+	VMOVUPS (SI), Y0
+	VDIVPS  (DX), Y0, Y1
+	VMOVUPS Y1, (DI)
+	ADDQ    $0x20, SI
+	ADDQ    $0x20, DI
+	ADDQ    $0x20, DX
+	DECQ    AX
+	JNZ     divAVX2_loop
+
+divAVX2_tail:
+	// The last len(x) % 8 elements, under a mask in Y15.
+	ANDQ         $0x07, CX
+	JZ           divAVX2_done
+	VMOVQ        CX, X15
+	VPBROADCASTD X15, Y15
+	VPCMPGTD     iota<>+0(SB), Y15, Y15
+	VMASKMOVPS   (SI), Y15, Y0
+	VMASKMOVPS   (DX), Y15, Y2
+	VDIVPS       Y2, Y0, Y1
+	VMASKMOVPS   Y1, Y15, (DI)
+
+divAVX2_done:
 	VZEROUPPER
 	RET

@@ -121,6 +121,13 @@ func TestVariants(t *testing.T) {
 					v.geluGrad(dst, x, dy)
 					checkGuards(t, "geluGrad", buf, off, n)
 					compare(t, fmt.Sprintf("geluGrad n=%d off=%d", n, off), x, dst, want)
+					for op, twin := range goVariant.arith {
+						twin(want, x, dy)
+						buf, dst := guarded(n, off)
+						v.arith[op](dst, x, dy)
+						checkGuards(t, "arith", buf, off, n)
+						compare(t, fmt.Sprintf("arith %d n=%d off=%d", op, n, off), x, dst, want)
+					}
 				}
 			}
 		})
@@ -517,4 +524,33 @@ func TestTwinDocs(t *testing.T) {
 	if n != 2*len(twins) {
 		t.Errorf("%d assembly kernels for %d twins", n, len(twins))
 	}
+}
+
+// Arith is float32 arithmetic, element by element, in place too.
+func TestArith(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	x, y := inputs(rng, 37, 30), inputs(rng, 37, 3)
+	y[3], y[5] = 0, float32(math.Inf(-1))
+	want := [4]func(a, b float32) float32{
+		func(a, b float32) float32 { return a + b }, func(a, b float32) float32 { return a - b },
+		func(a, b float32) float32 { return a * b }, func(a, b float32) float32 { return a / b },
+	}
+	for op, f := range want {
+		dst := make([]float32, len(x))
+		Arith(op, dst, x, y)
+		for i := range x {
+			if w := f(x[i], y[i]); !same(dst[i], w) {
+				t.Fatalf("op %d element %d: %g, want %g", op, i, dst[i], w)
+			}
+		}
+		in := append([]float32{}, x...)
+		Arith(op, in, in, y)
+		compare(t, fmt.Sprintf("op %d in place", op), x, in, dst)
+	}
+	defer func() {
+		if recover() == nil {
+			t.Error("Arith with different lengths did not panic")
+		}
+	}()
+	Arith(Add, make([]float32, 3), x[:3], y[:2])
 }

@@ -1,6 +1,13 @@
 package main
 
-import "strings"
+import (
+	"fmt"
+	"strings"
+
+	. "github.com/mmcloughlin/avo/build"
+	. "github.com/mmcloughlin/avo/operand"
+	. "github.com/mmcloughlin/avo/reg"
+)
 
 // kernel describes one kernel of the package in its three variants:
 // name+"AVX512" and name+"AVX2" in assembly, and the plain-Go name+"Go".
@@ -116,4 +123,52 @@ var kernels = []kernel{
 		avx512: genSoftmaxRowAVX512,
 		avx2:   genSoftmaxRowAVX2,
 	},
+}
+
+// binaryOps are the elementwise arithmetic kernels: dst = x op dy.
+var binaryOps = []struct {
+	name, op, word string
+	avx512       func(Op, Op, Op)
+	avx2         func(Op, Op, Op)
+}{
+	{"add", "+", "sum", func(a, b, c Op) { VADDPS(a, b, c) }, func(a, b, c Op) { VADDPS(a, b, c) }},
+	{"sub", "-", "difference", func(a, b, c Op) { VSUBPS(a, b, c) }, func(a, b, c Op) { VSUBPS(a, b, c) }},
+	{"mul", "*", "product", func(a, b, c Op) { VMULPS(a, b, c) }, func(a, b, c Op) { VMULPS(a, b, c) }},
+	{"div", "/", "quotient", func(a, b, c Op) { VDIVPS(a, b, c) }, func(a, b, c Op) { VDIVPS(a, b, c) }},
+}
+
+func init() {
+	for _, o := range binaryOps {
+		o := o
+		kernels = append(kernels, kernel{
+			name:  o.name,
+			sig:   "func(dst, x, dy []float32)",
+			intro: []string{fmt.Sprintf("sets dst[i] to the %s x[i] %s dy[i] for every i < len(x). It is:", o.word, o.op)},
+			twin: fmt.Sprintf(`
+	dy = dy[:len(x)]
+	for i, v := range x {
+		dst[i] = v %s dy[i]
+	}
+`, o.op),
+			outro: []string{
+				"It needs len(dst) >= len(x) and len(dy) >= len(x); dst may be x or dy",
+				"itself but not overlap them otherwise.",
+			},
+			avx512: func(k kernel) {
+				name := k.name + "AVX512"
+				elementwise512(name, k.sig, k.doc(name), true, 4, nil,
+					func(c *consts512, a *zmmAlloc, x, out vecs, dy []Op, _ Op) {
+						for i := range x {
+							o.avx512(dy[i], x[i], out[i])
+						}
+					})
+			},
+			avx2: func(k kernel) {
+				name := k.name + "AVX2"
+				elementwise256(name, k.sig, k.doc(name), true, func(x, out VecPhysical, dy Op) {
+					o.avx2(dy, x, out)
+				})
+			},
+		})
+	}
 }
