@@ -128,8 +128,8 @@ var kernels = []kernel{
 // binaryOps are the elementwise arithmetic kernels: dst = x op dy.
 var binaryOps = []struct {
 	name, op, word string
-	avx512       func(Op, Op, Op)
-	avx2         func(Op, Op, Op)
+	avx512         func(Op, Op, Op)
+	avx2           func(Op, Op, Op)
 }{
 	{"add", "+", "sum", func(a, b, c Op) { VADDPS(a, b, c) }, func(a, b, c Op) { VADDPS(a, b, c) }},
 	{"sub", "-", "difference", func(a, b, c Op) { VSUBPS(a, b, c) }, func(a, b, c Op) { VSUBPS(a, b, c) }},
