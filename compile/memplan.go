@@ -52,7 +52,11 @@ func planMemory(nodes []*graph.Node, pinned map[*graph.Value]bool, enabled bool)
 	for i, n := range nodes {
 		for _, in := range n.Inputs {
 			if in != nil && planned(in) {
-				last[m.root(in)] = i
+				// max: a root that a pinned view keeps alive to the end
+				// stays alive through later reads of it
+				if r := m.root(in); last[r] < i {
+					last[r] = i
+				}
 			}
 		}
 		for _, o := range n.Outputs {

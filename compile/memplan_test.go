@@ -130,3 +130,33 @@ func TestDeterministicAcrossCores(t *testing.T) {
 		}
 	}
 }
+
+// An output that is a view (a Reshape) of a value read again later keeps
+// that value's buffer to the end: later steps must not reuse it.
+func TestPinnedViewKeepsItsBuffer(t *testing.T) {
+	g := graph.New()
+	x := g.AddInput("x", graph.Float32, graph.StaticShape(4, 6))
+	a := g.Op("Relu", nil, x)
+	view := g.Op("Reshape", nil, a, g.Const("shape", graph.I64([]int{1}, []int64{24})))
+	b := g.Op("Neg", nil, a) // reads a after the view is made
+	c := g.Op("Exp", nil, b) // may take a's buffer if it is freed
+	d := g.Op("Sqrt", nil, g.Op("Abs", nil, c))
+	g.Outputs = []*graph.Value{d, view}
+	p, err := compile.Compile(g, compile.Options{Verify: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := graph.NewTensor(graph.Float32, []int{4, 6})
+	for i := range in.F {
+		in.F[i] = float32(i%7) - 3
+	}
+	outs, err := p.Run(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, v := range outs[1].F {
+		if want := max(in.F[i], 0); v != want {
+			t.Fatalf("view element %d = %g, want %g", i, v, want)
+		}
+	}
+}

@@ -84,11 +84,16 @@ type Net struct {
 	// merged[i] holds its merged weight between runs.
 	sites  []loraSite
 	merged []*graph.Tensor
+	// branchTraining makes the training programs run the LoRA branches
+	// (the reference the merged training is tested against).
+	branchTraining bool
+	u, w           []float32 // scratch of ParamGrads
 }
 
 // loraSite is one LoRA branch in G: the node reading the weight, the
 // weight, the layer's output without and with the branch.
 type loraSite struct {
+	node   *graph.Node // the layer's product
 	reader *graph.Node
 	weight *graph.Value
 	y, sum *graph.Value
@@ -101,6 +106,11 @@ type vjp struct {
 	// merged: the program reads each target's merged weight W0 + scale B A
 	// (inputs after the others) instead of running its LoRA branch.
 	merged bool
+	// For a merged training program: out[i] is the output index of
+	// Targets[i]'s layer input x, ys[i] its product's output y, whose
+	// gradient with x gives the factors' gradients (see ParamGrads).
+	out []int
+	ys  []*graph.Value
 }
 
 // NetOptions choose what is adapted and what is trained.
@@ -142,7 +152,7 @@ func NewNet(m *onnximport.Model, o NetOptions) (*Net, error) {
 			b := g.AddInput("lora_B."+l.Name, graph.Float32, graph.StaticShape(l.Out, o.Rank))
 			rd := reader(uses, l.Weight, l.Node)
 			sum := nn.LoRA(g, l.Node, a, b, n.Scale)
-			n.sites = append(n.sites, loraSite{reader: rd, weight: l.Weight, y: l.Node.Outputs[0], sum: sum})
+			n.sites = append(n.sites, loraSite{node: l.Node, reader: rd, weight: l.Weight, y: l.Node.Outputs[0], sum: sum})
 			n.merged = append(n.merged, l.Weight.Const.Clone())
 			n.Targets = append(n.Targets, t)
 			n.A = append(n.A, a)
@@ -271,11 +281,14 @@ func (n *Net) program(batch int, forTraining bool) (*vjp, error) {
 		return v, nil
 	}
 	g, vm, nm := n.G.CloneMapped()
-	// The attack programs need no gradient of the LoRA factors, so they read
-	// the merged weights: the model then costs what the original costs,
+	// The programs read the merged weights W0 + scale B A instead of running
+	// the LoRA branches: the model then costs what the original costs,
 	// instead of two thin products, a scale and a sum more per layer in each
-	// direction. The branches become dead code and are removed.
-	merged := !forTraining && len(n.sites) > 0
+	// direction; the branches become dead code and are removed. The attack
+	// needs no gradient of the factors; training gets them from each layer's
+	// input x and the gradient of its output y (see ParamGrads).
+	merged := len(n.sites) > 0 && (!forTraining || n.mergedTraining())
+	var ys, xs []*graph.Value
 	if merged {
 		for i, s := range n.sites {
 			g.ReplaceUses(vm[s.sum], vm[s.y])
@@ -286,24 +299,60 @@ func (n *Net) program(batch int, forTraining bool) (*vjp, error) {
 					rd.Inputs[j] = w
 				}
 			}
+			ys = append(ys, vm[s.y])
+			xs = append(xs, vm[s.node.Inputs[0]])
 		}
 	}
-	// find our values in the clone by position (inputs keep their order)
-	seed := g.AddInput("logits_cotangent", graph.Float32, graph.StaticShape(batch, n.Classes))
 	var wrt []*graph.Value
-	if forTraining {
-		wrt = g.Inputs[1 : len(g.Inputs)-1]
-	} else {
+	v := &vjp{merged: merged}
+	switch {
+	case !forTraining:
 		wrt = g.Inputs[:1]
+	case merged:
+		// the layer inputs are kept as outputs (deduplicated: q, k and v
+		// read one x); the gradients are those of the layer outputs and of
+		// the trained weights
+		at := map[*graph.Value]int{}
+		for _, x := range xs {
+			if _, ok := at[x]; !ok {
+				at[x] = len(g.Outputs)
+				g.Outputs = append(g.Outputs, x)
+			}
+			v.out = append(v.out, at[x])
+		}
+		v.ys = ys
+		first := 1 + 2*len(n.A)
+		wrt = append(append([]*graph.Value{}, ys...), g.Inputs[first:first+len(n.Train)]...)
+	default:
+		wrt = g.Inputs[1 : 1+2*len(n.A)+len(n.Train)]
 	}
+	seed := g.AddInput("logits_cotangent", graph.Float32, graph.StaticShape(batch, n.Classes))
 	p, err := compile.Compile(g, compile.Options{Batch: batch,
 		Grad: &compile.GradSpec{Loss: g.Outputs[0], Seed: seed, Wrt: wrt}})
 	if err != nil {
 		return nil, err
 	}
-	v := &vjp{p: p, seed: seed, wrt: wrt, merged: merged}
+	v.p, v.seed, v.wrt = p, seed, wrt
 	cache[batch] = v
 	return v, nil
+}
+
+// mergedTraining reports whether training can read merged weights: every
+// adapted product reads its input x untransposed (MatMul, or Gemm without
+// transA), so that x is the [rows, in] matrix the factors' gradients need.
+func (n *Net) mergedTraining() bool {
+	if n.branchTraining {
+		return false
+	}
+	for _, s := range n.sites {
+		if s.node.Op == "Gemm" && s.node.Attrs.Int("transA", 0) != 0 {
+			return false
+		}
+		if s.node.Op != "Gemm" && s.node.Op != "MatMul" {
+			return false
+		}
+	}
+	return true
 }
 
 // Forward runs the adapted model: logits [N, classes] (owned by the program
@@ -366,6 +415,13 @@ func (n *Net) ParamGrads(x *graph.Tensor, ps *Params, seed func(*graph.Tensor) *
 	if err := v.p.Backward(seed(logits)); err != nil {
 		return nil, err
 	}
+	if v.merged {
+		n.factorGrads(v, outs, ps, acc)
+		for i := range n.Train {
+			addTo(acc.Train[i], v.p.Grad(v.wrt[len(n.Targets)+i]))
+		}
+		return logits, nil
+	}
 	k := 0
 	for i := range n.A {
 		addTo(acc.A[i], v.p.Grad(v.wrt[k]))
@@ -377,6 +433,30 @@ func (n *Net) ParamGrads(x *graph.Tensor, ps *Params, seed func(*graph.Tensor) *
 		k++
 	}
 	return logits, nil
+}
+
+// factorGrads adds the gradients of every target's factors to acc. With x
+// the layer input [rows, in], g the gradient of its output [rows, out] and
+// the branch scale (x A^T) B^T:
+//
+//	dB = scale g^T (x A^T)    dA = scale (g B)^T x
+//
+// what the branch's own backward computes.
+func (n *Net) factorGrads(v *vjp, outs []*graph.Tensor, ps *Params, acc *Params) {
+	r := n.Rank
+	for i, t := range n.Targets {
+		x := outs[v.out[i]].F
+		g := v.p.Grad(v.ys[i]).F
+		rows := len(x) / t.In
+		if need := rows * r; len(n.u) < need {
+			n.u, n.w = make([]float32, need), make([]float32, need)
+		}
+		u, w := n.u[:rows*r], n.w[:rows*r]
+		kernels.Sgemm(false, true, rows, r, t.In, 1, x, t.In, ps.A[i].F, t.In, 0, u, r)
+		kernels.Sgemm(true, false, t.Out, r, rows, n.Scale, g, t.Out, u, r, 1, acc.B[i].F, r)
+		kernels.Sgemm(false, false, rows, r, t.Out, 1, g, t.Out, ps.B[i].F, r, 0, w, r)
+		kernels.Sgemm(true, false, r, t.In, rows, n.Scale, w, r, x, t.In, 1, acc.A[i].F, t.In)
+	}
 }
 
 func addTo(dst, src *graph.Tensor) {

@@ -1,6 +1,7 @@
 package hyperat
 
 import (
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"testing"
@@ -111,5 +112,71 @@ func TestMergedAttackProgramEqualsBranches(t *testing.T) {
 			t.Errorf("%s: the LoRA branches changed the logits by only %g", f, d)
 		}
 		t.Logf("%s: %d targets stored [out, in], %d [in, out]", f, layouts[true], layouts[false])
+	}
+}
+
+// Training programs read merged weights too and get the factors' gradients
+// from each layer's input and output gradient: they must equal those of the
+// programs that run the branches (and the head's gradient too).
+func TestMergedTrainingEqualsBranches(t *testing.T) {
+	kinds := map[string]bool{"qkv": true, "q": true, "k": true, "v": true, "proj": true, "fc1": true, "fc2": true}
+	for _, f := range []string{"hf_vit_op16.onnx", "tv_vit_op17.onnx", "mnist_vit_op17.onnx"} {
+		grads := func(branch bool) (*Params, *graph.Tensor) {
+			m, err := onnximport.Load(testutil.Fixture("models", f))
+			if err != nil {
+				t.Fatal(err)
+			}
+			net, err := NewNet(m, NetOptions{Rank: 4, Alpha: 8, Kinds: kinds, TrainHead: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			net.branchTraining = branch
+			r := rand.New(rand.NewPCG(7, 8))
+			ps, acc := &Params{Train: net.Init}, &Params{}
+			for _, tg := range net.Targets {
+				ps.A = append(ps.A, randTensor(r, 0.1, net.Rank, tg.In))
+				ps.B = append(ps.B, randTensor(r, 0.1, tg.Out, net.Rank))
+				acc.A = append(acc.A, graph.NewTensor(graph.Float32, []int{net.Rank, tg.In}))
+				acc.B = append(acc.B, graph.NewTensor(graph.Float32, []int{tg.Out, net.Rank}))
+			}
+			for _, w := range net.Init {
+				acc.Train = append(acc.Train, graph.NewTensor(graph.Float32, w.Shape))
+			}
+			x := randTensor(r, 1, 3, net.C, net.H, net.W)
+			ct := randTensor(r, 1, 3, net.Classes)
+			// twice, as TRADES and MART do (the gradients add up)
+			for k := 0; k < 2; k++ {
+				logits, err := net.ParamGrads(x, ps, func(*graph.Tensor) *graph.Tensor { return ct }, acc)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if k == 1 {
+					if got := net.train[3].merged; got == branch {
+						t.Fatalf("%s: merged training program %v, want %v", f, got, !branch)
+					}
+					return acc, logits
+				}
+			}
+			return nil, nil
+		}
+		want, wl := grads(true)
+		got, gl := grads(false)
+		check := func(what string, g, w []float32) {
+			var scale float64
+			for _, v := range w {
+				scale = math.Max(scale, math.Abs(float64(v)))
+			}
+			if d := testutil.MaxAbsDiff(g, w); d > 1e-4*scale || math.IsNaN(d) || scale == 0 {
+				t.Errorf("%s: merged %s differ from the branches' by %g (scale %g)", f, what, d, scale)
+			}
+		}
+		check("logits", gl.F, wl.F)
+		for i := range want.A {
+			check(fmt.Sprint("A gradients ", i), got.A[i].F, want.A[i].F)
+			check(fmt.Sprint("B gradients ", i), got.B[i].F, want.B[i].F)
+		}
+		for i := range want.Train {
+			check("head gradients", got.Train[i].F, want.Train[i].F)
+		}
 	}
 }
