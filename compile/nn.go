@@ -379,6 +379,7 @@ func kernelMatMul(n *graph.Node) (Kernel, error) {
 	if tb {
 		ldb = p.k
 	}
+	alpha := n.Attrs.Float("alpha", 1) // a scale folded in by fuseScales
 	// Uniform batch strides (the usual case: no broadcasting, or one operand
 	// shared by every batch entry) go to the batched kernel in one call.
 	sa, sb, uniform := 0, 0, true
@@ -397,17 +398,17 @@ func kernelMatMul(n *graph.Node) (Kernel, error) {
 	if uniform && p.batch > 1 && sb == 0 && !ta && sa == p.m*p.k {
 		m := p.batch * p.m
 		return func(in, out []*graph.Tensor) {
-			Gemm(false, tb, m, p.n, p.k, 1, in[0].F, lda, in[1].F, ldb, 0, out[0].F, p.n)
+			Gemm(false, tb, m, p.n, p.k, alpha, in[0].F, lda, in[1].F, ldb, 0, out[0].F, p.n)
 		}, nil
 	}
 	return func(in, out []*graph.Tensor) {
 		a, b, c := in[0].F, in[1].F, out[0].F
 		if uniform && GemmBatched != nil {
-			GemmBatched(p.batch, ta, tb, p.m, p.n, p.k, 1, a, lda, sa, b, ldb, sb, 0, c, p.n, p.m*p.n)
+			GemmBatched(p.batch, ta, tb, p.m, p.n, p.k, alpha, a, lda, sa, b, ldb, sb, 0, c, p.n, p.m*p.n)
 			return
 		}
 		for i := 0; i < p.batch; i++ {
-			Gemm(ta, tb, p.m, p.n, p.k, 1, a[p.aOff[i]:], lda, b[p.bOff[i]:], ldb, 0, c[i*p.m*p.n:], p.n)
+			Gemm(ta, tb, p.m, p.n, p.k, alpha, a[p.aOff[i]:], lda, b[p.bOff[i]:], ldb, 0, c[i*p.m*p.n:], p.n)
 		}
 	}, nil
 }

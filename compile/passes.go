@@ -41,6 +41,7 @@ var passes = []pass{
 	{"grad", gradPass, true},                  // reverse mode for Options.Grad (no-op without it)
 	{"infer-fold-grad", inferAndFold, true},   // shapes of the gradient nodes, fold what is constant
 	{"fuse-transpose", fuseTransposes, false}, // MatMul reads transposed operands in place
+	{"fuse-scale", fuseScales, false},         // scalar multiplications next to products -> their alpha
 	{"dce", deadCode, false},                  // drop nodes no output needs
 }
 

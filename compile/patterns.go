@@ -310,6 +310,79 @@ func fuseTransposes(c *compilation) error {
 	return nil
 }
 
+// fuseScales folds a multiplication by a scalar constant into the products
+// beside it (attention's 1/sqrt(d), forward and backward): into the alpha
+// of a product whose only reader is the multiplication (the Mul node becomes
+// that product, bit for bit the same: alpha scales the finished sum), and
+// into the alpha of every product reading a scaled value that only products
+// read (rounded differently: s (g K) instead of (s g) K).
+func fuseScales(c *compilation) error {
+	pinned := map[*graph.Value]bool{}
+	for _, o := range append(append([]*graph.Value{}, c.g.Outputs...), c.extra...) {
+		pinned[o] = true
+	}
+	uses := c.g.Consumers()
+	for _, n := range c.g.Nodes {
+		if n.Op != "Mul" {
+			continue
+		}
+		x, s, ok := scaledBy(n)
+		y := n.Outputs[0]
+		if !ok || !sameShape(x.StaticShape(), y.StaticShape()) {
+			continue
+		}
+		if m := def(x, "MatMul"); m != nil && len(uses[x]) == 1 && !pinned[x] {
+			n.Op = "MatMul"
+			n.Inputs = append([]*graph.Value{}, m.Inputs...)
+			n.Attrs = m.Attrs.Clone()
+			if n.Attrs == nil {
+				n.Attrs = graph.Attrs{}
+			}
+			n.Attrs["alpha"] = m.Attrs.Float("alpha", 1) * s
+			continue
+		}
+		if pinned[y] || len(uses[y]) == 0 {
+			continue
+		}
+		all := true
+		for _, u := range uses[y] {
+			if u.Op != "MatMul" || (u.Inputs[0] == y && u.Inputs[1] == y) {
+				all = false
+			}
+		}
+		if !all {
+			continue
+		}
+		for _, u := range uses[y] {
+			for i, in := range u.Inputs {
+				if in == y {
+					u.Inputs[i] = x
+				}
+			}
+			if u.Attrs == nil {
+				u.Attrs = graph.Attrs{}
+			}
+			u.Attrs["alpha"] = u.Attrs.Float("alpha", 1) * s
+		}
+	}
+	return nil
+}
+
+// scaledBy reports whether Mul node n multiplies a float value x by a
+// one-element float constant s.
+func scaledBy(n *graph.Node) (x *graph.Value, s float32, ok bool) {
+	for i, c := range n.Inputs {
+		other := n.Inputs[1-i]
+		if c == nil || other == nil || !c.IsConst() || c.DType != graph.Float32 || other.DType != graph.Float32 {
+			continue
+		}
+		if len(c.Const.F) == 1 && other.Def != nil {
+			return other, c.Const.F[0], true
+		}
+	}
+	return nil, 0, false
+}
+
 // swapsLastTwo reports whether a Transpose exchanges only its last two dims.
 func swapsLastTwo(t *graph.Node) bool {
 	r := len(t.Inputs[0].StaticShape())

@@ -123,3 +123,36 @@ func swapsLast(n *graph.Node) bool {
 	}
 	return true
 }
+
+// Attention's scale goes into the products' alpha, forward and backward:
+// fewer Mul nodes, the same logits and input gradient.
+func TestFuseScalesKeepsGradients(t *testing.T) {
+	file := testutil.Fixture("models", "mnist_vit_op17.onnx")
+	on, x := gradProgram(t, file, 3)
+	off, x2 := gradProgram(t, file, 3, "fuse-scale")
+	scaled := 0
+	for _, n := range on.Graph.Nodes {
+		if n.Op == "MatMul" && n.Attrs.Float("alpha", 1) != 1 {
+			scaled++
+		}
+	}
+	if a, b := countOps(on.Graph)["Mul"], countOps(off.Graph)["Mul"]; a >= b || scaled == 0 {
+		t.Fatalf("%d Mul nodes fused, %d not; %d products scaled", a, b, scaled)
+	}
+	ins := inputsFor(on)
+	o1, err := on.Run(ins...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l1 := append([]float32{}, o1[0].F...)
+	o2, err := off.Run(ins...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := testutil.MaxAbsDiff(l1, o2[0].F); d != 0 {
+		t.Errorf("logits differ by %g: a scale folded into a product's alpha rounds as the Mul did", d)
+	}
+	if e := testutil.MaxAbsDiff(on.Grad(x).F, off.Grad(x2).F) / testutil.MaxAbs(off.Grad(x2).F); e > 1e-5 {
+		t.Fatalf("input gradients differ by %g relative", e)
+	}
+}
