@@ -16,6 +16,7 @@ func init() {
 	register("ReduceSum", inferReduce, kernelReduce)
 	register("ReduceMax", inferReduce, kernelReduce)
 	register("MatMul", inferMatMul, kernelMatMul)
+	register("MatMulBias", inferMatMul, kernelMatMul)
 	register("Gemm", inferGemm, kernelGemm)
 	register("Conv", inferConv, kernelConv)
 }
@@ -380,6 +381,25 @@ func kernelMatMul(n *graph.Node) (Kernel, error) {
 		ldb = p.k
 	}
 	alpha := n.Attrs.Float("alpha", 1) // a scale folded in by fuseScales
+	if n.Op == "MatMulBias" {
+		// C starts as the bias in every row, and the products add to it
+		inner, err := matmulKernel(p, ta, tb, lda, ldb, alpha, 1)
+		if err != nil {
+			return nil, err
+		}
+		return func(in, out []*graph.Tensor) {
+			bias, c := in[2].F[:p.n], out[0].F
+			for r := 0; r < len(c); r += p.n {
+				copy(c[r:r+p.n], bias)
+			}
+			inner(in, out)
+		}, nil
+	}
+	return matmulKernel(p, ta, tb, lda, ldb, alpha, 0)
+}
+
+// matmulKernel runs the products of plan p: C = alpha op(A) op(B) + beta C.
+func matmulKernel(p *matmulPlan, ta, tb bool, lda, ldb int, alpha, beta float32) (Kernel, error) {
 	// Uniform batch strides (the usual case: no broadcasting, or one operand
 	// shared by every batch entry) go to the batched kernel in one call.
 	sa, sb, uniform := 0, 0, true
@@ -398,17 +418,17 @@ func kernelMatMul(n *graph.Node) (Kernel, error) {
 	if uniform && p.batch > 1 && sb == 0 && !ta && sa == p.m*p.k {
 		m := p.batch * p.m
 		return func(in, out []*graph.Tensor) {
-			Gemm(false, tb, m, p.n, p.k, alpha, in[0].F, lda, in[1].F, ldb, 0, out[0].F, p.n)
+			Gemm(false, tb, m, p.n, p.k, alpha, in[0].F, lda, in[1].F, ldb, beta, out[0].F, p.n)
 		}, nil
 	}
 	return func(in, out []*graph.Tensor) {
 		a, b, c := in[0].F, in[1].F, out[0].F
 		if uniform && GemmBatched != nil {
-			GemmBatched(p.batch, ta, tb, p.m, p.n, p.k, alpha, a, lda, sa, b, ldb, sb, 0, c, p.n, p.m*p.n)
+			GemmBatched(p.batch, ta, tb, p.m, p.n, p.k, alpha, a, lda, sa, b, ldb, sb, beta, c, p.n, p.m*p.n)
 			return
 		}
 		for i := 0; i < p.batch; i++ {
-			Gemm(ta, tb, p.m, p.n, p.k, alpha, a[p.aOff[i]:], lda, b[p.bOff[i]:], ldb, 0, c[i*p.m*p.n:], p.n)
+			Gemm(ta, tb, p.m, p.n, p.k, alpha, a[p.aOff[i]:], lda, b[p.bOff[i]:], ldb, beta, c[i*p.m*p.n:], p.n)
 		}
 	}, nil
 }

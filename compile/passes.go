@@ -42,6 +42,7 @@ var passes = []pass{
 	{"infer-fold-grad", inferAndFold, true},   // shapes of the gradient nodes, fold what is constant
 	{"fuse-transpose", fuseTransposes, false}, // MatMul reads transposed operands in place
 	{"fuse-scale", fuseScales, false},         // scalar multiplications next to products -> their alpha
+	{"fuse-bias", fuseBias, false},            // MatMul then Add of a bias row -> MatMulBias
 	{"dce", deadCode, false},                  // drop nodes no output needs
 }
 

@@ -368,6 +368,55 @@ func fuseScales(c *compilation) error {
 	return nil
 }
 
+// fuseBias turns a product followed by the addition of a bias row (a linear
+// layer as exporters write it: MatMul, then Add of a [n] vector) into one
+// MatMulBias node, whose kernel starts C as the bias and lets the product
+// add to it: one pass over the output fewer. The bias then enters the sum
+// before the products' partial sums do, which rounds differently (by a unit
+// in the last place or so), the same way every run.
+func fuseBias(c *compilation) error {
+	pinned := map[*graph.Value]bool{}
+	for _, o := range append(append([]*graph.Value{}, c.g.Outputs...), c.extra...) {
+		pinned[o] = true
+	}
+	uses := c.g.Consumers()
+	for _, n := range c.g.Nodes {
+		if n.Op != "Add" {
+			continue
+		}
+		for i, y := range n.Inputs {
+			bias := n.Inputs[1-i]
+			m := def(y, "MatMul")
+			if m == nil || bias == nil || len(uses[y]) != 1 || pinned[y] || bias.DType != graph.Float32 {
+				continue
+			}
+			ys, bs := y.StaticShape(), bias.StaticShape()
+			if len(ys) < 2 || len(shapeOf(m.Inputs[1])) < 2 || len(shapeOf(m.Inputs[0])) < 2 ||
+				!sameShape(ys, n.Outputs[0].StaticShape()) || !isRow(bs, ys[len(ys)-1]) {
+				continue
+			}
+			n.Op = "MatMulBias"
+			n.Inputs = []*graph.Value{m.Inputs[0], m.Inputs[1], bias}
+			n.Attrs = m.Attrs.Clone()
+			break
+		}
+	}
+	return nil
+}
+
+// isRow reports whether shape s holds one row of n elements ([n], [1, n]...).
+func isRow(s []int, n int) bool {
+	if len(s) == 0 || s[len(s)-1] != n {
+		return false
+	}
+	for _, d := range s[:len(s)-1] {
+		if d != 1 {
+			return false
+		}
+	}
+	return true
+}
+
 // scaledBy reports whether Mul node n multiplies a float value x by a
 // one-element float constant s.
 func scaledBy(n *graph.Node) (x *graph.Value, s float32, ok bool) {

@@ -156,3 +156,30 @@ func TestFuseScalesKeepsGradients(t *testing.T) {
 		t.Fatalf("input gradients differ by %g relative", e)
 	}
 }
+
+// A linear layer's bias joins its product: MatMulBias nodes, the same
+// logits and input gradient.
+func TestFuseBiasKeepsResults(t *testing.T) {
+	file := testutil.Fixture("models", "mnist_vit_op17.onnx")
+	on, x := gradProgram(t, file, 3)
+	off, x2 := gradProgram(t, file, 3, "fuse-bias")
+	if a, b := countOps(on.Graph)["MatMulBias"], countOps(off.Graph)["MatMulBias"]; a == 0 || b != 0 {
+		t.Fatalf("%d MatMulBias nodes with the pass, %d without", a, b)
+	}
+	ins := inputsFor(on)
+	o1, err := on.Run(ins...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l1 := append([]float32{}, o1[0].F...)
+	o2, err := off.Run(ins...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e := testutil.MaxAbsDiff(l1, o2[0].F) / testutil.MaxAbs(o2[0].F); e > 1e-5 {
+		t.Errorf("logits differ by %g relative", e)
+	}
+	if e := testutil.MaxAbsDiff(on.Grad(x).F, off.Grad(x2).F) / testutil.MaxAbs(off.Grad(x2).F); e > 1e-5 {
+		t.Fatalf("input gradients differ by %g relative", e)
+	}
+}
