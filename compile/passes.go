@@ -24,6 +24,9 @@ type Options struct {
 	Disable, Dump []string
 	// Verify runs the graph verifier after every pass (tests turn it on).
 	Verify bool
+	// MaxElements, when positive, lowers the limit on the size of any one
+	// tensor below the package's MaxElements (fuzzing keeps it small).
+	MaxElements int
 }
 
 // pass is one named step of the pipeline.
@@ -158,16 +161,16 @@ func specialize(c *compilation) error {
 // corrupt model fails with an error instead of exhausting memory.
 const MaxElements = 1 << 29
 
-// tooLarge reports whether a shape holds more than MaxElements (without
+// tooLarge reports whether a shape holds more than limit elements (without
 // overflowing on absurd dims).
-func tooLarge(shape []int) bool {
+func tooLarge(shape []int, limit int) bool {
 	n := 1
 	for _, d := range shape {
-		if d > MaxElements {
+		if d > limit {
 			return true
 		}
 		n *= d
-		if n > MaxElements {
+		if n > limit {
 			return true
 		}
 	}
@@ -185,6 +188,10 @@ func inferAndFold(c *compilation) error {
 		}
 	}
 	isVar := c.isVar
+	limit := MaxElements
+	if l := c.opts.MaxElements; l > 0 && l < limit {
+		limit = l
+	}
 	var kept []*graph.Node
 	for _, n := range c.g.Nodes {
 		impl, ok := impls[n.Op]
@@ -207,8 +214,8 @@ func inferAndFold(c *compilation) error {
 			return err
 		}
 		for _, o := range n.Outputs {
-			if s, ok := o.Shape.Static(); ok && tooLarge(s) {
-				return nodeError(n, "output %s of shape %v is larger than the engine's limit of %d elements", o.Name, s, MaxElements)
+			if s, ok := o.Shape.Static(); ok && tooLarge(s, limit) {
+				return nodeError(n, "output %s of shape %v is larger than the engine's limit of %d elements", o.Name, s, limit)
 			}
 		}
 		if outputsConst(n) {
