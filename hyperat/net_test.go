@@ -20,21 +20,31 @@ func randTensor(r *rand.Rand, scale float64, shape ...int) *graph.Tensor {
 	return t
 }
 
+// testNets hold weights stored [in, out] (MatMul) and [out, in] (Gemm transB).
+var testNets = []string{"hf_vit_op16.onnx", "tv_vit_op17.onnx", "mnist_vit_op17.onnx"}
+
+// loadTestNet adapts every kind of layer of a fixture model, rank 4, head trained.
+func loadTestNet(t *testing.T, file string) *Net {
+	t.Helper()
+	m, err := onnximport.Load(testutil.Fixture("models", file))
+	if err != nil {
+		t.Fatal(err)
+	}
+	kinds := map[string]bool{"qkv": true, "q": true, "k": true, "v": true, "proj": true, "fc1": true, "fc2": true}
+	net, err := NewNet(m, NetOptions{Rank: 4, Alpha: 8, Kinds: kinds, TrainHead: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return net
+}
+
 // The attack programs read merged weights instead of running the LoRA
 // branches: their logits and input gradients must be those of the branches,
 // for weights stored [in, out] (MatMul) and [out, in] (Gemm transB), and no
 // branch may be left in them.
 func TestMergedAttackProgramEqualsBranches(t *testing.T) {
-	kinds := map[string]bool{"qkv": true, "q": true, "k": true, "v": true, "proj": true, "fc1": true, "fc2": true}
-	for _, f := range []string{"hf_vit_op16.onnx", "tv_vit_op17.onnx", "mnist_vit_op17.onnx"} {
-		m, err := onnximport.Load(testutil.Fixture("models", f))
-		if err != nil {
-			t.Fatal(err)
-		}
-		net, err := NewNet(m, NetOptions{Rank: 4, Alpha: 8, Kinds: kinds, TrainHead: true})
-		if err != nil {
-			t.Fatal(err)
-		}
+	for _, f := range testNets {
+		net := loadTestNet(t, f)
 		layouts := map[bool]int{}
 		r := rand.New(rand.NewPCG(1, 2))
 		ps := &Params{Train: net.Init}
@@ -119,17 +129,9 @@ func TestMergedAttackProgramEqualsBranches(t *testing.T) {
 // from each layer's input and output gradient: they must equal those of the
 // programs that run the branches (and the head's gradient too).
 func TestMergedTrainingEqualsBranches(t *testing.T) {
-	kinds := map[string]bool{"qkv": true, "q": true, "k": true, "v": true, "proj": true, "fc1": true, "fc2": true}
-	for _, f := range []string{"hf_vit_op16.onnx", "tv_vit_op17.onnx", "mnist_vit_op17.onnx"} {
+	for _, f := range testNets {
 		grads := func(branch bool) (*Params, *graph.Tensor) {
-			m, err := onnximport.Load(testutil.Fixture("models", f))
-			if err != nil {
-				t.Fatal(err)
-			}
-			net, err := NewNet(m, NetOptions{Rank: 4, Alpha: 8, Kinds: kinds, TrainHead: true})
-			if err != nil {
-				t.Fatal(err)
-			}
+			net := loadTestNet(t, f)
 			net.branchTraining = branch
 			r := rand.New(rand.NewPCG(7, 8))
 			ps, acc := &Params{Train: net.Init}, &Params{}
