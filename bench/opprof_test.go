@@ -15,7 +15,7 @@ func TestOpProfile(t *testing.T) {
 	if d == "" {
 		t.Skip("HYPERAT_OPPROF is not set")
 	}
-	tr, err := NewTrainer(benchModel(nil), HyperATConfig([]string{d}, 0.1, 64))
+	tr, err := NewTrainer(benchModel(t), HyperATConfig([]string{d}, 0.1, 64))
 	if err != nil {
 		t.Fatal(err)
 	}
