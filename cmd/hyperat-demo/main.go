@@ -21,7 +21,7 @@ import (
 
 const usage = `usage: hyperat-demo [--out robust.onnx] [--iters N] [--eval N] [--workspace DIR]
 
-Runs the mission on what ships with the repository, from its root folder:
+Runs the whole pipeline on what ships with the repository, from its root folder:
   1. hyperat-import fixtures/models/mnist_vit_op17.onnx
   2. hyperat-tune --data fixtures/mnist --eps 0.05 --lr 1e-4 (HyperAT with PGD-AT,
      TRADES and MART; a short run, at a smaller eps and learning rate than the
@@ -36,6 +36,13 @@ flags:
   --eval N          test images in the final table (default 100)
   --workspace DIR   workspace (default: a temporary folder, removed afterwards)
   -h, --help        print this help
+
+examples:
+  go run ./cmd/hyperat-demo
+  go run ./cmd/hyperat-demo --iters 300 --eval 500 --workspace demo-ws
+
+exit status: 0 done, 1 an error (one line on stderr), 2 a mistake in the
+command line.
 `
 
 // demoEps is the demo's radius: at the reference 0.1 the fixture model needs
