@@ -9,6 +9,13 @@ type cpuFeatures struct {
 	avx512  bool // AVX512F with opmask and ZMM state
 }
 
+// Features reports whether the CPU and the OS support the AVX2+FMA and the
+// AVX-512 kernels, for the packages with assembly of their own (vmath).
+func Features() (avx2FMA, avx512 bool) {
+	f := detectCPU()
+	return f.avx2FMA, f.avx512
+}
+
 func detectCPU() cpuFeatures {
 	const (
 		// CPUID.1:ECX

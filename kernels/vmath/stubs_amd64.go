@@ -4,13 +4,6 @@
 
 package vmath
 
-// cpuid executes the CPUID instruction with EAX=eaxArg and ECX=ecxArg.
-func cpuid(eaxArg uint32, ecxArg uint32) (eax uint32, ebx uint32, ecx uint32, edx uint32)
-
-// xgetbv reads the extended control register XCR0.
-// It must only be called when CPUID reports OSXSAVE.
-func xgetbv() (eax uint32, edx uint32)
-
 // expAVX512 sets dst[i] = e^x[i] for every i < len(x). It is:
 //
 //	for i, v := range x {

@@ -1,6 +1,6 @@
 // Command _asm generates the amd64 assembly of package vmath: the AVX-512 and
-// AVX2+FMA kernels of Exp, Gelu, GeluGrad and SoftmaxRows and the CPUID probe
-// used for dispatch, with their Go declarations, the plain-Go twin of every
+// AVX2+FMA kernels of Exp, Gelu, GeluGrad, SoftmaxRows and Arith (dispatch
+// uses package kernels' CPU probe), with their Go declarations, the plain-Go twin of every
 // kernel and the Go declarations of the constants both share.
 //
 // Run it from this directory (go generate in package vmath does):
@@ -32,7 +32,6 @@ func main() {
 	}
 	ConstraintExpr("amd64,!purego")
 
-	genCPUID()
 	genConstTables()
 	for _, k := range kernels {
 		k.avx512(k)
