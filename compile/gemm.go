@@ -10,3 +10,9 @@ var Gemm = kernels.Sgemm
 // GemmBatched runs batch independent products with fixed strides between
 // operands (a stride of 0 shares an operand).
 var GemmBatched = kernels.SgemmBatched
+
+// GemmBias computes C = alpha op(A) op(B) + a bias row added to every row of C.
+var GemmBias = kernels.SgemmBias
+
+// GemmBatchedAt runs batch products whose operands start at given offsets.
+var GemmBatchedAt = kernels.SgemmBatchedAt

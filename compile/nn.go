@@ -341,7 +341,7 @@ func indexMapBroadcast(out, in []int) []int {
 // internal transA/transB attributes (set by fuseTransposes) swap the last
 // two dims of an operand read in place.
 func matmulShapes(n *graph.Node) (a, b []int, ta, tb bool) {
-	a, b = shapeOf(n.Inputs[0]), shapeOf(n.Inputs[1])
+	a, b = operandShape(n, 0), operandShape(n, 1)
 	ta, tb = n.Attrs.Int("transA", 0) == 1, n.Attrs.Int("transB", 0) == 1
 	swap := func(s []int) []int {
 		s = append([]int{}, s...)
@@ -357,14 +357,133 @@ func matmulShapes(n *graph.Node) (a, b []int, ta, tb bool) {
 	return a, b, ta, tb
 }
 
+// operandShape is the shape of MatMul operand i as the product reads it:
+// the input's, or the shape recorded with a view (see fuseViews).
+func operandShape(n *graph.Node, i int) []int {
+	if s, ok := n.Attrs.Ints("shape" + "AB"[i:i+1]); ok {
+		return intsOf(s)
+	}
+	return shapeOf(n.Inputs[i])
+}
+
+func intsOf(s []int64) []int {
+	o := make([]int, len(s))
+	for i, v := range s {
+		o[i] = int(v)
+	}
+	return o
+}
+
 func inferMatMul(n *graph.Node) error {
 	as, bs, _, _ := matmulShapes(n)
 	p, err := planMatMul(n, as, bs)
 	if err != nil {
 		return err
 	}
+	if n.Attrs.Has("viewC") {
+		// the product writes its output through a view: the output keeps
+		// the shape of the value it writes
+		if graph.Numel(shapeOf(n.Outputs[0])) != graph.Numel(p.out) {
+			return nodeError(n, "viewed output %v does not hold the product %v", shapeOf(n.Outputs[0]), p.out)
+		}
+		return nil
+	}
 	setOut(n, 0, graph.Float32, p.out)
 	return nil
+}
+
+// viewedOperand is how a product reads one matrix of each batch entry: its
+// offset per entry, the distance between its stored rows, and whether it is
+// stored transposed (the kernel's flag, after the view's own layout).
+type viewedOperand struct {
+	off   []int
+	ld    int
+	trans bool
+}
+
+// viewOperand resolves a stored operand of shape shape (rows, cols last)
+// seen through offset and strides, for the broadcast batch shape batch.
+func viewOperand(shape, strides []int, offset int, batch []int, trans bool) viewedOperand {
+	r := len(shape)
+	rows, cols := shape[r-2], shape[r-1]
+	sr, sc := strides[r-2], strides[r-1]
+	var v viewedOperand
+	if cols == 1 || sc == 1 {
+		v.trans, v.ld = trans, sr
+		if rows == 1 {
+			v.ld = max(cols, 1)
+		}
+	} else {
+		v.trans, v.ld = !trans, sc
+		if cols == 1 {
+			v.ld = max(rows, 1)
+		}
+	}
+	// batch strides, aligned to the right of the broadcast batch shape; a
+	// dim of 1 broadcasts (stride 0)
+	bs := make([]int, len(batch))
+	ob := shape[:r-2]
+	for k := range ob {
+		if ob[k] != 1 {
+			bs[len(batch)-len(ob)+k] = strides[k]
+		}
+	}
+	n := graph.Numel(batch)
+	v.off = make([]int, n)
+	idx := make([]int, len(batch))
+	for e := 0; e < n; e++ {
+		o := offset
+		for k, i := range idx {
+			o += i * bs[k]
+		}
+		v.off[e] = o
+		for k := len(idx) - 1; k >= 0; k-- {
+			if idx[k]++; idx[k] < batch[k] {
+				break
+			}
+			idx[k] = 0
+		}
+	}
+	return v
+}
+
+// viewOf reads the internal view attribute name of n: offset and strides,
+// or the contiguous layout of shape when it is absent.
+func viewAttr(n *graph.Node, name string, shape []int) (offset int, strides []int) {
+	if v, ok := n.Attrs.Ints(name); ok {
+		return int(v[0]), intsOf(v[1:])
+	}
+	return 0, stridesOf(shape)
+}
+
+// kernelViewedMatMul runs a product that reads or writes through views
+// (see fuseViews): one call of the batched kernel with per-entry offsets.
+func kernelViewedMatMul(n *graph.Node, p *matmulPlan, ta, tb bool, alpha float32) (Kernel, error) {
+	sa, sb := operandShape(n, 0), operandShape(n, 1)
+	if len(sa) < 2 || len(sb) < 2 {
+		return nil, nodeError(n, "a viewed product needs matrix operands, got %v and %v", sa, sb)
+	}
+	batch, err := broadcastShapes(sa[:len(sa)-2], sb[:len(sb)-2])
+	if err != nil {
+		return nil, nodeError(n, "batch dims: %v", err)
+	}
+	offA, strA := viewAttr(n, "viewA", sa)
+	offB, strB := viewAttr(n, "viewB", sb)
+	a := viewOperand(sa, strA, offA, batch, ta)
+	b := viewOperand(sb, strB, offB, batch, tb)
+	cs := append(append([]int{}, batch...), p.m, p.n)
+	if s, ok := n.Attrs.Ints("shapeC"); ok && graph.Numel(intsOf(s)) != graph.Numel(cs) {
+		return nil, nodeError(n, "recorded output shape %v is not the product's %v", s, cs)
+	}
+	offC, strC := viewAttr(n, "viewC", cs)
+	c := viewOperand(cs, strC, offC, batch, false)
+	if c.trans {
+		return nil, nodeError(n, "the output view has no contiguous rows")
+	}
+	return func(in, out []*graph.Tensor) {
+		GemmBatchedAt(p.batch, a.trans, b.trans, p.m, p.n, p.k, alpha, in[0].F, a.ld, a.off,
+			in[1].F, b.ld, b.off, 0, out[0].F, c.ld, c.off)
+	}, nil
 }
 
 func kernelMatMul(n *graph.Node) (Kernel, error) {
@@ -381,21 +500,51 @@ func kernelMatMul(n *graph.Node) (Kernel, error) {
 		ldb = p.k
 	}
 	alpha := n.Attrs.Float("alpha", 1) // a scale folded in by fuseScales
+	if n.Attrs.Has("viewA") || n.Attrs.Has("viewB") || n.Attrs.Has("viewC") {
+		return kernelViewedMatMul(n, p, ta, tb, alpha)
+	}
 	if n.Op == "MatMulBias" {
+		if p.batch == 1 || p.sharedB(ta) {
+			// one product (tall when a batch shares B): the kernel starts
+			// each tile of C as the bias while the tile is in cache
+			m := p.batch * p.m
+			return func(in, out []*graph.Tensor) {
+				GemmBias(ta, tb, m, p.n, p.k, alpha, in[0].F, lda, in[1].F, ldb, in[2].F[:p.n], out[0].F, p.n)
+			}, nil
+		}
 		// C starts as the bias in every row, and the products add to it
 		inner, err := matmulKernel(p, ta, tb, lda, ldb, alpha, 1)
 		if err != nil {
 			return nil, err
 		}
-		return func(in, out []*graph.Tensor) {
-			bias, c := in[2].F[:p.n], out[0].F
-			for r := 0; r < len(c); r += p.n {
-				copy(c[r:r+p.n], bias)
+		var bias, c []float32
+		fill := func(lo, hi int) {
+			for r := lo; r < hi; r++ {
+				copy(c[r*p.n:(r+1)*p.n], bias)
 			}
+		}
+		return func(in, out []*graph.Tensor) {
+			bias, c = in[2].F[:p.n], out[0].F
+			parallel(len(c)/p.n, max(1, (1<<14)/p.n), fill)
 			inner(in, out)
 		}, nil
 	}
 	return matmulKernel(p, ta, tb, lda, ldb, alpha, 0)
+}
+
+// sharedB reports whether the batch is one tall product: one B for every
+// entry and the A matrices back to back, untransposed (a linear layer on
+// [batch, tokens, in]).
+func (p *matmulPlan) sharedB(ta bool) bool {
+	if ta || p.batch < 2 {
+		return false
+	}
+	for i := 0; i < p.batch; i++ {
+		if p.bOff[i] != 0 || p.aOff[i] != i*p.m*p.k {
+			return false
+		}
+	}
+	return true
 }
 
 // matmulKernel runs the products of plan p: C = alpha op(A) op(B) + beta C.
@@ -415,7 +564,7 @@ func matmulKernel(p *matmulPlan, ta, tb bool, lda, ldb int, alpha, beta float32)
 	// layer on [batch, tokens, in]): the batch is one tall product, which
 	// the kernel blocks better than many short ones. Each element of C is
 	// computed the same either way (blocking along k depends on k alone).
-	if uniform && p.batch > 1 && sb == 0 && !ta && sa == p.m*p.k {
+	if p.batch > 1 && p.sharedB(ta) {
 		m := p.batch * p.m
 		return func(in, out []*graph.Tensor) {
 			Gemm(false, tb, m, p.n, p.k, alpha, in[0].F, lda, in[1].F, ldb, beta, out[0].F, p.n)

@@ -46,6 +46,7 @@ var passes = []pass{
 	{"fuse-transpose", fuseTransposes, false}, // MatMul reads transposed operands in place
 	{"fuse-scale", fuseScales, false},         // scalar multiplications next to products -> their alpha
 	{"fuse-bias", fuseBias, false},            // MatMul then Add of a bias row -> MatMulBias
+	{"fuse-view", fuseViews, false},           // batched products read and write heads in place
 	{"dce", deadCode, false},                  // drop nodes no output needs
 }
 

@@ -177,3 +177,55 @@ func compareFused(t *testing.T, on, off *compile.Program, x, x2 *graph.Value, to
 		t.Fatalf("input gradients differ by %g relative", e)
 	}
 }
+
+// Attention's heads are read from the tensor that holds queries, keys and
+// values, and written into the tokens' rows, through views: fewer Transpose
+// and Split steps, and the same logits and input gradient bit for bit (a
+// product computes each element the same way whatever the layout it reads).
+func TestFuseViewsKeepsResults(t *testing.T) {
+	files := []string{
+		testutil.Fixture("models", "mnist_vit_op17.onnx"),
+		testutil.Fixture("models", "mnist_vit_op14.onnx"),
+		testutil.Fixture("models", "tv_vit_op17.onnx"),
+		testutil.Fixture("models", "hf_vit_op16.onnx"),
+	}
+	if d := testutil.SharedModels(); d != "" {
+		files = append(files, filepath.Join(d, "timm_vit_c32_dynamo_op18.onnx"))
+	}
+	for _, file := range files {
+		t.Run(filepath.Base(file), func(t *testing.T) {
+			on, x := gradProgram(t, file, 3)
+			off, x2 := gradProgram(t, file, 3, "fuse-view")
+			viewed := 0
+			for _, n := range on.Graph.Nodes {
+				if n.Op == "MatMul" && (n.Attrs.Has("viewA") || n.Attrs.Has("viewB") || n.Attrs.Has("viewC")) {
+					viewed++
+				}
+			}
+			copies := func(p *compile.Program) int {
+				c := countOps(p.Graph)
+				return c["Transpose"] + c["Split"]
+			}
+			if viewed == 0 || copies(on) >= copies(off) {
+				t.Fatalf("%d viewed products; %d Transpose and Split steps with the pass, %d without", viewed, copies(on), copies(off))
+			}
+			t.Logf("%d viewed products; %d Transpose and Split steps with the pass, %d without", viewed, copies(on), copies(off))
+			ins := inputsFor(on)
+			o1, err := on.Run(ins...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			l1 := append([]float32{}, o1[0].F...)
+			o2, err := off.Run(ins...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if d := testutil.MaxAbsDiff(l1, o2[0].F); d != 0 {
+				t.Errorf("logits differ by %g", d)
+			}
+			if d := testutil.MaxAbsDiff(on.Grad(x).F, off.Grad(x2).F); d != 0 {
+				t.Errorf("input gradients differ by %g", d)
+			}
+		})
+	}
+}

@@ -60,15 +60,36 @@ func (v view) rows() (rows, inner, innerStride int) {
 	return graph.Numel(v.shape[:r-1]), v.shape[r-1], v.strides[r-1]
 }
 
-// rowStart is the input offset of output row r.
-func (v view) rowStart(r int) int {
-	off := v.offset
-	for k := len(v.shape) - 2; k >= 0; k-- {
+// rowCursor walks the input offsets of consecutive output rows, carrying
+// like an odometer instead of dividing the row number by every dim.
+type rowCursor struct {
+	v   *view
+	idx []int // index of the current row in each dim but the last
+	off int
+}
+
+func (v *view) cursor(r int) rowCursor {
+	c := rowCursor{v: v, idx: make([]int, max(len(v.shape)-1, 0)), off: v.offset}
+	for k := len(c.idx) - 1; k >= 0; k-- {
 		d := v.shape[k]
-		off += (r % d) * v.strides[k]
+		c.idx[k] = r % d
+		c.off += c.idx[k] * v.strides[k]
 		r /= d
 	}
-	return off
+	return c
+}
+
+// next moves to the following row.
+func (c *rowCursor) next() {
+	for k := len(c.idx) - 1; k >= 0; k-- {
+		c.idx[k]++
+		c.off += c.v.strides[k]
+		if c.idx[k] < c.v.shape[k] {
+			return
+		}
+		c.off -= c.idx[k] * c.v.strides[k]
+		c.idx[k] = 0
+	}
 }
 
 // gatherView is out = view(in), split over rows on all cores.
@@ -76,10 +97,16 @@ func gatherView(v view) Kernel {
 	rows, inner, s := v.rows()
 	var src, dst *graph.Tensor
 	body := func(lo, hi int) {
+		cur := v.cursor(lo)
 		for r := lo; r < hi; r++ {
-			so, do := v.rowStart(r), r*inner
+			so, do := cur.off, r*inner
+			cur.next()
 			if s == 1 {
-				copyRange(dst, do, src, so, inner)
+				if src.DType == graph.Float32 {
+					copy(dst.F[do:do+inner], src.F[so:so+inner])
+				} else {
+					copyRange(dst, do, src, so, inner)
+				}
 				continue
 			}
 			switch src.DType {
@@ -113,8 +140,10 @@ func scatterView(v view) Kernel {
 	rows, inner, s := v.rows()
 	var dy, dx []float32
 	body := func(lo, hi int) {
+		cur := v.cursor(lo)
 		for r := lo; r < hi; r++ {
-			so, do := v.rowStart(r), r*inner
+			so, do := cur.off, r*inner
+			cur.next()
 			if s == 1 {
 				copy(dx[so:so+inner], dy[do:do+inner])
 				continue

@@ -29,6 +29,25 @@ func Sgemm(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int
 	}, true)
 }
 
+// SgemmBias computes C = alpha*op(A)*op(B) + bias as Sgemm does with beta 0,
+// bias a row of n values added to every row of C (a linear layer's bias).
+// Each tile of C starts as the bias just before the first block of its
+// product is added, while the tile is in cache, instead of in a pass of its
+// own over C: the result is the same as filling C with the bias and calling
+// Sgemm with beta 1.
+func SgemmBias(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, bias, c []float32, ldc int) {
+	checkGemm("SgemmBias", transA, transB, m, n, k, lda, ldb, ldc)
+	checkLen("SgemmBias", "A", len(a), 0, 1, matrixLen(transA, m, k, lda))
+	checkLen("SgemmBias", "B", len(b), 0, 1, matrixLen(transB, k, n, ldb))
+	checkLen("SgemmBias", "C", len(c), 0, 1, matrixLen(false, m, n, ldc))
+	checkLen("SgemmBias", "bias", len(bias), 0, 1, n)
+	activeSgemm.gemm(&gemmArgs{
+		transA: transA, transB: transB, m: m, n: n, k: k,
+		alpha: alpha, beta: 0,
+		a: a, lda: lda, b: b, ldb: ldb, c: c, ldc: ldc, bias: bias[:n],
+	}, true)
+}
+
 // SgemmBatched computes batch independent products
 //
 //	C[i] = alpha*op(A[i])*op(B[i]) + beta*C[i]   for i in [0, batch)
@@ -83,12 +102,59 @@ func SgemmBatched(batch int, transA, transB bool, m, n, k int, alpha float32, a 
 	batchTasks.put(t)
 }
 
+// SgemmBatchedAt computes batch independent products as SgemmBatched does,
+// where matrix i of A starts at a[offA[i]], of B at b[offB[i]] and of C at
+// c[offC[i]]: the operands may be any strided views whose rows are lda, ldb
+// and ldc apart (the heads of attention read in place from the tensor that
+// holds queries, keys and values side by side, and written in place into
+// the tokens' rows). The C matrices must not share elements; the caller
+// ensures it (it is not checked).
+func SgemmBatchedAt(batch int, transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, offA []int, b []float32, ldb int, offB []int, beta float32, c []float32, ldc int, offC []int) {
+	checkGemm("SgemmBatchedAt", transA, transB, m, n, k, lda, ldb, ldc)
+	if batch < 0 || len(offA) < batch || len(offB) < batch || len(offC) < batch {
+		panic(fmt.Sprintf("kernels: SgemmBatchedAt: batch %d with %d, %d, %d offsets", batch, len(offA), len(offB), len(offC)))
+	}
+	if batch == 0 || m == 0 || n == 0 {
+		return
+	}
+	for i := 0; i < batch; i++ {
+		if offA[i] < 0 || offB[i] < 0 || offC[i] < 0 {
+			panic(fmt.Sprintf("kernels: SgemmBatchedAt: negative offset for product %d", i))
+		}
+		checkLen("SgemmBatchedAt", "A", len(a)-offA[i], 0, 1, matrixLen(transA, m, k, lda))
+		checkLen("SgemmBatchedAt", "B", len(b)-offB[i], 0, 1, matrixLen(transB, k, n, ldb))
+		checkLen("SgemmBatchedAt", "C", len(c)-offC[i], 0, 1, matrixLen(false, m, n, ldc))
+	}
+	v := activeSgemm
+	g := gemmArgs{
+		transA: transA, transB: transB, m: m, n: n, k: k,
+		alpha: alpha, beta: beta, lda: lda, ldb: ldb, ldc: ldc,
+	}
+	threads := runtime.GOMAXPROCS(0)
+	if batch == 1 || threads == 1 || batch < threads && 2*m*n*k >= parallelFlops {
+		for i := 0; i < batch; i++ {
+			g.a, g.b, g.c = a[offA[i]:], b[offB[i]:], c[offC[i]:]
+			v.gemm(&g, true)
+		}
+		return
+	}
+	t := batchTasks.get()
+	t.v, t.g = v, g
+	t.a, t.b, t.c = a, b, c
+	t.offA, t.offB, t.offC = offA, offB, offC
+	t.batch, t.parts = batch, min(batch, 4*threads)
+	runTasks(t.parts, threads, t)
+	*t = batchTask{}
+	batchTasks.put(t)
+}
+
 // batchTask runs a contiguous range of the products of a batch.
 type batchTask struct {
 	v                         *sgemmVariant
 	g                         gemmArgs
 	a, b, c                   []float32
 	strideA, strideB, strideC int
+	offA, offB, offC          []int // per product, when set (SgemmBatchedAt)
 	batch, parts              int
 }
 
@@ -96,7 +162,11 @@ func (t *batchTask) runTask(part, _ int) {
 	g := t.g
 	p := plans.get()
 	for i := part * t.batch / t.parts; i < (part+1)*t.batch/t.parts; i++ {
-		g.a, g.b, g.c = t.a[i*t.strideA:], t.b[i*t.strideB:], t.c[i*t.strideC:]
+		if t.offA != nil {
+			g.a, g.b, g.c = t.a[t.offA[i]:], t.b[t.offB[i]:], t.c[t.offC[i]:]
+		} else {
+			g.a, g.b, g.c = t.a[i*t.strideA:], t.b[i*t.strideB:], t.c[i*t.strideC:]
+		}
 		p.gemm(t.v, &g, 1)
 	}
 	plans.put(p)
@@ -161,6 +231,7 @@ type gemmArgs struct {
 	ldb            int
 	c              []float32
 	ldc            int
+	bias           []float32 // added to every row of C (SgemmBias); beta is then 0
 }
 
 // microKernel is the signature of the register-tiled kernels: see
@@ -387,8 +458,13 @@ func (p *gemmPlan) runTask(i, slot int) {
 		a, rs, ks := p.panelA(ws.a, ir, rows, tk.mr, p.pc, kc)
 		kernel := tk.kernel
 		for jr := j0; jr < j1; jr += nr {
+			cols, beta := min(nr, j1-jr), p.beta
+			if g.bias != nil && p.pc == 0 {
+				biasTile(g, ir, p.jc+jr, rows, cols)
+				beta = 1
+			}
 			kernel(kc, a, rs, ks, p.bPack[jr*kc:], g.c[ir*g.ldc+p.jc+jr:], g.ldc,
-				g.alpha, p.beta, rows, min(nr, j1-jr))
+				g.alpha, beta, rows, cols)
 		}
 	}
 }
@@ -423,19 +499,34 @@ func (p *gemmPlan) runColumns(i int, ws *workspace) {
 				tk := v.byRows[rows]
 				a, rs, ks := p.panelA(ws.a, ir, rows, tk.mr, pc, kc)
 				for jr := 0; jr < nc; jr += v.nr {
+					cols, tb := min(v.nr, nc-jr), beta
+					if g.bias != nil && pc == 0 {
+						biasTile(g, ir, jc+jr, rows, cols)
+						tb = 1
+					}
 					tk.kernel(kc, a, rs, ks, ws.b[jr*kc:], g.c[ir*g.ldc+jc+jr:], g.ldc,
-						g.alpha, beta, rows, min(v.nr, nc-jr))
+						g.alpha, tb, rows, cols)
 				}
 			}
 		}
 	}
 }
 
-// scaleC sets C = beta*C, or C = 0 when beta is 0.
+// biasTile sets the rows×cols tile of C at (i, j) to the bias.
+func biasTile(g *gemmArgs, i, j, rows, cols int) {
+	b := g.bias[j : j+cols]
+	for r := i; r < i+rows; r++ {
+		copy(g.c[r*g.ldc+j:r*g.ldc+j+cols], b)
+	}
+}
+
+// scaleC sets C = beta*C, or C = 0 when beta is 0 (the bias, with one).
 func scaleC(g *gemmArgs) {
 	for i := 0; i < g.m; i++ {
 		row := g.c[i*g.ldc : i*g.ldc+g.n]
-		if g.beta == 0 {
+		if g.bias != nil {
+			copy(row, g.bias)
+		} else if g.beta == 0 {
 			clear(row)
 		} else if g.beta != 1 {
 			for j := range row {

@@ -596,3 +596,112 @@ func checkSame(t *testing.T, name string, got, want []float32) {
 		}
 	}
 }
+
+// TestSgemmBias checks that the bias epilogue gives exactly what filling C
+// with the bias and adding the product (beta 1) gives, on every variant, with
+// small blocks (several k and n blocks), serially and split over goroutines.
+func TestSgemmBias(t *testing.T) {
+	for _, v := range testVariants() {
+		for _, small := range []bool{false, true} {
+			w := *v
+			if small {
+				w.kc, w.nc = 7, 2*v.nr
+			}
+			t.Run(fmt.Sprintf("%s/small=%v", v.name, small), func(t *testing.T) {
+				r := rand.New(rand.NewPCG(9, 10))
+				for _, cs := range gemmCases(true) {
+					if cs.m*cs.n*cs.k > 1e6 {
+						continue
+					}
+					ra, ca := cs.m, cs.k
+					if cs.transA {
+						ra, ca = ca, ra
+					}
+					rb, cb := cs.k, cs.n
+					if cs.transB {
+						rb, cb = cb, rb
+					}
+					u := func(n int) []float32 {
+						x := make([]float32, n)
+						for i := range x {
+							x[i] = float32(r.Float64()*2 - 1)
+						}
+						return x
+					}
+					a, b, bias := u(max(1, ra*ca)), u(max(1, rb*cb)), u(cs.n)
+					ldc := cs.n + cs.padC
+					want := make([]float32, cs.m*max(ldc, 1))
+					got := make([]float32, len(want))
+					for i := range got {
+						got[i] = float32(math.NaN()) // C is only written
+					}
+					for i := 0; i < cs.m; i++ {
+						copy(want[i*ldc:], bias)
+					}
+					args := func(c []float32, beta float32, bs []float32) *gemmArgs {
+						return &gemmArgs{transA: cs.transA, transB: cs.transB, m: cs.m, n: cs.n, k: cs.k,
+							alpha: cs.alpha, beta: beta, a: a, lda: max(1, ca), b: b, ldb: max(1, cb), c: c, ldc: max(1, ldc), bias: bs}
+					}
+					for _, par := range []bool{false, true} {
+						w.gemm(args(want, 1, nil), par)
+						w.gemm(args(got, 0, bias), par)
+						for i := 0; i < cs.m; i++ {
+							for j := 0; j < cs.n; j++ {
+								if g, e := got[i*ldc+j], want[i*ldc+j]; math.Float32bits(g) != math.Float32bits(e) {
+									t.Fatalf("%+v parallel=%v: C[%d,%d] = %v, want %v", cs, par, i, j, g, e)
+								}
+							}
+						}
+						for i := 0; i < cs.m; i++ {
+							copy(want[i*ldc:i*ldc+cs.n], bias)
+						}
+					}
+				}
+			})
+		}
+	}
+}
+
+// TestSgemmBatchedAt runs attention's products on heads read in place: Q and
+// K as views of a [B, T, 3, H, D] tensor, C written into [B, T, H, T]. Each
+// product must equal Sgemm on contiguous copies, bit for bit, whatever
+// GOMAXPROCS is.
+func TestSgemmBatchedAt(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(0))
+	const B, T, H, D = 3, 13, 4, 8
+	r := rand.New(rand.NewPCG(11, 12))
+	qkv := randSlice(r, B*T*3*H*D)
+	var offQ, offK, offC []int
+	for b := 0; b < B; b++ {
+		for h := 0; h < H; h++ {
+			offQ = append(offQ, b*T*3*H*D+h*D)
+			offK = append(offK, b*T*3*H*D+H*D+h*D)
+			offC = append(offC, b*T*H*T+h*T)
+		}
+	}
+	ld := 3 * H * D
+	for _, procs := range []int{1, 2, 4} {
+		runtime.GOMAXPROCS(procs)
+		c := make([]float32, B*T*H*T)
+		for i := range c {
+			c[i] = float32(math.NaN())
+		}
+		SgemmBatchedAt(B*H, false, true, T, T, D, 0.5, qkv, ld, offQ, qkv, ld, offK, 0, c, H*T, offC)
+		for i := range offQ {
+			q, k := make([]float32, T*D), make([]float32, T*D)
+			for x := 0; x < T; x++ {
+				copy(q[x*D:(x+1)*D], qkv[offQ[i]+x*ld:])
+				copy(k[x*D:(x+1)*D], qkv[offK[i]+x*ld:])
+			}
+			want := make([]float32, T*T)
+			Sgemm(false, true, T, T, D, 0.5, q, D, k, D, 0, want, T)
+			for x := 0; x < T; x++ {
+				for y := 0; y < T; y++ {
+					if g, w := c[offC[i]+x*H*T+y], want[x*T+y]; math.Float32bits(g) != math.Float32bits(w) {
+						t.Fatalf("GOMAXPROCS %d: product %d C[%d,%d] = %v, want %v", procs, i, x, y, g, w)
+					}
+				}
+			}
+		}
+	}
+}
