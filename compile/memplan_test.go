@@ -12,7 +12,7 @@ import (
 )
 
 // gradProgram compiles forward plus the input gradient of the cross-entropy.
-func gradProgram(t *testing.T, file string, batch int, disable ...string) (*compile.Program, *graph.Value) {
+func gradProgram(t testing.TB, file string, batch int, disable ...string) (*compile.Program, *graph.Value) {
 	t.Helper()
 	m, err := onnximport.Load(file)
 	if err != nil {

@@ -17,6 +17,7 @@ func init() {
 	register("ReduceMax", inferReduce, kernelReduce)
 	register("MatMul", inferMatMul, kernelMatMul)
 	register("MatMulBias", inferMatMul, kernelMatMul)
+	register("MatMulConcat", inferMatMulConcat, kernelMatMulConcat)
 	register("Gemm", inferGemm, kernelGemm)
 	register("Conv", inferConv, kernelConv)
 }
@@ -644,5 +645,61 @@ func kernelGemm(n *graph.Node) (Kernel, error) {
 			b = beta
 		}
 		Gemm(ta, tb, m, nn, k, alpha, in[0].F, lda, in[1].F, ldb, b, y, nn)
+	}, nil
+}
+
+// products are the MatMul nodes a MatMulConcat runs, each reading inputs
+// 2i and 2i+1 and writing through its viewC into the one output.
+func products(n *graph.Node) ([]*graph.Node, error) {
+	attrs, ok := n.Attrs["products"].([]graph.Attrs)
+	if !ok || len(attrs) == 0 || len(n.Inputs) != 2*len(attrs) {
+		return nil, nodeError(n, "%d inputs for %d products", len(n.Inputs), len(attrs))
+	}
+	out := n.Outputs[0]
+	ps := make([]*graph.Node, len(attrs))
+	for i, a := range attrs {
+		if !a.Has("viewC") {
+			return nil, nodeError(n, "product %d has no output view", i)
+		}
+		ps[i] = &graph.Node{Name: n.Name, Op: "MatMul", Inputs: n.Inputs[2*i : 2*i+2], Outputs: []*graph.Value{out}, Attrs: a}
+	}
+	return ps, nil
+}
+
+func inferMatMulConcat(n *graph.Node) error {
+	ps, err := products(n)
+	if err != nil {
+		return err
+	}
+	total := 0
+	for _, p := range ps {
+		as, bs, _, _ := matmulShapes(p)
+		pl, err := planMatMul(p, as, bs)
+		if err != nil {
+			return err
+		}
+		total += graph.Numel(pl.out)
+	}
+	if total != graph.Numel(shapeOf(n.Outputs[0])) {
+		return nodeError(n, "the products hold %d elements, the output %v", total, shapeOf(n.Outputs[0]))
+	}
+	return nil
+}
+
+func kernelMatMulConcat(n *graph.Node) (Kernel, error) {
+	ps, err := products(n)
+	if err != nil {
+		return nil, err
+	}
+	ks := make([]Kernel, len(ps))
+	for i, p := range ps {
+		if ks[i], err = kernelMatMul(p); err != nil {
+			return nil, err
+		}
+	}
+	return func(in, out []*graph.Tensor) {
+		for i, k := range ks {
+			k(in[2*i:2*i+2], out)
+		}
 	}, nil
 }

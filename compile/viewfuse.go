@@ -58,6 +58,12 @@ func fuseViews(c *compilation) error {
 	}
 	uses := c.g.Consumers()
 	for _, n := range c.g.Nodes {
+		if n.Op == "Concat" {
+			fuseConcatProducts(n, uses, pinned)
+		}
+	}
+	uses = c.g.Consumers()
+	for _, n := range c.g.Nodes {
 		if n.Op != "MatMul" || n.Attrs.Has("viewC") {
 			continue
 		}
@@ -210,79 +216,228 @@ func operandView(v *graph.Value) (base *graph.Value, off int, strides []int, ok 
 	return base, off, strides, ok
 }
 
+// fwdMap follows the dims of a product's result forward through views:
+// dims[k] is the dim of the current value that dim k of the result became
+// (-1 for a dim of size 1 that was dropped), start the coordinate of the
+// result's first element in the current value.
+type fwdMap struct {
+	cur   *graph.Value
+	dims  []int
+	start []int
+}
+
+func identityFwd(v *graph.Value) fwdMap {
+	m := identityMap(v)
+	return fwdMap{cur: m.cur, dims: m.dims, start: m.start}
+}
+
+// strided is the map as an offset and strides into the current value.
+func (m fwdMap) strided() (off int, strides []int) {
+	return dimMap{cur: m.cur, dims: m.dims, start: m.start}.strided()
+}
+
+// through moves the map to the output of n, which reads m.cur: a
+// Transpose, a reshape that adds or drops dims of size 1, or a Concat that
+// reads m.cur once.
+func (m fwdMap) through(n *graph.Node) (fwdMap, bool) {
+	if len(n.Outputs) != 1 || n.Outputs[0].DType != graph.Float32 {
+		return m, false
+	}
+	out := n.Outputs[0]
+	curShape, outShape := m.cur.StaticShape(), out.StaticShape()
+	next := fwdMap{cur: out, dims: make([]int, len(m.dims)), start: make([]int, len(outShape))}
+	switch {
+	case n.Op == "Transpose" && n.Inputs[0] == m.cur:
+		p, err := perm(n, len(curShape))
+		if err != nil {
+			return m, false
+		}
+		inv := make([]int, len(p))
+		for j, d := range p {
+			inv[d] = j
+		}
+		for k, d := range m.dims {
+			next.dims[k] = -1
+			if d >= 0 {
+				next.dims[k] = inv[d]
+			}
+		}
+		for d, s := range m.start {
+			next.start[inv[d]] = s
+		}
+	case aliasOps[n.Op] && n.Inputs[0] == m.cur:
+		from, to := nonUnitDims(curShape), nonUnitDims(outShape)
+		if len(from) != len(to) {
+			return m, false
+		}
+		for i := range from {
+			if curShape[from[i]] != outShape[to[i]] {
+				return m, false
+			}
+		}
+		for k, d := range m.dims {
+			next.dims[k] = -1
+			if d >= 0 {
+				if i := slices.Index(from, d); i >= 0 {
+					next.dims[k] = to[i]
+				}
+			}
+		}
+		for i, d := range from {
+			next.start[to[i]] = m.start[d]
+		}
+	case n.Op == "Concat":
+		axis, err := normAxis(n, n.Attrs.Int("axis", 0), len(curShape))
+		if err != nil || len(outShape) != len(curShape) {
+			return m, false
+		}
+		off, seen := 0, 0
+		for _, in := range n.Inputs {
+			if in == m.cur {
+				seen++
+			} else if seen == 0 {
+				off += in.StaticShape()[axis]
+			}
+		}
+		if seen != 1 {
+			return m, false
+		}
+		copy(next.dims, m.dims)
+		copy(next.start, m.start)
+		next.start[axis] += off
+	default:
+		return m, false
+	}
+	return next, true
+}
+
+// writable reports whether the product's result, of this shape, can be
+// written through the map: matrices with contiguous rows.
+func (m fwdMap) writable(shape []int) bool {
+	_, s := m.strided()
+	return matrixReadable(shape, s) && (shape[len(shape)-1] == 1 || s[len(s)-1] == 1)
+}
+
 // resultView follows the product's result y forward through its only
 // reader, while that is a view, to the last Transpose that keeps y's last
 // dim contiguous; it returns that Transpose's node (whose output the
 // product will write) with the offset and strides of y's dims in it.
 func resultView(y *graph.Value, uses map[*graph.Value][]*graph.Node, pinned map[*graph.Value]bool) (last *graph.Node, off int, strides []int, ok bool) {
 	shape := y.StaticShape()
-	cur := y
-	// fwd[k]: the dim of cur that dim k of y is
-	fwd := make([]int, len(shape))
-	for i := range fwd {
-		fwd[i] = i
-	}
-	for {
-		if pinned[cur] || len(uses[cur]) != 1 {
+	m := identityFwd(y)
+	for !pinned[m.cur] && len(uses[m.cur]) == 1 {
+		n := uses[m.cur][0]
+		if n.Op == "Concat" {
 			return
 		}
+		next, moved := m.through(n)
+		if !moved {
+			return
+		}
+		m = next
+		if n.Op == "Transpose" && m.writable(shape) {
+			off, strides = m.strided()
+			last, ok = n, true
+		}
+	}
+	return
+}
+
+// fuseConcatProducts lets products whose results are only concatenated
+// (attention's gradients for queries, keys and values) write them in place:
+// into the Concat's output, or through the Transposes that follow it into
+// theirs. The last node of that chain becomes a MatMulConcat that runs the
+// products, each with its view (attribute products: each product's MatMul
+// attributes with viewC and shapeC); the products, the Concat and the
+// views between are then dead.
+func fuseConcatProducts(cn *graph.Node, uses map[*graph.Value][]*graph.Node, pinned map[*graph.Value]bool) {
+	var prods []*graph.Node
+	var maps []fwdMap
+	for _, v := range cn.Inputs {
+		// back from the Concat's input to a product, through reshapes
+		// that only it reads
+		var chain []*graph.Node
+		cur := v
+		for cur.Def != nil && aliasOps[cur.Def.Op] {
+			chain = append(chain, cur.Def)
+			cur = cur.Def.Inputs[0]
+			if pinned[cur] || len(uses[cur]) != 1 {
+				return
+			}
+		}
+		m := cur.Def
+		if m == nil || m.Op != "MatMul" || m.Attrs.Has("viewC") || pinned[cur] || len(uses[cur]) != 1 ||
+			len(cur.StaticShape()) < 2 || len(shapeOf(m.Inputs[0])) < 2 || len(shapeOf(m.Inputs[1])) < 2 ||
+			slices.Contains(prods, m) {
+			return
+		}
+		fm := identityFwd(cur)
+		for i := len(chain) - 1; i >= 0; i-- {
+			var ok bool
+			if fm, ok = fm.through(chain[i]); !ok {
+				return
+			}
+		}
+		var ok bool
+		if fm, ok = fm.through(cn); !ok {
+			return
+		}
+		prods, maps = append(prods, m), append(maps, fm)
+	}
+	if len(prods) == 0 {
+		return
+	}
+	writable := func() bool {
+		for i, m := range prods {
+			if !maps[i].writable(m.Outputs[0].StaticShape()) {
+				return false
+			}
+		}
+		return true
+	}
+	var last *graph.Node
+	var best []fwdMap
+	if writable() {
+		last, best = cn, slices.Clone(maps)
+	}
+	for cur := cn.Outputs[0]; !pinned[cur] && len(uses[cur]) == 1; cur = uses[cur][0].Outputs[0] {
 		n := uses[cur][0]
-		if len(n.Outputs) != 1 || n.Inputs[0] != cur || n.Outputs[0].DType != graph.Float32 {
-			return
+		if n.Op != "Transpose" && !aliasOps[n.Op] {
+			break
 		}
-		out := n.Outputs[0]
-		curShape, outShape := cur.StaticShape(), out.StaticShape()
-		switch {
-		case n.Op == "Transpose":
-			p, err := perm(n, len(curShape))
-			if err != nil {
-				return
+		next := make([]fwdMap, len(maps))
+		moved := true
+		for i := range maps {
+			next[i], moved = maps[i].through(n)
+			if !moved {
+				break
 			}
-			inv := make([]int, len(p))
-			for j, d := range p {
-				inv[d] = j
-			}
-			for k, d := range fwd {
-				if d >= 0 {
-					fwd[k] = inv[d]
-				}
-			}
-		case aliasOps[n.Op]:
-			from, to := nonUnitDims(curShape), nonUnitDims(outShape)
-			if len(from) != len(to) {
-				return
-			}
-			for i := range from {
-				if curShape[from[i]] != outShape[to[i]] {
-					return
-				}
-			}
-			for k, d := range fwd {
-				if d >= 0 {
-					if i := slices.Index(from, d); i >= 0 {
-						fwd[k] = to[i]
-					} else {
-						fwd[k] = -1
-					}
-				}
-			}
-		default:
-			return
 		}
-		cur = out
-		if n.Op == "Transpose" {
-			st := stridesOf(outShape)
-			s := make([]int, len(fwd))
-			for k, d := range fwd {
-				if d >= 0 {
-					s[k] = st[d]
-				}
-			}
-			if matrixReadable(shape, s) && (shape[len(shape)-1] == 1 || s[len(s)-1] == 1) {
-				last, off, strides, ok = n, 0, s, true
-			}
+		if !moved {
+			break
+		}
+		maps = next
+		if n.Op == "Transpose" && writable() {
+			last, best = n, slices.Clone(maps)
 		}
 	}
+	if last == nil {
+		return
+	}
+	var ins []*graph.Value
+	var attrs []graph.Attrs
+	for i, m := range prods {
+		a := m.Attrs.Clone()
+		if a == nil {
+			a = graph.Attrs{}
+		}
+		off, strides := best[i].strided()
+		a["viewC"] = append([]int64{int64(off)}, ints64(strides)...)
+		a["shapeC"] = ints64(m.Outputs[0].StaticShape())
+		ins = append(ins, m.Inputs[0], m.Inputs[1])
+		attrs = append(attrs, a)
+	}
+	last.Op, last.Inputs, last.Attrs = "MatMulConcat", ins, graph.Attrs{"products": attrs}
 }
 
 // matrixReadable reports whether a tensor of this shape, seen through these
