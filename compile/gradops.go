@@ -172,8 +172,8 @@ func kernelLayerNormGrad(n *graph.Node) (Kernel, error) {
 				xr, gr, dr := x[r*d:(r+1)*d], dy[r*d:(r+1)*d], dx[r*d:(r+1)*d]
 				mean, inv := rowStats(xr, eps)
 				m, s := float32(mean), float32(inv)
-				mg, mgx := lnGradSums(xr, gr, sc, m, s)
-				lnGradDx(dr, xr, gr, sc, m, s, float32(mg/float64(d)), float32(mgx/float64(d)))
+				mg, mgx := vmath.NormGradSums(xr, gr, sc[:d], m, s)
+				vmath.NormGradRow(dr, xr, gr, sc[:d], m, s, float32(mg/float64(d)), float32(mgx/float64(d)))
 				if params {
 					lnGradParams(ds, dbb, xr, gr, m, s)
 				}
@@ -198,33 +198,6 @@ func kernelLayerNormGrad(n *graph.Node) (Kernel, error) {
 			dsc[j], db[j] = float32(a), float32(b)
 		}
 	}, nil
-}
-
-// lnGradSums returns sum g and sum g xh over the row, g = dy scale and
-// xh = (x - m) s, accumulated in float64.
-func lnGradSums(x, dy, sc []float32, m, s float32) (sg, sgx float64) {
-	dy, sc = dy[:len(x)], sc[:len(x)]
-	var a0, a1, b0, b1 float64
-	j := 0
-	for ; j+2 <= len(x); j += 2 {
-		g0, g1 := dy[j]*sc[j], dy[j+1]*sc[j+1]
-		a0, a1 = a0+float64(g0), a1+float64(g1)
-		b0, b1 = b0+float64(g0*((x[j]-m)*s)), b1+float64(g1*((x[j+1]-m)*s))
-	}
-	for ; j < len(x); j++ {
-		g := dy[j] * sc[j]
-		a0 += float64(g)
-		b0 += float64(g * ((x[j] - m) * s))
-	}
-	return a0 + a1, b0 + b1
-}
-
-// lnGradDx sets dx = s (g - mg - xh mgx), g = dy scale, xh = (x - m) s.
-func lnGradDx(dx, x, dy, sc []float32, m, s, mg, mgx float32) {
-	dx, dy, sc = dx[:len(x)], dy[:len(x)], sc[:len(x)]
-	for j, v := range x {
-		dx[j] = s * (dy[j]*sc[j] - mg - (v-m)*s*mgx)
-	}
 }
 
 // lnGradParams adds dy xh to ds and dy to db.

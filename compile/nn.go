@@ -100,7 +100,7 @@ func kernelLayerNorm(n *graph.Node) (Kernel, error) {
 			mean, inv := rowStats(xr, eps)
 			m, s := float32(mean), float32(inv)
 			if hasBias {
-				normRowBias(yr, xr, g, b, m, s)
+				vmath.NormRow(yr, xr, g[:d], b[:d], m, s)
 			} else {
 				normRow(yr, xr, g, m, s)
 			}
@@ -115,25 +115,14 @@ func kernelLayerNorm(n *graph.Node) (Kernel, error) {
 	}, nil
 }
 
-// rowStats returns the mean of x and 1/sqrt(variance + eps), accumulated in
-// float64 in one pass (E[x^2] - mean^2 loses nothing that matters in float64
-// for float32 data), four sums at a time.
+// rowStats returns the mean of x and 1/sqrt(variance + eps), from sums
+// accumulated in float64 in one pass (E[x^2] - mean^2 loses nothing that
+// matters in float64 for float32 data) in a fixed order.
 func rowStats(x []float32, eps float64) (mean, inv float64) {
-	var s0, s1, s2, s3, q0, q1, q2, q3 float64
-	j := 0
-	for ; j+4 <= len(x); j += 4 {
-		a, b, c, d := float64(x[j]), float64(x[j+1]), float64(x[j+2]), float64(x[j+3])
-		s0, s1, s2, s3 = s0+a, s1+b, s2+c, s3+d
-		q0, q1, q2, q3 = q0+a*a, q1+b*b, q2+c*c, q3+d*d
-	}
-	for ; j < len(x); j++ {
-		a := float64(x[j])
-		s0 += a
-		q0 += a * a
-	}
+	s, q := vmath.RowSums(x)
 	n := float64(len(x))
-	mean = ((s0 + s1) + (s2 + s3)) / n
-	vr := max(((q0+q1)+(q2+q3))/n-mean*mean, 0)
+	mean = s / n
+	vr := max(q/n-mean*mean, 0)
 	return mean, 1 / math.Sqrt(vr+eps)
 }
 
@@ -142,14 +131,6 @@ func normRow(y, x, g []float32, m, s float32) {
 	y, g = y[:len(x)], g[:len(x)]
 	for j, v := range x {
 		y[j] = (v - m) * s * g[j]
-	}
-}
-
-// normRowBias sets y = (x - m) s g + b.
-func normRowBias(y, x, g, b []float32, m, s float32) {
-	y, g, b = y[:len(x)], g[:len(x)], b[:len(x)]
-	for j, v := range x {
-		y[j] = (v-m)*s*g[j] + b[j]
 	}
 }
 

@@ -1,6 +1,8 @@
 // Package vmath holds vectorized float32 kernels for the transcendental
 // element-wise work of a Vision Transformer: Exp, Gelu and GeluGrad (the
-// exact, erf form of GELU and its derivative) and SoftmaxRows.
+// exact, erf form of GELU and its derivative) and SoftmaxRows; and for the
+// rest of its row-wise work, elementwise arithmetic (Arith) and the rows of
+// LayerNorm and its gradient (RowSums, NormRow, NormGradSums, NormGradRow).
 //
 // # Algorithms
 //
@@ -38,6 +40,12 @@
 // the exponentials. It is accumulated in a fixed order, sixteen lanes
 // (element i in lane i % 16) added pairwise at the end, so every variant
 // gives the same sum.
+//
+// The LayerNorm kernels accumulate their sums (x and x², for the mean and the
+// variance; dy g and dy g (x - m) s, for the gradient) in float64 the same
+// way, the last partial block of sixteen padded with zeros, and round every
+// elementwise operation to float32 on its own, as the plain-Go twins spell
+// out.
 //
 // # Accuracy
 //

@@ -124,6 +124,82 @@ func mulAVX512(dst []float32, x []float32, dy []float32)
 //go:noescape
 func divAVX512(dst []float32, x []float32, dy []float32)
 
+// rowSumsAVX512 returns the sum of x and the sum of its squares, in float64
+// (each square added with one rounding, as a fused multiply-add). It is:
+//
+//	var s, q [16]float64
+//	for i := 0; i < (len(x)+15)/16*16; i++ {
+//		var v float64
+//		if i < len(x) {
+//			v = float64(x[i])
+//		}
+//		s[i%16] += v
+//		q[i%16] = math.FMA(v, v, q[i%16])
+//	}
+//	for w := 8; w > 0; w /= 2 {
+//		for i := 0; i < w; i++ {
+//			s[i] += s[i+w]
+//			q[i] += q[i+w]
+//		}
+//	}
+//	return s[0], q[0]
+//
+//go:noescape
+func rowSumsAVX512(x []float32) (sum float64, sumSq float64)
+
+// normRowAVX512 sets y[i] = (x[i] - m) s g[i] + b[i], a LayerNorm row, for every i < len(x). It is:
+//
+//	y, g, b = y[:len(x)], g[:len(x)], b[:len(x)]
+//	for i, v := range x {
+//		y[i] = float32(float32((v-m)*s)*g[i]) + b[i]
+//	}
+//
+// It needs y, g and b at least as long as x; y may be x itself but not overlap it otherwise.
+//
+//go:noescape
+func normRowAVX512(y []float32, x []float32, g []float32, b []float32, m float32, s float32)
+
+// normGradSumsAVX512 returns, for a LayerNorm row with mean m and inverse deviation s, the sums
+// of t = dy g and of t (x - m) s, in float64. It is:
+//
+//	var lt, ltx [16]float64
+//	for i := 0; i < (len(x)+15)/16*16; i++ {
+//		var xv, dv, gv float32
+//		if i < len(x) {
+//			xv, dv, gv = x[i], dy[i], g[i]
+//		}
+//		t := dv * gv
+//		lt[i%16] += float64(t)
+//		ltx[i%16] += float64(t * float32((xv-m)*s))
+//	}
+//	for w := 8; w > 0; w /= 2 {
+//		for i := 0; i < w; i++ {
+//			lt[i] += lt[i+w]
+//			ltx[i] += ltx[i+w]
+//		}
+//	}
+//	return lt[0], ltx[0]
+//
+// It needs dy and g at least as long as x.
+//
+//go:noescape
+func normGradSumsAVX512(x []float32, dy []float32, g []float32, m float32, s float32) (sg float64, sgx float64)
+
+// normGradRowAVX512 sets dx[i] = s (dy[i] g[i] - mg - (x[i] - m) s mgx), the input gradient
+// of a LayerNorm row, mg and mgx the means of normGradSums' sums. It is:
+//
+//	dx, dy, g = dx[:len(x)], dy[:len(x)], g[:len(x)]
+//	for i, v := range x {
+//		t := float32(dy[i]*g[i]) - mg
+//		h := float32((v - m) * s)
+//		dx[i] = s * (t - float32(h*mgx))
+//	}
+//
+// It needs dx, dy and g at least as long as x; dx may be x or dy itself but not overlap them otherwise.
+//
+//go:noescape
+func normGradRowAVX512(dx []float32, x []float32, dy []float32, g []float32, m float32, s float32, mg float32, mgx float32)
+
 // expAVX2 sets dst[i] = e^x[i] for every i < len(x). It is:
 //
 //	for i, v := range x {
@@ -243,3 +319,79 @@ func mulAVX2(dst []float32, x []float32, dy []float32)
 //
 //go:noescape
 func divAVX2(dst []float32, x []float32, dy []float32)
+
+// rowSumsAVX2 returns the sum of x and the sum of its squares, in float64
+// (each square added with one rounding, as a fused multiply-add). It is:
+//
+//	var s, q [16]float64
+//	for i := 0; i < (len(x)+15)/16*16; i++ {
+//		var v float64
+//		if i < len(x) {
+//			v = float64(x[i])
+//		}
+//		s[i%16] += v
+//		q[i%16] = math.FMA(v, v, q[i%16])
+//	}
+//	for w := 8; w > 0; w /= 2 {
+//		for i := 0; i < w; i++ {
+//			s[i] += s[i+w]
+//			q[i] += q[i+w]
+//		}
+//	}
+//	return s[0], q[0]
+//
+//go:noescape
+func rowSumsAVX2(x []float32) (sum float64, sumSq float64)
+
+// normRowAVX2 sets y[i] = (x[i] - m) s g[i] + b[i], a LayerNorm row, for every i < len(x). It is:
+//
+//	y, g, b = y[:len(x)], g[:len(x)], b[:len(x)]
+//	for i, v := range x {
+//		y[i] = float32(float32((v-m)*s)*g[i]) + b[i]
+//	}
+//
+// It needs y, g and b at least as long as x; y may be x itself but not overlap it otherwise.
+//
+//go:noescape
+func normRowAVX2(y []float32, x []float32, g []float32, b []float32, m float32, s float32)
+
+// normGradSumsAVX2 returns, for a LayerNorm row with mean m and inverse deviation s, the sums
+// of t = dy g and of t (x - m) s, in float64. It is:
+//
+//	var lt, ltx [16]float64
+//	for i := 0; i < (len(x)+15)/16*16; i++ {
+//		var xv, dv, gv float32
+//		if i < len(x) {
+//			xv, dv, gv = x[i], dy[i], g[i]
+//		}
+//		t := dv * gv
+//		lt[i%16] += float64(t)
+//		ltx[i%16] += float64(t * float32((xv-m)*s))
+//	}
+//	for w := 8; w > 0; w /= 2 {
+//		for i := 0; i < w; i++ {
+//			lt[i] += lt[i+w]
+//			ltx[i] += ltx[i+w]
+//		}
+//	}
+//	return lt[0], ltx[0]
+//
+// It needs dy and g at least as long as x.
+//
+//go:noescape
+func normGradSumsAVX2(x []float32, dy []float32, g []float32, m float32, s float32) (sg float64, sgx float64)
+
+// normGradRowAVX2 sets dx[i] = s (dy[i] g[i] - mg - (x[i] - m) s mgx), the input gradient
+// of a LayerNorm row, mg and mgx the means of normGradSums' sums. It is:
+//
+//	dx, dy, g = dx[:len(x)], dy[:len(x)], g[:len(x)]
+//	for i, v := range x {
+//		t := float32(dy[i]*g[i]) - mg
+//		h := float32((v - m) * s)
+//		dx[i] = s * (t - float32(h*mgx))
+//	}
+//
+// It needs dx, dy and g at least as long as x; dx may be x or dy itself but not overlap them otherwise.
+//
+//go:noescape
+func normGradRowAVX2(dx []float32, x []float32, dy []float32, g []float32, m float32, s float32, mg float32, mgx float32)

@@ -160,3 +160,118 @@ func divGo(dst, x, dy []float32) {
 		dst[i] = v / dy[i]
 	}
 }
+
+// rowSumsGo returns the sum of x and the sum of its squares, in float64
+// (each square added with one rounding, as a fused multiply-add). It is:
+//
+//	var s, q [16]float64
+//	for i := 0; i < (len(x)+15)/16*16; i++ {
+//		var v float64
+//		if i < len(x) {
+//			v = float64(x[i])
+//		}
+//		s[i%16] += v
+//		q[i%16] = math.FMA(v, v, q[i%16])
+//	}
+//	for w := 8; w > 0; w /= 2 {
+//		for i := 0; i < w; i++ {
+//			s[i] += s[i+w]
+//			q[i] += q[i+w]
+//		}
+//	}
+//	return s[0], q[0]
+func rowSumsGo(x []float32) (sum, sumSq float64) {
+	var s, q [16]float64
+	for i := 0; i < (len(x)+15)/16*16; i++ {
+		var v float64
+		if i < len(x) {
+			v = float64(x[i])
+		}
+		s[i%16] += v
+		q[i%16] = math.FMA(v, v, q[i%16])
+	}
+	for w := 8; w > 0; w /= 2 {
+		for i := 0; i < w; i++ {
+			s[i] += s[i+w]
+			q[i] += q[i+w]
+		}
+	}
+	return s[0], q[0]
+}
+
+// normRowGo sets y[i] = (x[i] - m) s g[i] + b[i], a LayerNorm row, for every i < len(x). It is:
+//
+//	y, g, b = y[:len(x)], g[:len(x)], b[:len(x)]
+//	for i, v := range x {
+//		y[i] = float32(float32((v-m)*s)*g[i]) + b[i]
+//	}
+//
+// It needs y, g and b at least as long as x; y may be x itself but not overlap it otherwise.
+func normRowGo(y, x, g, b []float32, m, s float32) {
+	y, g, b = y[:len(x)], g[:len(x)], b[:len(x)]
+	for i, v := range x {
+		y[i] = float32(float32((v-m)*s)*g[i]) + b[i]
+	}
+}
+
+// normGradSumsGo returns, for a LayerNorm row with mean m and inverse deviation s, the sums
+// of t = dy g and of t (x - m) s, in float64. It is:
+//
+//	var lt, ltx [16]float64
+//	for i := 0; i < (len(x)+15)/16*16; i++ {
+//		var xv, dv, gv float32
+//		if i < len(x) {
+//			xv, dv, gv = x[i], dy[i], g[i]
+//		}
+//		t := dv * gv
+//		lt[i%16] += float64(t)
+//		ltx[i%16] += float64(t * float32((xv-m)*s))
+//	}
+//	for w := 8; w > 0; w /= 2 {
+//		for i := 0; i < w; i++ {
+//			lt[i] += lt[i+w]
+//			ltx[i] += ltx[i+w]
+//		}
+//	}
+//	return lt[0], ltx[0]
+//
+// It needs dy and g at least as long as x.
+func normGradSumsGo(x, dy, g []float32, m, s float32) (sg, sgx float64) {
+	var lt, ltx [16]float64
+	for i := 0; i < (len(x)+15)/16*16; i++ {
+		var xv, dv, gv float32
+		if i < len(x) {
+			xv, dv, gv = x[i], dy[i], g[i]
+		}
+		t := dv * gv
+		lt[i%16] += float64(t)
+		ltx[i%16] += float64(t * float32((xv-m)*s))
+	}
+	for w := 8; w > 0; w /= 2 {
+		for i := 0; i < w; i++ {
+			lt[i] += lt[i+w]
+			ltx[i] += ltx[i+w]
+		}
+	}
+	return lt[0], ltx[0]
+}
+
+// normGradRowGo sets dx[i] = s (dy[i] g[i] - mg - (x[i] - m) s mgx), the input gradient
+// of a LayerNorm row, mg and mgx the means of normGradSums' sums. It is:
+//
+//	dx, dy, g = dx[:len(x)], dy[:len(x)], g[:len(x)]
+//	for i, v := range x {
+//		t := float32(dy[i]*g[i]) - mg
+//		h := float32((v - m) * s)
+//		dx[i] = s * (t - float32(h*mgx))
+//	}
+//
+// It needs dx, dy and g at least as long as x; dx may be x or dy itself but not overlap them otherwise.
+func normGradRowGo(dx, x, dy, g []float32, m, s, mg, mgx float32) {
+	dx, dy, g = dx[:len(x)], dy[:len(x)], g[:len(x)]
+	for i, v := range x {
+		t := float32(dy[i]*g[i]) - mg
+		h := float32((v - m) * s)
+		dx[i] = s * (t - float32(h*mgx))
+	}
+}

@@ -75,6 +75,47 @@ func Arith(op int, dst, x, y []float32) {
 	active.arith[op](dst, x, y)
 }
 
+// RowSums returns the sum of x and the sum of its squares, accumulated in
+// float64 in a fixed order (sixteen lanes, element i in lane i % 16, added
+// pairwise at the end), so that every variant gives the same bits: the
+// statistics of a LayerNorm row.
+func RowSums(x []float32) (sum, sumSq float64) {
+	return active.rowSums(x)
+}
+
+// NormRow sets y[i] = (x[i] - m) s g[i] + b[i] for every i, each operation
+// rounded to float32: a LayerNorm row with mean m, inverse deviation s, scale
+// g and bias b. y may be x itself, but must not overlap it otherwise. It
+// panics unless y, g and b are as long as x.
+func NormRow(y, x, g, b []float32, m, s float32) {
+	if len(y) != len(x) || len(g) != len(x) || len(b) != len(x) {
+		panic(fmt.Sprintf("vmath.NormRow: len(y) = %d, len(x) = %d, len(g) = %d, len(b) = %d", len(y), len(x), len(g), len(b)))
+	}
+	active.normRow(y, x, g, b, m, s)
+}
+
+// NormGradSums returns the sums over a LayerNorm row of t = dy g and of
+// t (x - m) s, accumulated in float64 as RowSums does. It panics unless dy
+// and g are as long as x.
+func NormGradSums(x, dy, g []float32, m, s float32) (sg, sgx float64) {
+	if len(dy) != len(x) || len(g) != len(x) {
+		panic(fmt.Sprintf("vmath.NormGradSums: len(x) = %d, len(dy) = %d, len(g) = %d", len(x), len(dy), len(g)))
+	}
+	return active.gradSums(x, dy, g, m, s)
+}
+
+// NormGradRow sets dx[i] = s (dy[i] g[i] - mg - (x[i] - m) s mgx) for every
+// i, each operation rounded to float32: the input gradient of a LayerNorm
+// row, mg and mgx the means of NormGradSums' sums. dx may be x or dy itself,
+// but must not overlap them otherwise. It panics unless dx, dy and g are as
+// long as x.
+func NormGradRow(dx, x, dy, g []float32, m, s, mg, mgx float32) {
+	if len(dx) != len(x) || len(dy) != len(x) || len(g) != len(x) {
+		panic(fmt.Sprintf("vmath.NormGradRow: len(dx) = %d, len(x) = %d, len(dy) = %d, len(g) = %d", len(dx), len(x), len(dy), len(g)))
+	}
+	active.gradRow(dx, x, dy, g, m, s, mg, mgx)
+}
+
 // Variant is the name of the implementation in use: "avx512", "avx2" or "go".
 func Variant() string { return active.name }
 
@@ -88,13 +129,18 @@ type variant struct {
 	geluGrad   func(dst, x, dy []float32)
 	softmaxRow func(dst, x []float32)
 	arith      [4]func(dst, x, y []float32) // Add, Sub, Mul, Div
+	rowSums    func(x []float32) (sum, sumSq float64)
+	normRow    func(y, x, g, b []float32, m, s float32)
+	gradSums   func(x, dy, g []float32, m, s float32) (sg, sgx float64)
+	gradRow    func(dx, x, dy, g []float32, m, s, mg, mgx float32)
 }
 
 // goVariant is the plain-Go implementation, always available.
 var goVariant = &variant{
 	name: "go", supported: true,
 	exp: expGo, gelu: geluGo, geluGrad: geluGradGo, softmaxRow: softmaxRowGo,
-	arith: [4]func(dst, x, y []float32){addGo, subGo, mulGo, divGo},
+	arith:   [4]func(dst, x, y []float32){addGo, subGo, mulGo, divGo},
+	rowSums: rowSumsGo, normRow: normRowGo, gradSums: normGradSumsGo, gradRow: normGradRowGo,
 }
 
 // variants lists every implementation in order of preference.

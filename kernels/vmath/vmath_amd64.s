@@ -1281,6 +1281,274 @@ divAVX512_done:
 	VZEROUPPER
 	RET
 
+// func rowSumsAVX512(x []float32) (sum float64, sumSq float64)
+// Requires: AVX, AVX512F, BMI2, SSE2
+TEXT ·rowSumsAVX512(SB), NOSPLIT, $0-40
+	MOVQ  x_base+0(FP), SI
+	MOVQ  x_len+8(FP), CX
+	MOVQ  CX, BX
+	ANDQ  $0x0f, BX
+	MOVL  $0x00000001, DX
+	SHLXL BX, DX, DX
+	DECL  DX
+	KMOVW DX, K1
+	SHRQ  $0x04, CX
+
+	// Z4, Z5: lanes 0-7 and 8-15 of the sum; Z6, Z7: of the sum of squares.
+	VPXORQ Z4, Z4, Z4
+	VPXORQ Z5, Z5, Z5
+	VPXORQ Z6, Z6, Z6
+	VPXORQ Z7, Z7, Z7
+	XORQ   R8, R8
+	MOVQ   CX, R9
+	TESTQ  R9, R9
+	JZ     rowSumsAVX512_sum_tail
+
+rowSumsAVX512_sum_loop:
+	VMOVUPS       (SI)(R8*1), Z0
+	VCVTPS2PD     Y0, Z1
+	VEXTRACTF64X4 $0x01, Z0, Y2
+	VCVTPS2PD     Y2, Z2
+	VADDPD        Z1, Z4, Z4
+	VADDPD        Z2, Z5, Z5
+	VFMADD231PD   Z1, Z1, Z6
+	VFMADD231PD   Z2, Z2, Z7
+	ADDQ          $0x40, R8
+	DECQ          R9
+	JNZ           rowSumsAVX512_sum_loop
+
+rowSumsAVX512_sum_tail:
+	TESTQ         BX, BX
+	JZ            rowSumsAVX512_sum_done
+	VMOVUPS.Z     (SI)(R8*1), K1, Z0
+	VCVTPS2PD     Y0, Z1
+	VEXTRACTF64X4 $0x01, Z0, Y2
+	VCVTPS2PD     Y2, Z2
+	VADDPD        Z1, Z4, Z4
+	VADDPD        Z2, Z5, Z5
+	VFMADD231PD   Z1, Z1, Z6
+	VFMADD231PD   Z2, Z2, Z7
+
+rowSumsAVX512_sum_done:
+	VADDPD        Z5, Z4, Z4
+	VEXTRACTF64X4 $0x01, Z4, Y8
+	VADDPD        Y8, Y4, Y4
+	VEXTRACTF128  $0x01, Y4, X8
+	VADDPD        X8, X4, X4
+	VPERMILPD     $0x01, X4, X8
+	VADDSD        X8, X4, X4
+	VADDPD        Z7, Z6, Z6
+	VEXTRACTF64X4 $0x01, Z6, Y8
+	VADDPD        Y8, Y6, Y6
+	VEXTRACTF128  $0x01, Y6, X8
+	VADDPD        X8, X6, X6
+	VPERMILPD     $0x01, X6, X8
+	VADDSD        X8, X6, X6
+	MOVSD         X4, sum+24(FP)
+	MOVSD         X6, sumSq+32(FP)
+	VZEROUPPER
+	RET
+
+// func normRowAVX512(y []float32, x []float32, g []float32, b []float32, m float32, s float32)
+// Requires: AVX, AVX512F, BMI2
+TEXT ·normRowAVX512(SB), NOSPLIT, $0-104
+	MOVQ         y_base+0(FP), DI
+	MOVQ         x_base+24(FP), SI
+	MOVQ         g_base+48(FP), R10
+	MOVQ         b_base+72(FP), R11
+	MOVQ         x_len+32(FP), CX
+	VBROADCASTSS m+96(FP), Z30
+	VBROADCASTSS s+100(FP), Z31
+	MOVQ         CX, BX
+	ANDQ         $0x0f, BX
+	MOVL         $0x00000001, DX
+	SHLXL        BX, DX, DX
+	DECL         DX
+	KMOVW        DX, K1
+	SHRQ         $0x04, CX
+	XORQ         R8, R8
+	MOVQ         CX, R9
+	TESTQ        R9, R9
+	JZ           normRowAVX512_norm_tail
+
+normRowAVX512_norm_loop:
+	VMOVUPS (SI)(R8*1), Z0
+	VMOVUPS (R10)(R8*1), Z1
+	VMOVUPS (R11)(R8*1), Z2
+	VSUBPS  Z30, Z0, Z0
+	VMULPS  Z31, Z0, Z0
+	VMULPS  Z1, Z0, Z0
+	VADDPS  Z2, Z0, Z0
+	VMOVUPS Z0, (DI)(R8*1)
+	ADDQ    $0x40, R8
+	DECQ    R9
+	JNZ     normRowAVX512_norm_loop
+
+normRowAVX512_norm_tail:
+	TESTQ     BX, BX
+	JZ        normRowAVX512_norm_done
+	VMOVUPS.Z (SI)(R8*1), K1, Z0
+	VMOVUPS.Z (R10)(R8*1), K1, Z1
+	VMOVUPS.Z (R11)(R8*1), K1, Z2
+	VSUBPS    Z30, Z0, Z0
+	VMULPS    Z31, Z0, Z0
+	VMULPS    Z1, Z0, Z0
+	VADDPS    Z2, Z0, Z0
+	VMOVUPS   Z0, K1, (DI)(R8*1)
+
+normRowAVX512_norm_done:
+	VZEROUPPER
+	RET
+
+// func normGradSumsAVX512(x []float32, dy []float32, g []float32, m float32, s float32) (sg float64, sgx float64)
+// Requires: AVX, AVX512F, BMI2, SSE2
+TEXT ·normGradSumsAVX512(SB), NOSPLIT, $0-96
+	MOVQ         x_base+0(FP), SI
+	MOVQ         dy_base+24(FP), DI
+	MOVQ         g_base+48(FP), R10
+	MOVQ         x_len+8(FP), CX
+	VBROADCASTSS m+72(FP), Z30
+	VBROADCASTSS s+76(FP), Z31
+	MOVQ         CX, BX
+	ANDQ         $0x0f, BX
+	MOVL         $0x00000001, DX
+	SHLXL        BX, DX, DX
+	DECL         DX
+	KMOVW        DX, K1
+	SHRQ         $0x04, CX
+
+	// Z8, Z9: lanes 0-7 and 8-15 of sum t; Z10, Z11: of sum t (x - m) s.
+	VPXORQ Z8, Z8, Z8
+	VPXORQ Z9, Z9, Z9
+	VPXORQ Z10, Z10, Z10
+	VPXORQ Z11, Z11, Z11
+	XORQ   R8, R8
+	MOVQ   CX, R9
+	TESTQ  R9, R9
+	JZ     normGradSumsAVX512_sums_tail
+
+normGradSumsAVX512_sums_loop:
+	VMOVUPS       (SI)(R8*1), Z0
+	VMOVUPS       (DI)(R8*1), Z1
+	VMOVUPS       (R10)(R8*1), Z2
+	VMULPS        Z2, Z1, Z1
+	VSUBPS        Z30, Z0, Z0
+	VMULPS        Z31, Z0, Z0
+	VMULPS        Z1, Z0, Z0
+	VCVTPS2PD     Y1, Z3
+	VEXTRACTF64X4 $0x01, Z1, Y4
+	VCVTPS2PD     Y4, Z4
+	VADDPD        Z3, Z8, Z8
+	VADDPD        Z4, Z9, Z9
+	VCVTPS2PD     Y0, Z3
+	VEXTRACTF64X4 $0x01, Z0, Y4
+	VCVTPS2PD     Y4, Z4
+	VADDPD        Z3, Z10, Z10
+	VADDPD        Z4, Z11, Z11
+	ADDQ          $0x40, R8
+	DECQ          R9
+	JNZ           normGradSumsAVX512_sums_loop
+
+normGradSumsAVX512_sums_tail:
+	TESTQ         BX, BX
+	JZ            normGradSumsAVX512_sums_done
+	VMOVUPS.Z     (SI)(R8*1), K1, Z0
+	VMOVUPS.Z     (DI)(R8*1), K1, Z1
+	VMOVUPS.Z     (R10)(R8*1), K1, Z2
+	VMULPS        Z2, Z1, Z1
+	VSUBPS        Z30, Z0, Z0
+	VMULPS        Z31, Z0, Z0
+	VMULPS        Z1, Z0, Z0
+	VCVTPS2PD     Y1, Z3
+	VEXTRACTF64X4 $0x01, Z1, Y4
+	VCVTPS2PD     Y4, Z4
+	VADDPD        Z3, Z8, Z8
+	VADDPD        Z4, Z9, Z9
+	VCVTPS2PD     Y0, Z3
+	VEXTRACTF64X4 $0x01, Z0, Y4
+	VCVTPS2PD     Y4, Z4
+	VADDPD        Z3, Z10, Z10
+	VADDPD        Z4, Z11, Z11
+
+normGradSumsAVX512_sums_done:
+	VADDPD        Z9, Z8, Z8
+	VEXTRACTF64X4 $0x01, Z8, Y3
+	VADDPD        Y3, Y8, Y8
+	VEXTRACTF128  $0x01, Y8, X3
+	VADDPD        X3, X8, X8
+	VPERMILPD     $0x01, X8, X3
+	VADDSD        X3, X8, X8
+	VADDPD        Z11, Z10, Z10
+	VEXTRACTF64X4 $0x01, Z10, Y3
+	VADDPD        Y3, Y10, Y10
+	VEXTRACTF128  $0x01, Y10, X3
+	VADDPD        X3, X10, X10
+	VPERMILPD     $0x01, X10, X3
+	VADDSD        X3, X10, X10
+	MOVSD         X8, sg+80(FP)
+	MOVSD         X10, sgx+88(FP)
+	VZEROUPPER
+	RET
+
+// func normGradRowAVX512(dx []float32, x []float32, dy []float32, g []float32, m float32, s float32, mg float32, mgx float32)
+// Requires: AVX, AVX512F, BMI2
+TEXT ·normGradRowAVX512(SB), NOSPLIT, $0-112
+	MOVQ         dx_base+0(FP), R11
+	MOVQ         x_base+24(FP), SI
+	MOVQ         dy_base+48(FP), DI
+	MOVQ         g_base+72(FP), R10
+	MOVQ         x_len+32(FP), CX
+	VBROADCASTSS m+96(FP), Z28
+	VBROADCASTSS s+100(FP), Z29
+	VBROADCASTSS mg+104(FP), Z30
+	VBROADCASTSS mgx+108(FP), Z31
+	MOVQ         CX, BX
+	ANDQ         $0x0f, BX
+	MOVL         $0x00000001, DX
+	SHLXL        BX, DX, DX
+	DECL         DX
+	KMOVW        DX, K1
+	SHRQ         $0x04, CX
+	XORQ         R8, R8
+	MOVQ         CX, R9
+	TESTQ        R9, R9
+	JZ           normGradRowAVX512_dx_tail
+
+normGradRowAVX512_dx_loop:
+	VMOVUPS (SI)(R8*1), Z0
+	VMOVUPS (DI)(R8*1), Z1
+	VMOVUPS (R10)(R8*1), Z2
+	VMULPS  Z2, Z1, Z1
+	VSUBPS  Z30, Z1, Z1
+	VSUBPS  Z28, Z0, Z0
+	VMULPS  Z29, Z0, Z0
+	VMULPS  Z31, Z0, Z0
+	VSUBPS  Z0, Z1, Z1
+	VMULPS  Z29, Z1, Z1
+	VMOVUPS Z1, (R11)(R8*1)
+	ADDQ    $0x40, R8
+	DECQ    R9
+	JNZ     normGradRowAVX512_dx_loop
+
+normGradRowAVX512_dx_tail:
+	TESTQ     BX, BX
+	JZ        normGradRowAVX512_dx_done
+	VMOVUPS.Z (SI)(R8*1), K1, Z0
+	VMOVUPS.Z (DI)(R8*1), K1, Z1
+	VMOVUPS.Z (R10)(R8*1), K1, Z2
+	VMULPS    Z2, Z1, Z1
+	VSUBPS    Z30, Z1, Z1
+	VSUBPS    Z28, Z0, Z0
+	VMULPS    Z29, Z0, Z0
+	VMULPS    Z31, Z0, Z0
+	VSUBPS    Z0, Z1, Z1
+	VMULPS    Z29, Z1, Z1
+	VMOVUPS   Z1, K1, (R11)(R8*1)
+
+normGradRowAVX512_dx_done:
+	VZEROUPPER
+	RET
+
 // func expAVX2(dst []float32, x []float32)
 // Requires: AVX, AVX2, FMA3
 TEXT ·expAVX2(SB), NOSPLIT, $0-48
@@ -2006,5 +2274,375 @@ divAVX2_tail:
 	VMASKMOVPS   Y1, Y15, (DI)
 
 divAVX2_done:
+	VZEROUPPER
+	RET
+
+// func rowSumsAVX2(x []float32) (sum float64, sumSq float64)
+// Requires: AVX, AVX2, FMA3, SSE2
+TEXT ·rowSumsAVX2(SB), NOSPLIT, $0-40
+	MOVQ         x_base+0(FP), SI
+	MOVQ         x_len+8(FP), CX
+	MOVQ         CX, BX
+	ANDQ         $0x0f, BX
+	VMOVQ        BX, X15
+	VPBROADCASTD X15, Y15
+	VPCMPGTD     iota<>+0(SB), Y15, Y14
+	VPCMPGTD     iota<>+32(SB), Y15, Y15
+	SHRQ         $0x04, CX
+
+	// Y6-Y9: lanes 0-3, 4-7, 8-11, 12-15 of the sum; Y10-Y13: of the sum of squares.
+	VXORPD Y6, Y6, Y6
+	VXORPD Y7, Y7, Y7
+	VXORPD Y8, Y8, Y8
+	VXORPD Y9, Y9, Y9
+	VXORPD Y10, Y10, Y10
+	VXORPD Y11, Y11, Y11
+	VXORPD Y12, Y12, Y12
+	VXORPD Y13, Y13, Y13
+	XORQ   R8, R8
+	MOVQ   CX, R9
+	TESTQ  R9, R9
+	JZ     rowSumsAVX2_sum_tail
+
+rowSumsAVX2_sum_loop:
+	VMOVUPS      (SI)(R8*1), Y0
+	VCVTPS2PD    X0, Y1
+	VEXTRACTF128 $0x01, Y0, X2
+	VCVTPS2PD    X2, Y2
+	VADDPD       Y1, Y6, Y6
+	VADDPD       Y2, Y7, Y7
+	VFMADD231PD  Y1, Y1, Y10
+	VFMADD231PD  Y2, Y2, Y11
+	VMOVUPS      32(SI)(R8*1), Y0
+	VCVTPS2PD    X0, Y1
+	VEXTRACTF128 $0x01, Y0, X2
+	VCVTPS2PD    X2, Y2
+	VADDPD       Y1, Y8, Y8
+	VADDPD       Y2, Y9, Y9
+	VFMADD231PD  Y1, Y1, Y12
+	VFMADD231PD  Y2, Y2, Y13
+	ADDQ         $0x40, R8
+	DECQ         R9
+	JNZ          rowSumsAVX2_sum_loop
+
+rowSumsAVX2_sum_tail:
+	TESTQ        BX, BX
+	JZ           rowSumsAVX2_sum_done
+	VMASKMOVPS   (SI)(R8*1), Y14, Y0
+	VCVTPS2PD    X0, Y1
+	VEXTRACTF128 $0x01, Y0, X2
+	VCVTPS2PD    X2, Y2
+	VADDPD       Y1, Y6, Y6
+	VADDPD       Y2, Y7, Y7
+	VFMADD231PD  Y1, Y1, Y10
+	VFMADD231PD  Y2, Y2, Y11
+	VMASKMOVPS   32(SI)(R8*1), Y15, Y0
+	VCVTPS2PD    X0, Y1
+	VEXTRACTF128 $0x01, Y0, X2
+	VCVTPS2PD    X2, Y2
+	VADDPD       Y1, Y8, Y8
+	VADDPD       Y2, Y9, Y9
+	VFMADD231PD  Y1, Y1, Y12
+	VFMADD231PD  Y2, Y2, Y13
+
+rowSumsAVX2_sum_done:
+	VADDPD       Y8, Y6, Y6
+	VADDPD       Y9, Y7, Y7
+	VADDPD       Y7, Y6, Y6
+	VEXTRACTF128 $0x01, Y6, X7
+	VADDPD       X7, X6, X6
+	VPERMILPD    $0x01, X6, X7
+	VADDSD       X7, X6, X6
+	VADDPD       Y12, Y10, Y10
+	VADDPD       Y13, Y11, Y11
+	VADDPD       Y11, Y10, Y10
+	VEXTRACTF128 $0x01, Y10, X11
+	VADDPD       X11, X10, X10
+	VPERMILPD    $0x01, X10, X11
+	VADDSD       X11, X10, X10
+	MOVSD        X6, sum+24(FP)
+	MOVSD        X10, sumSq+32(FP)
+	VZEROUPPER
+	RET
+
+// func normRowAVX2(y []float32, x []float32, g []float32, b []float32, m float32, s float32)
+// Requires: AVX, AVX2
+TEXT ·normRowAVX2(SB), NOSPLIT, $0-104
+	MOVQ         y_base+0(FP), DI
+	MOVQ         x_base+24(FP), SI
+	MOVQ         g_base+48(FP), R10
+	MOVQ         b_base+72(FP), R11
+	MOVQ         x_len+32(FP), CX
+	VBROADCASTSS m+96(FP), Y12
+	VBROADCASTSS s+100(FP), Y13
+	MOVQ         CX, BX
+	ANDQ         $0x0f, BX
+	VMOVQ        BX, X15
+	VPBROADCASTD X15, Y15
+	VPCMPGTD     iota<>+0(SB), Y15, Y14
+	VPCMPGTD     iota<>+32(SB), Y15, Y15
+	SHRQ         $0x04, CX
+	XORQ         R8, R8
+	MOVQ         CX, R9
+	TESTQ        R9, R9
+	JZ           normRowAVX2_norm_tail
+
+normRowAVX2_norm_loop:
+	VMOVUPS (SI)(R8*1), Y0
+	VMOVUPS (R10)(R8*1), Y1
+	VMOVUPS (R11)(R8*1), Y2
+	VSUBPS  Y12, Y0, Y0
+	VMULPS  Y13, Y0, Y0
+	VMULPS  Y1, Y0, Y0
+	VADDPS  Y2, Y0, Y0
+	VMOVUPS Y0, (DI)(R8*1)
+	VMOVUPS 32(SI)(R8*1), Y0
+	VMOVUPS 32(R10)(R8*1), Y1
+	VMOVUPS 32(R11)(R8*1), Y2
+	VSUBPS  Y12, Y0, Y0
+	VMULPS  Y13, Y0, Y0
+	VMULPS  Y1, Y0, Y0
+	VADDPS  Y2, Y0, Y0
+	VMOVUPS Y0, 32(DI)(R8*1)
+	ADDQ    $0x40, R8
+	DECQ    R9
+	JNZ     normRowAVX2_norm_loop
+
+normRowAVX2_norm_tail:
+	TESTQ      BX, BX
+	JZ         normRowAVX2_norm_done
+	VMASKMOVPS (SI)(R8*1), Y14, Y0
+	VMASKMOVPS (R10)(R8*1), Y14, Y1
+	VMASKMOVPS (R11)(R8*1), Y14, Y2
+	VSUBPS     Y12, Y0, Y0
+	VMULPS     Y13, Y0, Y0
+	VMULPS     Y1, Y0, Y0
+	VADDPS     Y2, Y0, Y0
+	VMASKMOVPS Y0, Y14, (DI)(R8*1)
+	VMASKMOVPS 32(SI)(R8*1), Y15, Y0
+	VMASKMOVPS 32(R10)(R8*1), Y15, Y1
+	VMASKMOVPS 32(R11)(R8*1), Y15, Y2
+	VSUBPS     Y12, Y0, Y0
+	VMULPS     Y13, Y0, Y0
+	VMULPS     Y1, Y0, Y0
+	VADDPS     Y2, Y0, Y0
+	VMASKMOVPS Y0, Y15, 32(DI)(R8*1)
+
+normRowAVX2_norm_done:
+	VZEROUPPER
+	RET
+
+// func normGradSumsAVX2(x []float32, dy []float32, g []float32, m float32, s float32) (sg float64, sgx float64)
+// Requires: AVX, AVX2, SSE2
+TEXT ·normGradSumsAVX2(SB), NOSPLIT, $0-96
+	MOVQ         x_base+0(FP), SI
+	MOVQ         dy_base+24(FP), DI
+	MOVQ         g_base+48(FP), R10
+	MOVQ         x_len+8(FP), CX
+	MOVQ         CX, BX
+	ANDQ         $0x0f, BX
+	VMOVQ        BX, X15
+	VPBROADCASTD X15, Y15
+	VPCMPGTD     iota<>+0(SB), Y15, Y14
+	VPCMPGTD     iota<>+32(SB), Y15, Y15
+	SHRQ         $0x04, CX
+
+	// Y6-Y9: lanes 0-3, 4-7, 8-11, 12-15 of sum t; Y10-Y13: of sum t (x - m) s.
+	VXORPD Y6, Y6, Y6
+	VXORPD Y7, Y7, Y7
+	VXORPD Y8, Y8, Y8
+	VXORPD Y9, Y9, Y9
+	VXORPD Y10, Y10, Y10
+	VXORPD Y11, Y11, Y11
+	VXORPD Y12, Y12, Y12
+	VXORPD Y13, Y13, Y13
+	XORQ   R8, R8
+	MOVQ   CX, R9
+	TESTQ  R9, R9
+	JZ     normGradSumsAVX2_sums_tail
+
+normGradSumsAVX2_sums_loop:
+	VMOVUPS      (SI)(R8*1), Y0
+	VMOVUPS      (DI)(R8*1), Y1
+	VMOVUPS      (R10)(R8*1), Y2
+	VMULPS       Y2, Y1, Y1
+	VBROADCASTSS m+72(FP), Y2
+	VSUBPS       Y2, Y0, Y0
+	VBROADCASTSS s+76(FP), Y2
+	VMULPS       Y2, Y0, Y0
+	VMULPS       Y1, Y0, Y0
+	VCVTPS2PD    X1, Y2
+	VEXTRACTF128 $0x01, Y1, X3
+	VCVTPS2PD    X3, Y3
+	VADDPD       Y2, Y6, Y6
+	VADDPD       Y3, Y7, Y7
+	VCVTPS2PD    X0, Y4
+	VEXTRACTF128 $0x01, Y0, X5
+	VCVTPS2PD    X5, Y5
+	VADDPD       Y4, Y10, Y10
+	VADDPD       Y5, Y11, Y11
+	VMOVUPS      32(SI)(R8*1), Y0
+	VMOVUPS      32(DI)(R8*1), Y1
+	VMOVUPS      32(R10)(R8*1), Y2
+	VMULPS       Y2, Y1, Y1
+	VBROADCASTSS m+72(FP), Y2
+	VSUBPS       Y2, Y0, Y0
+	VBROADCASTSS s+76(FP), Y2
+	VMULPS       Y2, Y0, Y0
+	VMULPS       Y1, Y0, Y0
+	VCVTPS2PD    X1, Y2
+	VEXTRACTF128 $0x01, Y1, X3
+	VCVTPS2PD    X3, Y3
+	VADDPD       Y2, Y8, Y8
+	VADDPD       Y3, Y9, Y9
+	VCVTPS2PD    X0, Y4
+	VEXTRACTF128 $0x01, Y0, X5
+	VCVTPS2PD    X5, Y5
+	VADDPD       Y4, Y12, Y12
+	VADDPD       Y5, Y13, Y13
+	ADDQ         $0x40, R8
+	DECQ         R9
+	JNZ          normGradSumsAVX2_sums_loop
+
+normGradSumsAVX2_sums_tail:
+	TESTQ        BX, BX
+	JZ           normGradSumsAVX2_sums_done
+	VMASKMOVPS   (SI)(R8*1), Y14, Y0
+	VMASKMOVPS   (DI)(R8*1), Y14, Y1
+	VMASKMOVPS   (R10)(R8*1), Y14, Y2
+	VMULPS       Y2, Y1, Y1
+	VBROADCASTSS m+72(FP), Y2
+	VSUBPS       Y2, Y0, Y0
+	VBROADCASTSS s+76(FP), Y2
+	VMULPS       Y2, Y0, Y0
+	VMULPS       Y1, Y0, Y0
+	VCVTPS2PD    X1, Y2
+	VEXTRACTF128 $0x01, Y1, X3
+	VCVTPS2PD    X3, Y3
+	VADDPD       Y2, Y6, Y6
+	VADDPD       Y3, Y7, Y7
+	VCVTPS2PD    X0, Y4
+	VEXTRACTF128 $0x01, Y0, X5
+	VCVTPS2PD    X5, Y5
+	VADDPD       Y4, Y10, Y10
+	VADDPD       Y5, Y11, Y11
+	VMASKMOVPS   32(SI)(R8*1), Y15, Y0
+	VMASKMOVPS   32(DI)(R8*1), Y15, Y1
+	VMASKMOVPS   32(R10)(R8*1), Y15, Y2
+	VMULPS       Y2, Y1, Y1
+	VBROADCASTSS m+72(FP), Y2
+	VSUBPS       Y2, Y0, Y0
+	VBROADCASTSS s+76(FP), Y2
+	VMULPS       Y2, Y0, Y0
+	VMULPS       Y1, Y0, Y0
+	VCVTPS2PD    X1, Y2
+	VEXTRACTF128 $0x01, Y1, X3
+	VCVTPS2PD    X3, Y3
+	VADDPD       Y2, Y8, Y8
+	VADDPD       Y3, Y9, Y9
+	VCVTPS2PD    X0, Y4
+	VEXTRACTF128 $0x01, Y0, X5
+	VCVTPS2PD    X5, Y5
+	VADDPD       Y4, Y12, Y12
+	VADDPD       Y5, Y13, Y13
+
+normGradSumsAVX2_sums_done:
+	VADDPD       Y8, Y6, Y6
+	VADDPD       Y9, Y7, Y7
+	VADDPD       Y7, Y6, Y6
+	VEXTRACTF128 $0x01, Y6, X7
+	VADDPD       X7, X6, X6
+	VPERMILPD    $0x01, X6, X7
+	VADDSD       X7, X6, X6
+	VADDPD       Y12, Y10, Y10
+	VADDPD       Y13, Y11, Y11
+	VADDPD       Y11, Y10, Y10
+	VEXTRACTF128 $0x01, Y10, X11
+	VADDPD       X11, X10, X10
+	VPERMILPD    $0x01, X10, X11
+	VADDSD       X11, X10, X10
+	MOVSD        X6, sg+80(FP)
+	MOVSD        X10, sgx+88(FP)
+	VZEROUPPER
+	RET
+
+// func normGradRowAVX2(dx []float32, x []float32, dy []float32, g []float32, m float32, s float32, mg float32, mgx float32)
+// Requires: AVX, AVX2
+TEXT ·normGradRowAVX2(SB), NOSPLIT, $0-112
+	MOVQ         dx_base+0(FP), R11
+	MOVQ         x_base+24(FP), SI
+	MOVQ         dy_base+48(FP), DI
+	MOVQ         g_base+72(FP), R10
+	MOVQ         x_len+32(FP), CX
+	VBROADCASTSS m+96(FP), Y10
+	VBROADCASTSS s+100(FP), Y11
+	VBROADCASTSS mg+104(FP), Y12
+	VBROADCASTSS mgx+108(FP), Y13
+	MOVQ         CX, BX
+	ANDQ         $0x0f, BX
+	VMOVQ        BX, X15
+	VPBROADCASTD X15, Y15
+	VPCMPGTD     iota<>+0(SB), Y15, Y14
+	VPCMPGTD     iota<>+32(SB), Y15, Y15
+	SHRQ         $0x04, CX
+	XORQ         R8, R8
+	MOVQ         CX, R9
+	TESTQ        R9, R9
+	JZ           normGradRowAVX2_dx_tail
+
+normGradRowAVX2_dx_loop:
+	VMOVUPS (SI)(R8*1), Y0
+	VMOVUPS (DI)(R8*1), Y1
+	VMOVUPS (R10)(R8*1), Y2
+	VMULPS  Y2, Y1, Y1
+	VSUBPS  Y12, Y1, Y1
+	VSUBPS  Y10, Y0, Y0
+	VMULPS  Y11, Y0, Y0
+	VMULPS  Y13, Y0, Y0
+	VSUBPS  Y0, Y1, Y1
+	VMULPS  Y11, Y1, Y1
+	VMOVUPS Y1, (R11)(R8*1)
+	VMOVUPS 32(SI)(R8*1), Y0
+	VMOVUPS 32(DI)(R8*1), Y1
+	VMOVUPS 32(R10)(R8*1), Y2
+	VMULPS  Y2, Y1, Y1
+	VSUBPS  Y12, Y1, Y1
+	VSUBPS  Y10, Y0, Y0
+	VMULPS  Y11, Y0, Y0
+	VMULPS  Y13, Y0, Y0
+	VSUBPS  Y0, Y1, Y1
+	VMULPS  Y11, Y1, Y1
+	VMOVUPS Y1, 32(R11)(R8*1)
+	ADDQ    $0x40, R8
+	DECQ    R9
+	JNZ     normGradRowAVX2_dx_loop
+
+normGradRowAVX2_dx_tail:
+	TESTQ      BX, BX
+	JZ         normGradRowAVX2_dx_done
+	VMASKMOVPS (SI)(R8*1), Y14, Y0
+	VMASKMOVPS (DI)(R8*1), Y14, Y1
+	VMASKMOVPS (R10)(R8*1), Y14, Y2
+	VMULPS     Y2, Y1, Y1
+	VSUBPS     Y12, Y1, Y1
+	VSUBPS     Y10, Y0, Y0
+	VMULPS     Y11, Y0, Y0
+	VMULPS     Y13, Y0, Y0
+	VSUBPS     Y0, Y1, Y1
+	VMULPS     Y11, Y1, Y1
+	VMASKMOVPS Y1, Y14, (R11)(R8*1)
+	VMASKMOVPS 32(SI)(R8*1), Y15, Y0
+	VMASKMOVPS 32(DI)(R8*1), Y15, Y1
+	VMASKMOVPS 32(R10)(R8*1), Y15, Y2
+	VMULPS     Y2, Y1, Y1
+	VSUBPS     Y12, Y1, Y1
+	VSUBPS     Y10, Y0, Y0
+	VMULPS     Y11, Y0, Y0
+	VMULPS     Y13, Y0, Y0
+	VSUBPS     Y0, Y1, Y1
+	VMULPS     Y11, Y1, Y1
+	VMASKMOVPS Y1, Y15, 32(R11)(R8*1)
+
+normGradRowAVX2_dx_done:
 	VZEROUPPER
 	RET

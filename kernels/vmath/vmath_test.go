@@ -554,3 +554,103 @@ func TestArith(t *testing.T) {
 	}()
 	Arith(Add, make([]float32, 3), x[:3], y[:2])
 }
+
+// TestLayerNormRows runs every variant's LayerNorm row kernels on all
+// lengths to 300, several alignments and inputs with a mean far from zero,
+// against the plain-Go twins bit for bit (sums and rows), and checks the
+// twins against float64 arithmetic.
+func TestLayerNormRows(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	same64 := func(a, b float64) bool { return math.Float64bits(a) == math.Float64bits(b) || a != a && b != b }
+	for _, v := range supported() {
+		t.Run(v.name, func(t *testing.T) {
+			for n := 0; n <= 300; n++ {
+				for off := 0; off < 4; off++ {
+					x := copyAt(inputs(rng, n, 3), off)
+					if off == 1 {
+						for i := range x {
+							x[i] = 100 + float32(rng.NormFloat64())
+						}
+					}
+					dy := copyAt(inputs(rng, n, 2), (off+1)%4)
+					g := copyAt(inputs(rng, n, 1.5), (off+2)%4)
+					b := copyAt(inputs(rng, n, 0.5), (off+3)%4)
+					what := fmt.Sprintf("n=%d off=%d", n, off)
+					s, q := v.rowSums(x)
+					ws, wq := rowSumsGo(x)
+					if !same64(s, ws) || !same64(q, wq) {
+						t.Fatalf("rowSums %s: %v, %v; twin %v, %v", what, s, q, ws, wq)
+					}
+					m, sc := float32(0.25), float32(1.75)
+					if n > 0 && !math.IsNaN(ws) && !math.IsInf(ws, 0) {
+						m = float32(ws / float64(n))
+					}
+					sg, sgx := v.gradSums(x, dy, g, m, sc)
+					wg, wgx := normGradSumsGo(x, dy, g, m, sc)
+					if !same64(sg, wg) || !same64(sgx, wgx) {
+						t.Fatalf("normGradSums %s: %v, %v; twin %v, %v", what, sg, sgx, wg, wgx)
+					}
+					want := make([]float32, n)
+					normRowGo(want, x, g, b, m, sc)
+					buf, dst := guarded(n, off)
+					v.normRow(dst, x, g, b, m, sc)
+					checkGuards(t, "normRow", buf, off, n)
+					compare(t, "normRow "+what, x, dst, want)
+					mg, mgx := float32(0.125), float32(-0.5)
+					normGradRowGo(want, x, dy, g, m, sc, mg, mgx)
+					buf, dst = guarded(n, off)
+					v.gradRow(dst, x, dy, g, m, sc, mg, mgx)
+					checkGuards(t, "normGradRow", buf, off, n)
+					compare(t, "normGradRow "+what, x, dst, want)
+				}
+			}
+		})
+	}
+	// the twins compute what they say, on finite rows
+	for _, n := range []int{1, 7, 16, 50, 128, 768} {
+		x := inputs(rng, n, 3)
+		dy, g, b := inputs(rng, n, 2), inputs(rng, n, 1.5), inputs(rng, n, 0.5)
+		for i := range x {
+			for _, a := range []*float32{&x[i], &dy[i], &g[i], &b[i]} {
+				if f := float64(*a); math.IsNaN(f) || math.IsInf(f, 0) || math.Abs(f) > 1e4 {
+					*a = 0.5
+				}
+			}
+		}
+		var es, eq float64
+		for _, v := range x {
+			es += float64(v)
+			eq += float64(v) * float64(v)
+		}
+		s, q := RowSums(x)
+		if math.Abs(s-es) > 1e-9*(1+math.Abs(es)) || math.Abs(q-eq) > 1e-9*(1+eq) {
+			t.Fatalf("RowSums n=%d: %v, %v; float64 sums %v, %v", n, s, q, es, eq)
+		}
+		m, sc := float32(es/float64(n)), float32(0.8)
+		var eg, egx float64
+		for i, v := range x {
+			tt := float64(dy[i]) * float64(g[i])
+			eg += tt
+			egx += tt * (float64(v) - float64(m)) * float64(sc)
+		}
+		sg, sgx := NormGradSums(x, dy, g, m, sc)
+		if math.Abs(sg-eg) > 1e-5*(1+math.Abs(eg)) || math.Abs(sgx-egx) > 1e-5*(1+math.Abs(egx)) {
+			t.Fatalf("NormGradSums n=%d: %v, %v; float64 %v, %v", n, sg, sgx, eg, egx)
+		}
+		y := make([]float32, n)
+		NormRow(y, x, g, b, m, sc)
+		mg, mgx := float32(0.3), float32(-0.2)
+		dx := make([]float32, n)
+		NormGradRow(dx, x, dy, g, m, sc, mg, mgx)
+		for i, v := range x {
+			h := (float64(v) - float64(m)) * float64(sc)
+			if e := h*float64(g[i]) + float64(b[i]); math.Abs(float64(y[i])-e) > 1e-5*(1+math.Abs(e)) {
+				t.Fatalf("NormRow n=%d: y[%d] = %v, float64 %v", n, i, y[i], e)
+			}
+			e := float64(sc) * (float64(dy[i])*float64(g[i]) - float64(mg) - h*float64(mgx))
+			if math.Abs(float64(dx[i])-e) > 1e-5*(1+math.Abs(e)) {
+				t.Fatalf("NormGradRow n=%d: dx[%d] = %v, float64 %v", n, i, dx[i], e)
+			}
+		}
+	}
+}

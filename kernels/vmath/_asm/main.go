@@ -1,5 +1,5 @@
 // Command _asm generates the amd64 assembly of package vmath: the AVX-512 and
-// AVX2+FMA kernels of Exp, Gelu, GeluGrad, SoftmaxRows and Arith (dispatch
+// AVX2+FMA kernels of Exp, Gelu, GeluGrad, SoftmaxRows, Arith and the LayerNorm rows (dispatch
 // uses package kernels' CPU probe), with their Go declarations, the plain-Go twin of every
 // kernel and the Go declarations of the constants both share.
 //
