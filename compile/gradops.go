@@ -49,9 +49,7 @@ func kernelSoftmaxGrad(n *graph.Node) (Kernel, error) {
 	if inner == 1 {
 		// rows: the usual case (attention over the last axis)
 		rows := func(lo, hi int) {
-			for o := lo; o < hi; o++ {
-				softmaxGradRow(dx[o*d:(o+1)*d], y[o*d:(o+1)*d], dy[o*d:(o+1)*d])
-			}
+			vmath.SoftmaxGradRows(dx[lo*d:hi*d], y[lo*d:hi*d], dy[lo*d:hi*d], hi-lo, d)
 		}
 		return func(in, out []*graph.Tensor) {
 			y, dy, dx = in[0].F, in[1].F, out[0].F
@@ -77,27 +75,6 @@ func kernelSoftmaxGrad(n *graph.Node) (Kernel, error) {
 		y, dy, dx = in[0].F, in[1].F, out[0].F
 		parallel(outer, max(1, (1<<13)/(d*inner)), body)
 	}, nil
-}
-
-// softmaxGradRow sets dx = y (dy - sum(dy y)) for one row, the sum in
-// float64, four partial sums at a time.
-func softmaxGradRow(dx, y, dy []float32) {
-	y, dy = y[:len(dx)], dy[:len(dx)]
-	var s0, s1, s2, s3 float64
-	j := 0
-	for ; j+4 <= len(dx); j += 4 {
-		s0 += float64(dy[j]) * float64(y[j])
-		s1 += float64(dy[j+1]) * float64(y[j+1])
-		s2 += float64(dy[j+2]) * float64(y[j+2])
-		s3 += float64(dy[j+3]) * float64(y[j+3])
-	}
-	for ; j < len(dx); j++ {
-		s0 += float64(dy[j]) * float64(y[j])
-	}
-	s := float32((s0 + s1) + (s2 + s3))
-	for j := range dx {
-		dx[j] = y[j] * (dy[j] - s)
-	}
 }
 
 // geluGrad is d/dx [x Phi(x)] = Phi(x) + x phi(x) (or the tanh form's derivative).

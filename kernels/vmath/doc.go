@@ -2,7 +2,8 @@
 // element-wise work of a Vision Transformer: Exp, Gelu and GeluGrad (the
 // exact, erf form of GELU and its derivative) and SoftmaxRows; and for the
 // rest of its row-wise work, elementwise arithmetic (Arith) and the rows of
-// LayerNorm and its gradient (RowSums, NormRow, NormGradSums, NormGradRow).
+// LayerNorm and its gradient (RowSums, NormRow, NormGradSums, NormGradRow)
+// and of the softmax's gradient (SoftmaxGradRows).
 //
 // # Algorithms
 //

@@ -200,6 +200,33 @@ func normGradSumsAVX512(x []float32, dy []float32, g []float32, m float32, s flo
 //go:noescape
 func normGradRowAVX512(dx []float32, x []float32, dy []float32, g []float32, m float32, s float32, mg float32, mgx float32)
 
+// softmaxGradRowAVX512 sets dx = y (dy - s), s the sum of dy[i] y[i] (in float64, then rounded),
+// the input gradient of a softmax row y. It is:
+//
+//	var l [16]float64
+//	for i := 0; i < (len(y)+15)/16*16; i++ {
+//		var a, b float64
+//		if i < len(y) {
+//			a, b = float64(dy[i]), float64(y[i])
+//		}
+//		l[i%16] += a * b
+//	}
+//	for w := 8; w > 0; w /= 2 {
+//		for i := 0; i < w; i++ {
+//			l[i] += l[i+w]
+//		}
+//	}
+//	s := float32(l[0])
+//	dx, dy = dx[:len(y)], dy[:len(y)]
+//	for i, v := range y {
+//		dx[i] = v * (dy[i] - s)
+//	}
+//
+// It needs dx and dy at least as long as y; dx may be y or dy itself but not overlap them otherwise.
+//
+//go:noescape
+func softmaxGradRowAVX512(dx []float32, y []float32, dy []float32)
+
 // expAVX2 sets dst[i] = e^x[i] for every i < len(x). It is:
 //
 //	for i, v := range x {
@@ -395,3 +422,30 @@ func normGradSumsAVX2(x []float32, dy []float32, g []float32, m float32, s float
 //
 //go:noescape
 func normGradRowAVX2(dx []float32, x []float32, dy []float32, g []float32, m float32, s float32, mg float32, mgx float32)
+
+// softmaxGradRowAVX2 sets dx = y (dy - s), s the sum of dy[i] y[i] (in float64, then rounded),
+// the input gradient of a softmax row y. It is:
+//
+//	var l [16]float64
+//	for i := 0; i < (len(y)+15)/16*16; i++ {
+//		var a, b float64
+//		if i < len(y) {
+//			a, b = float64(dy[i]), float64(y[i])
+//		}
+//		l[i%16] += a * b
+//	}
+//	for w := 8; w > 0; w /= 2 {
+//		for i := 0; i < w; i++ {
+//			l[i] += l[i+w]
+//		}
+//	}
+//	s := float32(l[0])
+//	dx, dy = dx[:len(y)], dy[:len(y)]
+//	for i, v := range y {
+//		dx[i] = v * (dy[i] - s)
+//	}
+//
+// It needs dx and dy at least as long as y; dx may be y or dy itself but not overlap them otherwise.
+//
+//go:noescape
+func softmaxGradRowAVX2(dx []float32, y []float32, dy []float32)

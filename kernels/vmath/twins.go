@@ -275,3 +275,47 @@ func normGradRowGo(dx, x, dy, g []float32, m, s, mg, mgx float32) {
 		dx[i] = s * (t - float32(h*mgx))
 	}
 }
+
+// softmaxGradRowGo sets dx = y (dy - s), s the sum of dy[i] y[i] (in float64, then rounded),
+// the input gradient of a softmax row y. It is:
+//
+//	var l [16]float64
+//	for i := 0; i < (len(y)+15)/16*16; i++ {
+//		var a, b float64
+//		if i < len(y) {
+//			a, b = float64(dy[i]), float64(y[i])
+//		}
+//		l[i%16] += a * b
+//	}
+//	for w := 8; w > 0; w /= 2 {
+//		for i := 0; i < w; i++ {
+//			l[i] += l[i+w]
+//		}
+//	}
+//	s := float32(l[0])
+//	dx, dy = dx[:len(y)], dy[:len(y)]
+//	for i, v := range y {
+//		dx[i] = v * (dy[i] - s)
+//	}
+//
+// It needs dx and dy at least as long as y; dx may be y or dy itself but not overlap them otherwise.
+func softmaxGradRowGo(dx, y, dy []float32) {
+	var l [16]float64
+	for i := 0; i < (len(y)+15)/16*16; i++ {
+		var a, b float64
+		if i < len(y) {
+			a, b = float64(dy[i]), float64(y[i])
+		}
+		l[i%16] += a * b
+	}
+	for w := 8; w > 0; w /= 2 {
+		for i := 0; i < w; i++ {
+			l[i] += l[i+w]
+		}
+	}
+	s := float32(l[0])
+	dx, dy = dx[:len(y)], dy[:len(y)]
+	for i, v := range y {
+		dx[i] = v * (dy[i] - s)
+	}
+}

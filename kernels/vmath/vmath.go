@@ -116,6 +116,25 @@ func NormGradRow(dx, x, dy, g []float32, m, s, mg, mgx float32) {
 	active.gradRow(dx, x, dy, g, m, s, mg, mgx)
 }
 
+// SoftmaxGradRows sets each of the rows rows of n elements of dx to
+// y (dy - s), s the sum of dy y over that row of y and dy: the input
+// gradient of a softmax whose output is y. The sum is accumulated in float64
+// as SoftmaxRows' is, then rounded to float32. dx may be y or dy itself, but
+// must not overlap them otherwise. It panics unless dx, y and dy are rows*n
+// long.
+func SoftmaxGradRows(dx, y, dy []float32, rows, n int) {
+	if rows < 0 || n < 0 || len(y) != rows*n || len(dy) != rows*n || len(dx) != rows*n {
+		panic(fmt.Sprintf("vmath.SoftmaxGradRows: %d rows of %d, len(dx) = %d, len(y) = %d, len(dy) = %d", rows, n, len(dx), len(y), len(dy)))
+	}
+	if n == 0 {
+		return
+	}
+	f := active.smGradRow
+	for r := 0; r < rows; r++ {
+		f(dx[r*n:(r+1)*n], y[r*n:(r+1)*n], dy[r*n:(r+1)*n])
+	}
+}
+
 // Variant is the name of the implementation in use: "avx512", "avx2" or "go".
 func Variant() string { return active.name }
 
@@ -133,6 +152,7 @@ type variant struct {
 	normRow    func(y, x, g, b []float32, m, s float32)
 	gradSums   func(x, dy, g []float32, m, s float32) (sg, sgx float64)
 	gradRow    func(dx, x, dy, g []float32, m, s, mg, mgx float32)
+	smGradRow  func(dx, y, dy []float32)
 }
 
 // goVariant is the plain-Go implementation, always available.
@@ -141,6 +161,7 @@ var goVariant = &variant{
 	exp: expGo, gelu: geluGo, geluGrad: geluGradGo, softmaxRow: softmaxRowGo,
 	arith:   [4]func(dst, x, y []float32){addGo, subGo, mulGo, divGo},
 	rowSums: rowSumsGo, normRow: normRowGo, gradSums: normGradSumsGo, gradRow: normGradRowGo,
+	smGradRow: softmaxGradRowGo,
 }
 
 // variants lists every implementation in order of preference.

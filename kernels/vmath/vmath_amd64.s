@@ -1549,6 +1549,96 @@ normGradRowAVX512_dx_done:
 	VZEROUPPER
 	RET
 
+// func softmaxGradRowAVX512(dx []float32, y []float32, dy []float32)
+// Requires: AVX, AVX512F, BMI2
+TEXT ·softmaxGradRowAVX512(SB), NOSPLIT, $0-72
+	MOVQ  dx_base+0(FP), R11
+	MOVQ  y_base+24(FP), SI
+	MOVQ  dy_base+48(FP), DI
+	MOVQ  y_len+32(FP), CX
+	MOVQ  CX, BX
+	ANDQ  $0x0f, BX
+	MOVL  $0x00000001, DX
+	SHLXL BX, DX, DX
+	DECL  DX
+	KMOVW DX, K1
+	SHRQ  $0x04, CX
+
+	// Z8, Z9: lanes 0-7 and 8-15 of the sum of dy y.
+	VPXORQ Z8, Z8, Z8
+	VPXORQ Z9, Z9, Z9
+	XORQ   R8, R8
+	MOVQ   CX, R9
+	TESTQ  R9, R9
+	JZ     softmaxGradRowAVX512_sum_tail
+
+softmaxGradRowAVX512_sum_loop:
+	VMOVUPS       (SI)(R8*1), Z0
+	VMOVUPS       (DI)(R8*1), Z1
+	VCVTPS2PD     Y0, Z2
+	VCVTPS2PD     Y1, Z3
+	VFMADD231PD   Z2, Z3, Z8
+	VEXTRACTF64X4 $0x01, Z0, Y2
+	VEXTRACTF64X4 $0x01, Z1, Y3
+	VCVTPS2PD     Y2, Z2
+	VCVTPS2PD     Y3, Z3
+	VFMADD231PD   Z2, Z3, Z9
+	ADDQ          $0x40, R8
+	DECQ          R9
+	JNZ           softmaxGradRowAVX512_sum_loop
+
+softmaxGradRowAVX512_sum_tail:
+	TESTQ         BX, BX
+	JZ            softmaxGradRowAVX512_sum_done
+	VMOVUPS.Z     (SI)(R8*1), K1, Z0
+	VMOVUPS.Z     (DI)(R8*1), K1, Z1
+	VCVTPS2PD     Y0, Z2
+	VCVTPS2PD     Y1, Z3
+	VFMADD231PD   Z2, Z3, Z8
+	VEXTRACTF64X4 $0x01, Z0, Y2
+	VEXTRACTF64X4 $0x01, Z1, Y3
+	VCVTPS2PD     Y2, Z2
+	VCVTPS2PD     Y3, Z3
+	VFMADD231PD   Z2, Z3, Z9
+
+softmaxGradRowAVX512_sum_done:
+	VADDPD        Z9, Z8, Z8
+	VEXTRACTF64X4 $0x01, Z8, Y3
+	VADDPD        Y3, Y8, Y8
+	VEXTRACTF128  $0x01, Y8, X3
+	VADDPD        X3, X8, X8
+	VPERMILPD     $0x01, X8, X3
+	VADDSD        X3, X8, X8
+	VCVTSD2SS     X8, X8, X8
+	VBROADCASTSS  X8, Z31
+	XORQ          R8, R8
+	MOVQ          CX, R9
+	TESTQ         R9, R9
+	JZ            softmaxGradRowAVX512_dx_tail
+
+softmaxGradRowAVX512_dx_loop:
+	VMOVUPS (SI)(R8*1), Z0
+	VMOVUPS (DI)(R8*1), Z1
+	VSUBPS  Z31, Z1, Z1
+	VMULPS  Z1, Z0, Z0
+	VMOVUPS Z0, (R11)(R8*1)
+	ADDQ    $0x40, R8
+	DECQ    R9
+	JNZ     softmaxGradRowAVX512_dx_loop
+
+softmaxGradRowAVX512_dx_tail:
+	TESTQ     BX, BX
+	JZ        softmaxGradRowAVX512_dx_done
+	VMOVUPS.Z (SI)(R8*1), K1, Z0
+	VMOVUPS.Z (DI)(R8*1), K1, Z1
+	VSUBPS    Z31, Z1, Z1
+	VMULPS    Z1, Z0, Z0
+	VMOVUPS   Z0, K1, (R11)(R8*1)
+
+softmaxGradRowAVX512_dx_done:
+	VZEROUPPER
+	RET
+
 // func expAVX2(dst []float32, x []float32)
 // Requires: AVX, AVX2, FMA3
 TEXT ·expAVX2(SB), NOSPLIT, $0-48
@@ -2644,5 +2734,127 @@ normGradRowAVX2_dx_tail:
 	VMASKMOVPS Y1, Y15, 32(R11)(R8*1)
 
 normGradRowAVX2_dx_done:
+	VZEROUPPER
+	RET
+
+// func softmaxGradRowAVX2(dx []float32, y []float32, dy []float32)
+// Requires: AVX, AVX2, FMA3
+TEXT ·softmaxGradRowAVX2(SB), NOSPLIT, $0-72
+	MOVQ         dx_base+0(FP), R11
+	MOVQ         y_base+24(FP), SI
+	MOVQ         dy_base+48(FP), DI
+	MOVQ         y_len+32(FP), CX
+	MOVQ         CX, BX
+	ANDQ         $0x0f, BX
+	VMOVQ        BX, X15
+	VPBROADCASTD X15, Y15
+	VPCMPGTD     iota<>+0(SB), Y15, Y14
+	VPCMPGTD     iota<>+32(SB), Y15, Y15
+	SHRQ         $0x04, CX
+
+	// Y10-Y13: lanes 0-3, 4-7, 8-11, 12-15 of the sum of dy y.
+	VXORPD Y10, Y10, Y10
+	VXORPD Y11, Y11, Y11
+	VXORPD Y12, Y12, Y12
+	VXORPD Y13, Y13, Y13
+	XORQ   R8, R8
+	MOVQ   CX, R9
+	TESTQ  R9, R9
+	JZ     softmaxGradRowAVX2_sum_tail
+
+softmaxGradRowAVX2_sum_loop:
+	VMOVUPS      (SI)(R8*1), Y0
+	VMOVUPS      (DI)(R8*1), Y1
+	VCVTPS2PD    X0, Y2
+	VCVTPS2PD    X1, Y3
+	VFMADD231PD  Y2, Y3, Y10
+	VEXTRACTF128 $0x01, Y0, X2
+	VEXTRACTF128 $0x01, Y1, X3
+	VCVTPS2PD    X2, Y2
+	VCVTPS2PD    X3, Y3
+	VFMADD231PD  Y2, Y3, Y11
+	VMOVUPS      32(SI)(R8*1), Y0
+	VMOVUPS      32(DI)(R8*1), Y1
+	VCVTPS2PD    X0, Y2
+	VCVTPS2PD    X1, Y3
+	VFMADD231PD  Y2, Y3, Y12
+	VEXTRACTF128 $0x01, Y0, X2
+	VEXTRACTF128 $0x01, Y1, X3
+	VCVTPS2PD    X2, Y2
+	VCVTPS2PD    X3, Y3
+	VFMADD231PD  Y2, Y3, Y13
+	ADDQ         $0x40, R8
+	DECQ         R9
+	JNZ          softmaxGradRowAVX2_sum_loop
+
+softmaxGradRowAVX2_sum_tail:
+	TESTQ        BX, BX
+	JZ           softmaxGradRowAVX2_sum_done
+	VMASKMOVPS   (SI)(R8*1), Y14, Y0
+	VMASKMOVPS   (DI)(R8*1), Y14, Y1
+	VCVTPS2PD    X0, Y2
+	VCVTPS2PD    X1, Y3
+	VFMADD231PD  Y2, Y3, Y10
+	VEXTRACTF128 $0x01, Y0, X2
+	VEXTRACTF128 $0x01, Y1, X3
+	VCVTPS2PD    X2, Y2
+	VCVTPS2PD    X3, Y3
+	VFMADD231PD  Y2, Y3, Y11
+	VMASKMOVPS   32(SI)(R8*1), Y15, Y0
+	VMASKMOVPS   32(DI)(R8*1), Y15, Y1
+	VCVTPS2PD    X0, Y2
+	VCVTPS2PD    X1, Y3
+	VFMADD231PD  Y2, Y3, Y12
+	VEXTRACTF128 $0x01, Y0, X2
+	VEXTRACTF128 $0x01, Y1, X3
+	VCVTPS2PD    X2, Y2
+	VCVTPS2PD    X3, Y3
+	VFMADD231PD  Y2, Y3, Y13
+
+softmaxGradRowAVX2_sum_done:
+	VADDPD       Y12, Y10, Y10
+	VADDPD       Y13, Y11, Y11
+	VADDPD       Y11, Y10, Y10
+	VEXTRACTF128 $0x01, Y10, X11
+	VADDPD       X11, X10, X10
+	VPERMILPD    $0x01, X10, X11
+	VADDSD       X11, X10, X10
+	VCVTSD2SS    X10, X10, X10
+	VBROADCASTSS X10, Y9
+	XORQ         R8, R8
+	MOVQ         CX, R9
+	TESTQ        R9, R9
+	JZ           softmaxGradRowAVX2_dx_tail
+
+softmaxGradRowAVX2_dx_loop:
+	VMOVUPS (SI)(R8*1), Y0
+	VMOVUPS (DI)(R8*1), Y1
+	VSUBPS  Y9, Y1, Y1
+	VMULPS  Y1, Y0, Y0
+	VMOVUPS Y0, (R11)(R8*1)
+	VMOVUPS 32(SI)(R8*1), Y0
+	VMOVUPS 32(DI)(R8*1), Y1
+	VSUBPS  Y9, Y1, Y1
+	VMULPS  Y1, Y0, Y0
+	VMOVUPS Y0, 32(R11)(R8*1)
+	ADDQ    $0x40, R8
+	DECQ    R9
+	JNZ     softmaxGradRowAVX2_dx_loop
+
+softmaxGradRowAVX2_dx_tail:
+	TESTQ      BX, BX
+	JZ         softmaxGradRowAVX2_dx_done
+	VMASKMOVPS (SI)(R8*1), Y14, Y0
+	VMASKMOVPS (DI)(R8*1), Y14, Y1
+	VSUBPS     Y9, Y1, Y1
+	VMULPS     Y1, Y0, Y0
+	VMASKMOVPS Y0, Y14, (R11)(R8*1)
+	VMASKMOVPS 32(SI)(R8*1), Y15, Y0
+	VMASKMOVPS 32(DI)(R8*1), Y15, Y1
+	VSUBPS     Y9, Y1, Y1
+	VMULPS     Y1, Y0, Y0
+	VMASKMOVPS Y0, Y15, 32(R11)(R8*1)
+
+softmaxGradRowAVX2_dx_done:
 	VZEROUPPER
 	RET

@@ -108,6 +108,125 @@ func init() {
 	)
 }
 
+// softmaxGradKernel is the softmax's input gradient on a row: its sum is
+// accumulated as the LayerNorm sums are (the products of two float32 are
+// exact in float64, so the fused multiply-add rounds only the sum).
+var softmaxGradKernel = kernel{
+	name: "softmaxGradRow",
+	sig:  "func(dx, y, dy []float32)",
+	intro: []string{
+		"sets dx = y (dy - s), s the sum of dy[i] y[i] (in float64, then rounded),",
+		"the input gradient of a softmax row y. It is:",
+	},
+	twin: `
+	var l [16]float64
+	for i := 0; i < (len(y)+15)/16*16; i++ {
+		var a, b float64
+		if i < len(y) {
+			a, b = float64(dy[i]), float64(y[i])
+		}
+		l[i%16] += a * b
+	}
+	for w := 8; w > 0; w /= 2 {
+		for i := 0; i < w; i++ {
+			l[i] += l[i+w]
+		}
+	}
+	s := float32(l[0])
+	dx, dy = dx[:len(y)], dy[:len(y)]
+	for i, v := range y {
+		dx[i] = v * (dy[i] - s)
+	}
+`,
+	outro:  []string{"It needs dx and dy at least as long as y; dx may be y or dy itself but not overlap them otherwise."},
+	avx512: genSoftmaxGradRowAVX512,
+	avx2:   genSoftmaxGradRowAVX2,
+}
+
+func init() { kernels = append(kernels, softmaxGradKernel) }
+
+func genSoftmaxGradRowAVX512(k kernel) {
+	name := k.name + "AVX512"
+	TEXT(name, NOSPLIT, k.sig)
+	Pragma("noescape")
+	Doc(k.doc(name)...)
+	dx := Load(Param("dx").Base(), R11)
+	y := Load(Param("y").Base(), RSI)
+	dy := Load(Param("dy").Base(), RDI)
+	n := Load(Param("y").Len(), RCX)
+	pass := rows512(name, n)
+	Comment("Z8, Z9: lanes 0-7 and 8-15 of the sum of dy y.")
+	VPXORQ(Z8, Z8, Z8)
+	VPXORQ(Z9, Z9, Z9)
+	pass("sum", func(mask Op) {
+		at := func(base Register) Mem { return Mem{Base: base, Index: R8, Scale: 1} }
+		load512(at(y), Z0, mask)
+		load512(at(dy), Z1, mask)
+		VCVTPS2PD(Y0, Z2)
+		VCVTPS2PD(Y1, Z3)
+		VFMADD231PD(Z2, Z3, Z8)
+		VEXTRACTF64X4(U8(1), Z0, Y2)
+		VEXTRACTF64X4(U8(1), Z1, Y3)
+		VCVTPS2PD(Y2, Z2)
+		VCVTPS2PD(Y3, Z3)
+		VFMADD231PD(Z2, Z3, Z9)
+	})
+	laneSum512(Z8, Z9, Z3)
+	VCVTSD2SS(X8, X8, X8)
+	VBROADCASTSS(X8, Z31)
+	pass("dx", func(mask Op) {
+		at := func(base Register) Mem { return Mem{Base: base, Index: R8, Scale: 1} }
+		load512(at(y), Z0, mask)
+		load512(at(dy), Z1, mask)
+		VSUBPS(Z31, Z1, Z1)
+		VMULPS(Z1, Z0, Z0)
+		store512(Z0, at(dx), mask)
+	})
+	VZEROUPPER()
+	RET()
+}
+
+func genSoftmaxGradRowAVX2(k kernel) {
+	name := k.name + "AVX2"
+	TEXT(name, NOSPLIT, k.sig)
+	Pragma("noescape")
+	Doc(k.doc(name)...)
+	dx := Load(Param("dx").Base(), R11)
+	y := Load(Param("y").Base(), RSI)
+	dy := Load(Param("dy").Base(), RDI)
+	n := Load(Param("y").Len(), RCX)
+	pass := rows256(name, n)
+	acc := []VecPhysical{Y10, Y11, Y12, Y13}
+	Comment("Y10-Y13: lanes 0-3, 4-7, 8-11, 12-15 of the sum of dy y.")
+	for _, r := range acc {
+		VXORPD(r, r, r)
+	}
+	pass("sum", func(h int, last bool) {
+		load256(at256(y, h), Y0, h, last)
+		load256(at256(dy, h), Y1, h, last)
+		VCVTPS2PD(X0, Y2)
+		VCVTPS2PD(X1, Y3)
+		VFMADD231PD(Y2, Y3, acc[2*h])
+		VEXTRACTF128(U8(1), Y0, X2)
+		VEXTRACTF128(U8(1), Y1, X3)
+		VCVTPS2PD(X2, Y2)
+		VCVTPS2PD(X3, Y3)
+		VFMADD231PD(Y2, Y3, acc[2*h+1])
+	})
+	laneSum256(acc)
+	VCVTSD2SS(X10, X10, X10)
+	VBROADCASTSS(X10, Y9)
+	pass("dx", func(h int, last bool) {
+		load256(at256(y, h), Y0, h, last)
+		load256(at256(dy, h), Y1, h, last)
+		VSUBPS(Y9, Y1, Y1)
+		VMULPS(Y1, Y0, Y0)
+		store256(Y0, at256(dx, h), h, last)
+	})
+	VZEROUPPER()
+	RET()
+}
+
 // paramAddr is the stack address of a scalar parameter.
 func paramAddr(name string) Mem {
 	b, err := Param(name).Resolve()
