@@ -37,15 +37,15 @@ var Ops = map[string]OpInfo{
 	"Pad": {2, 4, 1, false}, "ArgMax": {1, 1, 1, false},
 
 	// project operators (domain "hyperat"), inserted by the gradient pass
-	"SoftmaxGrad":   {2, 2, 1, false}, // (y, dy) -> dx for Softmax along attr axis
-	"MatMulBias":    {3, 3, 1, false}, // (a, b, bias[n]) -> MatMul(a, b) + bias: a linear layer in one step
+	"SoftmaxGrad":   {2, 2, 1, false},  // (y, dy) -> dx for Softmax along attr axis
+	"MatMulBias":    {3, 3, 1, false},  // (a, b, bias[n]) -> MatMul(a, b) + bias: a linear layer in one step
 	"MatMulConcat":  {2, -1, 1, false}, // (a0, b0, a1, b1, ...) -> products written in place into one tensor; attr "products" ([]Attrs, one MatMul's each, with viewC)
-	"LayerNormGrad": {3, 3, 3, false}, // (x, scale, dy) -> dx, dscale, dbias; attrs axis, epsilon
-	"GeluGrad":      {2, 2, 1, false}, // (x, dy) -> dx, attr approximate
-	"ConvGradInput": {2, 2, 1, false}, // (w, dy) -> dx; Conv's attrs plus "shape" of x
-	"ConvGradW":     {2, 2, 1, false}, // (x, dy) -> dw; Conv's attrs plus "shape" of w
-	"IndexGrad":     {1, 1, 1, false}, // dy into zeros of attr "shape" through a strided view (vshape, vstrides, voffset) or attr "map" ([]int32, scatter-add)
-	"GatherGrad":    {2, 2, 1, false}, // (dy, indices) -> scatter-add into zeros of attr "shape" along attr axis
+	"LayerNormGrad": {3, 3, 3, false},  // (x, scale, dy) -> dx, dscale, dbias; attrs axis, epsilon
+	"GeluGrad":      {2, 2, 1, false},  // (x, dy) -> dx, attr approximate
+	"ConvGradInput": {2, 2, 1, false},  // (w, dy) -> dx; Conv's attrs plus "shape" of x
+	"ConvGradW":     {2, 2, 1, false},  // (x, dy) -> dw; Conv's attrs plus "shape" of w
+	"IndexGrad":     {1, 1, 1, false},  // dy into zeros of attr "shape" through a strided view (vshape, vstrides, voffset) or attr "map" ([]int32, scatter-add)
+	"GatherGrad":    {2, 2, 1, false},  // (dy, indices) -> scatter-add into zeros of attr "shape" along attr axis
 }
 
 // OpDomain is the domain the project's own operators are exported under.
