@@ -340,32 +340,9 @@ func genSoftmaxRowAVX512(k kernel) {
 	c := newConsts512(expConsts...)
 
 	Comment("K1: the low len(x) % 16 bits, for the last partial vector.")
-	MOVQ(n, RBX)
-	ANDQ(U8(15), RBX)
-	MOVL(U32(1), EDX)
-	SHLXL(EBX, EDX, EDX)
-	DECL(EDX)
-	KMOVW(EDX, K1)
-	SHRQ(U8(4), n) // whole vectors
-
 	// pass emits a loop over the row: body gets the offset of a vector in
 	// bytes (R8) and, for the last partial vector, the mask.
-	pass := func(label string, body func(mask Op)) {
-		XORQ(R8, R8)
-		MOVQ(n, R9)
-		TESTQ(R9, R9)
-		JZ(LabelRef(name + "_" + label + "_tail"))
-		Label(name + "_" + label + "_loop")
-		body(nil)
-		ADDQ(U8(64), R8)
-		DECQ(R9)
-		JNZ(LabelRef(name + "_" + label + "_loop"))
-		Label(name + "_" + label + "_tail")
-		TESTQ(RBX, RBX)
-		JZ(LabelRef(name + "_" + label + "_done"))
-		body(K1)
-		Label(name + "_" + label + "_done")
-	}
+	pass := rows512(name, n)
 	xi := Mem{Base: x, Index: R8, Scale: 1}
 	di := Mem{Base: dst, Index: R8, Scale: 1}
 
