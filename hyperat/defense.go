@@ -14,8 +14,9 @@ import (
 // defense is one small file that registers itself.
 type Defense interface {
 	Name() string
-	// Attack returns x' in the eps ball around x (and in [0, 1]).
-	Attack(f gradFn, x *graph.Tensor, y []int, eps float64, steps int, rng *rand.Rand) (*graph.Tensor, error)
+	// Attack returns x' in the eps ball around x (and in [0, 1]), querying
+	// the model under training.
+	Attack(m Classifier, x *graph.Tensor, y []int, eps float64, steps int, rng *rand.Rand) (*graph.Tensor, error)
 	// NeedsClean reports whether Loss reads the clean logits.
 	NeedsClean() bool
 	// Loss returns the batch loss and its gradients with respect to the clean

@@ -16,8 +16,8 @@ func init() { defenses["mart"] = func(beta float64) Defense { return mart{beta} 
 func (mart) Name() string     { return "mart" }
 func (mart) NeedsClean() bool { return true }
 
-func (mart) Attack(f gradFn, x *graph.Tensor, y []int, eps float64, steps int, rng *rand.Rand) (*graph.Tensor, error) {
-	return pgd(f, x, uniformStart(x, eps, rng), eps, pgdStep(eps, steps), steps, ceSeed(y))
+func (mart) Attack(m Classifier, x *graph.Tensor, y []int, eps float64, steps int, rng *rand.Rand) (*graph.Tensor, error) {
+	return pgd(m.InputGrad, x, uniformStart(x, eps, rng), eps, pgdStep(eps, steps), steps, ceSeed(y))
 }
 
 func (d mart) Loss(clean, adv *graph.Tensor, y []int) (float64, *graph.Tensor, *graph.Tensor) {

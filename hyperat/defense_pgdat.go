@@ -15,8 +15,8 @@ func init() { defenses["pgdat"] = func(float64) Defense { return pgdAT{} } }
 func (pgdAT) Name() string     { return "pgdat" }
 func (pgdAT) NeedsClean() bool { return false }
 
-func (pgdAT) Attack(f gradFn, x *graph.Tensor, y []int, eps float64, steps int, rng *rand.Rand) (*graph.Tensor, error) {
-	return pgd(f, x, uniformStart(x, eps, rng), eps, pgdStep(eps, steps), steps, ceSeed(y))
+func (pgdAT) Attack(m Classifier, x *graph.Tensor, y []int, eps float64, steps int, rng *rand.Rand) (*graph.Tensor, error) {
+	return pgd(m.InputGrad, x, uniformStart(x, eps, rng), eps, pgdStep(eps, steps), steps, ceSeed(y))
 }
 
 func (pgdAT) Loss(_, adv *graph.Tensor, y []int) (float64, *graph.Tensor, *graph.Tensor) {

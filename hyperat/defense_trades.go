@@ -15,8 +15,8 @@ func init() { defenses["trades"] = func(beta float64) Defense { return trades{be
 func (trades) Name() string     { return "trades" }
 func (trades) NeedsClean() bool { return true }
 
-func (d trades) Attack(f gradFn, x *graph.Tensor, y []int, eps float64, steps int, rng *rand.Rand) (*graph.Tensor, error) {
-	clean, _, err := f(x, func(z *graph.Tensor) *graph.Tensor { return graph.NewTensor(graph.Float32, z.Shape) })
+func (d trades) Attack(m Classifier, x *graph.Tensor, y []int, eps float64, steps int, rng *rand.Rand) (*graph.Tensor, error) {
+	clean, err := m.Logits(x)
 	if err != nil {
 		return nil, err
 	}
@@ -24,7 +24,7 @@ func (d trades) Attack(f gradFn, x *graph.Tensor, y []int, eps float64, steps in
 		_, _, gq := klDiv(clean, z)
 		return gq
 	}
-	return pgd(f, x, gaussianStart(x, 0.001, rng), eps, pgdStep(eps, steps), steps, seed)
+	return pgd(m.InputGrad, x, gaussianStart(x, 0.001, rng), eps, pgdStep(eps, steps), steps, seed)
 }
 
 func (d trades) Loss(clean, adv *graph.Tensor, y []int) (float64, *graph.Tensor, *graph.Tensor) {

@@ -7,6 +7,7 @@ package hyperat
 
 import (
 	"fmt"
+	"slices"
 
 	"github.com/hyperat/hyperat/compile"
 	"github.com/hyperat/hyperat/graph"
@@ -87,7 +88,10 @@ type Net struct {
 	// branchTraining makes the training programs run the LoRA branches
 	// (the reference the merged training is tested against).
 	branchTraining bool
-	u, w           []float32 // scratch of ParamGrads
+	// unpaired: the training program did not compile at twice the batch
+	// (a model with a fixed batch), so PairGrads makes two passes.
+	unpaired bool
+	u, w     []float32 // scratch of ParamGrads
 }
 
 // loraSite is one LoRA branch in G: the node reading the weight, the
@@ -433,6 +437,55 @@ func (n *Net) ParamGrads(x *graph.Tensor, ps *Params, seed func(*graph.Tensor) *
 		k++
 	}
 	return logits, nil
+}
+
+// PairGrads is ParamGrads for a loss of a clean batch x and its adversarial
+// twin adv: seed(zc, za) returns dL/dzc and dL/dza. The two run stacked as
+// one batch of twice the rows, so the whole loss costs one forward and one
+// backward, with products twice as tall. A model that does not compile at
+// that batch gets a forward on x and a training pass on each instead.
+func (n *Net) PairGrads(x, adv *graph.Tensor, ps *Params, seed func(zc, za *graph.Tensor) (gc, ga *graph.Tensor), acc *Params) error {
+	b := x.Shape[0]
+	if !slices.Equal(x.Shape, adv.Shape) {
+		return fmt.Errorf("internal: pair of shapes %v and %v", x.Shape, adv.Shape)
+	}
+	if !n.unpaired {
+		if _, err := n.program(2*b, true); err != nil {
+			n.unpaired = true
+		}
+	}
+	if n.unpaired {
+		zc, err := n.Forward(x, ps)
+		if err != nil {
+			return err
+		}
+		zc = zc.Clone()
+		var gc *graph.Tensor
+		if _, err := n.ParamGrads(adv, ps, func(za *graph.Tensor) *graph.Tensor {
+			var ga *graph.Tensor
+			gc, ga = seed(zc, za)
+			return ga
+		}, acc); err != nil {
+			return err
+		}
+		_, err = n.ParamGrads(x, ps, func(*graph.Tensor) *graph.Tensor { return gc }, acc)
+		return err
+	}
+	_, err := n.ParamGrads(stack(x, adv), ps, func(z *graph.Tensor) *graph.Tensor {
+		h := len(z.F) / 2
+		rows := append([]int{b}, z.Shape[1:]...)
+		gc, ga := seed(graph.F32(rows, z.F[:h]), graph.F32(rows, z.F[h:]))
+		return stack(gc, ga)
+	}, acc)
+	return err
+}
+
+// stack concatenates two tensors of one shape along the first dim.
+func stack(a, b *graph.Tensor) *graph.Tensor {
+	s := graph.NewTensor(graph.Float32, append([]int{2 * a.Shape[0]}, a.Shape[1:]...))
+	copy(s.F, a.F)
+	copy(s.F[len(a.F):], b.F)
+	return s
 }
 
 // factorGrads adds the gradients of every target's factors to acc. With x

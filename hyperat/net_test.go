@@ -182,3 +182,73 @@ func TestMergedTrainingEqualsBranches(t *testing.T) {
 		}
 	}
 }
+
+// PairGrads stacks the clean and adversarial batches into one pass; the
+// loss and gradients must be those of two passes (its fallback), for a loss
+// that reads both logits. A model whose batch dim is fixed must take the
+// fallback and still give them.
+func TestPairGradsEqualsTwoPasses(t *testing.T) {
+	for _, f := range testNets {
+		run := func(unpaired, fixed bool) (*Params, float64) {
+			net := loadTestNet(t, f)
+			net.unpaired = unpaired
+			r := rand.New(rand.NewPCG(3, 4))
+			ps, acc := &Params{Train: net.Init}, &Params{}
+			for _, tg := range net.Targets {
+				ps.A = append(ps.A, randTensor(r, 0.1, net.Rank, tg.In))
+				ps.B = append(ps.B, randTensor(r, 0.1, tg.Out, net.Rank))
+				acc.A = append(acc.A, graph.NewTensor(graph.Float32, []int{net.Rank, tg.In}))
+				acc.B = append(acc.B, graph.NewTensor(graph.Float32, []int{tg.Out, net.Rank}))
+			}
+			for _, w := range net.Init {
+				acc.Train = append(acc.Train, graph.NewTensor(graph.Float32, w.Shape))
+			}
+			const batch = 3
+			if fixed {
+				net.X.Shape[0] = graph.Dim{N: batch}
+			}
+			x := randTensor(r, 1, batch, net.C, net.H, net.W)
+			adv := x.Clone()
+			for i := range adv.F {
+				adv.F[i] += float32(0.1 * r.NormFloat64())
+			}
+			y := []int{0, 1, 2}
+			var loss float64
+			err := net.PairGrads(x, adv, ps, func(zc, za *graph.Tensor) (*graph.Tensor, *graph.Tensor) {
+				var gc, ga *graph.Tensor
+				loss, gc, ga = trades{6}.Loss(zc, za, y)
+				return gc, ga
+			}, acc)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if fixed && !net.unpaired {
+				t.Fatalf("%s: a model of fixed batch %d was run stacked", f, batch)
+			}
+			return acc, loss
+		}
+		want, wl := run(true, false)
+		for _, fixed := range []bool{false, true} {
+			got, gl := run(false, fixed)
+			if math.Abs(gl-wl) > 1e-5*math.Abs(wl) || math.IsNaN(gl) {
+				t.Errorf("%s (fixed batch %v): loss %g, two passes %g", f, fixed, gl, wl)
+			}
+			check := func(what string, g, w []float32) {
+				var scale float64
+				for _, v := range w {
+					scale = math.Max(scale, math.Abs(float64(v)))
+				}
+				if d := testutil.MaxAbsDiff(g, w); d > 1e-5*scale || math.IsNaN(d) || scale == 0 {
+					t.Errorf("%s (fixed batch %v): %s differ from two passes' by %g (scale %g)", f, fixed, what, d, scale)
+				}
+			}
+			for i := range want.A {
+				check(fmt.Sprint("A gradients ", i), got.A[i].F, want.A[i].F)
+				check(fmt.Sprint("B gradients ", i), got.B[i].F, want.B[i].F)
+			}
+			for i := range want.Train {
+				check("head gradients", got.Train[i].F, want.Train[i].F)
+			}
+		}
+	}
+}

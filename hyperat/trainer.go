@@ -229,12 +229,6 @@ func (t *Trainer) batchIndices(it int) []int {
 	return idx
 }
 
-func (t *Trainer) gradFn(ps *Params) gradFn {
-	return func(x *graph.Tensor, seed func(*graph.Tensor) *graph.Tensor) (*graph.Tensor, *graph.Tensor, error) {
-		return t.Net.InputGrad(x, ps, seed)
-	}
-}
-
 // Step runs iteration t.It and advances.
 func (t *Trainer) Step() (Step, error) {
 	start := time.Now()
@@ -255,22 +249,10 @@ func (t *Trainer) Step() (Step, error) {
 	if err != nil {
 		return Step{}, err
 	}
-	adv, err := def.Attack(t.gradFn(ps), x, y, eps, t.Cfg.Steps, rng)
+	adv, err := def.Attack(netModel{t.Net, ps}, x, y, eps, t.Cfg.Steps, rng)
 	if err != nil {
 		return Step{}, err
 	}
-	var clean *graph.Tensor
-	if def.NeedsClean() {
-		if clean, err = t.Net.Forward(x, ps); err != nil {
-			return Step{}, err
-		}
-		clean = clean.Clone()
-	}
-	advLogits, err := t.Net.Forward(adv, ps)
-	if err != nil {
-		return Step{}, err
-	}
-	loss, gClean, gAdv := def.Loss(clean, advLogits.Clone(), y)
 	for _, g := range t.grads {
 		clear(g.F)
 	}
@@ -279,15 +261,22 @@ func (t *Trainer) Step() (Step, error) {
 		clear(acc.A[i].F)
 		clear(acc.B[i].F)
 	}
-	fixed := func(s *graph.Tensor) func(*graph.Tensor) *graph.Tensor {
-		return func(*graph.Tensor) *graph.Tensor { return s }
+	// the loss is taken from the logits of the training pass itself
+	var loss float64
+	if def.NeedsClean() {
+		err = t.Net.PairGrads(x, adv, ps, func(zc, za *graph.Tensor) (*graph.Tensor, *graph.Tensor) {
+			var gc, ga *graph.Tensor
+			loss, gc, ga = def.Loss(zc, za, y)
+			return gc, ga
+		}, acc)
+	} else {
+		_, err = t.Net.ParamGrads(adv, ps, func(za *graph.Tensor) *graph.Tensor {
+			var ga *graph.Tensor
+			loss, _, ga = def.Loss(nil, za, y)
+			return ga
+		}, acc)
 	}
-	if gClean != nil {
-		if _, err := t.Net.ParamGrads(x, ps, fixed(gClean), acc); err != nil {
-			return Step{}, err
-		}
-	}
-	if _, err := t.Net.ParamGrads(adv, ps, fixed(gAdv), acc); err != nil {
+	if err != nil {
 		return Step{}, err
 	}
 	switch t.Cfg.Method {
