@@ -27,6 +27,9 @@ type Options struct {
 	// MaxElements, when positive, lowers the limit on the size of any one
 	// tensor below the package's MaxElements (fuzzing keeps it small).
 	MaxElements int
+	// Arena, when set, holds the program's activations, shared with the
+	// other programs compiled with it (see Arena).
+	Arena *Arena
 }
 
 // pass is one named step of the pipeline.

@@ -28,7 +28,12 @@ type Program struct {
 	split int
 	seed  *graph.Value
 	arena []float32
-	outs  []*graph.Tensor
+	// shared, when set, is the arena that holds the activations instead;
+	// bound lists the buffers in it, gen the arena memory they point at.
+	shared *Arena
+	bound  []arenaRef
+	gen    int
+	outs   []*graph.Tensor
 	// prof, when not nil, accumulates the time of each step (see Profile).
 	prof []time.Duration
 }
@@ -70,7 +75,13 @@ func newProgram(c *compilation) (*Program, error) {
 	}
 	p.split = -1
 	plan := planMemory(c.g.Nodes, pinned, !off["memplan"])
-	p.arena = make([]float32, plan.arenaLen)
+	if a := c.opts.Arena; a != nil {
+		a.reserve(plan.arenaLen)
+		p.shared, p.gen = a, a.gen
+		p.arena = a.buf[:plan.arenaLen]
+	} else {
+		p.arena = make([]float32, plan.arenaLen)
+	}
 	var buf func(v *graph.Value) *graph.Tensor
 	buf = func(v *graph.Value) *graph.Tensor {
 		if v == nil {
@@ -86,10 +97,16 @@ func newProgram(c *compilation) (*Program, error) {
 		case r != v:
 			src := buf(r)
 			t = &graph.Tensor{DType: src.DType, Shape: v.StaticShape(), F: src.F, I: src.I, B: src.B}
+			if o, ok := plan.offset[r]; ok && p.shared != nil {
+				p.bound = append(p.bound, arenaRef{t, o, len(src.F)})
+			}
 		default:
 			if o, ok := plan.offset[v]; ok {
 				n := graph.Numel(v.StaticShape())
 				t = &graph.Tensor{DType: graph.Float32, Shape: v.StaticShape(), F: p.arena[o : o+n : o+n]}
+				if p.shared != nil {
+					p.bound = append(p.bound, arenaRef{t, o, n})
+				}
 			} else {
 				t = graph.NewTensor(v.DType, v.StaticShape())
 			}
@@ -181,6 +198,7 @@ func (p *Program) Run(inputs ...*graph.Tensor) (outs []*graph.Tensor, err error)
 			return nil, err
 		}
 	}
+	p.bindArena()
 	if err := p.runSteps(0, len(p.steps)); err != nil {
 		return nil, err
 	}
@@ -278,6 +296,7 @@ func (p *Program) Forward(inputs ...*graph.Tensor) ([]*graph.Tensor, error) {
 			return nil, err
 		}
 	}
+	p.bindArena()
 	if err := p.runSteps(0, p.split); err != nil {
 		return nil, err
 	}
@@ -289,6 +308,9 @@ func (p *Program) Forward(inputs ...*graph.Tensor) ([]*graph.Tensor, error) {
 func (p *Program) Backward(seed *graph.Tensor) error {
 	if p.seed == nil {
 		return fmt.Errorf("program has no seed input")
+	}
+	if a := p.shared; a != nil && a.ran != p {
+		return fmt.Errorf("backward: another program ran on the shared arena since this one's forward")
 	}
 	if err := p.setInput(p.seed, seed); err != nil {
 		return err

@@ -81,6 +81,9 @@ type Net struct {
 
 	attack map[int]*vjp
 	train  map[int]*vjp
+	// arena holds the activations of all these programs: each method runs
+	// one program to the end and copies out what it keeps before the next.
+	arena *compile.Arena
 	// sites[i] is where Targets[i]'s branch sits, for the merged programs;
 	// merged[i] holds its merged weight between runs.
 	sites  []loraSite
@@ -142,7 +145,7 @@ func NewNet(m *onnximport.Model, o NetOptions) (*Net, error) {
 	g.Outputs = g.Outputs[:1]
 	n := &Net{G: g, X: x, Rank: o.Rank, Scale: o.Alpha / float32(max(o.Rank, 1)),
 		C: x.Shape[1].N, H: x.Shape[2].N, W: x.Shape[3].N,
-		attack: map[int]*vjp{}, train: map[int]*vjp{}}
+		attack: map[int]*vjp{}, train: map[int]*vjp{}, arena: compile.NewArena()}
 	uses := g.Consumers()
 	if !o.TrainAll && !o.NoLoRA {
 		for _, l := range rep.Targets() {
@@ -331,7 +334,7 @@ func (n *Net) program(batch int, forTraining bool) (*vjp, error) {
 		wrt = g.Inputs[1 : 1+2*len(n.A)+len(n.Train)]
 	}
 	seed := g.AddInput("logits_cotangent", graph.Float32, graph.StaticShape(batch, n.Classes))
-	p, err := compile.Compile(g, compile.Options{Batch: batch,
+	p, err := compile.Compile(g, compile.Options{Batch: batch, Arena: n.arena,
 		Grad: &compile.GradSpec{Loss: g.Outputs[0], Seed: seed, Wrt: wrt}})
 	if err != nil {
 		return nil, err
@@ -437,6 +440,26 @@ func (n *Net) ParamGrads(x *graph.Tensor, ps *Params, seed func(*graph.Tensor) *
 		k++
 	}
 	return logits, nil
+}
+
+// Prepare compiles the programs a tuning run at batch will use, the
+// largest first, so that their shared arena is allocated once, at its final
+// size, rather than grown (and the smaller block left for the collector)
+// when a larger program first runs: pairs for PairGrads, singles for
+// ParamGrads alone.
+func (n *Net) Prepare(batch int, pairs, singles bool) error {
+	if pairs && !n.unpaired {
+		if _, err := n.program(2*batch, true); err != nil {
+			n.unpaired = true
+		}
+	}
+	if singles || (pairs && n.unpaired) {
+		if _, err := n.program(batch, true); err != nil {
+			return err
+		}
+	}
+	_, err := n.program(batch, false)
+	return err
 }
 
 // PairGrads is ParamGrads for a loss of a clean batch x and its adversarial

@@ -104,8 +104,9 @@ type Trainer struct {
 	data   Source
 	train  []int
 	// work buffers
-	lora  Params
-	dlora Params
+	lora     Params
+	dlora    Params
+	prepared bool // the programs are compiled (see Net.Prepare)
 	// the model as imported, untouched, for merging
 	orig      *graph.Graph
 	origModel *onnximport.Model
@@ -232,6 +233,17 @@ func (t *Trainer) batchIndices(it int) []int {
 // Step runs iteration t.It and advances.
 func (t *Trainer) Step() (Step, error) {
 	start := time.Now()
+	if !t.prepared {
+		pairs, singles := false, false
+		for _, d := range t.defs {
+			pairs = pairs || d.NeedsClean()
+			singles = singles || !d.NeedsClean()
+		}
+		if err := t.Net.Prepare(t.Cfg.Batch, pairs, singles); err != nil {
+			return Step{}, err
+		}
+		t.prepared = true
+	}
 	it := t.It
 	rng := t.iterRand(it)
 	m := 0
