@@ -305,11 +305,13 @@ func (t *Trainer) Step() (Step, error) {
 		}
 	}
 	norm := clipGradNorm(t.grads, t.Cfg.Clip)
+	// a non-finite loss or gradient stops the run before the update, so the
+	// parameters (and any checkpoint written from them) stay the last good ones
+	if math.IsNaN(loss) || math.IsInf(loss, 0) || math.IsNaN(norm) || math.IsInf(norm, 0) {
+		return Step{}, fmt.Errorf("iteration %d: the loss is %g and the gradient norm %g; lower --lr or keep --clip", it, loss, norm)
+	}
 	t.Opt.Update(t.Params, t.grads, lr)
 	t.It++
-	if math.IsNaN(loss) || math.IsInf(loss, 0) {
-		return Step{}, fmt.Errorf("iteration %d: the loss is %g; lower --lr or keep --clip", it, loss)
-	}
 	return Step{It: it, Defense: def.Name(), Loss: loss, Eps: eps, LR: lr, GradNorm: norm, Seconds: time.Since(start).Seconds()}, nil
 }
 

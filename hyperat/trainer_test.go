@@ -1,8 +1,10 @@
 package hyperat
 
 import (
+	"math"
 	"math/rand/v2"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -254,5 +256,37 @@ func TestSharedInitializersStayPerNode(t *testing.T) {
 	b, _ := adapted.Logits(x)
 	if d := testutil.MaxAbsDiff(a.F, b.F); d > 1e-4 {
 		t.Fatalf("merged logits differ from the adapted net's by %g", d)
+	}
+}
+
+// A non-finite loss stops the run with an error before the update: the
+// parameters and the iteration count stay those of the last good step.
+func TestNonFiniteLossStopsBeforeTheUpdate(t *testing.T) {
+	data := newSynth(16, 3)
+	tr, err := NewTrainer(loadHF(t), smallConfig("hyperat"), data, indices(16))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tr.Step(); err != nil {
+		t.Fatal(err)
+	}
+	before := make([]*graph.Tensor, len(tr.Params))
+	for i, p := range tr.Params {
+		before[i] = p.Clone()
+	}
+	for _, x := range data.x {
+		x.F[100] = float32(math.NaN())
+	}
+	_, err = tr.Step()
+	if err == nil || !strings.Contains(err.Error(), "loss is NaN") {
+		t.Fatalf("a NaN input gave %v, want the loss reported as NaN", err)
+	}
+	if tr.It != 1 {
+		t.Fatalf("iteration count %d after the failed step, want 1", tr.It)
+	}
+	for i, p := range tr.Params {
+		if !slices.Equal(p.F, before[i].F) {
+			t.Fatalf("%s changed in the failed step", tr.Names[i])
+		}
 	}
 }
