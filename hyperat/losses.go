@@ -3,6 +3,7 @@ package hyperat
 import (
 	"math"
 
+	"github.com/hyperat/hyperat/attack"
 	"github.com/hyperat/hyperat/graph"
 )
 
@@ -28,20 +29,19 @@ func logSoftmax(z []float32, out []float64) {
 
 func rows(t *graph.Tensor) (n, k int) { return t.Shape[0], t.Shape[1] }
 
-// crossEntropy is mean_i -log softmax(z_i)[y_i]; d/dz = (p - onehot) / N.
+// crossEntropy is mean_i -log softmax(z_i)[y_i]; d/dz = (p - onehot) / N
+// (attack.CrossEntropy per row).
 func crossEntropy(z *graph.Tensor, y []int) (float64, *graph.Tensor) {
 	n, k := rows(z)
 	g := graph.NewTensor(graph.Float32, z.Shape)
-	lp := make([]float64, k)
+	zi, gi := make([]float64, k), make([]float64, k)
 	loss := 0.0
 	for i := 0; i < n; i++ {
-		logSoftmax(z.F[i*k:(i+1)*k], lp)
-		loss -= lp[y[i]]
-		for j := 0; j < k; j++ {
-			d := math.Exp(lp[j])
-			if j == y[i] {
-				d--
-			}
+		for j, v := range z.F[i*k : (i+1)*k] {
+			zi[j] = float64(v)
+		}
+		loss += attack.CrossEntropy(zi, y[i], gi)
+		for j, d := range gi {
 			g.F[i*k+j] = float32(d / float64(n))
 		}
 	}
