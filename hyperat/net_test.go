@@ -125,6 +125,22 @@ func TestMergedAttackProgramEqualsBranches(t *testing.T) {
 	}
 }
 
+// randomParams draws LoRA factors for every target of net (the pretrained
+// trained weights), and a zero accumulator of their gradients.
+func randomParams(net *Net, r *rand.Rand) (ps, acc *Params) {
+	ps, acc = &Params{Train: net.Init}, &Params{}
+	for _, tg := range net.Targets {
+		ps.A = append(ps.A, randTensor(r, 0.1, net.Rank, tg.In))
+		ps.B = append(ps.B, randTensor(r, 0.1, tg.Out, net.Rank))
+		acc.A = append(acc.A, graph.NewTensor(graph.Float32, []int{net.Rank, tg.In}))
+		acc.B = append(acc.B, graph.NewTensor(graph.Float32, []int{tg.Out, net.Rank}))
+	}
+	for _, w := range net.Init {
+		acc.Train = append(acc.Train, graph.NewTensor(graph.Float32, w.Shape))
+	}
+	return ps, acc
+}
+
 // Training programs read merged weights too and get the factors' gradients
 // from each layer's input and output gradient: they must equal those of the
 // programs that run the branches (and the head's gradient too).
@@ -134,16 +150,7 @@ func TestMergedTrainingEqualsBranches(t *testing.T) {
 			net := loadTestNet(t, f)
 			net.branchTraining = branch
 			r := rand.New(rand.NewPCG(7, 8))
-			ps, acc := &Params{Train: net.Init}, &Params{}
-			for _, tg := range net.Targets {
-				ps.A = append(ps.A, randTensor(r, 0.1, net.Rank, tg.In))
-				ps.B = append(ps.B, randTensor(r, 0.1, tg.Out, net.Rank))
-				acc.A = append(acc.A, graph.NewTensor(graph.Float32, []int{net.Rank, tg.In}))
-				acc.B = append(acc.B, graph.NewTensor(graph.Float32, []int{tg.Out, net.Rank}))
-			}
-			for _, w := range net.Init {
-				acc.Train = append(acc.Train, graph.NewTensor(graph.Float32, w.Shape))
-			}
+			ps, acc := randomParams(net, r)
 			x := randTensor(r, 1, 3, net.C, net.H, net.W)
 			ct := randTensor(r, 1, 3, net.Classes)
 			// twice, as TRADES and MART do (the gradients add up)
@@ -193,16 +200,7 @@ func TestPairGradsEqualsTwoPasses(t *testing.T) {
 			net := loadTestNet(t, f)
 			net.unpaired = unpaired
 			r := rand.New(rand.NewPCG(3, 4))
-			ps, acc := &Params{Train: net.Init}, &Params{}
-			for _, tg := range net.Targets {
-				ps.A = append(ps.A, randTensor(r, 0.1, net.Rank, tg.In))
-				ps.B = append(ps.B, randTensor(r, 0.1, tg.Out, net.Rank))
-				acc.A = append(acc.A, graph.NewTensor(graph.Float32, []int{net.Rank, tg.In}))
-				acc.B = append(acc.B, graph.NewTensor(graph.Float32, []int{tg.Out, net.Rank}))
-			}
-			for _, w := range net.Init {
-				acc.Train = append(acc.Train, graph.NewTensor(graph.Float32, w.Shape))
-			}
+			ps, acc := randomParams(net, r)
 			const batch = 3
 			if fixed {
 				net.X.Shape[0] = graph.Dim{N: batch}
