@@ -76,11 +76,13 @@ func oneCycle(lr float64, it, total int, warm float64) float64 {
 }
 
 // epsAt is the perturbation radius at iteration it: linear from 0 to eps over
-// the first warm fraction of the run.
+// the first warm fraction of the run, and never above eps: the warm-up length
+// w need not be a whole number of iterations, and (it+1)/w exceeds 1 on the
+// last iteration inside it when it is not.
 func epsAt(eps float64, it, total int, warm float64) float64 {
 	w := warm * float64(total)
 	if w <= 0 || float64(it) >= w {
 		return eps
 	}
-	return eps * float64(it+1) / w
+	return eps * min(float64(it+1)/w, 1)
 }
