@@ -1,8 +1,14 @@
-package main
+// Package sgemm generates the amd64 assembly of package kernels: the sgemm
+// micro-kernels for AVX-512 and AVX2+FMA and the packing of B, with their
+// Go declarations, the plain-Go twin of every kernel and packer and the
+// tables that list the kernels of each variant.
+package sgemm
 
 import (
 	"fmt"
 	"math/bits"
+
+	"github.com/hyperat/hyperat/_asm/gen"
 
 	. "github.com/mmcloughlin/avo/build"
 	. "github.com/mmcloughlin/avo/operand"
@@ -66,6 +72,25 @@ var families = []kernelFamily{
 		{isa: isaAVX2, mr: 2, nv: 2, unroll: 4},
 		{isa: isaAVX2, mr: 1, nv: 2, unroll: 4},
 	}},
+}
+
+// Build emits every kernel and packer into the assembly file.
+func Build() {
+	genCPUID()
+	for _, f := range families {
+		for _, s := range f.specs {
+			switch s.isa {
+			case isaAVX512:
+				genKernelAVX512(s)
+			case isaAVX2:
+				genKernelAVX2(s)
+			}
+		}
+	}
+	for _, s := range packSpecs {
+		genPackB(s)
+		genPackBTrans(s)
+	}
 }
 
 const kernelSignature = "func(k int, a []float32, rs, ks int, b, c []float32, ldc int, alpha, beta float32, rows, cols int)"
@@ -211,14 +236,6 @@ func betaIsZero() {
 	ANDL(U32(0x7fffffff), regTmp.As32())
 }
 
-func paramAddr(name string) Mem {
-	b, err := Param(name).Resolve()
-	if err != nil {
-		panic(err)
-	}
-	return b.Addr
-}
-
 func genKernelAVX512(s kernelSpec) {
 	const vec = 16
 	nr := vec * s.nv
@@ -263,8 +280,8 @@ func genKernelAVX512(s kernelSpec) {
 	if s.mr*s.nv+2 >= 32 {
 		tmp = bv(2)
 	}
-	VBROADCASTSS(paramAddr("alpha"), alpha)
-	VBROADCASTSS(paramAddr("beta"), beta)
+	VBROADCASTSS(gen.ParamAddr("alpha"), alpha)
+	VBROADCASTSS(gen.ParamAddr("beta"), beta)
 	cv := func(v int) Mem { return Mem{Base: regC, Disp: 64 * v} }
 
 	CMPQ(regRows, U32(s.mr))
@@ -388,8 +405,8 @@ func genKernelAVX2(s kernelSpec) {
 	// broadcast, one spare).
 	alpha, beta, tmp := bv(0), bv(1), bc
 	cv := func(v int) Mem { return Mem{Base: regC, Disp: 32 * v} }
-	VBROADCASTSS(paramAddr("alpha"), alpha)
-	VBROADCASTSS(paramAddr("beta"), beta)
+	VBROADCASTSS(gen.ParamAddr("alpha"), alpha)
+	VBROADCASTSS(gen.ParamAddr("beta"), beta)
 
 	CMPQ(regRows, U32(s.mr))
 	JNE(LabelRef(s.name() + "_edge"))
