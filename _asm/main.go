@@ -2,10 +2,11 @@
 // kernels, chosen by -pkg, each with its Go declarations and the Go files
 // that go with it:
 //
+//   - cpu: the CPUID and XGETBV probes of feature detection (package cpu
+//     here);
 //   - kernels: the sgemm micro-kernels and B packers for AVX-512 and
-//     AVX2+FMA and the CPUID probe used for dispatch (package sgemm here);
-//     -twins writes their plain-Go twins, -tables the tables of kernels per
-//     variant;
+//     AVX2+FMA (package sgemm here); -twins writes their plain-Go twins,
+//     -tables the tables of kernels per variant;
 //   - vmath: the AVX-512 and AVX2+FMA kernels of Exp, Gelu, GeluGrad,
 //     SoftmaxRows, Arith and the LayerNorm rows (package vmath here); -twins
 //     writes their plain-Go twins, -consts the Go declarations of the
@@ -13,6 +14,7 @@
 //
 // Run it from this directory (go generate in each package does):
 //
+//	go run . -out ../kernels/cpu/cpuid_amd64.s -stubs ../kernels/cpu/stubs_amd64.go -pkg cpu
 //	go run . -out ../kernels/sgemm_amd64.s -stubs ../kernels/stubs_amd64.go \
 //		-twins ../kernels/twins.go -tables ../kernels/tables_amd64.go -pkg kernels
 //	go run . -out ../kernels/vmath/vmath_amd64.s -stubs ../kernels/vmath/stubs_amd64.go \
@@ -29,6 +31,7 @@ import (
 	"flag"
 	"log"
 
+	"github.com/hyperat/hyperat/_asm/cpu"
 	"github.com/hyperat/hyperat/_asm/sgemm"
 	"github.com/hyperat/hyperat/_asm/vmath"
 	. "github.com/mmcloughlin/avo/build"
@@ -42,6 +45,7 @@ type target struct {
 }
 
 var targets = map[string]target{
+	"cpu": {build: cpu.Build},
 	"kernels": {build: sgemm.Build, files: map[string]func(string) error{
 		"twins":  sgemm.WriteTwins,
 		"tables": sgemm.WriteTables,
@@ -74,7 +78,7 @@ func main() {
 	pkg := flag.Lookup("pkg").Value.String()
 	t, ok := targets[pkg]
 	if !ok {
-		log.Fatalf("-pkg %q: not a package this program generates (kernels, vmath)", pkg)
+		log.Fatalf("-pkg %q: not a package this program generates (cpu, kernels, vmath)", pkg)
 	}
 	for _, f := range goFiles {
 		if *out[f.flag] != "" && t.files[f.flag] == nil {

@@ -76,7 +76,6 @@ var families = []kernelFamily{
 
 // Build emits every kernel and packer into the assembly file.
 func Build() {
-	genCPUID()
 	for _, f := range families {
 		for _, s := range f.specs {
 			switch s.isa {

@@ -69,9 +69,9 @@
 // SoftmaxRows are independent of each other.
 //
 // The variant is chosen once, at initialization: the first of AVX-512 and
-// AVX2 that the CPU and OS support, unless HYPERAT_NOAVX512=1 or
-// HYPERAT_NOAVX2=1 turns it off, and plain Go otherwise or under the purego
-// build tag. Variant reports the choice.
+// AVX2 that the CPU and OS support (as package kernels/cpu reads them),
+// unless HYPERAT_NOAVX512=1 or HYPERAT_NOAVX2=1 turns it off, and plain Go
+// otherwise or under the purego build tag. Variant reports the choice.
 //
 // # Speed
 //
