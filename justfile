@@ -33,7 +33,7 @@ bench:
     go test -run='^$' -bench=. -benchtime=3x ./kernels/ ./bench/
 
 # regenerate the ONNX Go types (needs protobuf-compiler, protoc-gen-go, python3-onnx)
-# and the assembly of kernels/ and kernels/vmath (the avo program in _asm/)
+# and the assembly of kernels/, kernels/cpu and kernels/vmath (the avo program in _asm/)
 generate:
     PATH=/usr/bin:$PATH go generate ./onnx
     go generate ./kernels/...
