@@ -33,9 +33,10 @@ bench:
     go test -run='^$' -bench=. -benchtime=3x ./kernels/ ./bench/
 
 # regenerate the ONNX Go types (needs protobuf-compiler, protoc-gen-go, python3-onnx)
+# and the assembly of kernels/, kernels/cpu and kernels/vmath (the avo program in _asm/)
 generate:
     PATH=/usr/bin:$PATH go generate ./onnx
-    cd _asm && go run . -out ../kernels
+    go generate ./kernels/...
 
 # regenerate the fixtures with Debian's PyTorch (slow: pretrains the MNIST ViT)
 fixtures:

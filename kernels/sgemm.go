@@ -2,8 +2,9 @@ package kernels
 
 import (
 	"fmt"
-	"os"
 	"runtime"
+
+	"github.com/hyperat/hyperat/kernels/cpu"
 )
 
 // Sgemm computes C = alpha*op(A)*op(B) + beta*C for row-major float32
@@ -250,7 +251,7 @@ type tileKernel struct {
 // nr columns and the cache blocking around them.
 type sgemmVariant struct {
 	name      string
-	env       string // set to 1 to turn the variant off
+	env       string // the cpu switch that turns the variant off
 	supported bool   // the CPU can run it
 	nr        int
 	kc        int // largest block along k: an mr×kc A panel stays in L1
@@ -297,7 +298,7 @@ var activeSgemm = chooseSgemm()
 
 func chooseSgemm() *sgemmVariant {
 	for _, v := range sgemmVariants {
-		if v.supported && (v.env == "" || os.Getenv(v.env) != "1") {
+		if v.supported && !cpu.Off(v.env) {
 			return v
 		}
 	}

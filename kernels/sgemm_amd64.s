@@ -4,26 +4,6 @@
 
 #include "textflag.h"
 
-// func cpuid(eaxArg uint32, ecxArg uint32) (eax uint32, ebx uint32, ecx uint32, edx uint32)
-// Requires: CPUID
-TEXT ·cpuid(SB), NOSPLIT, $0-24
-	MOVL eaxArg+0(FP), AX
-	MOVL ecxArg+4(FP), CX
-	CPUID
-	MOVL AX, eax+8(FP)
-	MOVL BX, ebx+12(FP)
-	MOVL CX, ecx+16(FP)
-	MOVL DX, edx+20(FP)
-	RET
-
-// func xgetbv() (eax uint32, edx uint32)
-TEXT ·xgetbv(SB), NOSPLIT, $0-8
-	XORL CX, CX
-	XGETBV
-	MOVL AX, eax+0(FP)
-	MOVL DX, edx+4(FP)
-	RET
-
 // func sgemm14x32AVX512(k int, a []float32, rs int, ks int, b []float32, c []float32, ldc int, alpha float32, beta float32, rows int, cols int)
 // Requires: AVX, AVX512F, MMX+
 TEXT ·sgemm14x32AVX512(SB), NOSPLIT, $0-128

@@ -4,13 +4,6 @@
 
 package kernels
 
-// cpuid executes the CPUID instruction with EAX=eaxArg and ECX=ecxArg.
-func cpuid(eaxArg uint32, ecxArg uint32) (eax uint32, ebx uint32, ecx uint32, edx uint32)
-
-// xgetbv reads the extended control register XCR0.
-// It must only be called when CPUID reports OSXSAVE.
-func xgetbv() (eax uint32, edx uint32)
-
 // sgemm14x32AVX512 computes one rows×cols tile (rows ≤ 14, cols ≤ 32) of C from an
 // A micro-panel of 14 rows, element (i, p) at a[i*rs+p*ks], and a packed
 // B micro-panel, element (p, j) at b[p*32+j]. It is:

@@ -2,7 +2,8 @@ package vmath
 
 import (
 	"fmt"
-	"os"
+
+	"github.com/hyperat/hyperat/kernels/cpu"
 )
 
 // Exp sets dst[i] = e^x[i] for every i. Below about -87.34, where e^x is no
@@ -141,7 +142,7 @@ func Variant() string { return active.name }
 // variant is one implementation of the kernels.
 type variant struct {
 	name       string
-	env        string // the variant is off when this environment variable is "1"
+	env        string // the cpu switch that turns the variant off
 	supported  bool   // by this CPU and build
 	exp        func(dst, x []float32)
 	gelu       func(dst, x []float32)
@@ -173,7 +174,7 @@ var active = choose()
 
 func choose() *variant {
 	for _, v := range variants {
-		if v.supported && (v.env == "" || os.Getenv(v.env) != "1") {
+		if v.supported && !cpu.Off(v.env) {
 			return v
 		}
 	}

@@ -1,4 +1,4 @@
-package main
+package vmath
 
 import (
 	. "github.com/mmcloughlin/avo/build"
@@ -196,47 +196,21 @@ func genSoftmaxRowAVX2(k kernel) {
 	n := Load(Param("x").Len(), RCX)
 
 	Comment("Y14, Y15: masks of the lanes of the last partial block; RCX: whole blocks.")
-	MOVQ(n, RBX)
-	ANDQ(U8(15), RBX)
-	VMOVQ(RBX, X15)
-	VPBROADCASTD(X15, Y15)
-	tailMask256(Y15, Y14, 0)
-	tailMask256(Y15, Y15, 8)
-	SHRQ(U8(4), n)
-
-	pass := func(label string, body func(last bool)) {
-		XORQ(R8, R8)
-		MOVQ(n, R9)
-		TESTQ(R9, R9)
-		JZ(LabelRef(name + "_" + label + "_tail"))
-		Label(name + "_" + label + "_loop")
-		body(false)
-		ADDQ(U8(64), R8)
-		DECQ(R9)
-		JNZ(LabelRef(name + "_" + label + "_loop"))
-		Label(name + "_" + label + "_tail")
-		TESTQ(RBX, RBX)
-		JZ(LabelRef(name + "_" + label + "_done"))
-		body(true)
-		Label(name + "_" + label + "_done")
-	}
-	xi := func(h int) Mem { return Mem{Base: x, Index: R8, Scale: 1, Disp: 32 * h} }
-	di := func(h int) Mem { return Mem{Base: dst, Index: R8, Scale: 1, Disp: 32 * h} }
-	masks := []VecPhysical{Y14, Y15}
+	pass := rows256(name, n)
+	xi := func(h int) Mem { return at256(x, h) }
+	di := func(h int) Mem { return at256(dst, h) }
 
 	Comment("Y0 = m, the largest x[i], in every lane.")
 	VMOVUPS(kv("negInf"), Y0)
-	pass("max", func(last bool) {
-		for h := 0; h < 2; h++ {
-			if !last {
-				VMAXPS(xi(h), Y0, Y0)
-				continue
-			}
-			VMASKMOVPS(xi(h), masks[h], Y1)
-			VMOVUPS(kv("negInf"), Y2)
-			VBLENDVPS(masks[h], Y1, Y2, Y1)
-			VMAXPS(Y1, Y0, Y0)
+	pass("max", func(h int, last bool) {
+		if !last {
+			VMAXPS(xi(h), Y0, Y0)
+			return
 		}
+		VMASKMOVPS(xi(h), masks256[h], Y1)
+		VMOVUPS(kv("negInf"), Y2)
+		VBLENDVPS(masks256[h], Y1, Y2, Y1)
+		VMAXPS(Y1, Y0, Y0)
 	})
 	VEXTRACTF128(U8(1), Y0, X1)
 	VMAXPS(X1, X0, X0)
@@ -247,40 +221,22 @@ func genSoftmaxRowAVX2(k kernel) {
 	VBROADCASTSS(X0, Y0)
 
 	Comment("dst[i] = e^(x[i] - m); Y10-Y13: lanes 0-3, 4-7, 8-11, 12-15 of the sum, in float64.")
-	for _, r := range []VecPhysical{Y10, Y11, Y12, Y13} {
+	sum := []VecPhysical{Y10, Y11, Y12, Y13}
+	for _, r := range sum {
 		VXORPD(r, r, r)
 	}
-	pass("exp", func(last bool) {
-		for h := 0; h < 2; h++ {
-			if !last {
-				VMOVUPS(xi(h), Y1)
-			} else {
-				VMASKMOVPS(xi(h), masks[h], Y1)
-			}
-			VSUBPS(Y0, Y1, Y1)
-			exp256(Y1, Y2, []VecPhysical{Y3, Y4, Y5, Y6}, false)
-			if !last {
-				VMOVUPS(Y2, di(h))
-			} else {
-				VANDPS(masks[h], Y2, Y2)
-				VMASKMOVPS(Y2, masks[h], di(h))
-			}
-			VCVTPS2PD(X2, Y3)
-			VEXTRACTF128(U8(1), Y2, X4)
-			VCVTPS2PD(X4, Y4)
-			acc := []VecPhysical{Y10, Y11, Y12, Y13}[2*h:]
-			VADDPD(Y3, acc[0], acc[0])
-			VADDPD(Y4, acc[1], acc[1])
+	pass("exp", func(h int, last bool) {
+		load256(xi(h), Y1, h, last)
+		VSUBPS(Y0, Y1, Y1)
+		exp256(Y1, Y2, []VecPhysical{Y3, Y4, Y5, Y6}, false)
+		if last {
+			VANDPS(masks256[h], Y2, Y2)
 		}
+		store256(Y2, di(h), h, last)
+		accumulate256(Y2, sum[2*h:], Y3, Y4)
 	})
 	Comment("Add the sixteen lanes pairwise: lane i and i+8, then i+4, i+2, i+1.")
-	VADDPD(Y12, Y10, Y10)
-	VADDPD(Y13, Y11, Y11)
-	VADDPD(Y11, Y10, Y10)
-	VEXTRACTF128(U8(1), Y10, X11)
-	VADDPD(X11, X10, X10)
-	VPERMILPD(U8(1), X10, X11)
-	VADDSD(X11, X10, X10)
+	laneSum256(sum)
 	Comment("Y0 = float32(1 / sum) in every lane.")
 	VCVTSS2SD(scalarConst("one"), X11, X11)
 	VDIVSD(X10, X11, X11)
@@ -288,17 +244,15 @@ func genSoftmaxRowAVX2(k kernel) {
 	VBROADCASTSS(X11, Y0)
 
 	Comment("dst[i] *= 1 / sum")
-	pass("scale", func(last bool) {
-		for h := 0; h < 2; h++ {
-			if !last {
-				VMULPS(di(h), Y0, Y1)
-				VMOVUPS(Y1, di(h))
-				continue
-			}
-			VMASKMOVPS(di(h), masks[h], Y1)
-			VMULPS(Y1, Y0, Y1)
-			VMASKMOVPS(Y1, masks[h], di(h))
+	pass("scale", func(h int, last bool) {
+		if !last {
+			VMULPS(di(h), Y0, Y1)
+			VMOVUPS(Y1, di(h))
+			return
 		}
+		VMASKMOVPS(di(h), masks256[h], Y1)
+		VMULPS(Y1, Y0, Y1)
+		VMASKMOVPS(Y1, masks256[h], di(h))
 	})
 	VZEROUPPER()
 	RET()

@@ -1,13 +1,16 @@
-package main
+// Package cpu generates the amd64 assembly of package kernels/cpu: the CPUID
+// and XGETBV instructions, which feature detection needs and Go cannot
+// express.
+package cpu
 
 import (
 	. "github.com/mmcloughlin/avo/build"
 	. "github.com/mmcloughlin/avo/reg"
 )
 
-// genCPUID emits the two probes that feature detection needs: CPUID for the
+// Build emits the two probes that feature detection needs: CPUID for the
 // instruction sets and XGETBV for the register state the OS saves.
-func genCPUID() {
+func Build() {
 	TEXT("cpuid", NOSPLIT, "func(eaxArg, ecxArg uint32) (eax, ebx, ecx, edx uint32)")
 	Doc("cpuid executes the CPUID instruction with EAX=eaxArg and ECX=ecxArg.")
 	Load(Param("eaxArg"), EAX)

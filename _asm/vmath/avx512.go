@@ -1,4 +1,4 @@
-package main
+package vmath
 
 import (
 	"fmt"
@@ -329,23 +329,12 @@ func genGeluGradAVX512(k kernel) {
 		})
 }
 
-func genSoftmaxRowAVX512(k kernel) {
-	name := k.name + "AVX512"
-	TEXT(name, NOSPLIT, k.sig)
-	Pragma("noescape")
-	Doc(k.doc(name)...)
-	dst := Load(Param("dst").Base(), RDI)
-	x := Load(Param("x").Base(), RSI)
-	n := Load(Param("x").Len(), RCX)
-	c := newConsts512(expConsts...)
-
-	Comment("K1: the low len(x) % 16 bits, for the last partial vector.")
-	// pass emits a loop over the row: body gets the offset of a vector in
-	// bytes (R8) and, for the last partial vector, the mask.
-	pass := rows512(name, n)
+// rowMax512 sets every lane of Z0 to the largest element of the row at x,
+// for the softmax kernel name: n full blocks of sixteen and, when RBX is not
+// zero, the partial block masked by K1, as rows512 leaves them. It uses R8,
+// R9 and Z0-Z3.
+func rowMax512(name string, x, n Register) {
 	xi := Mem{Base: x, Index: R8, Scale: 1}
-	di := Mem{Base: dst, Index: R8, Scale: 1}
-
 	Comment("Z0 = m, the largest x[i], in every lane: four vectors a step into Z0-Z3, then one.")
 	VBROADCASTSS(scalarConst("negInf"), Z0)
 	VMOVAPS(Z0, Z1)
@@ -388,37 +377,39 @@ func genSoftmaxRowAVX512(k kernel) {
 	VPERMILPS(U8(0xb1), X0, X1)
 	VMAXPS(X1, X0, X0)
 	VBROADCASTSS(X0, Z0)
+}
+
+func genSoftmaxRowAVX512(k kernel) {
+	name := k.name + "AVX512"
+	TEXT(name, NOSPLIT, k.sig)
+	Pragma("noescape")
+	Doc(k.doc(name)...)
+	dst := Load(Param("dst").Base(), RDI)
+	x := Load(Param("x").Base(), RSI)
+	n := Load(Param("x").Len(), RCX)
+	c := newConsts512(expConsts...)
+
+	Comment("K1: the low len(x) % 16 bits, for the last partial vector.")
+	// pass emits a loop over the row: body gets the offset of a vector in
+	// bytes (R8) and, for the last partial vector, the mask.
+	pass := rows512(name, n)
+	xi := Mem{Base: x, Index: R8, Scale: 1}
+	di := Mem{Base: dst, Index: R8, Scale: 1}
+
+	rowMax512(name, x, n)
 
 	Comment("dst[i] = e^(x[i] - m); Z6, Z7: lanes 0-7 and 8-15 of the sum, in float64.")
 	VPXORQ(Z6, Z6, Z6)
 	VPXORQ(Z7, Z7, Z7)
 	pass("exp", func(mask Op) {
-		if mask == nil {
-			VMOVUPS(xi, Z1)
-		} else {
-			VMOVUPS_Z(xi, mask, Z1)
-		}
+		load512(xi, Z1, mask)
 		VSUBPS(Z0, Z1, Z1)
 		exp512(c, vecs{Z1}, vecs{Z2}, vecs{Z3}, vecs{Z4}, vecs{Z5}, false, mask)
-		if mask == nil {
-			VMOVUPS(Z2, di)
-		} else {
-			VMOVUPS(Z2, mask, di)
-		}
-		VCVTPS2PD(Y2, Z3)
-		VEXTRACTF64X4(U8(1), Z2, Y4)
-		VCVTPS2PD(Y4, Z4)
-		VADDPD(Z3, Z6, Z6)
-		VADDPD(Z4, Z7, Z7)
+		store512(Z2, di, mask)
+		accumulate512(Z2, Z6, Z7, Z3, Z4)
 	})
 	Comment("Add the sixteen lanes pairwise: lane i and i+8, then i+4, i+2, i+1.")
-	VADDPD(Z7, Z6, Z6)
-	VEXTRACTF64X4(U8(1), Z6, Y7)
-	VADDPD(Y7, Y6, Y6)
-	VEXTRACTF128(U8(1), Y6, X7)
-	VADDPD(X7, X6, X6)
-	VPERMILPD(U8(1), X6, X7)
-	VADDSD(X7, X6, X6)
+	laneSum512(Z6, Z7, Z7)
 	Comment("Z0 = float32(1 / sum) in every lane.")
 	VCVTSS2SD(c.get("one").AsX(), X7, X7)
 	VDIVSD(X6, X7, X7)

@@ -1,8 +1,14 @@
-package main
+// Package sgemm generates the amd64 assembly of package kernels: the sgemm
+// micro-kernels for AVX-512 and AVX2+FMA and the packing of B, with their
+// Go declarations, the plain-Go twin of every kernel and packer and the
+// tables that list the kernels of each variant.
+package sgemm
 
 import (
 	"fmt"
 	"math/bits"
+
+	"github.com/hyperat/hyperat/_asm/gen"
 
 	. "github.com/mmcloughlin/avo/build"
 	. "github.com/mmcloughlin/avo/operand"
@@ -66,6 +72,24 @@ var families = []kernelFamily{
 		{isa: isaAVX2, mr: 2, nv: 2, unroll: 4},
 		{isa: isaAVX2, mr: 1, nv: 2, unroll: 4},
 	}},
+}
+
+// Build emits every kernel and packer into the assembly file.
+func Build() {
+	for _, f := range families {
+		for _, s := range f.specs {
+			switch s.isa {
+			case isaAVX512:
+				genKernelAVX512(s)
+			case isaAVX2:
+				genKernelAVX2(s)
+			}
+		}
+	}
+	for _, s := range packSpecs {
+		genPackB(s)
+		genPackBTrans(s)
+	}
 }
 
 const kernelSignature = "func(k int, a []float32, rs, ks int, b, c []float32, ldc int, alpha, beta float32, rows, cols int)"
@@ -211,12 +235,51 @@ func betaIsZero() {
 	ANDL(U32(0x7fffffff), regTmp.As32())
 }
 
-func paramAddr(name string) Mem {
-	b, err := Param(name).Resolve()
-	if err != nil {
-		panic(err)
+// eachRow emits row(i) for every row of the tile, moving regC down one row
+// of C between rows. On an edge tile it stops after regRows rows, jumping to
+// the end of the kernel.
+func eachRow(s kernelSpec, edge bool, row func(i int)) {
+	for i := 0; i < s.mr; i++ {
+		row(i)
+		if i < s.mr-1 {
+			if edge {
+				DECQ(regRows)
+				JZ(LabelRef(s.name() + "_done"))
+			}
+			ADDQ(regLDC, regC)
+		}
 	}
-	return b.Addr
+}
+
+// storeFullTile emits the test for a full tile (jumping to the edge code
+// otherwise) and its stores, C = alpha*acc + beta*C or, when beta is 0,
+// alpha*acc; then a jump to the end. cv(v) is vector v of the current C row.
+func storeFullTile(s kernelSpec, acc func(i, v int) VecPhysical, alpha, beta VecPhysical, cv func(v int) Mem) {
+	CMPQ(regRows, U32(s.mr))
+	JNE(LabelRef(s.name() + "_edge"))
+	CMPQ(regCols, U32(s.nr()))
+	JNE(LabelRef(s.name() + "_edge"))
+
+	Comment("Full tile.")
+	betaIsZero()
+	JZ(LabelRef(s.name() + "_full0"))
+	eachRow(s, false, func(i int) {
+		for v := 0; v < s.nv; v++ {
+			VMULPS(alpha, acc(i, v), acc(i, v))
+			VFMADD231PS(cv(v), beta, acc(i, v)) // acc += beta * c
+			VMOVUPS(acc(i, v), cv(v))
+		}
+	})
+	JMP(LabelRef(s.name() + "_done"))
+
+	Label(s.name() + "_full0")
+	eachRow(s, false, func(i int) {
+		for v := 0; v < s.nv; v++ {
+			VMULPS(alpha, acc(i, v), acc(i, v))
+			VMOVUPS(acc(i, v), cv(v))
+		}
+	})
+	JMP(LabelRef(s.name() + "_done"))
 }
 
 func genKernelAVX512(s kernelSpec) {
@@ -229,12 +292,9 @@ func genKernelAVX512(s kernelSpec) {
 	Doc(kernelDoc(s.name(), s.mr, nr)...)
 	Pragma("noescape")
 
-	zmm := func(i int) VecPhysical {
-		return []VecPhysical{Z0, Z1, Z2, Z3, Z4, Z5, Z6, Z7, Z8, Z9, Z10, Z11, Z12, Z13, Z14, Z15, Z16, Z17, Z18, Z19, Z20, Z21, Z22, Z23, Z24, Z25, Z26, Z27, Z28, Z29, Z30, Z31}[i]
-	}
+	zmm := func(i int) VecPhysical { return zmmRegs[i] }
 	acc := func(i, v int) VecPhysical { return zmm(i*s.nv + v) }
 	bv := func(v int) VecPhysical { return zmm(s.mr*s.nv + v) }
-	masks := []Register{K1, K2, K3, K4}
 
 	loadKernelArgs(s.mr, nr)
 	Comment("Clear the accumulators.")
@@ -263,44 +323,14 @@ func genKernelAVX512(s kernelSpec) {
 	if s.mr*s.nv+2 >= 32 {
 		tmp = bv(2)
 	}
-	VBROADCASTSS(paramAddr("alpha"), alpha)
-	VBROADCASTSS(paramAddr("beta"), beta)
+	VBROADCASTSS(gen.ParamAddr("alpha"), alpha)
+	VBROADCASTSS(gen.ParamAddr("beta"), beta)
 	cv := func(v int) Mem { return Mem{Base: regC, Disp: 64 * v} }
-
-	CMPQ(regRows, U32(s.mr))
-	JNE(LabelRef(s.name() + "_edge"))
-	CMPQ(regCols, U32(nr))
-	JNE(LabelRef(s.name() + "_edge"))
-
-	Comment("Full tile.")
-	betaIsZero()
-	JZ(LabelRef(s.name() + "_full0"))
-	for i := 0; i < s.mr; i++ {
-		for v := 0; v < s.nv; v++ {
-			VMULPS(alpha, acc(i, v), acc(i, v))
-			VFMADD231PS(cv(v), beta, acc(i, v)) // acc += beta * c
-			VMOVUPS(acc(i, v), cv(v))
-		}
-		if i < s.mr-1 {
-			ADDQ(regLDC, regC)
-		}
-	}
-	JMP(LabelRef(s.name() + "_done"))
-
-	Label(s.name() + "_full0")
-	for i := 0; i < s.mr; i++ {
-		for v := 0; v < s.nv; v++ {
-			VMULPS(alpha, acc(i, v), acc(i, v))
-			VMOVUPS(acc(i, v), cv(v))
-		}
-		if i < s.mr-1 {
-			ADDQ(regLDC, regC)
-		}
-	}
-	JMP(LabelRef(s.name() + "_done"))
+	storeFullTile(s, acc, alpha, beta, cv)
 
 	Label(s.name() + "_edge")
 	Comment("Column masks: the low cols bits of a run of ones, 16 per vector.")
+	masks := []Register{K1, K2, K3, K4}
 	MOVQ(U32(64), regIter)
 	SUBQ(regCols, regIter)
 	MOVQ(I32(-1), regCols)
@@ -313,33 +343,23 @@ func genKernelAVX512(s kernelSpec) {
 	}
 	betaIsZero()
 	JZ(LabelRef(s.name() + "_edge0"))
-	for i := 0; i < s.mr; i++ {
+	eachRow(s, true, func(i int) {
 		for v := 0; v < s.nv; v++ {
 			VMULPS(alpha, acc(i, v), acc(i, v))
 			VMOVUPS_Z(cv(v), masks[v], tmp)
 			VFMADD231PS(tmp, beta, acc(i, v))
 			VMOVUPS(acc(i, v), masks[v], cv(v))
 		}
-		if i < s.mr-1 {
-			DECQ(regRows)
-			JZ(LabelRef(s.name() + "_done"))
-			ADDQ(regLDC, regC)
-		}
-	}
+	})
 	JMP(LabelRef(s.name() + "_done"))
 
 	Label(s.name() + "_edge0")
-	for i := 0; i < s.mr; i++ {
+	eachRow(s, true, func(i int) {
 		for v := 0; v < s.nv; v++ {
 			VMULPS(alpha, acc(i, v), acc(i, v))
 			VMOVUPS(acc(i, v), masks[v], cv(v))
 		}
-		if i < s.mr-1 {
-			DECQ(regRows)
-			JZ(LabelRef(s.name() + "_done"))
-			ADDQ(regLDC, regC)
-		}
-	}
+	})
 
 	Label(s.name() + "_done")
 	VZEROUPPER()
@@ -356,9 +376,7 @@ func genKernelAVX2(s kernelSpec) {
 	Doc(kernelDoc(s.name(), s.mr, nr)...)
 	Pragma("noescape")
 
-	ymm := func(i int) VecPhysical {
-		return []VecPhysical{Y0, Y1, Y2, Y3, Y4, Y5, Y6, Y7, Y8, Y9, Y10, Y11, Y12, Y13, Y14, Y15}[i]
-	}
+	ymm := func(i int) VecPhysical { return ymmRegs[i] }
 	acc := func(i, v int) VecPhysical { return ymm(i*s.nv + v) }
 	bv := func(v int) VecPhysical { return ymm(s.mr*s.nv + v) }
 	bc := ymm(s.mr*s.nv + s.nv)
@@ -388,40 +406,9 @@ func genKernelAVX2(s kernelSpec) {
 	// broadcast, one spare).
 	alpha, beta, tmp := bv(0), bv(1), bc
 	cv := func(v int) Mem { return Mem{Base: regC, Disp: 32 * v} }
-	VBROADCASTSS(paramAddr("alpha"), alpha)
-	VBROADCASTSS(paramAddr("beta"), beta)
-
-	CMPQ(regRows, U32(s.mr))
-	JNE(LabelRef(s.name() + "_edge"))
-	CMPQ(regCols, U32(nr))
-	JNE(LabelRef(s.name() + "_edge"))
-
-	Comment("Full tile.")
-	betaIsZero()
-	JZ(LabelRef(s.name() + "_full0"))
-	for i := 0; i < s.mr; i++ {
-		for v := 0; v < s.nv; v++ {
-			VMULPS(alpha, acc(i, v), acc(i, v))
-			VFMADD231PS(cv(v), beta, acc(i, v)) // acc += beta * c
-			VMOVUPS(acc(i, v), cv(v))
-		}
-		if i < s.mr-1 {
-			ADDQ(regLDC, regC)
-		}
-	}
-	JMP(LabelRef(s.name() + "_done"))
-
-	Label(s.name() + "_full0")
-	for i := 0; i < s.mr; i++ {
-		for v := 0; v < s.nv; v++ {
-			VMULPS(alpha, acc(i, v), acc(i, v))
-			VMOVUPS(acc(i, v), cv(v))
-		}
-		if i < s.mr-1 {
-			ADDQ(regLDC, regC)
-		}
-	}
-	JMP(LabelRef(s.name() + "_done"))
+	VBROADCASTSS(gen.ParamAddr("alpha"), alpha)
+	VBROADCASTSS(gen.ParamAddr("beta"), beta)
+	storeFullTile(s, acc, alpha, beta, cv)
 
 	Label(s.name() + "_edge")
 	Comment("Scale by alpha first so that its register can hold a column mask.")
@@ -439,31 +426,21 @@ func genKernelAVX2(s kernelSpec) {
 	VPCMPGTD(idx, Y15, mask[0])            // mask[0] = cols > j
 	betaIsZero()
 	JZ(LabelRef(s.name() + "_edge0"))
-	for i := 0; i < s.mr; i++ {
+	eachRow(s, true, func(i int) {
 		for v := 0; v < s.nv; v++ {
 			VMASKMOVPS(cv(v), mask[v], tmp)
 			VFMADD231PS(tmp, beta, acc(i, v))
 			VMASKMOVPS(acc(i, v), mask[v], cv(v))
 		}
-		if i < s.mr-1 {
-			DECQ(regRows)
-			JZ(LabelRef(s.name() + "_done"))
-			ADDQ(regLDC, regC)
-		}
-	}
+	})
 	JMP(LabelRef(s.name() + "_done"))
 
 	Label(s.name() + "_edge0")
-	for i := 0; i < s.mr; i++ {
+	eachRow(s, true, func(i int) {
 		for v := 0; v < s.nv; v++ {
 			VMASKMOVPS(acc(i, v), mask[v], cv(v))
 		}
-		if i < s.mr-1 {
-			DECQ(regRows)
-			JZ(LabelRef(s.name() + "_done"))
-			ADDQ(regLDC, regC)
-		}
-	}
+	})
 
 	Label(s.name() + "_done")
 	VZEROUPPER()

@@ -1,7 +1,9 @@
-package main
+package vmath
 
 import (
 	"fmt"
+
+	"github.com/hyperat/hyperat/_asm/gen"
 
 	. "github.com/mmcloughlin/avo/build"
 	. "github.com/mmcloughlin/avo/operand"
@@ -227,15 +229,6 @@ func genSoftmaxGradRowAVX2(k kernel) {
 	RET()
 }
 
-// paramAddr is the stack address of a scalar parameter.
-func paramAddr(name string) Mem {
-	b, err := Param(name).Resolve()
-	if err != nil {
-		panic(err)
-	}
-	return b.Addr
-}
-
 // rows512 sets up a loop over blocks of sixteen floats of x (RCX of them,
 // RBX left over, K1 their mask) and returns the function that emits it:
 // body gets the offset of the block in bytes (R8) and, for the last partial
@@ -345,8 +338,8 @@ func genNormRowAVX512(k kernel) {
 	g := Load(Param("g").Base(), R10)
 	b := Load(Param("b").Base(), R11)
 	n := Load(Param("x").Len(), RCX)
-	VBROADCASTSS(paramAddr("m"), Z30)
-	VBROADCASTSS(paramAddr("s"), Z31)
+	VBROADCASTSS(gen.ParamAddr("m"), Z30)
+	VBROADCASTSS(gen.ParamAddr("s"), Z31)
 	pass := rows512(name, n)
 	pass("norm", func(mask Op) {
 		at := func(base Register) Mem { return Mem{Base: base, Index: R8, Scale: 1} }
@@ -372,8 +365,8 @@ func genNormGradSumsAVX512(k kernel) {
 	dy := Load(Param("dy").Base(), RDI)
 	g := Load(Param("g").Base(), R10)
 	n := Load(Param("x").Len(), RCX)
-	VBROADCASTSS(paramAddr("m"), Z30)
-	VBROADCASTSS(paramAddr("s"), Z31)
+	VBROADCASTSS(gen.ParamAddr("m"), Z30)
+	VBROADCASTSS(gen.ParamAddr("s"), Z31)
 	pass := rows512(name, n)
 	Comment("Z8, Z9: lanes 0-7 and 8-15 of sum t; Z10, Z11: of sum t (x - m) s.")
 	for _, r := range []VecPhysical{Z8, Z9, Z10, Z11} {
@@ -409,10 +402,10 @@ func genNormGradRowAVX512(k kernel) {
 	dy := Load(Param("dy").Base(), RDI)
 	g := Load(Param("g").Base(), R10)
 	n := Load(Param("x").Len(), RCX)
-	VBROADCASTSS(paramAddr("m"), Z28)
-	VBROADCASTSS(paramAddr("s"), Z29)
-	VBROADCASTSS(paramAddr("mg"), Z30)
-	VBROADCASTSS(paramAddr("mgx"), Z31)
+	VBROADCASTSS(gen.ParamAddr("m"), Z28)
+	VBROADCASTSS(gen.ParamAddr("s"), Z29)
+	VBROADCASTSS(gen.ParamAddr("mg"), Z30)
+	VBROADCASTSS(gen.ParamAddr("mgx"), Z31)
 	pass := rows512(name, n)
 	pass("dx", func(mask Op) {
 		at := func(base Register) Mem { return Mem{Base: base, Index: R8, Scale: 1} }
@@ -547,8 +540,8 @@ func genNormRowAVX2(k kernel) {
 	g := Load(Param("g").Base(), R10)
 	b := Load(Param("b").Base(), R11)
 	n := Load(Param("x").Len(), RCX)
-	VBROADCASTSS(paramAddr("m"), Y12)
-	VBROADCASTSS(paramAddr("s"), Y13)
+	VBROADCASTSS(gen.ParamAddr("m"), Y12)
+	VBROADCASTSS(gen.ParamAddr("s"), Y13)
 	pass := rows256(name, n)
 	pass("norm", func(h int, last bool) {
 		load256(at256(x, h), Y0, h, last)
@@ -585,9 +578,9 @@ func genNormGradSumsAVX2(k kernel) {
 		load256(at256(dy, h), Y1, h, last)
 		load256(at256(g, h), Y2, h, last)
 		VMULPS(Y2, Y1, Y1) // t = dy g
-		VBROADCASTSS(paramAddr("m"), Y2)
+		VBROADCASTSS(gen.ParamAddr("m"), Y2)
 		VSUBPS(Y2, Y0, Y0)
-		VBROADCASTSS(paramAddr("s"), Y2)
+		VBROADCASTSS(gen.ParamAddr("s"), Y2)
 		VMULPS(Y2, Y0, Y0) // (x - m) s
 		VMULPS(Y1, Y0, Y0) // t (x - m) s
 		accumulate256(Y1, st[2*h:], Y2, Y3)
@@ -611,10 +604,10 @@ func genNormGradRowAVX2(k kernel) {
 	dy := Load(Param("dy").Base(), RDI)
 	g := Load(Param("g").Base(), R10)
 	n := Load(Param("x").Len(), RCX)
-	VBROADCASTSS(paramAddr("m"), Y10)
-	VBROADCASTSS(paramAddr("s"), Y11)
-	VBROADCASTSS(paramAddr("mg"), Y12)
-	VBROADCASTSS(paramAddr("mgx"), Y13)
+	VBROADCASTSS(gen.ParamAddr("m"), Y10)
+	VBROADCASTSS(gen.ParamAddr("s"), Y11)
+	VBROADCASTSS(gen.ParamAddr("mg"), Y12)
+	VBROADCASTSS(gen.ParamAddr("mgx"), Y13)
 	pass := rows256(name, n)
 	pass("dx", func(h int, last bool) {
 		load256(at256(x, h), Y0, h, last)

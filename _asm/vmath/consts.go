@@ -1,10 +1,12 @@
-package main
+package vmath
 
 import (
 	"bytes"
 	"fmt"
 	"math"
 	"strconv"
+
+	"github.com/hyperat/hyperat/_asm/gen"
 
 	. "github.com/mmcloughlin/avo/build"
 	. "github.com/mmcloughlin/avo/operand"
@@ -112,10 +114,10 @@ func scalarConst(name string) Mem { return scalarTable.Offset(4 * constIndex(nam
 // vectorConst is the address of eight copies of one constant.
 func vectorConst(name string) Mem { return vectorTable.Offset(32 * constIndex(name)) }
 
-// writeConsts writes the Go declarations of the float constants.
-func writeConsts(path string) error {
+// WriteConsts writes the Go declarations of the float constants.
+func WriteConsts(path string) error {
 	var b bytes.Buffer
-	b.WriteString(header())
+	b.WriteString(gen.Header())
 	b.WriteString("package vmath\n\n")
 	b.WriteString("// The constants of the element functions, the same values the assembly reads.\n")
 	b.WriteString("const (\n")
@@ -132,5 +134,5 @@ func writeConsts(path string) error {
 		}
 	}
 	b.WriteString(")\n")
-	return writeGo(path, &b)
+	return gen.WriteGo(path, &b)
 }

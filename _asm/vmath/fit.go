@@ -1,11 +1,11 @@
-package main
+package vmath
 
 import (
 	"fmt"
 	"math"
 )
 
-// printExpFit prints the two polynomials of the kernels, each of the form
+// PrintExpFit prints the two polynomials of the kernels, each of the form
 // 1 + r q(r) with q of degree 4, minimizing the largest relative error; the
 // constant term is fixed at 1 so that e^0 is exactly 1:
 //
@@ -16,7 +16,7 @@ import (
 // The fit is Lawson's algorithm (iteratively reweighted least squares, which
 // tends to the minimax solution) on Chebyshev points; the constants of the
 // package are its coefficients rounded to float32.
-func printExpFit() {
+func PrintExpFit() {
 	fitExp1("e^r", math.Ln2/2+1e-5, 1)
 	fitExp1("2^f", 0.5, math.Ln2)
 }

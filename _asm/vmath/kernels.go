@@ -1,4 +1,8 @@
-package main
+// Package vmath generates the amd64 assembly of package vmath: the AVX-512
+// and AVX2+FMA kernels of Exp, Gelu, GeluGrad, SoftmaxRows, Arith and the
+// LayerNorm rows, with their Go declarations, the plain-Go twin of every
+// kernel and the Go declarations of the constants both share.
+package vmath
 
 import (
 	"fmt"
@@ -36,6 +40,18 @@ func (k kernel) doc(fn string) []string {
 	}
 	d = append(d, "")
 	return append(d, k.outro...)
+}
+
+// Build emits the constant tables and every kernel, AVX-512 first, into the
+// assembly file.
+func Build() {
+	genConstTables()
+	for _, k := range kernels {
+		k.avx512(k)
+	}
+	for _, k := range kernels {
+		k.avx2(k)
+	}
 }
 
 var kernels = []kernel{
