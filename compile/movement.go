@@ -11,9 +11,9 @@ import (
 
 func init() {
 	define(opDef{name: "Transpose", infer: inferTranspose, kernel: kernelView, grad: gradTranspose})
-	define(opDef{name: "Slice", infer: inferSlice, kernel: kernelView, grad: gradIndexMap})
-	define(opDef{name: "Expand", infer: inferExpand, kernel: kernelView, grad: gradIndexMap})
-	define(opDef{name: "Tile", infer: inferTile, kernel: kernelIndexMap, grad: gradIndexMap})
+	define(opDef{name: "Slice", infer: inferSlice, kernel: kernelView, grad: gradSlice})
+	define(opDef{name: "Expand", infer: inferExpand, kernel: kernelView, grad: gradExpand})
+	define(opDef{name: "Tile", infer: inferTile, kernel: kernelIndexMap, grad: gradTile})
 	define(opDef{name: "Concat", infer: inferConcat, kernel: kernelConcat, grad: gradConcat})
 	define(opDef{name: "Split", infer: inferSplit, kernel: kernelSplit, grad: gradSplit})
 	define(opDef{name: "Gather", infer: inferGather, kernel: kernelGather, grad: gradGather})
@@ -582,27 +582,28 @@ func gradSplit(b *builder, n *graph.Node, gy []*graph.Value, need []bool) ([]*gr
 	return []*graph.Value{b.op("Concat", graph.Attrs{"axis": int64(axis)}, parts...)}, nil
 }
 
-// data movement: an expand's gradient sums the broadcast away; a slice's
-// scatters into zeros through its strided view; a tile's scatter-adds
-// through its element map.
-func gradIndexMap(b *builder, n *graph.Node, gy []*graph.Value, need []bool) ([]*graph.Value, error) {
-	shape := i64s(n.Inputs[0].StaticShape())
-	switch n.Op {
-	case "Expand":
-		return []*graph.Value{b.sumTo(gy[0], n.Inputs[0].StaticShape())}, nil
-	case "Slice":
-		v, _, err := viewOf(n)
-		if err != nil {
-			return nil, err
-		}
-		return []*graph.Value{b.op("IndexGrad", graph.Attrs{"shape": shape,
-			"vshape": i64s(v.shape), "vstrides": i64s(v.strides), "voffset": int64(v.offset)}, gy[0])}, nil
+// expand: the gradient sums the broadcast away
+func gradExpand(b *builder, n *graph.Node, gy []*graph.Value, need []bool) ([]*graph.Value, error) {
+	return []*graph.Value{b.sumTo(gy[0], n.Inputs[0].StaticShape())}, nil
+}
+
+// slice: the gradient scatters into zeros through the slice's strided view
+func gradSlice(b *builder, n *graph.Node, gy []*graph.Value, need []bool) ([]*graph.Value, error) {
+	v, _, err := viewOf(n)
+	if err != nil {
+		return nil, err
 	}
+	return []*graph.Value{b.op("IndexGrad", graph.Attrs{"shape": i64s(n.Inputs[0].StaticShape()),
+		"vshape": i64s(v.shape), "vstrides": i64s(v.strides), "voffset": int64(v.offset)}, gy[0])}, nil
+}
+
+// tile: the gradient scatter-adds through the tile's element map
+func gradTile(b *builder, n *graph.Node, gy []*graph.Value, need []bool) ([]*graph.Value, error) {
 	m, err := IndexMap(n)
 	if err != nil {
 		return nil, err
 	}
-	return []*graph.Value{b.op("IndexGrad", graph.Attrs{"map": m, "shape": shape}, gy[0])}, nil
+	return []*graph.Value{b.op("IndexGrad", graph.Attrs{"map": m, "shape": i64s(n.Inputs[0].StaticShape())}, gy[0])}, nil
 }
 
 func gradGather(b *builder, n *graph.Node, gy []*graph.Value, need []bool) ([]*graph.Value, error) {
