@@ -18,8 +18,6 @@ const (
 	opDiv arith = vmath.Div
 )
 
-var arithOps = map[string]arith{"Add": opAdd, "Sub": opSub, "Mul": opMul, "Div": opDiv}
-
 // row computes z[j] = x[j*sx] op y[j*sy] for j < len(z), sx and sy in {0, 1}.
 func (o arith) row(z, x, y []float32, sx, sy int) {
 	switch {

@@ -126,47 +126,73 @@ func fs(t *graph.Tensor) []float32 { return t.F }
 func is(t *graph.Tensor) []int64   { return t.I }
 func bs(t *graph.Tensor) []bool    { return t.B }
 
+// binOp is the scalar function of a broadcasting binary operator for each
+// input dtype it accepts; comparisons and logic (cmp) give bools. Add, Sub,
+// Mul and Div (vec) run float32 through the row loops of binfast.go instead.
 type binOp struct {
-	f   func(x, y float32) float32
-	i   func(x, y int64) int64
-	cmp bool // result is bool
-	fc  func(x, y float32) bool
-	ic  func(x, y int64) bool
-	bb  func(x, y bool) bool
+	vec   bool
+	arith arith
+	f     func(x, y float32) float32
+	i     func(x, y int64) int64
+	cmp   bool
+	fc    func(x, y float32) bool
+	ic    func(x, y int64) bool
+	bb    func(x, y bool) bool
 }
 
-var binOps = map[string]binOp{
-	"Add": {f: func(x, y float32) float32 { return x + y }, i: func(x, y int64) int64 { return x + y }},
-	"Sub": {f: func(x, y float32) float32 { return x - y }, i: func(x, y int64) int64 { return x - y }},
-	"Mul": {f: func(x, y float32) float32 { return x * y }, i: func(x, y int64) int64 { return x * y }},
-	"Div": {f: func(x, y float32) float32 { return x / y }, i: func(x, y int64) int64 {
-		if y == 0 {
-			return 0
-		}
-		return x / y
-	}},
-	"Pow": {f: func(x, y float32) float32 { return float32(math.Pow(float64(x), float64(y))) },
-		i: func(x, y int64) int64 { return int64(math.Pow(float64(x), float64(y))) }},
-	"Equal":          {cmp: true, fc: func(x, y float32) bool { return x == y }, ic: func(x, y int64) bool { return x == y }, bb: func(x, y bool) bool { return x == y }},
-	"Less":           {cmp: true, fc: func(x, y float32) bool { return x < y }, ic: func(x, y int64) bool { return x < y }},
-	"Greater":        {cmp: true, fc: func(x, y float32) bool { return x > y }, ic: func(x, y int64) bool { return x > y }},
-	"LessOrEqual":    {cmp: true, fc: func(x, y float32) bool { return x <= y }, ic: func(x, y int64) bool { return x <= y }},
-	"GreaterOrEqual": {cmp: true, fc: func(x, y float32) bool { return x >= y }, ic: func(x, y int64) bool { return x >= y }},
-	"And":            {cmp: true, bb: func(x, y bool) bool { return x && y }},
-	"Or":             {cmp: true, bb: func(x, y bool) bool { return x || y }},
+// arithmetic is the binOp of Add, Sub, Mul and Div: vectorized float32 rows,
+// i for int64.
+func arithmetic(o arith, i func(x, y int64) int64) binOp { return binOp{vec: true, arith: o, i: i} }
+
+func compare(fc func(x, y float32) bool, ic func(x, y int64) bool, bb func(x, y bool) bool) binOp {
+	return binOp{cmp: true, fc: fc, ic: ic, bb: bb}
 }
 
 func init() {
-	for op := range binOps {
-		register(op, inferBinary, kernelBinary)
-	}
-	register("Mod", inferBinary, kernelMod)
-	register("Max", inferBinary, kernelMinMax)
-	register("Min", inferBinary, kernelMinMax)
-	register("Where", inferWhere, kernelWhere)
+	define(opDef{name: "Add", infer: inferBinary, grad: gradAdd,
+		kernel: arithmetic(opAdd, func(x, y int64) int64 { return x + y }).kernel})
+	define(opDef{name: "Sub", infer: inferBinary, grad: gradSub,
+		kernel: arithmetic(opSub, func(x, y int64) int64 { return x - y }).kernel})
+	define(opDef{name: "Mul", infer: inferBinary, grad: gradMul,
+		kernel: arithmetic(opMul, func(x, y int64) int64 { return x * y }).kernel})
+	define(opDef{name: "Div", infer: inferBinary, grad: gradDiv,
+		kernel: arithmetic(opDiv, func(x, y int64) int64 {
+			if y == 0 {
+				return 0
+			}
+			return x / y
+		}).kernel})
+	define(opDef{name: "Pow", infer: inferBinary, grad: gradPow, kernel: binOp{
+		f: func(x, y float32) float32 { return float32(math.Pow(float64(x), float64(y))) },
+		i: func(x, y int64) int64 { return int64(math.Pow(float64(x), float64(y))) }}.kernel})
+	define(opDef{name: "Mod", infer: inferBinary, kernel: kernelMod})
+	define(opDef{name: "Max", infer: inferBinary, kernel: kernelMinMax, grad: gradMinMax})
+	define(opDef{name: "Min", infer: inferBinary, kernel: kernelMinMax, grad: gradMinMax})
+	define(opDef{name: "Where", infer: inferWhere, kernel: kernelWhere, grad: gradWhere})
+
+	// bool results: no gradient
+	define(opDef{name: "Equal", infer: inferCompare, kernel: compare(func(x, y float32) bool { return x == y },
+		func(x, y int64) bool { return x == y }, func(x, y bool) bool { return x == y }).kernel})
+	define(opDef{name: "Less", infer: inferCompare, kernel: compare(func(x, y float32) bool { return x < y },
+		func(x, y int64) bool { return x < y }, nil).kernel})
+	define(opDef{name: "Greater", infer: inferCompare, kernel: compare(func(x, y float32) bool { return x > y },
+		func(x, y int64) bool { return x > y }, nil).kernel})
+	define(opDef{name: "LessOrEqual", infer: inferCompare, kernel: compare(func(x, y float32) bool { return x <= y },
+		func(x, y int64) bool { return x <= y }, nil).kernel})
+	define(opDef{name: "GreaterOrEqual", infer: inferCompare, kernel: compare(func(x, y float32) bool { return x >= y },
+		func(x, y int64) bool { return x >= y }, nil).kernel})
+	define(opDef{name: "And", infer: inferCompare, kernel: compare(nil, nil, func(x, y bool) bool { return x && y }).kernel})
+	define(opDef{name: "Or", infer: inferCompare, kernel: compare(nil, nil, func(x, y bool) bool { return x || y }).kernel})
 }
 
-func inferBinary(n *graph.Node) error {
+// inferBinary: inputs of one dtype broadcast together; the result has
+// their dtype.
+func inferBinary(n *graph.Node) error { return inferBroadcast(n, false) }
+
+// inferCompare is inferBinary with a bool result.
+func inferCompare(n *graph.Node) error { return inferBroadcast(n, true) }
+
+func inferBroadcast(n *graph.Node, toBool bool) error {
 	shapes := make([][]int, len(n.Inputs))
 	dt := n.Inputs[0].DType
 	for i, in := range n.Inputs {
@@ -179,23 +205,23 @@ func inferBinary(n *graph.Node) error {
 	if err != nil {
 		return nodeError(n, "%v", err)
 	}
-	if op, ok := binOps[n.Op]; ok && op.cmp {
+	if toBool {
 		dt = graph.Bool
 	}
 	setOut(n, 0, dt, out)
 	return nil
 }
 
-func kernelBinary(n *graph.Node) (Kernel, error) {
-	op := binOps[n.Op]
+// kernel builds the node's broadcasting kernel for its input dtype.
+func (op binOp) kernel(n *graph.Node) (Kernel, error) {
 	out := n.Outputs[0].StaticShape()
 	b := newBcast(out, shapeOf(n.Inputs[0]), shapeOf(n.Inputs[1]))
 	dt := n.Inputs[0].DType
-	if a, ok := arithOps[n.Op]; ok && dt == graph.Float32 {
-		return arithKernel(a, b), nil
+	if op.vec && dt == graph.Float32 {
+		return arithKernel(op.arith, b), nil
 	}
 	switch {
-	case !op.cmp && dt == graph.Float32:
+	case !op.cmp && dt == graph.Float32 && op.f != nil:
 		return binary(b, fs, fs, op.f), nil
 	case !op.cmp && dt == graph.Int64 && op.i != nil:
 		return binary(b, is, is, op.i), nil
@@ -324,4 +350,82 @@ func kernelWhere(n *graph.Node) (Kernel, error) {
 			}
 		}
 	}, nil
+}
+
+// d(a+b) = da + db, broadcast undone
+func gradAdd(b *builder, n *graph.Node, gy []*graph.Value, need []bool) ([]*graph.Value, error) {
+	return []*graph.Value{b.sumTo(gy[0], inShape(n, 0)), b.sumTo(gy[0], inShape(n, 1))}, nil
+}
+
+// d(a-b) = da - db
+func gradSub(b *builder, n *graph.Node, gy []*graph.Value, need []bool) ([]*graph.Value, error) {
+	out := []*graph.Value{b.sumTo(gy[0], inShape(n, 0)), nil}
+	if need[1] {
+		out[1] = b.sumTo(b.neg(gy[0]), inShape(n, 1))
+	}
+	return out, nil
+}
+
+// d(ab) = b da + a db
+func gradMul(b *builder, n *graph.Node, gy []*graph.Value, need []bool) ([]*graph.Value, error) {
+	out := make([]*graph.Value, 2)
+	if need[0] {
+		out[0] = b.sumTo(b.mul(gy[0], n.Inputs[1]), inShape(n, 0))
+	}
+	if need[1] {
+		out[1] = b.sumTo(b.mul(gy[0], n.Inputs[0]), inShape(n, 1))
+	}
+	return out, nil
+}
+
+// d(a/b) = da/b - (a/b) db/b
+func gradDiv(b *builder, n *graph.Node, gy []*graph.Value, need []bool) ([]*graph.Value, error) {
+	out := make([]*graph.Value, 2)
+	ga := b.div(gy[0], n.Inputs[1])
+	if need[0] {
+		out[0] = b.sumTo(ga, inShape(n, 0))
+	}
+	if need[1] {
+		out[1] = b.sumTo(b.neg(b.mul(ga, n.Outputs[0])), inShape(n, 1))
+	}
+	return out, nil
+}
+
+// d(a^p) = p a^(p-1) da + a^p log(a) dp
+func gradPow(b *builder, n *graph.Node, gy []*graph.Value, need []bool) ([]*graph.Value, error) {
+	out := make([]*graph.Value, 2)
+	a, p := n.Inputs[0], n.Inputs[1]
+	if need[0] {
+		pm1 := b.sub(p, b.scalar(1))
+		out[0] = b.sumTo(b.mul(gy[0], b.mul(p, b.op("Pow", nil, a, pm1))), inShape(n, 0))
+	}
+	if need[1] {
+		out[1] = b.sumTo(b.mul(gy[0], b.mul(n.Outputs[0], b.op("Log", nil, a))), inShape(n, 1))
+	}
+	return out, nil
+}
+
+// where(c, a, b): the gradient goes to the branch that was taken
+func gradWhere(b *builder, n *graph.Node, gy []*graph.Value, need []bool) ([]*graph.Value, error) {
+	zero := b.scalar(0)
+	out := make([]*graph.Value, 3)
+	if need[1] {
+		out[1] = b.sumTo(b.op("Where", nil, n.Inputs[0], gy[0], zero), inShape(n, 1))
+	}
+	if need[2] {
+		out[2] = b.sumTo(b.op("Where", nil, n.Inputs[0], zero, gy[0]), inShape(n, 2))
+	}
+	return out, nil
+}
+
+// max/min: the gradient goes to the inputs equal to the result
+func gradMinMax(b *builder, n *graph.Node, gy []*graph.Value, need []bool) ([]*graph.Value, error) {
+	out := make([]*graph.Value, len(n.Inputs))
+	for i, x := range n.Inputs {
+		if need[i] {
+			mask := b.op("Cast", graph.Attrs{"to": int64(graph.Float32)}, b.op("Equal", nil, x, n.Outputs[0]))
+			out[i] = b.sumTo(b.mul(gy[0], mask), x.StaticShape())
+		}
+	}
+	return out, nil
 }

@@ -80,42 +80,12 @@ func TestFixtureGradientsMatchPyTorch(t *testing.T) {
 				classes := logits.Shape[1]
 				_, loss := withCE(g, classes)
 				wrt := []*graph.Value{x}
-				wantW := map[*graph.Value]*graph.Tensor{}
-				var vars []*graph.Value
 				rep, err := onnximport.Recognize(m)
 				if err != nil {
 					t.Fatal(err)
 				}
-				transposed := map[*graph.Value]bool{} // ONNX holds W^T of PyTorch's [out, in]
-				for _, name := range meta.GradParams {
-					p := g.ParamByName(name)
-					for _, l := range rep.Linears {
-						if p != nil && l.Weight == p {
-							transposed[p] = !l.Transposed
-						}
-					}
-					if p == nil {
-						// the exporter renamed it (a MatMul weight stored
-						// transposed): find it through layer recognition
-						for _, l := range rep.Linears {
-							if l.Name+".weight" == name || l.Name+"_weight" == name {
-								p = l.Weight
-								transposed[p] = !l.Transposed
-							}
-						}
-					}
-					if p == nil {
-						t.Errorf("%s: no initializer holds %s", rel, name)
-						continue
-					}
-					w, err := npy.ReadFile(filepath.Join(dir, "grad_"+name+".npy"))
-					if err != nil {
-						t.Fatal(err)
-					}
-					wantW[p] = w
-					wrt = append(wrt, p)
-					vars = append(vars, p)
-				}
+				vars, wantW, transposed := goldenWeights(t, g, rep, meta.GradParams, dir, rel)
+				wrt = append(wrt, vars...)
 				prog, err := compile.Compile(g, compile.Options{Batch: input.Shape[0], Vars: vars, Verify: true,
 					Grad: &compile.GradSpec{Loss: loss, Wrt: wrt}})
 				if err != nil {
@@ -153,6 +123,43 @@ func TestFixtureGradientsMatchPyTorch(t *testing.T) {
 			})
 		}
 	}
+}
+
+// goldenWeights finds the initializer of each golden weight gradient (by its
+// PyTorch name, or through layer recognition where the exporter renamed a
+// weight it stored transposed) and reads the expected gradient; transposed
+// marks the weights ONNX holds as W^T of PyTorch's [out, in].
+func goldenWeights(t *testing.T, g *graph.Graph, rep *onnximport.Report, names []string, dir, rel string) (
+	vars []*graph.Value, want map[*graph.Value]*graph.Tensor, transposed map[*graph.Value]bool) {
+	t.Helper()
+	want, transposed = map[*graph.Value]*graph.Tensor{}, map[*graph.Value]bool{}
+	for _, name := range names {
+		p := g.ParamByName(name)
+		for _, l := range rep.Linears {
+			if p != nil && l.Weight == p {
+				transposed[p] = !l.Transposed
+			}
+		}
+		if p == nil {
+			for _, l := range rep.Linears {
+				if l.Name+".weight" == name || l.Name+"_weight" == name {
+					p = l.Weight
+					transposed[p] = !l.Transposed
+				}
+			}
+		}
+		if p == nil {
+			t.Errorf("%s: no initializer holds %s", rel, name)
+			continue
+		}
+		w, err := npy.ReadFile(filepath.Join(dir, "grad_"+name+".npy"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		want[p] = w
+		vars = append(vars, p)
+	}
+	return vars, want, transposed
 }
 
 func sameDims(a, b []int) bool {

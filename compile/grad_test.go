@@ -268,8 +268,8 @@ func TestGradRulesCovered(t *testing.T) {
 			tested[n.Op] = true
 		}
 	}
-	for op := range vjps {
-		if !tested[op] {
+	for op, d := range defs {
+		if d.grad != nil && !tested[op] {
 			t.Errorf("gradient rule of %s has no finite-difference case", op)
 		}
 	}

@@ -6,10 +6,6 @@ import (
 	"github.com/hyperat/hyperat/graph"
 )
 
-// aliasOps produce their input's data unchanged under another shape: their
-// output shares the input's buffer and the step disappears.
-var aliasOps = map[string]bool{"Reshape": true, "Flatten": true, "Squeeze": true, "Unsqueeze": true, "Identity": true}
-
 // memPlan assigns buffers: constants keep their data, variables and graph
 // inputs own a buffer, alias outputs share their input's, and every other
 // float value gets a slice of one arena, reused once the value is dead
@@ -38,7 +34,7 @@ func planMemory(nodes []*graph.Node, pinned map[*graph.Value]bool, enabled bool)
 		return m
 	}
 	for _, n := range nodes {
-		if aliasOps[n.Op] && n.Inputs[0].DType == n.Outputs[0].DType {
+		if isAlias(n) && n.Inputs[0].DType == n.Outputs[0].DType {
 			m.alias[n.Outputs[0]] = n.Inputs[0]
 		}
 	}
@@ -71,49 +67,13 @@ func planMemory(nodes []*graph.Node, pinned map[*graph.Value]bool, enabled bool)
 			}
 		}
 	}
-	type span struct{ off, n int }
-	var free []span // sorted by offset, coalesced
-	top := 0
-	alloc := func(n int) int {
-		for i, s := range free {
-			if s.n >= n {
-				off := s.off
-				if s.n == n {
-					free = append(free[:i], free[i+1:]...)
-				} else {
-					free[i] = span{s.off + n, s.n - n}
-				}
-				return off
-			}
-		}
-		off := top
-		top += n
-		return off
-	}
-	release := func(off, n int) {
-		free = append(free, span{off, n})
-		sort.Slice(free, func(a, b int) bool { return free[a].off < free[b].off })
-		merged := free[:0]
-		for _, s := range free {
-			if k := len(merged); k > 0 && merged[k-1].off+merged[k-1].n == s.off {
-				merged[k-1].n += s.n
-				continue
-			}
-			merged = append(merged, s)
-		}
-		free = merged
-		// give back a free tail
-		if k := len(free); k > 0 && free[k-1].off+free[k-1].n == top {
-			top = free[k-1].off
-			free = free[:k-1]
-		}
-	}
+	var arena firstFit
 	size := func(v *graph.Value) int { return max(graph.Numel(v.StaticShape()), 1) }
 	for i, n := range nodes {
 		for _, o := range n.Outputs {
 			if planned(o) && m.root(o) == o {
-				m.offset[o] = alloc(size(o))
-				m.arenaLen = max(m.arenaLen, top)
+				m.offset[o] = arena.alloc(size(o))
+				m.arenaLen = max(m.arenaLen, arena.top)
 			}
 		}
 		// free the roots whose last use is this step
@@ -123,10 +83,56 @@ func planMemory(nodes []*graph.Node, pinned map[*graph.Value]bool, enabled bool)
 			}
 			r := m.root(v)
 			if off, ok := m.offset[r]; ok && last[r] == i {
-				release(off, size(r))
+				arena.release(off, size(r))
 				last[r] = -1 // released once
 			}
 		}
 	}
 	return m
+}
+
+// firstFit hands out ranges of one growing arena: the first free range
+// large enough, else the top. Free ranges are kept sorted and coalesced,
+// and a free range at the top gives the top back.
+type firstFit struct {
+	free []span // sorted by offset, coalesced
+	top  int
+}
+
+type span struct{ off, n int }
+
+func (f *firstFit) alloc(n int) int {
+	for i, s := range f.free {
+		if s.n >= n {
+			off := s.off
+			if s.n == n {
+				f.free = append(f.free[:i], f.free[i+1:]...)
+			} else {
+				f.free[i] = span{s.off + n, s.n - n}
+			}
+			return off
+		}
+	}
+	off := f.top
+	f.top += n
+	return off
+}
+
+func (f *firstFit) release(off, n int) {
+	f.free = append(f.free, span{off, n})
+	sort.Slice(f.free, func(a, b int) bool { return f.free[a].off < f.free[b].off })
+	merged := f.free[:0]
+	for _, s := range f.free {
+		if k := len(merged); k > 0 && merged[k-1].off+merged[k-1].n == s.off {
+			merged[k-1].n += s.n
+			continue
+		}
+		merged = append(merged, s)
+	}
+	f.free = merged
+	// give back a free tail
+	if k := len(f.free); k > 0 && f.free[k-1].off+f.free[k-1].n == f.top {
+		f.top = f.free[k-1].off
+		f.free = f.free[:k-1]
+	}
 }

@@ -198,9 +198,9 @@ func inferAndFold(c *compilation) error {
 	}
 	var kept []*graph.Node
 	for _, n := range c.g.Nodes {
-		impl, ok := impls[n.Op]
-		if !ok {
-			return fmt.Errorf("node %q: operator %s has no implementation", n.Name, n.Op)
+		d, err := defOf(n)
+		if err != nil {
+			return err
 		}
 		allConst := true
 		for _, in := range n.Inputs {
@@ -214,7 +214,7 @@ func inferAndFold(c *compilation) error {
 				allConst = false
 			}
 		}
-		if err := safeInfer(impl, n); err != nil {
+		if err := safeInfer(d, n); err != nil {
 			return err
 		}
 		for _, o := range n.Outputs {
@@ -225,11 +225,11 @@ func inferAndFold(c *compilation) error {
 		if outputsConst(n) {
 			continue // the shape alone decided the result (Shape, Size)
 		}
-		if !allConst || impl.kernel == nil {
+		if !allConst || d.kernel == nil {
 			kept = append(kept, n)
 			continue
 		}
-		if err := fold(n, impl); err != nil {
+		if err := fold(n, d); err != nil {
 			return err
 		}
 	}
@@ -239,13 +239,13 @@ func inferAndFold(c *compilation) error {
 
 // safeInfer runs an operator's shape inference; a malformed node that the
 // rule did not anticipate becomes an error naming it instead of a crash.
-func safeInfer(impl *opImpl, n *graph.Node) (err error) {
+func safeInfer(d *opDef, n *graph.Node) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			err = nodeError(n, "malformed: %v", r)
 		}
 	}()
-	return impl.infer(n)
+	return d.infer(n)
 }
 
 func outputsConst(n *graph.Node) bool {
@@ -258,8 +258,8 @@ func outputsConst(n *graph.Node) bool {
 }
 
 // fold evaluates a node on constant inputs.
-func fold(n *graph.Node, impl *opImpl) (err error) {
-	k, err := impl.kernel(n)
+func fold(n *graph.Node, d *opDef) (err error) {
+	k, err := d.kernel(n)
 	if err != nil {
 		return err
 	}
@@ -285,12 +285,15 @@ func fold(n *graph.Node, impl *opImpl) (err error) {
 	return nil
 }
 
-// deadCode keeps only the nodes that graph outputs (and gradients) depend on.
+// deadCode keeps only the nodes that graph outputs (and gradients) depend
+// on. A kept node whose operator has a prune hook may then drop the work of
+// outputs nobody reads.
 func deadCode(c *compilation) error {
 	live := map[*graph.Value]bool{}
 	for _, o := range append(append([]*graph.Value{}, c.g.Outputs...), c.extra...) {
 		live[o] = true
 	}
+	isLive := func(v *graph.Value) bool { return live[v] }
 	var kept []*graph.Node
 	for i := len(c.g.Nodes) - 1; i >= 0; i-- {
 		n := c.g.Nodes[i]
@@ -304,13 +307,8 @@ func deadCode(c *compilation) error {
 			continue
 		}
 		kept = append(kept, n)
-		if n.Op == "LayerNormGrad" && !live[n.Outputs[1]] && !live[n.Outputs[2]] {
-			// only dx is wanted (an input gradient): the kernel skips the
-			// scale and bias sums
-			if n.Attrs == nil {
-				n.Attrs = graph.Attrs{}
-			}
-			n.Attrs["param_grads"] = int64(0)
+		if d := defs[n.Op]; d != nil && d.prune != nil {
+			d.prune(n, isLive)
 		}
 		for _, in := range n.Inputs {
 			if in != nil {

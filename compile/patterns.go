@@ -258,7 +258,7 @@ func insertAfter(c *compilation, at *graph.Value, op string, attrs graph.Attrs, 
 		}
 	}
 	c.g.Nodes = append(c.g.Nodes[:pos], append([]*graph.Node{n}, c.g.Nodes[pos:]...)...)
-	impls[op].infer(n)
+	defs[op].infer(n)
 	return n.Outputs[0]
 }
 

@@ -73,7 +73,6 @@ func newProgram(c *compilation) (*Program, error) {
 		}
 		p.seed = c.seed
 	}
-	p.split = -1
 	plan := planMemory(c.g.Nodes, pinned, !off["memplan"])
 	if a := c.opts.Arena; a != nil {
 		a.reserve(plan.arenaLen)
@@ -82,78 +81,91 @@ func newProgram(c *compilation) (*Program, error) {
 	} else {
 		p.arena = make([]float32, plan.arenaLen)
 	}
-	var buf func(v *graph.Value) *graph.Tensor
-	buf = func(v *graph.Value) *graph.Tensor {
-		if v == nil {
-			return nil
-		}
-		if t, ok := p.bufs[v]; ok {
-			return t
-		}
-		var t *graph.Tensor
-		switch r := plan.root(v); {
-		case v.IsConst():
-			t = v.Const
-		case r != v:
-			src := buf(r)
-			t = &graph.Tensor{DType: src.DType, Shape: v.StaticShape(), F: src.F, I: src.I, B: src.B}
-			if o, ok := plan.offset[r]; ok && p.shared != nil {
-				p.bound = append(p.bound, arenaRef{t, o, len(src.F)})
-			}
-		default:
-			if o, ok := plan.offset[v]; ok {
-				n := graph.Numel(v.StaticShape())
-				t = &graph.Tensor{DType: graph.Float32, Shape: v.StaticShape(), F: p.arena[o : o+n : o+n]}
-				if p.shared != nil {
-					p.bound = append(p.bound, arenaRef{t, o, n})
-				}
-			} else {
-				t = graph.NewTensor(v.DType, v.StaticShape())
-			}
-		}
-		p.bufs[v] = t
-		return t
-	}
 	for _, in := range c.g.Inputs {
-		buf(in)
+		p.buf(plan, in)
 	}
-	for i, n := range c.g.Nodes {
-		if i == splitNode {
-			p.split = len(p.steps)
-		}
-		impl := impls[n.Op]
-		if impl.kernel == nil {
-			return nil, nodeError(n, "has no kernel")
-		}
-		aliased := plan.root(n.Outputs[0]) != n.Outputs[0]
-		s := step{node: n}
-		for _, in := range n.Inputs {
-			s.in = append(s.in, buf(in))
-		}
-		for _, o := range n.Outputs {
-			s.out = append(s.out, buf(o))
-		}
-		if aliased {
-			continue // the output is a view of the input: nothing to run
-		}
-		k, err := safeKernel(impl, n)
-		if err != nil {
-			return nil, err
-		}
-		s.k = k
-		p.steps = append(p.steps, s)
+	if err := p.bindSteps(c.g.Nodes, plan, splitNode); err != nil {
+		return nil, err
 	}
 	for _, o := range append(append([]*graph.Value{}, c.g.Outputs...), c.extra...) {
-		buf(o)
-	}
-	if p.split < 0 {
-		p.split = len(p.steps)
+		p.buf(plan, o)
 	}
 	p.outs = make([]*graph.Tensor, len(p.Outputs))
 	for i, o := range p.Outputs {
 		p.outs[i] = p.bufs[o]
 	}
 	return p, nil
+}
+
+// buf returns v's buffer, making it on first use: a constant's data, a view
+// of the buffer v aliases, a slice of the arena, or memory of its own.
+func (p *Program) buf(plan *memPlan, v *graph.Value) *graph.Tensor {
+	if v == nil {
+		return nil
+	}
+	if t, ok := p.bufs[v]; ok {
+		return t
+	}
+	var t *graph.Tensor
+	switch r := plan.root(v); {
+	case v.IsConst():
+		t = v.Const
+	case r != v:
+		src := p.buf(plan, r)
+		t = &graph.Tensor{DType: src.DType, Shape: v.StaticShape(), F: src.F, I: src.I, B: src.B}
+		if o, ok := plan.offset[r]; ok && p.shared != nil {
+			p.bound = append(p.bound, arenaRef{t, o, len(src.F)})
+		}
+	default:
+		if o, ok := plan.offset[v]; ok {
+			n := graph.Numel(v.StaticShape())
+			t = &graph.Tensor{DType: graph.Float32, Shape: v.StaticShape(), F: p.arena[o : o+n : o+n]}
+			if p.shared != nil {
+				p.bound = append(p.bound, arenaRef{t, o, n})
+			}
+		} else {
+			t = graph.NewTensor(v.DType, v.StaticShape())
+		}
+	}
+	p.bufs[v] = t
+	return t
+}
+
+// bindSteps makes one step per node that computes something (a node whose
+// output aliases its input runs none), with its kernel and buffers; the
+// steps of nodes from splitNode on are the backward (see Forward).
+func (p *Program) bindSteps(nodes []*graph.Node, plan *memPlan, splitNode int) error {
+	p.split = -1
+	for i, n := range nodes {
+		if i == splitNode {
+			p.split = len(p.steps)
+		}
+		d := defs[n.Op]
+		if d.kernel == nil {
+			return nodeError(n, "has no kernel")
+		}
+		aliased := plan.root(n.Outputs[0]) != n.Outputs[0]
+		s := step{node: n}
+		for _, in := range n.Inputs {
+			s.in = append(s.in, p.buf(plan, in))
+		}
+		for _, o := range n.Outputs {
+			s.out = append(s.out, p.buf(plan, o))
+		}
+		if aliased {
+			continue // the output is a view of the input: nothing to run
+		}
+		k, err := safeKernel(d, n)
+		if err != nil {
+			return err
+		}
+		s.k = k
+		p.steps = append(p.steps, s)
+	}
+	if p.split < 0 {
+		p.split = len(p.steps)
+	}
+	return nil
 }
 
 // seedSplit orders the nodes so that none before the split reads the seed
@@ -370,13 +382,13 @@ func (p *Program) ArenaFloats() int { return len(p.arena) }
 
 // safeKernel builds a node's kernel; an unanticipated malformed node becomes
 // an error naming it instead of a crash.
-func safeKernel(impl *opImpl, n *graph.Node) (k Kernel, err error) {
+func safeKernel(d *opDef, n *graph.Node) (k Kernel, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			err = nodeError(n, "malformed: %v", r)
 		}
 	}()
-	return impl.kernel(n)
+	return d.kernel(n)
 }
 
 // StepTime is the profiled time of one step.

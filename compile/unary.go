@@ -8,67 +8,71 @@ import (
 	"github.com/hyperat/hyperat/graph"
 )
 
-// Unary float functions are evaluated in float64 and rounded once, which is at
-// least as accurate as the float32 libraries the goldens come from.
-var unaryF = map[string]func(x float64) float64{
-	"Sqrt":       math.Sqrt,
-	"Erf":        math.Erf,
-	"Exp":        math.Exp,
-	"Log":        math.Log,
-	"Tanh":       math.Tanh,
-	"Abs":        math.Abs,
-	"Neg":        func(x float64) float64 { return -x },
-	"Reciprocal": func(x float64) float64 { return 1 / x },
-	"Sigmoid":    func(x float64) float64 { return 1 / (1 + math.Exp(-x)) },
-	"Relu":       func(x float64) float64 { return math.Max(x, 0) },
-	"Sign": func(x float64) float64 {
-		switch {
-		case x > 0:
-			return 1
-		case x < 0:
-			return -1
-		}
-		return x
-	},
+// unaryOp is an elementwise function: f on float32 data, evaluated in
+// float64 and rounded once (at least as accurate as the float32 libraries
+// the goldens come from), and i on int64 data where the operator takes it.
+type unaryOp struct {
+	f func(x float64) float64
+	i func(x int64) int64
 }
 
-var unaryI = map[string]func(x int64) int64{
-	"Neg": func(x int64) int64 { return -x },
-	"Abs": func(x int64) int64 {
+func init() {
+	define(opDef{name: "Sqrt", infer: inferSame, kernel: unaryOp{f: math.Sqrt}.kernel, grad: gradSqrt})
+	define(opDef{name: "Erf", infer: inferSame, kernel: unaryOp{f: math.Erf}.kernel, grad: gradErf})
+	define(opDef{name: "Exp", infer: inferSame, kernel: unaryOp{f: math.Exp}.kernel, grad: gradExp})
+	define(opDef{name: "Log", infer: inferSame, kernel: unaryOp{f: math.Log}.kernel, grad: gradLog})
+	define(opDef{name: "Tanh", infer: inferSame, kernel: unaryOp{f: math.Tanh}.kernel, grad: gradTanh})
+	define(opDef{name: "Sigmoid", infer: inferSame, grad: gradSigmoid,
+		kernel: unaryOp{f: func(x float64) float64 { return 1 / (1 + math.Exp(-x)) }}.kernel})
+	define(opDef{name: "Relu", infer: inferSame, grad: gradRelu, kernel: unaryOp{
+		f: func(x float64) float64 { return math.Max(x, 0) },
+		i: func(x int64) int64 { return max(x, 0) }}.kernel})
+	define(opDef{name: "Neg", infer: inferSame, grad: gradNeg, kernel: unaryOp{
+		f: func(x float64) float64 { return -x },
+		i: func(x int64) int64 { return -x }}.kernel})
+	define(opDef{name: "Abs", infer: inferSame, grad: gradAbs, kernel: unaryOp{f: math.Abs, i: func(x int64) int64 {
 		if x < 0 {
 			return -x
 		}
 		return x
-	},
-	"Relu": func(x int64) int64 { return max(x, 0) },
-	"Sign": func(x int64) int64 {
-		switch {
-		case x > 0:
-			return 1
-		case x < 0:
-			return -1
-		}
-		return 0
-	},
+	}}.kernel})
+	define(opDef{name: "Reciprocal", infer: inferSame, grad: gradReciprocal,
+		kernel: unaryOp{f: func(x float64) float64 { return 1 / x }}.kernel})
+	define(opDef{name: "Sign", infer: inferSame, kernel: unaryOp{f: signF, i: signI}.kernel})
+	define(opDef{name: "Gelu", infer: inferSame, kernel: kernelGelu, grad: gradGelu})
+	define(opDef{name: "GeluGrad", infer: inferFloatLikeInput, kernel: kernelGeluGrad})
+	define(opDef{name: "Not", infer: inferSame, kernel: kernelNot})
+	define(opDef{name: "Identity", infer: inferSame, kernel: kernelCopy, grad: passThrough, alias: true})
+	define(opDef{name: "Cast", infer: inferCast, kernel: kernelCast, grad: passThrough}) // only float->float casts carry gradients
+	define(opDef{name: "Clip", infer: inferSame, kernel: kernelClip, grad: gradClip})
 }
 
-func init() {
-	for op := range unaryF {
-		register(op, inferSame, kernelUnary)
+func signF(x float64) float64 {
+	switch {
+	case x > 0:
+		return 1
+	case x < 0:
+		return -1
 	}
-	register("Gelu", inferSame, kernelGelu)
-	register("Not", inferSame, func(n *graph.Node) (Kernel, error) {
-		return func(in, out []*graph.Tensor) {
-			for i, v := range in[0].B {
-				out[0].B[i] = !v
-			}
-		}, nil
-	})
-	register("Identity", inferSame, func(n *graph.Node) (Kernel, error) {
-		return func(in, out []*graph.Tensor) { copyData(out[0], in[0]) }, nil
-	})
-	register("Cast", inferCast, kernelCast)
-	register("Clip", inferSame, kernelClip)
+	return x
+}
+
+func signI(x int64) int64 {
+	switch {
+	case x > 0:
+		return 1
+	case x < 0:
+		return -1
+	}
+	return 0
+}
+
+func kernelNot(n *graph.Node) (Kernel, error) {
+	return func(in, out []*graph.Tensor) {
+		for i, v := range in[0].B {
+			out[0].B[i] = !v
+		}
+	}, nil
 }
 
 func inferSame(n *graph.Node) error {
@@ -76,18 +80,24 @@ func inferSame(n *graph.Node) error {
 	return nil
 }
 
-func kernelUnary(n *graph.Node) (Kernel, error) {
+// inferFloatLikeInput: the output is float32 of input 0's shape (the
+// gradient ops SoftmaxGrad and GeluGrad).
+func inferFloatLikeInput(n *graph.Node) error {
+	setOut(n, 0, graph.Float32, shapeOf(n.Inputs[0]))
+	return nil
+}
+
+func (op unaryOp) kernel(n *graph.Node) (Kernel, error) {
 	switch n.Inputs[0].DType {
 	case graph.Float32:
-		f := unaryF[n.Op]
+		f := op.f
 		return func(in, out []*graph.Tensor) {
 			for i, v := range in[0].F {
 				out[0].F[i] = float32(f(float64(v)))
 			}
 		}, nil
 	case graph.Int64:
-		f, ok := unaryI[n.Op]
-		if ok {
+		if f := op.i; f != nil {
 			return func(in, out []*graph.Tensor) {
 				for i, v := range in[0].I {
 					out[0].I[i] = f(v)
@@ -98,12 +108,10 @@ func kernelUnary(n *graph.Node) (Kernel, error) {
 	return nil, nodeError(n, "not supported for %s", n.Inputs[0].DType)
 }
 
-// gelu is x * Phi(x), exactly or with the tanh approximation.
-func gelu(x float64, tanh bool) float64 {
-	if tanh {
-		return 0.5 * x * (1 + math.Tanh(math.Sqrt(2/math.Pi)*(x+0.044715*x*x*x)))
-	}
-	return 0.5 * x * (1 + math.Erf(x/math.Sqrt2))
+// geluTanh is GELU's tanh approximation, 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))),
+// in float64. The exact (erf) form runs in vmath.Gelu.
+func geluTanh(x float64) float64 {
+	return 0.5 * x * (1 + math.Tanh(math.Sqrt(2/math.Pi)*(x+0.044715*x*x*x)))
 }
 
 func kernelGelu(n *graph.Node) (Kernel, error) {
@@ -113,7 +121,7 @@ func kernelGelu(n *graph.Node) (Kernel, error) {
 	if n.Attrs.Str("approximate", "none") == "tanh" {
 		return func(in, out []*graph.Tensor) {
 			for i, v := range in[0].F {
-				out[0].F[i] = float32(gelu(float64(v), true))
+				out[0].F[i] = float32(geluTanh(float64(v)))
 			}
 		}, nil
 	}
@@ -121,6 +129,33 @@ func kernelGelu(n *graph.Node) (Kernel, error) {
 	body := func(lo, hi int) { vmath.Gelu(y[lo:hi], x[lo:hi]) }
 	return func(in, out []*graph.Tensor) {
 		x, y = in[0].F, out[0].F
+		parallel(len(x), 1<<13, body)
+	}, nil
+}
+
+// geluTanhGrad is the derivative of geluTanh. The exact form's derivative,
+// Phi(x) + x phi(x), runs in vmath.GeluGrad.
+func geluTanhGrad(x float64) float64 {
+	c := math.Sqrt(2 / math.Pi)
+	u := c * (x + 0.044715*x*x*x)
+	t := math.Tanh(u)
+	return 0.5*(1+t) + 0.5*x*(1-t*t)*c*(1+3*0.044715*x*x)
+}
+
+// GeluGrad (x, dy) -> dx, inserted by Gelu's rule.
+func kernelGeluGrad(n *graph.Node) (Kernel, error) {
+	if n.Attrs.Str("approximate", "none") == "tanh" {
+		return func(in, out []*graph.Tensor) {
+			x, dy, dx := in[0].F, in[1].F, out[0].F
+			for i, v := range x {
+				dx[i] = float32(float64(dy[i]) * geluTanhGrad(float64(v)))
+			}
+		}, nil
+	}
+	var x, dy, dx []float32
+	body := func(lo, hi int) { vmath.GeluGrad(dx[lo:hi], x[lo:hi], dy[lo:hi]) }
+	return func(in, out []*graph.Tensor) {
+		x, dy, dx = in[0].F, in[1].F, out[0].F
 		parallel(len(x), 1<<13, body)
 	}, nil
 }
@@ -199,4 +234,74 @@ func kernelClip(n *graph.Node) (Kernel, error) {
 			out[0].F[i] = min(max(v, lo), hi)
 		}
 	}, nil
+}
+
+// d sqrt(x) = dx / (2 sqrt(x))
+func gradSqrt(b *builder, n *graph.Node, gy []*graph.Value, need []bool) ([]*graph.Value, error) {
+	return []*graph.Value{b.div(b.mul(gy[0], b.scalar(0.5)), n.Outputs[0])}, nil
+}
+
+// d erf(x) = 2/sqrt(pi) exp(-x^2) dx
+func gradErf(b *builder, n *graph.Node, gy []*graph.Value, need []bool) ([]*graph.Value, error) {
+	x := n.Inputs[0]
+	e := b.op("Exp", nil, b.neg(b.mul(x, x)))
+	return []*graph.Value{b.mul(gy[0], b.mul(e, b.scalar(float32(2/math.Sqrt(math.Pi)))))}, nil
+}
+
+// d exp(x) = exp(x) dx
+func gradExp(b *builder, n *graph.Node, gy []*graph.Value, need []bool) ([]*graph.Value, error) {
+	return []*graph.Value{b.mul(gy[0], n.Outputs[0])}, nil
+}
+
+// d log(x) = dx / x
+func gradLog(b *builder, n *graph.Node, gy []*graph.Value, need []bool) ([]*graph.Value, error) {
+	return []*graph.Value{b.div(gy[0], n.Inputs[0])}, nil
+}
+
+// d tanh(x) = (1 - tanh^2) dx
+func gradTanh(b *builder, n *graph.Node, gy []*graph.Value, need []bool) ([]*graph.Value, error) {
+	y := n.Outputs[0]
+	return []*graph.Value{b.mul(gy[0], b.sub(b.scalar(1), b.mul(y, y)))}, nil
+}
+
+// d sigmoid(x) = s (1 - s) dx
+func gradSigmoid(b *builder, n *graph.Node, gy []*graph.Value, need []bool) ([]*graph.Value, error) {
+	y := n.Outputs[0]
+	return []*graph.Value{b.mul(gy[0], b.mul(y, b.sub(b.scalar(1), y)))}, nil
+}
+
+// d relu(x) = [x > 0] dx
+func gradRelu(b *builder, n *graph.Node, gy []*graph.Value, need []bool) ([]*graph.Value, error) {
+	mask := b.op("Cast", graph.Attrs{"to": int64(graph.Float32)}, b.op("Greater", nil, n.Inputs[0], b.scalar(0)))
+	return []*graph.Value{b.mul(gy[0], mask)}, nil
+}
+
+func gradNeg(b *builder, n *graph.Node, gy []*graph.Value, need []bool) ([]*graph.Value, error) {
+	return []*graph.Value{b.neg(gy[0])}, nil
+}
+
+// d |x| = sign(x) dx
+func gradAbs(b *builder, n *graph.Node, gy []*graph.Value, need []bool) ([]*graph.Value, error) {
+	return []*graph.Value{b.mul(gy[0], b.op("Sign", nil, n.Inputs[0]))}, nil
+}
+
+// d (1/x) = -dx / x^2
+func gradReciprocal(b *builder, n *graph.Node, gy []*graph.Value, need []bool) ([]*graph.Value, error) {
+	y := n.Outputs[0]
+	return []*graph.Value{b.neg(b.mul(gy[0], b.mul(y, y)))}, nil
+}
+
+func gradGelu(b *builder, n *graph.Node, gy []*graph.Value, need []bool) ([]*graph.Value, error) {
+	return []*graph.Value{b.op("GeluGrad", graph.Attrs{"approximate": n.Attrs.Str("approximate", "none")}, n.Inputs[0], gy[0])}, nil
+}
+
+func passThrough(b *builder, n *graph.Node, gy []*graph.Value, need []bool) ([]*graph.Value, error) {
+	return []*graph.Value{gy[0]}, nil
+}
+
+// clip passes the gradient where lo <= x <= hi
+func gradClip(b *builder, n *graph.Node, gy []*graph.Value, need []bool) ([]*graph.Value, error) {
+	x := n.Inputs[0]
+	mask := b.op("Cast", graph.Attrs{"to": int64(graph.Float32)}, b.op("Equal", nil, x, n.Outputs[0]))
+	return []*graph.Value{b.mul(gy[0], mask)}, nil
 }

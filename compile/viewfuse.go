@@ -158,7 +158,7 @@ func (m dimMap) back() (dimMap, bool) {
 		next := dimMap{cur: in, dims: slices.Clone(m.dims), start: slices.Clone(m.start)}
 		next.start[axis] += off
 		return next, true
-	case aliasOps[n.Op]:
+	case isAlias(n):
 		from, to := nonUnitDims(m.cur.StaticShape()), nonUnitDims(inShape)
 		if len(from) != len(to) {
 			return m, false
@@ -265,7 +265,7 @@ func (m fwdMap) through(n *graph.Node) (fwdMap, bool) {
 		for d, s := range m.start {
 			next.start[inv[d]] = s
 		}
-	case aliasOps[n.Op] && n.Inputs[0] == m.cur:
+	case isAlias(n) && n.Inputs[0] == m.cur:
 		from, to := nonUnitDims(curShape), nonUnitDims(outShape)
 		if len(from) != len(to) {
 			return m, false
@@ -358,7 +358,7 @@ func fuseConcatProducts(cn *graph.Node, uses map[*graph.Value][]*graph.Node, pin
 		// that only it reads
 		var chain []*graph.Node
 		cur := v
-		for cur.Def != nil && aliasOps[cur.Def.Op] {
+		for cur.Def != nil && isAlias(cur.Def) {
 			chain = append(chain, cur.Def)
 			cur = cur.Def.Inputs[0]
 			if pinned[cur] || len(uses[cur]) != 1 {
@@ -402,7 +402,7 @@ func fuseConcatProducts(cn *graph.Node, uses map[*graph.Value][]*graph.Node, pin
 	}
 	for cur := cn.Outputs[0]; !pinned[cur] && len(uses[cur]) == 1; cur = uses[cur][0].Outputs[0] {
 		n := uses[cur][0]
-		if n.Op != "Transpose" && !aliasOps[n.Op] {
+		if n.Op != "Transpose" && !isAlias(n) {
 			break
 		}
 		next := make([]fwdMap, len(maps))

@@ -34,7 +34,6 @@ var Ops = map[string]OpInfo{
 	"Unsqueeze": {2, 2, 1, false}, "Flatten": {1, 1, 1, false}, "Gather": {2, 2, 1, false},
 	"Shape": {1, 1, 1, false}, "Size": {1, 1, 1, false}, "ConstantOfShape": {1, 1, 1, false},
 	"Expand": {2, 2, 1, false}, "Range": {3, 3, 1, false}, "Tile": {2, 2, 1, false},
-	"Pad": {2, 4, 1, false}, "ArgMax": {1, 1, 1, false},
 
 	// project operators (domain "hyperat"), inserted by the gradient pass
 	"SoftmaxGrad":   {2, 2, 1, false},  // (y, dy) -> dx for Softmax along attr axis

@@ -1,255 +1,18 @@
 package compile
 
 import (
-	"math"
-
-	"github.com/hyperat/hyperat/kernels/vmath"
-
 	"github.com/hyperat/hyperat/graph"
 )
 
+// Matrix products: MatMul (numpy semantics), Gemm, and the fused forms the
+// passes make: MatMulBias (fuse-bias) and MatMulConcat (fuse-view). Every
+// product goes through the Gemm kernels of gemm.go.
+
 func init() {
-	register("Softmax", inferSame, kernelSoftmax)
-	register("LogSoftmax", inferSame, kernelSoftmax)
-	register("LayerNormalization", inferSame, kernelLayerNorm)
-	register("ReduceMean", inferReduce, kernelReduce)
-	register("ReduceSum", inferReduce, kernelReduce)
-	register("ReduceMax", inferReduce, kernelReduce)
-	register("MatMul", inferMatMul, kernelMatMul)
-	register("MatMulBias", inferMatMul, kernelMatMul)
-	register("MatMulConcat", inferMatMulConcat, kernelMatMulConcat)
-	register("Gemm", inferGemm, kernelGemm)
-	register("Conv", inferConv, kernelConv)
-}
-
-// axisSplit views a shape as [outer, n, inner] around axis.
-func axisSplit(shape []int, axis int) (outer, n, inner int) {
-	return graph.Numel(shape[:axis]), shape[axis], graph.Numel(shape[axis+1:])
-}
-
-func kernelSoftmax(n *graph.Node) (Kernel, error) {
-	shape := shapeOf(n.Inputs[0])
-	axis, err := normAxis(n, n.Attrs.Int("axis", -1), len(shape))
-	if err != nil {
-		return nil, err
-	}
-	outer, d, inner := axisSplit(shape, axis)
-	logsm := n.Op == "LogSoftmax"
-	var x, y []float32
-	if !logsm && inner == 1 {
-		// softmax over the last axis: whole rows at once, vectorized
-		rows := func(lo, hi int) { vmath.SoftmaxRows(y[lo*d:hi*d], x[lo*d:hi*d], hi-lo, d) }
-		return func(in, out []*graph.Tensor) {
-			x, y = in[0].F, out[0].F
-			parallel(outer, max(1, (1<<13)/d), rows)
-		}, nil
-	}
-	body := func(lo, hi int) {
-		for o := lo; o < hi; o++ {
-			for k := 0; k < inner; k++ {
-				base := o*d*inner + k
-				m := float32(math.Inf(-1))
-				for j := 0; j < d; j++ {
-					m = max(m, x[base+j*inner])
-				}
-				var s float64
-				for j := 0; j < d; j++ {
-					e := expf(x[base+j*inner] - m)
-					s += float64(e)
-					if !logsm {
-						y[base+j*inner] = e
-					}
-				}
-				if logsm {
-					ls := float32(math.Log(s))
-					for j := 0; j < d; j++ {
-						y[base+j*inner] = x[base+j*inner] - m - ls
-					}
-					continue
-				}
-				inv := 1 / s
-				for j := 0; j < d; j++ {
-					y[base+j*inner] = float32(float64(y[base+j*inner]) * inv)
-				}
-			}
-		}
-	}
-	return func(in, out []*graph.Tensor) {
-		x, y = in[0].F, out[0].F
-		parallel(outer, max(1, (1<<13)/(d*inner)), body)
-	}, nil
-}
-
-// LayerNormalization normalizes over the dims from axis on; statistics in float64.
-func kernelLayerNorm(n *graph.Node) (Kernel, error) {
-	shape := shapeOf(n.Inputs[0])
-	axis, err := normAxis(n, n.Attrs.Int("axis", -1), len(shape))
-	if err != nil {
-		return nil, err
-	}
-	rows, d := graph.Numel(shape[:axis]), graph.Numel(shape[axis:])
-	if s := shapeOf(n.Inputs[1]); graph.Numel(s) != d {
-		return nil, nodeError(n, "scale shape %v does not match normalized size %d", s, d)
-	}
-	hasBias := n.In(2) != nil
-	eps := float64(n.Attrs.Float("epsilon", 1e-5))
-	var x, g, y, b []float32
-	body := func(lo, hi int) {
-		for r := lo; r < hi; r++ {
-			xr, yr := x[r*d:(r+1)*d], y[r*d:(r+1)*d]
-			mean, inv := rowStats(xr, eps)
-			m, s := float32(mean), float32(inv)
-			if hasBias {
-				vmath.NormRow(yr, xr, g[:d], b[:d], m, s)
-			} else {
-				normRow(yr, xr, g, m, s)
-			}
-		}
-	}
-	return func(in, out []*graph.Tensor) {
-		x, g, y = in[0].F, in[1].F, out[0].F
-		if hasBias {
-			b = in[2].F
-		}
-		parallel(rows, max(1, (1<<13)/d), body)
-	}, nil
-}
-
-// rowStats returns the mean of x and 1/sqrt(variance + eps), from sums
-// accumulated in float64 in one pass (E[x^2] - mean^2 loses nothing that
-// matters in float64 for float32 data) in a fixed order.
-func rowStats(x []float32, eps float64) (mean, inv float64) {
-	s, q := vmath.RowSums(x)
-	n := float64(len(x))
-	mean = s / n
-	vr := max(q/n-mean*mean, 0)
-	return mean, 1 / math.Sqrt(vr+eps)
-}
-
-// normRow sets y = (x - m) s g.
-func normRow(y, x, g []float32, m, s float32) {
-	y, g = y[:len(x)], g[:len(x)]
-	for j, v := range x {
-		y[j] = (v - m) * s * g[j]
-	}
-}
-
-// reduceAxes resolves the axes input: empty means all axes, unless
-// noop_with_empty_axes, which makes the op the identity.
-func reduceAxes(n *graph.Node) ([]bool, error) {
-	shape := shapeOf(n.Inputs[0])
-	axes, _, err := constInts(n, 1)
-	if err != nil {
-		return nil, err
-	}
-	red := make([]bool, len(shape))
-	if len(axes) == 0 {
-		if n.Attrs.Int("noop_with_empty_axes", 0) == 1 {
-			return red, nil
-		}
-		for i := range red {
-			red[i] = true
-		}
-	}
-	for _, a := range axes {
-		ax, err := normAxis(n, a, len(shape))
-		if err != nil {
-			return nil, err
-		}
-		red[ax] = true
-	}
-	return red, nil
-}
-
-func inferReduce(n *graph.Node) error {
-	shape := shapeOf(n.Inputs[0])
-	red, err := reduceAxes(n)
-	if err != nil {
-		return err
-	}
-	keep := n.Attrs.Int("keepdims", 1) == 1
-	var out []int
-	for i, d := range shape {
-		switch {
-		case !red[i]:
-			out = append(out, d)
-		case keep:
-			out = append(out, 1)
-		}
-	}
-	setOut(n, 0, n.Inputs[0].DType, out)
-	return nil
-}
-
-// kernelReduce accumulates in float64 (int64 for integers) in input order.
-func kernelReduce(n *graph.Node) (Kernel, error) {
-	shape := shapeOf(n.Inputs[0])
-	red, err := reduceAxes(n)
-	if err != nil {
-		return nil, err
-	}
-	// map each input element to its output element
-	ost := make([]int, len(shape))
-	acc := 1
-	for i := len(shape) - 1; i >= 0; i-- {
-		if !red[i] {
-			ost[i] = acc
-			acc *= shape[i]
-		}
-	}
-	m := indexMap(shape, ost, 0)
-	nOut := acc
-	count := float64(graph.Numel(shape) / max(nOut, 1))
-	op := n.Op
-	dt := n.Inputs[0].DType
-	sums := make([]float64, nOut)
-	return func(in, out []*graph.Tensor) {
-		switch dt {
-		case graph.Float32:
-			clear(sums)
-			if op == "ReduceMax" {
-				for i := range sums {
-					sums[i] = math.Inf(-1)
-				}
-			}
-			for i, o := range m {
-				v := float64(in[0].F[i])
-				if op == "ReduceMax" {
-					if v > sums[o] || v != v {
-						sums[o] = v
-					}
-				} else {
-					sums[o] += v
-				}
-			}
-			for i, s := range sums {
-				if op == "ReduceMean" {
-					s /= count
-				}
-				out[0].F[i] = float32(s)
-			}
-		case graph.Int64:
-			for i := range out[0].I {
-				out[0].I[i] = 0
-				if op == "ReduceMax" {
-					out[0].I[i] = math.MinInt64
-				}
-			}
-			for i, o := range m {
-				v := in[0].I[i]
-				if op == "ReduceMax" {
-					out[0].I[o] = max(out[0].I[o], v)
-				} else {
-					out[0].I[o] += v
-				}
-			}
-			if op == "ReduceMean" {
-				for i := range out[0].I {
-					out[0].I[i] /= int64(count)
-				}
-			}
-		}
-	}, nil
+	define(opDef{name: "MatMul", infer: inferMatMul, kernel: kernelMatMul, grad: gradMatMul})
+	define(opDef{name: "Gemm", infer: inferGemm, kernel: kernelGemm, grad: gradGemm})
+	define(opDef{name: "MatMulBias", infer: inferMatMul, kernel: kernelMatMul})
+	define(opDef{name: "MatMulConcat", infer: inferMatMulConcat, kernel: kernelMatMulConcat})
 }
 
 // matmulShapes applies numpy matmul rules: 1-D operands are promoted and the
@@ -683,4 +446,75 @@ func kernelMatMulConcat(n *graph.Node) (Kernel, error) {
 			k(in[2*i:2*i+2], out)
 		}
 	}, nil
+}
+
+// matmul: dA = dY B^T, dB = A^T dY, with numpy's 1-D promotion and batch
+// broadcasting undone. A 2-D right operand (a linear layer's weight) uses Gemm
+// over the flattened rows so that dW is one matrix product.
+func gradMatMul(b *builder, n *graph.Node, gy []*graph.Value, need []bool) ([]*graph.Value, error) {
+	A, B := n.Inputs[0], n.Inputs[1]
+	as, bs := A.StaticShape(), B.StaticShape()
+	pa, pb := as, bs
+	if len(as) == 1 {
+		pa = []int{1, as[0]}
+	}
+	if len(bs) == 1 {
+		pb = []int{bs[0], 1}
+	}
+	a, bb := b.reshape(A, pa), b.reshape(B, pb)
+	p, err := planMatMul(n, pa, pb)
+	if err != nil {
+		return nil, err
+	}
+	g := b.reshape(gy[0], p.out)
+	out := make([]*graph.Value, 2)
+	k, nn := p.k, p.n
+	if len(pb) == 2 {
+		rows := graph.Numel(pa) / k
+		g2 := b.reshape(g, []int{rows, nn})
+		if need[0] {
+			out[0] = b.reshape(b.op("Gemm", graph.Attrs{"transB": int64(1)}, g2, bb), as)
+		}
+		if need[1] {
+			out[1] = b.reshape(b.op("Gemm", graph.Attrs{"transA": int64(1)}, b.reshape(a, []int{rows, k}), g2), bs)
+		}
+		return out, nil
+	}
+	if need[0] {
+		out[0] = b.reshape(b.sumTo(b.op("MatMul", nil, g, b.swapLast(bb)), pa), as)
+	}
+	if need[1] {
+		out[1] = b.reshape(b.sumTo(b.op("MatMul", nil, b.swapLast(a), g), pb), bs)
+	}
+	return out, nil
+}
+
+// gemm: Y = alpha op(A) op(B) + beta C.
+func gradGemm(b *builder, n *graph.Node, gy []*graph.Value, need []bool) ([]*graph.Value, error) {
+	ta, tb := n.Attrs.Int("transA", 0), n.Attrs.Int("transB", 0)
+	alpha, beta := n.Attrs.Float("alpha", 1), n.Attrs.Float("beta", 1)
+	A, B, g := n.Inputs[0], n.Inputs[1], gy[0]
+	out := make([]*graph.Value, 3)
+	if need[0] {
+		if ta == 0 { // dA = alpha dY op(B)^T
+			out[0] = b.op("Gemm", graph.Attrs{"alpha": alpha, "transB": 1 - tb}, g, B)
+		} else { // dA = alpha op(B) dY^T
+			out[0] = b.op("Gemm", graph.Attrs{"alpha": alpha, "transA": tb, "transB": int64(1)}, B, g)
+		}
+	}
+	if need[1] {
+		if tb == 0 { // dB = alpha op(A)^T dY
+			out[1] = b.op("Gemm", graph.Attrs{"alpha": alpha, "transA": 1 - ta}, A, g)
+		} else { // dB = alpha dY^T op(A)
+			out[1] = b.op("Gemm", graph.Attrs{"alpha": alpha, "transA": int64(1), "transB": ta}, g, A)
+		}
+	}
+	if len(need) > 2 && need[2] {
+		gc := b.sumTo(g, n.Inputs[2].StaticShape())
+		if beta != 1 {
+			gc = b.mul(gc, b.scalar(beta))
+		}
+		out[2] = gc
+	}
+	return out, nil
 }

@@ -1,0 +1,175 @@
+package compile
+
+import (
+	"math"
+
+	"github.com/hyperat/hyperat/graph"
+	"github.com/hyperat/hyperat/kernels/vmath"
+)
+
+// LayerNormalization, and LayerNormGrad, which its gradient rule inserts.
+
+func init() {
+	define(opDef{name: "LayerNormalization", infer: inferSame, kernel: kernelLayerNorm, grad: gradLayerNorm})
+	define(opDef{name: "LayerNormGrad", infer: inferLayerNormGrad, kernel: kernelLayerNormGrad, prune: pruneLayerNormGrad})
+}
+
+// LayerNormalization normalizes over the dims from axis on; statistics in float64.
+func kernelLayerNorm(n *graph.Node) (Kernel, error) {
+	shape := shapeOf(n.Inputs[0])
+	axis, err := normAxis(n, n.Attrs.Int("axis", -1), len(shape))
+	if err != nil {
+		return nil, err
+	}
+	rows, d := graph.Numel(shape[:axis]), graph.Numel(shape[axis:])
+	if s := shapeOf(n.Inputs[1]); graph.Numel(s) != d {
+		return nil, nodeError(n, "scale shape %v does not match normalized size %d", s, d)
+	}
+	hasBias := n.In(2) != nil
+	eps := float64(n.Attrs.Float("epsilon", 1e-5))
+	var x, g, y, b []float32
+	body := func(lo, hi int) {
+		for r := lo; r < hi; r++ {
+			xr, yr := x[r*d:(r+1)*d], y[r*d:(r+1)*d]
+			mean, inv := rowStats(xr, eps)
+			m, s := float32(mean), float32(inv)
+			if hasBias {
+				vmath.NormRow(yr, xr, g[:d], b[:d], m, s)
+			} else {
+				normRow(yr, xr, g, m, s)
+			}
+		}
+	}
+	return func(in, out []*graph.Tensor) {
+		x, g, y = in[0].F, in[1].F, out[0].F
+		if hasBias {
+			b = in[2].F
+		}
+		parallel(rows, max(1, (1<<13)/d), body)
+	}, nil
+}
+
+// rowStats returns the mean of x and 1/sqrt(variance + eps), from sums
+// accumulated in float64 in one pass (E[x^2] - mean^2 loses nothing that
+// matters in float64 for float32 data) in a fixed order.
+func rowStats(x []float32, eps float64) (mean, inv float64) {
+	s, q := vmath.RowSums(x)
+	n := float64(len(x))
+	mean = s / n
+	vr := max(q/n-mean*mean, 0)
+	return mean, 1 / math.Sqrt(vr+eps)
+}
+
+// normRow sets y = (x - m) s g.
+func normRow(y, x, g []float32, m, s float32) {
+	y, g = y[:len(x)], g[:len(x)]
+	for j, v := range x {
+		y[j] = (v - m) * s * g[j]
+	}
+}
+
+func inferLayerNormGrad(n *graph.Node) error {
+	setOut(n, 0, graph.Float32, shapeOf(n.Inputs[0]))
+	x := shapeOf(n.Inputs[0])
+	axis, err := normAxis(n, n.Attrs.Int("axis", -1), len(x))
+	if err != nil {
+		return err
+	}
+	d := []int{graph.Numel(x[axis:])}
+	setOut(n, 1, graph.Float32, d)
+	setOut(n, 2, graph.Float32, d)
+	return nil
+}
+
+// With xh = (x - mean) * inv and g = dy * scale:
+// dx = inv * (g - mean(g) - xh * mean(g * xh)); dscale = sum(dy * xh); dbias = sum(dy).
+// Row order of the parameter sums is fixed, so results repeat bit for bit.
+func kernelLayerNormGrad(n *graph.Node) (Kernel, error) {
+	shape := shapeOf(n.Inputs[0])
+	axis, _ := normAxis(n, n.Attrs.Int("axis", -1), len(shape))
+	rows, d := graph.Numel(shape[:axis]), graph.Numel(shape[axis:])
+	eps := float64(n.Attrs.Float("epsilon", 1e-5))
+	params := n.Attrs.Int("param_grads", 1) != 0
+	// Parameter gradients are summed per fixed chunk of rows, then the chunks
+	// in order, so the result does not depend on how many cores ran.
+	const chunks = 16
+	var part [][]float32
+	if params {
+		part = make([][]float32, chunks)
+		for i := range part {
+			part[i] = make([]float32, 2*d) // dscale, dbias partial sums
+		}
+	}
+	var x, sc, dy, dx []float32
+	body := func(lo, hi int) {
+		for ch := lo; ch < hi; ch++ {
+			var ds, dbb []float32
+			if params {
+				ds, dbb = part[ch][:d], part[ch][d:]
+				clear(part[ch])
+			}
+			for r := ch * rows / chunks; r < (ch+1)*rows/chunks; r++ {
+				xr, gr, dr := x[r*d:(r+1)*d], dy[r*d:(r+1)*d], dx[r*d:(r+1)*d]
+				mean, inv := rowStats(xr, eps)
+				m, s := float32(mean), float32(inv)
+				mg, mgx := vmath.NormGradSums(xr, gr, sc[:d], m, s)
+				vmath.NormGradRow(dr, xr, gr, sc[:d], m, s, float32(mg/float64(d)), float32(mgx/float64(d)))
+				if params {
+					lnGradParams(ds, dbb, xr, gr, m, s)
+				}
+			}
+		}
+	}
+	return func(in, out []*graph.Tensor) {
+		x, sc, dy, dx = in[0].F, in[1].F, in[2].F, out[0].F
+		parallel(chunks, 1, body)
+		dsc, db := out[1].F, out[2].F
+		if !params {
+			clear(dsc)
+			clear(db)
+			return
+		}
+		for j := 0; j < d; j++ {
+			var a, b float64
+			for ch := 0; ch < chunks; ch++ {
+				a += float64(part[ch][j])
+				b += float64(part[ch][d+j])
+			}
+			dsc[j], db[j] = float32(a), float32(b)
+		}
+	}, nil
+}
+
+// lnGradParams adds dy xh to ds and dy to db.
+func lnGradParams(ds, db, x, dy []float32, m, s float32) {
+	ds, db, dy = ds[:len(x)], db[:len(x)], dy[:len(x)]
+	for j, v := range x {
+		ds[j] += dy[j] * ((v - m) * s)
+		db[j] += dy[j]
+	}
+}
+
+// pruneLayerNormGrad: when only dx is wanted (an input gradient), the
+// kernel skips the scale and bias sums.
+func pruneLayerNormGrad(n *graph.Node, live func(*graph.Value) bool) {
+	if !live(n.Outputs[1]) && !live(n.Outputs[2]) {
+		if n.Attrs == nil {
+			n.Attrs = graph.Attrs{}
+		}
+		n.Attrs["param_grads"] = int64(0)
+	}
+}
+
+func gradLayerNorm(b *builder, n *graph.Node, gy []*graph.Value, need []bool) ([]*graph.Value, error) {
+	node := b.g.AddNode("LayerNormGrad", "grad", []*graph.Value{n.Inputs[0], n.Inputs[1], gy[0]},
+		graph.Attrs{"axis": n.Attrs.Int("axis", -1), "epsilon": n.Attrs.Float("epsilon", 1e-5)},
+		"grad_ln_x", "grad_ln_scale", "grad_ln_bias")
+	if err := defs["LayerNormGrad"].infer(node); err != nil {
+		return nil, err
+	}
+	out := []*graph.Value{node.Outputs[0], b.reshape(node.Outputs[1], inShape(n, 1)), nil}
+	if len(n.Inputs) > 2 && n.Inputs[2] != nil {
+		out[2] = b.reshape(node.Outputs[2], inShape(n, 2))
+	}
+	return out, nil
+}

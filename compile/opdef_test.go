@@ -1,0 +1,104 @@
+package compile
+
+import (
+	"math"
+	"strings"
+	"testing"
+
+	"github.com/hyperat/hyperat/graph"
+)
+
+// The IR's op table (arity) and compile's definitions name the same
+// operators: the verifier accepts nothing the compiler cannot run.
+func TestOpDefs(t *testing.T) {
+	for op := range graph.Ops {
+		if defs[op] == nil {
+			t.Errorf("operator %s is in graph.Ops but compile does not define it", op)
+		}
+	}
+	for op, d := range defs {
+		if _, ok := graph.Ops[op]; !ok || d.name != op {
+			t.Errorf("definition %q (%s) is not in graph.Ops", op, d.name)
+		}
+		if d.alias && graph.Ops[op].MinIn < 1 {
+			t.Errorf("%s aliases an input it may not have", op)
+		}
+	}
+}
+
+func TestDefine(t *testing.T) {
+	graph.Ops["TestOnly"] = graph.OpInfo{MinIn: 1, MaxIn: 1, Outs: 1}
+	defer delete(graph.Ops, "TestOnly")
+	for name, d := range map[string]opDef{
+		"unknown":       {name: "Frobnicate", infer: inferSame},
+		"twice":         {name: "Add", infer: inferBinary},
+		"no shape rule": {name: "TestOnly"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			defer func() {
+				if r := recover(); r == nil || !strings.Contains(r.(string), d.name) {
+					t.Errorf("recovered %v, want a panic naming %s", r, d.name)
+				}
+			}()
+			define(d)
+		})
+	}
+	define(opDef{name: "TestOnly", infer: inferSame, kernel: kernelCopy})
+	defer delete(defs, "TestOnly")
+	if d := defs["TestOnly"]; d == nil || d.name != "TestOnly" || d.grad != nil {
+		t.Fatalf("defined %+v", d)
+	}
+}
+
+// Differentiating through an operator without a gradient rule fails,
+// naming the operator and the node.
+func TestMissingGradRule(t *testing.T) {
+	g := graph.New()
+	x := g.AddInput("x", graph.Float32, graph.StaticShape(3))
+	s := g.AddNode("Sign", "the_sign", []*graph.Value{x}, nil, "s").Outputs[0]
+	loss := g.Op("ReduceSum", graph.Attrs{"keepdims": int64(0)}, s)
+	g.Outputs = []*graph.Value{loss}
+	_, err := Compile(g, Options{Grad: &GradSpec{Loss: loss, Wrt: []*graph.Value{x}}})
+	if err == nil || !strings.Contains(err.Error(), "operator Sign") || !strings.Contains(err.Error(), "the_sign") ||
+		!strings.Contains(err.Error(), "no gradient rule") {
+		t.Fatalf("error %v, want one naming Sign and its node", err)
+	}
+	// without a gradient through it, the same graph compiles
+	if _, err := Compile(g, Options{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Alias operators run no step: their output is their input's buffer.
+func TestAliasNodesRunNoStep(t *testing.T) {
+	g := graph.New()
+	x := g.AddInput("x", graph.Float32, graph.StaticShape(2, 3))
+	r := g.Op("Reshape", nil, x, g.Const("shape", graph.I64([]int{1}, []int64{6})))
+	y := g.Op("Exp", nil, g.Op("Identity", nil, g.Op("Unsqueeze", nil, g.Op("Exp", nil, r), g.Const("axes", graph.I64([]int{1}, []int64{0})))))
+	g.Outputs = []*graph.Value{y}
+	p, err := Compile(g, Options{Verify: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ops []string
+	for _, s := range p.StepTimes() {
+		ops = append(ops, s.Node.Op)
+	}
+	if got := strings.Join(ops, " "); got != "Exp Exp" {
+		t.Errorf("steps %q, want only the two Exps", got)
+	}
+	in := graph.F32([]int{2, 3}, []float32{0, 1, 2, 3, 4, 5})
+	out, err := p.Run(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !sameShape(out[0].Shape, []int{1, 6}) {
+		t.Errorf("output shape %v", out[0].Shape)
+	}
+	for i, v := range in.F {
+		want := float32(math.Exp(float64(float32(math.Exp(float64(v))))))
+		if out[0].F[i] != want {
+			t.Errorf("output %d: %g, want %g", i, out[0].F[i], want)
+		}
+	}
+}

@@ -1,0 +1,167 @@
+package compile
+
+import (
+	"math"
+
+	"github.com/hyperat/hyperat/graph"
+)
+
+// ReduceSum, ReduceMean and ReduceMax over constant axes.
+
+func init() {
+	define(opDef{name: "ReduceSum", infer: inferReduce, kernel: kernelReduce, grad: gradReduce})
+	define(opDef{name: "ReduceMean", infer: inferReduce, kernel: kernelReduce, grad: gradReduce})
+	define(opDef{name: "ReduceMax", infer: inferReduce, kernel: kernelReduce, grad: gradReduceMax})
+}
+
+// reduceAxes resolves the axes input: empty means all axes, unless
+// noop_with_empty_axes, which makes the op the identity.
+func reduceAxes(n *graph.Node) ([]bool, error) {
+	shape := shapeOf(n.Inputs[0])
+	axes, _, err := constInts(n, 1)
+	if err != nil {
+		return nil, err
+	}
+	red := make([]bool, len(shape))
+	if len(axes) == 0 {
+		if n.Attrs.Int("noop_with_empty_axes", 0) == 1 {
+			return red, nil
+		}
+		for i := range red {
+			red[i] = true
+		}
+	}
+	for _, a := range axes {
+		ax, err := normAxis(n, a, len(shape))
+		if err != nil {
+			return nil, err
+		}
+		red[ax] = true
+	}
+	return red, nil
+}
+
+func inferReduce(n *graph.Node) error {
+	shape := shapeOf(n.Inputs[0])
+	red, err := reduceAxes(n)
+	if err != nil {
+		return err
+	}
+	keep := n.Attrs.Int("keepdims", 1) == 1
+	var out []int
+	for i, d := range shape {
+		switch {
+		case !red[i]:
+			out = append(out, d)
+		case keep:
+			out = append(out, 1)
+		}
+	}
+	setOut(n, 0, n.Inputs[0].DType, out)
+	return nil
+}
+
+// kernelReduce accumulates in float64 (int64 for integers) in input order.
+func kernelReduce(n *graph.Node) (Kernel, error) {
+	shape := shapeOf(n.Inputs[0])
+	red, err := reduceAxes(n)
+	if err != nil {
+		return nil, err
+	}
+	// map each input element to its output element
+	ost := make([]int, len(shape))
+	acc := 1
+	for i := len(shape) - 1; i >= 0; i-- {
+		if !red[i] {
+			ost[i] = acc
+			acc *= shape[i]
+		}
+	}
+	m := indexMap(shape, ost, 0)
+	nOut := acc
+	count := float64(graph.Numel(shape) / max(nOut, 1))
+	op := n.Op
+	dt := n.Inputs[0].DType
+	sums := make([]float64, nOut)
+	return func(in, out []*graph.Tensor) {
+		switch dt {
+		case graph.Float32:
+			clear(sums)
+			if op == "ReduceMax" {
+				for i := range sums {
+					sums[i] = math.Inf(-1)
+				}
+			}
+			for i, o := range m {
+				v := float64(in[0].F[i])
+				if op == "ReduceMax" {
+					if v > sums[o] || v != v {
+						sums[o] = v
+					}
+				} else {
+					sums[o] += v
+				}
+			}
+			for i, s := range sums {
+				if op == "ReduceMean" {
+					s /= count
+				}
+				out[0].F[i] = float32(s)
+			}
+		case graph.Int64:
+			for i := range out[0].I {
+				out[0].I[i] = 0
+				if op == "ReduceMax" {
+					out[0].I[i] = math.MinInt64
+				}
+			}
+			for i, o := range m {
+				v := in[0].I[i]
+				if op == "ReduceMax" {
+					out[0].I[o] = max(out[0].I[o], v)
+				} else {
+					out[0].I[o] += v
+				}
+			}
+			if op == "ReduceMean" {
+				for i := range out[0].I {
+					out[0].I[i] /= int64(count)
+				}
+			}
+		}
+	}, nil
+}
+
+// keepDims reshapes a reduced value to the reduction's keepdims shape.
+func keepDims(b *builder, n *graph.Node, v *graph.Value) *graph.Value {
+	x := n.Inputs[0].StaticShape()
+	red, _ := reduceAxes(n)
+	shape := make([]int, len(x))
+	for i, d := range x {
+		shape[i] = d
+		if red[i] {
+			shape[i] = 1
+		}
+	}
+	return b.reshape(v, shape)
+}
+
+// sum/mean: the gradient is broadcast back over the reduced axes (divided by
+// their size for the mean).
+func gradReduce(b *builder, n *graph.Node, gy []*graph.Value, need []bool) ([]*graph.Value, error) {
+	x := n.Inputs[0].StaticShape()
+	g := keepDims(b, n, gy[0])
+	if n.Op == "ReduceMean" {
+		cnt := graph.Numel(x) / max(graph.Numel(n.Outputs[0].StaticShape()), 1)
+		g = b.mul(g, b.scalar(1/float32(cnt)))
+	}
+	return []*graph.Value{b.op("Expand", nil, g, b.ints(x...))}, nil
+}
+
+// max: the gradient goes to the elements equal to the maximum
+func gradReduceMax(b *builder, n *graph.Node, gy []*graph.Value, need []bool) ([]*graph.Value, error) {
+	x := n.Inputs[0]
+	ymax, g := keepDims(b, n, n.Outputs[0]), keepDims(b, n, gy[0])
+	mask := b.op("Cast", graph.Attrs{"to": int64(graph.Float32)}, b.op("Equal", nil, x, ymax))
+	return []*graph.Value{b.mul(mask, g)}, nil
+}
