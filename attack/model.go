@@ -7,8 +7,10 @@ import (
 	"github.com/hyperat/hyperat/loss"
 )
 
-// Model is what the attacks need of a classifier: *model.Classifier has these
-// methods, and so can any other model (a LoRA-adapted one during tuning).
+// Model is the project's one classifier interface: what the attacks, the
+// defenses' training attacks and every evaluation need of a classifier.
+// *model.Classifier (an ONNX file) implements it, and so does the
+// LoRA-adapted net the defenses attack during tuning.
 type Model interface {
 	// Classes is the number of logits.
 	Classes() int

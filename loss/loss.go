@@ -39,16 +39,12 @@ func LogSoftmax(z, out []float64) {
 	}
 }
 
-// Softmax writes softmax(z) into p.
+// Softmax writes softmax(z) = exp(z - log sum exp(z)) into p, the
+// probabilities every rule here computes.
 func Softmax(z, p []float64) {
-	m := slices.Max(z)
-	s := 0.0
+	lse := logSumExp(z)
 	for k, v := range z {
-		p[k] = math.Exp(v - m)
-		s += p[k]
-	}
-	for k := range p {
-		p[k] /= s
+		p[k] = math.Exp(v - lse)
 	}
 }
 
