@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 
 	"github.com/hyperat/hyperat/graph"
+	"github.com/hyperat/hyperat/loss"
 )
 
 // APGD is Auto-PGD (Croce & Hein 2020, "Reliable evaluation of adversarial
@@ -98,7 +99,7 @@ func (a APGD) Run(m Model, x *graph.Tensor, y []int, eps float64, s Seeds) (*Res
 	cleanLogits = append([]float32(nil), cleanLogits...)
 	clean := make([]bool, n)
 	for i := range clean {
-		clean[i] = argmax(cleanLogits[i*c:(i+1)*c]) == y[i]
+		clean[i] = loss.Argmax(cleanLogits[i*c:(i+1)*c]) == y[i]
 	}
 	st := &apgdState{APGD: a, r: r, x: x.F, y: y, eps: eps, ball: newBall(x.F, eps), seeds: s,
 		adv: append([]float32(nil), x.F...), fooled: make([]bool, n), bestLoss: make([]float64, n),
@@ -116,7 +117,7 @@ func (a APGD) Run(m Model, x *graph.Tensor, y []int, eps float64, s Seeds) (*Res
 			target = make([]int, n)
 			z := make([]float64, c)
 			for i := range target {
-				target[i] = order(row64(cleanLogits, i, c, z))[t]
+				target[i] = loss.Order(row64(cleanLogits, i, c, z))[t]
 			}
 		}
 		for range a.Restarts {
@@ -169,30 +170,96 @@ func checkpoints(iters int) []int {
 	return cp
 }
 
+// apgdRun is one APGD run on the samples idx (all robust so far); its
+// per-sample state is indexed by position p in the run (0..len(idx)-1).
+type apgdRun struct {
+	st       *apgdState
+	idx      []int
+	target   []int
+	d        int
+	cur      []float32   // x_i
+	prev     []float32   // x_{i-1}
+	best     []float32   // x_best
+	grad     []float32   // gradient at x_i
+	gBest    []float32   // gradient at x_best
+	hist     [][]float64 // loss at x_0 .. x_Iters
+	lossBest []float64   // loss at x_best
+	lossLast []float64   // best loss at the last checkpoint
+	reduced  []bool      // the step was halved at the last checkpoint
+	eta      []float32
+	act      []int // positions still active (not fooled)
+	batch    []float32
+}
+
 // run is one APGD run on the samples idx (all robust so far).
 func (st *apgdState) run(idx []int, target []int) error {
-	d := st.r.dim
-	eps := st.eps
-	n0 := len(idx)
-	// per-sample state, indexed by position p in the run (0..n0-1)
-	cur := make([]float32, n0*d)    // x_i
-	prev := make([]float32, n0*d)   // x_{i-1}
-	best := make([]float32, n0*d)   // x_best
-	grad := make([]float32, n0*d)   // gradient at x_i
-	gBest := make([]float32, n0*d)  // gradient at x_best
-	hist := make([][]float64, n0)   // loss at x_0 .. x_Iters
-	lossBest := make([]float64, n0) // loss at x_best
-	lossLast := make([]float64, n0) // best loss at the last checkpoint
-	reduced := make([]bool, n0)     // the step was halved at the last checkpoint
-	eta := make([]float32, n0)
-	for p, i := range idx {
+	d, n0 := st.r.dim, len(idx)
+	ru := &apgdRun{st: st, idx: idx, target: target, d: d,
+		cur: make([]float32, n0*d), prev: make([]float32, n0*d), best: make([]float32, n0*d),
+		grad: make([]float32, n0*d), gBest: make([]float32, n0*d), hist: make([][]float64, n0),
+		lossBest: make([]float64, n0), lossLast: make([]float64, n0), reduced: make([]bool, n0),
+		eta: make([]float32, n0), act: make([]int, n0)}
+	for p := range ru.act {
+		ru.act[p] = p
+	}
+	ru.start()
+	losses, err := ru.evaluate()
+	if err != nil {
+		return err
+	}
+	for _, p := range ru.act {
+		ru.hist[p][0] = losses[p]
+		ru.lossBest[p] = losses[p]
+		ru.lossLast[p] = losses[p]
+		ru.keepBest(p)
+	}
+	cps := checkpoints(st.Iters)
+	next, window := 0, max(int(0.22*float64(st.Iters)), 1)
+	z := make([]float32, d)
+	for it := 0; it < st.Iters && len(ru.act) > 0; it++ {
+		ru.step(it, z)
+		losses, err := ru.evaluate()
+		if err != nil {
+			return err
+		}
+		for _, p := range ru.act {
+			ru.hist[p][it+1] = losses[p]
+			if losses[p] > ru.lossBest[p] {
+				ru.lossBest[p] = losses[p]
+				ru.keepBest(p)
+			}
+		}
+		if next < len(cps) && it == cps[next] {
+			ru.checkpoint(it, window)
+			next++
+			if next < len(cps) {
+				window = cps[next] - cps[next-1]
+			}
+		}
+	}
+	// samples not fooled: keep the highest-loss point over all runs
+	for _, p := range ru.act {
+		i := idx[p]
+		if ru.lossBest[p] > st.bestLoss[i] {
+			st.bestLoss[i] = ru.lossBest[p]
+			copy(st.adv[i*d:(i+1)*d], ru.best[p*d:(p+1)*d])
+		}
+	}
+	return nil
+}
+
+// start sets x_0 = P(x + eps u / max|u|), u ~ U(-1, 1), from each sample's
+// stream, and the first step size 2 eps.
+func (ru *apgdRun) start() {
+	st, d, eps := ru.st, ru.d, ru.st.eps
+	u := make([]float64, d)
+	for p, i := range ru.idx {
 		if st.rngs[i] == nil {
 			st.rngs[i] = st.seeds.rng(st.Name(), i)
 		}
 		rng := st.rngs[i]
-		row := cur[p*d : (p+1)*d]
+		row := ru.cur[p*d : (p+1)*d]
 		copy(row, st.x[i*d:(i+1)*d])
-		u := make([]float64, d)
 		mx := 0.0
 		for j := range u {
 			u[j] = 2*rng.Float64() - 1
@@ -202,131 +269,102 @@ func (st *apgdState) run(idx []int, target []int) error {
 			row[j] += float32(eps * u[j] / (mx + 1e-12))
 		}
 		st.ball.project(row, i*d)
-		hist[p] = make([]float64, st.Iters+1)
-		eta[p] = float32(2 * eps)
-		reduced[p] = true
+		ru.hist[p] = make([]float64, st.Iters+1)
+		ru.eta[p] = float32(2 * eps)
+		ru.reduced[p] = true
 	}
-	copy(prev, cur)
+	copy(ru.prev, ru.cur)
+}
 
-	// active positions, and the model's view of them
-	act := make([]int, n0)
-	for p := range act {
-		act[p] = p
+// rule is the run's loss of the k-th active sample.
+func (ru *apgdRun) rule(k int, z, g []float64) float64 {
+	i := ru.idx[ru.act[k]]
+	if ru.st.Targeted {
+		return loss.DLRTargeted(z, ru.st.y[i], ru.target[i], g)
 	}
-	obj := func(k int, z, g []float64) float64 {
-		p := act[k]
-		i := idx[p]
-		if st.Targeted {
-			return DLRTargeted(z, st.y[i], target[i], g)
-		}
-		return CrossEntropy(z, st.y[i], g)
-	}
-	var batch []float32
-	// evaluate computes loss and gradient at cur for the active samples,
-	// marks those misclassified as fooled and drops them; it returns the
-	// losses of the survivors, by position.
-	evaluate := func() ([]float64, error) {
-		batch = gather(batch, cur, act, d)
-		logits, loss, g, err := st.r.grad(batch, len(act), obj)
-		if err != nil {
-			return nil, err
-		}
-		out := make([]float64, n0)
-		keep := act[:0:0]
-		c := st.r.classes
-		for k, p := range act {
-			i := idx[p]
-			copy(grad[p*d:(p+1)*d], g[k*d:(k+1)*d])
-			out[p] = loss[k]
-			if argmax(logits[k*c:(k+1)*c]) != st.y[i] {
-				st.fooled[i] = true
-				copy(st.adv[i*d:(i+1)*d], cur[p*d:(p+1)*d])
-				continue
-			}
-			keep = append(keep, p)
-		}
-		act = keep
-		return out, nil
-	}
+	return loss.CrossEntropy(z, ru.st.y[i], g)
+}
 
-	loss, err := evaluate()
+// evaluate computes loss and gradient at cur for the active samples, marks
+// those misclassified as fooled and drops them; it returns the losses of
+// the survivors, by position.
+func (ru *apgdRun) evaluate() ([]float64, error) {
+	st, d := ru.st, ru.d
+	ru.batch = gather(ru.batch, ru.cur, ru.act, d)
+	logits, losses, g, err := st.r.grad(ru.batch, len(ru.act), ru.rule)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	for _, p := range act {
-		hist[p][0] = loss[p]
-		lossBest[p] = loss[p]
-		lossLast[p] = loss[p]
-		copy(best[p*d:(p+1)*d], cur[p*d:(p+1)*d])
-		copy(gBest[p*d:(p+1)*d], grad[p*d:(p+1)*d])
+	out := make([]float64, len(ru.idx))
+	keep := ru.act[:0:0]
+	c := st.r.classes
+	for k, p := range ru.act {
+		i := ru.idx[p]
+		copy(ru.grad[p*d:(p+1)*d], g[k*d:(k+1)*d])
+		out[p] = losses[k]
+		if loss.Argmax(logits[k*c:(k+1)*c]) != st.y[i] {
+			st.fooled[i] = true
+			copy(st.adv[i*d:(i+1)*d], ru.cur[p*d:(p+1)*d])
+			continue
+		}
+		keep = append(keep, p)
 	}
-	cps := checkpoints(st.Iters)
-	next, window := 0, max(int(0.22*float64(st.Iters)), 1)
-	a := float32(st.Momentum)
-	z := make([]float32, d)
-	for it := 0; it < st.Iters && len(act) > 0; it++ {
-		w := float32(1)
-		if it > 0 {
-			w = a
-		}
-		for _, p := range act {
-			i := idx[p]
-			xi, xp, g := cur[p*d:(p+1)*d], prev[p*d:(p+1)*d], grad[p*d:(p+1)*d]
-			for j := range z {
-				z[j] = xi[j] + eta[p]*sign(g[j])
-			}
-			st.ball.project(z, i*d)
-			for j := range z {
-				old := xi[j]
-				z[j] = old + w*(z[j]-old) + (1-w)*(old-xp[j])
-				xp[j] = old
-			}
-			st.ball.project(z, i*d)
-			copy(xi, z)
-		}
-		loss, err := evaluate()
-		if err != nil {
-			return err
-		}
-		for _, p := range act {
-			hist[p][it+1] = loss[p]
-			if loss[p] > lossBest[p] {
-				lossBest[p] = loss[p]
-				copy(best[p*d:(p+1)*d], cur[p*d:(p+1)*d])
-				copy(gBest[p*d:(p+1)*d], grad[p*d:(p+1)*d])
-			}
-		}
-		if next < len(cps) && it == cps[next] {
-			for _, p := range act {
-				ups := 0
-				for j := it + 1; j > it+1-window; j-- {
-					if hist[p][j] > hist[p][j-1] {
-						ups++
-					}
-				}
-				halve := float64(ups) <= float64(window)*st.Rho ||
-					(!reduced[p] && lossLast[p] >= lossBest[p])
-				reduced[p] = halve
-				lossLast[p] = lossBest[p]
-				if halve {
-					eta[p] /= 2
-					copy(cur[p*d:(p+1)*d], best[p*d:(p+1)*d])
-					copy(grad[p*d:(p+1)*d], gBest[p*d:(p+1)*d])
-				}
-			}
-			next++
-			if next < len(cps) {
-				window = cps[next] - cps[next-1]
-			}
-		}
+	ru.act = keep
+	return out, nil
+}
+
+// step moves every active sample: z = P(x_i + eta sign(g)), then the
+// momentum update x_{i+1} = P(x_i + a (z - x_i) + (1 - a) (x_i - x_prev)).
+func (ru *apgdRun) step(it int, z []float32) {
+	d := ru.d
+	w := float32(1)
+	if it > 0 {
+		w = float32(ru.st.Momentum)
 	}
-	// samples not fooled: keep the highest-loss point over all runs
-	for _, p := range act {
-		i := idx[p]
-		if lossBest[p] > st.bestLoss[i] {
-			st.bestLoss[i] = lossBest[p]
-			copy(st.adv[i*d:(i+1)*d], best[p*d:(p+1)*d])
+	for _, p := range ru.act {
+		i := ru.idx[p]
+		xi, xp, g := ru.cur[p*d:(p+1)*d], ru.prev[p*d:(p+1)*d], ru.grad[p*d:(p+1)*d]
+		for j := range z {
+			z[j] = xi[j] + ru.eta[p]*sign(g[j])
+		}
+		ru.st.ball.project(z, i*d)
+		for j := range z {
+			old := xi[j]
+			z[j] = old + w*(z[j]-old) + (1-w)*(old-xp[j])
+			xp[j] = old
+		}
+		ru.st.ball.project(z, i*d)
+		copy(xi, z)
+	}
+}
+
+// keepBest records x_i and its gradient as position p's x_best.
+func (ru *apgdRun) keepBest(p int) {
+	d := ru.d
+	copy(ru.best[p*d:(p+1)*d], ru.cur[p*d:(p+1)*d])
+	copy(ru.gBest[p*d:(p+1)*d], ru.grad[p*d:(p+1)*d])
+}
+
+// checkpoint halves the step of the samples whose loss rose in at most rho
+// of the window's steps, or whose step was not halved last time and whose
+// best loss did not improve, and sends them back to x_best.
+func (ru *apgdRun) checkpoint(it, window int) {
+	d := ru.d
+	for _, p := range ru.act {
+		ups := 0
+		for j := it + 1; j > it+1-window; j-- {
+			if ru.hist[p][j] > ru.hist[p][j-1] {
+				ups++
+			}
+		}
+		halve := float64(ups) <= float64(window)*ru.st.Rho ||
+			(!ru.reduced[p] && ru.lossLast[p] >= ru.lossBest[p])
+		ru.reduced[p] = halve
+		ru.lossLast[p] = ru.lossBest[p]
+		if halve {
+			ru.eta[p] /= 2
+			copy(ru.cur[p*d:(p+1)*d], ru.best[p*d:(p+1)*d])
+			copy(ru.grad[p*d:(p+1)*d], ru.gBest[p*d:(p+1)*d])
 		}
 	}
-	return nil
 }

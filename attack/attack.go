@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 
 	"github.com/hyperat/hyperat/graph"
+	"github.com/hyperat/hyperat/loss"
 )
 
 // Attack crafts L-infinity adversarial examples.
@@ -159,7 +160,7 @@ func predictions(r *runner, rows []float32, n int, y []int) ([]bool, error) {
 	}
 	ok := make([]bool, n)
 	for i := range ok {
-		ok[i] = argmax(l[i*r.classes:(i+1)*r.classes]) == y[i]
+		ok[i] = loss.Argmax(l[i*r.classes:(i+1)*r.classes]) == y[i]
 	}
 	return ok, nil
 }

@@ -68,34 +68,11 @@ func Evaluate(m Model, x *graph.Tensor, y []int, eps float64, attacks []string, 
 	if batch < 1 {
 		return nil, fmt.Errorf("batch must be at least 1, got %d", batch)
 	}
-	if len(attacks) == 0 {
-		return nil, errors.New("no attacks to run")
+	parsed, units, err := parseAll(attacks, x.Shape[0], m.Classes())
+	if err != nil {
+		return nil, err
 	}
-	n, d := x.Shape[0], graph.Numel(x.Shape[1:])
-	parsed := make([]Attack, len(attacks))
-	seen := map[string]bool{}
-	units := 0
-	for k, name := range attacks {
-		if seen[name] {
-			return nil, fmt.Errorf("attack %q is listed twice", name)
-		}
-		seen[name] = true
-		units += n
-		if name == "clean" {
-			continue
-		}
-		a, err := Parse(name)
-		if err != nil {
-			return nil, err
-		}
-		if aa, ok := a.(AutoAttack); ok {
-			units += n * (len(aa.Attacks) - 1)
-		}
-		if err := supports(a, m.Classes()); err != nil {
-			return nil, err
-		}
-		parsed[k] = a
-	}
+	n := x.Shape[0]
 	done := 0
 	report := func(k int) {
 		done += k
@@ -110,52 +87,120 @@ func Evaluate(m Model, x *graph.Tensor, y []int, eps float64, attacks []string, 
 	}
 	acc := map[string]float64{}
 	for k, name := range attacks {
-		a := parsed[k]
-		correct := 0
-		if aa, ok := a.(AutoAttack); ok {
-			aa.Batch = batch
-			last := make([]int, len(aa.Attacks)) // reported so far, per attack
-			aa.Progress = func(at, done, total int) {
-				u := done + n - total // the samples fooled before it count as done
-				report(u - last[at])
-				last[at] = u
-			}
-			res, err := aa.Run(m, x, y, eps, seeds)
-			if err != nil {
-				return nil, err
-			}
-			// attacks left with no sample to run on
-			for at := range aa.Attacks {
-				report(n - last[at])
-			}
-			acc[name] = float64(res.Robust()) / float64(n)
-			continue
+		var correct int
+		if aa, ok := parsed[k].(AutoAttack); ok {
+			correct, err = runSuite(aa, m, x, y, eps, batch, seeds, report)
+		} else {
+			correct, err = Correct(m, x, y, eps, parsed[k], batch, seeds, report)
 		}
-		for lo := 0; lo < n; lo += batch {
-			hi := min(lo+batch, n)
-			xb := graph.F32(append([]int{hi - lo}, x.Shape[1:]...), x.F[lo*d:hi*d])
-			if a == nil {
-				ok, err := cleanRight(m, xb, y[lo:hi], hi-lo)
-				if err != nil {
-					return nil, err
-				}
-				for _, v := range ok {
-					if v {
-						correct++
-					}
-				}
-			} else {
-				res, err := a.Run(m, xb, y[lo:hi], eps, Seeds{Seed: seed, IDs: seeds.IDs[lo:hi]})
-				if err != nil {
-					return nil, fmt.Errorf("%s: %w", name, err)
-				}
-				correct += res.Robust()
-			}
-			report(hi - lo)
+		if err != nil {
+			return nil, err
 		}
 		acc[name] = float64(correct) / float64(n)
 	}
 	return acc, nil
+}
+
+// parseAll parses the attack names (nil for "clean") and counts the units
+// of work Evaluate reports: n samples per attack, and per attack of a suite.
+func parseAll(attacks []string, n, classes int) ([]Attack, int, error) {
+	if len(attacks) == 0 {
+		return nil, 0, errors.New("no attacks to run")
+	}
+	parsed := make([]Attack, len(attacks))
+	seen := map[string]bool{}
+	units := 0
+	for k, name := range attacks {
+		if seen[name] {
+			return nil, 0, fmt.Errorf("attack %q is listed twice", name)
+		}
+		seen[name] = true
+		units += n
+		if name == "clean" {
+			continue
+		}
+		a, err := Parse(name)
+		if err != nil {
+			return nil, 0, err
+		}
+		if aa, ok := a.(AutoAttack); ok {
+			units += n * (len(aa.Attacks) - 1)
+		}
+		if err := supports(a, classes); err != nil {
+			return nil, 0, err
+		}
+		parsed[k] = a
+	}
+	return parsed, units, nil
+}
+
+// Correct counts the samples of x that m classifies right: on x itself when
+// a is nil, under the attack a otherwise (right on x and on a's example).
+// The samples go through the attack in batches of at most batch, sample i
+// drawing from the stream s names for it (IDs nil: its index), so the count
+// does not depend on batch. report, when not nil, gets the size of each
+// batch done. Evaluate counts every attack but the suite with it, and so
+// does the validation of a tuning run.
+func Correct(m Model, x *graph.Tensor, y []int, eps float64, a Attack, batch int, s Seeds, report func(int)) (int, error) {
+	if err := check(m, x, y, eps, s); err != nil {
+		return 0, err
+	}
+	if batch < 1 {
+		return 0, fmt.Errorf("batch must be at least 1, got %d", batch)
+	}
+	n, d := x.Shape[0], graph.Numel(x.Shape[1:])
+	correct := 0
+	for lo := 0; lo < n; lo += batch {
+		hi := min(lo+batch, n)
+		xb := graph.F32(append([]int{hi - lo}, x.Shape[1:]...), x.F[lo*d:hi*d])
+		idx := make([]int, hi-lo)
+		for k := range idx {
+			idx[k] = lo + k
+		}
+		if a == nil {
+			ok, err := cleanRight(m, xb, y[lo:hi], hi-lo)
+			if err != nil {
+				return 0, err
+			}
+			for _, v := range ok {
+				if v {
+					correct++
+				}
+			}
+		} else {
+			res, err := a.Run(m, xb, y[lo:hi], eps, s.sub(idx))
+			if err != nil {
+				return 0, fmt.Errorf("%s: %w", a.Name(), err)
+			}
+			correct += res.Robust()
+		}
+		if report != nil {
+			report(hi - lo)
+		}
+	}
+	return correct, nil
+}
+
+// runSuite runs AutoAttack on all of x (it re-batches the samples still
+// robust before each attack) and reports its progress in samples per attack.
+func runSuite(aa AutoAttack, m Model, x *graph.Tensor, y []int, eps float64, batch int, s Seeds, report func(int)) (int, error) {
+	n := x.Shape[0]
+	aa.Batch = batch
+	last := make([]int, len(aa.Attacks)) // reported so far, per attack
+	aa.Progress = func(at, done, total int) {
+		u := done + n - total // the samples fooled before it count as done
+		report(u - last[at])
+		last[at] = u
+	}
+	res, err := aa.Run(m, x, y, eps, s)
+	if err != nil {
+		return 0, err
+	}
+	// attacks left with no sample to run on
+	for at := range aa.Attacks {
+		report(n - last[at])
+	}
+	return res.Robust(), nil
 }
 
 // supports checks that the model has the classes an attack needs.

@@ -6,6 +6,7 @@ import (
 	"slices"
 
 	"github.com/hyperat/hyperat/graph"
+	"github.com/hyperat/hyperat/loss"
 )
 
 // FAB is the targeted Fast Adaptive Boundary attack (Croce & Hein 2020,
@@ -65,7 +66,7 @@ func (f FAB) Run(m Model, x *graph.Tensor, y []int, eps float64, s Seeds) (*Resu
 	cleanLogits = append([]float32(nil), cleanLogits...)
 	clean := make([]bool, n)
 	for i := range clean {
-		clean[i] = argmax(cleanLogits[i*c:(i+1)*c]) == y[i]
+		clean[i] = loss.Argmax(cleanLogits[i*c:(i+1)*c]) == y[i]
 	}
 	adv := append([]float32(nil), x.F...)
 	fooled := make([]bool, n)
@@ -75,7 +76,7 @@ func (f FAB) Run(m Model, x *graph.Tensor, y []int, eps float64, s Seeds) (*Resu
 		for i := 0; i < n; i++ {
 			if clean[i] && !fooled[i] {
 				idx = append(idx, i)
-				target = append(target, order(row64(cleanLogits, i, c, z))[t])
+				target = append(target, loss.Order(row64(cleanLogits, i, c, z))[t])
 			}
 		}
 		if len(idx) == 0 {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/hyperat/hyperat/graph"
 	"github.com/hyperat/hyperat/internal/testutil"
+	"github.com/hyperat/hyperat/loss"
 	"github.com/hyperat/hyperat/model"
 )
 
@@ -142,11 +143,11 @@ func checkResult(t *testing.T, name string, m Model, x *graph.Tensor, y []int, e
 	}
 	k := m.Classes()
 	for i := 0; i < n; i++ {
-		wrong := argmax(adv.F[i*k:(i+1)*k]) != y[i]
+		wrong := loss.Argmax(adv.F[i*k:(i+1)*k]) != y[i]
 		if res.Fooled[i] != wrong {
 			t.Errorf("%s: sample %d reported fooled=%v, but the model is wrong on its example: %v", name, i, res.Fooled[i], wrong)
 		}
-		if argmax(clean.F[i*k:(i+1)*k]) != y[i] && !res.Fooled[i] {
+		if loss.Argmax(clean.F[i*k:(i+1)*k]) != y[i] && !res.Fooled[i] {
 			t.Errorf("%s: sample %d is misclassified clean but reported robust", name, i)
 		}
 	}
@@ -252,7 +253,7 @@ func predicted(t testing.TB, m Model, x *graph.Tensor) []int {
 	k := m.Classes()
 	y := make([]int, x.Shape[0])
 	for i := range y {
-		y[i] = argmax(l.F[i*k : (i+1)*k])
+		y[i] = loss.Argmax(l.F[i*k : (i+1)*k])
 	}
 	return y
 }

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/hyperat/hyperat/graph"
+	"github.com/hyperat/hyperat/loss"
 )
 
 // allAttacks is every attack with its standard settings.
@@ -28,7 +29,7 @@ func predictedLinear(l *linear, x *graph.Tensor) []int {
 	k := len(l.w)
 	y := make([]int, x.Shape[0])
 	for i := range y {
-		y[i] = argmax(z.F[i*k : (i+1)*k])
+		y[i] = loss.Argmax(z.F[i*k : (i+1)*k])
 	}
 	return y
 }

@@ -4,10 +4,13 @@ import (
 	"fmt"
 
 	"github.com/hyperat/hyperat/graph"
+	"github.com/hyperat/hyperat/loss"
 )
 
-// Model is what the attacks need of a classifier: *model.Classifier has these
-// methods, and so can any other model (a LoRA-adapted one during tuning).
+// Model is the project's one classifier interface: what the attacks, the
+// defenses' training attacks and every evaluation need of a classifier.
+// *model.Classifier (an ONNX file) implements it, and so does the
+// LoRA-adapted net the defenses attack during tuning.
 type Model interface {
 	// Classes is the number of logits.
 	Classes() int
@@ -18,33 +21,16 @@ type Model interface {
 	InputGrad(x *graph.Tensor, seed func(logits *graph.Tensor) *graph.Tensor) (logits, grad *graph.Tensor, err error)
 }
 
-// Objective is a per-sample loss of the logits for LossGrad: it returns the
-// loss of sample i (row i of the batch) given its logits z, and writes
-// dL/dz into grad.
-type Objective func(i int, z, grad []float64) float64
-
-// LossGrad runs m on x and returns the logits, the loss of every sample and
-// the gradient of the summed loss with respect to x (each sample's own
-// gradient, since samples do not interact).
-func LossGrad(m Model, x *graph.Tensor, obj Objective) (logits *graph.Tensor, loss []float64, grad *graph.Tensor, err error) {
-	n := x.Shape[0]
-	loss = make([]float64, n)
+// LossGrad runs m on x and returns the logits, the loss of every sample
+// (rule of its row of logits) and the gradient of the summed loss with
+// respect to x (each sample's own gradient, since samples do not interact).
+func LossGrad(m Model, x *graph.Tensor, rule loss.Rule) (logits *graph.Tensor, losses []float64, grad *graph.Tensor, err error) {
 	logits, grad, err = m.InputGrad(x, func(l *graph.Tensor) *graph.Tensor {
-		k := l.Shape[1]
-		s := graph.NewTensor(graph.Float32, l.Shape)
-		z, g := make([]float64, k), make([]float64, k)
-		for i := 0; i < n; i++ {
-			for j, v := range l.F[i*k : (i+1)*k] {
-				z[j] = float64(v)
-			}
-			loss[i] = obj(i, z, g)
-			for j, v := range g {
-				s.F[i*k+j] = float32(v)
-			}
-		}
+		var s *graph.Tensor
+		losses, s = loss.Batch(l, 1, rule)
 		return s
 	})
-	return logits, loss, grad, err
+	return logits, losses, grad, err
 }
 
 // runner runs a model on subsets of a batch. The engine compiles one program
@@ -115,27 +101,18 @@ func (r *runner) logits(rows []float32, k int) ([]float32, error) {
 
 // grad returns the logits, the losses and dL/dx [k*dim] of k flat images;
 // padding rows get a zero seed.
-func (r *runner) grad(rows []float32, k int, obj Objective) (logits []float32, loss []float64, g []float32, err error) {
+func (r *runner) grad(rows []float32, k int, rule loss.Rule) (logits []float32, losses []float64, g []float32, err error) {
 	x := r.pad(rows, k)
 	b := x.Shape[0]
-	loss = make([]float64, k)
 	var seedErr error
 	l, gx, err := r.m.InputGrad(x, func(l *graph.Tensor) *graph.Tensor {
-		if seedErr = r.checkLogits(l, b); seedErr != nil {
-			return graph.NewTensor(graph.Float32, l.Shape)
-		}
 		s := graph.NewTensor(graph.Float32, l.Shape)
-		c := r.classes
-		z, gz := make([]float64, c), make([]float64, c)
-		for i := 0; i < k; i++ {
-			for j, v := range l.F[i*c : (i+1)*c] {
-				z[j] = float64(v)
-			}
-			loss[i] = obj(i, z, gz)
-			for j, v := range gz {
-				s.F[i*c+j] = float32(v)
-			}
+		if seedErr = r.checkLogits(l, b); seedErr != nil {
+			return s
 		}
+		var sk *graph.Tensor
+		losses, sk = loss.Batch(graph.F32([]int{k, r.classes}, l.F[:k*r.classes]), 1, rule)
+		copy(s.F, sk.F)
 		return s
 	})
 	if err != nil {
@@ -150,7 +127,7 @@ func (r *runner) grad(rows []float32, k int, obj Objective) (logits []float32, l
 	if gx == nil || len(gx.F) != b*r.dim {
 		return nil, nil, nil, fmt.Errorf("model returned an input gradient %v for input %v", shapeOf(gx), x.Shape)
 	}
-	return l.F[:k*r.classes], loss, gx.F[:k*r.dim], nil
+	return l.F[:k*r.classes], losses, gx.F[:k*r.dim], nil
 }
 
 func shapeOf(t *graph.Tensor) any {

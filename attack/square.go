@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 
 	"github.com/hyperat/hyperat/graph"
+	"github.com/hyperat/hyperat/loss"
 )
 
 // Square is the Square Attack (Andriushchenko et al. 2020), a score-based
@@ -75,104 +76,133 @@ func (sq Square) Run(m Model, x *graph.Tensor, y []int, eps float64, s Seeds) (*
 		return nil, fmt.Errorf("square: queries must be >= 0 and p_init in (0, 1], got %d and %v", sq.Queries, sq.PInit)
 	}
 	r := newRunner(m, x)
-	n, d, c := x.Shape[0], r.dim, r.classes
-	ch, h, w := x.Shape[1], x.Shape[2], x.Shape[3]
+	n, d := x.Shape[0], r.dim
 	clean, err := predictions(r, x.F, n, y)
 	if err != nil {
 		return nil, err
 	}
-	b := newBall(x.F, eps)
-	best := append([]float32(nil), x.F...)
-	var act []int
-	rngs := make([]*rand.Rand, n)
+	sr := &squareRun{Square: sq, r: r, shape: x.Shape[1:], y: y, eps: eps, ball: newBall(x.F, eps),
+		best: append([]float32(nil), x.F...), lossBest: make([]float64, n), rngs: make([]*rand.Rand, n),
+		z: make([]float64, r.classes)}
 	for i := 0; i < n; i++ {
-		if !clean[i] {
-			continue
+		if clean[i] {
+			sr.act = append(sr.act, i)
+			sr.rngs[i] = s.rng(sq.Name(), i)
+			sr.stripes(i, sr.best[i*d:(i+1)*d])
 		}
-		act = append(act, i)
-		rngs[i] = s.rng(sq.Name(), i)
-		row := best[i*d : (i+1)*d]
-		for k := 0; k < ch; k++ {
-			for col := 0; col < w; col++ {
-				v := float32(eps)
-				if rngs[i].IntN(2) == 0 {
-					v = -v
-				}
-				for rw := 0; rw < h; rw++ {
-					row[(k*h+rw)*w+col] += v
-				}
-			}
-		}
-		b.project(row, i*d)
 	}
-	if len(act) == 0 {
-		return finish(r, x, y, best, clean)
+	if len(sr.act) == 0 {
+		return finish(r, x, y, sr.best, clean)
 	}
-	margin := func(l []float32, k, yi int, z []float64) float64 {
-		row64(l, k, c, z)
-		return z[yi] - z[maxOther(z, yi)]
-	}
-	z := make([]float64, c)
-	lossBest := make([]float64, n)
-	var batch []float32
-	batch = gather(batch, best, act, d)
-	l, err := r.logits(batch, len(act))
+	l, err := r.logits(gather(nil, sr.best, sr.act, d), len(sr.act))
 	if err != nil {
 		return nil, err
 	}
-	keep := act[:0:0]
-	for k, i := range act {
-		lossBest[i] = margin(l, k, y[i], z)
-		if lossBest[i] > 0 {
+	keep := sr.act[:0:0]
+	for k, i := range sr.act {
+		sr.lossBest[i] = sr.margin(l, k, i)
+		if sr.lossBest[i] > 0 {
 			keep = append(keep, i)
 		}
 	}
-	act = keep
-	cand := make([]float32, 0, len(act)*d)
-	for it := 0; it < sq.Queries && len(act) > 0; it++ {
-		p := squareP(sq.PInit, it)
-		side := max(int(math.RoundToEven(math.Sqrt(p*float64(h*w)))), 1)
-		side = min(side, h, w)
-		cand = gather(cand, best, act, d)
-		for k, i := range act {
-			rng := rngs[i]
-			vh, vw := 0, 0
-			if h > side {
-				vh = rng.IntN(h - side)
-			}
-			if w > side {
-				vw = rng.IntN(w - side)
-			}
-			row := cand[k*d : (k+1)*d]
-			for ci := 0; ci < ch; ci++ {
-				v := float32(2 * eps)
-				if rng.IntN(2) == 0 {
-					v = -v
-				}
-				for rw := vh; rw < vh+side; rw++ {
-					o := (ci*h+rw)*w + vw
-					for j := o; j < o+side; j++ {
-						row[j] += v
-					}
-				}
-			}
-			b.project(row, i*d)
+	sr.act = keep
+	cand := make([]float32, 0, len(sr.act)*d)
+	for it := 0; it < sq.Queries && len(sr.act) > 0; it++ {
+		cand = gather(cand, sr.best, sr.act, d)
+		side := sr.side(it)
+		for k, i := range sr.act {
+			sr.window(i, cand[k*d:(k+1)*d], side)
 		}
-		l, err := r.logits(cand, len(act))
+		l, err := r.logits(cand, len(sr.act))
 		if err != nil {
 			return nil, err
 		}
-		keep := act[:0:0]
-		for k, i := range act {
-			if v := margin(l, k, y[i], z); v < lossBest[i] {
-				lossBest[i] = v
-				copy(best[i*d:(i+1)*d], cand[k*d:(k+1)*d])
+		keep := sr.act[:0:0]
+		for k, i := range sr.act {
+			if v := sr.margin(l, k, i); v < sr.lossBest[i] {
+				sr.lossBest[i] = v
+				copy(sr.best[i*d:(i+1)*d], cand[k*d:(k+1)*d])
 			}
-			if lossBest[i] > 0 {
+			if sr.lossBest[i] > 0 {
 				keep = append(keep, i)
 			}
 		}
-		act = keep
+		sr.act = keep
 	}
-	return finish(r, x, y, best, clean)
+	return finish(r, x, y, sr.best, clean)
+}
+
+// squareRun is the state of one Square run.
+type squareRun struct {
+	Square
+	r        *runner
+	shape    []int // [C, H, W]
+	y        []int
+	eps      float64
+	ball     ball
+	best     []float32 // x_best of every sample
+	lossBest []float64 // L(x_best)
+	rngs     []*rand.Rand
+	act      []int // samples not fooled yet
+	z        []float64
+}
+
+// margin is L = z_y - max_{k != y} z_k of row k of the logits l, sample i.
+func (sr *squareRun) margin(l []float32, k, i int) float64 {
+	return -loss.Margin(row64(l, k, sr.r.classes, sr.z), sr.y[i], nil)
+}
+
+// stripes sets sample i's start P(x + eps s): one random sign per channel
+// and image column.
+func (sr *squareRun) stripes(i int, row []float32) {
+	ch, h, w := sr.shape[0], sr.shape[1], sr.shape[2]
+	rng := sr.rngs[i]
+	for k := 0; k < ch; k++ {
+		for col := 0; col < w; col++ {
+			v := float32(sr.eps)
+			if rng.IntN(2) == 0 {
+				v = -v
+			}
+			for rw := 0; rw < h; rw++ {
+				row[(k*h+rw)*w+col] += v
+			}
+		}
+	}
+	sr.ball.project(row, i*sr.r.dim)
+}
+
+// side is the window's side at iteration it: round(sqrt(p H W)), at least
+// 1 and at most min(H, W).
+func (sr *squareRun) side(it int) int {
+	h, w := sr.shape[1], sr.shape[2]
+	p := squareP(sr.PInit, it)
+	side := max(int(math.RoundToEven(math.Sqrt(p*float64(h*w)))), 1)
+	return min(side, h, w)
+}
+
+// window adds 2 eps times one random sign per channel on a side x side
+// window at a random position of sample i's candidate row, and projects it.
+func (sr *squareRun) window(i int, row []float32, side int) {
+	ch, h, w := sr.shape[0], sr.shape[1], sr.shape[2]
+	rng := sr.rngs[i]
+	vh, vw := 0, 0
+	if h > side {
+		vh = rng.IntN(h - side)
+	}
+	if w > side {
+		vw = rng.IntN(w - side)
+	}
+	for ci := 0; ci < ch; ci++ {
+		v := float32(2 * sr.eps)
+		if rng.IntN(2) == 0 {
+			v = -v
+		}
+		for rw := vh; rw < vh+side; rw++ {
+			o := (ci*h+rw)*w + vw
+			for j := o; j < o+side; j++ {
+				row[j] += v
+			}
+		}
+	}
+	sr.ball.project(row, i*sr.r.dim)
 }

@@ -15,7 +15,6 @@ package bench
 
 import (
 	"fmt"
-	"math"
 	"math/rand/v2"
 	"slices"
 	"time"
@@ -23,6 +22,7 @@ import (
 	"github.com/hyperat/hyperat/graph"
 	"github.com/hyperat/hyperat/hyperat"
 	onnximport "github.com/hyperat/hyperat/import"
+	"github.com/hyperat/hyperat/loss"
 )
 
 // RandomBatch returns n images of the given [C, H, W] shape with pixels
@@ -50,26 +50,8 @@ func Labels(n, classes int) []int {
 // torch.nn.functional.cross_entropy's backward feeds into the model.
 func CESeed(y []int) func(logits *graph.Tensor) *graph.Tensor {
 	return func(l *graph.Tensor) *graph.Tensor {
-		n, k := l.Shape[0], l.Shape[1]
-		s := graph.NewTensor(graph.Float32, l.Shape)
-		p := make([]float64, k)
-		for i := 0; i < n; i++ {
-			z := l.F[i*k : (i+1)*k]
-			m := float64(slices.Max(z))
-			sum := 0.0
-			for j, v := range z {
-				p[j] = math.Exp(float64(v) - m)
-				sum += p[j]
-			}
-			for j := range p {
-				g := p[j] / sum
-				if j == y[i] {
-					g--
-				}
-				s.F[i*k+j] = float32(g / float64(n))
-			}
-		}
-		return s
+		_, g := loss.MeanCE(l, y)
+		return g
 	}
 }
 

@@ -10,13 +10,12 @@ import (
 	"github.com/hyperat/hyperat/graph"
 	onnximport "github.com/hyperat/hyperat/import"
 	"github.com/hyperat/hyperat/internal/testutil"
-	"github.com/hyperat/hyperat/nn"
 )
 
 // withCE adds a one-hot label input and the mean cross-entropy loss.
 func withCE(g *graph.Graph, classes int) (onehot, loss *graph.Value) {
 	onehot = g.AddInput("onehot", graph.Float32, graph.Shape{{N: -1, Sym: "batch"}, {N: classes}})
-	return onehot, nn.CrossEntropy(g, g.Outputs[0], onehot)
+	return onehot, testutil.CrossEntropy(g, g.Outputs[0], onehot)
 }
 
 func oneHot(labels []int, classes int) *graph.Tensor {

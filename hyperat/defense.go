@@ -6,7 +6,9 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/hyperat/hyperat/attack"
 	"github.com/hyperat/hyperat/graph"
+	"github.com/hyperat/hyperat/loss"
 )
 
 // A Defense is one adversarial-tuning task: an attack that crafts x' against
@@ -15,8 +17,8 @@ import (
 type Defense interface {
 	Name() string
 	// Attack returns x' in the eps ball around x (and in [0, 1]), querying
-	// the model under training.
-	Attack(m Classifier, x *graph.Tensor, y []int, eps float64, steps int, rng *rand.Rand) (*graph.Tensor, error)
+	// the model under training; its random start draws from rng.
+	Attack(m attack.Model, x *graph.Tensor, y []int, eps float64, steps int, rng *rand.Rand) (*graph.Tensor, error)
 	// NeedsClean reports whether Loss reads the clean logits.
 	NeedsClean() bool
 	// Loss returns the batch loss and its gradients with respect to the clean
@@ -46,14 +48,13 @@ func NewDefense(name string, beta float64) (Defense, error) {
 	return mk(beta), nil
 }
 
-// ceSeed is the cotangent of the summed cross-entropy (PGD's objective; the
-// scale does not matter to a sign step).
-func ceSeed(y []int) func(*graph.Tensor) *graph.Tensor {
-	return func(z *graph.Tensor) *graph.Tensor {
-		_, g := crossEntropy(z, y)
-		return g
-	}
-}
+// the iteration's stream for every sample, drawn in sample order
+func shared(rng *rand.Rand) func(int) *rand.Rand { return func(int) *rand.Rand { return rng } }
 
-// pgdStep is the step size the project uses for a K-step attack: 2.5 eps / K.
-func pgdStep(eps float64, steps int) float64 { return 2.5 * eps / float64(max(steps, 1)) }
+// pgdCE is the training attack of PGD-AT and MART: attack.PGD with steps
+// steps of 2.5 eps / steps on the cross-entropy, from x + U(-eps, eps), on
+// every example.
+func pgdCE(m attack.Model, x *graph.Tensor, y []int, eps float64, steps int, rng *rand.Rand) (*graph.Tensor, error) {
+	return attack.PGD{Steps: steps}.Perturb(m, x, eps, attack.UniformStart(eps, shared(rng)),
+		func(i int, z, g []float64) float64 { return loss.CrossEntropy(z, y[i], g) })
+}

@@ -3,7 +3,9 @@ package hyperat
 import (
 	"math/rand/v2"
 
+	"github.com/hyperat/hyperat/attack"
 	"github.com/hyperat/hyperat/graph"
+	"github.com/hyperat/hyperat/loss"
 )
 
 // MART (Wang et al. 2020): x' = PGD on the cross-entropy from a uniform
@@ -16,10 +18,10 @@ func init() { defenses["mart"] = func(beta float64) Defense { return mart{beta} 
 func (mart) Name() string     { return "mart" }
 func (mart) NeedsClean() bool { return true }
 
-func (mart) Attack(m Classifier, x *graph.Tensor, y []int, eps float64, steps int, rng *rand.Rand) (*graph.Tensor, error) {
-	return pgd(m.InputGrad, x, uniformStart(x, eps, rng), eps, pgdStep(eps, steps), steps, ceSeed(y))
+func (mart) Attack(m attack.Model, x *graph.Tensor, y []int, eps float64, steps int, rng *rand.Rand) (*graph.Tensor, error) {
+	return pgdCE(m, x, y, eps, steps, rng)
 }
 
 func (d mart) Loss(clean, adv *graph.Tensor, y []int) (float64, *graph.Tensor, *graph.Tensor) {
-	return martLoss(clean, adv, y, d.beta)
+	return loss.MeanMART(clean, adv, y, d.beta)
 }

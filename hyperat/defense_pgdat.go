@@ -3,7 +3,9 @@ package hyperat
 import (
 	"math/rand/v2"
 
+	"github.com/hyperat/hyperat/attack"
 	"github.com/hyperat/hyperat/graph"
+	"github.com/hyperat/hyperat/loss"
 )
 
 // PGD-AT (Madry et al. 2018): x' = PGD on the cross-entropy from a uniform
@@ -15,11 +17,11 @@ func init() { defenses["pgdat"] = func(float64) Defense { return pgdAT{} } }
 func (pgdAT) Name() string     { return "pgdat" }
 func (pgdAT) NeedsClean() bool { return false }
 
-func (pgdAT) Attack(m Classifier, x *graph.Tensor, y []int, eps float64, steps int, rng *rand.Rand) (*graph.Tensor, error) {
-	return pgd(m.InputGrad, x, uniformStart(x, eps, rng), eps, pgdStep(eps, steps), steps, ceSeed(y))
+func (pgdAT) Attack(m attack.Model, x *graph.Tensor, y []int, eps float64, steps int, rng *rand.Rand) (*graph.Tensor, error) {
+	return pgdCE(m, x, y, eps, steps, rng)
 }
 
 func (pgdAT) Loss(_, adv *graph.Tensor, y []int) (float64, *graph.Tensor, *graph.Tensor) {
-	l, g := crossEntropy(adv, y)
+	l, g := loss.MeanCE(adv, y)
 	return l, nil, g
 }

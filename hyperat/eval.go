@@ -1,8 +1,7 @@
 package hyperat
 
 import (
-	"math/rand/v2"
-
+	"github.com/hyperat/hyperat/attack"
 	"github.com/hyperat/hyperat/graph"
 )
 
@@ -12,28 +11,16 @@ type Accuracy struct {
 	N             int
 }
 
-func argmax(z []float32) int {
-	b := 0
-	for i, v := range z {
-		if v > z[b] {
-			b = i
-		}
-	}
-	return b
-}
-
-// Classifier is what evaluation needs of a model: logits, and input
-// gradients of a loss given by its cotangent on the logits.
-type Classifier interface {
-	Logits(x *graph.Tensor) (*graph.Tensor, error)
-	InputGrad(x *graph.Tensor, seed func(*graph.Tensor) *graph.Tensor) (logits, grad *graph.Tensor, err error)
-}
-
-// netModel is the adapted net with a fixed parameter set.
+// netModel is the adapted net with a fixed parameter set: the model the
+// defenses attack during tuning, and each defense's LoRA in the final table.
 type netModel struct {
 	n  *Net
 	ps *Params
 }
+
+var _ attack.Model = netModel{}
+
+func (m netModel) Classes() int { return m.n.Classes }
 
 func (m netModel) Logits(x *graph.Tensor) (*graph.Tensor, error) {
 	l, err := m.n.Forward(x, m.ps)
@@ -47,54 +34,49 @@ func (m netModel) InputGrad(x *graph.Tensor, seed func(*graph.Tensor) *graph.Ten
 	return m.n.InputGrad(x, m.ps, seed)
 }
 
-// Evaluate measures clean accuracy and PGD-steps accuracy at eps (the
-// project's PGD: uniform start, step 2.5 eps / steps, cross-entropy), in
-// batches of bs over idx. The random start comes from seed.
-func Evaluate(c Classifier, data Source, idx []int, bs int, eps float64, steps int, seed uint64) (Accuracy, error) {
+// Evaluate measures clean accuracy and pgd-steps accuracy at eps on the
+// examples idx of data, loaded in batches of bs: the attack hyperat-eval
+// runs as --attacks pgd-K (attack.PGD from a uniform start, steps of
+// 2.5 eps / steps on the cross-entropy), counted by attack.Correct as
+// attack.Evaluate counts it, with example idx[i]'s random start drawn from
+// the stream of seed named by idx[i]. On the first N test images it gives
+// what hyperat-eval --limit N --seed gives.
+func Evaluate(m attack.Model, data Source, idx []int, bs int, eps float64, steps int, seed uint64) (Accuracy, error) {
 	var acc Accuracy
-	rng := rand.New(rand.NewPCG(seed, 0xe7a1))
+	var clean, robust int
 	for lo := 0; lo < len(idx); lo += bs {
 		hi := min(lo+bs, len(idx))
 		x, y, err := data.Batch(idx[lo:hi])
 		if err != nil {
 			return acc, err
 		}
-		logits, err := c.Logits(x)
+		s := attack.Seeds{Seed: seed, IDs: make([]uint64, hi-lo)}
+		for k, i := range idx[lo:hi] {
+			s.IDs[k] = uint64(i)
+		}
+		c, err := attack.Correct(m, x, y, eps, nil, bs, s, nil)
 		if err != nil {
 			return acc, err
 		}
-		k := logits.Shape[1]
-		for i := range y {
-			if argmax(logits.F[i*k:(i+1)*k]) == y[i] {
-				acc.Clean++
-			}
-		}
+		clean += c
 		if steps > 0 {
-			adv, err := pgd(c.InputGrad, x, uniformStart(x, eps, rng), eps, pgdStep(eps, steps), steps, ceSeed(y))
+			r, err := attack.Correct(m, x, y, eps, attack.PGD{Steps: steps}, bs, s, nil)
 			if err != nil {
 				return acc, err
 			}
-			al, err := c.Logits(adv)
-			if err != nil {
-				return acc, err
-			}
-			for i := range y {
-				if argmax(al.F[i*k:(i+1)*k]) == y[i] {
-					acc.Robust++
-				}
-			}
+			robust += r
 		}
-		acc.N += len(y)
+		acc.N += hi - lo
 	}
 	if acc.N > 0 {
-		acc.Clean /= float64(acc.N)
-		acc.Robust /= float64(acc.N)
+		acc.Clean = float64(clean) / float64(acc.N)
+		acc.Robust = float64(robust) / float64(acc.N)
 	}
 	return acc, nil
 }
 
 // ForDefense is the adapted model with defense m's LoRA alone.
-func (t *Trainer) ForDefense(m int) (Classifier, error) {
+func (t *Trainer) ForDefense(m int) (attack.Model, error) {
 	ps, err := t.LoRAFor(m)
 	if err != nil {
 		return nil, err

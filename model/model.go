@@ -1,6 +1,7 @@
 // Package model wraps an imported ONNX image classifier for the tools that
 // run it: logits for a batch, and input gradients of any loss of the logits
 // (a vector-Jacobian product), with one compiled program per batch size.
+// Inspect is the one check that a graph is such a classifier.
 package model
 
 import (
@@ -12,10 +13,66 @@ import (
 	onnximport "github.com/hyperat/hyperat/import"
 )
 
-// Classifier runs an image classifier: input [N, C, H, W] pixels, output [N, K] logits.
+// Shape is what Inspect finds of an image classifier.
+type Shape struct {
+	C, H, W int // the image input's channels, height and width
+	Batch   int // the input's fixed batch size; 0 when it is symbolic
+	Classes int // logits per image
+}
+
+// Inspect checks that g is an image classifier as the hyperat commands take
+// one: one float32 input [N, C, H, W] with C, H and W fixed, and a first
+// output of float32 logits [N, classes] with at least 2 classes. It
+// compiles the graph once (at batch 1, or at the input's fixed batch) to
+// infer the logits' shape. The errors say what is wrong without naming the
+// file; callers prefix its path.
+func Inspect(g *graph.Graph) (Shape, error) {
+	s, _, err := inspect(g)
+	return s, err
+}
+
+// inspect is Inspect, returning the forward program of the first output it
+// compiled at s.Batch (or 1).
+func inspect(g *graph.Graph) (Shape, *compile.Program, error) {
+	if len(g.Inputs) != 1 {
+		return Shape{}, nil, fmt.Errorf("the model has %d inputs; hyperat needs one (the images)", len(g.Inputs))
+	}
+	in := g.Inputs[0]
+	if in.DType != graph.Float32 || len(in.Shape) != 4 || in.Shape[1].N <= 0 || in.Shape[2].N <= 0 || in.Shape[3].N <= 0 {
+		return Shape{}, nil, fmt.Errorf("not an image classifier: its input %q is %s %s; hyperat needs float32 images [N, C, H, W] with C, H and W fixed",
+			in.Name, in.DType, in.Shape)
+	}
+	if len(g.Outputs) < 1 {
+		return Shape{}, nil, errors.New("the model has no outputs")
+	}
+	s := Shape{C: in.Shape[1].N, H: in.Shape[2].N, W: in.Shape[3].N, Batch: max(in.Shape[0].N, 0)}
+	p, err := compileForward(g, max(s.Batch, 1))
+	if err != nil {
+		return Shape{}, nil, err
+	}
+	out := p.Outputs[0]
+	shape := out.StaticShape()
+	if out.DType != graph.Float32 || len(shape) != 2 || shape[0] != max(s.Batch, 1) || shape[1] < 2 {
+		return Shape{}, nil, fmt.Errorf("not an image classifier: its first output %q is %s %s; hyperat needs float32 logits [N, classes]",
+			g.Outputs[0].Name, out.DType, graph.StaticShape(shape...))
+	}
+	s.Classes = shape[1]
+	return s, p, nil
+}
+
+// compileForward compiles the graph's first output at batch.
+func compileForward(g *graph.Graph, batch int) (*compile.Program, error) {
+	c := g.Clone()
+	c.Outputs = c.Outputs[:1]
+	return compile.Compile(c, compile.Options{Batch: batch})
+}
+
+// Classifier runs an image classifier: input [N, C, H, W] pixels, output
+// [N, K] logits. It is the ONNX implementation of attack.Model.
 type Classifier struct {
 	Model   *onnximport.Model
 	C, H, W int
+	batch   int // the fixed batch, or 0
 	classes int
 	fwd     map[int]*compile.Program
 	vjp     map[int]*vjpProg
@@ -40,35 +97,14 @@ func Load(path string) (*Classifier, error) {
 	return c, nil
 }
 
-// New checks that m is an image classifier and prepares it.
+// New checks that m is an image classifier (Inspect) and prepares it.
 func New(m *onnximport.Model) (*Classifier, error) {
-	g := m.Graph
-	if len(g.Inputs) != 1 {
-		return nil, fmt.Errorf("not an image classifier: it has %d inputs, want one image batch", len(g.Inputs))
-	}
-	in := g.Inputs[0]
-	if in.DType != graph.Float32 || len(in.Shape) != 4 {
-		return nil, fmt.Errorf("not an image classifier: input %s is %s%v, want float32 [N, C, H, W]", in.Name, in.DType, in.Shape)
-	}
-	for i := 1; i < 4; i++ {
-		if in.Shape[i].N <= 0 {
-			return nil, fmt.Errorf("input %s%v: channel and image dims must be fixed", in.Name, in.Shape)
-		}
-	}
-	if len(g.Outputs) < 1 {
-		return nil, errors.New("model has no outputs")
-	}
-	c := &Classifier{Model: m, C: in.Shape[1].N, H: in.Shape[2].N, W: in.Shape[3].N,
-		fwd: map[int]*compile.Program{}, vjp: map[int]*vjpProg{}}
-	p, err := c.forward(1)
+	s, p, err := inspect(m.Graph)
 	if err != nil {
 		return nil, err
 	}
-	out := p.Outputs[0].StaticShape()
-	if len(out) != 2 || out[0] != 1 || out[1] < 2 || p.Outputs[0].DType != graph.Float32 {
-		return nil, fmt.Errorf("not an image classifier: first output is %s%v, want float32 logits [N, classes]", p.Outputs[0].DType, out)
-	}
-	c.classes = out[1]
+	c := &Classifier{Model: m, C: s.C, H: s.H, W: s.W, batch: s.Batch, classes: s.Classes,
+		fwd: map[int]*compile.Program{max(s.Batch, 1): p}, vjp: map[int]*vjpProg{}}
 	return c, nil
 }
 
@@ -78,13 +114,15 @@ func (c *Classifier) Classes() int { return c.classes }
 // InputShape is [C, H, W].
 func (c *Classifier) InputShape() []int { return []int{c.C, c.H, c.W} }
 
+// FixedBatch is the batch size the model was exported with, or 0 when its
+// batch dim is symbolic (any batch runs).
+func (c *Classifier) FixedBatch() int { return c.batch }
+
 func (c *Classifier) forward(batch int) (*compile.Program, error) {
 	if p, ok := c.fwd[batch]; ok {
 		return p, nil
 	}
-	g := c.Model.Graph.Clone()
-	g.Outputs = g.Outputs[:1]
-	p, err := compile.Compile(g, compile.Options{Batch: batch})
+	p, err := compileForward(c.Model.Graph, batch)
 	if err != nil {
 		return nil, err
 	}
@@ -95,6 +133,9 @@ func (c *Classifier) forward(batch int) (*compile.Program, error) {
 func (c *Classifier) checkInput(x *graph.Tensor) error {
 	if x.DType != graph.Float32 || len(x.Shape) != 4 || x.Shape[1] != c.C || x.Shape[2] != c.H || x.Shape[3] != c.W || x.Shape[0] < 1 {
 		return fmt.Errorf("input is %s%v, the model wants float32 [N, %d, %d, %d]", x.DType, x.Shape, c.C, c.H, c.W)
+	}
+	if c.batch > 0 && x.Shape[0] != c.batch {
+		return fmt.Errorf("input is %s%v, the model has a fixed batch of %d", x.DType, x.Shape, c.batch)
 	}
 	return nil
 }

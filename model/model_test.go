@@ -2,40 +2,23 @@ package model
 
 import (
 	"encoding/json"
-	"math"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/hyperat/hyperat/graph"
+	onnximport "github.com/hyperat/hyperat/import"
 	"github.com/hyperat/hyperat/internal/testutil"
+	"github.com/hyperat/hyperat/loss"
 	"github.com/hyperat/hyperat/npy"
 )
 
 // ceSeed is d(mean cross-entropy)/dlogits.
 func ceSeed(labels []int) func(*graph.Tensor) *graph.Tensor {
 	return func(l *graph.Tensor) *graph.Tensor {
-		n, k := l.Shape[0], l.Shape[1]
-		s := graph.NewTensor(graph.Float32, l.Shape)
-		for i := 0; i < n; i++ {
-			row := l.F[i*k : (i+1)*k]
-			m := math.Inf(-1)
-			for _, v := range row {
-				m = max(m, float64(v))
-			}
-			z := 0.0
-			for _, v := range row {
-				z += math.Exp(float64(v) - m)
-			}
-			for j, v := range row {
-				p := math.Exp(float64(v)-m) / z
-				if j == labels[i] {
-					p--
-				}
-				s.F[i*k+j] = float32(p / float64(n))
-			}
-		}
-		return s
+		_, g := loss.MeanCE(l, labels)
+		return g
 	}
 }
 
@@ -93,4 +76,56 @@ func TestRejectsWrongInput(t *testing.T) {
 	if _, err := c.Logits(graph.NewTensor(graph.Float32, []int{2, 5, 9, 9})); err == nil {
 		t.Fatal("a wrongly shaped batch was accepted")
 	}
+}
+
+// Inspect finds the image shape and the classes, and refuses what is not an
+// image classifier with the messages the commands print.
+func TestInspect(t *testing.T) {
+	m, err := onnximport.Load(testutil.Fixture("models", "tv_vit_op17.onnx"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := Inspect(m.Graph)
+	if err != nil || s != (Shape{C: 3, H: 32, W: 32, Classes: 10}) {
+		t.Fatalf("Inspect = %+v, %v; want 3x32x32, 10 classes, no fixed batch", s, err)
+	}
+	edit := func(f func(g *graph.Graph)) *graph.Graph {
+		g := m.Graph.Clone()
+		f(g)
+		return g
+	}
+	for _, c := range []struct {
+		name string
+		g    *graph.Graph
+		want []string
+	}{
+		{"two inputs", edit(func(g *graph.Graph) { g.AddInput("mask", graph.Float32, g.Inputs[0].Shape) }), []string{"2 inputs", "needs one"}},
+		{"tokens", edit(func(g *graph.Graph) { g.Inputs[0].Shape = g.Inputs[0].Shape[:3] }), []string{"not an image classifier", `input "input"`, "[N, C, H, W]"}},
+		{"symbolic width", edit(func(g *graph.Graph) { g.Inputs[0].Shape[3] = graph.Dim{N: -1, Sym: "w"} }), []string{"not an image classifier", "C, H and W fixed"}},
+		{"features", edit(func(g *graph.Graph) {
+			for _, n := range g.Nodes {
+				if n.Op == "MatMul" {
+					g.Outputs[0] = n.Outputs[0]
+					return
+				}
+			}
+		}), []string{"not an image classifier", "first output", "logits [N, classes]"}},
+	} {
+		if _, err := Inspect(c.g); err == nil || !containsAll(err.Error(), c.want) {
+			t.Errorf("%s: error %v, want one saying %q", c.name, err, c.want)
+		}
+	}
+	fixed := edit(func(g *graph.Graph) { g.Inputs[0].Shape[0] = graph.Dim{N: 2} })
+	if s, err := Inspect(fixed); err != nil || s.Batch != 2 || s.Classes != 10 {
+		t.Errorf("fixed batch 2: %+v, %v", s, err)
+	}
+}
+
+func containsAll(s string, parts []string) bool {
+	for _, p := range parts {
+		if !strings.Contains(s, p) {
+			return false
+		}
+	}
+	return true
 }

@@ -9,10 +9,11 @@ import (
 	"math"
 	"strings"
 
-	"github.com/hyperat/hyperat/compile"
 	"github.com/hyperat/hyperat/graph"
 	onnximport "github.com/hyperat/hyperat/import"
 	"github.com/hyperat/hyperat/internal/cli"
+	"github.com/hyperat/hyperat/loss"
+	"github.com/hyperat/hyperat/model"
 	"github.com/hyperat/hyperat/npy"
 )
 
@@ -124,142 +125,73 @@ func Eval(c *cli.Command, args []string) error {
 	case *batch <= 0:
 		return cli.Usagef("--batch must be positive, got %d", *batch)
 	}
-	m, err := onnximport.Load(pos[0])
+	return evalArrays(pos[0], *inPath, *outPath, *labelsPath, *gradPath, *batch)
+}
+
+// evalArrays is the --input mode: the logits of the images in inPath, and
+// with labels d(mean cross-entropy)/d(input).
+func evalArrays(modelPath, inPath, outPath, labelsPath, gradPath string, batch int) error {
+	m, err := onnximport.Load(modelPath)
 	if err != nil {
 		return err
 	}
-	x, err := npy.ReadFile(*inPath)
+	x, err := npy.ReadFile(inPath)
 	if err != nil {
 		return err
 	}
 	var labels *graph.Tensor
-	if *labelsPath != "" {
-		if labels, err = npy.ReadFile(*labelsPath); err != nil {
+	if labelsPath != "" {
+		if labels, err = npy.ReadFile(labelsPath); err != nil {
 			return err
 		}
 		if labels.DType != graph.Int64 || len(labels.Shape) != 1 || len(x.Shape) == 0 || labels.Shape[0] != x.Shape[0] {
-			return fmt.Errorf("%s: %s%s, want int64 labels of shape [%d] (one per sample of %s)", *labelsPath, labels.DType, shapeString(labels.Shape), x.Shape[0], *inPath)
+			return fmt.Errorf("%s: %s%s, want int64 labels of shape [%d] (one per sample of %s)", labelsPath, labels.DType, shapeString(labels.Shape), x.Shape[0], inPath)
 		}
 	}
-	logits, err := forward(m, x, *inPath, *batch)
+	c, err := model.New(m)
 	if err != nil {
+		return fmt.Errorf("%s: %w", m.Path, err)
+	}
+	if batch, err = chunkSize(m.Graph.Inputs[0], x, inPath, batch); err != nil {
 		return err
 	}
 	if labels != nil {
-		k := logits.Shape[len(logits.Shape)-1]
-		if len(logits.Shape) != 2 {
-			return fmt.Errorf("%s: the first output is %s, not logits [N, classes]", m.Path, shapeString(logits.Shape))
-		}
 		for i, l := range labels.I {
-			if l < 0 || l >= int64(k) {
-				return fmt.Errorf("%s: label %d of sample %d is outside the model's %d classes", *labelsPath, l, i, k)
+			if l < 0 || l >= int64(c.Classes()) {
+				return fmt.Errorf("%s: label %d of sample %d is outside the model's %d classes", labelsPath, l, i, c.Classes())
 			}
 		}
 	}
-	if *outPath != "" {
-		if err := npy.WriteFile(*outPath, logits); err != nil {
+	if outPath != "" {
+		logits, err := forward(c, x, batch)
+		if err != nil {
+			return fmt.Errorf("%s: %w", m.Path, err)
+		}
+		if err := npy.WriteFile(outPath, logits); err != nil {
 			return err
 		}
 	}
 	if labels == nil {
 		return nil
 	}
-	g, err := inputGrad(m, x, labels.I, *batch)
+	g, err := inputGrad(c, x, labels.I, batch)
 	if err != nil {
-		return err
+		return fmt.Errorf("%s: %w", m.Path, err)
 	}
-	return npy.WriteFile(*gradPath, g)
+	return npy.WriteFile(gradPath, g)
 }
 
-// inputGrad is d(mean cross-entropy over all n samples)/dx, in chunks: each
-// chunk's vector-Jacobian program gets the cotangent (softmax - onehot) / n.
-func inputGrad(m *onnximport.Model, x *graph.Tensor, labels []int64, batch int) (*graph.Tensor, error) {
-	g := m.Graph
-	in := g.Inputs[0]
-	n := x.Shape[0]
-	if d := in.Shape[0]; d.N >= 0 {
-		batch = d.N
-	}
-	batch = min(batch, n)
-	sample := x.Numel() / n
-	out := graph.NewTensor(graph.Float32, x.Shape)
-	type vjp struct {
-		p       *compile.Program
-		x, seed *graph.Value
-	}
-	progs := map[int]*vjp{}
-	for start := 0; start < n; start += batch {
-		b := min(batch, n-start)
-		v := progs[b]
-		if v == nil {
-			c := g.Clone()
-			c.Outputs = c.Outputs[:1]
-			p0, err := compile.Compile(c, compile.Options{Shapes: map[string][]int{in.Name: append([]int{b}, x.Shape[1:]...)}})
-			if err != nil {
-				return nil, fmt.Errorf("%s: %w", m.Path, err)
-			}
-			seed := c.AddInput("logits_cotangent", graph.Float32, graph.StaticShape(p0.Outputs[0].StaticShape()...))
-			p, err := compile.Compile(c, compile.Options{Shapes: map[string][]int{in.Name: append([]int{b}, x.Shape[1:]...)},
-				Grad: &compile.GradSpec{Loss: c.Outputs[0], Seed: seed, Wrt: []*graph.Value{c.Inputs[0]}}})
-			if err != nil {
-				return nil, fmt.Errorf("%s: %w", m.Path, err)
-			}
-			v = &vjp{p, c.Inputs[0], seed}
-			progs[b] = v
-		}
-		chunk := graph.F32(append([]int{b}, x.Shape[1:]...), x.F[start*sample:(start+b)*sample])
-		res, err := v.p.Forward(chunk)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", m.Path, err)
-		}
-		seed := ceCotangent(res[0], labels[start:start+b], n)
-		if err := v.p.Backward(seed); err != nil {
-			return nil, fmt.Errorf("%s: %w", m.Path, err)
-		}
-		copy(out.F[start*sample:], v.p.Grad(v.x).F)
-	}
-	return out, nil
-}
-
-// ceCotangent is d(sum of cross-entropies / n)/dlogits for a chunk: (softmax - onehot) / n.
-func ceCotangent(logits *graph.Tensor, labels []int64, n int) *graph.Tensor {
-	b, k := logits.Shape[0], logits.Shape[1]
-	s := graph.NewTensor(graph.Float32, logits.Shape)
-	for i := 0; i < b; i++ {
-		row := logits.F[i*k : (i+1)*k]
-		m := math.Inf(-1)
-		for _, v := range row {
-			m = max(m, float64(v))
-		}
-		z := 0.0
-		for _, v := range row {
-			z += math.Exp(float64(v) - m)
-		}
-		for j, v := range row {
-			p := math.Exp(float64(v)-m) / z
-			if int64(j) == labels[i] {
-				p--
-			}
-			s.F[i*k+j] = float32(p / float64(n))
-		}
-	}
-	return s
-}
-
-// forward runs the model over x in chunks of at most batch samples and
-// returns the first output of every sample, concatenated.
-func forward(m *onnximport.Model, x *graph.Tensor, xName string, batch int) (*graph.Tensor, error) {
-	g := m.Graph
-	if len(g.Inputs) != 1 {
-		return nil, fmt.Errorf("%s: the model has %d inputs; hyperat-eval feeds one", m.Path, len(g.Inputs))
-	}
-	in := g.Inputs[0]
+// chunkSize checks the images x against the model's input in (dtype, shape,
+// at least one sample, finite values) and returns the samples per pass: at
+// most batch, or the batch the model was exported with, which must divide
+// the sample count.
+func chunkSize(in *graph.Value, x *graph.Tensor, xName string, batch int) (int, error) {
 	if err := checkInput(in, x, xName); err != nil {
-		return nil, err
+		return 0, err
 	}
 	for i, v := range x.F {
 		if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
-			return nil, fmt.Errorf("%s: value %d (sample %d) is %v; the model's input must be finite", xName, i, i/(x.Numel()/x.Shape[0]), v)
+			return 0, fmt.Errorf("%s: value %d (sample %d) is %v; the model's input must be finite", xName, i, i/(x.Numel()/x.Shape[0]), v)
 		}
 	}
 	n := x.Shape[0]
@@ -267,58 +199,73 @@ func forward(m *onnximport.Model, x *graph.Tensor, xName string, batch int) (*gr
 		// a model exported with a fixed batch runs at that batch
 		batch = d.N
 		if n%batch != 0 {
-			return nil, fmt.Errorf("%s: %d samples, but the model's input %q %s has a fixed batch of %d: give a multiple of it, or export the model with a dynamic batch",
+			return 0, fmt.Errorf("%s: %d samples, but the model's input %q %s has a fixed batch of %d: give a multiple of it, or export the model with a dynamic batch",
 				xName, n, in.Name, in.Shape, batch)
 		}
 	}
-	batch = min(batch, n)
-	sample := x.Numel() / n
-	var out *graph.Tensor
-	progs := map[int]*compile.Program{}
-	for start := 0; start < n; start += batch {
-		b := min(batch, n-start)
-		p := progs[b]
-		if p == nil {
-			shape := append([]int{b}, x.Shape[1:]...)
-			var err error
-			p, err = compile.Compile(g, compile.Options{Shapes: map[string][]int{in.Name: shape}})
-			if err != nil {
-				return nil, fmt.Errorf("%s: %w", m.Path, err)
-			}
-			progs[b] = p
-		}
-		chunk := graph.F32(append([]int{b}, x.Shape[1:]...), x.F[start*sample:(start+b)*sample])
-		res, err := p.Run(chunk)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", m.Path, err)
-		}
-		y := res[0]
-		if y.DType != graph.Float32 || len(y.Shape) == 0 || y.Shape[0] != b {
-			return nil, fmt.Errorf("%s: the first output is %s%v, not float32 logits with the batch first", m.Path, y.DType, y.Shape)
-		}
-		if out == nil {
-			out = graph.NewTensor(graph.Float32, append([]int{n}, y.Shape[1:]...))
-		}
-		per := y.Numel() / b
-		copy(out.F[start*per:], y.F)
-	}
-	return out, nil
+	return min(batch, n), nil
 }
 
-// checkInput checks x against the model's input: float32, same rank, same
-// non-batch dims, at least one sample.
-func checkInput(in *graph.Value, x *graph.Tensor, xName string) error {
-	if in.DType != graph.Float32 {
-		return fmt.Errorf("the model's input %q is %s; hyperat-eval feeds float32 images", in.Name, in.DType)
+// chunks calls f with each run of at most batch samples of x, from start.
+func chunks(x *graph.Tensor, batch int, f func(start int, chunk *graph.Tensor) error) error {
+	n := x.Shape[0]
+	sample := x.Numel() / n
+	for start := 0; start < n; start += batch {
+		b := min(batch, n-start)
+		if err := f(start, graph.F32(append([]int{b}, x.Shape[1:]...), x.F[start*sample:(start+b)*sample])); err != nil {
+			return err
+		}
 	}
+	return nil
+}
+
+// forward runs the classifier over x in chunks of batch samples and returns
+// the logits of every sample, [N, classes].
+func forward(c *model.Classifier, x *graph.Tensor, batch int) (*graph.Tensor, error) {
+	k := c.Classes()
+	out := graph.NewTensor(graph.Float32, []int{x.Shape[0], k})
+	err := chunks(x, batch, func(start int, chunk *graph.Tensor) error {
+		l, err := c.Logits(chunk)
+		if err != nil {
+			return err
+		}
+		copy(out.F[start*k:], l.F)
+		return nil
+	})
+	return out, err
+}
+
+// inputGrad is d(mean cross-entropy over all n samples)/dx, in chunks: each
+// chunk's vector-Jacobian product gets the cotangent (softmax - onehot) / n.
+func inputGrad(c *model.Classifier, x *graph.Tensor, labels []int64, batch int) (*graph.Tensor, error) {
+	n := x.Shape[0]
+	sample := x.Numel() / n
+	out := graph.NewTensor(graph.Float32, x.Shape)
+	err := chunks(x, batch, func(start int, chunk *graph.Tensor) error {
+		_, g, err := c.InputGrad(chunk, func(l *graph.Tensor) *graph.Tensor {
+			_, s := loss.Batch(l, float64(n), func(i int, z, g []float64) float64 {
+				return loss.CrossEntropy(z, int(labels[start+i]), g)
+			})
+			return s
+		})
+		if err != nil {
+			return err
+		}
+		copy(out.F[start*sample:], g.F)
+		return nil
+	})
+	return out, err
+}
+
+// checkInput checks x against the model's input (float32 [N, C, H, W], as
+// model.Inspect found it): float32, same rank, same non-batch dims, at least
+// one sample.
+func checkInput(in *graph.Value, x *graph.Tensor, xName string) error {
 	if x.DType != graph.Float32 {
 		return fmt.Errorf("%s: dtype %s, the model's input %q wants float32", xName, x.DType, in.Name)
 	}
 	mismatch := func(why string) error {
 		return fmt.Errorf("%s: shape %s does not match the model's input %q %s (%s)", xName, shapeString(x.Shape), in.Name, in.Shape, why)
-	}
-	if in.Shape == nil {
-		return fmt.Errorf("the model's input %q has no shape", in.Name)
 	}
 	if len(x.Shape) != len(in.Shape) {
 		return mismatch(fmt.Sprintf("rank %d, want %d", len(x.Shape), len(in.Shape)))

@@ -18,10 +18,10 @@ import (
 	"strings"
 	"text/tabwriter"
 
-	"github.com/hyperat/hyperat/compile"
 	"github.com/hyperat/hyperat/graph"
 	onnximport "github.com/hyperat/hyperat/import"
 	"github.com/hyperat/hyperat/internal/cli"
+	"github.com/hyperat/hyperat/model"
 	"github.com/hyperat/hyperat/onnx"
 	"github.com/hyperat/hyperat/workspace"
 )
@@ -122,20 +122,40 @@ func Import(c *cli.Command, args []string) error {
 	return nil
 }
 
-// checkClassifier checks that m is an image classifier hyperat can tune: one
-// float32 input [N, C, H, W] with C, H and W fixed; no NaN in any weight and
-// no NaN or infinity in the recognized linear layers; a first output of
-// float32 logits [N, classes]; finite logits for a mid-grey image.
+// checkClassifier checks that m is an image classifier hyperat can tune:
+// what model.Inspect checks (one float32 input [N, C, H, W] with C, H and W
+// fixed, a first output of float32 logits [N, classes]); tuned layers stored
+// as float32; no NaN in any weight and no NaN or infinity in the recognized
+// linear layers; finite logits for a mid-grey image.
 func checkClassifier(path string, m *onnximport.Model, rep *onnximport.Report) error {
-	g := m.Graph
-	if len(g.Inputs) != 1 {
-		return fmt.Errorf("%s: the model has %d inputs; hyperat needs one (the images)", path, len(g.Inputs))
+	c, err := model.New(m)
+	if err != nil {
+		return fmt.Errorf("%s: %w", path, err)
 	}
-	in := g.Inputs[0]
-	if in.DType != graph.Float32 || len(in.Shape) != 4 || in.Shape[1].N <= 0 || in.Shape[2].N <= 0 || in.Shape[3].N <= 0 {
-		return fmt.Errorf("%s: not an image classifier: its input %q is %s %s; hyperat needs float32 images [N, C, H, W] with C, H and W fixed",
-			path, in.Name, in.DType, in.Shape)
+	if err := checkWeights(m, rep); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
 	}
+	x := graph.NewTensor(graph.Float32, append([]int{max(c.FixedBatch(), 1)}, c.InputShape()...))
+	for i := range x.F {
+		x.F[i] = 0.5
+	}
+	logits, err := c.Logits(x)
+	if err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	for _, v := range logits.F {
+		if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
+			return fmt.Errorf("%s: the logits of a mid-grey image are NaN or infinite; hyperat needs a model that computes finite logits", path)
+		}
+	}
+	return nil
+}
+
+// checkWeights refuses tuned layers stored in another type than float32
+// (hyperat-export writes them back in their own storage, which it can do
+// for float32 only), NaN in any initializer, and infinities in the
+// recognized linear layers.
+func checkWeights(m *onnximport.Model, rep *onnximport.Report) error {
 	linear := map[*graph.Value]bool{}
 	for _, l := range rep.Linears {
 		linear[l.Weight] = true
@@ -143,48 +163,22 @@ func checkClassifier(path string, m *onnximport.Model, rep *onnximport.Report) e
 			linear[l.Bias] = true
 		}
 	}
-	// hyperat-export writes the tuned layers back in their own storage,
-	// which it can do for float32 only
 	for _, l := range rep.Targets() {
 		for _, v := range []*graph.Value{l.Weight, l.Bias} {
 			if tp := m.Init[v]; v != nil && tp != nil && onnx.TensorProto_DataType(tp.GetDataType()) != onnx.TensorProto_FLOAT {
-				return fmt.Errorf("%s: initializer %q of layer %s is stored as %s; hyperat tunes and exports float32 weights only: export the model in float32 (model.float() before torch.onnx.export)",
-					path, tp.GetName(), l.Name, onnx.TensorProto_DataType(tp.GetDataType()))
+				return fmt.Errorf("initializer %q of layer %s is stored as %s; hyperat tunes and exports float32 weights only: export the model in float32 (model.float() before torch.onnx.export)",
+					tp.GetName(), l.Name, onnx.TensorProto_DataType(tp.GetDataType()))
 			}
 		}
 	}
-	for _, p := range g.Params {
+	for _, p := range m.Graph.Params {
 		if p.Const == nil || p.Const.DType != graph.Float32 {
 			continue
 		}
 		for _, v := range p.Const.F {
 			if f := float64(v); math.IsNaN(f) || (linear[p] && math.IsInf(f, 0)) {
-				return fmt.Errorf("%s: initializer %q holds NaN or infinite values; hyperat needs finite weights", path, p.Name)
+				return fmt.Errorf("initializer %q holds NaN or infinite values; hyperat needs finite weights", p.Name)
 			}
-		}
-	}
-	p, err := compile.Compile(g, compile.Options{Batch: 1})
-	if err != nil {
-		return fmt.Errorf("%s: %w", path, err)
-	}
-	out := p.Outputs[0]
-	shape := out.StaticShape()
-	if out.DType != graph.Float32 || len(shape) != 2 || shape[1] < 2 {
-		return fmt.Errorf("%s: not an image classifier: its first output %q is %s %s; hyperat needs float32 logits [N, classes]",
-			path, out.Name, out.DType, shapeString(shape))
-	}
-	batch := max(in.Shape[0].N, 1)
-	x := graph.NewTensor(graph.Float32, []int{batch, in.Shape[1].N, in.Shape[2].N, in.Shape[3].N})
-	for i := range x.F {
-		x.F[i] = 0.5
-	}
-	res, err := p.Run(x)
-	if err != nil {
-		return fmt.Errorf("%s: %w", path, err)
-	}
-	for _, v := range res[0].F {
-		if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
-			return fmt.Errorf("%s: the logits of a mid-grey image are NaN or infinite; hyperat needs a model that computes finite logits", path)
 		}
 	}
 	return nil

@@ -65,19 +65,17 @@ func evalRobust(c *cli.Command, modelPath, dataPath, epsS, attacksS, suite strin
 	if err != nil {
 		return err
 	}
-	if in := im.Graph.Inputs; len(in) == 1 && len(in[0].Shape) > 0 {
-		// a model exported without a dynamic batch axis runs one batch size only
-		switch b := in[0].Shape[0].N; {
-		case b > 1:
-			return fmt.Errorf("%s: the input %q has a fixed batch of %d (the model was exported without a dynamic batch axis); hyperat-eval --data needs a dynamic batch, or batch 1",
-				modelPath, in[0].Name, b)
-		case b == 1:
-			batch = 1
-		}
-	}
 	m, err := model.New(im)
 	if err != nil {
 		return fmt.Errorf("%s: %v", modelPath, err)
+	}
+	// a model exported without a dynamic batch axis runs one batch size only
+	switch b := m.FixedBatch(); {
+	case b > 1:
+		return fmt.Errorf("%s: the input %q has a fixed batch of %d (the model was exported without a dynamic batch axis); hyperat-eval --data needs a dynamic batch, or batch 1",
+			modelPath, im.Graph.Inputs[0].Name, b)
+	case b == 1:
+		batch = 1
 	}
 	ds, err := data.Open(dataPath, data.Test)
 	if err != nil {

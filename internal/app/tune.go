@@ -17,6 +17,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/hyperat/hyperat/attack"
 	"github.com/hyperat/hyperat/data"
 	"github.com/hyperat/hyperat/hyperat"
 	onnximport "github.com/hyperat/hyperat/import"
@@ -321,7 +322,7 @@ func loadWorkspaceModel(dir string, ws *workspace.Workspace) (*onnximport.Model,
 // validation split, picks the merge weights, and writes the result.
 func finish(c *cli.Command, t *hyperat.Trainer, view *data.View, val []int, steps int, merge, wsDir, sha string, collapsedDuring bool) error {
 	cfg := t.Cfg
-	eval := func(cl hyperat.Classifier) (hyperat.Accuracy, error) {
+	eval := func(cl attack.Model) (hyperat.Accuracy, error) {
 		return hyperat.Evaluate(cl, view, val, cfg.Batch, cfg.Eps, steps, cfg.Seed+1)
 	}
 	var rows []hyperat.ResultRow
