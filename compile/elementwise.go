@@ -149,40 +149,40 @@ func compare(fc func(x, y float32) bool, ic func(x, y int64) bool, bb func(x, y 
 }
 
 func init() {
-	define(opDef{name: "Add", infer: inferBinary, grad: gradAdd,
+	define(opDef{name: "Add", arity: ins(2, 2), infer: inferBinary, grad: gradAdd,
 		kernel: arithmetic(opAdd, func(x, y int64) int64 { return x + y }).kernel})
-	define(opDef{name: "Sub", infer: inferBinary, grad: gradSub,
+	define(opDef{name: "Sub", arity: ins(2, 2), infer: inferBinary, grad: gradSub,
 		kernel: arithmetic(opSub, func(x, y int64) int64 { return x - y }).kernel})
-	define(opDef{name: "Mul", infer: inferBinary, grad: gradMul,
+	define(opDef{name: "Mul", arity: ins(2, 2), infer: inferBinary, grad: gradMul,
 		kernel: arithmetic(opMul, func(x, y int64) int64 { return x * y }).kernel})
-	define(opDef{name: "Div", infer: inferBinary, grad: gradDiv,
+	define(opDef{name: "Div", arity: ins(2, 2), infer: inferBinary, grad: gradDiv,
 		kernel: arithmetic(opDiv, func(x, y int64) int64 {
 			if y == 0 {
 				return 0
 			}
 			return x / y
 		}).kernel})
-	define(opDef{name: "Pow", infer: inferBinary, grad: gradPow, kernel: binOp{
+	define(opDef{name: "Pow", arity: ins(2, 2), infer: inferBinary, grad: gradPow, kernel: binOp{
 		f: func(x, y float32) float32 { return float32(math.Pow(float64(x), float64(y))) },
 		i: func(x, y int64) int64 { return int64(math.Pow(float64(x), float64(y))) }}.kernel})
-	define(opDef{name: "Mod", infer: inferBinary, kernel: kernelMod})
-	define(opDef{name: "Max", infer: inferBinary, kernel: kernelMinMax, grad: gradMinMax})
-	define(opDef{name: "Min", infer: inferBinary, kernel: kernelMinMax, grad: gradMinMax})
-	define(opDef{name: "Where", infer: inferWhere, kernel: kernelWhere, grad: gradWhere})
+	define(opDef{name: "Mod", arity: ins(2, 2), infer: inferBinary, kernel: kernelMod})
+	define(opDef{name: "Max", arity: ins(1, -1), infer: inferBinary, kernel: kernelMinMax, grad: gradMinMax})
+	define(opDef{name: "Min", arity: ins(1, -1), infer: inferBinary, kernel: kernelMinMax, grad: gradMinMax})
+	define(opDef{name: "Where", arity: ins(3, 3), infer: inferWhere, kernel: kernelWhere, grad: gradWhere})
 
 	// bool results: no gradient
-	define(opDef{name: "Equal", infer: inferCompare, kernel: compare(func(x, y float32) bool { return x == y },
+	define(opDef{name: "Equal", arity: ins(2, 2), infer: inferCompare, kernel: compare(func(x, y float32) bool { return x == y },
 		func(x, y int64) bool { return x == y }, func(x, y bool) bool { return x == y }).kernel})
-	define(opDef{name: "Less", infer: inferCompare, kernel: compare(func(x, y float32) bool { return x < y },
+	define(opDef{name: "Less", arity: ins(2, 2), infer: inferCompare, kernel: compare(func(x, y float32) bool { return x < y },
 		func(x, y int64) bool { return x < y }, nil).kernel})
-	define(opDef{name: "Greater", infer: inferCompare, kernel: compare(func(x, y float32) bool { return x > y },
+	define(opDef{name: "Greater", arity: ins(2, 2), infer: inferCompare, kernel: compare(func(x, y float32) bool { return x > y },
 		func(x, y int64) bool { return x > y }, nil).kernel})
-	define(opDef{name: "LessOrEqual", infer: inferCompare, kernel: compare(func(x, y float32) bool { return x <= y },
+	define(opDef{name: "LessOrEqual", arity: ins(2, 2), infer: inferCompare, kernel: compare(func(x, y float32) bool { return x <= y },
 		func(x, y int64) bool { return x <= y }, nil).kernel})
-	define(opDef{name: "GreaterOrEqual", infer: inferCompare, kernel: compare(func(x, y float32) bool { return x >= y },
+	define(opDef{name: "GreaterOrEqual", arity: ins(2, 2), infer: inferCompare, kernel: compare(func(x, y float32) bool { return x >= y },
 		func(x, y int64) bool { return x >= y }, nil).kernel})
-	define(opDef{name: "And", infer: inferCompare, kernel: compare(nil, nil, func(x, y bool) bool { return x && y }).kernel})
-	define(opDef{name: "Or", infer: inferCompare, kernel: compare(nil, nil, func(x, y bool) bool { return x || y }).kernel})
+	define(opDef{name: "And", arity: ins(2, 2), infer: inferCompare, kernel: compare(nil, nil, func(x, y bool) bool { return x && y }).kernel})
+	define(opDef{name: "Or", arity: ins(2, 2), infer: inferCompare, kernel: compare(nil, nil, func(x, y bool) bool { return x || y }).kernel})
 }
 
 // inferBinary: inputs of one dtype broadcast together; the result has

@@ -10,8 +10,9 @@ import (
 // LayerNormalization, and LayerNormGrad, which its gradient rule inserts.
 
 func init() {
-	define(opDef{name: "LayerNormalization", infer: inferSame, kernel: kernelLayerNorm, grad: gradLayerNorm})
-	define(opDef{name: "LayerNormGrad", infer: inferLayerNormGrad, kernel: kernelLayerNormGrad, prune: pruneLayerNormGrad})
+	define(opDef{name: "LayerNormalization", arity: ins(2, 3), infer: inferSame, kernel: kernelLayerNorm, grad: gradLayerNorm})
+	// LayerNormGrad: (x, scale, dy) -> dx, dscale, dbias; attrs axis, epsilon (project operator)
+	define(opDef{name: "LayerNormGrad", arity: graph.OpInfo{MinIn: 3, MaxIn: 3, MinOut: 3, MaxOut: 3}, infer: inferLayerNormGrad, kernel: kernelLayerNormGrad, prune: pruneLayerNormGrad})
 }
 
 // LayerNormalization normalizes over the dims from axis on; statistics in float64.

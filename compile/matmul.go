@@ -9,10 +9,12 @@ import (
 // product goes through the Gemm kernels of gemm.go.
 
 func init() {
-	define(opDef{name: "MatMul", infer: inferMatMul, kernel: kernelMatMul, grad: gradMatMul})
-	define(opDef{name: "Gemm", infer: inferGemm, kernel: kernelGemm, grad: gradGemm})
-	define(opDef{name: "MatMulBias", infer: inferMatMul, kernel: kernelMatMul})
-	define(opDef{name: "MatMulConcat", infer: inferMatMulConcat, kernel: kernelMatMulConcat})
+	define(opDef{name: "MatMul", arity: ins(2, 2), infer: inferMatMul, kernel: kernelMatMul, grad: gradMatMul})
+	define(opDef{name: "Gemm", arity: ins(2, 3), infer: inferGemm, kernel: kernelGemm, grad: gradGemm})
+	// MatMulBias: (a, b, bias[n]) -> MatMul(a, b) + bias: a linear layer in one step (project operator, fuse-bias)
+	define(opDef{name: "MatMulBias", arity: ins(3, 3), infer: inferMatMul, kernel: kernelMatMul})
+	// MatMulConcat: (a0, b0, a1, b1, ...) -> products written in place into one tensor; attr "products" ([]Attrs, one MatMul's each, with viewC) (project operator, fuse-view)
+	define(opDef{name: "MatMulConcat", arity: ins(2, -1), infer: inferMatMulConcat, kernel: kernelMatMulConcat})
 }
 
 // matmulShapes applies numpy matmul rules: 1-D operands are promoted and the

@@ -1,7 +1,8 @@
 // Package compile turns a graph into a runnable Program: it specializes shapes
 // for a batch size, folds the shape subgraphs into constants, removes dead code,
 // adds gradients, and binds one kernel per node. Passes are listed in passes.go,
-// operators are defined in opdef.go's opDef.
+// operators are defined in opdef.go's opDef. Linking compile registers every
+// operator's arity with the IR (graph.Ops), which graph.Graph.Verify reads.
 package compile
 
 import (
@@ -13,17 +14,20 @@ import (
 // Kernel runs one node on buffers whose shapes were fixed at compile time.
 type Kernel func(in, out []*graph.Tensor)
 
-// opDef is what compile knows about one operator, in one place: how to infer
-// its outputs' dtypes and static shapes, how to build its kernel, its
-// gradient rule, and the properties generic passes ask about. Its arity is
-// the IR's (graph.Ops): the importer and the verifier read that table
-// without compile, so it stays there and define checks that the operator
-// is in it. Each family's file defines its operators next to their kernels
-// and rules (elementwise.go, unary.go, shapeops.go, movement.go, reduce.go,
-// softmax.go, layernorm.go, matmul.go, conv.go); TestOpDefs checks that the
-// two tables name the same operators.
+// opDef is everything the toolchain knows about one operator, in one place:
+// its arity, how to infer its outputs' dtypes and static shapes, how to
+// build its kernel, its gradient rule, and the properties generic passes ask
+// about. define registers the arity in the IR's registry (graph.DefineOp),
+// which the verifier and the importer read, so an operator is one
+// definition here plus, for an ONNX operator, its converter. Each family's
+// file defines its operators next to their kernels and rules
+// (elementwise.go, unary.go, shapeops.go, movement.go, reduce.go,
+// softmax.go, layernorm.go, matmul.go, conv.go).
 type opDef struct {
 	name string
+	// arity: how many inputs and outputs a node may have; inputs below
+	// MinIn are required, the others optional (nil when omitted).
+	arity graph.OpInfo
 	// infer sets the outputs' dtypes and static shapes, reading constant
 	// inputs where the spec makes the output shape depend on them; it may
 	// also set the outputs' data when the shapes alone decide it (Shape).
@@ -44,22 +48,30 @@ type opDef struct {
 	prune func(n *graph.Node, live func(*graph.Value) bool)
 }
 
-// defs holds the definition of every operator compile implements.
+// defs holds the definition of every operator.
 var defs = map[string]*opDef{}
 
-// define adds an operator's definition; each family's file calls it from
-// its init. It panics on an operator the IR does not know or one defined twice.
+// define adds an operator's definition and registers its arity with the
+// IR; each family's file calls it from its init. It panics on an operator
+// defined twice, without a shape rule, or with an arity no node can have.
 func define(d opDef) {
-	if _, ok := graph.Ops[d.name]; !ok {
-		panic("compile: operator " + d.name + " is not in the graph op table")
-	}
 	if _, dup := defs[d.name]; dup {
 		panic("compile: operator " + d.name + " is defined twice")
 	}
 	if d.infer == nil {
 		panic("compile: operator " + d.name + " has no shape rule")
 	}
+	if d.alias && d.arity.MinIn < 1 {
+		panic("compile: operator " + d.name + " aliases an input it may not have")
+	}
+	graph.DefineOp(d.name, d.arity)
 	defs[d.name] = &d
+}
+
+// ins is the arity of an operator with min..max inputs (max < 0: any
+// number) and one output.
+func ins(min, max int) graph.OpInfo {
+	return graph.OpInfo{MinIn: min, MaxIn: max, MinOut: 1, MaxOut: 1}
 }
 
 // defOf returns n's definition, or an error naming the node.

@@ -1,6 +1,7 @@
 package compile
 
 import (
+	"fmt"
 	"math"
 	"strings"
 	"testing"
@@ -8,45 +9,48 @@ import (
 	"github.com/hyperat/hyperat/graph"
 )
 
-// The IR's op table (arity) and compile's definitions name the same
-// operators: the verifier accepts nothing the compiler cannot run.
+// The IR's registry holds exactly the operators compile defines, with
+// their arity: the verifier accepts nothing the compiler cannot run.
 func TestOpDefs(t *testing.T) {
 	for op := range graph.Ops {
 		if defs[op] == nil {
-			t.Errorf("operator %s is in graph.Ops but compile does not define it", op)
+			t.Errorf("operator %s is registered with the IR but compile does not define it", op)
 		}
 	}
 	for op, d := range defs {
-		if _, ok := graph.Ops[op]; !ok || d.name != op {
-			t.Errorf("definition %q (%s) is not in graph.Ops", op, d.name)
-		}
-		if d.alias && graph.Ops[op].MinIn < 1 {
-			t.Errorf("%s aliases an input it may not have", op)
+		if info, ok := graph.Ops[op]; !ok || d.name != op || info != d.arity {
+			t.Errorf("definition %q (%s, %+v) is not registered as it is defined (%+v)", op, d.name, d.arity, info)
 		}
 	}
 }
 
 func TestDefine(t *testing.T) {
-	graph.Ops["TestOnly"] = graph.OpInfo{MinIn: 1, MaxIn: 1, Outs: 1}
-	defer delete(graph.Ops, "TestOnly")
 	for name, d := range map[string]opDef{
-		"unknown":       {name: "Frobnicate", infer: inferSame},
-		"twice":         {name: "Add", infer: inferBinary},
-		"no shape rule": {name: "TestOnly"},
+		"twice":         {name: "Add", arity: ins(2, 2), infer: inferBinary},
+		"no shape rule": {name: "TestOnly", arity: ins(1, 1)},
+		"no outputs":    {name: "TestOnly", arity: graph.OpInfo{MinIn: 1, MaxIn: 1}, infer: inferSame},
+		"alias of none": {name: "TestOnly", arity: ins(0, 1), infer: inferSame, alias: true},
 	} {
 		t.Run(name, func(t *testing.T) {
 			defer func() {
-				if r := recover(); r == nil || !strings.Contains(r.(string), d.name) {
+				if r := recover(); r == nil || !strings.Contains(fmt.Sprint(r), d.name) {
 					t.Errorf("recovered %v, want a panic naming %s", r, d.name)
+				}
+				if _, ok := defs["TestOnly"]; ok {
+					t.Errorf("a refused definition was kept")
 				}
 			}()
 			define(d)
 		})
 	}
-	define(opDef{name: "TestOnly", infer: inferSame, kernel: kernelCopy})
+	define(opDef{name: "TestOnly", arity: ins(1, 1), infer: inferSame, kernel: kernelCopy})
 	defer delete(defs, "TestOnly")
+	defer delete(graph.Ops, "TestOnly")
 	if d := defs["TestOnly"]; d == nil || d.name != "TestOnly" || d.grad != nil {
 		t.Fatalf("defined %+v", d)
+	}
+	if info := graph.Ops["TestOnly"]; info != ins(1, 1) {
+		t.Fatalf("registered %+v", info)
 	}
 }
 

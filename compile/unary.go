@@ -17,34 +17,35 @@ type unaryOp struct {
 }
 
 func init() {
-	define(opDef{name: "Sqrt", infer: inferSame, kernel: unaryOp{f: math.Sqrt}.kernel, grad: gradSqrt})
-	define(opDef{name: "Erf", infer: inferSame, kernel: unaryOp{f: math.Erf}.kernel, grad: gradErf})
-	define(opDef{name: "Exp", infer: inferSame, kernel: unaryOp{f: math.Exp}.kernel, grad: gradExp})
-	define(opDef{name: "Log", infer: inferSame, kernel: unaryOp{f: math.Log}.kernel, grad: gradLog})
-	define(opDef{name: "Tanh", infer: inferSame, kernel: unaryOp{f: math.Tanh}.kernel, grad: gradTanh})
-	define(opDef{name: "Sigmoid", infer: inferSame, grad: gradSigmoid,
+	define(opDef{name: "Sqrt", arity: ins(1, 1), infer: inferSame, kernel: unaryOp{f: math.Sqrt}.kernel, grad: gradSqrt})
+	define(opDef{name: "Erf", arity: ins(1, 1), infer: inferSame, kernel: unaryOp{f: math.Erf}.kernel, grad: gradErf})
+	define(opDef{name: "Exp", arity: ins(1, 1), infer: inferSame, kernel: unaryOp{f: math.Exp}.kernel, grad: gradExp})
+	define(opDef{name: "Log", arity: ins(1, 1), infer: inferSame, kernel: unaryOp{f: math.Log}.kernel, grad: gradLog})
+	define(opDef{name: "Tanh", arity: ins(1, 1), infer: inferSame, kernel: unaryOp{f: math.Tanh}.kernel, grad: gradTanh})
+	define(opDef{name: "Sigmoid", arity: ins(1, 1), infer: inferSame, grad: gradSigmoid,
 		kernel: unaryOp{f: func(x float64) float64 { return 1 / (1 + math.Exp(-x)) }}.kernel})
-	define(opDef{name: "Relu", infer: inferSame, grad: gradRelu, kernel: unaryOp{
+	define(opDef{name: "Relu", arity: ins(1, 1), infer: inferSame, grad: gradRelu, kernel: unaryOp{
 		f: func(x float64) float64 { return math.Max(x, 0) },
 		i: func(x int64) int64 { return max(x, 0) }}.kernel})
-	define(opDef{name: "Neg", infer: inferSame, grad: gradNeg, kernel: unaryOp{
+	define(opDef{name: "Neg", arity: ins(1, 1), infer: inferSame, grad: gradNeg, kernel: unaryOp{
 		f: func(x float64) float64 { return -x },
 		i: func(x int64) int64 { return -x }}.kernel})
-	define(opDef{name: "Abs", infer: inferSame, grad: gradAbs, kernel: unaryOp{f: math.Abs, i: func(x int64) int64 {
+	define(opDef{name: "Abs", arity: ins(1, 1), infer: inferSame, grad: gradAbs, kernel: unaryOp{f: math.Abs, i: func(x int64) int64 {
 		if x < 0 {
 			return -x
 		}
 		return x
 	}}.kernel})
-	define(opDef{name: "Reciprocal", infer: inferSame, grad: gradReciprocal,
+	define(opDef{name: "Reciprocal", arity: ins(1, 1), infer: inferSame, grad: gradReciprocal,
 		kernel: unaryOp{f: func(x float64) float64 { return 1 / x }}.kernel})
-	define(opDef{name: "Sign", infer: inferSame, kernel: unaryOp{f: signF, i: signI}.kernel})
-	define(opDef{name: "Gelu", infer: inferSame, kernel: kernelGelu, grad: gradGelu})
-	define(opDef{name: "GeluGrad", infer: inferFloatLikeInput, kernel: kernelGeluGrad})
-	define(opDef{name: "Not", infer: inferSame, kernel: kernelNot})
-	define(opDef{name: "Identity", infer: inferSame, kernel: kernelCopy, grad: passThrough, alias: true})
-	define(opDef{name: "Cast", infer: inferCast, kernel: kernelCast, grad: passThrough}) // only float->float casts carry gradients
-	define(opDef{name: "Clip", infer: inferSame, kernel: kernelClip, grad: gradClip})
+	define(opDef{name: "Sign", arity: ins(1, 1), infer: inferSame, kernel: unaryOp{f: signF, i: signI}.kernel})
+	define(opDef{name: "Gelu", arity: ins(1, 1), infer: inferSame, kernel: kernelGelu, grad: gradGelu})
+	// GeluGrad: (x, dy) -> dx, attr approximate (project operator)
+	define(opDef{name: "GeluGrad", arity: ins(2, 2), infer: inferFloatLikeInput, kernel: kernelGeluGrad})
+	define(opDef{name: "Not", arity: ins(1, 1), infer: inferSame, kernel: kernelNot})
+	define(opDef{name: "Identity", arity: ins(1, 1), infer: inferSame, kernel: kernelCopy, grad: passThrough, alias: true})
+	define(opDef{name: "Cast", arity: ins(1, 1), infer: inferCast, kernel: kernelCast, grad: passThrough}) // only float->float casts carry gradients
+	define(opDef{name: "Clip", arity: ins(1, 3), infer: inferSame, kernel: kernelClip, grad: gradClip})
 }
 
 func signF(x float64) float64 {

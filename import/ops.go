@@ -53,7 +53,10 @@ func init() {
 
 func plain(op string) converter {
 	return func(n *nodeCtx) error {
-		info := graph.Ops[op]
+		info, ok := graph.Ops[op]
+		if !ok {
+			return fmt.Errorf("operator %s is not registered with the IR (package compile registers every operator; link it)", op)
+		}
 		if len(n.in) < info.MinIn || (info.MaxIn >= 0 && len(n.in) > info.MaxIn) {
 			return fmt.Errorf("has %d inputs", len(n.in))
 		}
