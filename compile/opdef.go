@@ -6,6 +6,7 @@
 package compile
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/hyperat/hyperat/graph"
@@ -78,7 +79,7 @@ func ins(min, max int) graph.OpInfo {
 func defOf(n *graph.Node) (*opDef, error) {
 	d, ok := defs[n.Op]
 	if !ok {
-		return nil, fmt.Errorf("node %q: operator %s has no implementation", n.Name, n.Op)
+		return nil, nodeError(n, "operator %s has no implementation", n.Op)
 	}
 	return d, nil
 }
@@ -89,9 +90,35 @@ func isAlias(n *graph.Node) bool {
 	return d != nil && d.alias
 }
 
-// nodeError wraps an error with the node it concerns.
+// nodeErr is an error about one node.
+type nodeErr struct {
+	n   *graph.Node
+	msg string
+}
+
+func (e *nodeErr) Error() string { return describeNode(e.n) + ": " + e.msg }
+
+// describeNode names a node for an error: its name and operator, and the
+// value it computes when it has no name (ONNX node names are optional).
+func describeNode(n *graph.Node) string {
+	if n.Name == "" && len(n.Outputs) > 0 && n.Outputs[0] != nil {
+		return fmt.Sprintf("node computing %q (%s)", n.Outputs[0].Name, n.Op)
+	}
+	return fmt.Sprintf("node %q (%s)", n.Name, n.Op)
+}
+
+// nodeError is an error about node n.
 func nodeError(n *graph.Node, format string, args ...any) error {
-	return fmt.Errorf("node %q (%s): %s", n.Name, n.Op, fmt.Sprintf(format, args...))
+	return &nodeErr{n: n, msg: fmt.Sprintf(format, args...)}
+}
+
+// atNode names n in err, unless err already names a node.
+func atNode(n *graph.Node, err error) error {
+	var ne *nodeErr
+	if err == nil || errors.As(err, &ne) {
+		return err
+	}
+	return &nodeErr{n: n, msg: err.Error()}
 }
 
 // setOut fixes output i's dtype and static shape.

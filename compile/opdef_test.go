@@ -106,3 +106,40 @@ func TestAliasNodesRunNoStep(t *testing.T) {
 		}
 	}
 }
+
+// Errors of shape rules, kernel builders and kernels name the node, whether
+// the rule names it itself or not; an unnamed node by the value it computes.
+func TestErrorsNameTheNode(t *testing.T) {
+	define(opDef{name: "TestPanics", arity: ins(1, 1), infer: inferSame,
+		kernel: func(n *graph.Node) (Kernel, error) {
+			return func(in, out []*graph.Tensor) { panic("index out of range") }, nil
+		}})
+	define(opDef{name: "TestRefuses", arity: ins(1, 1), infer: inferSame,
+		kernel: func(n *graph.Node) (Kernel, error) { return nil, fmt.Errorf("unsupported layout") }})
+	define(opDef{name: "TestNoShape", arity: ins(1, 1),
+		infer: func(n *graph.Node) error { return fmt.Errorf("bad attribute") }})
+	defer func() {
+		for _, op := range []string{"TestPanics", "TestRefuses", "TestNoShape"} {
+			delete(defs, op)
+			delete(graph.Ops, op)
+		}
+	}()
+	for _, c := range []struct{ op, name, want string }{
+		{"TestPanics", "boom", `run: node "boom" (TestPanics): index out of range`},
+		{"TestPanics", "", `run: node computing "y" (TestPanics): index out of range`},
+		{"TestRefuses", "k", `node "k" (TestRefuses): unsupported layout`},
+		{"TestNoShape", "s", `node "s" (TestNoShape): bad attribute`},
+	} {
+		g := graph.New()
+		x := g.AddInput("x", graph.Float32, graph.StaticShape(2))
+		y := g.AddNode(c.op, c.name, []*graph.Value{op(g, "Exp", nil, x)}, nil, "y").Outputs[0]
+		g.Outputs = []*graph.Value{y}
+		p, err := Compile(g, Options{Verify: true})
+		if err == nil {
+			_, err = p.Run(graph.NewTensor(graph.Float32, []int{2}))
+		}
+		if err == nil || err.Error() != c.want {
+			t.Errorf("%s %q: error %v, want %q", c.op, c.name, err, c.want)
+		}
+	}
+}
