@@ -172,9 +172,6 @@ func (c *ctx) graph(gp *onnx.GraphProto) error {
 		v := c.g.AddInput(vi.GetName(), dt, shape)
 		c.values[vi.GetName()] = v
 	}
-	if len(c.g.Inputs) == 0 {
-		return errors.New("model has no inputs")
-	}
 	for _, np := range gp.GetNode() {
 		if err := c.node(np); err != nil {
 			return err
