@@ -4,12 +4,12 @@ import "fmt"
 
 // Verify checks the graph's structure: operators registered in Ops (by
 // package compile, see DefineOp) with a valid number of inputs and outputs
-// and their required inputs present, nodes in topological order (every input is a
-// constant, a graph input or an earlier node's output), each value defined
-// once and pointing back to its node, graph inputs that are neither constants
-// nor node outputs, graph outputs that are defined, and no two values under
-// one name (export writes values by name). Passes run it in tests after
-// every rewrite.
+// and their required inputs present, nodes in topological order (every
+// input is a constant, a graph input or an earlier node's output), each
+// value defined once and pointing back to its node, graph inputs that are
+// neither constants nor node outputs, graph outputs that are defined, and no
+// two values under one name (export writes values by name). Passes run it
+// in tests after every rewrite.
 func (g *Graph) Verify() error {
 	names := map[string]*Value{}
 	named := func(v *Value) error {

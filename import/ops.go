@@ -184,8 +184,6 @@ func convSoftmax(n *nodeCtx) error {
 	return nil
 }
 
-// LayerNormalization (opset 17): axis -1, epsilon 1e-5; the optional Mean and
-// InvStdDev outputs are training-only and not supported.
 // LayerNormalization (opset 17): axis -1, epsilon 1e-5; the optional Mean
 // and InvStdDev outputs are the statistics y was computed with (in float32,
 // whatever stash_type asks: the IR computes them in float64 and stores float32).
