@@ -9,9 +9,11 @@ import (
 // gradient rule inserts.
 
 func init() {
-	define(opDef{name: "Conv", infer: inferConv, kernel: kernelConv, grad: gradConv})
-	define(opDef{name: "ConvGradInput", infer: inferShapeAttr, kernel: kernelConvGradInput})
-	define(opDef{name: "ConvGradW", infer: inferShapeAttr, kernel: kernelConvGradW})
+	define(opDef{name: "Conv", arity: ins(2, 3), infer: inferConv, kernel: kernelConv, grad: gradConv})
+	// ConvGradInput: (w, dy) -> dx; Conv's attrs plus "shape" of x (project operator)
+	define(opDef{name: "ConvGradInput", arity: ins(2, 2), infer: inferShapeAttr, kernel: kernelConvGradInput})
+	// ConvGradW: (x, dy) -> dw; Conv's attrs plus "shape" of w (project operator)
+	define(opDef{name: "ConvGradW", arity: ins(2, 2), infer: inferShapeAttr, kernel: kernelConvGradW})
 }
 
 // convPlan holds Conv's geometry (any number of spatial dims) and the im2col

@@ -149,40 +149,38 @@ func compare(fc func(x, y float32) bool, ic func(x, y int64) bool, bb func(x, y 
 }
 
 func init() {
-	define(opDef{name: "Add", infer: inferBinary, grad: gradAdd,
+	define(opDef{name: "Add", arity: ins(2, 2), infer: inferBinary, grad: gradAdd,
 		kernel: arithmetic(opAdd, func(x, y int64) int64 { return x + y }).kernel})
-	define(opDef{name: "Sub", infer: inferBinary, grad: gradSub,
+	define(opDef{name: "Sub", arity: ins(2, 2), infer: inferBinary, grad: gradSub,
 		kernel: arithmetic(opSub, func(x, y int64) int64 { return x - y }).kernel})
-	define(opDef{name: "Mul", infer: inferBinary, grad: gradMul,
+	define(opDef{name: "Mul", arity: ins(2, 2), infer: inferBinary, grad: gradMul,
 		kernel: arithmetic(opMul, func(x, y int64) int64 { return x * y }).kernel})
-	define(opDef{name: "Div", infer: inferBinary, grad: gradDiv,
+	define(opDef{name: "Div", arity: ins(2, 2), infer: inferBinary, grad: gradDiv,
 		kernel: arithmetic(opDiv, func(x, y int64) int64 {
 			if y == 0 {
 				return 0
 			}
 			return x / y
 		}).kernel})
-	define(opDef{name: "Pow", infer: inferBinary, grad: gradPow, kernel: binOp{
-		f: func(x, y float32) float32 { return float32(math.Pow(float64(x), float64(y))) },
-		i: func(x, y int64) int64 { return int64(math.Pow(float64(x), float64(y))) }}.kernel})
-	define(opDef{name: "Mod", infer: inferBinary, kernel: kernelMod})
-	define(opDef{name: "Max", infer: inferBinary, kernel: kernelMinMax, grad: gradMinMax})
-	define(opDef{name: "Min", infer: inferBinary, kernel: kernelMinMax, grad: gradMinMax})
-	define(opDef{name: "Where", infer: inferWhere, kernel: kernelWhere, grad: gradWhere})
+	define(opDef{name: "Pow", arity: ins(2, 2), infer: inferPow, grad: gradPow, kernel: kernelPow})
+	define(opDef{name: "Mod", arity: ins(2, 2), infer: inferBinary, kernel: kernelMod})
+	define(opDef{name: "Max", arity: ins(1, -1), infer: inferBinary, kernel: kernelMinMax, grad: gradMinMax})
+	define(opDef{name: "Min", arity: ins(1, -1), infer: inferBinary, kernel: kernelMinMax, grad: gradMinMax})
+	define(opDef{name: "Where", arity: ins(3, 3), infer: inferWhere, kernel: kernelWhere, grad: gradWhere})
 
 	// bool results: no gradient
-	define(opDef{name: "Equal", infer: inferCompare, kernel: compare(func(x, y float32) bool { return x == y },
+	define(opDef{name: "Equal", arity: ins(2, 2), infer: inferCompare, kernel: compare(func(x, y float32) bool { return x == y },
 		func(x, y int64) bool { return x == y }, func(x, y bool) bool { return x == y }).kernel})
-	define(opDef{name: "Less", infer: inferCompare, kernel: compare(func(x, y float32) bool { return x < y },
+	define(opDef{name: "Less", arity: ins(2, 2), infer: inferCompare, kernel: compare(func(x, y float32) bool { return x < y },
 		func(x, y int64) bool { return x < y }, nil).kernel})
-	define(opDef{name: "Greater", infer: inferCompare, kernel: compare(func(x, y float32) bool { return x > y },
+	define(opDef{name: "Greater", arity: ins(2, 2), infer: inferCompare, kernel: compare(func(x, y float32) bool { return x > y },
 		func(x, y int64) bool { return x > y }, nil).kernel})
-	define(opDef{name: "LessOrEqual", infer: inferCompare, kernel: compare(func(x, y float32) bool { return x <= y },
+	define(opDef{name: "LessOrEqual", arity: ins(2, 2), infer: inferCompare, kernel: compare(func(x, y float32) bool { return x <= y },
 		func(x, y int64) bool { return x <= y }, nil).kernel})
-	define(opDef{name: "GreaterOrEqual", infer: inferCompare, kernel: compare(func(x, y float32) bool { return x >= y },
+	define(opDef{name: "GreaterOrEqual", arity: ins(2, 2), infer: inferCompare, kernel: compare(func(x, y float32) bool { return x >= y },
 		func(x, y int64) bool { return x >= y }, nil).kernel})
-	define(opDef{name: "And", infer: inferCompare, kernel: compare(nil, nil, func(x, y bool) bool { return x && y }).kernel})
-	define(opDef{name: "Or", infer: inferCompare, kernel: compare(nil, nil, func(x, y bool) bool { return x || y }).kernel})
+	define(opDef{name: "And", arity: ins(2, 2), infer: inferCompare, kernel: compare(nil, nil, func(x, y bool) bool { return x && y }).kernel})
+	define(opDef{name: "Or", arity: ins(2, 2), infer: inferCompare, kernel: compare(nil, nil, func(x, y bool) bool { return x || y }).kernel})
 }
 
 // inferBinary: inputs of one dtype broadcast together; the result has
@@ -233,6 +231,56 @@ func (op binOp) kernel(n *graph.Node) (Kernel, error) {
 		return binary(b, bs, bs, op.bb), nil
 	}
 	return nil, nodeError(n, "not supported for %s inputs", dt)
+}
+
+// Pow (opset 12+) takes a base and an exponent of different types; the
+// result has the base's. Each value is math.Pow in float64, rounded to
+// float32 or truncated to an integer as numpy's astype does.
+func inferPow(n *graph.Node) error {
+	base, exp := n.Inputs[0], n.Inputs[1]
+	for _, v := range []*graph.Value{base, exp} {
+		if v.DType != graph.Float32 && v.DType != graph.Int64 {
+			return nodeError(n, "input %s is %s; Pow takes numbers", v.Name, v.DType)
+		}
+	}
+	out, err := broadcastShapes(shapeOf(base), shapeOf(exp))
+	if err != nil {
+		return nodeError(n, "%v", err)
+	}
+	setOut(n, 0, base.DType, out)
+	return nil
+}
+
+func kernelPow(n *graph.Node) (Kernel, error) {
+	b := newBcast(n.Outputs[0].StaticShape(), shapeOf(n.Inputs[0]), shapeOf(n.Inputs[1]))
+	pow := math.Pow
+	switch [2]graph.DType{n.Inputs[0].DType, n.Inputs[1].DType} {
+	case [2]graph.DType{graph.Float32, graph.Float32}:
+		return binary(b, fs, fs, func(x, y float32) float32 { return float32(pow(float64(x), float64(y))) }), nil
+	case [2]graph.DType{graph.Int64, graph.Int64}:
+		return binary(b, is, is, func(x, y int64) int64 { return int64(pow(float64(x), float64(y))) }), nil
+	case [2]graph.DType{graph.Float32, graph.Int64}:
+		return binaryMixed(b, fs, is, fs, func(x float32, y int64) float32 { return float32(pow(float64(x), float64(y))) }), nil
+	case [2]graph.DType{graph.Int64, graph.Float32}:
+		return binaryMixed(b, is, fs, is, func(x int64, y float32) int64 { return int64(pow(float64(x), float64(y))) }), nil
+	}
+	return nil, nodeError(n, "not supported for %s and %s inputs", n.Inputs[0].DType, n.Inputs[1].DType)
+}
+
+// binaryMixed is binary for operands of two element types (Pow's base and
+// exponent).
+func binaryMixed[T, E, U any](b *bcast, getX func(*graph.Tensor) []T, getY func(*graph.Tensor) []E, put func(*graph.Tensor) []U, f func(x T, y E) U) Kernel {
+	return func(in, out []*graph.Tensor) {
+		x, y, z := getX(in[0]), getY(in[1]), put(out[0])
+		sx, sy := b.step[0], b.step[1]
+		for r := 0; r < b.rows; r++ {
+			ox, oy := b.rowOff[0][r], b.rowOff[1][r]
+			zr := z[r*b.inner : (r+1)*b.inner]
+			for j := range zr {
+				zr[j] = f(x[ox+j*sx], y[oy+j*sy])
+			}
+		}
+	}
 }
 
 // Mod: fmod=0 takes the sign of the divisor (integers only), fmod=1 of the dividend.
@@ -396,6 +444,9 @@ func gradPow(b *builder, n *graph.Node, gy []*graph.Value, need []bool) ([]*grap
 	out := make([]*graph.Value, 2)
 	a, p := n.Inputs[0], n.Inputs[1]
 	if need[0] {
+		if p.DType != graph.Float32 { // an integer exponent (no gradient of its own)
+			p = b.op("Cast", graph.Attrs{"to": int64(graph.Float32)}, p)
+		}
 		pm1 := b.sub(p, b.scalar(1))
 		out[0] = b.sumTo(b.mul(gy[0], b.mul(p, b.op("Pow", nil, a, pm1))), inShape(n, 0))
 	}

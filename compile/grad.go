@@ -150,11 +150,11 @@ func (b *builder) backprop(fwd []*graph.Node, depends map[*graph.Value]bool, gra
 		}
 		d := defs[n.Op]
 		if d == nil || d.grad == nil {
-			return fmt.Errorf("grad: operator %s (node %q) has no gradient rule", n.Op, n.Name)
+			return fmt.Errorf("grad: %s: operator %s has no gradient rule", describeNode(n), n.Op)
 		}
 		gxs, err := d.grad(b, n, gys, need)
 		if err != nil {
-			return fmt.Errorf("grad: node %q (%s): %v", n.Name, n.Op, err)
+			return fmt.Errorf("grad: %w", atNode(n, err))
 		}
 		for j, gx := range gxs {
 			if j < len(need) && need[j] && gx != nil {

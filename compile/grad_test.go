@@ -37,6 +37,9 @@ var gradCases = []gradCase{
 	{"Div", [][]int{{2, 3}, {3}}, 0.5, 2, func(g *graph.Graph, x []*graph.Value) *graph.Value { return op(g, "Div", nil, x[0], x[1]) }},
 	{"Pow/const-exponent", [][]int{{2, 3}}, 0.5, 2, func(g *graph.Graph, x []*graph.Value) *graph.Value { return op(g, "Pow", nil, x[0], cf(g, 2)) }},
 	{"Pow/both", [][]int{{2, 3}, {3}}, 0.5, 2, func(g *graph.Graph, x []*graph.Value) *graph.Value { return op(g, "Pow", nil, x[0], x[1]) }},
+	{"Pow/int-exponent", [][]int{{2, 3}}, 0.5, 2, func(g *graph.Graph, x []*graph.Value) *graph.Value {
+		return op(g, "Pow", nil, x[0], g.Const("e", graph.I64([]int{3}, []int64{2, 3, -1})))
+	}},
 	unary("Sqrt", 0.5, 2), unary("Erf", -2, 2), unary("Exp", -2, 2), unary("Log", 0.5, 3),
 	unary("Tanh", -2, 2), unary("Sigmoid", -3, 3), unary("Neg", -1, 1), unary("Reciprocal", 0.5, 2),
 	unary("Relu", 0.1, 1), unary("Abs", 0.1, 1), unary("Identity", -1, 1),
@@ -52,6 +55,15 @@ var gradCases = []gradCase{
 	}},
 	{"Clip", [][]int{{10}}, -2, 2, func(g *graph.Graph, x []*graph.Value) *graph.Value {
 		return op(g, "Clip", nil, x[0], cf(g, -0.5), cf(g, 0.7))
+	}},
+	{"Clip/bounds", [][]int{{12}, {}, {}}, -2, 2, func(g *graph.Graph, x []*graph.Value) *graph.Value {
+		return op(g, "Clip", nil, x[0], x[1], x[2])
+	}},
+	{"Clip/min-above-max", [][]int{{6}, {}, {}}, -1, 1, func(g *graph.Graph, x []*graph.Value) *graph.Value {
+		return op(g, "Clip", nil, x[0], op(g, "Add", nil, x[1], cf(g, 3)), op(g, "Sub", nil, x[2], cf(g, 3)))
+	}},
+	{"Clip/max-only", [][]int{{2, 5}, {}}, -2, 2, func(g *graph.Graph, x []*graph.Value) *graph.Value {
+		return g.AddNode("Clip", "clip", []*graph.Value{x[0], nil, x[1]}, nil, "clipped").Outputs[0]
 	}},
 	{"Where", [][]int{{2, 3}, {3}}, -1, 1, func(g *graph.Graph, x []*graph.Value) *graph.Value {
 		c := g.Const("cond", &graph.Tensor{DType: graph.Bool, Shape: []int{2, 3}, B: []bool{true, false, true, false, false, true}})
@@ -73,6 +85,18 @@ var gradCases = []gradCase{
 	}},
 	{"LayerNormalization/two-axes-no-bias", [][]int{{2, 3, 4}, {3, 4}}, -1, 1, func(g *graph.Graph, x []*graph.Value) *graph.Value {
 		return op(g, "LayerNormalization", graph.Attrs{"axis": int64(1), "epsilon": float32(1e-5)}, x[0], x[1])
+	}},
+	{"LayerNormalization/mean-invstd", [][]int{{2, 3, 4}, {3, 4}, {3, 4}}, -1, 1, func(g *graph.Graph, x []*graph.Value) *graph.Value {
+		n := g.AddNode("LayerNormalization", "ln", []*graph.Value{x[0], x[1], x[2]}, graph.Attrs{"axis": int64(1), "epsilon": float32(1e-5)}, "y", "mean", "inv")
+		return op(g, "Add", nil, n.Outputs[0], op(g, "Mul", nil, n.Outputs[1], n.Outputs[2]))
+	}},
+	{"LayerNormalization/statistics-only", [][]int{{3, 5}, {5}}, -1, 1, func(g *graph.Graph, x []*graph.Value) *graph.Value {
+		n := g.AddNode("LayerNormalization", "ln", []*graph.Value{x[0], x[1]}, graph.Attrs{"axis": int64(-1), "epsilon": float32(1e-3)}, "y", "mean", "inv")
+		return op(g, "Concat", graph.Attrs{"axis": int64(0)}, n.Outputs[1], n.Outputs[2])
+	}},
+	{"LayerNormalization/mean-only", [][]int{{3, 5}, {5}}, -1, 1, func(g *graph.Graph, x []*graph.Value) *graph.Value {
+		n := g.AddNode("LayerNormalization", "ln", []*graph.Value{x[0], x[1]}, graph.Attrs{"axis": int64(-1), "epsilon": float32(1e-3)}, "y", "mean")
+		return op(g, "Mul", nil, n.Outputs[0], n.Outputs[1])
 	}},
 	{"ReduceSum/keep", [][]int{{2, 3, 4}}, -1, 1, func(g *graph.Graph, x []*graph.Value) *graph.Value {
 		return op(g, "ReduceSum", graph.Attrs{"keepdims": int64(1)}, x[0], ci(g, 1))

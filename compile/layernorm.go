@@ -10,11 +10,38 @@ import (
 // LayerNormalization, and LayerNormGrad, which its gradient rule inserts.
 
 func init() {
-	define(opDef{name: "LayerNormalization", infer: inferSame, kernel: kernelLayerNorm, grad: gradLayerNorm})
-	define(opDef{name: "LayerNormGrad", infer: inferLayerNormGrad, kernel: kernelLayerNormGrad, prune: pruneLayerNormGrad})
+	// LayerNormalization (opset 17): (x, scale[, bias]) -> y[, mean, inv_std_dev]
+	define(opDef{name: "LayerNormalization", arity: graph.OpInfo{MinIn: 2, MaxIn: 3, MinOut: 1, MaxOut: 3},
+		infer: inferLayerNorm, kernel: kernelLayerNorm, grad: gradLayerNorm})
+	// LayerNormGrad: (x, scale, dy) -> dx, dscale, dbias; attrs axis, epsilon (project operator)
+	define(opDef{name: "LayerNormGrad", arity: graph.OpInfo{MinIn: 3, MaxIn: 3, MinOut: 3, MaxOut: 3}, infer: inferLayerNormGrad, kernel: kernelLayerNormGrad, prune: pruneLayerNormGrad})
 }
 
-// LayerNormalization normalizes over the dims from axis on; statistics in float64.
+// inferLayerNorm: y has x's shape; the optional Mean and InvStdDev outputs
+// have x's shape with the normalized dims (from axis on) set to 1.
+func inferLayerNorm(n *graph.Node) error {
+	x := shapeOf(n.Inputs[0])
+	setOut(n, 0, n.Inputs[0].DType, x)
+	if len(n.Outputs) == 1 {
+		return nil
+	}
+	axis, err := normAxis(n, n.Attrs.Int("axis", -1), len(x))
+	if err != nil {
+		return err
+	}
+	stats := append([]int{}, x...)
+	for i := axis; i < len(stats); i++ {
+		stats[i] = 1
+	}
+	for i := 1; i < len(n.Outputs); i++ {
+		setOut(n, i, graph.Float32, stats)
+	}
+	return nil
+}
+
+// LayerNormalization normalizes over the dims from axis on; statistics in
+// float64. The optional outputs are each row's mean and 1/sqrt(var + eps),
+// the float32 values y was computed with.
 func kernelLayerNorm(n *graph.Node) (Kernel, error) {
 	shape := shapeOf(n.Inputs[0])
 	axis, err := normAxis(n, n.Attrs.Int("axis", -1), len(shape))
@@ -27,12 +54,18 @@ func kernelLayerNorm(n *graph.Node) (Kernel, error) {
 	}
 	hasBias := n.In(2) != nil
 	eps := float64(n.Attrs.Float("epsilon", 1e-5))
-	var x, g, y, b []float32
+	var x, g, y, b, means, invs []float32
 	body := func(lo, hi int) {
 		for r := lo; r < hi; r++ {
 			xr, yr := x[r*d:(r+1)*d], y[r*d:(r+1)*d]
 			mean, inv := rowStats(xr, eps)
 			m, s := float32(mean), float32(inv)
+			if means != nil {
+				means[r] = m
+			}
+			if invs != nil {
+				invs[r] = s
+			}
 			if hasBias {
 				vmath.NormRow(yr, xr, g[:d], b[:d], m, s)
 			} else {
@@ -44,6 +77,12 @@ func kernelLayerNorm(n *graph.Node) (Kernel, error) {
 		x, g, y = in[0].F, in[1].F, out[0].F
 		if hasBias {
 			b = in[2].F
+		}
+		if len(out) > 1 {
+			means = out[1].F
+		}
+		if len(out) > 2 {
+			invs = out[2].F
 		}
 		parallel(rows, max(1, (1<<13)/d), body)
 	}, nil
@@ -160,16 +199,40 @@ func pruneLayerNormGrad(n *graph.Node, live func(*graph.Value) bool) {
 	}
 }
 
+// gradLayerNorm: y's gradient is LayerNormGrad's (dx, dscale, dbias). The
+// statistics add to dx: mean = sum(x)/d gives gmean/d, and
+// inv = (var + eps)^-1/2 gives -ginv inv^3 (x - mean)/d.
 func gradLayerNorm(b *builder, n *graph.Node, gy []*graph.Value, need []bool) ([]*graph.Value, error) {
-	node := b.g.AddNode("LayerNormGrad", "grad", []*graph.Value{n.Inputs[0], n.Inputs[1], gy[0]},
-		graph.Attrs{"axis": n.Attrs.Int("axis", -1), "epsilon": n.Attrs.Float("epsilon", 1e-5)},
-		"grad_ln_x", "grad_ln_scale", "grad_ln_bias")
-	if err := defs["LayerNormGrad"].infer(node); err != nil {
-		return nil, err
+	out := make([]*graph.Value, len(n.Inputs))
+	var dx []*graph.Value
+	if gy[0] != nil {
+		node := b.g.AddNode("LayerNormGrad", "grad", []*graph.Value{n.Inputs[0], n.Inputs[1], gy[0]},
+			graph.Attrs{"axis": n.Attrs.Int("axis", -1), "epsilon": n.Attrs.Float("epsilon", 1e-5)},
+			"grad_ln_x", "grad_ln_scale", "grad_ln_bias")
+		if err := defs["LayerNormGrad"].infer(node); err != nil {
+			return nil, err
+		}
+		dx = append(dx, node.Outputs[0])
+		out[1] = b.reshape(node.Outputs[1], inShape(n, 1))
+		if len(n.Inputs) > 2 && n.Inputs[2] != nil {
+			out[2] = b.reshape(node.Outputs[2], inShape(n, 2))
+		}
 	}
-	out := []*graph.Value{node.Outputs[0], b.reshape(node.Outputs[1], inShape(n, 1)), nil}
-	if len(n.Inputs) > 2 && n.Inputs[2] != nil {
-		out[2] = b.reshape(node.Outputs[2], inShape(n, 2))
+	x := inShape(n, 0)
+	d := float32(graph.Numel(x) / max(graph.Numel(n.Outputs[len(n.Outputs)-1].StaticShape()), 1))
+	if len(gy) > 1 && gy[1] != nil {
+		dx = append(dx, b.op("Expand", nil, b.mul(gy[1], b.scalar(1/d)), b.ints(x...)))
+	}
+	if len(gy) > 2 && gy[2] != nil {
+		inv := n.Outputs[2]
+		k := b.mul(gy[2], b.mul(b.mul(inv, b.mul(inv, inv)), b.scalar(-1/d)))
+		dx = append(dx, b.mul(k, b.sub(n.Inputs[0], n.Outputs[1])))
+	}
+	if len(dx) > 0 {
+		out[0] = dx[0]
+		for _, v := range dx[1:] {
+			out[0] = b.op("Add", nil, out[0], v)
+		}
 	}
 	return out, nil
 }

@@ -9,10 +9,12 @@ import (
 // product goes through the Gemm kernels of gemm.go.
 
 func init() {
-	define(opDef{name: "MatMul", infer: inferMatMul, kernel: kernelMatMul, grad: gradMatMul})
-	define(opDef{name: "Gemm", infer: inferGemm, kernel: kernelGemm, grad: gradGemm})
-	define(opDef{name: "MatMulBias", infer: inferMatMul, kernel: kernelMatMul})
-	define(opDef{name: "MatMulConcat", infer: inferMatMulConcat, kernel: kernelMatMulConcat})
+	define(opDef{name: "MatMul", arity: ins(2, 2), infer: inferMatMul, kernel: kernelMatMul, grad: gradMatMul})
+	define(opDef{name: "Gemm", arity: ins(2, 3), infer: inferGemm, kernel: kernelGemm, grad: gradGemm})
+	// MatMulBias: (a, b, bias[n]) -> MatMul(a, b) + bias: a linear layer in one step (project operator, fuse-bias)
+	define(opDef{name: "MatMulBias", arity: ins(3, 3), infer: inferMatMul, kernel: kernelMatMul})
+	// MatMulConcat: (a0, b0, a1, b1, ...) -> products written in place into one tensor; attr "products" ([]Attrs, one MatMul's each, with viewC) (project operator, fuse-view)
+	define(opDef{name: "MatMulConcat", arity: ins(2, -1), infer: inferMatMulConcat, kernel: kernelMatMulConcat})
 }
 
 // matmulShapes applies numpy matmul rules: 1-D operands are promoted and the
@@ -237,12 +239,14 @@ func kernelMatMul(n *graph.Node) (Kernel, error) {
 	if err != nil {
 		return nil, err
 	}
-	lda, ldb := p.k, p.n
+	// leading dims are at least 1 (the kernels' rule) also for empty
+	// operands; a product over k = 0 writes zeros (the bias)
+	lda, ldb := max(p.k, 1), max(p.n, 1)
 	if ta {
-		lda = p.m
+		lda = max(p.m, 1)
 	}
 	if tb {
-		ldb = p.k
+		ldb = max(p.k, 1)
 	}
 	alpha := n.Attrs.Float("alpha", 1) // a scale folded in by fuseScales
 	if n.Attrs.Has("viewA") || n.Attrs.Has("viewB") || n.Attrs.Has("viewC") {
@@ -254,7 +258,7 @@ func kernelMatMul(n *graph.Node) (Kernel, error) {
 			// each tile of C as the bias while the tile is in cache
 			m := p.batch * p.m
 			return func(in, out []*graph.Tensor) {
-				GemmBias(ta, tb, m, p.n, p.k, alpha, in[0].F, lda, in[1].F, ldb, in[2].F[:p.n], out[0].F, p.n)
+				GemmBias(ta, tb, m, p.n, p.k, alpha, in[0].F, lda, in[1].F, ldb, in[2].F[:p.n], out[0].F, max(p.n, 1))
 			}, nil
 		}
 		// C starts as the bias in every row, and the products add to it
@@ -312,17 +316,17 @@ func matmulKernel(p *matmulPlan, ta, tb bool, lda, ldb int, alpha, beta float32)
 	if p.batch > 1 && p.sharedB(ta) {
 		m := p.batch * p.m
 		return func(in, out []*graph.Tensor) {
-			Gemm(false, tb, m, p.n, p.k, alpha, in[0].F, lda, in[1].F, ldb, beta, out[0].F, p.n)
+			Gemm(false, tb, m, p.n, p.k, alpha, in[0].F, lda, in[1].F, ldb, beta, out[0].F, max(p.n, 1))
 		}, nil
 	}
 	return func(in, out []*graph.Tensor) {
 		a, b, c := in[0].F, in[1].F, out[0].F
 		if uniform && GemmBatched != nil {
-			GemmBatched(p.batch, ta, tb, p.m, p.n, p.k, alpha, a, lda, sa, b, ldb, sb, beta, c, p.n, p.m*p.n)
+			GemmBatched(p.batch, ta, tb, p.m, p.n, p.k, alpha, a, lda, sa, b, ldb, sb, beta, c, max(p.n, 1), p.m*p.n)
 			return
 		}
 		for i := 0; i < p.batch; i++ {
-			Gemm(ta, tb, p.m, p.n, p.k, alpha, a[p.aOff[i]:], lda, b[p.bOff[i]:], ldb, beta, c[i*p.m*p.n:], p.n)
+			Gemm(ta, tb, p.m, p.n, p.k, alpha, a[p.aOff[i]:], lda, b[p.bOff[i]:], ldb, beta, c[i*p.m*p.n:], max(p.n, 1))
 		}
 	}, nil
 }
@@ -367,12 +371,12 @@ func kernelGemm(n *graph.Node) (Kernel, error) {
 	}
 	ta, tb := n.Attrs.Int("transA", 0) == 1, n.Attrs.Int("transB", 0) == 1
 	alpha, beta := n.Attrs.Float("alpha", 1), n.Attrs.Float("beta", 1)
-	lda, ldb := k, nn
+	lda, ldb := max(k, 1), max(nn, 1) // at least 1, also for empty operands
 	if ta {
-		lda = m
+		lda = max(m, 1)
 	}
 	if tb {
-		ldb = k
+		ldb = max(k, 1)
 	}
 	var cmap []int
 	if c := n.In(2); c != nil {
@@ -388,7 +392,7 @@ func kernelGemm(n *graph.Node) (Kernel, error) {
 			}
 			b = beta
 		}
-		Gemm(ta, tb, m, nn, k, alpha, in[0].F, lda, in[1].F, ldb, b, y, nn)
+		Gemm(ta, tb, m, nn, k, alpha, in[0].F, lda, in[1].F, ldb, b, y, max(nn, 1))
 	}, nil
 }
 

@@ -10,15 +10,17 @@ import (
 // GatherGrad scatter back through the same views and maps.
 
 func init() {
-	define(opDef{name: "Transpose", infer: inferTranspose, kernel: kernelView, grad: gradTranspose})
-	define(opDef{name: "Slice", infer: inferSlice, kernel: kernelView, grad: gradSlice})
-	define(opDef{name: "Expand", infer: inferExpand, kernel: kernelView, grad: gradExpand})
-	define(opDef{name: "Tile", infer: inferTile, kernel: kernelIndexMap, grad: gradTile})
-	define(opDef{name: "Concat", infer: inferConcat, kernel: kernelConcat, grad: gradConcat})
-	define(opDef{name: "Split", infer: inferSplit, kernel: kernelSplit, grad: gradSplit})
-	define(opDef{name: "Gather", infer: inferGather, kernel: kernelGather, grad: gradGather})
-	define(opDef{name: "IndexGrad", infer: inferShapeAttr, kernel: kernelIndexGrad})
-	define(opDef{name: "GatherGrad", infer: inferShapeAttr, kernel: kernelGatherGrad})
+	define(opDef{name: "Transpose", arity: ins(1, 1), infer: inferTranspose, kernel: kernelView, grad: gradTranspose})
+	define(opDef{name: "Slice", arity: ins(3, 5), infer: inferSlice, kernel: kernelView, grad: gradSlice})
+	define(opDef{name: "Expand", arity: ins(2, 2), infer: inferExpand, kernel: kernelView, grad: gradExpand})
+	define(opDef{name: "Tile", arity: ins(2, 2), infer: inferTile, kernel: kernelIndexMap, grad: gradTile})
+	define(opDef{name: "Concat", arity: ins(1, -1), infer: inferConcat, kernel: kernelConcat, grad: gradConcat})
+	define(opDef{name: "Split", arity: graph.OpInfo{MinIn: 1, MaxIn: 2, MinOut: 1, MaxOut: -1}, infer: inferSplit, kernel: kernelSplit, grad: gradSplit})
+	define(opDef{name: "Gather", arity: ins(2, 2), infer: inferGather, kernel: kernelGather, grad: gradGather})
+	// IndexGrad: dy into zeros of attr "shape" through a strided view (vshape, vstrides, voffset) or attr "map" ([]int32, scatter-add) (project operator)
+	define(opDef{name: "IndexGrad", arity: ins(1, 1), infer: inferShapeAttr, kernel: kernelIndexGrad})
+	// GatherGrad: (dy, indices) -> scatter-add into zeros of attr "shape" along attr axis (project operator)
+	define(opDef{name: "GatherGrad", arity: ins(2, 2), infer: inferShapeAttr, kernel: kernelGatherGrad})
 }
 
 // perm returns Transpose's permutation (default: reversed dims).

@@ -1,10 +1,12 @@
 // Package compile turns a graph into a runnable Program: it specializes shapes
 // for a batch size, folds the shape subgraphs into constants, removes dead code,
 // adds gradients, and binds one kernel per node. Passes are listed in passes.go,
-// operators are defined in opdef.go's opDef.
+// operators are defined in opdef.go's opDef. Linking compile registers every
+// operator's arity with the IR (graph.Ops), which graph.Graph.Verify reads.
 package compile
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/hyperat/hyperat/graph"
@@ -13,17 +15,20 @@ import (
 // Kernel runs one node on buffers whose shapes were fixed at compile time.
 type Kernel func(in, out []*graph.Tensor)
 
-// opDef is what compile knows about one operator, in one place: how to infer
-// its outputs' dtypes and static shapes, how to build its kernel, its
-// gradient rule, and the properties generic passes ask about. Its arity is
-// the IR's (graph.Ops): the importer and the verifier read that table
-// without compile, so it stays there and define checks that the operator
-// is in it. Each family's file defines its operators next to their kernels
-// and rules (elementwise.go, unary.go, shapeops.go, movement.go, reduce.go,
-// softmax.go, layernorm.go, matmul.go, conv.go); TestOpDefs checks that the
-// two tables name the same operators.
+// opDef is everything the toolchain knows about one operator, in one place:
+// its arity, how to infer its outputs' dtypes and static shapes, how to
+// build its kernel, its gradient rule, and the properties generic passes ask
+// about. define registers the arity in the IR's registry (graph.DefineOp),
+// which the verifier and the importer read, so an operator is one
+// definition here plus, for an ONNX operator, its converter. Each family's
+// file defines its operators next to their kernels and rules
+// (elementwise.go, unary.go, shapeops.go, movement.go, reduce.go,
+// softmax.go, layernorm.go, matmul.go, conv.go).
 type opDef struct {
 	name string
+	// arity: how many inputs and outputs a node may have; inputs below
+	// MinIn are required, the others optional (nil when omitted).
+	arity graph.OpInfo
 	// infer sets the outputs' dtypes and static shapes, reading constant
 	// inputs where the spec makes the output shape depend on them; it may
 	// also set the outputs' data when the shapes alone decide it (Shape).
@@ -44,29 +49,37 @@ type opDef struct {
 	prune func(n *graph.Node, live func(*graph.Value) bool)
 }
 
-// defs holds the definition of every operator compile implements.
+// defs holds the definition of every operator.
 var defs = map[string]*opDef{}
 
-// define adds an operator's definition; each family's file calls it from
-// its init. It panics on an operator the IR does not know or one defined twice.
+// define adds an operator's definition and registers its arity with the
+// IR; each family's file calls it from its init. It panics on an operator
+// defined twice, without a shape rule, or with an arity no node can have.
 func define(d opDef) {
-	if _, ok := graph.Ops[d.name]; !ok {
-		panic("compile: operator " + d.name + " is not in the graph op table")
-	}
 	if _, dup := defs[d.name]; dup {
 		panic("compile: operator " + d.name + " is defined twice")
 	}
 	if d.infer == nil {
 		panic("compile: operator " + d.name + " has no shape rule")
 	}
+	if d.alias && d.arity.MinIn < 1 {
+		panic("compile: operator " + d.name + " aliases an input it may not have")
+	}
+	graph.DefineOp(d.name, d.arity)
 	defs[d.name] = &d
+}
+
+// ins is the arity of an operator with min..max inputs (max < 0: any
+// number) and one output.
+func ins(min, max int) graph.OpInfo {
+	return graph.OpInfo{MinIn: min, MaxIn: max, MinOut: 1, MaxOut: 1}
 }
 
 // defOf returns n's definition, or an error naming the node.
 func defOf(n *graph.Node) (*opDef, error) {
 	d, ok := defs[n.Op]
 	if !ok {
-		return nil, fmt.Errorf("node %q: operator %s has no implementation", n.Name, n.Op)
+		return nil, nodeError(n, "operator %s has no implementation", n.Op)
 	}
 	return d, nil
 }
@@ -77,9 +90,35 @@ func isAlias(n *graph.Node) bool {
 	return d != nil && d.alias
 }
 
-// nodeError wraps an error with the node it concerns.
+// nodeErr is an error about one node.
+type nodeErr struct {
+	n   *graph.Node
+	msg string
+}
+
+func (e *nodeErr) Error() string { return describeNode(e.n) + ": " + e.msg }
+
+// describeNode names a node for an error: its name and operator, and the
+// value it computes when it has no name (ONNX node names are optional).
+func describeNode(n *graph.Node) string {
+	if n.Name == "" && len(n.Outputs) > 0 && n.Outputs[0] != nil {
+		return fmt.Sprintf("node computing %q (%s)", n.Outputs[0].Name, n.Op)
+	}
+	return fmt.Sprintf("node %q (%s)", n.Name, n.Op)
+}
+
+// nodeError is an error about node n.
 func nodeError(n *graph.Node, format string, args ...any) error {
-	return fmt.Errorf("node %q (%s): %s", n.Name, n.Op, fmt.Sprintf(format, args...))
+	return &nodeErr{n: n, msg: fmt.Sprintf(format, args...)}
+}
+
+// atNode names n in err, unless err already names a node.
+func atNode(n *graph.Node, err error) error {
+	var ne *nodeErr
+	if err == nil || errors.As(err, &ne) {
+		return err
+	}
+	return &nodeErr{n: n, msg: err.Error()}
 }
 
 // setOut fixes output i's dtype and static shape.

@@ -1,6 +1,7 @@
 package compile
 
 import (
+	"fmt"
 	"math"
 	"strings"
 	"testing"
@@ -8,45 +9,48 @@ import (
 	"github.com/hyperat/hyperat/graph"
 )
 
-// The IR's op table (arity) and compile's definitions name the same
-// operators: the verifier accepts nothing the compiler cannot run.
+// The IR's registry holds exactly the operators compile defines, with
+// their arity: the verifier accepts nothing the compiler cannot run.
 func TestOpDefs(t *testing.T) {
 	for op := range graph.Ops {
 		if defs[op] == nil {
-			t.Errorf("operator %s is in graph.Ops but compile does not define it", op)
+			t.Errorf("operator %s is registered with the IR but compile does not define it", op)
 		}
 	}
 	for op, d := range defs {
-		if _, ok := graph.Ops[op]; !ok || d.name != op {
-			t.Errorf("definition %q (%s) is not in graph.Ops", op, d.name)
-		}
-		if d.alias && graph.Ops[op].MinIn < 1 {
-			t.Errorf("%s aliases an input it may not have", op)
+		if info, ok := graph.Ops[op]; !ok || d.name != op || info != d.arity {
+			t.Errorf("definition %q (%s, %+v) is not registered as it is defined (%+v)", op, d.name, d.arity, info)
 		}
 	}
 }
 
 func TestDefine(t *testing.T) {
-	graph.Ops["TestOnly"] = graph.OpInfo{MinIn: 1, MaxIn: 1, Outs: 1}
-	defer delete(graph.Ops, "TestOnly")
 	for name, d := range map[string]opDef{
-		"unknown":       {name: "Frobnicate", infer: inferSame},
-		"twice":         {name: "Add", infer: inferBinary},
-		"no shape rule": {name: "TestOnly"},
+		"twice":         {name: "Add", arity: ins(2, 2), infer: inferBinary},
+		"no shape rule": {name: "TestOnly", arity: ins(1, 1)},
+		"no outputs":    {name: "TestOnly", arity: graph.OpInfo{MinIn: 1, MaxIn: 1}, infer: inferSame},
+		"alias of none": {name: "TestOnly", arity: ins(0, 1), infer: inferSame, alias: true},
 	} {
 		t.Run(name, func(t *testing.T) {
 			defer func() {
-				if r := recover(); r == nil || !strings.Contains(r.(string), d.name) {
+				if r := recover(); r == nil || !strings.Contains(fmt.Sprint(r), d.name) {
 					t.Errorf("recovered %v, want a panic naming %s", r, d.name)
+				}
+				if _, ok := defs["TestOnly"]; ok {
+					t.Errorf("a refused definition was kept")
 				}
 			}()
 			define(d)
 		})
 	}
-	define(opDef{name: "TestOnly", infer: inferSame, kernel: kernelCopy})
+	define(opDef{name: "TestOnly", arity: ins(1, 1), infer: inferSame, kernel: kernelCopy})
 	defer delete(defs, "TestOnly")
+	defer delete(graph.Ops, "TestOnly")
 	if d := defs["TestOnly"]; d == nil || d.name != "TestOnly" || d.grad != nil {
 		t.Fatalf("defined %+v", d)
+	}
+	if info := graph.Ops["TestOnly"]; info != ins(1, 1) {
+		t.Fatalf("registered %+v", info)
 	}
 }
 
@@ -99,6 +103,43 @@ func TestAliasNodesRunNoStep(t *testing.T) {
 		want := float32(math.Exp(float64(float32(math.Exp(float64(v))))))
 		if out[0].F[i] != want {
 			t.Errorf("output %d: %g, want %g", i, out[0].F[i], want)
+		}
+	}
+}
+
+// Errors of shape rules, kernel builders and kernels name the node, whether
+// the rule names it itself or not; an unnamed node by the value it computes.
+func TestErrorsNameTheNode(t *testing.T) {
+	define(opDef{name: "TestPanics", arity: ins(1, 1), infer: inferSame,
+		kernel: func(n *graph.Node) (Kernel, error) {
+			return func(in, out []*graph.Tensor) { panic("index out of range") }, nil
+		}})
+	define(opDef{name: "TestRefuses", arity: ins(1, 1), infer: inferSame,
+		kernel: func(n *graph.Node) (Kernel, error) { return nil, fmt.Errorf("unsupported layout") }})
+	define(opDef{name: "TestNoShape", arity: ins(1, 1),
+		infer: func(n *graph.Node) error { return fmt.Errorf("bad attribute") }})
+	defer func() {
+		for _, op := range []string{"TestPanics", "TestRefuses", "TestNoShape"} {
+			delete(defs, op)
+			delete(graph.Ops, op)
+		}
+	}()
+	for _, c := range []struct{ op, name, want string }{
+		{"TestPanics", "boom", `run: node "boom" (TestPanics): index out of range`},
+		{"TestPanics", "", `run: node computing "y" (TestPanics): index out of range`},
+		{"TestRefuses", "k", `node "k" (TestRefuses): unsupported layout`},
+		{"TestNoShape", "s", `node "s" (TestNoShape): bad attribute`},
+	} {
+		g := graph.New()
+		x := g.AddInput("x", graph.Float32, graph.StaticShape(2))
+		y := g.AddNode(c.op, c.name, []*graph.Value{op(g, "Exp", nil, x)}, nil, "y").Outputs[0]
+		g.Outputs = []*graph.Value{y}
+		p, err := Compile(g, Options{Verify: true})
+		if err == nil {
+			_, err = p.Run(graph.NewTensor(graph.Float32, []int{2}))
+		}
+		if err == nil || err.Error() != c.want {
+			t.Errorf("%s %q: error %v, want %q", c.op, c.name, err, c.want)
 		}
 	}
 }

@@ -208,7 +208,7 @@ func inferAndFold(c *compilation) error {
 				continue
 			}
 			if in.Shape == nil {
-				return fmt.Errorf("node %q (%s): input %s has no shape", n.Name, n.Op, in.Name)
+				return nodeError(n, "input %s has no shape", in.Name)
 			}
 			if !in.IsConst() || isVar[in] {
 				allConst = false
@@ -245,7 +245,7 @@ func safeInfer(d *opDef, n *graph.Node) (err error) {
 			err = nodeError(n, "malformed: %v", r)
 		}
 	}()
-	return d.infer(n)
+	return atNode(n, d.infer(n))
 }
 
 func outputsConst(n *graph.Node) bool {
@@ -261,7 +261,7 @@ func outputsConst(n *graph.Node) bool {
 func fold(n *graph.Node, d *opDef) (err error) {
 	k, err := d.kernel(n)
 	if err != nil {
-		return err
+		return atNode(n, err)
 	}
 	ins := make([]*graph.Tensor, len(n.Inputs))
 	for i, in := range n.Inputs {

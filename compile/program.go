@@ -230,13 +230,14 @@ func (p *Program) setInput(in *graph.Value, t *graph.Tensor) error {
 }
 
 func (p *Program) runSteps(from, to int) (err error) {
+	i := from
 	defer func() {
 		if r := recover(); r != nil {
-			err = fmt.Errorf("run: %v", r)
+			err = fmt.Errorf("run: %w", nodeError(p.steps[i].node, "%v", r))
 		}
 	}()
 	if p.prof != nil {
-		for i := from; i < to; i++ {
+		for ; i < to; i++ {
 			s := &p.steps[i]
 			t0 := time.Now()
 			s.k(s.in, s.out)
@@ -244,7 +245,7 @@ func (p *Program) runSteps(from, to int) (err error) {
 		}
 		return nil
 	}
-	for i := from; i < to; i++ {
+	for ; i < to; i++ {
 		s := &p.steps[i]
 		s.k(s.in, s.out)
 	}
@@ -388,7 +389,8 @@ func safeKernel(d *opDef, n *graph.Node) (k Kernel, err error) {
 			err = nodeError(n, "malformed: %v", r)
 		}
 	}()
-	return d.kernel(n)
+	k, err = d.kernel(n)
+	return k, atNode(n, err)
 }
 
 // StepTime is the profiled time of one step.

@@ -9,9 +9,9 @@ import (
 // ReduceSum, ReduceMean and ReduceMax over constant axes.
 
 func init() {
-	define(opDef{name: "ReduceSum", infer: inferReduce, kernel: kernelReduce, grad: gradReduce})
-	define(opDef{name: "ReduceMean", infer: inferReduce, kernel: kernelReduce, grad: gradReduce})
-	define(opDef{name: "ReduceMax", infer: inferReduce, kernel: kernelReduce, grad: gradReduceMax})
+	define(opDef{name: "ReduceSum", arity: ins(1, 2), infer: inferReduce, kernel: kernelReduce, grad: gradReduce})
+	define(opDef{name: "ReduceMean", arity: ins(1, 2), infer: inferReduce, kernel: kernelReduce, grad: gradReduce})
+	define(opDef{name: "ReduceMax", arity: ins(1, 2), infer: inferReduce, kernel: kernelReduce, grad: gradReduceMax})
 }
 
 // reduceAxes resolves the axes input: empty means all axes, unless

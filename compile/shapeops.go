@@ -9,14 +9,14 @@ import (
 // Operators that compute shapes or give their input another shape.
 
 func init() {
-	define(opDef{name: "Shape", infer: inferShape}) // the result is a constant once shapes are static
-	define(opDef{name: "Size", infer: inferSize})
-	define(opDef{name: "Reshape", infer: inferReshape, kernel: kernelCopy, grad: gradReshape, alias: true})
-	define(opDef{name: "Flatten", infer: inferFlatten, kernel: kernelCopy, grad: gradReshape, alias: true})
-	define(opDef{name: "Squeeze", infer: inferSqueeze, kernel: kernelCopy, grad: gradReshape, alias: true})
-	define(opDef{name: "Unsqueeze", infer: inferUnsqueeze, kernel: kernelCopy, grad: gradReshape, alias: true})
-	define(opDef{name: "ConstantOfShape", infer: inferConstantOfShape, kernel: kernelConstantOfShape})
-	define(opDef{name: "Range", infer: inferRange, kernel: kernelRange})
+	define(opDef{name: "Shape", arity: ins(1, 1), infer: inferShape}) // the result is a constant once shapes are static
+	define(opDef{name: "Size", arity: ins(1, 1), infer: inferSize})
+	define(opDef{name: "Reshape", arity: ins(2, 2), infer: inferReshape, kernel: kernelCopy, grad: gradReshape, alias: true})
+	define(opDef{name: "Flatten", arity: ins(1, 1), infer: inferFlatten, kernel: kernelCopy, grad: gradReshape, alias: true})
+	define(opDef{name: "Squeeze", arity: ins(1, 2), infer: inferSqueeze, kernel: kernelCopy, grad: gradReshape, alias: true})
+	define(opDef{name: "Unsqueeze", arity: ins(2, 2), infer: inferUnsqueeze, kernel: kernelCopy, grad: gradReshape, alias: true})
+	define(opDef{name: "ConstantOfShape", arity: ins(1, 1), infer: inferConstantOfShape, kernel: kernelConstantOfShape})
+	define(opDef{name: "Range", arity: ins(3, 3), infer: inferRange, kernel: kernelRange})
 }
 
 // Shape (opset 15): dims[start:end] with clamped, possibly negative bounds. The

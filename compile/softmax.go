@@ -11,9 +11,10 @@ import (
 // gradient rule inserts.
 
 func init() {
-	define(opDef{name: "Softmax", infer: inferSame, kernel: kernelSoftmax, grad: gradSoftmax})
-	define(opDef{name: "LogSoftmax", infer: inferSame, kernel: kernelSoftmax, grad: gradLogSoftmax})
-	define(opDef{name: "SoftmaxGrad", infer: inferFloatLikeInput, kernel: kernelSoftmaxGrad})
+	define(opDef{name: "Softmax", arity: ins(1, 1), infer: inferSame, kernel: kernelSoftmax, grad: gradSoftmax})
+	define(opDef{name: "LogSoftmax", arity: ins(1, 1), infer: inferSame, kernel: kernelSoftmax, grad: gradLogSoftmax})
+	// SoftmaxGrad: (y, dy) -> dx for Softmax along attr axis (project operator)
+	define(opDef{name: "SoftmaxGrad", arity: ins(2, 2), infer: inferFloatLikeInput, kernel: kernelSoftmaxGrad})
 }
 
 // axisSplit views a shape as [outer, n, inner] around axis.

@@ -17,34 +17,35 @@ type unaryOp struct {
 }
 
 func init() {
-	define(opDef{name: "Sqrt", infer: inferSame, kernel: unaryOp{f: math.Sqrt}.kernel, grad: gradSqrt})
-	define(opDef{name: "Erf", infer: inferSame, kernel: unaryOp{f: math.Erf}.kernel, grad: gradErf})
-	define(opDef{name: "Exp", infer: inferSame, kernel: unaryOp{f: math.Exp}.kernel, grad: gradExp})
-	define(opDef{name: "Log", infer: inferSame, kernel: unaryOp{f: math.Log}.kernel, grad: gradLog})
-	define(opDef{name: "Tanh", infer: inferSame, kernel: unaryOp{f: math.Tanh}.kernel, grad: gradTanh})
-	define(opDef{name: "Sigmoid", infer: inferSame, grad: gradSigmoid,
+	define(opDef{name: "Sqrt", arity: ins(1, 1), infer: inferSame, kernel: unaryOp{f: math.Sqrt}.kernel, grad: gradSqrt})
+	define(opDef{name: "Erf", arity: ins(1, 1), infer: inferSame, kernel: unaryOp{f: math.Erf}.kernel, grad: gradErf})
+	define(opDef{name: "Exp", arity: ins(1, 1), infer: inferSame, kernel: unaryOp{f: math.Exp}.kernel, grad: gradExp})
+	define(opDef{name: "Log", arity: ins(1, 1), infer: inferSame, kernel: unaryOp{f: math.Log}.kernel, grad: gradLog})
+	define(opDef{name: "Tanh", arity: ins(1, 1), infer: inferSame, kernel: unaryOp{f: math.Tanh}.kernel, grad: gradTanh})
+	define(opDef{name: "Sigmoid", arity: ins(1, 1), infer: inferSame, grad: gradSigmoid,
 		kernel: unaryOp{f: func(x float64) float64 { return 1 / (1 + math.Exp(-x)) }}.kernel})
-	define(opDef{name: "Relu", infer: inferSame, grad: gradRelu, kernel: unaryOp{
+	define(opDef{name: "Relu", arity: ins(1, 1), infer: inferSame, grad: gradRelu, kernel: unaryOp{
 		f: func(x float64) float64 { return math.Max(x, 0) },
 		i: func(x int64) int64 { return max(x, 0) }}.kernel})
-	define(opDef{name: "Neg", infer: inferSame, grad: gradNeg, kernel: unaryOp{
+	define(opDef{name: "Neg", arity: ins(1, 1), infer: inferSame, grad: gradNeg, kernel: unaryOp{
 		f: func(x float64) float64 { return -x },
 		i: func(x int64) int64 { return -x }}.kernel})
-	define(opDef{name: "Abs", infer: inferSame, grad: gradAbs, kernel: unaryOp{f: math.Abs, i: func(x int64) int64 {
+	define(opDef{name: "Abs", arity: ins(1, 1), infer: inferSame, grad: gradAbs, kernel: unaryOp{f: math.Abs, i: func(x int64) int64 {
 		if x < 0 {
 			return -x
 		}
 		return x
 	}}.kernel})
-	define(opDef{name: "Reciprocal", infer: inferSame, grad: gradReciprocal,
+	define(opDef{name: "Reciprocal", arity: ins(1, 1), infer: inferSame, grad: gradReciprocal,
 		kernel: unaryOp{f: func(x float64) float64 { return 1 / x }}.kernel})
-	define(opDef{name: "Sign", infer: inferSame, kernel: unaryOp{f: signF, i: signI}.kernel})
-	define(opDef{name: "Gelu", infer: inferSame, kernel: kernelGelu, grad: gradGelu})
-	define(opDef{name: "GeluGrad", infer: inferFloatLikeInput, kernel: kernelGeluGrad})
-	define(opDef{name: "Not", infer: inferSame, kernel: kernelNot})
-	define(opDef{name: "Identity", infer: inferSame, kernel: kernelCopy, grad: passThrough, alias: true})
-	define(opDef{name: "Cast", infer: inferCast, kernel: kernelCast, grad: passThrough}) // only float->float casts carry gradients
-	define(opDef{name: "Clip", infer: inferSame, kernel: kernelClip, grad: gradClip})
+	define(opDef{name: "Sign", arity: ins(1, 1), infer: inferSame, kernel: unaryOp{f: signF, i: signI}.kernel})
+	define(opDef{name: "Gelu", arity: ins(1, 1), infer: inferSame, kernel: kernelGelu, grad: gradGelu})
+	// GeluGrad: (x, dy) -> dx, attr approximate (project operator)
+	define(opDef{name: "GeluGrad", arity: ins(2, 2), infer: inferFloatLikeInput, kernel: kernelGeluGrad})
+	define(opDef{name: "Not", arity: ins(1, 1), infer: inferSame, kernel: kernelNot})
+	define(opDef{name: "Identity", arity: ins(1, 1), infer: inferSame, kernel: kernelCopy, grad: passThrough, alias: true})
+	define(opDef{name: "Cast", arity: ins(1, 1), infer: inferCast, kernel: kernelCast, grad: passThrough}) // only float->float casts carry gradients
+	define(opDef{name: "Clip", arity: ins(1, 3), infer: inferSame, kernel: kernelClip, grad: gradClip})
 }
 
 func signF(x float64) float64 {
@@ -217,18 +218,46 @@ func kernelCast(n *graph.Node) (Kernel, error) {
 	}, nil
 }
 
-// Clip: optional min and max inputs (scalars); absent means unbounded.
+// Clip: optional min and max inputs (scalars of the input's type); absent
+// means unbounded. Integer tensors (every ONNX integer type is int64 here)
+// clip as integers.
 func kernelClip(n *graph.Node) (Kernel, error) {
-	if n.Inputs[0].DType != graph.Float32 {
-		return nil, nodeError(n, "needs float input")
+	dt := n.Inputs[0].DType
+	if dt != graph.Float32 && dt != graph.Int64 {
+		return nil, nodeError(n, "input is %s; Clip takes numbers", dt)
+	}
+	for i := 1; i < len(n.Inputs); i++ {
+		if b := n.Inputs[i]; b != nil && (b.DType != dt || graph.Numel(shapeOf(b)) != 1) {
+			return nil, nodeError(n, "bound %d (%s) must be one %s, got %s%v", i, b.Name, dt, b.DType, shapeOf(b))
+		}
+	}
+	bound := func(in []*graph.Tensor, i int) *graph.Tensor {
+		if len(in) > i {
+			return in[i]
+		}
+		return nil
+	}
+	if dt == graph.Int64 {
+		return func(in, out []*graph.Tensor) {
+			lo, hi := int64(math.MinInt64), int64(math.MaxInt64)
+			if b := bound(in, 1); b != nil {
+				lo = b.I[0]
+			}
+			if b := bound(in, 2); b != nil {
+				hi = b.I[0]
+			}
+			for i, v := range in[0].I {
+				out[0].I[i] = min(max(v, lo), hi)
+			}
+		}, nil
 	}
 	return func(in, out []*graph.Tensor) {
 		lo, hi := float32(math.Inf(-1)), float32(math.Inf(1))
-		if len(in) > 1 && in[1] != nil {
-			lo = in[1].F[0]
+		if b := bound(in, 1); b != nil {
+			lo = b.F[0]
 		}
-		if len(in) > 2 && in[2] != nil {
-			hi = in[2].F[0]
+		if b := bound(in, 2); b != nil {
+			hi = b.F[0]
 		}
 		for i, v := range in[0].F {
 			out[0].F[i] = min(max(v, lo), hi)
@@ -299,9 +328,29 @@ func passThrough(b *builder, n *graph.Node, gy []*graph.Value, need []bool) ([]*
 	return []*graph.Value{gy[0]}, nil
 }
 
-// clip passes the gradient where lo <= x <= hi
+// clip: y = min(max(x, lo), hi) is x, lo or hi at each element, and the
+// gradient goes to the one it is: to x where y == x, to hi where y == hi
+// otherwise (also when lo > hi, which makes y hi everywhere), to lo elsewhere.
+// The bounds are scalars; their gradients are the sums over their elements.
 func gradClip(b *builder, n *graph.Node, gy []*graph.Value, need []bool) ([]*graph.Value, error) {
-	x := n.Inputs[0]
-	mask := b.op("Cast", graph.Attrs{"to": int64(graph.Float32)}, b.op("Equal", nil, x, n.Outputs[0]))
-	return []*graph.Value{b.mul(gy[0], mask)}, nil
+	x, y := n.Inputs[0], n.Outputs[0]
+	float := func(m *graph.Value) *graph.Value { return b.op("Cast", graph.Attrs{"to": int64(graph.Float32)}, m) }
+	isX := b.op("Equal", nil, x, y)
+	gx := make([]*graph.Value, len(n.Inputs))
+	gx[0] = b.mul(gy[0], float(isX))
+	var isHi *graph.Value
+	if hi := n.In(2); hi != nil {
+		isHi = b.op("And", nil, b.op("Not", nil, isX), b.op("Equal", nil, y, hi))
+		if need[2] {
+			gx[2] = b.sumTo(b.mul(gy[0], float(isHi)), inShape(n, 2))
+		}
+	}
+	if lo := n.In(1); lo != nil && need[1] {
+		isLo := b.op("Not", nil, isX)
+		if isHi != nil {
+			isLo = b.op("And", nil, isLo, b.op("Not", nil, isHi))
+		}
+		gx[1] = b.sumTo(b.mul(gy[0], float(isLo)), inShape(n, 1))
+	}
+	return gx, nil
 }

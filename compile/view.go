@@ -70,6 +70,9 @@ type rowCursor struct {
 
 func (v *view) cursor(r int) rowCursor {
 	c := rowCursor{v: v, idx: make([]int, max(len(v.shape)-1, 0)), off: v.offset}
+	if r == 0 {
+		return c // also a view with no rows (a zero dim), which divides by nothing
+	}
 	for k := len(c.idx) - 1; k >= 0; k-- {
 		d := v.shape[k]
 		c.idx[k] = r % d

@@ -2,13 +2,14 @@ package graph
 
 import "fmt"
 
-// Verify checks the graph's structure: known operators (Ops) with a valid
-// number of inputs and outputs, nodes in topological order (every input is a
-// constant, a graph input or an earlier node's output), each value defined
-// once and pointing back to its node, graph inputs that are neither constants
-// nor node outputs, graph outputs that are defined, and no two values under
-// one name (export writes values by name). Passes run it in tests after
-// every rewrite.
+// Verify checks the graph's structure: operators registered in Ops (by
+// package compile, see DefineOp) with a valid number of inputs and outputs
+// and their required inputs present, nodes in topological order (every
+// input is a constant, a graph input or an earlier node's output), each
+// value defined once and pointing back to its node, graph inputs that are
+// neither constants nor node outputs, graph outputs that are defined, and no
+// two values under one name (export writes values by name). Passes run it
+// in tests after every rewrite.
 func (g *Graph) Verify() error {
 	names := map[string]*Value{}
 	named := func(v *Value) error {
@@ -60,16 +61,22 @@ func (g *Graph) Verify() error {
 func verifyNode(n *Node, defined map[*Value]bool, named func(*Value) error) error {
 	info, ok := Ops[n.Op]
 	if !ok {
+		if len(Ops) == 0 {
+			return fmt.Errorf("node %s: unknown operator %q: no operator is registered (package compile registers them; link it)", n.Name, n.Op)
+		}
 		return fmt.Errorf("node %s: unknown operator %q", n.Name, n.Op)
 	}
 	if len(n.Inputs) < info.MinIn || (info.MaxIn >= 0 && len(n.Inputs) > info.MaxIn) {
-		return fmt.Errorf("node %s (%s): %d inputs, want %d..%d", n.Name, n.Op, len(n.Inputs), info.MinIn, info.MaxIn)
+		return fmt.Errorf("node %s (%s): %d inputs, want %s", n.Name, n.Op, len(n.Inputs), span(info.MinIn, info.MaxIn))
 	}
-	if info.Outs >= 0 && len(n.Outputs) != info.Outs {
-		return fmt.Errorf("node %s (%s): %d outputs, want %d", n.Name, n.Op, len(n.Outputs), info.Outs)
+	if len(n.Outputs) < info.MinOut || (info.MaxOut >= 0 && len(n.Outputs) > info.MaxOut) {
+		return fmt.Errorf("node %s (%s): %d outputs, want %s", n.Name, n.Op, len(n.Outputs), span(info.MinOut, info.MaxOut))
 	}
 	for i, in := range n.Inputs {
 		if in == nil {
+			if i < info.MinIn {
+				return fmt.Errorf("node %s (%s): input %d is required", n.Name, n.Op, i)
+			}
 			continue
 		}
 		if in.Const == nil && !defined[in] {
@@ -95,4 +102,15 @@ func verifyNode(n *Node, defined map[*Value]bool, named func(*Value) error) erro
 		defined[o] = true
 	}
 	return nil
+}
+
+// span writes an arity's range: "2", "1..3" or "1 or more".
+func span(lo, hi int) string {
+	switch {
+	case hi < 0:
+		return fmt.Sprintf("%d or more", lo)
+	case lo == hi:
+		return fmt.Sprint(lo)
+	}
+	return fmt.Sprintf("%d..%d", lo, hi)
 }

@@ -35,16 +35,23 @@ func TestVerifyRejects(t *testing.T) {
 		}, `unknown operator "Frobnicate"`},
 		{"too few inputs", func(g *graph.Graph, x *graph.Value, _ *graph.Node) {
 			g.Nodes[1].Inputs = g.Nodes[1].Inputs[:1] // Add of one value
-		}, "1 inputs, want 2..2"},
+		}, "1 inputs, want 2"},
+		{"required input omitted", func(g *graph.Graph, x *graph.Value, _ *graph.Node) {
+			g.Nodes[1].Inputs[1] = nil // Add of a value and nothing
+		}, "input 1 is required"},
 		{"too many inputs", func(g *graph.Graph, x *graph.Value, _ *graph.Node) {
 			g.Nodes[2].Inputs = append(g.Nodes[2].Inputs, x) // Relu of two values
-		}, "2 inputs, want 1..1"},
+		}, "2 inputs, want 1"},
 		{"too many outputs", func(g *graph.Graph, x *graph.Value, _ *graph.Node) {
 			n := g.Nodes[2]
 			extra := g.NewValue("extra", graph.Float32, nil)
 			extra.Def = n
 			n.Outputs = append(n.Outputs, extra)
 		}, "2 outputs, want 1"},
+		{"no outputs", func(g *graph.Graph, x *graph.Value, split *graph.Node) {
+			split.Outputs = nil
+			g.Outputs = g.Outputs[:1]
+		}, "0 outputs, want 1 or more"},
 		{"used before defined", func(g *graph.Graph, x *graph.Value, _ *graph.Node) {
 			g.Nodes[0], g.Nodes[1] = g.Nodes[1], g.Nodes[0]
 		}, "is used before it is defined"},
@@ -106,11 +113,49 @@ func TestVerifyRejects(t *testing.T) {
 	}
 }
 
-// Every operator of the table has a sensible arity.
-func TestOpTable(t *testing.T) {
-	for op, info := range graph.Ops {
-		if info.MinIn < 0 || (info.MaxIn >= 0 && info.MaxIn < info.MinIn) || info.Outs == 0 {
-			t.Errorf("%s: %+v", op, info)
-		}
+// The registry refuses a name registered twice and an arity no node can have.
+func TestDefineOp(t *testing.T) {
+	for name, c := range map[string]struct {
+		op   string
+		info graph.OpInfo
+	}{
+		"twice":             {"Add", graph.OpInfo{MinIn: 2, MaxIn: 2, MinOut: 1, MaxOut: 1}},
+		"max below min":     {"TestOp", graph.OpInfo{MinIn: 2, MaxIn: 1, MinOut: 1, MaxOut: 1}},
+		"no outputs":        {"TestOp", graph.OpInfo{MinIn: 1, MaxIn: 1}},
+		"negative inputs":   {"TestOp", graph.OpInfo{MinIn: -1, MaxIn: 1, MinOut: 1, MaxOut: 1}},
+		"outputs max < min": {"TestOp", graph.OpInfo{MinIn: 1, MaxIn: 1, MinOut: 2, MaxOut: 1}},
+		"no name":           {"", graph.OpInfo{MinIn: 1, MaxIn: 1, MinOut: 1, MaxOut: 1}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			defer func() {
+				if r := recover(); r == nil {
+					t.Errorf("DefineOp(%q, %+v) accepted", c.op, c.info)
+				}
+				delete(graph.Ops, "TestOp")
+			}()
+			graph.DefineOp(c.op, c.info)
+		})
+	}
+	graph.DefineOp("TestOp", graph.OpInfo{MinIn: 1, MaxIn: -1, MinOut: 1, MaxOut: -1})
+	defer delete(graph.Ops, "TestOp")
+	g := graph.New()
+	x := g.AddInput("x", graph.Float32, graph.StaticShape(2))
+	n := g.AddNode("TestOp", "t", []*graph.Value{x, x, x}, nil, "a", "b")
+	g.Outputs = n.Outputs
+	if err := g.Verify(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Without the registry (a program that does not link compile), Verify
+// says why it knows no operator.
+func TestVerifyWithoutRegistry(t *testing.T) {
+	g, _, _, _, _ := small()
+	saved := graph.Ops
+	graph.Ops = map[string]graph.OpInfo{}
+	defer func() { graph.Ops = saved }()
+	err := g.Verify()
+	if err == nil || !strings.Contains(err.Error(), "no operator is registered") {
+		t.Fatalf("error %v, want one saying no operator is registered", err)
 	}
 }

@@ -115,16 +115,6 @@ func (n *nodeCtx) needInputs(min int) error {
 	return nil
 }
 
-// usedOutputs counts the outputs the model names (optional ones may be empty).
-func (n *nodeCtx) onlyFirstOutput() error {
-	for i, o := range n.p.GetOutput() {
-		if i > 0 && o != "" {
-			return fmt.Errorf("optional output %d (%q) is not supported", i, o)
-		}
-	}
-	return nil
-}
-
 // tensorAttr decodes a TENSOR attribute.
 func (n *nodeCtx) tensorAttr(name string) (*graph.Tensor, bool, error) {
 	a, ok := n.attrs[name]

@@ -161,6 +161,18 @@ func tinyModels() []*onnx.ModelProto {
 			{"Reshape", []string{"x", "s"}, nil, nil}}},
 		{"constantofshape", 17, []*onnx.TensorProto{vec("s", 2, 4)}, []node{{"ConstantOfShape", []string{"s"}, nil, []string{"c"}}, {"Add", []string{"x", "c"}, nil, nil}}},
 		{"range", 17, []*onnx.TensorProto{i64("a", nil, 0), i64("b", nil, 4), i64("d", nil, 1)}, []node{{"Range", []string{"a", "b", "d"}, nil, []string{"r"}}, {"Cast", []string{"r"}, []*onnx.AttributeProto{i1("to", int64(onnx.TensorProto_FLOAT))}, []string{"c"}}, {"Add", []string{"x", "c"}, nil, nil}}},
+		{"layernorm-stats", 17, []*onnx.TensorProto{f32("g", 4)}, []node{
+			{"LayerNormalization", []string{"x", "g"}, nil, []string{"l", "m", "inv"}},
+			{"Add", []string{"l", "m"}, nil, []string{"t"}}, {"Mul", []string{"t", "inv"}, nil, nil}}},
+		{"dropout-mask", 13, nil, []node{
+			{"Dropout", []string{"x"}, nil, []string{"d", "mask"}},
+			{"Cast", []string{"mask"}, []*onnx.AttributeProto{i1("to", int64(onnx.TensorProto_FLOAT))}, []string{"mf"}},
+			{"Mul", []string{"d", "mf"}, nil, nil}}},
+		{"pow-int-exponent", 15, []*onnx.TensorProto{vec("e", 2, 3, 1, 0)}, []node{{"Pow", []string{"x", "e"}, nil, nil}}},
+		{"clip-int", 13, []*onnx.TensorProto{i64("lo", nil, 0), i64("hi", nil, 1)}, []node{
+			{"Cast", []string{"x"}, []*onnx.AttributeProto{i1("to", int64(onnx.TensorProto_INT8))}, []string{"xi"}},
+			{"Clip", []string{"xi", "lo", "hi"}, nil, []string{"c"}},
+			{"Cast", []string{"c"}, []*onnx.AttributeProto{i1("to", int64(onnx.TensorProto_FLOAT))}, nil}}},
 		{"flatten-clip", 10, nil, []node{{"Flatten", []string{"x"}, nil, []string{"fl"}}, {"Clip", []string{"fl"}, nil, nil}}},
 	}
 	var out []*onnx.ModelProto

@@ -74,7 +74,12 @@ func Decode(data []byte) (*onnx.ModelProto, error) {
 }
 
 // Import converts a decoded model; dir is where external data files are looked up.
+// The graph is verified against the operator registry (graph.Ops), which
+// package compile fills: a program that imports links compile.
 func Import(m *onnx.ModelProto, dir string) (*Model, error) {
+	if len(graph.Ops) == 0 {
+		return nil, errors.New("no operator is registered with the IR: the program must link package compile")
+	}
 	opset := int64(-1)
 	for _, o := range m.GetOpsetImport() {
 		if o.GetDomain() == "" || o.GetDomain() == "ai.onnx" {
@@ -166,9 +171,6 @@ func (c *ctx) graph(gp *onnx.GraphProto) error {
 		}
 		v := c.g.AddInput(vi.GetName(), dt, shape)
 		c.values[vi.GetName()] = v
-	}
-	if len(c.g.Inputs) == 0 {
-		return errors.New("model has no inputs")
 	}
 	for _, np := range gp.GetNode() {
 		if err := c.node(np); err != nil {

@@ -53,7 +53,10 @@ func init() {
 
 func plain(op string) converter {
 	return func(n *nodeCtx) error {
-		info := graph.Ops[op]
+		info, ok := graph.Ops[op]
+		if !ok {
+			return fmt.Errorf("operator %s is not registered with the IR (package compile registers every operator; link it)", op)
+		}
 		if len(n.in) < info.MinIn || (info.MaxIn >= 0 && len(n.in) > info.MaxIn) {
 			return fmt.Errorf("has %d inputs", len(n.in))
 		}
@@ -91,17 +94,36 @@ func convIdentity(n *nodeCtx) error {
 	return nil
 }
 
-// Dropout at inference is the identity; a model that reads its mask is not supported.
+// Dropout is the identity at inference (training_mode false, its default)
+// and in training mode with ratio 0, where nothing is dropped; its optional
+// mask output is then all true (opset 10+: bool; before: ones of the
+// input's type). Training mode with a ratio above 0 is random and not
+// supported.
 func convDropout(n *nodeCtx) error {
-	if err := n.onlyFirstOutput(); err != nil {
+	if err := n.needInputs(1); err != nil {
 		return err
 	}
 	if tm := n.input(2); tm != nil {
-		if !tm.IsConst() || (len(tm.Const.B) > 0 && tm.Const.B[0]) {
-			return errors.New("training_mode must be a constant false")
+		if !tm.IsConst() || len(tm.Const.B) != 1 {
+			return errors.New("training_mode must be a constant (shapes and modes are fixed at compile time)")
+		}
+		if tm.Const.B[0] {
+			r := n.input(1) // default ratio 0.5
+			if r == nil || !r.IsConst() || len(r.Const.F) != 1 || r.Const.F[0] != 0 {
+				return errors.New("training-mode Dropout with a ratio above 0 is random and not supported")
+			}
 		}
 	}
 	n.bind(0, n.in[0])
+	if outs := n.p.GetOutput(); len(outs) > 1 && outs[1] != "" {
+		one := &graph.Tensor{DType: graph.Bool, Shape: []int{1}, B: []bool{true}}
+		if n.opset < 10 {
+			one = graph.F32([]int{1}, []float32{1})
+		}
+		shape := n.emitAux("Shape", n.in[:1], nil)
+		mask := n.g.AddNode("ConstantOfShape", n.p.GetName(), []*graph.Value{shape}, graph.Attrs{"value": one}, outs[1])
+		n.values[outs[1]] = mask.Outputs[0]
+	}
 	return nil
 }
 
@@ -162,13 +184,11 @@ func convSoftmax(n *nodeCtx) error {
 	return nil
 }
 
-// LayerNormalization (opset 17): axis -1, epsilon 1e-5; the optional Mean and
-// InvStdDev outputs are training-only and not supported.
+// LayerNormalization (opset 17): axis -1, epsilon 1e-5; the optional Mean
+// and InvStdDev outputs are the statistics y was computed with (in float32,
+// whatever stash_type asks: the IR computes them in float64 and stores float32).
 func convLayerNorm(n *nodeCtx) error {
 	if err := n.needInputs(2); err != nil {
-		return err
-	}
-	if err := n.onlyFirstOutput(); err != nil {
 		return err
 	}
 	n.emit("LayerNormalization", n.in, graph.Attrs{

@@ -2,6 +2,7 @@ package onnximport
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"math"
 	"os"
@@ -26,6 +27,17 @@ func dtypeOf(t int32) (graph.DType, error) {
 		return graph.Bool, nil
 	}
 	return graph.Invalid, fmt.Errorf("element type %s is not supported", onnx.TensorProto_DataType(t))
+}
+
+// TensorFromProto decodes a TensorProto (raw_data or typed fields) into an IR
+// tensor, with the element types the IR holds (see dtypeOf): what an
+// initializer becomes on import. The conformance tests read ONNX's test data
+// with it.
+func TensorFromProto(tp *onnx.TensorProto) (*graph.Tensor, error) {
+	if tp.GetDataLocation() == onnx.TensorProto_EXTERNAL {
+		return nil, errors.New("external data is not supported here")
+	}
+	return tensorFrom(tp, "")
 }
 
 // tensorFrom decodes a TensorProto (raw_data, typed fields, or external data
