@@ -11,6 +11,7 @@ import (
 	"github.com/hyperat/hyperat/graph"
 	onnximport "github.com/hyperat/hyperat/import"
 	"github.com/hyperat/hyperat/internal/testutil"
+	"github.com/hyperat/hyperat/layers"
 	"github.com/hyperat/hyperat/npy"
 )
 
@@ -82,7 +83,7 @@ func TestFixtureGradientsMatchPyTorch(t *testing.T) {
 				wrt := []*graph.Value{x}
 				wantW := map[*graph.Value]*graph.Tensor{}
 				var vars []*graph.Value
-				rep, err := onnximport.Recognize(m)
+				rep, err := layers.Recognize(m.Graph)
 				if err != nil {
 					t.Fatal(err)
 				}

@@ -15,8 +15,8 @@ import (
 
 	"github.com/hyperat/hyperat/export"
 	"github.com/hyperat/hyperat/graph"
-	onnximport "github.com/hyperat/hyperat/import"
 	"github.com/hyperat/hyperat/internal/testutil"
+	"github.com/hyperat/hyperat/layers"
 	"github.com/hyperat/hyperat/onnx"
 )
 
@@ -377,12 +377,12 @@ func sharedModel(t *testing.T, dir string) (path, shared string) {
 	t.Helper()
 	src, _ := decode(t, fixture(hfModel))
 	m := imported(t, src, filepath.Dir(fixture(hfModel)))
-	var q, k *onnximport.Linear
+	var q, k *layers.Linear
 	for _, l := range targets(t, m) {
-		if l.Block == 0 && l.Kind == onnximport.KindQ {
+		if l.Block == 0 && l.Kind == layers.KindQ {
 			q = l
 		}
-		if l.Block == 0 && l.Kind == onnximport.KindK {
+		if l.Block == 0 && l.Kind == layers.KindK {
 			k = l
 		}
 	}

@@ -15,6 +15,7 @@ import (
 	onnximport "github.com/hyperat/hyperat/import"
 	"github.com/hyperat/hyperat/internal/safetensors"
 	"github.com/hyperat/hyperat/internal/testutil"
+	"github.com/hyperat/hyperat/layers"
 	"github.com/hyperat/hyperat/model"
 	"github.com/hyperat/hyperat/npy"
 	"github.com/hyperat/hyperat/onnx"
@@ -81,9 +82,9 @@ func imported(t *testing.T, m *onnx.ModelProto, dir string) *onnximport.Model {
 	return im
 }
 
-func targets(t *testing.T, m *onnximport.Model) []*onnximport.Linear {
+func targets(t *testing.T, m *onnximport.Model) []*layers.Linear {
 	t.Helper()
-	rep, err := onnximport.Recognize(m)
+	rep, err := layers.Recognize(m.Graph)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -186,7 +187,7 @@ type tuning struct {
 	res     hyperat.Result
 	weights map[string]*graph.Tensor
 	lora    map[string]*graph.Tensor
-	head    *onnximport.Linear
+	head    *layers.Linear
 }
 
 // newWorkspace imports a model file into a workspace at dir.
@@ -200,7 +201,7 @@ func newWorkspace(t *testing.T, modelPath, dir string) (*workspace.Workspace, *o
 	if err != nil {
 		t.Fatal(err)
 	}
-	rep, err := onnximport.Recognize(m)
+	rep, err := layers.Recognize(m.Graph)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -226,7 +227,7 @@ func fakeTuning(t *testing.T, dir string, ws *workspace.Workspace, m *onnximport
 	tu.res = hyperat.Result{Version: 1, ModelSHA256: ws.Source.SHA256, Config: cfg,
 		Lambda: []float64{0.5, 0.3, 0.2}, Scale: cfg.Alpha / float64(cfg.Rank)}
 	for _, l := range targets(t, m) {
-		if l.Kind == onnximport.KindHead {
+		if l.Kind == layers.KindHead {
 			tu.head = l
 			continue
 		}

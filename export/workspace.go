@@ -16,6 +16,7 @@ import (
 	"github.com/hyperat/hyperat/hyperat"
 	onnximport "github.com/hyperat/hyperat/import"
 	"github.com/hyperat/hyperat/internal/safetensors"
+	"github.com/hyperat/hyperat/layers"
 	"github.com/hyperat/hyperat/workspace"
 )
 
@@ -388,7 +389,7 @@ func writeAdapters(dir string, ws *workspace.Workspace, res *hyperat.Result, wei
 func headTensors(ws *workspace.Workspace, weights map[string]*graph.Tensor) (map[string]*graph.Tensor, error) {
 	out := map[string]*graph.Tensor{}
 	for _, l := range ws.Layers {
-		if l.Kind != onnximport.KindHead {
+		if l.Kind != layers.KindHead {
 			continue
 		}
 		if w, ok := weights[l.Weight]; ok {

@@ -13,6 +13,7 @@ import (
 	"github.com/hyperat/hyperat/graph"
 	onnximport "github.com/hyperat/hyperat/import"
 	"github.com/hyperat/hyperat/kernels"
+	"github.com/hyperat/hyperat/layers"
 	"github.com/hyperat/hyperat/nn"
 )
 
@@ -133,7 +134,7 @@ type NetOptions struct {
 
 // NewNet builds the tuning graph from a freshly imported model.
 func NewNet(m *onnximport.Model, o NetOptions) (*Net, error) {
-	rep, err := onnximport.Recognize(m)
+	rep, err := layers.Recognize(m.Graph)
 	if err != nil {
 		return nil, err
 	}
@@ -149,7 +150,7 @@ func NewNet(m *onnximport.Model, o NetOptions) (*Net, error) {
 	uses := g.Consumers()
 	if !o.TrainAll && !o.NoLoRA {
 		for _, l := range rep.Targets() {
-			if l.Kind == onnximport.KindHead || !o.Kinds[l.Kind] || l.Block < 0 {
+			if l.Kind == layers.KindHead || !o.Kinds[l.Kind] || l.Block < 0 {
 				continue
 			}
 			t := Target{Name: l.Name, Kind: l.Kind, Block: l.Block, In: l.In, Out: l.Out,

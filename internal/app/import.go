@@ -22,6 +22,7 @@ import (
 	"github.com/hyperat/hyperat/graph"
 	onnximport "github.com/hyperat/hyperat/import"
 	"github.com/hyperat/hyperat/internal/cli"
+	"github.com/hyperat/hyperat/layers"
 	"github.com/hyperat/hyperat/onnx"
 	"github.com/hyperat/hyperat/workspace"
 )
@@ -93,7 +94,7 @@ func Import(c *cli.Command, args []string) error {
 		return fmt.Errorf("%s: %w", path, err)
 	}
 	m.Path = path
-	rep, err := onnximport.Recognize(m)
+	rep, err := layers.Recognize(m.Graph)
 	if err != nil {
 		return fmt.Errorf("%s: %w", path, err)
 	}
@@ -126,7 +127,7 @@ func Import(c *cli.Command, args []string) error {
 // float32 input [N, C, H, W] with C, H and W fixed; no NaN in any weight and
 // no NaN or infinity in the recognized linear layers; a first output of
 // float32 logits [N, classes]; finite logits for a mid-grey image.
-func checkClassifier(path string, m *onnximport.Model, rep *onnximport.Report) error {
+func checkClassifier(path string, m *onnximport.Model, rep *layers.Report) error {
 	g := m.Graph
 	if len(g.Inputs) != 1 {
 		return fmt.Errorf("%s: the model has %d inputs; hyperat needs one (the images)", path, len(g.Inputs))
@@ -199,7 +200,7 @@ func printOps(w io.Writer) {
 	}
 }
 
-func printReport(w io.Writer, path string, m *onnximport.Model, r *onnximport.Report) {
+func printReport(w io.Writer, path string, m *onnximport.Model, r *layers.Report) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(tw, "model\t%s\n", path)
 	fmt.Fprintf(tw, "producer\t%s\n", orNone(m.Producer))
@@ -232,7 +233,7 @@ func printReport(w io.Writer, path string, m *onnximport.Model, r *onnximport.Re
 	fmt.Fprintf(w, "\nlinear layers to tune (%d):\n", len(r.Targets()))
 	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(tw, "  block\tlayer\tkind\tin\tout\tweight\n")
-	var other []*onnximport.Linear
+	var other []*layers.Linear
 	for _, l := range r.Targets() {
 		block := "-"
 		if l.Block >= 0 {
@@ -255,7 +256,7 @@ func printReport(w io.Writer, path string, m *onnximport.Model, r *onnximport.Re
 	}
 	tw.Flush()
 	for _, l := range r.Linears {
-		if l.Kind == onnximport.KindLinear {
+		if l.Kind == layers.KindLinear {
 			other = append(other, l)
 		}
 	}
