@@ -17,6 +17,7 @@ import (
 	onnximport "github.com/hyperat/hyperat/import"
 	"github.com/hyperat/hyperat/internal/safetensors"
 	"github.com/hyperat/hyperat/layers"
+	"github.com/hyperat/hyperat/lora"
 	"github.com/hyperat/hyperat/workspace"
 )
 
@@ -92,8 +93,8 @@ func FromWorkspace(r Request) (*Summary, error) {
 		return nil, fmt.Errorf("the tuning result in %s collapsed (validation clean accuracy near chance), so the model is useless; tune again, or export it anyway with --force",
 			filepath.Join(dir, hyperat.ResultDir))
 	}
-	for _, name := range slices.Sorted(maps.Keys(weights)) {
-		if !finite(weights[name].F) {
+	for _, name := range slices.SortedFunc(maps.Keys(weights), layers.WeightKey.Compare) {
+		if !lora.Finite(weights[name].F) {
 			return nil, fmt.Errorf("%s: weight %q holds NaN or infinite values (the tuning diverged); run hyperat-tune again",
 				filepath.Join(dir, hyperat.ResultDir, hyperat.WeightsFile), name)
 		}
@@ -124,20 +125,20 @@ func FromWorkspace(r Request) (*Summary, error) {
 	}
 	s := &Summary{Mode: "merged", Reference: "the tuned model", Method: res.Config.Method, Defenses: defenseNames(res)}
 
-	var lora map[string]*graph.Tensor
+	var factors map[string]*graph.Tensor
 	if r.Adapters != "" || r.Unmerged {
 		if len(res.Targets) == 0 {
 			return nil, fmt.Errorf("the tuning (method %s) trained no LoRA, so there are no adapters to export; export the merged model", res.Config.Method)
 		}
 		path := filepath.Join(dir, hyperat.ResultDir, hyperat.AdaptersFile)
-		if lora, _, err = safetensors.ReadFile(path); err != nil {
+		if factors, _, err = safetensors.ReadFile(path); err != nil {
 			var pe *fs.PathError
 			if errors.As(err, &pe) {
 				return nil, fmt.Errorf("%s: %v", path, pe.Err)
 			}
 			return nil, err
 		}
-		if err := checkAdapters(res, m.Graph, weights, lora); err != nil {
+		if err := checkAdapters(res, m.Graph, weights, factors); err != nil {
 			return nil, err
 		}
 	}
@@ -146,19 +147,16 @@ func FromWorkspace(r Request) (*Summary, error) {
 	if !r.Unmerged {
 		s.Model, err = Merged(src, dir, weights, r.Out, o)
 	} else {
-		var branches []Branch
+		var branches []lora.Layer
 		var mode string
-		branches, mode, err = unmergedBranches(res, lora, r.Defense)
+		branches, mode, err = unmergedBranches(res, factors, r.Defense)
 		if err != nil {
 			return nil, err
 		}
 		s.Mode = mode
-		rest := map[string]*graph.Tensor{}
-		for k, v := range weights {
-			rest[k] = v
-		}
+		rest := maps.Clone(weights)
 		for _, tg := range res.Targets {
-			delete(rest, tg.Weight)
+			delete(rest, tg.Key)
 		}
 		if r.Defense != "" {
 			// the reference is the source with this defense's LoRA merged
@@ -171,13 +169,13 @@ func FromWorkspace(r Request) (*Summary, error) {
 			}
 			s.Reference = "the source model with this LoRA merged (and the tuned head)"
 		}
-		s.Model, err = Unmerged(src, dir, rest, branches, r.Out, o)
+		s.Model, err = unmerged(src, dir, m, rest, branches, r.Out, o)
 	}
 	if err != nil {
 		return nil, err
 	}
 	if r.Adapters != "" {
-		if s.Adapters, err = writeAdapters(r.Adapters, ws, res, weights, lora); err != nil {
+		if s.Adapters, err = writeAdapters(r.Adapters, ws, res, weights, factors); err != nil {
 			return nil, err
 		}
 	}
@@ -224,52 +222,54 @@ func lambda(res *hyperat.Result) ([]float64, error) {
 	return nil, fmt.Errorf("the tuning result has %d merge weights for %d defenses; run hyperat-tune again", len(res.Lambda), n)
 }
 
-// factors returns defense d's LoRA of target tg from adapters.safetensors.
-func factors(lora map[string]*graph.Tensor, d string, tg hyperat.Target, rank int) (a, b *graph.Tensor, err error) {
-	ka, kb := d+"/"+tg.Name+".lora_A.weight", d+"/"+tg.Name+".lora_B.weight"
-	a, b = lora[ka], lora[kb]
+// adapted returns target tg carrying defense d's LoRA from
+// adapters.safetensors (the factors read from disk) and the result's scale.
+func adapted(factors map[string]*graph.Tensor, d string, tg lora.Layer, res *hyperat.Result) (lora.Layer, error) {
+	ka, kb := tg.FactorNames(d + "/")
+	a, b := factors[ka], factors[kb]
 	if a == nil || b == nil {
-		return nil, nil, fmt.Errorf("%s has no LoRA of %s for %s; run hyperat-tune again", hyperat.AdaptersFile, tg.Name, d)
+		return tg, fmt.Errorf("%s has no LoRA of %s for %s; run hyperat-tune again", hyperat.AdaptersFile, tg.Name, d)
 	}
+	rank := res.Config.Rank
 	if !slices.Equal(a.Shape, []int{rank, tg.In}) || !slices.Equal(b.Shape, []int{tg.Out, rank}) {
-		return nil, nil, fmt.Errorf("%s: the LoRA of %s for %s is A %v, B %v; want [%d,%d] and [%d,%d]",
+		return tg, fmt.Errorf("%s: the LoRA of %s for %s is A %v, B %v; want [%d,%d] and [%d,%d]",
 			hyperat.AdaptersFile, tg.Name, d, a.Shape, b.Shape, rank, tg.In, tg.Out, rank)
 	}
-	return a, b, nil
+	return tg.With(a, b, float32(res.Scale)), nil
 }
 
-// mergedBranches are the result's LoRAs as branches: every defense's, each B
-// weighted by its merge weight, so that merging them gives the tuned weights.
-func mergedBranches(res *hyperat.Result, lora map[string]*graph.Tensor) ([]Branch, error) {
+// mergedBranches are the result's LoRAs: every defense's, each B weighted
+// by its merge weight, so that merging them gives the tuned weights.
+func mergedBranches(res *hyperat.Result, factors map[string]*graph.Tensor) ([]lora.Layer, error) {
 	lam, err := lambda(res)
 	if err != nil {
 		return nil, err
 	}
-	var out []Branch
+	var out []lora.Layer
 	for m, d := range defenseNames(res) {
 		if lam[m] == 0 {
 			continue
 		}
 		for _, tg := range res.Targets {
-			a, b, err := factors(lora, d, tg, res.Config.Rank)
+			l, err := adapted(factors, d, tg, res)
 			if err != nil {
 				return nil, err
 			}
-			bw := b.Clone()
-			for i := range bw.F {
-				bw.F[i] *= float32(lam[m])
+			l.B = l.B.Clone()
+			for i := range l.B.F {
+				l.B.F[i] *= float32(lam[m])
 			}
-			out = append(out, Branch{Layer: tg.Name, Weight: tg.Weight, Transposed: tg.Transposed, A: a, B: bw, Scale: float32(res.Scale)})
+			out = append(out, l)
 		}
 	}
 	return out, nil
 }
 
-// unmergedBranches are the branches of an unmerged export: the merge
-// (defense "") or one defense's LoRA.
-func unmergedBranches(res *hyperat.Result, lora map[string]*graph.Tensor, defense string) ([]Branch, string, error) {
+// unmergedBranches are the LoRAs of an unmerged export: the merge (defense
+// "") or one defense's LoRA.
+func unmergedBranches(res *hyperat.Result, factors map[string]*graph.Tensor, defense string) ([]lora.Layer, string, error) {
 	if defense == "" {
-		br, err := mergedBranches(res, lora)
+		br, err := mergedBranches(res, factors)
 		if err != nil {
 			return nil, "", err
 		}
@@ -288,21 +288,21 @@ func unmergedBranches(res *hyperat.Result, lora map[string]*graph.Tensor, defens
 	if !slices.Contains(defenseNames(res), d) {
 		return nil, "", fmt.Errorf("--defense %s: the tuning used %s", defense, strings.Join(defenseNames(res), ", "))
 	}
-	var out []Branch
+	var out []lora.Layer
 	for _, tg := range res.Targets {
-		a, b, err := factors(lora, d, tg, res.Config.Rank)
+		l, err := adapted(factors, d, tg, res)
 		if err != nil {
 			return nil, "", err
 		}
-		out = append(out, Branch{Layer: tg.Name, Weight: tg.Weight, Transposed: tg.Transposed, A: a, B: b, Scale: float32(res.Scale)})
+		out = append(out, l)
 	}
 	return out, "unmerged, the LoRA of " + d, nil
 }
 
 // checkAdapters checks that the adapters reproduce the tuned weights: the
 // source's weights plus the merged LoRAs equal weights.safetensors.
-func checkAdapters(res *hyperat.Result, g *graph.Graph, weights map[string]*graph.Tensor, lora map[string]*graph.Tensor) error {
-	br, err := mergedBranches(res, lora)
+func checkAdapters(res *hyperat.Result, g *graph.Graph, weights map[layers.WeightKey]*graph.Tensor, factors map[string]*graph.Tensor) error {
+	br, err := mergedBranches(res, factors)
 	if err != nil {
 		return err
 	}
@@ -310,14 +310,15 @@ func checkAdapters(res *hyperat.Result, g *graph.Graph, weights map[string]*grap
 	if err != nil {
 		return err
 	}
-	for name, w := range merged {
-		got := weights[name]
+	for _, key := range slices.SortedFunc(maps.Keys(merged), layers.WeightKey.Compare) {
+		w := merged[key]
+		got := weights[key]
 		if got == nil {
-			return fmt.Errorf("%s lacks the adapted weight %q; run hyperat-tune again", hyperat.WeightsFile, name)
+			return fmt.Errorf("%s lacks the adapted weight %q; run hyperat-tune again", hyperat.WeightsFile, key)
 		}
 		if d := maxAbsDiff(got.F, w.F); !(d <= Tolerance*max(1, maxAbs(w.F))) {
 			return fmt.Errorf("%s and %s disagree on %q (by %.3g): the tuning result is damaged; run hyperat-tune again",
-				hyperat.AdaptersFile, hyperat.WeightsFile, name, d)
+				hyperat.AdaptersFile, hyperat.WeightsFile, key, d)
 		}
 	}
 	return nil
@@ -353,16 +354,16 @@ func checkAdapterDir(dir string, defenses []string, protect []Protected) error {
 }
 
 // writeAdapters writes each defense's adapter and the trained head.
-func writeAdapters(dir string, ws *workspace.Workspace, res *hyperat.Result, weights, lora map[string]*graph.Tensor) ([]string, error) {
+func writeAdapters(dir string, ws *workspace.Workspace, res *hyperat.Result, weights map[layers.WeightKey]*graph.Tensor, factors map[string]*graph.Tensor) ([]string, error) {
 	var files []string
 	for _, d := range defenseNames(res) {
 		a := Adapter{BaseModel: filepath.Base(ws.Source.Path), Rank: res.Config.Rank, Alpha: res.Config.Alpha}
 		for _, tg := range res.Targets {
-			fa, fb, err := factors(lora, d, tg, res.Config.Rank)
+			l, err := adapted(factors, d, tg, res)
 			if err != nil {
 				return nil, err
 			}
-			a.Layers = append(a.Layers, AdapterLayer{Name: tg.Name, A: fa, B: fb})
+			a.Layers = append(a.Layers, l)
 		}
 		f, err := WriteAdapter(filepath.Join(dir, d), a)
 		if err != nil {
@@ -386,13 +387,13 @@ func writeAdapters(dir string, ws *workspace.Workspace, res *hyperat.Result, wei
 
 // headTensors are the trained head's weight ([out, in], PyTorch's layout) and
 // bias under the head's module name, when the tuning trained the head.
-func headTensors(ws *workspace.Workspace, weights map[string]*graph.Tensor) (map[string]*graph.Tensor, error) {
+func headTensors(ws *workspace.Workspace, weights map[layers.WeightKey]*graph.Tensor) (map[string]*graph.Tensor, error) {
 	out := map[string]*graph.Tensor{}
 	for _, l := range ws.Layers {
 		if l.Kind != layers.KindHead {
 			continue
 		}
-		if w, ok := weights[l.Weight]; ok {
+		if w, ok := weights[layers.WeightKey{Init: l.Weight}]; ok {
 			if len(w.Shape) != 2 || w.Numel() != l.In*l.Out {
 				return nil, fmt.Errorf("the tuned head %s is %v, not %dx%d", l.Name, w.Shape, l.Out, l.In)
 			}
@@ -407,7 +408,7 @@ func headTensors(ws *workspace.Workspace, weights map[string]*graph.Tensor) (map
 			}
 			out[l.Name+".weight"] = w
 		}
-		if b, ok := weights[l.Bias]; l.Bias != "" && ok {
+		if b, ok := weights[layers.WeightKey{Init: l.Bias}]; l.Bias != "" && ok {
 			out[l.Name+".bias"] = b
 		}
 	}

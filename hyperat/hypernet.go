@@ -7,6 +7,7 @@ import (
 
 	"github.com/hyperat/hyperat/compile"
 	"github.com/hyperat/hyperat/graph"
+	"github.com/hyperat/hyperat/lora"
 )
 
 // Hypernet generates the LoRA factors of every target for one defense:
@@ -31,7 +32,7 @@ type Hypernet struct {
 	prog     *compile.Program
 	offA     []int // where A_i starts in the output
 	offB     []int
-	sizes    []Target
+	sizes    []lora.Layer
 	total    int
 }
 
@@ -43,7 +44,7 @@ type HyperOptions struct {
 // NewHypernet builds the generator for the given targets and returns it with
 // freshly initialized parameters (PyTorch's default Linear init, embeddings
 // from N(0, 1)).
-func NewHypernet(targets []Target, rank, defenses int, o HyperOptions, rng *rand.Rand) (*Hypernet, []*graph.Tensor, error) {
+func NewHypernet(targets []lora.Layer, rank, defenses int, o HyperOptions, rng *rand.Rand) (*Hypernet, []*graph.Tensor, error) {
 	h := &Hypernet{Defenses: defenses, sizes: targets}
 	kindIdx := map[string]int{}
 	blocks := 0

@@ -26,6 +26,9 @@ func (k WeightKey) String() string {
 	return k.Init + "@" + k.Reader
 }
 
+// Compare orders keys as their text forms, for a fixed order of a map's keys.
+func (k WeightKey) Compare(o WeightKey) int { return strings.Compare(k.String(), o.String()) }
+
 // ParseWeightKey reads the form String writes; the first "@" ends the
 // initializer's name.
 func ParseWeightKey(s string) WeightKey {
