@@ -12,7 +12,6 @@ import (
 	"github.com/hyperat/hyperat/compile"
 	"github.com/hyperat/hyperat/graph"
 	onnximport "github.com/hyperat/hyperat/import"
-	"github.com/hyperat/hyperat/kernels"
 	"github.com/hyperat/hyperat/layers"
 	"github.com/hyperat/hyperat/lora"
 )
@@ -42,19 +41,15 @@ type Net struct {
 	// arena holds the activations of all these programs: each method runs
 	// one program to the end and copies out what it keeps before the next.
 	arena *compile.Arena
-	// linears[i] is Targets[i]'s layer in G and sums[i] its output with the
+	// linears[i] is Targets[i]'s layer in G and sums[i] its product with the
 	// branch added, for the merged programs; merged[i] holds its merged
 	// weight between runs.
 	linears []*layers.Linear
 	sums    []*graph.Value
 	merged  []*graph.Tensor
-	// branchTraining makes the training programs run the LoRA branches
-	// (the reference the merged training is tested against).
-	branchTraining bool
 	// unpaired: the training program did not compile at twice the batch
 	// (a model with a fixed batch), so PairGrads makes two passes.
 	unpaired bool
-	u, w     []float32 // scratch of ParamGrads
 }
 
 type vjp struct {
@@ -64,11 +59,6 @@ type vjp struct {
 	// merged: the program reads each target's merged weight W0 + scale B A
 	// (inputs after the others) instead of running its LoRA branch.
 	merged bool
-	// For a merged training program: out[i] is the output index of
-	// Targets[i]'s layer input x, ys[i] its output y, whose gradient with
-	// x gives the factors' gradients (see ParamGrads).
-	out []int
-	ys  []*graph.Value
 }
 
 // NetOptions choose what is adapted and what is trained.
@@ -248,7 +238,9 @@ func (n *Net) merge(ps *Params) {
 }
 
 // program compiles (once per batch size) a vector-Jacobian program of the
-// logits with respect to wrt: the input (attacks) or the parameters (training).
+// logits with respect to the input (the attacks) or to the parameters
+// (training): the LoRA factors, through their branches, and the trained
+// weights.
 func (n *Net) program(batch int, forTraining bool) (*vjp, error) {
 	cache := n.attack
 	if forTraining {
@@ -257,51 +249,15 @@ func (n *Net) program(batch int, forTraining bool) (*vjp, error) {
 	if v, ok := cache[batch]; ok {
 		return v, nil
 	}
-	g, vm, nm := n.G.CloneMapped()
-	// The programs read the merged weights W0 + scale B A instead of running
-	// the LoRA branches: the model then costs what the original costs,
-	// instead of two thin products, a scale and a sum more per layer in each
-	// direction; the branches become dead code and are removed. The attack
-	// needs no gradient of the factors; training gets them from each layer's
-	// input x and the gradient of its output y (see ParamGrads).
-	merged := len(n.linears) > 0 && (!forTraining || n.mergedTraining())
-	var ys, xs []*graph.Value
-	if merged {
-		for i, l := range n.linears {
-			g.ReplaceUses(vm[n.sums[i]], vm[l.Output])
-			w := g.AddInput("merged."+n.Targets[i].Name, graph.Float32, graph.StaticShape(l.Weight.Const.Shape...))
-			rd := nm[l.Reader]
-			for j, in := range rd.Inputs {
-				if in == vm[l.Weight] {
-					rd.Inputs[j] = w
-				}
-			}
-			ys = append(ys, vm[l.Output])
-			xs = append(xs, vm[l.Input])
-		}
-	}
+	v := &vjp{}
+	var g *graph.Graph
 	var wrt []*graph.Value
-	v := &vjp{merged: merged}
-	switch {
-	case !forTraining:
-		wrt = g.Inputs[:1]
-	case merged:
-		// the layer inputs are kept as outputs (deduplicated: q, k and v
-		// read one x); the gradients are those of the layer outputs and of
-		// the trained weights
-		at := map[*graph.Value]int{}
-		for _, x := range xs {
-			if _, ok := at[x]; !ok {
-				at[x] = len(g.Outputs)
-				g.Outputs = append(g.Outputs, x)
-			}
-			v.out = append(v.out, at[x])
-		}
-		v.ys = ys
-		first := 1 + 2*len(n.A)
-		wrt = append(append([]*graph.Value{}, ys...), g.Inputs[first:first+len(n.Train)]...)
-	default:
+	if forTraining {
+		g = n.G.Clone()
 		wrt = g.Inputs[1 : 1+2*len(n.A)+len(n.Train)]
+	} else {
+		g, v.merged = n.mergedGraph(), len(n.linears) > 0
+		wrt = g.Inputs[:1]
 	}
 	seed := g.AddInput("logits_cotangent", graph.Float32, graph.StaticShape(batch, n.Classes))
 	p, err := compile.Compile(g, compile.Options{Batch: batch, Arena: n.arena,
@@ -314,19 +270,25 @@ func (n *Net) program(batch int, forTraining bool) (*vjp, error) {
 	return v, nil
 }
 
-// mergedTraining reports whether training can read merged weights: every
-// adapted product reads its input x untransposed, with alpha 1, so that x
-// is the [rows, in] matrix the factors' gradients need.
-func (n *Net) mergedTraining() bool {
-	if n.branchTraining {
-		return false
-	}
-	for _, l := range n.linears {
-		if l.TransX || l.Alpha != 1 {
-			return false
+// mergedGraph is G with each adapted layer reading its merged weight W0 +
+// scale B A, a graph input after the others, instead of running its LoRA
+// branch: the model then costs what the original costs, instead of two thin
+// products and a sum more per layer in each direction; the branches become
+// dead code and are removed. The attacks run it: they need no gradient of
+// the factors.
+func (n *Net) mergedGraph() *graph.Graph {
+	g, vm, nm := n.G.CloneMapped()
+	for i, l := range n.linears {
+		g.ReplaceUses(vm[n.sums[i]], vm[l.Node.Outputs[0]])
+		w := g.AddInput("merged."+n.Targets[i].Name, graph.Float32, graph.StaticShape(l.Weight.Const.Shape...))
+		rd := nm[l.Reader]
+		for j, in := range rd.Inputs {
+			if in == vm[l.Weight] {
+				rd.Inputs[j] = w
+			}
 		}
 	}
-	return true
+	return g
 }
 
 // Forward runs the adapted model: logits [N, classes] (owned by the program
@@ -371,7 +333,9 @@ func (n *Net) InputGrad(x *graph.Tensor, ps *Params, seed func(*graph.Tensor) *g
 
 // ParamGrads runs forward on x, takes dL/dlogits from seed, and adds the
 // gradients of the LoRA factors and trained weights into acc (same layout
-// as Params). It returns the logits (the caller's).
+// as Params): the training program runs the LoRA branches, and its reverse
+// mode differentiates them like any other node. It returns the logits (the
+// caller's).
 func (n *Net) ParamGrads(x *graph.Tensor, ps *Params, seed func(*graph.Tensor) *graph.Tensor, acc *Params) (*graph.Tensor, error) {
 	v, err := n.program(x.Shape[0], true)
 	if err != nil {
@@ -388,13 +352,6 @@ func (n *Net) ParamGrads(x *graph.Tensor, ps *Params, seed func(*graph.Tensor) *
 	logits := outs[0].Clone()
 	if err := v.p.Backward(seed(logits)); err != nil {
 		return nil, err
-	}
-	if v.merged {
-		n.factorGrads(v, outs, ps, acc)
-		for i := range n.Train {
-			addTo(acc.Train[i], v.p.Grad(v.wrt[len(n.Targets)+i]))
-		}
-		return logits, nil
 	}
 	k := 0
 	for i := range n.A {
@@ -476,30 +433,6 @@ func stack(a, b *graph.Tensor) *graph.Tensor {
 	copy(s.F, a.F)
 	copy(s.F[len(a.F):], b.F)
 	return s
-}
-
-// factorGrads adds the gradients of every target's factors to acc. With x
-// the layer input [rows, in], g the gradient of its output [rows, out] and
-// the branch scale (x A^T) B^T:
-//
-//	dB = scale g^T (x A^T)    dA = scale (g B)^T x
-//
-// what the branch's own backward computes.
-func (n *Net) factorGrads(v *vjp, outs []*graph.Tensor, ps *Params, acc *Params) {
-	r := n.Rank
-	for i, t := range n.Targets {
-		x := outs[v.out[i]].F
-		g := v.p.Grad(v.ys[i]).F
-		rows := len(x) / t.In
-		if need := rows * r; len(n.u) < need {
-			n.u, n.w = make([]float32, need), make([]float32, need)
-		}
-		u, w := n.u[:rows*r], n.w[:rows*r]
-		kernels.Sgemm(false, true, rows, r, t.In, 1, x, t.In, ps.A[i].F, t.In, 0, u, r)
-		kernels.Sgemm(true, false, t.Out, r, rows, n.Scale, g, t.Out, u, r, 1, acc.B[i].F, r)
-		kernels.Sgemm(false, false, rows, r, t.Out, 1, g, t.Out, ps.B[i].F, r, 0, w, r)
-		kernels.Sgemm(true, false, r, t.In, rows, n.Scale, w, r, x, t.In, 1, acc.A[i].F, t.In)
-	}
 }
 
 func addTo(dst, src *graph.Tensor) {
