@@ -11,7 +11,6 @@ import (
 
 	"github.com/hyperat/hyperat/compile"
 	"github.com/hyperat/hyperat/graph"
-	onnximport "github.com/hyperat/hyperat/import"
 	"github.com/hyperat/hyperat/layers"
 	"github.com/hyperat/hyperat/lora"
 )
@@ -30,7 +29,7 @@ type Net struct {
 	Rank  int
 	Scale float32         // alpha / r
 	Train []*graph.Value  // trained weights (graph inputs), in a fixed order
-	Init  []*graph.Tensor // their pretrained values
+	Init  []*graph.Tensor // their pretrained values (the model's own tensors: read only)
 	// TrainKeys name the trained weights in the tuning result.
 	TrainKeys []layers.WeightKey
 	Classes   int
@@ -72,19 +71,24 @@ type NetOptions struct {
 	BatchShape []int // [C, H, W]
 }
 
-// NewNet builds the tuning graph from a freshly imported model.
-func NewNet(m *onnximport.Model, o NetOptions) (*Net, error) {
-	g := m.Graph
+// NewNet builds the tuning graph on a copy of an imported model's graph
+// (m is left as it was).
+func NewNet(m *graph.Graph, o NetOptions) (*Net, error) {
+	if len(m.Inputs) != 1 || len(m.Inputs[0].Shape) != 4 {
+		return nil, fmt.Errorf("not an image classifier: want one input [N, C, H, W]")
+	}
+	classes, err := Classes(m)
+	if err != nil {
+		return nil, err
+	}
+	g := m.Clone()
 	rep, err := layers.Recognize(g)
 	if err != nil {
 		return nil, err
 	}
-	if len(g.Inputs) != 1 || len(g.Inputs[0].Shape) != 4 {
-		return nil, fmt.Errorf("not an image classifier: want one input [N, C, H, W]")
-	}
 	x := g.Inputs[0]
 	g.Outputs = g.Outputs[:1]
-	n := &Net{G: g, X: x, Rank: o.Rank, Scale: o.Alpha / float32(max(o.Rank, 1)),
+	n := &Net{G: g, X: x, Rank: o.Rank, Scale: o.Alpha / float32(max(o.Rank, 1)), Classes: classes,
 		C: x.Shape[1].N, H: x.Shape[2].N, W: x.Shape[3].N,
 		attack: map[int]*vjp{}, train: map[int]*vjp{}, arena: compile.NewArena()}
 	if !o.TrainAll && !o.NoLoRA {
@@ -100,17 +104,28 @@ func NewNet(m *onnximport.Model, o NetOptions) (*Net, error) {
 	if err := n.makeTrained(trained); err != nil {
 		return nil, err
 	}
-	// the number of classes, from a forward at batch 1
+	return n, nil
+}
+
+// Classes is the number of logits of an image classifier: the last dim of
+// its first output, [N, classes], as the file declares it, or, in a file
+// that declares none, as a forward at batch 1 infers it.
+func Classes(g *graph.Graph) (int, error) {
+	if len(g.Outputs) == 0 {
+		return 0, fmt.Errorf("not an image classifier: no output")
+	}
+	if s := g.Outputs[0].Shape; len(s) == 2 && s[1].N > 0 {
+		return s[1].N, nil
+	}
 	p, err := compile.Compile(g, compile.Options{Batch: 1})
 	if err != nil {
-		return nil, err
+		return 0, err
 	}
 	out := p.Outputs[0].StaticShape()
 	if len(out) != 2 {
-		return nil, fmt.Errorf("not an image classifier: output shape %v", out)
+		return 0, fmt.Errorf("not an image classifier: output shape %v", out)
 	}
-	n.Classes = out[1]
-	return n, nil
+	return out[1], nil
 }
 
 // adapt inserts a LoRA branch, its factors graph inputs, at every layer of

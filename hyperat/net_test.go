@@ -32,11 +32,62 @@ func loadTestNet(t *testing.T, file string) *Net {
 		t.Fatal(err)
 	}
 	kinds := map[string]bool{"qkv": true, "q": true, "k": true, "v": true, "proj": true, "fc1": true, "fc2": true}
-	net, err := NewNet(m, NetOptions{Rank: 4, Alpha: 8, Kinds: kinds, TrainHead: true})
+	net, err := NewNet(m.Graph, NetOptions{Rank: 4, Alpha: 8, Kinds: kinds, TrainHead: true})
 	if err != nil {
 		t.Fatal(err)
 	}
 	return net
+}
+
+// NewNet leaves the model it is given as it was, whatever it adapts and
+// trains (the head here, every weight for full fine-tuning).
+func TestNewNetLeavesTheModel(t *testing.T) {
+	m, err := onnximport.Load(testutil.Fixture("models", "tv_vit_op17.onnx"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := m.Graph
+	snapshot := func() string {
+		s := g.String()
+		for _, p := range g.Params {
+			s += fmt.Sprintf("%s %v %v\n", p.Name, p.Param, p.Const != nil)
+		}
+		return s + fmt.Sprint(len(g.Inputs), len(g.Outputs))
+	}
+	before := snapshot()
+	kinds := map[string]bool{"qkv": true, "proj": true, "fc1": true, "fc2": true}
+	for _, o := range []NetOptions{{Rank: 2, Alpha: 4, Kinds: kinds, TrainHead: true}, {TrainAll: true, NoLoRA: true}} {
+		net, err := NewNet(g, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(net.Train) == 0 || net.Classes != 10 {
+			t.Fatalf("%d trained weights, %d classes", len(net.Train), net.Classes)
+		}
+		if after := snapshot(); after != before {
+			t.Fatalf("NewNet changed the model's graph")
+		}
+	}
+}
+
+// The class count is the first output's last dim as the file declares it,
+// or, when it declares none, as a forward infers it.
+func TestClasses(t *testing.T) {
+	m, err := onnximport.Load(testutil.Fixture("models", "hf_vit_op16.onnx"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := m.Graph.Outputs[0].Shape.String(); s != "[batch,10]" {
+		t.Errorf("declared output shape %s, want [batch,10]", s)
+	}
+	for _, declared := range []bool{true, false} {
+		if !declared {
+			m.Graph.Outputs[0].Shape = nil
+		}
+		if c, err := Classes(m.Graph); err != nil || c != 10 {
+			t.Errorf("declared %v: %d classes (%v), want 10", declared, c, err)
+		}
+	}
 }
 
 // The attack programs read merged weights instead of running the LoRA

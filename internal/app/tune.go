@@ -208,11 +208,11 @@ func Tune(c *cli.Command, args []string) error {
 		return err
 	}
 	C, H, W := ws.Input.Shape[1].N, ws.Input.Shape[2].N, ws.Input.Shape[3].N
-	tr0, err := hyperat.NewNet(cloneModel(m), hyperat.NetOptions{Rank: 1, Alpha: 1, NoLoRA: true})
+	classes, err := hyperat.Classes(m.Graph)
 	if err != nil {
 		return err
 	}
-	if err := data.CheckFits(ds, C, H, W, tr0.Classes); err != nil {
+	if err := data.CheckFits(ds, C, H, W, classes); err != nil {
 		return err
 	}
 	trainIdx, valIdx, err := data.ValidationSplit(ds.Len(), *valSize, cfg.Seed)
@@ -406,12 +406,6 @@ func splitList(s string) []string {
 		}
 	}
 	return out
-}
-
-func cloneModel(m *onnximport.Model) *onnximport.Model {
-	cp := *m
-	cp.Graph = m.Graph.Clone()
-	return &cp
 }
 
 func countValues(t *hyperat.Trainer) int {
