@@ -18,6 +18,7 @@ import (
 	"github.com/hyperat/hyperat/internal/safetensors"
 	"github.com/hyperat/hyperat/layers"
 	"github.com/hyperat/hyperat/lora"
+	"github.com/hyperat/hyperat/onnx"
 	"github.com/hyperat/hyperat/workspace"
 )
 
@@ -62,6 +63,54 @@ const HeadFile = "head.safetensors"
 // source model, the workspace's files and the source's data files are never
 // written.
 func FromWorkspace(r Request) (*Summary, error) {
+	tw, err := readTuned(r)
+	if err != nil {
+		return nil, err
+	}
+	tuned, err := hyperat.WithWeights(tw.m, tw.m.Graph, tw.weights)
+	if err != nil {
+		return nil, fmt.Errorf("the tuned model: %v", err)
+	}
+	s := &Summary{Mode: "merged", Reference: "the tuned model", Method: tw.res.Config.Method, Defenses: defenseNames(tw.res)}
+	if r.Adapters != "" || r.Unmerged {
+		if err := tw.readFactors(); err != nil {
+			return nil, err
+		}
+	}
+	o := Options{Protect: tw.protect, Reference: tuned, Seed: r.Seed}
+	if r.Unmerged {
+		err = tw.exportUnmerged(r, o, s)
+	} else {
+		s.Model, err = Merged(tw.src, tw.dir, tw.weights, r.Out, o)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if r.Adapters != "" {
+		if s.Adapters, err = writeAdapters(r.Adapters, tw.ws, tw.res, tw.weights, tw.factors); err != nil {
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+// tunedWorkspace is a workspace's tuning result and model, read and checked.
+type tunedWorkspace struct {
+	dir     string
+	ws      *workspace.Workspace
+	res     *hyperat.Result
+	weights map[layers.WeightKey]*graph.Tensor
+	factors map[string]*graph.Tensor // adapters.safetensors, when read
+	protect []Protected
+	src     *onnx.ModelProto
+	m       *onnximport.Model
+}
+
+// readTuned reads the workspace of r and checks what an export needs of it:
+// a result that did not collapse (unless forced) with finite weights, made
+// for the workspace's model, whose copy is unchanged; output paths that are
+// not protected.
+func readTuned(r Request) (*tunedWorkspace, error) {
 	if r.Defense != "" && !r.Unmerged {
 		return nil, errors.New("a defense is chosen only for an unmerged export")
 	}
@@ -72,114 +121,103 @@ func FromWorkspace(r Request) (*Summary, error) {
 		}
 		return nil, fmt.Errorf("workspace %s: %v", dir, bare(err))
 	}
-	ws, err := workspace.Read(dir)
-	if err != nil {
+	tw := &tunedWorkspace{dir: dir}
+	var err error
+	if tw.ws, err = workspace.Read(dir); err != nil {
 		return nil, err
 	}
-	res, weights, err := hyperat.ReadResult(dir)
-	if err != nil {
+	if tw.res, tw.weights, err = hyperat.ReadResult(dir); err != nil {
 		return nil, err
 	}
-	protect := protected(dir, ws)
-	if err := checkOutput(r.Out, protect); err != nil {
+	tw.protect = protected(dir, tw.ws)
+	if err := checkOutput(r.Out, tw.protect); err != nil {
 		return nil, err
 	}
 	if r.Adapters != "" {
-		if err := checkAdapterDir(r.Adapters, defenseNames(res), protect); err != nil {
+		if err := checkAdapterDir(r.Adapters, defenseNames(tw.res), tw.protect); err != nil {
 			return nil, err
 		}
 	}
-	if res.Collapsed && !r.Force {
+	if tw.res.Collapsed && !r.Force {
 		return nil, fmt.Errorf("the tuning result in %s collapsed (validation clean accuracy near chance), so the model is useless; tune again, or export it anyway with --force",
 			filepath.Join(dir, hyperat.ResultDir))
 	}
-	for _, name := range slices.SortedFunc(maps.Keys(weights), layers.WeightKey.Compare) {
-		if !lora.Finite(weights[name].F) {
+	for _, name := range slices.SortedFunc(maps.Keys(tw.weights), layers.WeightKey.Compare) {
+		if !lora.Finite(tw.weights[name].F) {
 			return nil, fmt.Errorf("%s: weight %q holds NaN or infinite values (the tuning diverged); run hyperat-tune again",
 				filepath.Join(dir, hyperat.ResultDir, hyperat.WeightsFile), name)
 		}
 	}
-	modelPath := workspace.ModelPath(dir)
+	return tw, tw.readModel()
+}
+
+// readModel reads and imports the workspace's copy of the model, which must
+// be the one imported and the one tuned.
+func (tw *tunedWorkspace) readModel() error {
+	modelPath := workspace.ModelPath(tw.dir)
 	data, err := os.ReadFile(modelPath)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %v", modelPath, bare(err))
+		return fmt.Errorf("%s: %v", modelPath, bare(err))
 	}
-	if workspace.Sum(data) != ws.Source.SHA256 {
-		return nil, fmt.Errorf("%s changed after hyperat-import made the workspace; import the model again", modelPath)
+	if workspace.Sum(data) != tw.ws.Source.SHA256 {
+		return fmt.Errorf("%s changed after hyperat-import made the workspace; import the model again", modelPath)
 	}
-	if res.ModelSHA256 != "" && res.ModelSHA256 != ws.Source.SHA256 {
-		return nil, fmt.Errorf("the tuning result in %s was made for another model (sha256 %.12s, the workspace's is %.12s); run hyperat-tune again",
-			filepath.Join(dir, hyperat.ResultDir), res.ModelSHA256, ws.Source.SHA256)
+	if sha := tw.res.ModelSHA256; sha != "" && sha != tw.ws.Source.SHA256 {
+		return fmt.Errorf("the tuning result in %s was made for another model (sha256 %.12s, the workspace's is %.12s); run hyperat-tune again",
+			filepath.Join(tw.dir, hyperat.ResultDir), sha, tw.ws.Source.SHA256)
 	}
-	src, err := onnximport.Decode(data)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %v", modelPath, err)
+	if tw.src, err = onnximport.Decode(data); err != nil {
+		return fmt.Errorf("%s: %v", modelPath, err)
 	}
-	m, err := onnximport.Import(src, dir)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %v", modelPath, err)
+	if tw.m, err = onnximport.Import(tw.src, tw.dir); err != nil {
+		return fmt.Errorf("%s: %v", modelPath, err)
 	}
-	tuned, err := hyperat.WithWeights(m, m.Graph, weights)
-	if err != nil {
-		return nil, fmt.Errorf("the tuned model: %v", err)
-	}
-	s := &Summary{Mode: "merged", Reference: "the tuned model", Method: res.Config.Method, Defenses: defenseNames(res)}
+	return nil
+}
 
-	var factors map[string]*graph.Tensor
-	if r.Adapters != "" || r.Unmerged {
-		if len(res.Targets) == 0 {
-			return nil, fmt.Errorf("the tuning (method %s) trained no LoRA, so there are no adapters to export; export the merged model", res.Config.Method)
-		}
-		path := filepath.Join(dir, hyperat.ResultDir, hyperat.AdaptersFile)
-		if factors, _, err = safetensors.ReadFile(path); err != nil {
-			var pe *fs.PathError
-			if errors.As(err, &pe) {
-				return nil, fmt.Errorf("%s: %v", path, pe.Err)
-			}
-			return nil, err
-		}
-		if err := checkAdapters(res, m.Graph, weights, factors); err != nil {
-			return nil, err
-		}
+// readFactors reads adapters.safetensors and checks that the LoRAs merge
+// into the tuned weights.
+func (tw *tunedWorkspace) readFactors() error {
+	if len(tw.res.Targets) == 0 {
+		return fmt.Errorf("the tuning (method %s) trained no LoRA, so there are no adapters to export; export the merged model", tw.res.Config.Method)
 	}
+	path := filepath.Join(tw.dir, hyperat.ResultDir, hyperat.AdaptersFile)
+	var err error
+	if tw.factors, _, err = safetensors.ReadFile(path); err != nil {
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			return fmt.Errorf("%s: %v", path, pe.Err)
+		}
+		return err
+	}
+	return checkAdapters(tw.res, tw.m.Graph, tw.weights, tw.factors)
+}
 
-	o := Options{Protect: protect, Reference: tuned, Seed: r.Seed}
-	if !r.Unmerged {
-		s.Model, err = Merged(src, dir, weights, r.Out, o)
-	} else {
-		var branches []lora.Layer
-		var mode string
-		branches, mode, err = unmergedBranches(res, factors, r.Defense)
+// exportUnmerged writes the source with the LoRAs of r (the merge, or one
+// defense's) as nodes and the other tuned weights replaced.
+func (tw *tunedWorkspace) exportUnmerged(r Request, o Options, s *Summary) error {
+	branches, mode, err := unmergedBranches(tw.res, tw.factors, r.Defense)
+	if err != nil {
+		return err
+	}
+	s.Mode = mode
+	rest := maps.Clone(tw.weights)
+	for _, tg := range tw.res.Targets {
+		delete(rest, tg.Key)
+	}
+	if r.Defense != "" {
+		// the reference is the source with this defense's LoRA merged
+		w, err := MergeBranches(tw.m.Graph, rest, branches)
 		if err != nil {
-			return nil, err
+			return err
 		}
-		s.Mode = mode
-		rest := maps.Clone(weights)
-		for _, tg := range res.Targets {
-			delete(rest, tg.Key)
+		if o.Reference, err = hyperat.WithWeights(tw.m, tw.m.Graph, w); err != nil {
+			return fmt.Errorf("the model with the LoRA of %s: %v", r.Defense, err)
 		}
-		if r.Defense != "" {
-			// the reference is the source with this defense's LoRA merged
-			w, err := MergeBranches(m.Graph, rest, branches)
-			if err != nil {
-				return nil, err
-			}
-			if o.Reference, err = hyperat.WithWeights(m, m.Graph, w); err != nil {
-				return nil, fmt.Errorf("the model with the LoRA of %s: %v", r.Defense, err)
-			}
-			s.Reference = "the source model with this LoRA merged (and the tuned head)"
-		}
-		s.Model, err = unmerged(src, dir, m, rest, branches, r.Out, o)
+		s.Reference = "the source model with this LoRA merged (and the tuned head)"
 	}
-	if err != nil {
-		return nil, err
-	}
-	if r.Adapters != "" {
-		if s.Adapters, err = writeAdapters(r.Adapters, ws, res, weights, factors); err != nil {
-			return nil, err
-		}
-	}
-	return s, nil
+	s.Model, err = unmerged(tw.src, tw.dir, tw.m, rest, branches, r.Out, o)
+	return err
 }
 
 // protected lists the files an export of the workspace in dir never writes.
