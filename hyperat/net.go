@@ -287,9 +287,8 @@ func (n *Net) program(batch int, forTraining bool) (*vjp, error) {
 
 // mergedGraph is G with each adapted layer reading its merged weight W0 +
 // scale B A, a graph input after the others, instead of running its LoRA
-// branch: the model then costs what the original costs, instead of two thin
-// products and a sum more per layer in each direction; the branches become
-// dead code and are removed. The attacks run it: they need no gradient of
+// branch: the model then costs what the pretrained one costs, and the
+// branches become dead code. The attacks run it: they need no gradient of
 // the factors.
 func (n *Net) mergedGraph() *graph.Graph {
 	g, vm, nm := n.G.CloneMapped()
