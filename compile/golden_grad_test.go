@@ -11,6 +11,7 @@ import (
 	"github.com/hyperat/hyperat/graph"
 	onnximport "github.com/hyperat/hyperat/import"
 	"github.com/hyperat/hyperat/internal/testutil"
+	"github.com/hyperat/hyperat/layers"
 	"github.com/hyperat/hyperat/npy"
 )
 
@@ -80,7 +81,7 @@ func TestFixtureGradientsMatchPyTorch(t *testing.T) {
 				classes := logits.Shape[1]
 				_, loss := withCE(g, classes)
 				wrt := []*graph.Value{x}
-				rep, err := onnximport.Recognize(m)
+				rep, err := layers.Recognize(m.Graph)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -129,7 +130,7 @@ func TestFixtureGradientsMatchPyTorch(t *testing.T) {
 // PyTorch name, or through layer recognition where the exporter renamed a
 // weight it stored transposed) and reads the expected gradient; transposed
 // marks the weights ONNX holds as W^T of PyTorch's [out, in].
-func goldenWeights(t *testing.T, g *graph.Graph, rep *onnximport.Report, names []string, dir, rel string) (
+func goldenWeights(t *testing.T, g *graph.Graph, rep *layers.Report, names []string, dir, rel string) (
 	vars []*graph.Value, want map[*graph.Value]*graph.Tensor, transposed map[*graph.Value]bool) {
 	t.Helper()
 	want, transposed = map[*graph.Value]*graph.Tensor{}, map[*graph.Value]bool{}

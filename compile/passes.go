@@ -48,6 +48,7 @@ var passes = []pass{
 	{"infer-fold-grad", inferAndFold, true},   // shapes of the gradient nodes, fold what is constant
 	{"fuse-transpose", fuseTransposes, false}, // MatMul reads transposed operands in place
 	{"fuse-scale", fuseScales, false},         // scalar multiplications next to products -> their alpha
+	{"fuse-lowrank", fuseLowRank, false},      // X·W + (X·T)·V -> X·(W + T·V): a LoRA branch at the weight's shape
 	{"fuse-bias", fuseBias, false},            // MatMul then Add of a bias row -> MatMulBias
 	{"fuse-view", fuseViews, false},           // batched products read and write heads in place
 	{"dce", deadCode, false},                  // drop nodes no output needs

@@ -10,6 +10,7 @@ import (
 	"github.com/hyperat/hyperat/graph"
 	"github.com/hyperat/hyperat/internal/atomicfile"
 	"github.com/hyperat/hyperat/internal/safetensors"
+	"github.com/hyperat/hyperat/lora"
 )
 
 // PEFT's file names, and the prefix of its state-dict keys for a model
@@ -28,13 +29,9 @@ type Adapter struct {
 	BaseModel string
 	Rank      int
 	Alpha     float64 // the scale is Alpha / Rank
-	Layers    []AdapterLayer
-}
-
-// AdapterLayer is the LoRA of one linear layer: A [r, in], B [out, r].
-type AdapterLayer struct {
-	Name string // the layer's module name, "blocks.0.attn.qkv"
-	A, B *graph.Tensor
+	// Layers are the adapted layers with their factors, A [r, in] and
+	// B [out, r], under their module names ("blocks.0.attn.qkv").
+	Layers []lora.Layer
 }
 
 // AdapterConfig is adapter_config.json: the fields of PEFT's LoraConfig this
@@ -86,7 +83,7 @@ func (a Adapter) Tensors() (map[string]*graph.Tensor, error) {
 		if l.Name == "" {
 			return nil, fmt.Errorf("a LoRA layer has no name")
 		}
-		ka, kb := peftPrefix+l.Name+".lora_A.weight", peftPrefix+l.Name+".lora_B.weight"
+		ka, kb := l.FactorNames(peftPrefix)
 		if _, dup := out[ka]; dup {
 			return nil, fmt.Errorf("two LoRAs for layer %s", l.Name)
 		}

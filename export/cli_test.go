@@ -202,10 +202,7 @@ func TestCLIBadTuning(t *testing.T) {
 	writeFile(t, wp, damaged)
 	fails(t, runExport(t, dir, "robust.onnx"), 1, hyperat.WeightsFile, "damaged")
 
-	nan := map[string]*graph.Tensor{}
-	for k, v := range tu.weights {
-		nan[k] = v
-	}
+	nan := byName(tu.weights)
 	hw := nan[tu.head.Weight.Name].Clone()
 	hw.F[0] = float32(math.Inf(1))
 	nan[tu.head.Weight.Name] = hw

@@ -15,8 +15,8 @@ import (
 
 	"github.com/hyperat/hyperat/export"
 	"github.com/hyperat/hyperat/graph"
-	onnximport "github.com/hyperat/hyperat/import"
 	"github.com/hyperat/hyperat/internal/testutil"
+	"github.com/hyperat/hyperat/layers"
 	"github.com/hyperat/hyperat/onnx"
 )
 
@@ -68,7 +68,7 @@ func TestMergedChangesOnlyWeights(t *testing.T) {
 
 // compareModels checks that got is src with the initializers named in w
 // holding w's values, in the same form, and nothing else changed.
-func compareModels(t *testing.T, src, got *onnx.ModelProto, w map[string]*graph.Tensor) {
+func compareModels(t *testing.T, src, got *onnx.ModelProto, w map[layers.WeightKey]*graph.Tensor) {
 	t.Helper()
 	sg, gg := src.GetGraph(), got.GetGraph()
 	if len(sg.Node) != len(gg.Node) {
@@ -84,7 +84,7 @@ func compareModels(t *testing.T, src, got *onnx.ModelProto, w map[string]*graph.
 	}
 	for i, a := range sg.Initializer {
 		b := gg.Initializer[i]
-		nw, replaced := w[a.GetName()]
+		nw, replaced := w[layers.WeightKey{Init: a.GetName()}]
 		if !replaced {
 			if !bytes.Equal(encodeMsg(t, a), encodeMsg(t, b)) {
 				t.Errorf("initializer %s changed", a.GetName())
@@ -246,13 +246,13 @@ func TestStorageForms(t *testing.T) {
 	for _, tp := range got.Graph.Initializer {
 		switch tp.GetName() {
 		case floatW:
-			if tp.RawData != nil || testutil.MaxAbsDiff(tp.FloatData, w[floatW].F) != 0 {
+			if tp.RawData != nil || testutil.MaxAbsDiff(tp.FloatData, w[layers.WeightKey{Init: floatW}].F) != 0 {
 				t.Errorf("%s is not float_data with the new weights", floatW)
 			}
 		case extW:
 			loc, off, n := extOf(tp)
 			data, _ := os.ReadFile(dataFile)
-			if loc != "robust.onnx.data" || off+n > len(data) || testutil.MaxAbsDiff(floats(data[off:off+n]), w[extW].F) != 0 {
+			if loc != "robust.onnx.data" || off+n > len(data) || testutil.MaxAbsDiff(floats(data[off:off+n]), w[layers.WeightKey{Init: extW}].F) != 0 {
 				t.Errorf("%s: external data %s offset %d length %d does not hold the new weights", extW, loc, off, n)
 			}
 		case otherInit:
@@ -357,12 +357,12 @@ func TestBadWeights(t *testing.T) {
 	nan.F[3] = float32(math.NaN())
 	for _, c := range []struct {
 		what string
-		w    map[string]*graph.Tensor
+		w    map[layers.WeightKey]*graph.Tensor
 		want string
 	}{
-		{"unknown", map[string]*graph.Tensor{"no.such.weight": good}, "no.such.weight"},
-		{"shape", map[string]*graph.Tensor{name: graph.NewTensor(graph.Float32, []int{3, 4})}, "shape"},
-		{"nan", map[string]*graph.Tensor{name: nan}, "NaN"},
+		{"unknown", map[layers.WeightKey]*graph.Tensor{{Init: "no.such.weight"}: good}, "no.such.weight"},
+		{"shape", map[layers.WeightKey]*graph.Tensor{{Init: name}: graph.NewTensor(graph.Float32, []int{3, 4})}, "shape"},
+		{"nan", map[layers.WeightKey]*graph.Tensor{{Init: name}: nan}, "NaN"},
 	} {
 		out := filepath.Join(t.TempDir(), "robust.onnx")
 		if _, err := export.Merged(src, filepath.Dir(fixture(tvModel)), c.w, out, export.Options{}); err == nil || !strings.Contains(err.Error(), c.want) {
@@ -377,12 +377,12 @@ func sharedModel(t *testing.T, dir string) (path, shared string) {
 	t.Helper()
 	src, _ := decode(t, fixture(hfModel))
 	m := imported(t, src, filepath.Dir(fixture(hfModel)))
-	var q, k *onnximport.Linear
+	var q, k *layers.Linear
 	for _, l := range targets(t, m) {
-		if l.Block == 0 && l.Kind == onnximport.KindQ {
+		if l.Block == 0 && l.Kind == layers.KindQ {
 			q = l
 		}
-		if l.Block == 0 && l.Kind == onnximport.KindK {
+		if l.Block == 0 && l.Kind == layers.KindK {
 			k = l
 		}
 	}

@@ -15,6 +15,8 @@ import (
 	onnximport "github.com/hyperat/hyperat/import"
 	"github.com/hyperat/hyperat/internal/safetensors"
 	"github.com/hyperat/hyperat/internal/testutil"
+	"github.com/hyperat/hyperat/layers"
+	"github.com/hyperat/hyperat/lora"
 	"github.com/hyperat/hyperat/model"
 	"github.com/hyperat/hyperat/npy"
 	"github.com/hyperat/hyperat/onnx"
@@ -81,9 +83,9 @@ func imported(t *testing.T, m *onnx.ModelProto, dir string) *onnximport.Model {
 	return im
 }
 
-func targets(t *testing.T, m *onnximport.Model) []*onnximport.Linear {
+func targets(t *testing.T, m *onnximport.Model) []*layers.Linear {
 	t.Helper()
-	rep, err := onnximport.Recognize(m)
+	rep, err := layers.Recognize(m.Graph)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -92,19 +94,19 @@ func targets(t *testing.T, m *onnximport.Model) []*onnximport.Linear {
 
 // perturbed returns new values for the weights of every recognized layer
 // (the head included), each initializer once: W + 0.05 N(0, 1).
-func perturbed(t *testing.T, m *onnximport.Model, seed uint64) map[string]*graph.Tensor {
+func perturbed(t *testing.T, m *onnximport.Model, seed uint64) map[layers.WeightKey]*graph.Tensor {
 	t.Helper()
 	rng := rand.New(rand.NewPCG(seed, 11))
-	w := map[string]*graph.Tensor{}
+	w := map[layers.WeightKey]*graph.Tensor{}
 	for _, l := range targets(t, m) {
-		if _, ok := w[l.Weight.Name]; ok {
+		if _, ok := w[layers.WeightKey{Init: l.Weight.Name}]; ok {
 			continue
 		}
 		nt := l.Weight.Const.Clone()
 		for i := range nt.F {
 			nt.F[i] += float32(0.05 * rng.NormFloat64())
 		}
-		w[l.Weight.Name] = nt
+		w[layers.WeightKey{Init: l.Weight.Name}] = nt
 	}
 	if len(w) == 0 {
 		t.Fatal("no layer recognized")
@@ -140,7 +142,7 @@ func loadClassifier(t *testing.T, path string) *model.Classifier {
 	return c
 }
 
-func reference(t *testing.T, m *onnximport.Model, w map[string]*graph.Tensor) *model.Classifier {
+func reference(t *testing.T, m *onnximport.Model, w map[layers.WeightKey]*graph.Tensor) *model.Classifier {
 	t.Helper()
 	c, err := hyperat.WithWeights(m, m.Graph, w)
 	if err != nil {
@@ -184,9 +186,9 @@ func ortLogits(t *testing.T, modelPath string, x *graph.Tensor) *graph.Tensor {
 // of the export package.
 type tuning struct {
 	res     hyperat.Result
-	weights map[string]*graph.Tensor
+	weights map[layers.WeightKey]*graph.Tensor
 	lora    map[string]*graph.Tensor
-	head    *onnximport.Linear
+	head    *layers.Linear
 }
 
 // newWorkspace imports a model file into a workspace at dir.
@@ -200,7 +202,7 @@ func newWorkspace(t *testing.T, modelPath, dir string) (*workspace.Workspace, *o
 	if err != nil {
 		t.Fatal(err)
 	}
-	rep, err := onnximport.Recognize(m)
+	rep, err := layers.Recognize(m.Graph)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -222,16 +224,16 @@ func fakeTuning(t *testing.T, dir string, ws *workspace.Workspace, m *onnximport
 	rng := rand.New(rand.NewPCG(seed, 17))
 	cfg := hyperat.DefaultConfig()
 	cfg.Rank, cfg.Alpha = 2, 4
-	tu := &tuning{weights: map[string]*graph.Tensor{}, lora: map[string]*graph.Tensor{}}
+	tu := &tuning{weights: map[layers.WeightKey]*graph.Tensor{}, lora: map[string]*graph.Tensor{}}
 	tu.res = hyperat.Result{Version: 1, ModelSHA256: ws.Source.SHA256, Config: cfg,
 		Lambda: []float64{0.5, 0.3, 0.2}, Scale: cfg.Alpha / float64(cfg.Rank)}
 	for _, l := range targets(t, m) {
-		if l.Kind == onnximport.KindHead {
+		if l.Kind == layers.KindHead {
 			tu.head = l
 			continue
 		}
-		tu.res.Targets = append(tu.res.Targets, hyperat.Target{Name: l.Name, Kind: l.Kind, Block: l.Block,
-			In: l.In, Out: l.Out, Weight: l.Weight.Name, Transposed: l.Transposed})
+		tu.res.Targets = append(tu.res.Targets, lora.Layer{Name: l.Name, Kind: l.Kind, Block: l.Block,
+			In: l.In, Out: l.Out, Key: layers.WeightKey{Init: l.Weight.Name}, Transposed: l.Transposed})
 	}
 	randn := func(shape ...int) *graph.Tensor {
 		x := graph.NewTensor(graph.Float32, shape)
@@ -245,10 +247,10 @@ func fakeTuning(t *testing.T, dir string, ws *workspace.Workspace, m *onnximport
 			a, b := randn(cfg.Rank, tg.In), randn(tg.Out, cfg.Rank)
 			tu.lora[d+"/"+tg.Name+".lora_A.weight"] = a
 			tu.lora[d+"/"+tg.Name+".lora_B.weight"] = b
-			w := tu.weights[tg.Weight]
+			w := tu.weights[tg.Key]
 			if w == nil {
-				w = m.Graph.ParamByName(tg.Weight).Const.Clone()
-				tu.weights[tg.Weight] = w
+				w = m.Graph.ParamByName(tg.Key.Init).Const.Clone()
+				tu.weights[tg.Key] = w
 			}
 			addDelta(w, tg, a, b, float32(tu.res.Lambda[di]*tu.res.Scale))
 		}
@@ -258,20 +260,20 @@ func fakeTuning(t *testing.T, dir string, ws *workspace.Workspace, m *onnximport
 		for i := range w.F {
 			w.F[i] += float32(0.05 * rng.NormFloat64())
 		}
-		tu.weights[tu.head.Weight.Name] = w
+		tu.weights[tu.head.Key] = w
 		if tu.head.Bias != nil {
 			b := tu.head.Bias.Const.Clone()
 			for i := range b.F {
 				b.F[i] += 0.1
 			}
-			tu.weights[tu.head.Bias.Name] = b
+			tu.weights[layers.WeightKey{Init: tu.head.Bias.Name}] = b
 		}
 	}
 	td := filepath.Join(dir, hyperat.ResultDir)
 	if err := os.MkdirAll(td, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := safetensors.WriteFile(filepath.Join(td, hyperat.WeightsFile), tu.weights, nil); err != nil {
+	if err := safetensors.WriteFile(filepath.Join(td, hyperat.WeightsFile), byName(tu.weights), nil); err != nil {
 		t.Fatal(err)
 	}
 	if err := safetensors.WriteFile(filepath.Join(td, hyperat.AdaptersFile), tu.lora, nil); err != nil {
@@ -286,7 +288,7 @@ func fakeTuning(t *testing.T, dir string, ws *workspace.Workspace, m *onnximport
 }
 
 // addDelta adds s·B·A [out, in] to w in the target's layout.
-func addDelta(w *graph.Tensor, tg hyperat.Target, a, b *graph.Tensor, s float32) {
+func addDelta(w *graph.Tensor, tg lora.Layer, a, b *graph.Tensor, s float32) {
 	r := a.Shape[0]
 	for o := 0; o < tg.Out; o++ {
 		for j := 0; j < tg.In; j++ {
@@ -301,6 +303,15 @@ func addDelta(w *graph.Tensor, tg hyperat.Target, a, b *graph.Tensor, s float32)
 			}
 		}
 	}
+}
+
+// byName keys weights by their text form, as weights.safetensors does.
+func byName(w map[layers.WeightKey]*graph.Tensor) map[string]*graph.Tensor {
+	out := map[string]*graph.Tensor{}
+	for k, v := range w {
+		out[k.String()] = v
+	}
+	return out
 }
 
 // snapshot reads every file under dir.

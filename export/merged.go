@@ -3,15 +3,16 @@ package export
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"path/filepath"
 	"slices"
-	"strings"
 
 	"google.golang.org/protobuf/proto"
 
 	"github.com/hyperat/hyperat/graph"
 	"github.com/hyperat/hyperat/hyperat"
 	onnximport "github.com/hyperat/hyperat/import"
+	"github.com/hyperat/hyperat/layers"
 	"github.com/hyperat/hyperat/model"
 	"github.com/hyperat/hyperat/onnx"
 )
@@ -51,13 +52,14 @@ func DataFileName(out string) string { return filepath.Base(out) + ".data" }
 
 // Merged writes src to out with the data of the initializers named in
 // weights replaced, each in its own form (raw_data, float_data or external
-// data), and every other byte as it was; an empty weights map gives back the
-// source's bytes. srcDir is where src's external data files are read.
+// data), and every other byte as it was; a key with a reader gives that node
+// its own initializer, named as the key. An empty weights map gives back
+// the source's bytes. srcDir is where src's external data files are read.
 // Replaced external data goes to out's data file (DataFileName), and the
 // external data files of the untouched tensors are copied beside out unless
 // already there. The written file is imported again and checked against
 // o.Reference before it is moved into place.
-func Merged(src *onnx.ModelProto, srcDir string, weights map[string]*graph.Tensor, out string, o Options) (*Report, error) {
+func Merged(src *onnx.ModelProto, srcDir string, weights map[layers.WeightKey]*graph.Tensor, out string, o Options) (*Report, error) {
 	b, err := newBuild(src, srcDir, out, weights)
 	if err != nil {
 		return nil, err
@@ -72,7 +74,7 @@ func Merged(src *onnx.ModelProto, srcDir string, weights map[string]*graph.Tenso
 }
 
 // withWeights is the source model with some initializers replaced, in memory.
-func withWeights(src *onnx.ModelProto, srcDir string, weights map[string]*graph.Tensor) (*model.Classifier, error) {
+func withWeights(src *onnx.ModelProto, srcDir string, weights map[layers.WeightKey]*graph.Tensor) (*model.Classifier, error) {
 	m, err := onnximport.Import(src, srcDir)
 	if err != nil {
 		return nil, fmt.Errorf("the source model: %v", err)
@@ -98,7 +100,7 @@ type build struct {
 	addedIni int
 }
 
-func newBuild(src *onnx.ModelProto, srcDir, out string, weights map[string]*graph.Tensor) (*build, error) {
+func newBuild(src *onnx.ModelProto, srcDir, out string, weights map[layers.WeightKey]*graph.Tensor) (*build, error) {
 	if src.GetGraph() == nil {
 		return nil, errors.New("the source has no graph")
 	}
@@ -109,15 +111,10 @@ func newBuild(src *onnx.ModelProto, srcDir, out string, weights map[string]*grap
 	for _, tp := range src.GetGraph().GetInitializer() {
 		have[tp.GetName()] = tp
 	}
-	names := make([]string, 0, len(weights))
-	for n := range weights {
-		names = append(names, n)
-	}
-	slices.Sort(names)
-	for _, n := range names {
-		init, _, _ := strings.Cut(n, "@")
-		if have[init] == nil {
-			return nil, fmt.Errorf("weight %q is not an initializer of the model", init)
+	keys := slices.SortedFunc(maps.Keys(weights), layers.WeightKey.Compare)
+	for _, k := range keys {
+		if have[k.Init] == nil {
+			return nil, fmt.Errorf("weight %q is not an initializer of the model", k.Init)
 		}
 	}
 	b := &build{src: src, srcDir: srcDir, out: out, replaced: map[string]bool{},
@@ -128,7 +125,7 @@ func newBuild(src *onnx.ModelProto, srcDir, out string, weights map[string]*grap
 	inits := make([]*onnx.TensorProto, len(src.Graph.Initializer))
 	for i, tp := range src.Graph.Initializer {
 		inits[i] = tp
-		t, ok := weights[tp.GetName()]
+		t, ok := weights[layers.WeightKey{Init: tp.GetName()}]
 		if !ok {
 			continue
 		}
@@ -138,39 +135,39 @@ func newBuild(src *onnx.ModelProto, srcDir, out string, weights map[string]*grap
 		inits[i] = replaced(tp, t, &b.data)
 		b.replaced[tp.GetName()] = true
 	}
-	// "initializer@output": the node whose first output is "output" gets its
-	// own copy of a shared initializer, holding the new data
+	// a key with a reader: that node gets its own copy of a shared
+	// initializer, holding the new data, named as the key
 	var nodes []*onnx.NodeProto
-	for _, n := range names {
-		init, out, split := strings.Cut(n, "@")
-		if !split {
+	for _, k := range keys {
+		if k.Reader == "" {
 			continue
 		}
 		if nodes == nil {
 			nodes = slices.Clone(src.Graph.Node)
 		}
-		tp := have[init]
-		if err := checkReplacement(tp, weights[n]); err != nil {
+		tp := have[k.Init]
+		if err := checkReplacement(tp, weights[k]); err != nil {
 			return nil, err
 		}
+		n := k.String()
 		found := false
 		for i, nd := range nodes {
-			if len(nd.GetOutput()) == 0 || nd.GetOutput()[0] != out {
+			if len(nd.GetOutput()) == 0 || nd.GetOutput()[0] != k.Reader {
 				continue
 			}
 			cp := shallow(nd)
 			cp.Input = slices.Clone(nd.Input)
 			for j, in := range cp.Input {
-				if in == init {
+				if in == k.Init {
 					cp.Input[j], found = n, true
 				}
 			}
 			nodes[i] = cp
 		}
 		if !found {
-			return nil, fmt.Errorf("weight %q: no node producing %q reads %q", n, out, init)
+			return nil, fmt.Errorf("weight %q: no node producing %q reads %q", n, k.Reader, k.Init)
 		}
-		nt := replaced(tp, weights[n], &b.data)
+		nt := replaced(tp, weights[k], &b.data)
 		nt.Name = proto.String(n)
 		inits = append(inits, nt)
 		b.replaced[n] = true

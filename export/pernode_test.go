@@ -7,6 +7,7 @@ import (
 	"github.com/hyperat/hyperat/export"
 	"github.com/hyperat/hyperat/graph"
 	"github.com/hyperat/hyperat/internal/testutil"
+	"github.com/hyperat/hyperat/layers"
 )
 
 // A weight keyed "initializer@output" gives only the node producing output
@@ -44,8 +45,8 @@ func TestPerNodeWeightOfSharedInitializer(t *testing.T) {
 	for i := range nt.F {
 		nt.F[i] += 0.5 + float32(i%7)/10
 	}
-	key := shared.Name + "@" + reader.Outputs[0].Name
-	w := map[string]*graph.Tensor{key: nt}
+	key := layers.WeightKey{Init: shared.Name, Reader: reader.Outputs[0].Name}
+	w := map[layers.WeightKey]*graph.Tensor{key: nt}
 	out := filepath.Join(t.TempDir(), "robust.onnx")
 	if _, err := export.Merged(p, dir, w, out, export.Options{}); err != nil {
 		t.Fatal(err)

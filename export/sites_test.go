@@ -11,6 +11,8 @@ import (
 	"github.com/hyperat/hyperat/export"
 	"github.com/hyperat/hyperat/graph"
 	"github.com/hyperat/hyperat/internal/testutil"
+	"github.com/hyperat/hyperat/layers"
+	"github.com/hyperat/hyperat/lora"
 	"github.com/hyperat/hyperat/onnx"
 )
 
@@ -91,11 +93,11 @@ func randMat(rng *rand.Rand, r, c int) *graph.Tensor {
 func TestUnmergedSiteKinds(t *testing.T) {
 	src := siteModel(t, 1)
 	rng := rand.New(rand.NewPCG(2, 2))
-	branches := []export.Branch{
-		{Layer: "fc1", Weight: "W1", Transposed: true, A: randMat(rng, 2, 8), B: randMat(rng, 6, 2), Scale: 0.7},
-		{Layer: "fc2", Weight: "W2", A: randMat(rng, 3, 6), B: randMat(rng, 5, 3), Scale: 2},
-		{Layer: "head", Weight: "W3", Transposed: true, A: randMat(rng, 1, 5), B: randMat(rng, 4, 1), Scale: 1},
-		{Layer: "head.second", Weight: "W3", Transposed: true, A: randMat(rng, 2, 5), B: randMat(rng, 4, 2), Scale: 0.25},
+	branches := []lora.Layer{
+		{Name: "fc1", Key: layers.WeightKey{Init: "W1"}, Transposed: true, A: randMat(rng, 2, 8), B: randMat(rng, 6, 2), Scale: 0.7},
+		{Name: "fc2", Key: layers.WeightKey{Init: "W2"}, A: randMat(rng, 3, 6), B: randMat(rng, 5, 3), Scale: 2},
+		{Name: "head", Key: layers.WeightKey{Init: "W3"}, Transposed: true, A: randMat(rng, 1, 5), B: randMat(rng, 4, 1), Scale: 1},
+		{Name: "head.second", Key: layers.WeightKey{Init: "W3"}, Transposed: true, A: randMat(rng, 2, 5), B: randMat(rng, 4, 2), Scale: 0.25},
 	}
 	dir := t.TempDir()
 	out := filepath.Join(dir, "lora.onnx")
@@ -139,7 +141,7 @@ func TestUnmergedSiteKinds(t *testing.T) {
 			w2.F[j*5+o] += 2 * s
 		}
 	}
-	if d := testutil.MaxAbsDiff(w2.F, w["W2"].F); d > 1e-5 {
+	if d := testutil.MaxAbsDiff(w2.F, w[layers.WeightKey{Init: "W2"}].F); d > 1e-5 {
 		t.Errorf("MergeBranches on [in,out] differs from the hand merge by %g", d)
 	}
 }
@@ -151,17 +153,17 @@ func TestUnmergedRefusals(t *testing.T) {
 	for _, c := range []struct {
 		name string
 		edit func(m *onnx.ModelProto)
-		br   export.Branch
+		br   lora.Layer
 		want string
 	}{
-		{"layout", nil, export.Branch{Layer: "fc1", Weight: "W1", A: randMat(rng, 2, 6), B: randMat(rng, 8, 2), Scale: 1}, "[out,in]"},
-		{"shape", nil, export.Branch{Layer: "fc1", Weight: "W1", Transposed: true, A: randMat(rng, 2, 7), B: randMat(rng, 6, 2), Scale: 1}, "W1"},
-		{"factors", nil, export.Branch{Layer: "fc1", Weight: "W1", Transposed: true, A: randMat(rng, 2, 8), B: randMat(rng, 6, 3), Scale: 1}, "A [r,in]"},
-		{"missing", nil, export.Branch{Layer: "x", Weight: "W9", A: randMat(rng, 2, 8), B: randMat(rng, 6, 2), Scale: 1}, "W9"},
+		{"layout", nil, lora.Layer{Name: "fc1", Key: layers.WeightKey{Init: "W1"}, A: randMat(rng, 2, 6), B: randMat(rng, 8, 2), Scale: 1}, "[out,in]"},
+		{"shape", nil, lora.Layer{Name: "fc1", Key: layers.WeightKey{Init: "W1"}, Transposed: true, A: randMat(rng, 2, 7), B: randMat(rng, 6, 2), Scale: 1}, "W1"},
+		{"factors", nil, lora.Layer{Name: "fc1", Key: layers.WeightKey{Init: "W1"}, Transposed: true, A: randMat(rng, 2, 8), B: randMat(rng, 6, 3), Scale: 1}, "A [r,in]"},
+		{"missing", nil, lora.Layer{Name: "x", Key: layers.WeightKey{Init: "W9"}, A: randMat(rng, 2, 8), B: randMat(rng, 6, 2), Scale: 1}, "W9"},
 		{"other reader", func(m *onnx.ModelProto) {
 			m.Graph.Node = append(m.Graph.Node, &onnx.NodeProto{Name: proto.String("peek"), OpType: proto.String("Identity"),
 				Input: []string{"W1"}, Output: []string{"w1copy"}})
-		}, export.Branch{Layer: "fc1", Weight: "W1", Transposed: true, A: randMat(rng, 2, 8), B: randMat(rng, 6, 2), Scale: 1}, "Identity"},
+		}, lora.Layer{Name: "fc1", Key: layers.WeightKey{Init: "W1"}, Transposed: true, A: randMat(rng, 2, 8), B: randMat(rng, 6, 2), Scale: 1}, "Identity"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			src := siteModel(t, 1)
@@ -169,7 +171,7 @@ func TestUnmergedRefusals(t *testing.T) {
 				c.edit(src)
 			}
 			out := filepath.Join(dir, c.name+".onnx")
-			_, err := export.Unmerged(src, dir, nil, []export.Branch{c.br}, out, export.Options{})
+			_, err := export.Unmerged(src, dir, nil, []lora.Layer{c.br}, out, export.Options{})
 			if err == nil || !strings.Contains(err.Error(), c.want) {
 				t.Errorf("%v, want an error naming %q", err, c.want)
 			}
@@ -177,9 +179,55 @@ func TestUnmergedRefusals(t *testing.T) {
 	}
 	// a weight with both a branch and a new value
 	src := siteModel(t, 1)
-	w := map[string]*graph.Tensor{"W1": randMat(rng, 6, 8)}
-	br := export.Branch{Layer: "fc1", Weight: "W1", Transposed: true, A: randMat(rng, 2, 8), B: randMat(rng, 6, 2), Scale: 1}
-	if _, err := export.Unmerged(src, dir, w, []export.Branch{br}, filepath.Join(dir, "both.onnx"), export.Options{}); err == nil {
+	w := map[layers.WeightKey]*graph.Tensor{{Init: "W1"}: randMat(rng, 6, 8)}
+	br := lora.Layer{Name: "fc1", Key: layers.WeightKey{Init: "W1"}, Transposed: true, A: randMat(rng, 2, 8), B: randMat(rng, 6, 2), Scale: 1}
+	if _, err := export.Unmerged(src, dir, w, []lora.Layer{br}, filepath.Join(dir, "both.onnx"), export.Options{}); err == nil {
 		t.Errorf("a weight with a branch and a new value was accepted")
+	}
+}
+
+// A LoRA keyed by one reader of a shared initializer is added after that
+// reader's product alone; the other reader keeps the pretrained weight, as
+// the tuned model with a per-reader copy does.
+func TestUnmergedPerReaderKey(t *testing.T) {
+	src := siteModel(t, 1)
+	attrs := src.Graph.Node[1].Attribute // fc1's: transB=1, alpha=0.5
+	second := &onnx.NodeProto{Name: proto.String("fc1b"), OpType: proto.String("Gemm"), Input: []string{"h", "W1", "b1"}, Output: []string{"y1b"}, Attribute: attrs}
+	sum := &onnx.NodeProto{Name: proto.String("sum"), OpType: proto.String("Add"), Input: []string{"y1", "y1b"}, Output: []string{"y1s"}}
+	nodes := append([]*onnx.NodeProto{}, src.Graph.Node[:2]...)
+	nodes = append(nodes, second, sum)
+	nodes = append(nodes, src.Graph.Node[2:]...)
+	nodes[4].Input[0] = "y1s" // the Transpose reads the sum
+	src.Graph.Node = nodes
+	rng := rand.New(rand.NewPCG(4, 4))
+	br := lora.Layer{Name: "fc1b", Key: layers.WeightKey{Init: "W1", Reader: "y1b"}, Transposed: true,
+		A: randMat(rng, 2, 8), B: randMat(rng, 6, 2), Scale: 0.7}
+	dir := t.TempDir()
+	out := filepath.Join(dir, "lora.onnx")
+	r, err := export.Unmerged(src, dir, nil, []lora.Layer{br}, out, export.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.MaxDiff > 1e-4 || r.AddedNodes != 6 || r.AddedInits != 3 {
+		t.Errorf("report %+v: want one branch of 6 nodes", r)
+	}
+	got, _ := decode(t, out)
+	for _, n := range got.Graph.Node {
+		if n.GetName() == "fc1" && n.Output[0] != "y1" || n.GetName() == "fc1b" && n.Output[0] == "y1b" {
+			t.Errorf("node %s writes %s", n.GetName(), n.Output[0])
+		}
+	}
+	m := imported(t, src, dir)
+	w, err := export.MergeBranches(m.Graph, nil, []lora.Layer{br})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(w) != 1 || w[br.Key] == nil {
+		t.Fatalf("merged weights %v, want the reader's copy alone", w)
+	}
+	x := pixels(loadClassifier(t, out), 3, 1)
+	want := logits(t, reference(t, m, w), x)
+	if d := testutil.MaxAbsDiff(ortLogits(t, out, x).F, want.F); d > 1e-4 {
+		t.Errorf("onnxruntime differs from the model with the reader's merged copy by %g", d)
 	}
 }

@@ -16,6 +16,9 @@ import (
 	"github.com/hyperat/hyperat/hyperat"
 	onnximport "github.com/hyperat/hyperat/import"
 	"github.com/hyperat/hyperat/internal/safetensors"
+	"github.com/hyperat/hyperat/layers"
+	"github.com/hyperat/hyperat/lora"
+	"github.com/hyperat/hyperat/onnx"
 	"github.com/hyperat/hyperat/workspace"
 )
 
@@ -60,6 +63,54 @@ const HeadFile = "head.safetensors"
 // source model, the workspace's files and the source's data files are never
 // written.
 func FromWorkspace(r Request) (*Summary, error) {
+	tw, err := readTuned(r)
+	if err != nil {
+		return nil, err
+	}
+	tuned, err := hyperat.WithWeights(tw.m, tw.m.Graph, tw.weights)
+	if err != nil {
+		return nil, fmt.Errorf("the tuned model: %v", err)
+	}
+	s := &Summary{Mode: "merged", Reference: "the tuned model", Method: tw.res.Config.Method, Defenses: defenseNames(tw.res)}
+	if r.Adapters != "" || r.Unmerged {
+		if err := tw.readFactors(); err != nil {
+			return nil, err
+		}
+	}
+	o := Options{Protect: tw.protect, Reference: tuned, Seed: r.Seed}
+	if r.Unmerged {
+		err = tw.exportUnmerged(r, o, s)
+	} else {
+		s.Model, err = Merged(tw.src, tw.dir, tw.weights, r.Out, o)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if r.Adapters != "" {
+		if s.Adapters, err = writeAdapters(r.Adapters, tw.ws, tw.res, tw.weights, tw.factors); err != nil {
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+// tunedWorkspace is a workspace's tuning result and model, read and checked.
+type tunedWorkspace struct {
+	dir     string
+	ws      *workspace.Workspace
+	res     *hyperat.Result
+	weights map[layers.WeightKey]*graph.Tensor
+	factors map[string]*graph.Tensor // adapters.safetensors, when read
+	protect []Protected
+	src     *onnx.ModelProto
+	m       *onnximport.Model
+}
+
+// readTuned reads the workspace of r and checks what an export needs of it:
+// a result that did not collapse (unless forced) with finite weights, made
+// for the workspace's model, whose copy is unchanged; output paths that are
+// not protected.
+func readTuned(r Request) (*tunedWorkspace, error) {
 	if r.Defense != "" && !r.Unmerged {
 		return nil, errors.New("a defense is chosen only for an unmerged export")
 	}
@@ -70,117 +121,103 @@ func FromWorkspace(r Request) (*Summary, error) {
 		}
 		return nil, fmt.Errorf("workspace %s: %v", dir, bare(err))
 	}
-	ws, err := workspace.Read(dir)
-	if err != nil {
+	tw := &tunedWorkspace{dir: dir}
+	var err error
+	if tw.ws, err = workspace.Read(dir); err != nil {
 		return nil, err
 	}
-	res, weights, err := hyperat.ReadResult(dir)
-	if err != nil {
+	if tw.res, tw.weights, err = hyperat.ReadResult(dir); err != nil {
 		return nil, err
 	}
-	protect := protected(dir, ws)
-	if err := checkOutput(r.Out, protect); err != nil {
+	tw.protect = protected(dir, tw.ws)
+	if err := checkOutput(r.Out, tw.protect); err != nil {
 		return nil, err
 	}
 	if r.Adapters != "" {
-		if err := checkAdapterDir(r.Adapters, defenseNames(res), protect); err != nil {
+		if err := checkAdapterDir(r.Adapters, defenseNames(tw.res), tw.protect); err != nil {
 			return nil, err
 		}
 	}
-	if res.Collapsed && !r.Force {
+	if tw.res.Collapsed && !r.Force {
 		return nil, fmt.Errorf("the tuning result in %s collapsed (validation clean accuracy near chance), so the model is useless; tune again, or export it anyway with --force",
 			filepath.Join(dir, hyperat.ResultDir))
 	}
-	for _, name := range slices.Sorted(maps.Keys(weights)) {
-		if !finite(weights[name].F) {
+	for _, name := range slices.SortedFunc(maps.Keys(tw.weights), layers.WeightKey.Compare) {
+		if !lora.Finite(tw.weights[name].F) {
 			return nil, fmt.Errorf("%s: weight %q holds NaN or infinite values (the tuning diverged); run hyperat-tune again",
 				filepath.Join(dir, hyperat.ResultDir, hyperat.WeightsFile), name)
 		}
 	}
-	modelPath := workspace.ModelPath(dir)
+	return tw, tw.readModel()
+}
+
+// readModel reads and imports the workspace's copy of the model, which must
+// be the one imported and the one tuned.
+func (tw *tunedWorkspace) readModel() error {
+	modelPath := workspace.ModelPath(tw.dir)
 	data, err := os.ReadFile(modelPath)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %v", modelPath, bare(err))
+		return fmt.Errorf("%s: %v", modelPath, bare(err))
 	}
-	if workspace.Sum(data) != ws.Source.SHA256 {
-		return nil, fmt.Errorf("%s changed after hyperat-import made the workspace; import the model again", modelPath)
+	if workspace.Sum(data) != tw.ws.Source.SHA256 {
+		return fmt.Errorf("%s changed after hyperat-import made the workspace; import the model again", modelPath)
 	}
-	if res.ModelSHA256 != "" && res.ModelSHA256 != ws.Source.SHA256 {
-		return nil, fmt.Errorf("the tuning result in %s was made for another model (sha256 %.12s, the workspace's is %.12s); run hyperat-tune again",
-			filepath.Join(dir, hyperat.ResultDir), res.ModelSHA256, ws.Source.SHA256)
+	if sha := tw.res.ModelSHA256; sha != "" && sha != tw.ws.Source.SHA256 {
+		return fmt.Errorf("the tuning result in %s was made for another model (sha256 %.12s, the workspace's is %.12s); run hyperat-tune again",
+			filepath.Join(tw.dir, hyperat.ResultDir), sha, tw.ws.Source.SHA256)
 	}
-	src, err := onnximport.Decode(data)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %v", modelPath, err)
+	if tw.src, err = onnximport.Decode(data); err != nil {
+		return fmt.Errorf("%s: %v", modelPath, err)
 	}
-	m, err := onnximport.Import(src, dir)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %v", modelPath, err)
+	if tw.m, err = onnximport.Import(tw.src, tw.dir); err != nil {
+		return fmt.Errorf("%s: %v", modelPath, err)
 	}
-	tuned, err := hyperat.WithWeights(m, m.Graph, weights)
-	if err != nil {
-		return nil, fmt.Errorf("the tuned model: %v", err)
-	}
-	s := &Summary{Mode: "merged", Reference: "the tuned model", Method: res.Config.Method, Defenses: defenseNames(res)}
+	return nil
+}
 
-	var lora map[string]*graph.Tensor
-	if r.Adapters != "" || r.Unmerged {
-		if len(res.Targets) == 0 {
-			return nil, fmt.Errorf("the tuning (method %s) trained no LoRA, so there are no adapters to export; export the merged model", res.Config.Method)
-		}
-		path := filepath.Join(dir, hyperat.ResultDir, hyperat.AdaptersFile)
-		if lora, _, err = safetensors.ReadFile(path); err != nil {
-			var pe *fs.PathError
-			if errors.As(err, &pe) {
-				return nil, fmt.Errorf("%s: %v", path, pe.Err)
-			}
-			return nil, err
-		}
-		if err := checkAdapters(res, m.Graph, weights, lora); err != nil {
-			return nil, err
-		}
+// readFactors reads adapters.safetensors and checks that the LoRAs merge
+// into the tuned weights.
+func (tw *tunedWorkspace) readFactors() error {
+	if len(tw.res.Targets) == 0 {
+		return fmt.Errorf("the tuning (method %s) trained no LoRA, so there are no adapters to export; export the merged model", tw.res.Config.Method)
 	}
+	path := filepath.Join(tw.dir, hyperat.ResultDir, hyperat.AdaptersFile)
+	var err error
+	if tw.factors, _, err = safetensors.ReadFile(path); err != nil {
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			return fmt.Errorf("%s: %v", path, pe.Err)
+		}
+		return err
+	}
+	return checkAdapters(tw.res, tw.m.Graph, tw.weights, tw.factors)
+}
 
-	o := Options{Protect: protect, Reference: tuned, Seed: r.Seed}
-	if !r.Unmerged {
-		s.Model, err = Merged(src, dir, weights, r.Out, o)
-	} else {
-		var branches []Branch
-		var mode string
-		branches, mode, err = unmergedBranches(res, lora, r.Defense)
+// exportUnmerged writes the source with the LoRAs of r (the merge, or one
+// defense's) as nodes and the other tuned weights replaced.
+func (tw *tunedWorkspace) exportUnmerged(r Request, o Options, s *Summary) error {
+	branches, mode, err := unmergedBranches(tw.res, tw.factors, r.Defense)
+	if err != nil {
+		return err
+	}
+	s.Mode = mode
+	rest := maps.Clone(tw.weights)
+	for _, tg := range tw.res.Targets {
+		delete(rest, tg.Key)
+	}
+	if r.Defense != "" {
+		// the reference is the source with this defense's LoRA merged
+		w, err := MergeBranches(tw.m.Graph, rest, branches)
 		if err != nil {
-			return nil, err
+			return err
 		}
-		s.Mode = mode
-		rest := map[string]*graph.Tensor{}
-		for k, v := range weights {
-			rest[k] = v
+		if o.Reference, err = hyperat.WithWeights(tw.m, tw.m.Graph, w); err != nil {
+			return fmt.Errorf("the model with the LoRA of %s: %v", r.Defense, err)
 		}
-		for _, tg := range res.Targets {
-			delete(rest, tg.Weight)
-		}
-		if r.Defense != "" {
-			// the reference is the source with this defense's LoRA merged
-			w, err := MergeBranches(m.Graph, rest, branches)
-			if err != nil {
-				return nil, err
-			}
-			if o.Reference, err = hyperat.WithWeights(m, m.Graph, w); err != nil {
-				return nil, fmt.Errorf("the model with the LoRA of %s: %v", r.Defense, err)
-			}
-			s.Reference = "the source model with this LoRA merged (and the tuned head)"
-		}
-		s.Model, err = Unmerged(src, dir, rest, branches, r.Out, o)
+		s.Reference = "the source model with this LoRA merged (and the tuned head)"
 	}
-	if err != nil {
-		return nil, err
-	}
-	if r.Adapters != "" {
-		if s.Adapters, err = writeAdapters(r.Adapters, ws, res, weights, lora); err != nil {
-			return nil, err
-		}
-	}
-	return s, nil
+	s.Model, err = unmerged(tw.src, tw.dir, tw.m, rest, branches, r.Out, o)
+	return err
 }
 
 // protected lists the files an export of the workspace in dir never writes.
@@ -223,52 +260,54 @@ func lambda(res *hyperat.Result) ([]float64, error) {
 	return nil, fmt.Errorf("the tuning result has %d merge weights for %d defenses; run hyperat-tune again", len(res.Lambda), n)
 }
 
-// factors returns defense d's LoRA of target tg from adapters.safetensors.
-func factors(lora map[string]*graph.Tensor, d string, tg hyperat.Target, rank int) (a, b *graph.Tensor, err error) {
-	ka, kb := d+"/"+tg.Name+".lora_A.weight", d+"/"+tg.Name+".lora_B.weight"
-	a, b = lora[ka], lora[kb]
+// adapted returns target tg carrying defense d's LoRA from
+// adapters.safetensors (the factors read from disk) and the result's scale.
+func adapted(factors map[string]*graph.Tensor, d string, tg lora.Layer, res *hyperat.Result) (lora.Layer, error) {
+	ka, kb := tg.FactorNames(d + "/")
+	a, b := factors[ka], factors[kb]
 	if a == nil || b == nil {
-		return nil, nil, fmt.Errorf("%s has no LoRA of %s for %s; run hyperat-tune again", hyperat.AdaptersFile, tg.Name, d)
+		return tg, fmt.Errorf("%s has no LoRA of %s for %s; run hyperat-tune again", hyperat.AdaptersFile, tg.Name, d)
 	}
+	rank := res.Config.Rank
 	if !slices.Equal(a.Shape, []int{rank, tg.In}) || !slices.Equal(b.Shape, []int{tg.Out, rank}) {
-		return nil, nil, fmt.Errorf("%s: the LoRA of %s for %s is A %v, B %v; want [%d,%d] and [%d,%d]",
+		return tg, fmt.Errorf("%s: the LoRA of %s for %s is A %v, B %v; want [%d,%d] and [%d,%d]",
 			hyperat.AdaptersFile, tg.Name, d, a.Shape, b.Shape, rank, tg.In, tg.Out, rank)
 	}
-	return a, b, nil
+	return tg.With(a, b, float32(res.Scale)), nil
 }
 
-// mergedBranches are the result's LoRAs as branches: every defense's, each B
-// weighted by its merge weight, so that merging them gives the tuned weights.
-func mergedBranches(res *hyperat.Result, lora map[string]*graph.Tensor) ([]Branch, error) {
+// mergedBranches are the result's LoRAs: every defense's, each B weighted
+// by its merge weight, so that merging them gives the tuned weights.
+func mergedBranches(res *hyperat.Result, factors map[string]*graph.Tensor) ([]lora.Layer, error) {
 	lam, err := lambda(res)
 	if err != nil {
 		return nil, err
 	}
-	var out []Branch
+	var out []lora.Layer
 	for m, d := range defenseNames(res) {
 		if lam[m] == 0 {
 			continue
 		}
 		for _, tg := range res.Targets {
-			a, b, err := factors(lora, d, tg, res.Config.Rank)
+			l, err := adapted(factors, d, tg, res)
 			if err != nil {
 				return nil, err
 			}
-			bw := b.Clone()
-			for i := range bw.F {
-				bw.F[i] *= float32(lam[m])
+			l.B = l.B.Clone()
+			for i := range l.B.F {
+				l.B.F[i] *= float32(lam[m])
 			}
-			out = append(out, Branch{Layer: tg.Name, Weight: tg.Weight, Transposed: tg.Transposed, A: a, B: bw, Scale: float32(res.Scale)})
+			out = append(out, l)
 		}
 	}
 	return out, nil
 }
 
-// unmergedBranches are the branches of an unmerged export: the merge
-// (defense "") or one defense's LoRA.
-func unmergedBranches(res *hyperat.Result, lora map[string]*graph.Tensor, defense string) ([]Branch, string, error) {
+// unmergedBranches are the LoRAs of an unmerged export: the merge (defense
+// "") or one defense's LoRA.
+func unmergedBranches(res *hyperat.Result, factors map[string]*graph.Tensor, defense string) ([]lora.Layer, string, error) {
 	if defense == "" {
-		br, err := mergedBranches(res, lora)
+		br, err := mergedBranches(res, factors)
 		if err != nil {
 			return nil, "", err
 		}
@@ -287,21 +326,21 @@ func unmergedBranches(res *hyperat.Result, lora map[string]*graph.Tensor, defens
 	if !slices.Contains(defenseNames(res), d) {
 		return nil, "", fmt.Errorf("--defense %s: the tuning used %s", defense, strings.Join(defenseNames(res), ", "))
 	}
-	var out []Branch
+	var out []lora.Layer
 	for _, tg := range res.Targets {
-		a, b, err := factors(lora, d, tg, res.Config.Rank)
+		l, err := adapted(factors, d, tg, res)
 		if err != nil {
 			return nil, "", err
 		}
-		out = append(out, Branch{Layer: tg.Name, Weight: tg.Weight, Transposed: tg.Transposed, A: a, B: b, Scale: float32(res.Scale)})
+		out = append(out, l)
 	}
 	return out, "unmerged, the LoRA of " + d, nil
 }
 
 // checkAdapters checks that the adapters reproduce the tuned weights: the
 // source's weights plus the merged LoRAs equal weights.safetensors.
-func checkAdapters(res *hyperat.Result, g *graph.Graph, weights map[string]*graph.Tensor, lora map[string]*graph.Tensor) error {
-	br, err := mergedBranches(res, lora)
+func checkAdapters(res *hyperat.Result, g *graph.Graph, weights map[layers.WeightKey]*graph.Tensor, factors map[string]*graph.Tensor) error {
+	br, err := mergedBranches(res, factors)
 	if err != nil {
 		return err
 	}
@@ -309,14 +348,15 @@ func checkAdapters(res *hyperat.Result, g *graph.Graph, weights map[string]*grap
 	if err != nil {
 		return err
 	}
-	for name, w := range merged {
-		got := weights[name]
+	for _, key := range slices.SortedFunc(maps.Keys(merged), layers.WeightKey.Compare) {
+		w := merged[key]
+		got := weights[key]
 		if got == nil {
-			return fmt.Errorf("%s lacks the adapted weight %q; run hyperat-tune again", hyperat.WeightsFile, name)
+			return fmt.Errorf("%s lacks the adapted weight %q; run hyperat-tune again", hyperat.WeightsFile, key)
 		}
 		if d := maxAbsDiff(got.F, w.F); !(d <= Tolerance*max(1, maxAbs(w.F))) {
 			return fmt.Errorf("%s and %s disagree on %q (by %.3g): the tuning result is damaged; run hyperat-tune again",
-				hyperat.AdaptersFile, hyperat.WeightsFile, name, d)
+				hyperat.AdaptersFile, hyperat.WeightsFile, key, d)
 		}
 	}
 	return nil
@@ -352,16 +392,16 @@ func checkAdapterDir(dir string, defenses []string, protect []Protected) error {
 }
 
 // writeAdapters writes each defense's adapter and the trained head.
-func writeAdapters(dir string, ws *workspace.Workspace, res *hyperat.Result, weights, lora map[string]*graph.Tensor) ([]string, error) {
+func writeAdapters(dir string, ws *workspace.Workspace, res *hyperat.Result, weights map[layers.WeightKey]*graph.Tensor, factors map[string]*graph.Tensor) ([]string, error) {
 	var files []string
 	for _, d := range defenseNames(res) {
 		a := Adapter{BaseModel: filepath.Base(ws.Source.Path), Rank: res.Config.Rank, Alpha: res.Config.Alpha}
 		for _, tg := range res.Targets {
-			fa, fb, err := factors(lora, d, tg, res.Config.Rank)
+			l, err := adapted(factors, d, tg, res)
 			if err != nil {
 				return nil, err
 			}
-			a.Layers = append(a.Layers, AdapterLayer{Name: tg.Name, A: fa, B: fb})
+			a.Layers = append(a.Layers, l)
 		}
 		f, err := WriteAdapter(filepath.Join(dir, d), a)
 		if err != nil {
@@ -385,13 +425,13 @@ func writeAdapters(dir string, ws *workspace.Workspace, res *hyperat.Result, wei
 
 // headTensors are the trained head's weight ([out, in], PyTorch's layout) and
 // bias under the head's module name, when the tuning trained the head.
-func headTensors(ws *workspace.Workspace, weights map[string]*graph.Tensor) (map[string]*graph.Tensor, error) {
+func headTensors(ws *workspace.Workspace, weights map[layers.WeightKey]*graph.Tensor) (map[string]*graph.Tensor, error) {
 	out := map[string]*graph.Tensor{}
 	for _, l := range ws.Layers {
-		if l.Kind != onnximport.KindHead {
+		if l.Kind != layers.KindHead {
 			continue
 		}
-		if w, ok := weights[l.Weight]; ok {
+		if w, ok := weights[layers.WeightKey{Init: l.Weight}]; ok {
 			if len(w.Shape) != 2 || w.Numel() != l.In*l.Out {
 				return nil, fmt.Errorf("the tuned head %s is %v, not %dx%d", l.Name, w.Shape, l.Out, l.In)
 			}
@@ -406,7 +446,7 @@ func headTensors(ws *workspace.Workspace, weights map[string]*graph.Tensor) (map
 			}
 			out[l.Name+".weight"] = w
 		}
-		if b, ok := weights[l.Bias]; l.Bias != "" && ok {
+		if b, ok := weights[layers.WeightKey{Init: l.Bias}]; l.Bias != "" && ok {
 			out[l.Name+".bias"] = b
 		}
 	}

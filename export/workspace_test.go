@@ -16,6 +16,7 @@ import (
 	onnximport "github.com/hyperat/hyperat/import"
 	"github.com/hyperat/hyperat/internal/safetensors"
 	"github.com/hyperat/hyperat/internal/testutil"
+	"github.com/hyperat/hyperat/layers"
 	"github.com/hyperat/hyperat/onnx"
 	"github.com/hyperat/hyperat/workspace"
 )
@@ -129,7 +130,7 @@ func TestAdapters(t *testing.T) {
 				t.Errorf("adapter files %v", s.Adapters)
 			}
 			cfg := tu.res.Config
-			merged := map[string]*graph.Tensor{}
+			merged := map[layers.WeightKey]*graph.Tensor{}
 			for di, d := range cfg.Defenses {
 				ts, _, err := safetensors.ReadFile(filepath.Join(ad, d, export.AdapterWeightsFile))
 				if err != nil {
@@ -153,10 +154,10 @@ func TestAdapters(t *testing.T) {
 					if !slices.Equal(a.Shape, []int{cfg.Rank, tg.In}) || !slices.Equal(b.Shape, []int{tg.Out, cfg.Rank}) {
 						t.Fatalf("%s %s: A %v, B %v", d, tg.Name, a.Shape, b.Shape)
 					}
-					w := merged[tg.Weight]
+					w := merged[tg.Key]
 					if w == nil {
-						w = m.Graph.ParamByName(tg.Weight).Const.Clone()
-						merged[tg.Weight] = w
+						w = m.Graph.ParamByName(tg.Key.Init).Const.Clone()
+						merged[tg.Key] = w
 					}
 					addDelta(w, tg, a, b, float32(tu.res.Lambda[di])*float32(cfg.Alpha)/float32(cfg.Rank))
 				}
@@ -197,8 +198,8 @@ func TestAdapters(t *testing.T) {
 			}
 			hw, hb := head[tu.head.Name+".weight"], head[tu.head.Name+".bias"]
 			if hw == nil || hb == nil || len(head) != 2 || !slices.Equal(hw.Shape, []int{tu.head.Out, tu.head.In}) ||
-				testutil.MaxAbsDiff(hw.F, tu.weights[tu.head.Weight.Name].F) != 0 ||
-				testutil.MaxAbsDiff(hb.F, tu.weights[tu.head.Bias.Name].F) != 0 {
+				testutil.MaxAbsDiff(hw.F, tu.weights[tu.head.Key].F) != 0 ||
+				testutil.MaxAbsDiff(hb.F, tu.weights[layers.WeightKey{Init: tu.head.Bias.Name}].F) != 0 {
 				t.Errorf("head file %v", head)
 			}
 		})
@@ -225,12 +226,13 @@ func TestUnmerged(t *testing.T) {
 				nBranches := 3
 				if defense != "" {
 					nBranches = 1
-					w := map[string]*graph.Tensor{tu.head.Weight.Name: tu.weights[tu.head.Weight.Name], tu.head.Bias.Name: tu.weights[tu.head.Bias.Name]}
+					hb := layers.WeightKey{Init: tu.head.Bias.Name}
+					w := map[layers.WeightKey]*graph.Tensor{tu.head.Key: tu.weights[tu.head.Key], hb: tu.weights[hb]}
 					for _, tg := range tu.res.Targets {
-						wt := w[tg.Weight]
+						wt := w[tg.Key]
 						if wt == nil {
-							wt = m.Graph.ParamByName(tg.Weight).Const.Clone()
-							w[tg.Weight] = wt
+							wt = m.Graph.ParamByName(tg.Key.Init).Const.Clone()
+							w[tg.Key] = wt
 						}
 						addDelta(wt, tg, tu.lora[defense+"/"+tg.Name+".lora_A.weight"], tu.lora[defense+"/"+tg.Name+".lora_B.weight"], float32(tu.res.Scale))
 					}
@@ -263,7 +265,7 @@ func checkUnmergedGraph(t *testing.T, src, got *onnx.ModelProto, tu *tuning, ran
 	adapted := map[string]bool{}
 	weights := map[string]bool{}
 	for _, tg := range tu.res.Targets {
-		weights[tg.Weight] = true
+		weights[tg.Key.Init] = true
 	}
 	j := 0
 	for _, n := range src.Graph.Node {

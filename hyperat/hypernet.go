@@ -7,6 +7,7 @@ import (
 
 	"github.com/hyperat/hyperat/compile"
 	"github.com/hyperat/hyperat/graph"
+	"github.com/hyperat/hyperat/lora"
 )
 
 // Hypernet generates the LoRA factors of every target for one defense:
@@ -31,7 +32,6 @@ type Hypernet struct {
 	prog     *compile.Program
 	offA     []int // where A_i starts in the output
 	offB     []int
-	sizes    []Target
 	total    int
 }
 
@@ -43,8 +43,57 @@ type HyperOptions struct {
 // NewHypernet builds the generator for the given targets and returns it with
 // freshly initialized parameters (PyTorch's default Linear init, embeddings
 // from N(0, 1)).
-func NewHypernet(targets []Target, rank, defenses int, o HyperOptions, rng *rand.Rand) (*Hypernet, []*graph.Tensor, error) {
-	h := &Hypernet{Defenses: defenses, sizes: targets}
+func NewHypernet(targets []lora.Layer, rank, defenses int, o HyperOptions, rng *rand.Rand) (*Hypernet, []*graph.Tensor, error) {
+	h := &Hypernet{Defenses: defenses, g: graph.New()}
+	b := &hyperBuilder{h: h, rng: rng}
+	z := b.trunk(targets, o)
+	order := b.heads(targets, z, rank, o.Hidden)
+	h.offsets(targets, order, rank)
+	h.seed = h.g.AddInput("cotangent", graph.Float32, graph.StaticShape(h.total))
+	p, err := compile.Compile(h.g, compile.Options{Grad: &compile.GradSpec{Loss: h.out, Seed: h.seed, Wrt: h.params}})
+	if err != nil {
+		return nil, nil, err
+	}
+	h.prog = p
+	return h, b.init, nil
+}
+
+// hyperBuilder adds the hypernetwork's parameters to its graph as inputs and
+// draws their initial values, in a fixed order.
+type hyperBuilder struct {
+	h    *Hypernet
+	rng  *rand.Rand
+	init []*graph.Tensor
+}
+
+func (b *hyperBuilder) param(name string, t *graph.Tensor) *graph.Value {
+	v := b.h.g.AddInput(name, graph.Float32, graph.StaticShape(t.Shape...))
+	b.h.params = append(b.h.params, v)
+	b.h.Names = append(b.h.Names, name)
+	b.init = append(b.init, t)
+	return v
+}
+
+func (b *hyperBuilder) normal(shape ...int) *graph.Tensor {
+	t := graph.NewTensor(graph.Float32, shape)
+	for i := range t.F {
+		t.F[i] = float32(b.rng.NormFloat64())
+	}
+	return t
+}
+
+func (b *hyperBuilder) uniform(bound float64, shape ...int) *graph.Tensor {
+	t := graph.NewTensor(graph.Float32, shape)
+	for i := range t.F {
+		t.F[i] = float32((2*b.rng.Float64() - 1) * bound)
+	}
+	return t
+}
+
+// trunk is z, one row per target: the embeddings of the defense, the
+// target's block and its kind, concatenated, through the two-layer MLP.
+func (b *hyperBuilder) trunk(targets []lora.Layer, o HyperOptions) *graph.Value {
+	h, g := b.h, b.h.g
 	kindIdx := map[string]int{}
 	blocks := 0
 	for _, t := range targets {
@@ -58,41 +107,17 @@ func NewHypernet(targets []Target, rank, defenses int, o HyperOptions, rng *rand
 	for i, k := range h.Kinds {
 		kindIdx[k] = i
 	}
-	g := graph.New()
-	h.g = g
-	var init []*graph.Tensor
-	param := func(name string, t *graph.Tensor) *graph.Value {
-		v := g.AddInput(name, graph.Float32, graph.StaticShape(t.Shape...))
-		h.params = append(h.params, v)
-		h.Names = append(h.Names, name)
-		init = append(init, t)
-		return v
-	}
-	normal := func(shape ...int) *graph.Tensor {
-		t := graph.NewTensor(graph.Float32, shape)
-		for i := range t.F {
-			t.F[i] = float32(rng.NormFloat64())
-		}
-		return t
-	}
-	uniform := func(bound float64, shape ...int) *graph.Tensor {
-		t := graph.NewTensor(graph.Float32, shape)
-		for i := range t.F {
-			t.F[i] = float32((2*rng.Float64() - 1) * bound)
-		}
-		return t
-	}
 	ed, hid := o.EmbedDim, o.Hidden
-	h.method = g.AddInput("method", graph.Float32, graph.StaticShape(1, defenses))
-	E := param("embed.method", normal(defenses, ed))
-	L := param("embed.block", normal(blocks, ed))
-	T := param("embed.kind", normal(len(h.Kinds), ed))
+	h.method = g.AddInput("method", graph.Float32, graph.StaticShape(1, h.Defenses))
+	E := b.param("embed.method", b.normal(h.Defenses, ed))
+	L := b.param("embed.block", b.normal(blocks, ed))
+	T := b.param("embed.kind", b.normal(len(h.Kinds), ed))
 	b1 := 1 / math.Sqrt(float64(3*ed))
-	W1 := param("mlp.0.weight", uniform(b1, 3*ed, hid))
-	B1 := param("mlp.0.bias", uniform(b1, hid))
+	W1 := b.param("mlp.0.weight", b.uniform(b1, 3*ed, hid))
+	B1 := b.param("mlp.0.bias", b.uniform(b1, hid))
 	b2 := 1 / math.Sqrt(float64(hid))
-	W2 := param("mlp.2.weight", uniform(b2, hid, hid))
-	B2 := param("mlp.2.bias", uniform(b2, hid))
+	W2 := b.param("mlp.2.weight", b.uniform(b2, hid, hid))
+	B2 := b.param("mlp.2.bias", b.uniform(b2, hid))
 
 	n := len(targets)
 	// selection matrices: row i picks target i's block and kind embedding
@@ -108,11 +133,20 @@ func NewHypernet(targets []Target, rank, defenses int, o HyperOptions, rng *rand
 	k := g.Op("MatMul", nil, g.Const("kind_select", tsel), T)
 	x := g.Op("Concat", graph.Attrs{"axis": int64(1)}, e, l, k)
 	z := g.Op("Relu", nil, g.Op("Add", nil, g.Op("MatMul", nil, x, W1), B1))
-	z = g.Op("Relu", nil, g.Op("Add", nil, g.Op("MatMul", nil, z, W2), B2))
+	return g.Op("Relu", nil, g.Op("Add", nil, g.Op("MatMul", nil, z, W2), B2))
+}
 
-	// one pair of heads per kind, applied to the rows of that kind at once
+// heads applies one pair of heads per kind to the rows of that kind at
+// once and makes the output: the kinds' A then B rows, flattened and
+// concatenated. It returns the target of each row, kind by kind.
+func (b *hyperBuilder) heads(targets []lora.Layer, z *graph.Value, rank, hid int) []int {
+	h, g := b.h, b.h.g
+	b2 := 1 / math.Sqrt(float64(hid))
 	var pieces []*graph.Value
-	var order []int // target index of each row, kind by kind
+	var order []int
+	flat := func(v *graph.Value) *graph.Value {
+		return g.Op("Reshape", nil, v, g.Const("flat", graph.I64([]int{1}, []int64{-1})))
+	}
 	for _, kind := range h.Kinds {
 		var idx []int64
 		var in, out int
@@ -124,19 +158,22 @@ func NewHypernet(targets []Target, rank, defenses int, o HyperOptions, rng *rand
 			}
 		}
 		zk := g.Op("Gather", graph.Attrs{"axis": int64(0)}, z, g.Const("rows", graph.I64([]int{len(idx)}, idx)))
-		HA := param("head_A."+kind+".weight", uniform(b2, hid, rank*in))
-		hA := param("head_A."+kind+".bias", uniform(b2, rank*in))
-		HB := param("head_B."+kind+".weight", graph.NewTensor(graph.Float32, []int{hid, out * rank}))
-		hB := param("head_B."+kind+".bias", graph.NewTensor(graph.Float32, []int{out * rank}))
-		a := g.Op("Add", nil, g.Op("MatMul", nil, zk, HA), hA)
-		b := g.Op("Add", nil, g.Op("MatMul", nil, zk, HB), hB)
-		pieces = append(pieces, g.Op("Reshape", nil, a, g.Const("flat", graph.I64([]int{1}, []int64{-1}))))
-		pieces = append(pieces, g.Op("Reshape", nil, b, g.Const("flat", graph.I64([]int{1}, []int64{-1}))))
+		HA := b.param("head_A."+kind+".weight", b.uniform(b2, hid, rank*in))
+		hA := b.param("head_A."+kind+".bias", b.uniform(b2, rank*in))
+		HB := b.param("head_B."+kind+".weight", graph.NewTensor(graph.Float32, []int{hid, out * rank}))
+		hB := b.param("head_B."+kind+".bias", graph.NewTensor(graph.Float32, []int{out * rank}))
+		pieces = append(pieces, flat(g.Op("Add", nil, g.Op("MatMul", nil, zk, HA), hA)),
+			flat(g.Op("Add", nil, g.Op("MatMul", nil, zk, HB), hB)))
 	}
 	h.out = g.Op("Concat", graph.Attrs{"axis": int64(0)}, pieces...)
 	g.Outputs = []*graph.Value{h.out}
-	// offsets of each target's A and B in the output
-	h.offA, h.offB = make([]int, n), make([]int, n)
+	return order
+}
+
+// offsets places each target's A and B in the output: kind by kind, the
+// kind's As, then its Bs, in the order of the rows.
+func (h *Hypernet) offsets(targets []lora.Layer, order []int, rank int) {
+	h.offA, h.offB = make([]int, len(targets)), make([]int, len(targets))
 	off := 0
 	pos := 0
 	for _, kind := range h.Kinds {
@@ -158,13 +195,6 @@ func NewHypernet(targets []Target, rank, defenses int, o HyperOptions, rng *rand
 		}
 	}
 	h.total = off
-	h.seed = g.AddInput("cotangent", graph.Float32, graph.StaticShape(off))
-	p, err := compile.Compile(g, compile.Options{Grad: &compile.GradSpec{Loss: h.out, Seed: h.seed, Wrt: h.params}})
-	if err != nil {
-		return nil, nil, err
-	}
-	h.prog = p
-	return h, init, nil
 }
 
 func (h *Hypernet) inputs(m int, params []*graph.Tensor) []*graph.Tensor {

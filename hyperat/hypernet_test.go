@@ -6,10 +6,11 @@ import (
 	"testing"
 
 	"github.com/hyperat/hyperat/graph"
+	"github.com/hyperat/hyperat/lora"
 )
 
-func testTargets() []Target {
-	return []Target{
+func testTargets() []lora.Layer {
+	return []lora.Layer{
 		{Name: "blocks.0.attn.qkv", Kind: "qkv", Block: 0, In: 4, Out: 12},
 		{Name: "blocks.0.mlp.fc1", Kind: "fc1", Block: 0, In: 4, Out: 8},
 		{Name: "blocks.1.attn.qkv", Kind: "qkv", Block: 1, In: 4, Out: 12},
@@ -17,7 +18,7 @@ func testTargets() []Target {
 	}
 }
 
-func factors(ts []Target, rank int) (A, B []*graph.Tensor) {
+func factors(ts []lora.Layer, rank int) (A, B []*graph.Tensor) {
 	for _, t := range ts {
 		A = append(A, graph.NewTensor(graph.Float32, []int{rank, t.In}))
 		B = append(B, graph.NewTensor(graph.Float32, []int{t.Out, rank}))

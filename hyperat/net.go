@@ -11,53 +11,9 @@ import (
 
 	"github.com/hyperat/hyperat/compile"
 	"github.com/hyperat/hyperat/graph"
-	onnximport "github.com/hyperat/hyperat/import"
-	"github.com/hyperat/hyperat/kernels"
-	"github.com/hyperat/hyperat/nn"
+	"github.com/hyperat/hyperat/layers"
+	"github.com/hyperat/hyperat/lora"
 )
-
-// Target is one adapted linear layer.
-type Target struct {
-	Name       string
-	Kind       string
-	Block      int
-	In, Out    int
-	Weight     string // the initializer holding W in the original model
-	Transposed bool   // W is stored [out, in] (else [in, out])
-	// Key names the merged weight in the tuning result: the initializer's
-	// name, or "initializer@output" when other nodes read the initializer
-	// too (an exporter deduplicated identical tensors): then only the node
-	// whose first output is named gets the new weight.
-	Key string
-}
-
-// WeightKey is how a tuning result names a new weight: the initializer, or,
-// when the initializer is shared, the initializer as read by one node
-// (identified by its first output's name, unique in ONNX).
-func WeightKey(init string, shared bool, reader string) string {
-	if !shared {
-		return init
-	}
-	return init + "@" + reader
-}
-
-// reader returns the node that reads initializer w on the way to node n:
-// n itself, or the layout node (Transpose) between them.
-func reader(uses map[*graph.Value][]*graph.Node, w *graph.Value, n *graph.Node) *graph.Node {
-	for _, u := range uses[w] {
-		if u == n {
-			return u
-		}
-		for _, o := range u.Outputs {
-			for _, in := range n.Inputs {
-				if in == o {
-					return u
-				}
-			}
-		}
-	}
-	return n
-}
 
 // Net is the pretrained model prepared for tuning: a LoRA branch on each
 // target whose factors are graph inputs, and trainable weights (the head,
@@ -67,15 +23,15 @@ func reader(uses map[*graph.Value][]*graph.Node, w *graph.Value, n *graph.Node) 
 type Net struct {
 	G       *graph.Graph
 	X       *graph.Value
-	Targets []Target
+	Targets []lora.Layer
 	// A[i], B[i] are the factors of Targets[i]: A [r, in], B [out, r].
 	A, B  []*graph.Value
 	Rank  int
 	Scale float32         // alpha / r
 	Train []*graph.Value  // trained weights (graph inputs), in a fixed order
-	Init  []*graph.Tensor // their pretrained values
-	// TrainKeys name the trained weights in the tuning result (see WeightKey).
-	TrainKeys []string
+	Init  []*graph.Tensor // their pretrained values (the model's own tensors: read only)
+	// TrainKeys name the trained weights in the tuning result.
+	TrainKeys []layers.WeightKey
 	Classes   int
 	C, H, W   int
 
@@ -84,26 +40,15 @@ type Net struct {
 	// arena holds the activations of all these programs: each method runs
 	// one program to the end and copies out what it keeps before the next.
 	arena *compile.Arena
-	// sites[i] is where Targets[i]'s branch sits, for the merged programs;
-	// merged[i] holds its merged weight between runs.
-	sites  []loraSite
-	merged []*graph.Tensor
-	// branchTraining makes the training programs run the LoRA branches
-	// (the reference the merged training is tested against).
-	branchTraining bool
+	// linears[i] is Targets[i]'s layer in G and sums[i] its product with the
+	// branch added, for the merged programs; merged[i] holds its merged
+	// weight between runs.
+	linears []*layers.Linear
+	sums    []*graph.Value
+	merged  []*graph.Tensor
 	// unpaired: the training program did not compile at twice the batch
 	// (a model with a fixed batch), so PairGrads makes two passes.
 	unpaired bool
-	u, w     []float32 // scratch of ParamGrads
-}
-
-// loraSite is one LoRA branch in G: the node reading the weight, the
-// weight, the layer's output without and with the branch.
-type loraSite struct {
-	node   *graph.Node // the layer's product
-	reader *graph.Node
-	weight *graph.Value
-	y, sum *graph.Value
 }
 
 type vjp struct {
@@ -113,11 +58,6 @@ type vjp struct {
 	// merged: the program reads each target's merged weight W0 + scale B A
 	// (inputs after the others) instead of running its LoRA branch.
 	merged bool
-	// For a merged training program: out[i] is the output index of
-	// Targets[i]'s layer input x, ys[i] its product's output y, whose
-	// gradient with x gives the factors' gradients (see ParamGrads).
-	out []int
-	ys  []*graph.Value
 }
 
 // NetOptions choose what is adapted and what is trained.
@@ -131,63 +71,107 @@ type NetOptions struct {
 	BatchShape []int // [C, H, W]
 }
 
-// NewNet builds the tuning graph from a freshly imported model.
-func NewNet(m *onnximport.Model, o NetOptions) (*Net, error) {
-	rep, err := onnximport.Recognize(m)
+// NewNet builds the tuning graph on a copy of an imported model's graph
+// (m is left as it was).
+func NewNet(m *graph.Graph, o NetOptions) (*Net, error) {
+	if len(m.Inputs) != 1 || len(m.Inputs[0].Shape) != 4 {
+		return nil, fmt.Errorf("not an image classifier: want one input [N, C, H, W]")
+	}
+	classes, err := Classes(m)
 	if err != nil {
 		return nil, err
 	}
-	g := m.Graph
-	if len(g.Inputs) != 1 || len(g.Inputs[0].Shape) != 4 {
-		return nil, fmt.Errorf("not an image classifier: want one input [N, C, H, W]")
+	g := m.Clone()
+	rep, err := layers.Recognize(g)
+	if err != nil {
+		return nil, err
 	}
 	x := g.Inputs[0]
 	g.Outputs = g.Outputs[:1]
-	n := &Net{G: g, X: x, Rank: o.Rank, Scale: o.Alpha / float32(max(o.Rank, 1)),
+	n := &Net{G: g, X: x, Rank: o.Rank, Scale: o.Alpha / float32(max(o.Rank, 1)), Classes: classes,
 		C: x.Shape[1].N, H: x.Shape[2].N, W: x.Shape[3].N,
 		attack: map[int]*vjp{}, train: map[int]*vjp{}, arena: compile.NewArena()}
-	uses := g.Consumers()
 	if !o.TrainAll && !o.NoLoRA {
-		for _, l := range rep.Targets() {
-			if l.Kind == onnximport.KindHead || !o.Kinds[l.Kind] || l.Block < 0 {
-				continue
-			}
-			t := Target{Name: l.Name, Kind: l.Kind, Block: l.Block, In: l.In, Out: l.Out,
-				Weight: l.Weight.Name, Transposed: l.Transposed,
-				Key: WeightKey(l.Weight.Name, len(uses[l.Weight]) > 1, reader(uses, l.Weight, l.Node).Outputs[0].Name)}
-			a := g.AddInput("lora_A."+l.Name, graph.Float32, graph.StaticShape(o.Rank, l.In))
-			b := g.AddInput("lora_B."+l.Name, graph.Float32, graph.StaticShape(l.Out, o.Rank))
-			rd := reader(uses, l.Weight, l.Node)
-			sum := nn.LoRA(g, l.Node, a, b, n.Scale)
-			n.sites = append(n.sites, loraSite{node: l.Node, reader: rd, weight: l.Weight, y: l.Node.Outputs[0], sum: sum})
-			n.merged = append(n.merged, l.Weight.Const.Clone())
-			n.Targets = append(n.Targets, t)
-			n.A = append(n.A, a)
-			n.B = append(n.B, b)
-		}
+		n.adapt(rep, o.Kinds)
 		if len(n.Targets) == 0 {
 			return nil, fmt.Errorf("no linear layer of the chosen kinds was recognized in the model")
 		}
 	}
-	// trained weights: each becomes a graph input; an initializer that other
-	// nodes read too is copied, and only the trained nodes read the copy
-	type use struct {
-		w       *graph.Value
-		readers []*graph.Node // nil: every reader
+	trained, err := trainedUses(g, rep, o)
+	if err != nil {
+		return nil, err
 	}
-	var trained []use
+	if err := n.makeTrained(trained); err != nil {
+		return nil, err
+	}
+	return n, nil
+}
+
+// Classes is the number of logits of an image classifier: the last dim of
+// its first output, [N, classes], as the file declares it, or, in a file
+// that declares none, as a forward at batch 1 infers it.
+func Classes(g *graph.Graph) (int, error) {
+	if len(g.Outputs) == 0 {
+		return 0, fmt.Errorf("not an image classifier: no output")
+	}
+	if s := g.Outputs[0].Shape; len(s) == 2 && s[1].N > 0 {
+		return s[1].N, nil
+	}
+	p, err := compile.Compile(g, compile.Options{Batch: 1})
+	if err != nil {
+		return 0, err
+	}
+	out := p.Outputs[0].StaticShape()
+	if len(out) != 2 {
+		return 0, fmt.Errorf("not an image classifier: output shape %v", out)
+	}
+	return out[1], nil
+}
+
+// adapt inserts a LoRA branch, its factors graph inputs, at every layer of
+// the chosen kinds in the transformer blocks.
+func (n *Net) adapt(rep *layers.Report, kinds map[string]bool) {
+	g := n.G
+	for _, l := range rep.Targets() {
+		if l.Kind == layers.KindHead || !kinds[l.Kind] || l.Block < 0 {
+			continue
+		}
+		a := g.AddInput("lora_A."+l.Name, graph.Float32, graph.StaticShape(n.Rank, l.In))
+		b := g.AddInput("lora_B."+l.Name, graph.Float32, graph.StaticShape(l.Out, n.Rank))
+		n.sums = append(n.sums, lora.Insert(g, l, a, b, n.Scale))
+		n.linears = append(n.linears, l)
+		n.merged = append(n.merged, l.Weight.Const.Clone())
+		n.Targets = append(n.Targets, lora.Describe(l))
+		n.A = append(n.A, a)
+		n.B = append(n.B, b)
+	}
+}
+
+// trainedUse is a weight to train: the initializer, and the one node that
+// reads the trained copy (nil: every reader).
+type trainedUse struct {
+	w      *graph.Value
+	reader *graph.Node
+}
+
+// trainedUses lists the weights trained besides the LoRA factors: every
+// float weight, one per reader when several read it (full fine-tuning), or
+// the head's weight and bias.
+func trainedUses(g *graph.Graph, rep *layers.Report, o NetOptions) ([]trainedUse, error) {
+	var trained []trainedUse
 	switch {
 	case o.TrainAll:
-		for _, p := range append([]*graph.Value{}, g.Params...) {
+		readers := g.Consumers()
+		for _, p := range slices.Clone(g.Params) {
 			if p.DType != graph.Float32 || p.Const.Numel() <= 1 {
 				continue
 			}
-			if rs := uses[p]; len(rs) > 1 {
+			if rs := readers[p]; len(rs) > 1 {
 				for _, r := range rs {
-					trained = append(trained, use{p, []*graph.Node{r}})
+					trained = append(trained, trainedUse{p, r})
 				}
 			} else {
-				trained = append(trained, use{p, nil})
+				trained = append(trained, trainedUse{p, nil})
 			}
 		}
 	case o.TrainHead:
@@ -195,48 +179,45 @@ func NewNet(m *onnximport.Model, o NetOptions) (*Net, error) {
 		if h == nil {
 			return nil, fmt.Errorf("no classifier head was recognized; train without the head")
 		}
-		trained = append(trained, use{h.Weight, []*graph.Node{reader(uses, h.Weight, h.Node)}})
+		trained = append(trained, trainedUse{h.Weight, h.Reader})
 		if h.Bias != nil {
 			bn := h.BiasNode
 			if bn == nil {
 				bn = h.Node
 			}
-			trained = append(trained, use{h.Bias, []*graph.Node{bn}})
+			trained = append(trained, trainedUse{h.Bias, bn})
 		}
 	}
+	return trained, nil
+}
+
+// makeTrained turns each trained weight into a graph input; an initializer
+// that other nodes read too is copied, and only the trained node reads the
+// copy.
+func (n *Net) makeTrained(trained []trainedUse) error {
+	g := n.G
+	readers := g.Consumers()
 	for _, u := range trained {
 		p := u.w
 		if !p.Param && p.Const == nil {
 			continue // already made an input
 		}
-		if u.readers == nil || len(uses[p]) == 1 {
+		if u.reader == nil || len(readers[p]) == 1 {
 			n.Init = append(n.Init, g.ParamToInput(p))
 			n.Train = append(n.Train, p)
-			n.TrainKeys = append(n.TrainKeys, p.Name)
+			n.TrainKeys = append(n.TrainKeys, layers.WeightKey{Init: p.Name})
 			continue
 		}
-		r := u.readers[0]
-		cp := g.AddInput(p.Name+"@"+r.Outputs[0].Name, graph.Float32, graph.StaticShape(p.Const.Shape...))
-		for i, in := range r.Inputs {
-			if in == p {
-				r.Inputs[i] = cp
-			}
+		key := layers.WeightKey{Init: p.Name, Reader: u.reader.Outputs[0].Name}
+		cp := g.AddInput(key.String(), graph.Float32, graph.StaticShape(p.Const.Shape...))
+		if err := layers.Redirect(g, key, cp); err != nil {
+			return err
 		}
 		n.Init = append(n.Init, p.Const.Clone())
 		n.Train = append(n.Train, cp)
-		n.TrainKeys = append(n.TrainKeys, WeightKey(p.Name, true, r.Outputs[0].Name))
+		n.TrainKeys = append(n.TrainKeys, key)
 	}
-	// the number of classes, from a forward at batch 1
-	p, err := compile.Compile(g, compile.Options{Batch: 1})
-	if err != nil {
-		return nil, err
-	}
-	out := p.Outputs[0].StaticShape()
-	if len(out) != 2 {
-		return nil, fmt.Errorf("not an image classifier: output shape %v", out)
-	}
-	n.Classes = out[1]
-	return n, nil
+	return nil
 }
 
 // Params are the values fed besides the image: LoRA factors, then trained weights.
@@ -264,21 +245,17 @@ func (n *Net) inputs(x *graph.Tensor, ps *Params, v *vjp) ([]*graph.Tensor, erro
 // merge sets n.merged[i] to Targets[i]'s weight with its branch folded in,
 // W0 + scale (B A) in W0's layout: [out, in] when Transposed, else [in, out].
 func (n *Net) merge(ps *Params) {
-	r := n.Rank
-	for i, t := range n.Targets {
+	for i, l := range n.linears {
 		w := n.merged[i]
-		copy(w.F, n.sites[i].weight.Const.F)
-		a, b := ps.A[i].F, ps.B[i].F
-		if t.Transposed {
-			kernels.Sgemm(false, false, t.Out, t.In, r, n.Scale, b, r, a, t.In, 1, w.F, t.In)
-		} else {
-			kernels.Sgemm(true, true, t.In, t.Out, r, n.Scale, a, t.In, b, r, 1, w.F, t.Out)
-		}
+		copy(w.F, l.Weight.Const.F)
+		lora.Merge(w, l.Transposed, ps.A[i], ps.B[i], n.Scale)
 	}
 }
 
 // program compiles (once per batch size) a vector-Jacobian program of the
-// logits with respect to wrt: the input (attacks) or the parameters (training).
+// logits with respect to the input (the attacks) or to the parameters
+// (training): the LoRA factors, through their branches, and the trained
+// weights.
 func (n *Net) program(batch int, forTraining bool) (*vjp, error) {
 	cache := n.attack
 	if forTraining {
@@ -287,51 +264,15 @@ func (n *Net) program(batch int, forTraining bool) (*vjp, error) {
 	if v, ok := cache[batch]; ok {
 		return v, nil
 	}
-	g, vm, nm := n.G.CloneMapped()
-	// The programs read the merged weights W0 + scale B A instead of running
-	// the LoRA branches: the model then costs what the original costs,
-	// instead of two thin products, a scale and a sum more per layer in each
-	// direction; the branches become dead code and are removed. The attack
-	// needs no gradient of the factors; training gets them from each layer's
-	// input x and the gradient of its output y (see ParamGrads).
-	merged := len(n.sites) > 0 && (!forTraining || n.mergedTraining())
-	var ys, xs []*graph.Value
-	if merged {
-		for i, s := range n.sites {
-			g.ReplaceUses(vm[s.sum], vm[s.y])
-			w := g.AddInput("merged."+n.Targets[i].Name, graph.Float32, graph.StaticShape(s.weight.Const.Shape...))
-			rd := nm[s.reader]
-			for j, in := range rd.Inputs {
-				if in == vm[s.weight] {
-					rd.Inputs[j] = w
-				}
-			}
-			ys = append(ys, vm[s.y])
-			xs = append(xs, vm[s.node.Inputs[0]])
-		}
-	}
+	v := &vjp{}
+	var g *graph.Graph
 	var wrt []*graph.Value
-	v := &vjp{merged: merged}
-	switch {
-	case !forTraining:
-		wrt = g.Inputs[:1]
-	case merged:
-		// the layer inputs are kept as outputs (deduplicated: q, k and v
-		// read one x); the gradients are those of the layer outputs and of
-		// the trained weights
-		at := map[*graph.Value]int{}
-		for _, x := range xs {
-			if _, ok := at[x]; !ok {
-				at[x] = len(g.Outputs)
-				g.Outputs = append(g.Outputs, x)
-			}
-			v.out = append(v.out, at[x])
-		}
-		v.ys = ys
-		first := 1 + 2*len(n.A)
-		wrt = append(append([]*graph.Value{}, ys...), g.Inputs[first:first+len(n.Train)]...)
-	default:
+	if forTraining {
+		g = n.G.Clone()
 		wrt = g.Inputs[1 : 1+2*len(n.A)+len(n.Train)]
+	} else {
+		g, v.merged = n.mergedGraph(), len(n.linears) > 0
+		wrt = g.Inputs[:1]
 	}
 	seed := g.AddInput("logits_cotangent", graph.Float32, graph.StaticShape(batch, n.Classes))
 	p, err := compile.Compile(g, compile.Options{Batch: batch, Arena: n.arena,
@@ -344,22 +285,24 @@ func (n *Net) program(batch int, forTraining bool) (*vjp, error) {
 	return v, nil
 }
 
-// mergedTraining reports whether training can read merged weights: every
-// adapted product reads its input x untransposed (MatMul, or Gemm without
-// transA), so that x is the [rows, in] matrix the factors' gradients need.
-func (n *Net) mergedTraining() bool {
-	if n.branchTraining {
-		return false
-	}
-	for _, s := range n.sites {
-		if s.node.Op == "Gemm" && s.node.Attrs.Int("transA", 0) != 0 {
-			return false
+// mergedGraph is G with each adapted layer reading its merged weight W0 +
+// scale B A, a graph input after the others, instead of running its LoRA
+// branch: the model then costs what the pretrained one costs, and the
+// branches become dead code. The attacks run it: they need no gradient of
+// the factors.
+func (n *Net) mergedGraph() *graph.Graph {
+	g, vm, nm := n.G.CloneMapped()
+	for i, l := range n.linears {
+		g.ReplaceUses(vm[n.sums[i]], vm[l.Node.Outputs[0]])
+		w := g.AddInput("merged."+n.Targets[i].Name, graph.Float32, graph.StaticShape(l.Weight.Const.Shape...))
+		rd := nm[l.Reader]
+		for j, in := range rd.Inputs {
+			if in == vm[l.Weight] {
+				rd.Inputs[j] = w
+			}
 		}
-		if s.node.Op != "Gemm" && s.node.Op != "MatMul" {
-			return false
-		}
 	}
-	return true
+	return g
 }
 
 // Forward runs the adapted model: logits [N, classes] (owned by the program
@@ -404,7 +347,9 @@ func (n *Net) InputGrad(x *graph.Tensor, ps *Params, seed func(*graph.Tensor) *g
 
 // ParamGrads runs forward on x, takes dL/dlogits from seed, and adds the
 // gradients of the LoRA factors and trained weights into acc (same layout
-// as Params). It returns the logits (the caller's).
+// as Params): the training program runs the LoRA branches, and its reverse
+// mode differentiates them like any other node. It returns the logits (the
+// caller's).
 func (n *Net) ParamGrads(x *graph.Tensor, ps *Params, seed func(*graph.Tensor) *graph.Tensor, acc *Params) (*graph.Tensor, error) {
 	v, err := n.program(x.Shape[0], true)
 	if err != nil {
@@ -421,13 +366,6 @@ func (n *Net) ParamGrads(x *graph.Tensor, ps *Params, seed func(*graph.Tensor) *
 	logits := outs[0].Clone()
 	if err := v.p.Backward(seed(logits)); err != nil {
 		return nil, err
-	}
-	if v.merged {
-		n.factorGrads(v, outs, ps, acc)
-		for i := range n.Train {
-			addTo(acc.Train[i], v.p.Grad(v.wrt[len(n.Targets)+i]))
-		}
-		return logits, nil
 	}
 	k := 0
 	for i := range n.A {
@@ -509,30 +447,6 @@ func stack(a, b *graph.Tensor) *graph.Tensor {
 	copy(s.F, a.F)
 	copy(s.F[len(a.F):], b.F)
 	return s
-}
-
-// factorGrads adds the gradients of every target's factors to acc. With x
-// the layer input [rows, in], g the gradient of its output [rows, out] and
-// the branch scale (x A^T) B^T:
-//
-//	dB = scale g^T (x A^T)    dA = scale (g B)^T x
-//
-// what the branch's own backward computes.
-func (n *Net) factorGrads(v *vjp, outs []*graph.Tensor, ps *Params, acc *Params) {
-	r := n.Rank
-	for i, t := range n.Targets {
-		x := outs[v.out[i]].F
-		g := v.p.Grad(v.ys[i]).F
-		rows := len(x) / t.In
-		if need := rows * r; len(n.u) < need {
-			n.u, n.w = make([]float32, need), make([]float32, need)
-		}
-		u, w := n.u[:rows*r], n.w[:rows*r]
-		kernels.Sgemm(false, true, rows, r, t.In, 1, x, t.In, ps.A[i].F, t.In, 0, u, r)
-		kernels.Sgemm(true, false, t.Out, r, rows, n.Scale, g, t.Out, u, r, 1, acc.B[i].F, r)
-		kernels.Sgemm(false, false, rows, r, t.Out, 1, g, t.Out, ps.B[i].F, r, 0, w, r)
-		kernels.Sgemm(true, false, r, t.In, rows, n.Scale, w, r, x, t.In, 1, acc.A[i].F, t.In)
-	}
 }
 
 func addTo(dst, src *graph.Tensor) {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"testing"
 
 	"github.com/hyperat/hyperat/compile"
@@ -31,11 +32,62 @@ func loadTestNet(t *testing.T, file string) *Net {
 		t.Fatal(err)
 	}
 	kinds := map[string]bool{"qkv": true, "q": true, "k": true, "v": true, "proj": true, "fc1": true, "fc2": true}
-	net, err := NewNet(m, NetOptions{Rank: 4, Alpha: 8, Kinds: kinds, TrainHead: true})
+	net, err := NewNet(m.Graph, NetOptions{Rank: 4, Alpha: 8, Kinds: kinds, TrainHead: true})
 	if err != nil {
 		t.Fatal(err)
 	}
 	return net
+}
+
+// NewNet leaves the model it is given as it was, whatever it adapts and
+// trains (the head here, every weight for full fine-tuning).
+func TestNewNetLeavesTheModel(t *testing.T) {
+	m, err := onnximport.Load(testutil.Fixture("models", "tv_vit_op17.onnx"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := m.Graph
+	snapshot := func() string {
+		s := g.String()
+		for _, p := range g.Params {
+			s += fmt.Sprintf("%s %v %v\n", p.Name, p.Param, p.Const != nil)
+		}
+		return s + fmt.Sprint(len(g.Inputs), len(g.Outputs))
+	}
+	before := snapshot()
+	kinds := map[string]bool{"qkv": true, "proj": true, "fc1": true, "fc2": true}
+	for _, o := range []NetOptions{{Rank: 2, Alpha: 4, Kinds: kinds, TrainHead: true}, {TrainAll: true, NoLoRA: true}} {
+		net, err := NewNet(g, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(net.Train) == 0 || net.Classes != 10 {
+			t.Fatalf("%d trained weights, %d classes", len(net.Train), net.Classes)
+		}
+		if after := snapshot(); after != before {
+			t.Fatalf("NewNet changed the model's graph")
+		}
+	}
+}
+
+// The class count is the first output's last dim as the file declares it,
+// or, when it declares none, as a forward infers it.
+func TestClasses(t *testing.T) {
+	m, err := onnximport.Load(testutil.Fixture("models", "hf_vit_op16.onnx"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := m.Graph.Outputs[0].Shape.String(); s != "[batch,10]" {
+		t.Errorf("declared output shape %s, want [batch,10]", s)
+	}
+	for _, declared := range []bool{true, false} {
+		if !declared {
+			m.Graph.Outputs[0].Shape = nil
+		}
+		if c, err := Classes(m.Graph); err != nil || c != 10 {
+			t.Errorf("declared %v: %d classes (%v), want 10", declared, c, err)
+		}
+	}
 }
 
 // The attack programs read merged weights instead of running the LoRA
@@ -141,51 +193,84 @@ func randomParams(net *Net, r *rand.Rand) (ps, acc *Params) {
 	return ps, acc
 }
 
-// Training programs read merged weights too and get the factors' gradients
-// from each layer's input and output gradient: they must equal those of the
-// programs that run the branches (and the head's gradient too).
-func TestMergedTrainingEqualsBranches(t *testing.T) {
+// The training program differentiates the LoRA branches with the gradient
+// compiler. Its factor gradients must be those the chain rule gives through
+// the merged weight W = W0 + s B A of each layer: with dW the gradient of
+// the merged program with respect to W ([out, in] layout), dB = s dW A^T and
+// dA = s B^T dW. The head's gradient must be the merged program's too.
+func TestFactorGradsFollowTheMergedWeight(t *testing.T) {
 	for _, f := range testNets {
-		grads := func(branch bool) (*Params, *graph.Tensor) {
-			net := loadTestNet(t, f)
-			net.branchTraining = branch
-			r := rand.New(rand.NewPCG(7, 8))
-			ps, acc := randomParams(net, r)
-			x := randTensor(r, 1, 3, net.C, net.H, net.W)
-			ct := randTensor(r, 1, 3, net.Classes)
-			// twice, as TRADES and MART do (the gradients add up)
-			for k := 0; k < 2; k++ {
-				logits, err := net.ParamGrads(x, ps, func(*graph.Tensor) *graph.Tensor { return ct }, acc)
-				if err != nil {
-					t.Fatal(err)
+		net := loadTestNet(t, f)
+		r := rand.New(rand.NewPCG(7, 8))
+		ps, acc := randomParams(net, r)
+		const batch = 3
+		x := randTensor(r, 1, batch, net.C, net.H, net.W)
+		ct := randTensor(r, 1, batch, net.Classes)
+		// twice, as TRADES and MART do (the gradients add up)
+		for k := 0; k < 2; k++ {
+			if _, err := net.ParamGrads(x, ps, func(*graph.Tensor) *graph.Tensor { return ct }, acc); err != nil {
+				t.Fatal(err)
+			}
+		}
+		// the reference: the merged graph, differentiated w.r.t. the merged
+		// weights and the head
+		g := net.mergedGraph()
+		first := 1 + 2*len(net.A)
+		wrt := slices.Concat(g.Inputs[len(g.Inputs)-len(net.Targets):], g.Inputs[first:first+len(net.Train)])
+		seed := g.AddInput("ct", graph.Float32, graph.StaticShape(batch, net.Classes))
+		p, err := compile.Compile(g, compile.Options{Batch: batch, Grad: &compile.GradSpec{Loss: g.Outputs[0], Seed: seed, Wrt: wrt}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ins, err := net.inputs(x, ps, &vjp{merged: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := p.Forward(ins...); err != nil {
+			t.Fatal(err)
+		}
+		if err := p.Backward(ct); err != nil {
+			t.Fatal(err)
+		}
+		check := func(what string, got []float32, want []float64) {
+			var scale, d float64
+			for i, w := range want {
+				scale = math.Max(scale, math.Abs(w))
+				d = math.Max(d, math.Abs(float64(got[i])/2-w))
+			}
+			if d > 1e-4*scale || math.IsNaN(d) || scale == 0 {
+				t.Errorf("%s: %s differ from the chain rule's by %g (scale %g)", f, what, d, scale)
+			}
+		}
+		s := float64(net.Scale)
+		for i, tg := range net.Targets {
+			dW := p.Grad(wrt[i]).F
+			dw := func(o, j int) float64 { // dW in [out, in]
+				if tg.Transposed {
+					return float64(dW[o*tg.In+j])
 				}
-				if k == 1 {
-					if got := net.train[3].merged; got == branch {
-						t.Fatalf("%s: merged training program %v, want %v", f, got, !branch)
+				return float64(dW[j*tg.Out+o])
+			}
+			A, B, rank := ps.A[i].F, ps.B[i].F, net.Rank
+			dA, dB := make([]float64, len(A)), make([]float64, len(B))
+			for o := 0; o < tg.Out; o++ {
+				for j := 0; j < tg.In; j++ {
+					d := s * dw(o, j)
+					for k := 0; k < rank; k++ {
+						dB[o*rank+k] += d * float64(A[k*tg.In+j])
+						dA[k*tg.In+j] += d * float64(B[o*rank+k])
 					}
-					return acc, logits
 				}
 			}
-			return nil, nil
+			check(fmt.Sprint("A gradients of ", tg.Name), acc.A[i].F, dA)
+			check(fmt.Sprint("B gradients of ", tg.Name), acc.B[i].F, dB)
 		}
-		want, wl := grads(true)
-		got, gl := grads(false)
-		check := func(what string, g, w []float32) {
-			var scale float64
-			for _, v := range w {
-				scale = math.Max(scale, math.Abs(float64(v)))
+		for i := range net.Train {
+			want := make([]float64, len(acc.Train[i].F))
+			for j, v := range p.Grad(wrt[len(net.Targets)+i]).F {
+				want[j] = float64(v)
 			}
-			if d := testutil.MaxAbsDiff(g, w); d > 1e-4*scale || math.IsNaN(d) || scale == 0 {
-				t.Errorf("%s: merged %s differ from the branches' by %g (scale %g)", f, what, d, scale)
-			}
-		}
-		check("logits", gl.F, wl.F)
-		for i := range want.A {
-			check(fmt.Sprint("A gradients ", i), got.A[i].F, want.A[i].F)
-			check(fmt.Sprint("B gradients ", i), got.B[i].F, want.B[i].F)
-		}
-		for i := range want.Train {
-			check("head gradients", got.Train[i].F, want.Train[i].F)
+			check("head gradients", acc.Train[i].F, want)
 		}
 	}
 }

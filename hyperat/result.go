@@ -9,6 +9,8 @@ import (
 	"github.com/hyperat/hyperat/graph"
 	"github.com/hyperat/hyperat/internal/atomicfile"
 	"github.com/hyperat/hyperat/internal/safetensors"
+	"github.com/hyperat/hyperat/layers"
+	"github.com/hyperat/hyperat/lora"
 )
 
 // The result of a tuning, in the workspace's "tuned" folder, is what
@@ -16,15 +18,17 @@ import (
 //
 //	weights.safetensors   the model's new weights, in the initializer's own
 //	                      layout (merged LoRA deltas and trained weights),
-//	                      keyed by initializer name, or "initializer@output"
-//	                      when the initializer is shared by several nodes and
+//	                      keyed by layers.WeightKey's text form: the
+//	                      initializer's name, or "initializer@output" when
+//	                      the initializer is shared by several nodes and
 //	                      only the node whose first output is "output" gets
 //	                      the new tensor (export gives that node its own
 //	                      initializer); every other initializer is unchanged
-//	adapters.safetensors  each defense's LoRA factors in PEFT's layout:
+//	adapters.safetensors  each defense's LoRA factors in PEFT's layout,
+//	                      named by lora.Layer.FactorNames("<defense>/"):
 //	                      "<defense>/<layer>.lora_A.weight" [r, in] and
 //	                      "<defense>/<layer>.lora_B.weight" [out, r]
-//	result.json           Result
+//	result.json           Result (the adapted layers without their factors)
 const (
 	ResultDir     = "tuned"
 	WeightsFile   = "weights.safetensors"
@@ -35,14 +39,14 @@ const (
 
 // Result describes a finished tuning.
 type Result struct {
-	Version     int         `json:"version"`
-	ModelSHA256 string      `json:"model_sha256"`
-	Config      Config      `json:"config"`
-	Lambda      []float64   `json:"lambda"` // merge weights per defense
-	Scale       float64     `json:"scale"`  // alpha / r
-	Targets     []Target    `json:"targets"`
-	Table       []ResultRow `json:"table"` // validation accuracies
-	Collapsed   bool        `json:"collapsed"`
+	Version     int          `json:"version"`
+	ModelSHA256 string       `json:"model_sha256"`
+	Config      Config       `json:"config"`
+	Lambda      []float64    `json:"lambda"` // merge weights per defense
+	Scale       float64      `json:"scale"`  // alpha / r
+	Targets     []lora.Layer `json:"targets"`
+	Table       []ResultRow  `json:"table"` // validation accuracies
+	Collapsed   bool         `json:"collapsed"`
 }
 
 // ResultRow is one line of the final table.
@@ -62,7 +66,11 @@ func (t *Trainer) WriteResult(wsDir string, r Result) error {
 	if err != nil {
 		return err
 	}
-	if err := safetensors.WriteFile(filepath.Join(dir, WeightsFile), w, map[string]string{"format": "onnx-initializers"}); err != nil {
+	named := map[string]*graph.Tensor{}
+	for k, v := range w {
+		named[k.String()] = v
+	}
+	if err := safetensors.WriteFile(filepath.Join(dir, WeightsFile), named, map[string]string{"format": "onnx-initializers"}); err != nil {
 		return err
 	}
 	ad := map[string]*graph.Tensor{}
@@ -73,8 +81,8 @@ func (t *Trainer) WriteResult(wsDir string, r Result) error {
 				return err
 			}
 			for i, tg := range t.Net.Targets {
-				ad[d.Name()+"/"+tg.Name+".lora_A.weight"] = ps.A[i].Clone()
-				ad[d.Name()+"/"+tg.Name+".lora_B.weight"] = ps.B[i].Clone()
+				ka, kb := tg.FactorNames(d.Name() + "/")
+				ad[ka], ad[kb] = ps.A[i].Clone(), ps.B[i].Clone()
 			}
 		}
 	}
@@ -90,7 +98,7 @@ func (t *Trainer) WriteResult(wsDir string, r Result) error {
 }
 
 // ReadResult reads a workspace's tuning result and its merged weights.
-func ReadResult(wsDir string) (*Result, map[string]*graph.Tensor, error) {
+func ReadResult(wsDir string) (*Result, map[layers.WeightKey]*graph.Tensor, error) {
 	dir := filepath.Join(wsDir, ResultDir)
 	b, err := os.ReadFile(filepath.Join(dir, ResultFile))
 	if err != nil {
@@ -103,9 +111,13 @@ func ReadResult(wsDir string) (*Result, map[string]*graph.Tensor, error) {
 	if err := json.Unmarshal(b, &r); err != nil || r.Version != resultVersion {
 		return nil, nil, fmt.Errorf("%s: damaged or unknown tuning result", filepath.Join(dir, ResultFile))
 	}
-	w, _, err := safetensors.ReadFile(filepath.Join(dir, WeightsFile))
+	named, _, err := safetensors.ReadFile(filepath.Join(dir, WeightsFile))
 	if err != nil {
 		return nil, nil, err
+	}
+	w := map[layers.WeightKey]*graph.Tensor{}
+	for k, v := range named {
+		w[layers.ParseWeightKey(k)] = v
 	}
 	return &r, w, nil
 }

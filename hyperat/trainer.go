@@ -107,7 +107,7 @@ type Trainer struct {
 	lora     Params
 	dlora    Params
 	prepared bool // the programs are compiled (see Net.Prepare)
-	// the model as imported, untouched, for merging
+	// the model as imported (nothing changes it), for merging
 	orig      *graph.Graph
 	origModel *onnximport.Model
 }
@@ -135,15 +135,12 @@ func NewTrainer(m *onnximport.Model, cfg Config, data Source, train []int) (*Tra
 	for _, k := range cfg.Targets {
 		kinds[k] = true
 	}
-	orig := m.Graph.Clone()
-	tuned := *m
-	tuned.Graph = m.Graph.Clone()
-	net, err := NewNet(&tuned, NetOptions{Rank: cfg.Rank, Alpha: float32(cfg.Alpha), Kinds: kinds,
+	net, err := NewNet(m.Graph, NetOptions{Rank: cfg.Rank, Alpha: float32(cfg.Alpha), Kinds: kinds,
 		TrainHead: cfg.TrainHead || cfg.Method == "full", TrainAll: cfg.Method == "full", NoLoRA: cfg.Method == "full"})
 	if err != nil {
 		return nil, err
 	}
-	t := &Trainer{Cfg: cfg, Net: net, data: data, train: train, orig: orig, origModel: m}
+	t := &Trainer{Cfg: cfg, Net: net, data: data, train: train, orig: m.Graph, origModel: m}
 	for _, d := range cfg.Defenses {
 		def, _ := NewDefense(d, cfg.Beta)
 		t.defs = append(t.defs, def)

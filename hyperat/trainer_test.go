@@ -234,7 +234,7 @@ func TestSharedInitializersStayPerNode(t *testing.T) {
 	}
 	shared := 0
 	for _, k := range tr.Net.TrainKeys {
-		if strings.Contains(k, "@") {
+		if k.Reader != "" {
 			shared++
 		}
 	}

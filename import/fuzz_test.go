@@ -11,6 +11,7 @@ import (
 	"github.com/hyperat/hyperat/compile"
 	onnximport "github.com/hyperat/hyperat/import"
 	"github.com/hyperat/hyperat/internal/testutil"
+	"github.com/hyperat/hyperat/layers"
 	"github.com/hyperat/hyperat/onnx"
 )
 
@@ -70,7 +71,7 @@ func FuzzImport(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if _, err := onnximport.Recognize(im); err != nil {
+		if _, err := layers.Recognize(im.Graph); err != nil {
 			t.Fatalf("Recognize failed on an imported graph: %v", err)
 		}
 		// a few bytes can ask for a tensor of gigabytes legitimately (Tile,

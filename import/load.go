@@ -156,20 +156,7 @@ func (c *ctx) graph(gp *onnx.GraphProto) error {
 		if err != nil {
 			return fmt.Errorf("input %q: %v", vi.GetName(), err)
 		}
-		var shape graph.Shape
-		if tt.GetShape() != nil {
-			shape = graph.Shape{}
-			for _, d := range tt.GetShape().GetDim() {
-				if d.Value != nil {
-					if dv, ok := d.Value.(*onnx.TensorShapeProto_Dimension_DimValue); ok && dv.DimValue >= 0 {
-						shape = append(shape, graph.Dim{N: int(dv.DimValue)})
-						continue
-					}
-				}
-				shape = append(shape, graph.Dim{N: -1, Sym: d.GetDimParam()})
-			}
-		}
-		v := c.g.AddInput(vi.GetName(), dt, shape)
+		v := c.g.AddInput(vi.GetName(), dt, shapeOf(tt))
 		c.values[vi.GetName()] = v
 	}
 	for _, np := range gp.GetNode() {
@@ -182,12 +169,33 @@ func (c *ctx) graph(gp *onnx.GraphProto) error {
 		if !ok {
 			return fmt.Errorf("graph output %q is never produced", vi.GetName())
 		}
+		if v.Def != nil && v.Shape == nil {
+			// the declared shape ([batch, classes]) until compile infers its own
+			v.Shape = shapeOf(vi.GetType().GetTensorType())
+		}
 		c.g.Outputs = append(c.g.Outputs, v)
 	}
 	if len(c.g.Outputs) == 0 {
 		return errors.New("model has no outputs")
 	}
 	return nil
+}
+
+// shapeOf is a declared tensor shape: sizes, and symbolic dims by their
+// names; nil (rank unknown) when none is declared.
+func shapeOf(tt *onnx.TypeProto_Tensor) graph.Shape {
+	if tt.GetShape() == nil {
+		return nil
+	}
+	shape := graph.Shape{}
+	for _, d := range tt.GetShape().GetDim() {
+		if dv, ok := d.GetValue().(*onnx.TensorShapeProto_Dimension_DimValue); ok && dv.DimValue >= 0 {
+			shape = append(shape, graph.Dim{N: int(dv.DimValue)})
+			continue
+		}
+		shape = append(shape, graph.Dim{N: -1, Sym: d.GetDimParam()})
+	}
+	return shape
 }
 
 // UnsupportedOpError names an operator the importer has no converter for.

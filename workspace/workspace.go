@@ -22,6 +22,7 @@ import (
 	"github.com/hyperat/hyperat/graph"
 	onnximport "github.com/hyperat/hyperat/import"
 	"github.com/hyperat/hyperat/internal/atomicfile"
+	"github.com/hyperat/hyperat/layers"
 	"github.com/hyperat/hyperat/onnx"
 )
 
@@ -148,7 +149,7 @@ func Sum(data []byte) string {
 
 // New describes a model and what was recognized in it. path is the model's
 // path as given; data its bytes.
-func New(path string, data []byte, m *onnximport.Model, r *onnximport.Report) (*Workspace, error) {
+func New(path string, data []byte, m *onnximport.Model, r *layers.Report) (*Workspace, error) {
 	abs, err := filepath.Abs(path)
 	if err != nil {
 		return nil, err

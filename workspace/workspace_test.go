@@ -10,6 +10,7 @@ import (
 
 	onnximport "github.com/hyperat/hyperat/import"
 	"github.com/hyperat/hyperat/internal/testutil"
+	"github.com/hyperat/hyperat/layers"
 )
 
 func sample(sum string) *Workspace {
@@ -146,7 +147,7 @@ func TestNew(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r, err := onnximport.Recognize(m)
+	r, err := layers.Recognize(m.Graph)
 	if err != nil {
 		t.Fatal(err)
 	}

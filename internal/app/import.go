@@ -22,6 +22,7 @@ import (
 	onnximport "github.com/hyperat/hyperat/import"
 	"github.com/hyperat/hyperat/internal/cli"
 	"github.com/hyperat/hyperat/model"
+	"github.com/hyperat/hyperat/layers"
 	"github.com/hyperat/hyperat/onnx"
 	"github.com/hyperat/hyperat/workspace"
 )
@@ -93,7 +94,7 @@ func Import(c *cli.Command, args []string) error {
 		return fmt.Errorf("%s: %w", path, err)
 	}
 	m.Path = path
-	rep, err := onnximport.Recognize(m)
+	rep, err := layers.Recognize(m.Graph)
 	if err != nil {
 		return fmt.Errorf("%s: %w", path, err)
 	}
@@ -127,7 +128,7 @@ func Import(c *cli.Command, args []string) error {
 // fixed, a first output of float32 logits [N, classes]); tuned layers stored
 // as float32; no NaN in any weight and no NaN or infinity in the recognized
 // linear layers; finite logits for a mid-grey image.
-func checkClassifier(path string, m *onnximport.Model, rep *onnximport.Report) error {
+func checkClassifier(path string, m *onnximport.Model, rep *layers.Report) error {
 	c, err := model.New(m)
 	if err != nil {
 		return fmt.Errorf("%s: %w", path, err)
@@ -155,7 +156,7 @@ func checkClassifier(path string, m *onnximport.Model, rep *onnximport.Report) e
 // (hyperat-export writes them back in their own storage, which it can do
 // for float32 only), NaN in any initializer, and infinities in the
 // recognized linear layers.
-func checkWeights(m *onnximport.Model, rep *onnximport.Report) error {
+func checkWeights(m *onnximport.Model, rep *layers.Report) error {
 	linear := map[*graph.Value]bool{}
 	for _, l := range rep.Linears {
 		linear[l.Weight] = true
@@ -193,7 +194,7 @@ func printOps(w io.Writer) {
 	}
 }
 
-func printReport(w io.Writer, path string, m *onnximport.Model, r *onnximport.Report) {
+func printReport(w io.Writer, path string, m *onnximport.Model, r *layers.Report) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(tw, "model\t%s\n", path)
 	fmt.Fprintf(tw, "producer\t%s\n", orNone(m.Producer))
@@ -226,7 +227,7 @@ func printReport(w io.Writer, path string, m *onnximport.Model, r *onnximport.Re
 	fmt.Fprintf(w, "\nlinear layers to tune (%d):\n", len(r.Targets()))
 	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(tw, "  block\tlayer\tkind\tin\tout\tweight\n")
-	var other []*onnximport.Linear
+	var other []*layers.Linear
 	for _, l := range r.Targets() {
 		block := "-"
 		if l.Block >= 0 {
@@ -249,7 +250,7 @@ func printReport(w io.Writer, path string, m *onnximport.Model, r *onnximport.Re
 	}
 	tw.Flush()
 	for _, l := range r.Linears {
-		if l.Kind == onnximport.KindLinear {
+		if l.Kind == layers.KindLinear {
 			other = append(other, l)
 		}
 	}

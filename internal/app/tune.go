@@ -83,8 +83,81 @@ and a result that collapsed), 2 a mistake in the command line.
 // TuneCommand is the hyperat-tune command line.
 func TuneCommand() *cli.Command { return cli.New("hyperat-tune", tuneUsage) }
 
+// tuneArgs are hyperat-tune's command line, checked.
+type tuneArgs struct {
+	cfg                        hyperat.Config
+	data, ws, merge            string
+	val                        float64
+	valSteps, evalEvery, every int // every: checkpoint interval
+	resume, force              bool
+}
+
 // Tune runs hyperat-tune with args (without the program name).
 func Tune(c *cli.Command, args []string) error {
+	a, err := parseTune(c, args)
+	if err != nil {
+		return err
+	}
+	ws, err := workspace.Read(a.ws)
+	if err != nil {
+		return err
+	}
+	m, err := loadWorkspaceModel(a.ws, ws)
+	if err != nil {
+		return err
+	}
+	st, err := a.checkState(ws)
+	if err != nil {
+		return err
+	}
+	if err := a.checkModel(ws); err != nil {
+		return err
+	}
+
+	// the data
+	ds, err := data.Open(a.data, data.Train)
+	if err != nil {
+		return err
+	}
+	C, H, W := ws.Input.Shape[1].N, ws.Input.Shape[2].N, ws.Input.Shape[3].N
+	classes, err := hyperat.Classes(m.Graph)
+	if err != nil {
+		return err
+	}
+	if err := data.CheckFits(ds, C, H, W, classes); err != nil {
+		return err
+	}
+	trainIdx, valIdx, err := data.ValidationSplit(ds.Len(), a.val, a.cfg.Seed)
+	if err != nil {
+		return cli.Usagef("--val: %v", err)
+	}
+	view := ds.View(C, H, W)
+	fmt.Fprintf(c.Stdout, "data      %s: %d training, %d validation examples%s\n", a.data, len(trainIdx), len(valIdx), conversion(ds, C, H, W))
+
+	t, err := hyperat.NewTrainer(m, a.cfg, view, trainIdx)
+	if err != nil {
+		return err
+	}
+	if a.resume {
+		if err := t.LoadCheckpoint(a.ws, st); err != nil {
+			return err
+		}
+		fmt.Fprintf(c.Stdout, "resume    from iteration %d of %d\n", t.It, a.cfg.Iters)
+	} else if a.force {
+		clearRun(a.ws)
+	}
+	cfg := a.cfg
+	fmt.Fprintf(c.Stdout, "tune      %s with %s, eps %.4g, %d iterations of %d, rank %d, %d adapted layers, %d trained values\n",
+		cfg.Method, strings.Join(cfg.Defenses, ","), cfg.Eps, cfg.Iters, cfg.Batch, cfg.Rank, len(t.Net.Targets), countValues(t))
+	collapsed, err := a.run(c, t, valIdx, ws.Source.SHA256)
+	if err != nil {
+		return err
+	}
+	return finish(c, t, view, valIdx, a.valSteps, a.merge, a.ws, ws.Source.SHA256, collapsed)
+}
+
+// parseTune reads and checks the command line.
+func parseTune(c *cli.Command, args []string) (*tuneArgs, error) {
 	def := hyperat.DefaultConfig()
 	f := c.Flags
 	dataPath := f.String("data", "", "")
@@ -104,40 +177,41 @@ func Tune(c *cli.Command, args []string) error {
 	beta := f.Float64("beta", def.Beta, "")
 	targets := f.String("targets", strings.Join(def.Targets, ","), "")
 	noHead := f.Bool("no-head", false, "")
-	merge := f.String("merge", "uniform", "")
-	valSize := f.Float64("val", 0.1, "")
-	valSteps := f.Int("val-steps", 10, "")
-	evalEvery := f.Int("eval-every", 50, "")
-	ckEvery := f.Int("checkpoint-every", 50, "")
+	a := &tuneArgs{}
+	f.StringVar(&a.merge, "merge", "uniform", "")
+	f.Float64Var(&a.val, "val", 0.1, "")
+	f.IntVar(&a.valSteps, "val-steps", 10, "")
+	f.IntVar(&a.evalEvery, "eval-every", 50, "")
+	f.IntVar(&a.every, "checkpoint-every", 50, "")
 	seed := f.Uint64("seed", 0, "")
-	resume := f.Bool("resume", false, "")
-	force := f.Bool("force", false, "")
+	f.BoolVar(&a.resume, "resume", false, "")
+	f.BoolVar(&a.force, "force", false, "")
 	pos, err := c.Parse(args)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	if len(pos) > 0 {
-		return cli.Usagef("unexpected argument %q", pos[0])
-	}
-	if *dataPath == "" {
-		return cli.Usagef("--data is required")
-	}
-	if *merge != "uniform" && *merge != "adaptive" {
-		return cli.Usagef("--merge %q: want uniform or adaptive", *merge)
+	a.data, a.ws = *dataPath, *wsDir
+	switch {
+	case len(pos) > 0:
+		return nil, cli.Usagef("unexpected argument %q", pos[0])
+	case a.data == "":
+		return nil, cli.Usagef("--data is required")
+	case a.merge != "uniform" && a.merge != "adaptive":
+		return nil, cli.Usagef("--merge %q: want uniform or adaptive", a.merge)
 	}
 	eps, err := cli.ParseEps(*epsS)
 	if err != nil {
-		return cli.Usagef("%v", err)
+		return nil, cli.Usagef("%v", err)
 	}
 	switch {
-	case *valSteps < 1:
-		return cli.Usagef("--val-steps must be at least 1, got %d", *valSteps)
-	case *evalEvery < 0:
-		return cli.Usagef("--eval-every must be 0 (only at the end) or more, got %d", *evalEvery)
-	case *ckEvery < 0:
-		return cli.Usagef("--checkpoint-every must be 0 (only at the end) or more, got %d", *ckEvery)
-	case *resume && *force:
-		return cli.Usagef("--resume continues a run and --force starts over; give one")
+	case a.valSteps < 1:
+		return nil, cli.Usagef("--val-steps must be at least 1, got %d", a.valSteps)
+	case a.evalEvery < 0:
+		return nil, cli.Usagef("--eval-every must be 0 (only at the end) or more, got %d", a.evalEvery)
+	case a.every < 0:
+		return nil, cli.Usagef("--checkpoint-every must be 0 (only at the end) or more, got %d", a.every)
+	case a.resume && a.force:
+		return nil, cli.Usagef("--resume continues a run and --force starts over; give one")
 	}
 	cfg := def
 	cfg.Method, cfg.Eps, cfg.Steps, cfg.Iters, cfg.Batch, cfg.Rank = *method, eps, *steps, *iters, *batch, *rank
@@ -150,46 +224,49 @@ func Tune(c *cli.Command, args []string) error {
 		cfg.Defenses = []string{"pgdat"}
 	}
 	if err := cfg.Validate(); err != nil {
-		return cli.Usagef("%v", err)
+		return nil, cli.Usagef("%v", err)
 	}
+	a.cfg = cfg
+	return a, nil
+}
 
-	// the workspace and its model
-	ws, err := workspace.Read(*wsDir)
-	if err != nil {
-		return err
-	}
-	m, err := loadWorkspaceModel(*wsDir, ws)
-	if err != nil {
-		return err
-	}
-	st, stErr := hyperat.ReadState(*wsDir)
+// checkState checks the workspace's run against --resume and --force, and
+// returns the checkpoint to resume (whose configuration then replaces the
+// command line's).
+func (a *tuneArgs) checkState(ws *workspace.Workspace) (*hyperat.State, error) {
+	st, stErr := hyperat.ReadState(a.ws)
 	switch {
-	case *resume && stErr != nil:
+	case a.resume && stErr != nil:
 		if os.IsNotExist(stErr) {
-			return fmt.Errorf("%s has no run to resume", *wsDir)
+			return nil, fmt.Errorf("%s has no run to resume", a.ws)
 		}
-		return stErr
-	case *resume:
+		return nil, stErr
+	case a.resume:
 		if st.ModelSHA256 != ws.Source.SHA256 {
-			return fmt.Errorf("the checkpoint in %s was made from another model (the workspace was imported again since); start over with --force", *wsDir)
+			return nil, fmt.Errorf("the checkpoint in %s was made from another model (the workspace was imported again since); start over with --force", a.ws)
 		}
-		if _, err := os.Stat(filepath.Join(*wsDir, hyperat.ResultDir, hyperat.ResultFile)); err == nil && st.Iteration >= st.Config.Iters {
-			return fmt.Errorf("the run in %s is already complete (%d iterations); its result is in %s", *wsDir, st.Iteration, filepath.Join(*wsDir, hyperat.ResultDir))
+		if _, err := os.Stat(filepath.Join(a.ws, hyperat.ResultDir, hyperat.ResultFile)); err == nil && st.Iteration >= st.Config.Iters {
+			return nil, fmt.Errorf("the run in %s is already complete (%d iterations); its result is in %s", a.ws, st.Iteration, filepath.Join(a.ws, hyperat.ResultDir))
 		}
-		cfg = st.Config
-	case stErr == nil && !*force && st.ModelSHA256 != ws.Source.SHA256:
-		return fmt.Errorf("%s holds a run of another model (the workspace was imported again since); start over with --force", *wsDir)
-	case stErr == nil && !*force:
-		return fmt.Errorf("%s already holds a run (iteration %d of %d); continue it with --resume or start over with --force", *wsDir, st.Iteration, st.Config.Iters)
-	case stErr != nil && !os.IsNotExist(stErr) && !*force:
-		return stErr
+		a.cfg = st.Config
+	case stErr == nil && !a.force && st.ModelSHA256 != ws.Source.SHA256:
+		return nil, fmt.Errorf("%s holds a run of another model (the workspace was imported again since); start over with --force", a.ws)
+	case stErr == nil && !a.force:
+		return nil, fmt.Errorf("%s already holds a run (iteration %d of %d); continue it with --resume or start over with --force", a.ws, st.Iteration, st.Config.Iters)
+	case stErr != nil && !os.IsNotExist(stErr) && !a.force:
+		return nil, stErr
 	}
+	return st, nil
+}
 
+// checkModel checks that the workspace's model takes images in batches of
+// the configured size and has the layer kinds to adapt.
+func (a *tuneArgs) checkModel(ws *workspace.Workspace) error {
 	if len(ws.Input.Shape) != 4 {
-		return fmt.Errorf("%s: the model's input %q is %v, not images [N, C, H, W]; import the model again", filepath.Join(*wsDir, workspace.ManifestFile), ws.Input.Name, ws.Input.GraphShape())
+		return fmt.Errorf("%s: the model's input %q is %v, not images [N, C, H, W]; import the model again", filepath.Join(a.ws, workspace.ManifestFile), ws.Input.Name, ws.Input.GraphShape())
 	}
 	// a model exported without a dynamic batch axis runs one batch size only
-	if b := ws.Input.Shape[0].N; b > 1 || b == 1 && cfg.Batch != 1 {
+	if b := ws.Input.Shape[0].N; b > 1 || b == 1 && a.cfg.Batch != 1 {
 		hint := ""
 		if b == 1 {
 			hint = ", or tune with --batch 1"
@@ -197,47 +274,16 @@ func Tune(c *cli.Command, args []string) error {
 		return fmt.Errorf("the model's input %q has a fixed batch of %d (it was exported without a dynamic batch axis); export it again with one (docs/USAGE.md)%s",
 			ws.Input.Name, b, hint)
 	}
-	if cfg.Method != "full" {
-		if err := checkTargets(cfg.Targets, ws); err != nil {
-			return err
-		}
+	if a.cfg.Method != "full" {
+		return checkTargets(a.cfg.Targets, ws)
 	}
+	return nil
+}
 
-	// the data
-	ds, err := data.Open(*dataPath, data.Train)
-	if err != nil {
-		return err
-	}
-	C, H, W := ws.Input.Shape[1].N, ws.Input.Shape[2].N, ws.Input.Shape[3].N
-	tr0, err := hyperat.NewNet(cloneModel(m), hyperat.NetOptions{Rank: 1, Alpha: 1, NoLoRA: true})
-	if err != nil {
-		return err
-	}
-	if err := data.CheckFits(ds, C, H, W, tr0.Classes); err != nil {
-		return err
-	}
-	trainIdx, valIdx, err := data.ValidationSplit(ds.Len(), *valSize, cfg.Seed)
-	if err != nil {
-		return cli.Usagef("--val: %v", err)
-	}
-	view := ds.View(C, H, W)
-	fmt.Fprintf(c.Stdout, "data      %s: %d training, %d validation examples%s\n", *dataPath, len(trainIdx), len(valIdx), conversion(ds, C, H, W))
-
-	t, err := hyperat.NewTrainer(m, cfg, view, trainIdx)
-	if err != nil {
-		return err
-	}
-	if *resume {
-		if err := t.LoadCheckpoint(*wsDir, st); err != nil {
-			return err
-		}
-		fmt.Fprintf(c.Stdout, "resume    from iteration %d of %d\n", t.It, cfg.Iters)
-	} else if *force {
-		clearRun(*wsDir)
-	}
-	fmt.Fprintf(c.Stdout, "tune      %s with %s, eps %.4g, %d iterations of %d, rank %d, %d adapted layers, %d trained values\n",
-		cfg.Method, strings.Join(cfg.Defenses, ","), cfg.Eps, cfg.Iters, cfg.Batch, cfg.Rank, len(t.Net.Targets), countValues(t))
-
+// run tunes to the configured number of iterations, showing progress and
+// plots; Ctrl-C checkpoints and stops. It reports whether a validation
+// found the run collapsed.
+func (a *tuneArgs) run(c *cli.Command, t *hyperat.Trainer, val []int, sha string) (collapsed bool, err error) {
 	stop := make(chan struct{})
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
@@ -247,11 +293,10 @@ func Tune(c *cli.Command, args []string) error {
 			close(stop)
 		}
 	}()
-	prog := newProgress(c.Stdout, cfg.Iters, t.It)
-	replot := plotter(c.Stderr, *wsDir, cfg, *valSteps, t.Net.Classes)
-	collapsed := false
-	err = t.Run(hyperat.RunOptions{Dir: *wsDir, ModelSHA256: ws.Source.SHA256, CheckpointEvery: *ckEvery,
-		EvalEvery: *evalEvery, Val: valIdx, ValSteps: *valSteps, Stop: stop,
+	prog := newProgress(c.Stdout, a.cfg.Iters, t.It)
+	replot := plotter(c.Stderr, a.ws, a.cfg, a.valSteps, t.Net.Classes)
+	err = t.Run(hyperat.RunOptions{Dir: a.ws, ModelSHA256: sha, CheckpointEvery: a.every,
+		EvalEvery: a.evalEvery, Val: val, ValSteps: a.valSteps, Stop: stop,
 		OnStep: prog.step,
 		OnVal: func(r hyperat.Record) {
 			prog.val(r)
@@ -267,12 +312,9 @@ func Tune(c *cli.Command, args []string) error {
 		replot()
 	}
 	if errors.Is(err, hyperat.ErrInterrupted) {
-		return fmt.Errorf("interrupted at iteration %d of %d; checkpoint written, continue with --resume", t.It, cfg.Iters)
+		return false, fmt.Errorf("interrupted at iteration %d of %d; checkpoint written, continue with --resume", t.It, a.cfg.Iters)
 	}
-	if err != nil {
-		return err
-	}
-	return finish(c, t, view, valIdx, *valSteps, *merge, *wsDir, ws.Source.SHA256, collapsed)
+	return collapsed, err
 }
 
 // checkTargets checks that every kind of --targets is one of the usual kinds
@@ -407,12 +449,6 @@ func splitList(s string) []string {
 		}
 	}
 	return out
-}
-
-func cloneModel(m *onnximport.Model) *onnximport.Model {
-	cp := *m
-	cp.Graph = m.Graph.Clone()
-	return &cp
 }
 
 func countValues(t *hyperat.Trainer) int {

@@ -1,4 +1,4 @@
-package onnximport
+package layers
 
 import (
 	"fmt"
@@ -11,9 +11,9 @@ import (
 // This file recognizes the tunable linear layers of a transformer from the
 // graph's structure alone: no rule knows a model family or a parameter name.
 //
-//   linear     MatMul(x, W) with W a 2-D float initializer ([in,out]), or
-//              Gemm(x, W[, c]) with W a constant 2-D initializer (transB=1: [out,in]),
-//              optionally followed by Add(·, b) with b a 1-D constant of size out.
+//   linear     a product Match finds (MatMul(x, W), MatMul(x, Transpose(W)) or
+//              Gemm(x, W[, c]), W a 2-D float initializer, and its bias) that
+//              reads x plainly, with alpha 1, and owns its Transpose of W.
 //   attention  Softmax between two activation-by-activation MatMuls:
 //              QK = MatMul(q, k^T) -> ... -> Softmax -> ... -> AV = MatMul(·, v).
 //   q, k, v    linears whose outputs reach QK's left input (q), QK's right input (k)
@@ -23,52 +23,6 @@ import (
 //   fc1..fcN   the linears between a block's proj and the next block's attention inputs.
 //   head       a linear after the last block whose output reaches a graph output
 //              without crossing another linear.
-
-// Layer kinds. Attention inputs are named by the operands they feed: "qkv" when
-// one linear feeds all three, "q", "k", "v" when they are apart, "kv" (etc.) for
-// other packings. MLP layers are "fc1", "fc2", ... in graph order.
-const (
-	KindQKV    = "qkv"
-	KindQ      = "q"
-	KindK      = "k"
-	KindV      = "v"
-	KindProj   = "proj"
-	KindFC1    = "fc1"
-	KindFC2    = "fc2"
-	KindHead   = "head"
-	KindLinear = "linear" // a linear outside the recognized structure
-)
-
-// Linear is one recognized linear layer: Output = Input·W + Bias.
-type Linear struct {
-	// Name is the layer's name, recovered from the file where possible
-	// ("blocks.3.mlp.fc1"); Structural is set when it was made from the
-	// structure instead (timm's scheme).
-	Name       string
-	Kind       string
-	Structural bool
-	// Block is the index of the transformer block, -1 outside blocks (the head).
-	Block   int
-	In, Out int
-	// Weight is the initializer holding W: [in,out], or [out,in] when Transposed
-	// (Gemm with transB=1, or a MatMul reading Transpose(W)).
-	Weight     *graph.Value
-	Transposed bool
-	// SharedWeight: other nodes read the weight too. Exporters store identical
-	// initializers once (copies of one layer, untrained weights), so writing a
-	// changed weight back must give this layer an initializer of its own.
-	SharedWeight bool
-	// Bias is the constant added to the product (Gemm's C or the following Add), or nil.
-	Bias *graph.Value
-	// Node is the MatMul or Gemm; BiasNode the Add of the bias, when separate.
-	Node, BiasNode *graph.Node
-	// Input is the activation x; Output the layer's result (after the bias).
-	Input, Output *graph.Value
-}
-
-func (l *Linear) String() string {
-	return fmt.Sprintf("%s (%s, %d->%d)", l.Name, l.Kind, l.In, l.Out)
-}
 
 // Block is one transformer block, numbered by its attention in graph order.
 type Block struct {
@@ -109,12 +63,11 @@ func (r *Report) Targets() []*Linear {
 	return out
 }
 
-// Recognize finds the transformer blocks and the linear layers of an imported model.
-func Recognize(m *Model) (*Report, error) {
-	if m == nil || m.Graph == nil {
+// Recognize finds the transformer blocks and the linear layers of a graph.
+func Recognize(g *graph.Graph) (*Report, error) {
+	if g == nil {
 		return nil, fmt.Errorf("recognize: no graph")
 	}
-	g := m.Graph
 	r := &recognizer{g: g, consumers: g.Consumers(), index: map[*graph.Node]int{}, byOut: map[*graph.Value]*Linear{}, byNode: map[*graph.Node]*Linear{}}
 	for i, n := range g.Nodes {
 		r.index[n] = i
@@ -157,97 +110,21 @@ type recognizer struct {
 // ---------------------------------------------------------------------------
 // Linear layers
 
+// findLinears collects the products Match finds that recognition tunes: x
+// read plainly, alpha 1, and a Transpose of W that only this product reads
+// (one transposed weight shared by two products would be one weight for two
+// layers).
 func (r *recognizer) findLinears() {
 	for _, n := range r.g.Nodes {
-		var l *Linear
-		switch n.Op {
-		case "MatMul":
-			l = r.matmulLinear(n)
-		case "Gemm":
-			l = r.gemmLinear(n)
-		}
-		if l == nil {
+		l := Match(r.g, r.consumers, n)
+		if l == nil || l.TransX || l.Alpha != 1 || l.Reader != n && len(r.consumers[l.Reader.Outputs[0]]) != 1 {
 			continue
 		}
-		l.Block = -1
-		l.Node = n
-		l.Input = n.In(0)
-		l.Output = n.Outputs[0]
-		if l.Bias == nil {
-			r.biasAdd(l)
-		}
-		l.SharedWeight = len(r.consumers[l.Weight]) > 1 || slices.Contains(r.g.Outputs, l.Weight)
 		r.linears = append(r.linears, l)
 		r.byNode[n] = l
 		r.byOut[n.Outputs[0]] = l
 		r.byOut[l.Output] = l
 	}
-}
-
-// isWeight reports whether v is a 2-D float initializer.
-func isWeight(v *graph.Value) bool {
-	return v != nil && v.Param && v.Const != nil && v.Const.DType == graph.Float32 && len(v.Const.Shape) == 2
-}
-
-func isActivation(v *graph.Value) bool { return v != nil && !v.IsConst() }
-
-// matmulLinear: MatMul(x, W) with W [in,out], or MatMul(x, Transpose(W)) with W [out,in].
-func (r *recognizer) matmulLinear(n *graph.Node) *Linear {
-	x, w := n.In(0), n.In(1)
-	if !isActivation(x) || w == nil {
-		return nil
-	}
-	if isWeight(w) {
-		return &Linear{Weight: w, In: w.Const.Shape[0], Out: w.Const.Shape[1]}
-	}
-	if t := w.Def; t != nil && t.Op == "Transpose" && isWeight(t.In(0)) && len(r.consumers[w]) == 1 {
-		if perm, ok := t.Attrs.Ints("perm"); !ok || slices.Equal(perm, []int64{1, 0}) {
-			wt := t.In(0)
-			return &Linear{Weight: wt, Transposed: true, In: wt.Const.Shape[1], Out: wt.Const.Shape[0]}
-		}
-	}
-	return nil
-}
-
-// gemmLinear: Gemm(x, W[, c]) with transA=0 and alpha=1; c is the bias when it
-// is a constant of out elements and beta=1.
-func (r *recognizer) gemmLinear(n *graph.Node) *Linear {
-	x, w := n.In(0), n.In(1)
-	if !isActivation(x) || !isWeight(w) || n.Attrs.Int("transA", 0) != 0 || n.Attrs.Float("alpha", 1) != 1 {
-		return nil
-	}
-	l := &Linear{Weight: w, In: w.Const.Shape[0], Out: w.Const.Shape[1]}
-	if n.Attrs.Int("transB", 0) != 0 {
-		l.Transposed = true
-		l.In, l.Out = l.Out, l.In
-	}
-	// A Gemm adding something other than a bias is still linear in x; it keeps
-	// no Bias, and no separate bias Add is looked for after it.
-	if c := n.In(2); c != nil && c.IsConst() && c.Const.DType == graph.Float32 && c.Const.Numel() == l.Out && n.Attrs.Float("beta", 1) == 1 {
-		l.Bias = c
-	}
-	return l
-}
-
-// biasAdd takes a following Add of a 1-D constant of out elements as the bias.
-func (r *recognizer) biasAdd(l *Linear) {
-	if l.Node.Op == "Gemm" && l.Node.In(2) != nil {
-		return
-	}
-	y := l.Node.Outputs[0]
-	cs := r.consumers[y]
-	if len(cs) != 1 || cs[0].Op != "Add" || slices.Contains(r.g.Outputs, y) {
-		return
-	}
-	add := cs[0]
-	b := add.In(1)
-	if add.In(1) == y {
-		b = add.In(0)
-	}
-	if b == y || !b.IsConst() || b.Const.DType != graph.Float32 || len(b.Const.Shape) != 1 || b.Const.Shape[0] != l.Out {
-		return
-	}
-	l.Bias, l.BiasNode, l.Output = b, add, add.Outputs[0]
 }
 
 // ---------------------------------------------------------------------------
@@ -601,197 +478,4 @@ func (r *recognizer) classifyRest() {
 			}
 		}
 	}
-}
-
-// ---------------------------------------------------------------------------
-// Names
-
-// name gives every layer and block a name, recovered from the file when the
-// file says it unambiguously.
-func (r *recognizer) name() {
-	uses := func(v *graph.Value) int {
-		if v == nil {
-			return 0
-		}
-		n := len(r.consumers[v])
-		if slices.Contains(r.g.Outputs, v) {
-			n++
-		}
-		return n
-	}
-	scopes := map[string]int{}
-	for _, l := range r.linears {
-		if s := scopeName(l.Node.Name); s != "" {
-			scopes[s]++
-		}
-	}
-	recovered := make([]string, len(r.linears))
-	for i, l := range r.linears {
-		switch {
-		case uses(l.Weight) == 1 && stripSuffix(l.Weight.Name, "weight") != "":
-			// (a) the weight's own name
-			recovered[i] = stripSuffix(l.Weight.Name, "weight")
-		case scopes[scopeName(l.Node.Name)] == 1:
-			// (b) the exporter's module scope, when no other linear shares it
-			recovered[i] = scopeName(l.Node.Name)
-		case l.Bias != nil && l.Bias.Param && uses(l.Bias) == 1 && stripSuffix(l.Bias.Name, "bias") != "":
-			// (c) the bias's own name
-			recovered[i] = stripSuffix(l.Bias.Name, "bias")
-		}
-	}
-	count := map[string]int{}
-	for _, n := range recovered {
-		count[n]++
-	}
-	heads := 0
-	others := 0
-	for i, l := range r.linears {
-		if n := recovered[i]; n != "" && count[n] == 1 {
-			l.Name = n
-			continue
-		}
-		l.Structural = true
-		switch {
-		case l.Kind == KindHead:
-			l.Name = "head"
-			if heads > 0 {
-				l.Name = fmt.Sprintf("head_%d", heads)
-			}
-			heads++
-		case l.Block < 0:
-			l.Name = fmt.Sprintf("linear_%d", others)
-			others++
-		case strings.HasPrefix(l.Kind, "fc"):
-			l.Name = fmt.Sprintf("blocks.%d.mlp.%s", l.Block, l.Kind)
-		default:
-			l.Name = fmt.Sprintf("blocks.%d.attn.%s", l.Block, l.Kind)
-		}
-	}
-	// structural names may meet recovered ones: keep every name unique
-	taken := map[string]bool{}
-	for _, l := range r.linears {
-		if !l.Structural {
-			taken[l.Name] = true
-		}
-	}
-	for _, l := range r.linears {
-		if !l.Structural {
-			continue
-		}
-		base := l.Name
-		for i := 2; taken[l.Name]; i++ {
-			l.Name = fmt.Sprintf("%s_%d", base, i)
-		}
-		taken[l.Name] = true
-	}
-	r.nameBlocks()
-}
-
-// nameBlocks names each block by the common prefix of its layers' recovered
-// names (and of its Softmax's scope), when they cover both the attention and
-// the MLP and the prefixes of all blocks differ; otherwise "blocks.N".
-func (r *recognizer) nameBlocks() {
-	names := make([]string, len(r.blocks))
-	seen := map[string]int{}
-	for i, b := range r.blocks {
-		var prefix []string
-		attn, mlp := false, false
-		for _, l := range b.Linears {
-			if l.Structural {
-				continue
-			}
-			if strings.HasPrefix(l.Kind, "fc") {
-				mlp = true
-			} else {
-				attn = true
-			}
-			parts := strings.Split(l.Name, ".")
-			if prefix == nil {
-				prefix = parts
-				continue
-			}
-			n := 0
-			for n < len(prefix) && n < len(parts) && prefix[n] == parts[n] {
-				n++
-			}
-			prefix = prefix[:n]
-		}
-		// the attention's own scope speaks for its side when its layers are unnamed
-		if s := scopeName(b.Softmax.Name); s != "" && prefix != nil {
-			parts := strings.Split(s, ".")
-			n := 0
-			for n < len(prefix) && n < len(parts) && prefix[n] == parts[n] {
-				n++
-			}
-			prefix, attn = prefix[:n], true
-		}
-		if attn && mlp && len(prefix) > 0 {
-			names[i] = strings.Join(prefix, ".")
-			seen[names[i]]++
-		}
-	}
-	for i, b := range r.blocks {
-		if names[i] != "" && seen[names[i]] == 1 {
-			b.Name = names[i]
-		} else {
-			b.Name, b.Structural = fmt.Sprintf("blocks.%d", i), true
-		}
-	}
-}
-
-// stripSuffix turns "blocks.0.attn.qkv.weight" into "blocks.0.attn.qkv" and
-// "self_attn.in_proj_weight" into "self_attn.in_proj"; "" when name does not
-// end in .suffix or _suffix.
-func stripSuffix(name, suffix string) string {
-	for _, sep := range []string{".", "_"} {
-		if s, ok := strings.CutSuffix(name, sep+suffix); ok && validName(s) {
-			return s
-		}
-	}
-	return ""
-}
-
-// validName accepts dotted module paths: no empty part, no spaces, no "::".
-func validName(s string) bool {
-	if s == "" || strings.ContainsAny(s, " \t\n/:") {
-		return false
-	}
-	for _, p := range strings.Split(s, ".") {
-		if p == "" {
-			return false
-		}
-	}
-	return true
-}
-
-// scopeName turns a TorchScript node scope into a module path:
-// "/blocks/blocks.3/mlp/fc1/MatMul" -> "blocks.3.mlp.fc1". Each scope level
-// holds the module's unqualified name, which repeats its container's name
-// before an index ("blocks" then "blocks.3"); the repetition is folded. The
-// last level is the node's own name. Returns "" for names that are not scopes.
-func scopeName(node string) string {
-	rest, ok := strings.CutPrefix(node, "/")
-	if !ok {
-		return ""
-	}
-	parts := strings.Split(rest, "/")
-	if len(parts) < 2 {
-		return ""
-	}
-	var path []string
-	for _, p := range parts[:len(parts)-1] {
-		if p == "" {
-			return ""
-		}
-		if n := len(path); n > 0 && strings.HasPrefix(p, path[n-1]+".") {
-			path[n-1] = p
-			continue
-		}
-		path = append(path, p)
-	}
-	s := strings.Join(path, ".")
-	if !validName(s) {
-		return ""
-	}
-	return s
 }

@@ -1,4 +1,4 @@
-package onnximport_test
+package layers_test
 
 import (
 	"fmt"
@@ -8,6 +8,7 @@ import (
 
 	onnximport "github.com/hyperat/hyperat/import"
 	"github.com/hyperat/hyperat/internal/testutil"
+	"github.com/hyperat/hyperat/layers"
 )
 
 // layer is the expected form of one recognized linear layer.
@@ -154,7 +155,7 @@ func TestRecognizeModels(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			r, err := onnximport.Recognize(m)
+			r, err := layers.Recognize(m.Graph)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -204,7 +205,7 @@ func TestRecognizeModels(t *testing.T) {
 }
 
 // checkLinear checks a layer's wiring: weight shape and layout, bias, input and output.
-func checkLinear(t *testing.T, l *onnximport.Linear) {
+func checkLinear(t *testing.T, l *layers.Linear) {
 	t.Helper()
 	ws := l.Weight.Const.Shape
 	wantShape := []int{l.In, l.Out}

@@ -1,4 +1,4 @@
-package onnximport
+package layers
 
 import (
 	"fmt"
@@ -107,7 +107,7 @@ func (b *builder) recognize(t *testing.T, outs ...*graph.Value) *Report {
 	if err := b.g.Verify(); err != nil {
 		t.Fatal(err)
 	}
-	r, err := Recognize(&Model{Graph: b.g})
+	r, err := Recognize(b.g)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -299,7 +299,7 @@ func TestRecognizeSharedWeight(t *testing.T) {
 	w := fc1[0].In(1)
 	w.Name = "blocks.0.mlp.fc1.weight"
 	fc1[1].Inputs[1] = w
-	r, err := Recognize(&Model{Graph: b.g})
+	r, err := Recognize(b.g)
 	if err != nil {
 		t.Fatal(err)
 	}
