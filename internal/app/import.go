@@ -21,8 +21,8 @@ import (
 	"github.com/hyperat/hyperat/graph"
 	onnximport "github.com/hyperat/hyperat/import"
 	"github.com/hyperat/hyperat/internal/cli"
-	"github.com/hyperat/hyperat/model"
 	"github.com/hyperat/hyperat/layers"
+	"github.com/hyperat/hyperat/model"
 	"github.com/hyperat/hyperat/onnx"
 	"github.com/hyperat/hyperat/workspace"
 )
