@@ -80,7 +80,7 @@ const bf16KC = 768
 // zero. The buffers and the kernels keep the type []float32 and hold the
 // pairs' bits (see pairsOf).
 type bf16Packers struct {
-	row   func(dst, src []float32, n int)                                        // packRowBF16Go
+	rows  func(dst, src []float32, ld, rows, n, pitch int)                       // packRowsBF16Go
 	pairs func(dst, src []float32, ld, rows, cols, chunks, pstride, tstride int) // packPairsBF16Go
 	trans func(dst, src []float32, ldb, k32, cols int)                           // packBTransBF16Go
 }
@@ -107,12 +107,9 @@ func (p *gemmPlan) panelPairs(buf []float32, ir, rows, kmr, pc, kc int) (a []flo
 	}
 	steps := ceilDiv(kc, 2)
 	pitch := aPitch(steps)
-	for i := 0; i < kmr; i++ {
-		if i < rows {
-			pk.row(buf[i*pitch:], g.a[(ir+i)*g.lda+pc:], kc)
-		} else {
-			clear(buf[i*pitch : i*pitch+steps])
-		}
+	pk.rows(buf, g.a[ir*g.lda+pc:], g.lda, rows, kc, pitch)
+	for i := rows; i < kmr; i++ {
+		clear(buf[i*pitch : i*pitch+steps])
 	}
 	return buf, pitch, 1
 }

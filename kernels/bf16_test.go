@@ -17,7 +17,7 @@ import (
 var bf16TwinVariant = newVariant(sgemmVariant{
 	name: "bf16-go", supported: true, nr: 32, kc: bf16KC, nc: 4096,
 	kernels: []tileKernel{{mr: 14, kernel: sbgemm14x32Go, twin: sbgemm14x32Go}},
-	bf16:    &bf16Packers{row: packRowBF16Go, pairs: packPairsBF16Go, trans: packBTransBF16Go},
+	bf16:    &bf16Packers{rows: packRowsBF16Go, pairs: packPairsBF16Go, trans: packBTransBF16Go},
 })
 
 // bf16TestVariants are the bfloat16 variants to test: the assembly one
@@ -212,11 +212,14 @@ func TestPackBF16(t *testing.T) {
 		return s
 	}
 	for n := 1; n <= 100; n++ {
-		src := special(n)
-		got, want := guarded((n + 1) / 2)
-		packRowBF16Go(want, src, n)
-		v.bf16.row(got, src, n)
-		check(fmt.Sprintf("row n %d", n), got, want)
+		for _, rows := range []int{1, 3} {
+			ld, pitch := n+r.IntN(3), (n+1)/2+r.IntN(3)
+			src := special((rows-1)*ld + n)
+			got, want := guarded((rows-1)*pitch + (n+1)/2)
+			packRowsBF16Go(want, src, ld, rows, n, pitch)
+			v.bf16.rows(got, src, ld, rows, n, pitch)
+			check(fmt.Sprintf("rows n %d rows %d", n, rows), got, want)
+		}
 	}
 	for _, rows := range []int{1, 2, 3, 8, 9, 31} {
 		for _, cols := range []int{1, 5, 14, 16, 17, 32, 33, 40, 64, 95} {
@@ -278,7 +281,7 @@ func TestConvertBF16Exhaustive(t *testing.T) {
 				for i := range x {
 					x[i] = math.Float32frombits(uint32(start) + uint32(i))
 				}
-				v.bf16.row(out, x, chunk)
+				v.bf16.rows(out, x, chunk, 1, chunk, chunk/2)
 				for i, p := range pairsOf(out) {
 					for h, want := range [2]uint16{toBF16(x[2*i]), toBF16(x[2*i+1])} {
 						if got := uint16(p >> (16 * h)); got != want {
@@ -599,6 +602,23 @@ func TestSgemmBF16Deterministic(t *testing.T) {
 			if x, ok := sameBits(c, ref); !ok {
 				t.Fatalf("%v: GOMAXPROCS %d gives C[%d] = %v, GOMAXPROCS 1 gave %v", cs, procs, x, c[x], ref[x])
 			}
+		}
+	}
+}
+
+func TestSgemmBF16NoAllocs(t *testing.T) {
+	r := rand.New(rand.NewPCG(35, 36))
+	const m, n, k = 300, 400, 200
+	a, b, c := randSlice(r, m*k), randSlice(r, k*n), randSlice(r, m*n)
+	for _, tr := range []bool{false, true} {
+		lda, ldb := k, n
+		if tr {
+			lda, ldb = m, k
+		}
+		run := func() { BF16.Sgemm(tr, tr, m, n, k, 1, a, lda, b, ldb, 0, c, n) }
+		run()
+		if allocs := testing.AllocsPerRun(20, run); allocs != 0 {
+			t.Errorf("BF16.Sgemm trans %v: %v allocations per call", tr, allocs)
 		}
 	}
 }

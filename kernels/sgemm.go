@@ -422,7 +422,7 @@ func (p *gemmPlan) init(v *sgemmVariant, g *gemmArgs, threads int) {
 		return
 	}
 	ncMax := min(v.nc, roundUp(g.n, v.nr))
-	if need := p.kcMax * ncMax; len(p.bPack) < need {
+	if need := v.kSteps(p.kcMax) * ncMax; len(p.bPack) < need {
 		p.bPack = make([]float32, need)
 	}
 	// Chunks for the compute phase: rows of whole A panels, about 16 per
@@ -475,7 +475,7 @@ func (p *gemmPlan) runTask(i, slot int) {
 	i0, i1 := mi*p.mStep, min((mi+1)*p.mStep, g.m)
 	j0, j1 := ni*p.nStep, min((ni+1)*p.nStep, p.nc)
 	ws := p.workspace(slot)
-	if need := v.mr * aPitch(p.kcMax); len(ws.a) < need {
+	if need := v.aPanelLen(p.kcMax); len(ws.a) < need {
 		ws.a = make([]float32, need)
 	}
 	kc, mr, nr := p.kc, v.mr, v.nr
@@ -507,10 +507,10 @@ func (p *gemmPlan) workspace(slot int) *workspace {
 func (p *gemmPlan) runColumns(i int, ws *workspace) {
 	v, g := p.v, &p.g
 	j0, j1 := i*p.nStep, min((i+1)*p.nStep, g.n)
-	if need := v.mr * aPitch(p.kcMax); len(ws.a) < need {
+	if need := v.aPanelLen(p.kcMax); len(ws.a) < need {
 		ws.a = make([]float32, need)
 	}
-	if need := p.kcMax * roundUp(min(v.nc, j1-j0), v.nr); len(ws.b) < need {
+	if need := v.kSteps(p.kcMax) * roundUp(min(v.nc, j1-j0), v.nr); len(ws.b) < need {
 		ws.b = make([]float32, need)
 	}
 	for jc := j0; jc < j1; jc += v.nc {
@@ -600,6 +600,16 @@ func spreadsInL1(rows, kc, ld int) bool {
 		}
 	}
 	return true
+}
+
+// aPanelLen is the length of a buffer that holds any A panel that panelA
+// packs from a block of kc along k.
+func (v *sgemmVariant) aPanelLen(kc int) int {
+	if v.bf16 != nil {
+		steps := v.kSteps(kc)
+		return max(v.mr*aPitch(steps), 16*steps) // see panelPairs
+	}
+	return v.mr * aPitch(kc)
 }
 
 // aPitch is the distance between rows of a packed A panel: the block length

@@ -5276,50 +5276,63 @@ packBTrans16AVX2_loaded1:
 	VZEROUPPER
 	RET
 
-// func packRowBF16AVX512(dst []float32, src []float32, n int)
+// func packRowsBF16AVX512(dst []float32, src []float32, ld int, rows int, n int, pitch int)
 // Requires: AVX, AVX512F, AVX512_BF16
-TEXT ·packRowBF16AVX512(SB), NOSPLIT, $0-56
+TEXT ·packRowsBF16AVX512(SB), NOSPLIT, $0-80
 	MOVQ dst_base+0(FP), DI
 	MOVQ src_base+24(FP), SI
-	MOVQ n+48(FP), CX
-	MOVQ CX, DX
+	MOVQ ld+48(FP), R8
+	SHLQ $0x02, R8
+	MOVQ rows+56(FP), R9
+	MOVQ n+64(FP), R10
+	MOVQ pitch+72(FP), R11
+	SHLQ $0x02, R11
+
+	// Masks of the last n%32 floats, 16 per vector, and of their pairs.
+	MOVQ  R10, CX
+	ANDQ  $0x1f, CX
+	MOVL  $0x00000001, AX
+	SHLL  CL, AX
+	DECL  AX
+	KMOVW AX, K1
+	SHRL  $0x10, AX
+	KMOVW AX, K2
+	INCQ  CX
+	SHRQ  $0x01, CX
+	MOVL  $0x00000001, AX
+	SHLL  CL, AX
+	DECL  AX
+	KMOVW AX, K3
+
+packRowsBF16AVX512_row:
+	MOVQ SI, R12
+	MOVQ DI, R13
+	MOVQ R10, DX
 	SHRQ $0x05, DX
-	JZ   packRowBF16AVX512_tail
+	JZ   packRowsBF16AVX512_tail
 
-packRowBF16AVX512_loop:
-	VMOVUPS 64(SI), Z1
-	LONG $0x4877f262; WORD $0x0672 // VCVTNE2PS2BF16 (SI), Z1, Z0
-	VMOVUPS Z0, (DI)
-	ADDQ    $0x00000080, SI
-	ADDQ    $0x40, DI
+packRowsBF16AVX512_loop:
+	VMOVUPS 64(R12), Z1
+	LONG $0x4877d262; WORD $0x0472; BYTE $0x24 // VCVTNE2PS2BF16 (R12), Z1, Z0
+	VMOVUPS Z0, (R13)
+	ADDQ    $0x00000080, R12
+	ADDQ    $0x40, R13
 	DECQ    DX
-	JNZ     packRowBF16AVX512_loop
+	JNZ     packRowsBF16AVX512_loop
 
-packRowBF16AVX512_tail:
-	ANDQ $0x1f, CX
-	JZ   packRowBF16AVX512_done
-
-	// The last n floats: masks of the low n bits, 16 per vector.
-	MOVL      $0x00000001, AX
-	SHLL      CL, AX
-	DECL      AX
-	KMOVW     AX, K1
-	SHRL      $0x10, AX
-	KMOVW     AX, K2
-	VMOVUPS.Z (SI), K1, Z0
-	VMOVUPS.Z 64(SI), K2, Z1
+packRowsBF16AVX512_tail:
+	TESTQ     $0x0000001f, R10
+	JZ        packRowsBF16AVX512_next
+	VMOVUPS.Z (R12), K1, Z0
+	VMOVUPS.Z 64(R12), K2, Z1
 	LONG $0x4877f262; WORD $0xd072 // VCVTNE2PS2BF16 Z0, Z1, Z2
+	VMOVDQU32 Z2, K3, (R13)
 
-	// (n+1)/2 pairs.
-	INCQ      CX
-	SHRQ      $0x01, CX
-	MOVL      $0x00000001, AX
-	SHLL      CL, AX
-	DECL      AX
-	KMOVW     AX, K3
-	VMOVDQU32 Z2, K3, (DI)
-
-packRowBF16AVX512_done:
+packRowsBF16AVX512_next:
+	ADDQ R8, SI
+	ADDQ R11, DI
+	DECQ R9
+	JNZ  packRowsBF16AVX512_row
 	VZEROUPPER
 	RET
 

@@ -444,21 +444,24 @@ func packB16AVX2(dst []float32, src []float32, ldb int, rows int, panels int, ps
 //go:noescape
 func packBTrans16AVX2(dst []float32, src []float32, ldb int, k16 int, cols int)
 
-// packRowBF16AVX512 rounds the n floats of src to bfloat16 pairs in dst,
-// the last one completed by a zero when n is odd. It is:
+// packRowsBF16AVX512 rounds the first n floats of rows [0, rows) of src, ld
+// apart, to bfloat16 pairs, row r's at dst[r*pitch:], the last pair of a
+// row completed by a zero when n is odd. It is:
 //
-//	for t := 0; t < (n+1)/2; t++ {
-//		hi := float32(0)
-//		if 2*t+1 < n {
-//			hi = src[2*t+1]
+//	for r := 0; r < rows; r++ {
+//		for t := 0; t < (n+1)/2; t++ {
+//			hi := float32(0)
+//			if 2*t+1 < n {
+//				hi = src[r*ld+2*t+1]
+//			}
+//			dst[r*pitch+t] = pairBF16(src[r*ld+2*t], hi)
 //		}
-//		dst[t] = pairBF16(src[2*t], hi)
 //	}
 //
-// with dst read as pairs. n must be positive.
+// with dst read as pairs. rows and n must be positive.
 //
 //go:noescape
-func packRowBF16AVX512(dst []float32, src []float32, n int)
+func packRowsBF16AVX512(dst []float32, src []float32, ld int, rows int, n int, pitch int)
 
 // packPairsBF16AVX512 rounds rows [0, rows) of cols columns of src, ld apart,
 // to bfloat16 and pairs rows 2t and 2t+1 (a zero row after an odd last one):

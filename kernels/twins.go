@@ -488,26 +488,32 @@ func packBTrans16Go(dst, src []float32, ldb, k16, cols int) {
 	}
 }
 
-// packRowBF16Go rounds the n floats of src to bfloat16 pairs in dst,
-// the last one completed by a zero when n is odd. It is:
+// packRowsBF16Go rounds the first n floats of rows [0, rows) of src, ld
+// apart, to bfloat16 pairs, row r's at dst[r*pitch:], the last pair of a
+// row completed by a zero when n is odd. It is:
 //
-//	for t := 0; t < (n+1)/2; t++ {
-//		hi := float32(0)
-//		if 2*t+1 < n {
-//			hi = src[2*t+1]
+//	for r := 0; r < rows; r++ {
+//		for t := 0; t < (n+1)/2; t++ {
+//			hi := float32(0)
+//			if 2*t+1 < n {
+//				hi = src[r*ld+2*t+1]
+//			}
+//			dst[r*pitch+t] = pairBF16(src[r*ld+2*t], hi)
 //		}
-//		dst[t] = pairBF16(src[2*t], hi)
 //	}
 //
-// with dst read as pairs. n must be positive.
-func packRowBF16Go(dst, src []float32, n int) {
+// with dst read as pairs. rows and n must be positive.
+func packRowsBF16Go(dst, src []float32, ld, rows, n, pitch int) {
 	d := pairsOf(dst)
-	for t := 0; t < (n+1)/2; t++ {
-		hi := float32(0)
-		if 2*t+1 < n {
-			hi = src[2*t+1]
+	for r := 0; r < rows; r++ {
+		row, out := src[r*ld:r*ld+n], d[r*pitch:r*pitch+(n+1)/2]
+		for t := range out {
+			hi := float32(0)
+			if 2*t+1 < n {
+				hi = row[2*t+1]
+			}
+			out[t] = pairBF16(row[2*t], hi)
 		}
-		d[t] = pairBF16(src[2*t], hi)
 	}
 }
 

@@ -28,6 +28,6 @@ func archBF16() *sgemmVariant {
 		name: "avx512bf16", env: cpu.NoAVX512BF16, supported: cpu.AVX512BF16(),
 		nr: 32, kc: bf16KC, nc: 4096,
 		kernels: bf16Kernels,
-		bf16:    &bf16Packers{row: packRowBF16AVX512, pairs: packPairsBF16AVX512, trans: packBTransBF16AVX512},
+		bf16:    &bf16Packers{rows: packRowsBF16AVX512, pairs: packPairsBF16AVX512, trans: packBTransBF16AVX512},
 	})
 }

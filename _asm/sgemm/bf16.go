@@ -45,20 +45,23 @@ func bf16KernelDoc(name string, mr, nr int) []string {
 	}
 }
 
-func packRowBF16Doc(name string) []string {
+func packRowsBF16Doc(name string) []string {
 	return []string{
-		fmt.Sprintf("%s rounds the n floats of src to bfloat16 pairs in dst,", name),
-		"the last one completed by a zero when n is odd. It is:",
+		fmt.Sprintf("%s rounds the first n floats of rows [0, rows) of src, ld", name),
+		"apart, to bfloat16 pairs, row r's at dst[r*pitch:], the last pair of a",
+		"row completed by a zero when n is odd. It is:",
 		"",
-		"	for t := 0; t < (n+1)/2; t++ {",
-		"		hi := float32(0)",
-		"		if 2*t+1 < n {",
-		"			hi = src[2*t+1]",
+		"	for r := 0; r < rows; r++ {",
+		"		for t := 0; t < (n+1)/2; t++ {",
+		"			hi := float32(0)",
+		"			if 2*t+1 < n {",
+		"				hi = src[r*ld+2*t+1]",
+		"			}",
+		"			dst[r*pitch+t] = pairBF16(src[r*ld+2*t], hi)",
 		"		}",
-		"		dst[t] = pairBF16(src[2*t], hi)",
 		"	}",
 		"",
-		"with dst read as pairs. n must be positive.",
+		"with dst read as pairs. rows and n must be positive.",
 	}
 }
 
@@ -115,47 +118,63 @@ func lowBits(r Register) {
 	DECL(r)
 }
 
-// genPackRowBF16 emits packRowBF16AVX512: 32 floats (16 pairs) a step,
-// then the last ones through masks.
-func genPackRowBF16() {
-	const name = "packRowBF16AVX512"
-	TEXT(name, NOSPLIT, "func(dst, src []float32, n int)")
-	Doc(packRowBF16Doc(name)...)
+// genPackRowsBF16 emits packRowsBF16AVX512: row after row, 32 floats (16
+// pairs) a step, then the last ones through masks computed once.
+func genPackRowsBF16() {
+	const name = "packRowsBF16AVX512"
+	TEXT(name, NOSPLIT, "func(dst, src []float32, ld, rows, n, pitch int)")
+	Doc(packRowsBF16Doc(name)...)
 	Pragma("noescape")
-	dst, src, n, count, bits := RDI, RSI, RCX, RDX, RAX
+	dst, src, ld, rows, n, pitch := RDI, RSI, R8, R9, R10, R11
+	sp, dp, count, bits := R12, R13, RDX, RAX
 	Load(Param("dst").Base(), dst)
 	Load(Param("src").Base(), src)
+	Load(Param("ld"), ld)
+	SHLQ(U8(2), ld)
+	Load(Param("rows"), rows)
 	Load(Param("n"), n)
-	MOVQ(n, count)
-	SHRQ(U8(5), count)
-	JZ(LabelRef(name + "_tail"))
-	Label(name + "_loop")
-	VMOVUPS(Mem{Base: src, Disp: 64}, Z1)
-	opVCVTNE2PS2BF16.emit(Mem{Base: src}, Z1, Z0) // floats 0..15 low, 16..31 high
-	VMOVUPS(Z0, Mem{Base: dst})
-	ADDQ(U32(128), src)
-	ADDQ(U8(64), dst)
-	DECQ(count)
-	JNZ(LabelRef(name + "_loop"))
-
-	Label(name + "_tail")
-	ANDQ(U8(31), n)
-	JZ(LabelRef(name + "_done"))
-	Comment("The last n floats: masks of the low n bits, 16 per vector.")
+	Load(Param("pitch"), pitch)
+	SHLQ(U8(2), pitch)
+	Comment("Masks of the last n%32 floats, 16 per vector, and of their pairs.")
+	MOVQ(n, RCX)
+	ANDQ(U8(31), RCX)
 	lowBits(bits.As32())
 	KMOVW(bits.As32(), K1)
 	SHRL(U8(16), bits.As32())
 	KMOVW(bits.As32(), K2)
-	VMOVUPS_Z(Mem{Base: src}, K1, Z0)
-	VMOVUPS_Z(Mem{Base: src, Disp: 64}, K2, Z1)
-	opVCVTNE2PS2BF16.emit(Z0, Z1, Z2)
-	Comment("(n+1)/2 pairs.")
-	INCQ(n)
-	SHRQ(U8(1), n)
+	INCQ(RCX)
+	SHRQ(U8(1), RCX)
 	lowBits(bits.As32())
 	KMOVW(bits.As32(), K3)
-	VMOVDQU32(Z2, K3, Mem{Base: dst})
-	Label(name + "_done")
+
+	Label(name + "_row")
+	MOVQ(src, sp)
+	MOVQ(dst, dp)
+	MOVQ(n, count)
+	SHRQ(U8(5), count)
+	JZ(LabelRef(name + "_tail"))
+	Label(name + "_loop")
+	VMOVUPS(Mem{Base: sp, Disp: 64}, Z1)
+	opVCVTNE2PS2BF16.emit(Mem{Base: sp}, Z1, Z0) // floats 0..15 low, 16..31 high
+	VMOVUPS(Z0, Mem{Base: dp})
+	ADDQ(U32(128), sp)
+	ADDQ(U8(64), dp)
+	DECQ(count)
+	JNZ(LabelRef(name + "_loop"))
+
+	Label(name + "_tail")
+	TESTQ(U32(31), n)
+	JZ(LabelRef(name + "_next"))
+	VMOVUPS_Z(Mem{Base: sp}, K1, Z0)
+	VMOVUPS_Z(Mem{Base: sp, Disp: 64}, K2, Z1)
+	opVCVTNE2PS2BF16.emit(Z0, Z1, Z2)
+	VMOVDQU32(Z2, K3, Mem{Base: dp})
+
+	Label(name + "_next")
+	ADDQ(ld, src)
+	ADDQ(pitch, dst)
+	DECQ(rows)
+	JNZ(LabelRef(name + "_row"))
 	VZEROUPPER()
 	RET()
 }

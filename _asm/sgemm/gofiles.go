@@ -66,15 +66,18 @@ func WriteTwins(path string) error {
 
 // writeBF16PackTwins writes the plain-Go twins of the bfloat16 packers.
 func writeBF16PackTwins(b *bytes.Buffer) {
-	gen.WriteDoc(b, packRowBF16Doc("packRowBF16Go"))
-	b.WriteString(`func packRowBF16Go(dst, src []float32, n int) {
+	gen.WriteDoc(b, packRowsBF16Doc("packRowsBF16Go"))
+	b.WriteString(`func packRowsBF16Go(dst, src []float32, ld, rows, n, pitch int) {
 	d := pairsOf(dst)
-	for t := 0; t < (n+1)/2; t++ {
-		hi := float32(0)
-		if 2*t+1 < n {
-			hi = src[2*t+1]
+	for r := 0; r < rows; r++ {
+		row, out := src[r*ld:r*ld+n], d[r*pitch:r*pitch+(n+1)/2]
+		for t := range out {
+			hi := float32(0)
+			if 2*t+1 < n {
+				hi = row[2*t+1]
+			}
+			out[t] = pairBF16(row[2*t], hi)
 		}
-		d[t] = pairBF16(src[2*t], hi)
 	}
 }
 

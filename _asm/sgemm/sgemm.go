@@ -115,7 +115,7 @@ func Build() {
 		genPackB(s)
 		genPackBTrans(s)
 	}
-	genPackRowBF16()
+	genPackRowsBF16()
 	genPackPairsBF16()
 	genPackBTrans(packSpec{isa: isaAVX512BF16, nr: 32, blk: 16})
 }
