@@ -30,6 +30,19 @@ func (p Precision) String() string {
 	return "fp32"
 }
 
+// MarshalText writes p as String does (JSON writes "fp32" or "bf16").
+func (p Precision) MarshalText() ([]byte, error) { return []byte(p.String()), nil }
+
+// UnmarshalText reads what MarshalText writes.
+func (p *Precision) UnmarshalText(b []byte) error {
+	q, err := ParsePrecision(string(b))
+	if err != nil {
+		return err
+	}
+	*p = q
+	return nil
+}
+
 // ParsePrecision reads "fp32" or "bf16".
 func ParsePrecision(s string) (Precision, error) {
 	switch s {
