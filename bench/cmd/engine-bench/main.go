@@ -29,6 +29,7 @@ import (
 	"os"
 	"runtime"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"time"
 
@@ -187,6 +188,15 @@ func hyperatDefense(path, d string, batch int, eps float64, warm, iters int, pre
 			d, p, batch, bench.Best(ts[j]).Seconds(), bench.Median(ts[j]).Seconds())
 		emit(map[string]any{"bench": "hyperat", "defense": d, "batch": batch, "seconds": seconds(ts[j]),
 			"first_s": first[j].Seconds(), "params": trained(trs[j]), "attack_precision": p.String()})
+	}
+	if len(precs) == 2 {
+		// each pair of iterations met about the same load
+		ratios := make([]time.Duration, len(ts[0]))
+		for i := range ratios {
+			ratios[i] = time.Duration(float64(time.Second) * ts[0][i].Seconds() / ts[1][i].Seconds())
+		}
+		fmt.Fprintf(os.Stderr, "go hyperat %s: %v / %v per pair of iterations: median %.2fx, best %.2fx\n",
+			d, precs[0], precs[1], bench.Median(ratios).Seconds(), slices.Max(ratios).Seconds())
 	}
 	return nil
 }
