@@ -6,16 +6,25 @@ import (
 	"testing"
 
 	"github.com/hyperat/hyperat/compile"
+	"github.com/hyperat/hyperat/kernels"
 )
 
 // TestOpProfile prints where one HyperAT iteration spends its time, by
-// operator, when HYPERAT_OPPROF names a defense (pgdat, trades, mart).
+// operator, when HYPERAT_OPPROF names a defense (pgdat, trades, mart);
+// HYPERAT_OPPROF_PRECISION=bf16 runs the attacks with bfloat16 products.
 func TestOpProfile(t *testing.T) {
 	d := os.Getenv("HYPERAT_OPPROF")
 	if d == "" {
 		t.Skip("HYPERAT_OPPROF is not set")
 	}
-	tr, err := NewTrainer(benchModel(t), HyperATConfig([]string{d}, 0.1, 64))
+	cfg := HyperATConfig([]string{d}, 0.1, 64)
+	if p := os.Getenv("HYPERAT_OPPROF_PRECISION"); p != "" {
+		var err error
+		if cfg.AttackPrecision, err = kernels.ParsePrecision(p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tr, err := NewTrainer(benchModel(t), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,11 +2,13 @@ package compile
 
 import (
 	"github.com/hyperat/hyperat/graph"
+	"github.com/hyperat/hyperat/kernels"
 )
 
 // Matrix products: MatMul (numpy semantics), Gemm, and the fused forms the
 // passes make: MatMulBias (fuse-bias) and MatMulConcat (fuse-view). Every
-// product goes through the Gemm kernels of gemm.go.
+// product goes through the kernels of package kernels, in the precision the
+// precision pass gave the node (precision.go).
 
 func init() {
 	define(opDef{name: "MatMul", arity: ins(2, 2), infer: inferMatMul, kernel: kernelMatMul, grad: gradMatMul})
@@ -227,8 +229,9 @@ func kernelViewedMatMul(n *graph.Node, p *matmulPlan, ta, tb bool, alpha float32
 	if c.trans {
 		return nil, nodeError(n, "the output view has no contiguous rows")
 	}
+	prec := precisionOf(n)
 	return func(in, out []*graph.Tensor) {
-		GemmBatchedAt(p.batch, a.trans, b.trans, p.m, p.n, p.k, alpha, in[0].F, a.ld, a.off,
+		prec.SgemmBatchedAt(p.batch, a.trans, b.trans, p.m, p.n, p.k, alpha, in[0].F, a.ld, a.off,
 			in[1].F, b.ld, b.off, 0, out[0].F, c.ld, c.off)
 	}, nil
 }
@@ -249,6 +252,7 @@ func kernelMatMul(n *graph.Node) (Kernel, error) {
 		ldb = max(p.k, 1)
 	}
 	alpha := n.Attrs.Float("alpha", 1) // a scale folded in by fuseScales
+	prec := precisionOf(n)
 	if n.Attrs.Has("viewA") || n.Attrs.Has("viewB") || n.Attrs.Has("viewC") {
 		return kernelViewedMatMul(n, p, ta, tb, alpha)
 	}
@@ -258,11 +262,11 @@ func kernelMatMul(n *graph.Node) (Kernel, error) {
 			// each tile of C as the bias while the tile is in cache
 			m := p.batch * p.m
 			return func(in, out []*graph.Tensor) {
-				GemmBias(ta, tb, m, p.n, p.k, alpha, in[0].F, lda, in[1].F, ldb, in[2].F[:p.n], out[0].F, max(p.n, 1))
+				prec.SgemmBias(ta, tb, m, p.n, p.k, alpha, in[0].F, lda, in[1].F, ldb, in[2].F[:p.n], out[0].F, max(p.n, 1))
 			}, nil
 		}
 		// C starts as the bias in every row, and the products add to it
-		inner, err := matmulKernel(p, ta, tb, lda, ldb, alpha, 1)
+		inner, err := matmulKernel(p, prec, ta, tb, lda, ldb, alpha, 1)
 		if err != nil {
 			return nil, err
 		}
@@ -278,7 +282,7 @@ func kernelMatMul(n *graph.Node) (Kernel, error) {
 			inner(in, out)
 		}, nil
 	}
-	return matmulKernel(p, ta, tb, lda, ldb, alpha, 0)
+	return matmulKernel(p, prec, ta, tb, lda, ldb, alpha, 0)
 }
 
 // sharedB reports whether the batch is one tall product: one B for every
@@ -296,8 +300,9 @@ func (p *matmulPlan) sharedB(ta bool) bool {
 	return true
 }
 
-// matmulKernel runs the products of plan p: C = alpha op(A) op(B) + beta C.
-func matmulKernel(p *matmulPlan, ta, tb bool, lda, ldb int, alpha, beta float32) (Kernel, error) {
+// matmulKernel runs the products of plan p in precision prec:
+// C = alpha op(A) op(B) + beta C.
+func matmulKernel(p *matmulPlan, prec kernels.Precision, ta, tb bool, lda, ldb int, alpha, beta float32) (Kernel, error) {
 	// Uniform batch strides (the usual case: no broadcasting, or one operand
 	// shared by every batch entry) go to the batched kernel in one call.
 	sa, sb, uniform := 0, 0, true
@@ -316,17 +321,17 @@ func matmulKernel(p *matmulPlan, ta, tb bool, lda, ldb int, alpha, beta float32)
 	if p.batch > 1 && p.sharedB(ta) {
 		m := p.batch * p.m
 		return func(in, out []*graph.Tensor) {
-			Gemm(false, tb, m, p.n, p.k, alpha, in[0].F, lda, in[1].F, ldb, beta, out[0].F, max(p.n, 1))
+			prec.Sgemm(false, tb, m, p.n, p.k, alpha, in[0].F, lda, in[1].F, ldb, beta, out[0].F, max(p.n, 1))
 		}, nil
 	}
 	return func(in, out []*graph.Tensor) {
 		a, b, c := in[0].F, in[1].F, out[0].F
-		if uniform && GemmBatched != nil {
-			GemmBatched(p.batch, ta, tb, p.m, p.n, p.k, alpha, a, lda, sa, b, ldb, sb, beta, c, max(p.n, 1), p.m*p.n)
+		if uniform {
+			prec.SgemmBatched(p.batch, ta, tb, p.m, p.n, p.k, alpha, a, lda, sa, b, ldb, sb, beta, c, max(p.n, 1), p.m*p.n)
 			return
 		}
 		for i := 0; i < p.batch; i++ {
-			Gemm(ta, tb, p.m, p.n, p.k, alpha, a[p.aOff[i]:], lda, b[p.bOff[i]:], ldb, beta, c[i*p.m*p.n:], max(p.n, 1))
+			prec.Sgemm(ta, tb, p.m, p.n, p.k, alpha, a[p.aOff[i]:], lda, b[p.bOff[i]:], ldb, beta, c[i*p.m*p.n:], max(p.n, 1))
 		}
 	}, nil
 }
@@ -382,6 +387,7 @@ func kernelGemm(n *graph.Node) (Kernel, error) {
 	if c := n.In(2); c != nil {
 		cmap = indexMapBroadcast([]int{m, nn}, shapeOf(c))
 	}
+	prec := precisionOf(n)
 	return func(in, out []*graph.Tensor) {
 		y := out[0].F
 		b := float32(0)
@@ -392,7 +398,7 @@ func kernelGemm(n *graph.Node) (Kernel, error) {
 			}
 			b = beta
 		}
-		Gemm(ta, tb, m, nn, k, alpha, in[0].F, lda, in[1].F, ldb, b, y, max(nn, 1))
+		prec.Sgemm(ta, tb, m, nn, k, alpha, in[0].F, lda, in[1].F, ldb, b, y, max(nn, 1))
 	}, nil
 }
 

@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/hyperat/hyperat/graph"
+	"github.com/hyperat/hyperat/kernels"
 )
 
 // Options says what to compile.
@@ -30,6 +31,11 @@ type Options struct {
 	// Arena, when set, holds the program's activations, shared with the
 	// other programs compiled with it (see Arena).
 	Arena *Arena
+	// Precision is that of the matrix products (MatMul, Gemm and the fused
+	// products, forward and gradient): kernels.FP32, the default, or
+	// kernels.BF16, which rounds their operands to bfloat16 and sums in
+	// float32 (see precision.go). Every other operation stays float32.
+	Precision kernels.Precision
 }
 
 // pass is one named step of the pipeline.
@@ -52,6 +58,7 @@ var passes = []pass{
 	{"fuse-bias", fuseBias, false},            // MatMul then Add of a bias row -> MatMulBias
 	{"fuse-view", fuseViews, false},           // batched products read and write heads in place
 	{"dce", deadCode, false},                  // drop nodes no output needs
+	{"precision", markPrecision, true},        // products in Options.Precision (no-op for FP32)
 }
 
 // compilation is the state threaded through the passes.

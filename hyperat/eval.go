@@ -3,6 +3,7 @@ package hyperat
 import (
 	"github.com/hyperat/hyperat/attack"
 	"github.com/hyperat/hyperat/graph"
+	"github.com/hyperat/hyperat/kernels"
 )
 
 // Accuracy is clean and PGD accuracy on a set of examples.
@@ -12,10 +13,12 @@ type Accuracy struct {
 }
 
 // netModel is the adapted net with a fixed parameter set: the model the
-// defenses attack during tuning, and each defense's LoRA in the final table.
+// defenses attack during tuning, with its products in Config.AttackPrecision,
+// and each defense's LoRA in validation and the final table, in float32.
 type netModel struct {
-	n  *Net
-	ps *Params
+	n    *Net
+	ps   *Params
+	prec kernels.Precision
 }
 
 var _ attack.Model = netModel{}
@@ -23,7 +26,7 @@ var _ attack.Model = netModel{}
 func (m netModel) Classes() int { return m.n.Classes }
 
 func (m netModel) Logits(x *graph.Tensor) (*graph.Tensor, error) {
-	l, err := m.n.Forward(x, m.ps)
+	l, err := m.n.forward(x, m.ps, m.prec)
 	if err != nil {
 		return nil, err
 	}
@@ -31,7 +34,7 @@ func (m netModel) Logits(x *graph.Tensor) (*graph.Tensor, error) {
 }
 
 func (m netModel) InputGrad(x *graph.Tensor, seed func(*graph.Tensor) *graph.Tensor) (*graph.Tensor, *graph.Tensor, error) {
-	return m.n.InputGrad(x, m.ps, seed)
+	return m.n.inputGrad(x, m.ps, seed, m.prec)
 }
 
 // Evaluate measures clean accuracy and pgd-steps accuracy at eps on the
@@ -87,5 +90,5 @@ func (t *Trainer) ForDefense(m int) (attack.Model, error) {
 		cp.A = append(cp.A, ps.A[i].Clone())
 		cp.B = append(cp.B, ps.B[i].Clone())
 	}
-	return netModel{t.Net, cp}, nil
+	return netModel{t.Net, cp, kernels.FP32}, nil
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/hyperat/hyperat/compile"
 	"github.com/hyperat/hyperat/graph"
+	"github.com/hyperat/hyperat/kernels"
 	"github.com/hyperat/hyperat/layers"
 	"github.com/hyperat/hyperat/lora"
 )
@@ -37,6 +38,9 @@ type Net struct {
 
 	attack map[int]*vjp
 	train  map[int]*vjp
+	// attackBF16 holds the attack programs whose products are bfloat16
+	// (kernels.BF16): the training attacks with Config.AttackPrecision bf16.
+	attackBF16 map[int]*vjp
 	// arena holds the activations of all these programs: each method runs
 	// one program to the end and copies out what it keeps before the next.
 	arena *compile.Arena
@@ -90,7 +94,7 @@ func NewNet(m *graph.Graph, o NetOptions) (*Net, error) {
 	g.Outputs = g.Outputs[:1]
 	n := &Net{G: g, X: x, Rank: o.Rank, Scale: o.Alpha / float32(max(o.Rank, 1)), Classes: classes,
 		C: x.Shape[1].N, H: x.Shape[2].N, W: x.Shape[3].N,
-		attack: map[int]*vjp{}, train: map[int]*vjp{}, arena: compile.NewArena()}
+		attack: map[int]*vjp{}, train: map[int]*vjp{}, attackBF16: map[int]*vjp{}, arena: compile.NewArena()}
 	if !o.TrainAll && !o.NoLoRA {
 		n.adapt(rep, o.Kinds)
 		if len(n.Targets) == 0 {
@@ -255,11 +259,15 @@ func (n *Net) merge(ps *Params) {
 // program compiles (once per batch size) a vector-Jacobian program of the
 // logits with respect to the input (the attacks) or to the parameters
 // (training): the LoRA factors, through their branches, and the trained
-// weights.
-func (n *Net) program(batch int, forTraining bool) (*vjp, error) {
+// weights; with its matrix products in precision prec (kernels.FP32 for
+// training).
+func (n *Net) program(batch int, forTraining bool, prec kernels.Precision) (*vjp, error) {
 	cache := n.attack
-	if forTraining {
+	switch {
+	case forTraining:
 		cache = n.train
+	case prec == kernels.BF16:
+		cache = n.attackBF16
 	}
 	if v, ok := cache[batch]; ok {
 		return v, nil
@@ -275,7 +283,7 @@ func (n *Net) program(batch int, forTraining bool) (*vjp, error) {
 		wrt = g.Inputs[:1]
 	}
 	seed := g.AddInput("logits_cotangent", graph.Float32, graph.StaticShape(batch, n.Classes))
-	p, err := compile.Compile(g, compile.Options{Batch: batch, Arena: n.arena,
+	p, err := compile.Compile(g, compile.Options{Batch: batch, Arena: n.arena, Precision: prec,
 		Grad: &compile.GradSpec{Loss: g.Outputs[0], Seed: seed, Wrt: wrt}})
 	if err != nil {
 		return nil, err
@@ -308,7 +316,12 @@ func (n *Net) mergedGraph() *graph.Graph {
 // Forward runs the adapted model: logits [N, classes] (owned by the program
 // until the next run; clone to keep).
 func (n *Net) Forward(x *graph.Tensor, ps *Params) (*graph.Tensor, error) {
-	v, err := n.program(x.Shape[0], false)
+	return n.forward(x, ps, kernels.FP32)
+}
+
+// forward is Forward with the matrix products in precision prec.
+func (n *Net) forward(x *graph.Tensor, ps *Params, prec kernels.Precision) (*graph.Tensor, error) {
+	v, err := n.program(x.Shape[0], false, prec)
 	if err != nil {
 		return nil, err
 	}
@@ -326,7 +339,12 @@ func (n *Net) Forward(x *graph.Tensor, ps *Params) (*graph.Tensor, error) {
 // InputGrad is one forward and one backward: logits, then dL/dx for the
 // cotangent seed(logits) = dL/dlogits. Results are the caller's.
 func (n *Net) InputGrad(x *graph.Tensor, ps *Params, seed func(*graph.Tensor) *graph.Tensor) (logits, grad *graph.Tensor, err error) {
-	v, err := n.program(x.Shape[0], false)
+	return n.inputGrad(x, ps, seed, kernels.FP32)
+}
+
+// inputGrad is InputGrad with the matrix products in precision prec.
+func (n *Net) inputGrad(x *graph.Tensor, ps *Params, seed func(*graph.Tensor) *graph.Tensor, prec kernels.Precision) (logits, grad *graph.Tensor, err error) {
+	v, err := n.program(x.Shape[0], false, prec)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -351,7 +369,7 @@ func (n *Net) InputGrad(x *graph.Tensor, ps *Params, seed func(*graph.Tensor) *g
 // mode differentiates them like any other node. It returns the logits (the
 // caller's).
 func (n *Net) ParamGrads(x *graph.Tensor, ps *Params, seed func(*graph.Tensor) *graph.Tensor, acc *Params) (*graph.Tensor, error) {
-	v, err := n.program(x.Shape[0], true)
+	v, err := n.program(x.Shape[0], true, kernels.FP32)
 	if err != nil {
 		return nil, err
 	}
@@ -387,16 +405,16 @@ func (n *Net) ParamGrads(x *graph.Tensor, ps *Params, seed func(*graph.Tensor) *
 // ParamGrads alone.
 func (n *Net) Prepare(batch int, pairs, singles bool) error {
 	if pairs && !n.unpaired {
-		if _, err := n.program(2*batch, true); err != nil {
+		if _, err := n.program(2*batch, true, kernels.FP32); err != nil {
 			n.unpaired = true
 		}
 	}
 	if singles || (pairs && n.unpaired) {
-		if _, err := n.program(batch, true); err != nil {
+		if _, err := n.program(batch, true, kernels.FP32); err != nil {
 			return err
 		}
 	}
-	_, err := n.program(batch, false)
+	_, err := n.program(batch, false, kernels.FP32)
 	return err
 }
 
@@ -411,7 +429,7 @@ func (n *Net) PairGrads(x, adv *graph.Tensor, ps *Params, seed func(zc, za *grap
 		return fmt.Errorf("internal: pair of shapes %v and %v", x.Shape, adv.Shape)
 	}
 	if !n.unpaired {
-		if _, err := n.program(2*b, true); err != nil {
+		if _, err := n.program(2*b, true, kernels.FP32); err != nil {
 			n.unpaired = true
 		}
 	}

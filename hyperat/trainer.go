@@ -12,6 +12,7 @@ import (
 	"github.com/hyperat/hyperat/compile"
 	"github.com/hyperat/hyperat/graph"
 	onnximport "github.com/hyperat/hyperat/import"
+	"github.com/hyperat/hyperat/kernels"
 )
 
 // Config is one tuning run. Defaults (DefaultConfig) follow the project's
@@ -36,6 +37,10 @@ type Config struct {
 	EmbedDim  int
 	Hidden    int
 	Seed      uint64
+	// AttackPrecision is that of the matrix products of the training
+	// attacks (kernels.BF16: operands rounded to bfloat16); the training
+	// pass, the update, validation and evaluation stay float32.
+	AttackPrecision kernels.Precision
 }
 
 // DefaultConfig is the run METHOD.md describes.
@@ -258,7 +263,7 @@ func (t *Trainer) Step() (Step, error) {
 	if err != nil {
 		return Step{}, err
 	}
-	adv, err := def.Attack(netModel{t.Net, ps}, x, y, eps, t.Cfg.Steps, rng)
+	adv, err := def.Attack(netModel{t.Net, ps, t.Cfg.AttackPrecision}, x, y, eps, t.Cfg.Steps, rng)
 	if err != nil {
 		return Step{}, err
 	}
@@ -316,7 +321,7 @@ func (t *Trainer) Step() (Step, error) {
 // and training passes of the model, the hypernetwork), for profiling.
 func (t *Trainer) Programs() []*compile.Program {
 	var ps []*compile.Program
-	for _, m := range []map[int]*vjp{t.Net.attack, t.Net.train} {
+	for _, m := range []map[int]*vjp{t.Net.attack, t.Net.attackBF16, t.Net.train} {
 		keys := make([]int, 0, len(m))
 		for k := range m {
 			keys = append(keys, k)

@@ -32,6 +32,30 @@
 // use shorter kernels (8, 4, 2, 1 rows) and the last columns masked loads
 // and stores, so edges cost no packing of C.
 //
+// # Bfloat16 products
+//
+// BF16 (see Precision) computes the same products with A and B rounded to
+// bfloat16, round to nearest even, and their products summed in float32
+// by VDPBF16PS (AVX512_BF16), two products per float32 lane and
+// instruction: twice the float32 peak. The driver is the one above; the
+// packing rounds (VCVTNE2PS2BF16) and interleaves the operands into pairs
+// of elements consecutive along k, one 32-bit word each. B is rounded once
+// per product, as it is packed; A, which the float32 kernels often read in
+// place, is always packed: row-major pairs from a plain A, 16 pairs per k
+// step from a transposed one. The micro-kernel is 14×32 as for float32,
+// over pairs, with blocks of up to 768 elements along k (the A panel is as
+// large in bytes as float32's 384). Blocks along k have an even length
+// except the last, whose odd element is paired with a zero.
+//
+// Every sum of a BF16 product is defined bit for bit: each k block sums its
+// pairs in order, the high element's product first, each addition rounded
+// once to nearest even with denormals read as zeros and tiny results
+// flushed (what VDPBF16PS does); then C = float32(alpha*s) +
+// float32(beta*C), each product rounded (no fused multiply-add). The
+// plain-Go twins compute exactly that, and the tests compare the assembly,
+// the twins and a naive loop bit for bit. Where the CPU lacks AVX512_BF16
+// (or HYPERAT_NOAVX512BF16=1), BF16 products are FP32's.
+//
 // # Parallelism and determinism
 //
 // A product with many rows is a sequence of phases: pack a B block (tasks
@@ -52,9 +76,11 @@
 //
 // The variant is chosen once, at start-up, from the features that package
 // kernels/cpu reads from CPUID: AVX-512 (AVX512F with the ZMM state enabled
-// by the OS), else AVX2+FMA, else plain Go. Setting HYPERAT_NOAVX512=1 or
-// HYPERAT_NOAVX2=1 in the environment turns a variant off (cpu.Off); the
-// purego build tag leaves the assembly out altogether.
+// by the OS), else AVX2+FMA, else plain Go; for BF16, AVX512_BF16 with
+// AVX512BW, else FP32's variant. Setting HYPERAT_NOAVX512=1,
+// HYPERAT_NOAVX2=1 or HYPERAT_NOAVX512BF16=1 in the environment turns a
+// variant off (cpu.Off); the purego build tag leaves the assembly out
+// altogether.
 // The tests run every variant the CPU supports, and the plain-Go twin of
 // every assembly kernel, against a float64 reference.
 //

@@ -17,13 +17,18 @@ import (
 // C must not overlap A or B. Each element of C is computed by the same
 // sequence of operations whatever GOMAXPROCS is, so results repeat bit for
 // bit on one machine and dispatch. Sgemm panics when a slice is too short for
-// its dimensions.
+// its dimensions. It is FP32.Sgemm.
 func Sgemm(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
+	FP32.Sgemm(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+}
+
+// Sgemm computes the product as the function Sgemm does, with p's products.
+func (p Precision) Sgemm(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
 	checkGemm("Sgemm", transA, transB, m, n, k, lda, ldb, ldc)
 	checkLen("Sgemm", "A", len(a), 0, 1, matrixLen(transA, m, k, lda))
 	checkLen("Sgemm", "B", len(b), 0, 1, matrixLen(transB, k, n, ldb))
 	checkLen("Sgemm", "C", len(c), 0, 1, matrixLen(false, m, n, ldc))
-	activeSgemm.gemm(&gemmArgs{
+	p.variant().gemm(&gemmArgs{
 		transA: transA, transB: transB, m: m, n: n, k: k,
 		alpha: alpha, beta: beta,
 		a: a, lda: lda, b: b, ldb: ldb, c: c, ldc: ldc,
@@ -35,14 +40,20 @@ func Sgemm(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int
 // Each tile of C starts as the bias just before the first block of its
 // product is added, while the tile is in cache, instead of in a pass of its
 // own over C: the result is the same as filling C with the bias and calling
-// Sgemm with beta 1.
+// Sgemm with beta 1. It is FP32.SgemmBias.
 func SgemmBias(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, bias, c []float32, ldc int) {
+	FP32.SgemmBias(transA, transB, m, n, k, alpha, a, lda, b, ldb, bias, c, ldc)
+}
+
+// SgemmBias computes the product as the function SgemmBias does, with p's
+// products.
+func (p Precision) SgemmBias(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, bias, c []float32, ldc int) {
 	checkGemm("SgemmBias", transA, transB, m, n, k, lda, ldb, ldc)
 	checkLen("SgemmBias", "A", len(a), 0, 1, matrixLen(transA, m, k, lda))
 	checkLen("SgemmBias", "B", len(b), 0, 1, matrixLen(transB, k, n, ldb))
 	checkLen("SgemmBias", "C", len(c), 0, 1, matrixLen(false, m, n, ldc))
 	checkLen("SgemmBias", "bias", len(bias), 0, 1, n)
-	activeSgemm.gemm(&gemmArgs{
+	p.variant().gemm(&gemmArgs{
 		transA: transA, transB: transB, m: m, n: n, k: k,
 		alpha: alpha, beta: 0,
 		a: a, lda: lda, b: b, ldb: ldb, c: c, ldc: ldc, bias: bias[:n],
@@ -57,8 +68,14 @@ func SgemmBias(transA, transB bool, m, n, k int, alpha float32, a []float32, lda
 // b[i*strideB] and of C at c[i*strideC]. A stride of 0 for A or B uses one
 // matrix for the whole batch. The C matrices must not share elements (they
 // may interleave, for instance one per attention head in the columns of a
-// wider matrix).
+// wider matrix). It is FP32.SgemmBatched.
 func SgemmBatched(batch int, transA, transB bool, m, n, k int, alpha float32, a []float32, lda, strideA int, b []float32, ldb, strideB int, beta float32, c []float32, ldc, strideC int) {
+	FP32.SgemmBatched(batch, transA, transB, m, n, k, alpha, a, lda, strideA, b, ldb, strideB, beta, c, ldc, strideC)
+}
+
+// SgemmBatched computes the products as the function SgemmBatched does,
+// with p's products.
+func (p Precision) SgemmBatched(batch int, transA, transB bool, m, n, k int, alpha float32, a []float32, lda, strideA int, b []float32, ldb, strideB int, beta float32, c []float32, ldc, strideC int) {
 	checkGemm("SgemmBatched", transA, transB, m, n, k, lda, ldb, ldc)
 	if batch < 0 || strideA < 0 || strideB < 0 || strideC < 0 {
 		panic(fmt.Sprintf("kernels: SgemmBatched: negative batch or stride (batch %d, strides %d, %d, %d)", batch, strideA, strideB, strideC))
@@ -72,7 +89,7 @@ func SgemmBatched(batch int, transA, transB bool, m, n, k int, alpha float32, a 
 	checkLen("SgemmBatched", "A", len(a), strideA, batch, matrixLen(transA, m, k, lda))
 	checkLen("SgemmBatched", "B", len(b), strideB, batch, matrixLen(transB, k, n, ldb))
 	checkLen("SgemmBatched", "C", len(c), strideC, batch, matrixLen(false, m, n, ldc))
-	v := activeSgemm
+	v := p.variant()
 	g := gemmArgs{
 		transA: transA, transB: transB, m: m, n: n, k: k,
 		alpha: alpha, beta: beta, lda: lda, ldb: ldb, ldc: ldc,
@@ -109,8 +126,14 @@ func SgemmBatched(batch int, transA, transB bool, m, n, k int, alpha float32, a 
 // and ldc apart (the heads of attention read in place from the tensor that
 // holds queries, keys and values side by side, and written in place into
 // the tokens' rows). The C matrices must not share elements; the caller
-// ensures it (it is not checked).
+// ensures it (it is not checked). It is FP32.SgemmBatchedAt.
 func SgemmBatchedAt(batch int, transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, offA []int, b []float32, ldb int, offB []int, beta float32, c []float32, ldc int, offC []int) {
+	FP32.SgemmBatchedAt(batch, transA, transB, m, n, k, alpha, a, lda, offA, b, ldb, offB, beta, c, ldc, offC)
+}
+
+// SgemmBatchedAt computes the products as the function SgemmBatchedAt does,
+// with p's products.
+func (p Precision) SgemmBatchedAt(batch int, transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, offA []int, b []float32, ldb int, offB []int, beta float32, c []float32, ldc int, offC []int) {
 	checkGemm("SgemmBatchedAt", transA, transB, m, n, k, lda, ldb, ldc)
 	if batch < 0 || len(offA) < batch || len(offB) < batch || len(offC) < batch {
 		panic(fmt.Sprintf("kernels: SgemmBatchedAt: batch %d with %d, %d, %d offsets", batch, len(offA), len(offB), len(offC)))
@@ -126,7 +149,7 @@ func SgemmBatchedAt(batch int, transA, transB bool, m, n, k int, alpha float32, 
 		checkLen("SgemmBatchedAt", "B", len(b)-offB[i], 0, 1, matrixLen(transB, k, n, ldb))
 		checkLen("SgemmBatchedAt", "C", len(c)-offC[i], 0, 1, matrixLen(false, m, n, ldc))
 	}
-	v := activeSgemm
+	v := p.variant()
 	g := gemmArgs{
 		transA: transA, transB: transB, m: m, n: n, k: k,
 		alpha: alpha, beta: beta, lda: lda, ldb: ldb, ldc: ldc,
@@ -264,8 +287,11 @@ type sgemmVariant struct {
 	// a transposed B: see packB32Go and packBTrans32Go.
 	packBPlain func(dst, src []float32, ldb, rows, panels, pstride int)
 	packBTrans func(dst, src []float32, ldb, k16, cols int)
-	mr         int
-	byRows     []tileKernel // byRows[r]: the shortest kernel for r rows
+	// bf16, when set, makes the variant one of bfloat16 products: A and B
+	// are packed as pairs and the kernels take pairs (see bf16.go).
+	bf16   *bf16Packers
+	mr     int
+	byRows []tileKernel // byRows[r]: the shortest kernel for r rows
 }
 
 // newVariant completes a variant from its kernel table.
@@ -396,7 +422,7 @@ func (p *gemmPlan) init(v *sgemmVariant, g *gemmArgs, threads int) {
 		return
 	}
 	ncMax := min(v.nc, roundUp(g.n, v.nr))
-	if need := p.kcMax * ncMax; len(p.bPack) < need {
+	if need := v.kSteps(p.kcMax) * ncMax; len(p.bPack) < need {
 		p.bPack = make([]float32, need)
 	}
 	// Chunks for the compute phase: rows of whole A panels, about 16 per
@@ -449,10 +475,11 @@ func (p *gemmPlan) runTask(i, slot int) {
 	i0, i1 := mi*p.mStep, min((mi+1)*p.mStep, g.m)
 	j0, j1 := ni*p.nStep, min((ni+1)*p.nStep, p.nc)
 	ws := p.workspace(slot)
-	if need := v.mr * aPitch(p.kcMax); len(ws.a) < need {
+	if need := v.aPanelLen(p.kcMax); len(ws.a) < need {
 		ws.a = make([]float32, need)
 	}
 	kc, mr, nr := p.kc, v.mr, v.nr
+	steps := v.kSteps(kc)
 	for ir := i0; ir < i1; ir += mr {
 		rows := min(mr, i1-ir)
 		tk := v.byRows[rows]
@@ -464,7 +491,7 @@ func (p *gemmPlan) runTask(i, slot int) {
 				biasTile(g, ir, p.jc+jr, rows, cols)
 				beta = 1
 			}
-			kernel(kc, a, rs, ks, p.bPack[jr*kc:], g.c[ir*g.ldc+p.jc+jr:], g.ldc,
+			kernel(steps, a, rs, ks, p.bPack[jr*steps:], g.c[ir*g.ldc+p.jc+jr:], g.ldc,
 				g.alpha, beta, rows, cols)
 		}
 	}
@@ -480,10 +507,10 @@ func (p *gemmPlan) workspace(slot int) *workspace {
 func (p *gemmPlan) runColumns(i int, ws *workspace) {
 	v, g := p.v, &p.g
 	j0, j1 := i*p.nStep, min((i+1)*p.nStep, g.n)
-	if need := v.mr * aPitch(p.kcMax); len(ws.a) < need {
+	if need := v.aPanelLen(p.kcMax); len(ws.a) < need {
 		ws.a = make([]float32, need)
 	}
-	if need := p.kcMax * roundUp(min(v.nc, j1-j0), v.nr); len(ws.b) < need {
+	if need := v.kSteps(p.kcMax) * roundUp(min(v.nc, j1-j0), v.nr); len(ws.b) < need {
 		ws.b = make([]float32, need)
 	}
 	for jc := j0; jc < j1; jc += v.nc {
@@ -495,6 +522,7 @@ func (p *gemmPlan) runColumns(i int, ws *workspace) {
 				beta = 1
 			}
 			v.packB(ws.b, g, pc, kc, jc, nc, 0, 1)
+			steps := v.kSteps(kc)
 			for ir := 0; ir < g.m; ir += v.mr {
 				rows := min(v.mr, g.m-ir)
 				tk := v.byRows[rows]
@@ -505,7 +533,7 @@ func (p *gemmPlan) runColumns(i int, ws *workspace) {
 						biasTile(g, ir, jc+jr, rows, cols)
 						tb = 1
 					}
-					tk.kernel(kc, a, rs, ks, ws.b[jr*kc:], g.c[ir*g.ldc+jc+jr:], g.ldc,
+					tk.kernel(steps, a, rs, ks, ws.b[jr*steps:], g.c[ir*g.ldc+jc+jr:], g.ldc,
 						g.alpha, tb, rows, cols)
 				}
 			}
@@ -544,10 +572,15 @@ type workspace struct {
 }
 
 // kBlock returns the block length along k: k is cut into ceil(k/kc) nearly
-// equal blocks. It depends on k alone, so every element of C sums its
-// products in the same order whichever chunk of C computes it.
+// equal blocks (of an even length for pairs, so that only the last block
+// may end with a half pair). It depends on k alone, so every element of C
+// sums its products in the same order whichever chunk of C computes it.
 func (v *sgemmVariant) kBlock(k int) int {
-	return ceilDiv(k, ceilDiv(k, v.kc))
+	kc := ceilDiv(k, ceilDiv(k, v.kc))
+	if v.bf16 != nil {
+		kc = roundUp(kc, 2)
+	}
+	return kc
 }
 
 // spreadsInL1 reports whether rows rows of kc floats, ld floats apart, fit in
@@ -569,6 +602,16 @@ func spreadsInL1(rows, kc, ld int) bool {
 	return true
 }
 
+// aPanelLen is the length of a buffer that holds any A panel that panelA
+// packs from a block of kc along k.
+func (v *sgemmVariant) aPanelLen(kc int) int {
+	if v.bf16 != nil {
+		steps := v.kSteps(kc)
+		return max(v.mr*aPitch(steps), 16*steps) // see panelPairs
+	}
+	return v.mr * aPitch(kc)
+}
+
 // aPitch is the distance between rows of a packed A panel: the block length
 // padded so that the rows fall into different cache sets.
 func aPitch(kc int) int {
@@ -582,6 +625,9 @@ func aPitch(kc int) int {
 // into different L1 sets; otherwise the rows are copied into buf, padded with
 // zero rows.
 func (p *gemmPlan) panelA(buf []float32, ir, rows, kmr, pc, kc int) (a []float32, rs, ks int) {
+	if p.v.bf16 != nil {
+		return p.panelPairs(buf, ir, rows, kmr, pc, kc)
+	}
 	g, mr := &p.g, p.v.mr
 	// The kernel reads kmr rows: in place, they must all exist.
 	inPlace := ir+kmr <= g.m
@@ -620,6 +666,10 @@ func (p *gemmPlan) panelA(buf []float32, ir, rows, kmr, pc, kc int) (a []float32
 // B (read in order, a whole row at a time), ranges of panels of a transposed
 // one (each panel reads nr rows of the stored B in order).
 func (v *sgemmVariant) packB(buf []float32, g *gemmArgs, pc, kc, jc, nc, part, parts int) {
+	if v.bf16 != nil {
+		v.packBPairs(buf, g, pc, kc, jc, nc, part, parts)
+		return
+	}
 	nr := v.nr
 	panels := ceilDiv(nc, nr)
 	full := nc / nr // panels with nr columns

@@ -175,9 +175,14 @@ func BenchmarkSgemmNaive(b *testing.B) {
 }
 
 // BenchmarkMicroKernel measures each kernel alone on L1-resident panels: the
-// ceiling of the blocked product, timed in windows of 64 calls.
+// ceiling of the blocked product, timed in windows of 64 calls. k counts
+// elements along k (pairs of them for the bfloat16 kernel).
 func BenchmarkMicroKernel(b *testing.B) {
-	for _, v := range sgemmVariants {
+	vs := sgemmVariants
+	if bf16Variant != nil && bf16Variant.supported {
+		vs = append(vs[:len(vs):len(vs)], bf16Variant)
+	}
+	for _, v := range vs {
 		if !v.supported {
 			continue
 		}
@@ -187,12 +192,22 @@ func BenchmarkMicroKernel(b *testing.B) {
 				a := randSlice(r, v.mr*k)
 				bp := randSlice(r, v.nr*k)
 				c := randSlice(r, v.mr*v.nr)
+				if v.bf16 != nil {
+					// Packed pairs of ordinary values.
+					for _, s := range [][]float32{a, bp} {
+						for i, p := range pairsOf(s) {
+							p = pairBF16(float32(r.NormFloat64()), float32(r.NormFloat64()))
+							pairsOf(s)[i] = p
+						}
+					}
+				}
+				steps := v.kSteps(k)
 				const window = 64
 				var times []time.Duration
 				for b.Loop() {
 					t0 := time.Now()
 					for range window {
-						v.kernels[0].kernel(k, a, 1, v.mr, bp, c, v.nr, 1, 0, v.mr, v.nr)
+						v.kernels[0].kernel(steps, a, 1, v.mr, bp, c, v.nr, 1, 0, v.mr, v.nr)
 					}
 					times = append(times, time.Since(t0))
 				}
@@ -201,6 +216,68 @@ func BenchmarkMicroKernel(b *testing.B) {
 				b.ReportMetric(flops/quartile(times).Seconds()/1e9, "q1-GFLOP/s")
 			})
 		}
+	}
+}
+
+// precisionShapes are the products BenchmarkPrecision compares: those of
+// the fixture MNIST ViT at batch 64 (3200 tokens, width 128, MLP 384;
+// attention 50×50 per head of 32) and of ViT-B/16 at batch 8.
+func precisionShapes() []benchShape {
+	return []benchShape{
+		{m: 3200, k: 128, n: 384},                        // qkv, fc1
+		{transB: true, m: 3200, k: 384, n: 128},          // their input gradients
+		{m: 3200, k: 384, n: 128},                        // fc2
+		{transB: true, m: 3200, k: 128, n: 384},          // its input gradient
+		{m: 3200, k: 128, n: 128},                        // proj
+		{batch: 256, transB: true, m: 50, k: 32, n: 50},  // Q·Kᵀ, dP = dO·Vᵀ
+		{batch: 256, m: 50, k: 50, n: 32},                // P·V, dQ = dS·K
+		{batch: 256, transA: true, m: 50, k: 50, n: 32},  // dK = dSᵀ·Q, dV = Pᵀ·dO
+		{m: 1576, k: 768, n: 2304},                       // ViT-B qkv
+		{transB: true, m: 1576, k: 2304, n: 768},         // its input gradient
+		{m: 1576, k: 768, n: 3072},                       // fc1
+		{m: 1576, k: 3072, n: 768},                       // fc2
+		{transB: true, m: 1576, k: 768, n: 3072},         // its input gradient
+		{batch: 96, transB: true, m: 197, k: 64, n: 197}, // ViT-B Q·Kᵀ
+		{batch: 96, m: 197, k: 197, n: 64},               // P·V
+	}
+}
+
+// BenchmarkPrecision runs each shape with FP32 and BF16 products in turn,
+// call after call in one loop, so that both meet the same load on a shared
+// machine: it reports the first-quartile GFLOP/s of each and their ratio.
+func BenchmarkPrecision(b *testing.B) {
+	if !BF16.Native() {
+		b.Skip("BF16 falls back to FP32 here")
+	}
+	for _, s := range precisionShapes() {
+		b.Run(s.String(), func(b *testing.B) {
+			r := rand.New(rand.NewPCG(1, 1))
+			batch := max(s.batch, 1)
+			a := randSlice(r, batch*s.m*s.k)
+			bm := randSlice(r, batch*s.k*s.n)
+			c := randSlice(r, batch*s.m*s.n)
+			lda, ldb := s.lds()
+			run := func(p Precision) time.Duration {
+				t0 := time.Now()
+				if s.batch > 0 {
+					p.SgemmBatched(s.batch, s.transA, s.transB, s.m, s.n, s.k, 1, a, lda, s.m*s.k, bm, ldb, s.k*s.n, 0, c, s.n, s.m*s.n)
+				} else {
+					p.Sgemm(s.transA, s.transB, s.m, s.n, s.k, 1, a, lda, bm, ldb, 0, c, s.n)
+				}
+				return time.Since(t0)
+			}
+			run(FP32)
+			run(BF16)
+			var t32, t16 []time.Duration
+			for b.Loop() {
+				t32 = append(t32, run(FP32))
+				t16 = append(t16, run(BF16))
+			}
+			q32, q16 := quartile(t32), quartile(t16)
+			b.ReportMetric(s.flops()/q32.Seconds()/1e9, "fp32-GFLOP/s")
+			b.ReportMetric(s.flops()/q16.Seconds()/1e9, "bf16-GFLOP/s")
+			b.ReportMetric(q32.Seconds()/q16.Seconds(), "speedup")
+		})
 	}
 }
 

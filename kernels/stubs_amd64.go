@@ -238,6 +238,146 @@ func sgemm2x16AVX2(k int, a []float32, rs int, ks int, b []float32, c []float32,
 //go:noescape
 func sgemm1x16AVX2(k int, a []float32, rs int, ks int, b []float32, c []float32, ldc int, alpha float32, beta float32, rows int, cols int)
 
+// sbgemm14x32AVX512 computes one rows×cols tile (rows ≤ 14, cols ≤ 32) of C from an
+// A micro-panel of 14 rows of bfloat16 pairs, pair (i, t) at a[i*rs+t*ks] holding
+// the elements (i, 2t) and (i, 2t+1), and a packed B micro-panel of pairs,
+// pair (t, j) at b[t*32+j] holding the elements (2t, j) and (2t+1, j). It is:
+//
+//	for i := 0; i < rows; i++ {
+//		for j := 0; j < cols; j++ {
+//			var s float32
+//			for t := 0; t < k; t++ {
+//				s = dotBF16(s, b[t*32+j], a[i*rs+t*ks])
+//			}
+//			if beta == 0 {
+//				c[i*ldc+j] = alpha * s
+//			} else {
+//				c[i*ldc+j] = float32(alpha*s) + float32(beta*c[i*ldc+j])
+//			}
+//		}
+//	}
+//
+// bit for bit, with a and b read as pairs (pairsOf): dotBF16 is what
+// VDPBF16PS computes in one lane. It needs
+// k ≥ 1 pairs, 1 ≤ rows ≤ 14 and 1 ≤ cols ≤ 32; all 14 rows of the A panel and
+// all 32 columns of the B panel are read, but only the rows×cols tile of C
+// is touched, and C is not read when beta is 0.
+//
+//go:noescape
+func sbgemm14x32AVX512(k int, a []float32, rs int, ks int, b []float32, c []float32, ldc int, alpha float32, beta float32, rows int, cols int)
+
+// sbgemm8x32AVX512 computes one rows×cols tile (rows ≤ 8, cols ≤ 32) of C from an
+// A micro-panel of 8 rows of bfloat16 pairs, pair (i, t) at a[i*rs+t*ks] holding
+// the elements (i, 2t) and (i, 2t+1), and a packed B micro-panel of pairs,
+// pair (t, j) at b[t*32+j] holding the elements (2t, j) and (2t+1, j). It is:
+//
+//	for i := 0; i < rows; i++ {
+//		for j := 0; j < cols; j++ {
+//			var s float32
+//			for t := 0; t < k; t++ {
+//				s = dotBF16(s, b[t*32+j], a[i*rs+t*ks])
+//			}
+//			if beta == 0 {
+//				c[i*ldc+j] = alpha * s
+//			} else {
+//				c[i*ldc+j] = float32(alpha*s) + float32(beta*c[i*ldc+j])
+//			}
+//		}
+//	}
+//
+// bit for bit, with a and b read as pairs (pairsOf): dotBF16 is what
+// VDPBF16PS computes in one lane. It needs
+// k ≥ 1 pairs, 1 ≤ rows ≤ 8 and 1 ≤ cols ≤ 32; all 8 rows of the A panel and
+// all 32 columns of the B panel are read, but only the rows×cols tile of C
+// is touched, and C is not read when beta is 0.
+//
+//go:noescape
+func sbgemm8x32AVX512(k int, a []float32, rs int, ks int, b []float32, c []float32, ldc int, alpha float32, beta float32, rows int, cols int)
+
+// sbgemm4x32AVX512 computes one rows×cols tile (rows ≤ 4, cols ≤ 32) of C from an
+// A micro-panel of 4 rows of bfloat16 pairs, pair (i, t) at a[i*rs+t*ks] holding
+// the elements (i, 2t) and (i, 2t+1), and a packed B micro-panel of pairs,
+// pair (t, j) at b[t*32+j] holding the elements (2t, j) and (2t+1, j). It is:
+//
+//	for i := 0; i < rows; i++ {
+//		for j := 0; j < cols; j++ {
+//			var s float32
+//			for t := 0; t < k; t++ {
+//				s = dotBF16(s, b[t*32+j], a[i*rs+t*ks])
+//			}
+//			if beta == 0 {
+//				c[i*ldc+j] = alpha * s
+//			} else {
+//				c[i*ldc+j] = float32(alpha*s) + float32(beta*c[i*ldc+j])
+//			}
+//		}
+//	}
+//
+// bit for bit, with a and b read as pairs (pairsOf): dotBF16 is what
+// VDPBF16PS computes in one lane. It needs
+// k ≥ 1 pairs, 1 ≤ rows ≤ 4 and 1 ≤ cols ≤ 32; all 4 rows of the A panel and
+// all 32 columns of the B panel are read, but only the rows×cols tile of C
+// is touched, and C is not read when beta is 0.
+//
+//go:noescape
+func sbgemm4x32AVX512(k int, a []float32, rs int, ks int, b []float32, c []float32, ldc int, alpha float32, beta float32, rows int, cols int)
+
+// sbgemm2x32AVX512 computes one rows×cols tile (rows ≤ 2, cols ≤ 32) of C from an
+// A micro-panel of 2 rows of bfloat16 pairs, pair (i, t) at a[i*rs+t*ks] holding
+// the elements (i, 2t) and (i, 2t+1), and a packed B micro-panel of pairs,
+// pair (t, j) at b[t*32+j] holding the elements (2t, j) and (2t+1, j). It is:
+//
+//	for i := 0; i < rows; i++ {
+//		for j := 0; j < cols; j++ {
+//			var s float32
+//			for t := 0; t < k; t++ {
+//				s = dotBF16(s, b[t*32+j], a[i*rs+t*ks])
+//			}
+//			if beta == 0 {
+//				c[i*ldc+j] = alpha * s
+//			} else {
+//				c[i*ldc+j] = float32(alpha*s) + float32(beta*c[i*ldc+j])
+//			}
+//		}
+//	}
+//
+// bit for bit, with a and b read as pairs (pairsOf): dotBF16 is what
+// VDPBF16PS computes in one lane. It needs
+// k ≥ 1 pairs, 1 ≤ rows ≤ 2 and 1 ≤ cols ≤ 32; all 2 rows of the A panel and
+// all 32 columns of the B panel are read, but only the rows×cols tile of C
+// is touched, and C is not read when beta is 0.
+//
+//go:noescape
+func sbgemm2x32AVX512(k int, a []float32, rs int, ks int, b []float32, c []float32, ldc int, alpha float32, beta float32, rows int, cols int)
+
+// sbgemm1x32AVX512 computes one rows×cols tile (rows ≤ 1, cols ≤ 32) of C from an
+// A micro-panel of 1 rows of bfloat16 pairs, pair (i, t) at a[i*rs+t*ks] holding
+// the elements (i, 2t) and (i, 2t+1), and a packed B micro-panel of pairs,
+// pair (t, j) at b[t*32+j] holding the elements (2t, j) and (2t+1, j). It is:
+//
+//	for i := 0; i < rows; i++ {
+//		for j := 0; j < cols; j++ {
+//			var s float32
+//			for t := 0; t < k; t++ {
+//				s = dotBF16(s, b[t*32+j], a[i*rs+t*ks])
+//			}
+//			if beta == 0 {
+//				c[i*ldc+j] = alpha * s
+//			} else {
+//				c[i*ldc+j] = float32(alpha*s) + float32(beta*c[i*ldc+j])
+//			}
+//		}
+//	}
+//
+// bit for bit, with a and b read as pairs (pairsOf): dotBF16 is what
+// VDPBF16PS computes in one lane. It needs
+// k ≥ 1 pairs, 1 ≤ rows ≤ 1 and 1 ≤ cols ≤ 32; all 1 rows of the A panel and
+// all 32 columns of the B panel are read, but only the rows×cols tile of C
+// is touched, and C is not read when beta is 0.
+//
+//go:noescape
+func sbgemm1x32AVX512(k int, a []float32, rs int, ks int, b []float32, c []float32, ldc int, alpha float32, beta float32, rows int, cols int)
+
 // packB32AVX512 packs rows [0, rows) of 32-column panels of a plain B,
 // panel q of dst starting at q*pstride. It is:
 //
@@ -303,3 +443,66 @@ func packB16AVX2(dst []float32, src []float32, ldb int, rows int, panels int, ps
 //
 //go:noescape
 func packBTrans16AVX2(dst []float32, src []float32, ldb int, k16 int, cols int)
+
+// packRowsBF16AVX512 rounds the first n floats of rows [0, rows) of src, ld
+// apart, to bfloat16 pairs, row r's at dst[r*pitch:], the last pair of a
+// row completed by a zero when n is odd. It is:
+//
+//	for r := 0; r < rows; r++ {
+//		for t := 0; t < (n+1)/2; t++ {
+//			hi := float32(0)
+//			if 2*t+1 < n {
+//				hi = src[r*ld+2*t+1]
+//			}
+//			dst[r*pitch+t] = pairBF16(src[r*ld+2*t], hi)
+//		}
+//	}
+//
+// with dst read as pairs. rows and n must be positive.
+//
+//go:noescape
+func packRowsBF16AVX512(dst []float32, src []float32, ld int, rows int, n int, pitch int)
+
+// packPairsBF16AVX512 rounds rows [0, rows) of cols columns of src, ld apart,
+// to bfloat16 and pairs rows 2t and 2t+1 (a zero row after an odd last one):
+// chunk c of 16 columns of pair t goes to dst[c/2*pstride+c%2*16+t*tstride:]
+// (a packed B panel of 32 columns per pstride, or, with one chunk, the
+// k-major pairs of a transposed A panel), zeros past column cols. It is:
+//
+//	for c := 0; c < chunks; c++ {
+//		for t := 0; t < (rows+1)/2; t++ {
+//			for j := 0; j < 16; j++ {
+//				lo, hi := float32(0), float32(0)
+//				if col := 16*c + j; col < cols {
+//					lo = src[2*t*ld+col]
+//					if 2*t+1 < rows {
+//						hi = src[(2*t+1)*ld+col]
+//					}
+//				}
+//				dst[c/2*pstride+c%2*16+t*tstride+j] = pairBF16(lo, hi)
+//			}
+//		}
+//	}
+//
+// with dst read as pairs. rows, cols and chunks must be positive, cols at most 16*chunks.
+//
+//go:noescape
+func packPairsBF16AVX512(dst []float32, src []float32, ld int, rows int, cols int, chunks int, pstride int, tstride int)
+
+// packBTransBF16AVX512 packs a 32-column panel of op(B) from B stored transposed
+// (column j of op(B) is row j of src) as bfloat16 pairs, with zeros past
+// its first cols columns. It is:
+//
+//	for t := 0; t < k32/2; t++ {
+//		for j := 0; j < 32; j++ {
+//			dst[t*32+j] = 0
+//			if j < cols {
+//				dst[t*32+j] = pairBF16(src[j*ldb+2*t], src[j*ldb+2*t+1])
+//			}
+//		}
+//	}
+//
+// with dst read as pairs. k32 must be a positive multiple of 32 and cols at most 32.
+//
+//go:noescape
+func packBTransBF16AVX512(dst []float32, src []float32, ldb int, k32 int, cols int)

@@ -18,3 +18,11 @@ var avx2Kernels = []tileKernel{
 	{mr: 2, kernel: sgemm2x16AVX2, twin: sgemm2x16Go},
 	{mr: 1, kernel: sgemm1x16AVX2, twin: sgemm1x16Go},
 }
+
+var bf16Kernels = []tileKernel{
+	{mr: 14, kernel: sbgemm14x32AVX512, twin: sbgemm14x32Go},
+	{mr: 8, kernel: sbgemm8x32AVX512, twin: sbgemm8x32Go},
+	{mr: 4, kernel: sbgemm4x32AVX512, twin: sbgemm4x32Go},
+	{mr: 2, kernel: sbgemm2x32AVX512, twin: sbgemm2x32Go},
+	{mr: 1, kernel: sbgemm1x32AVX512, twin: sbgemm1x32Go},
+}

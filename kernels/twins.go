@@ -245,6 +245,151 @@ func sgemm1x16Go(k int, a []float32, rs, ks int, b, c []float32, ldc int, alpha,
 	sgemmTileGo(acc[:], 1, 16, k, a, rs, ks, b, c, ldc, alpha, beta, rows, cols)
 }
 
+// sbgemm14x32Go computes one rows×cols tile (rows ≤ 14, cols ≤ 32) of C from an
+// A micro-panel of 14 rows of bfloat16 pairs, pair (i, t) at a[i*rs+t*ks] holding
+// the elements (i, 2t) and (i, 2t+1), and a packed B micro-panel of pairs,
+// pair (t, j) at b[t*32+j] holding the elements (2t, j) and (2t+1, j). It is:
+//
+//	for i := 0; i < rows; i++ {
+//		for j := 0; j < cols; j++ {
+//			var s float32
+//			for t := 0; t < k; t++ {
+//				s = dotBF16(s, b[t*32+j], a[i*rs+t*ks])
+//			}
+//			if beta == 0 {
+//				c[i*ldc+j] = alpha * s
+//			} else {
+//				c[i*ldc+j] = float32(alpha*s) + float32(beta*c[i*ldc+j])
+//			}
+//		}
+//	}
+//
+// bit for bit, with a and b read as pairs (pairsOf): dotBF16 is what
+// VDPBF16PS computes in one lane. It needs
+// k ≥ 1 pairs, 1 ≤ rows ≤ 14 and 1 ≤ cols ≤ 32; all 14 rows of the A panel and
+// all 32 columns of the B panel are read, but only the rows×cols tile of C
+// is touched, and C is not read when beta is 0.
+func sbgemm14x32Go(k int, a []float32, rs, ks int, b, c []float32, ldc int, alpha, beta float32, rows, cols int) {
+	var acc [14 * 32]float32
+	sbgemmTileGo(acc[:], 14, 32, k, a, rs, ks, b, c, ldc, alpha, beta, rows, cols)
+}
+
+// sbgemm8x32Go computes one rows×cols tile (rows ≤ 8, cols ≤ 32) of C from an
+// A micro-panel of 8 rows of bfloat16 pairs, pair (i, t) at a[i*rs+t*ks] holding
+// the elements (i, 2t) and (i, 2t+1), and a packed B micro-panel of pairs,
+// pair (t, j) at b[t*32+j] holding the elements (2t, j) and (2t+1, j). It is:
+//
+//	for i := 0; i < rows; i++ {
+//		for j := 0; j < cols; j++ {
+//			var s float32
+//			for t := 0; t < k; t++ {
+//				s = dotBF16(s, b[t*32+j], a[i*rs+t*ks])
+//			}
+//			if beta == 0 {
+//				c[i*ldc+j] = alpha * s
+//			} else {
+//				c[i*ldc+j] = float32(alpha*s) + float32(beta*c[i*ldc+j])
+//			}
+//		}
+//	}
+//
+// bit for bit, with a and b read as pairs (pairsOf): dotBF16 is what
+// VDPBF16PS computes in one lane. It needs
+// k ≥ 1 pairs, 1 ≤ rows ≤ 8 and 1 ≤ cols ≤ 32; all 8 rows of the A panel and
+// all 32 columns of the B panel are read, but only the rows×cols tile of C
+// is touched, and C is not read when beta is 0.
+func sbgemm8x32Go(k int, a []float32, rs, ks int, b, c []float32, ldc int, alpha, beta float32, rows, cols int) {
+	var acc [8 * 32]float32
+	sbgemmTileGo(acc[:], 8, 32, k, a, rs, ks, b, c, ldc, alpha, beta, rows, cols)
+}
+
+// sbgemm4x32Go computes one rows×cols tile (rows ≤ 4, cols ≤ 32) of C from an
+// A micro-panel of 4 rows of bfloat16 pairs, pair (i, t) at a[i*rs+t*ks] holding
+// the elements (i, 2t) and (i, 2t+1), and a packed B micro-panel of pairs,
+// pair (t, j) at b[t*32+j] holding the elements (2t, j) and (2t+1, j). It is:
+//
+//	for i := 0; i < rows; i++ {
+//		for j := 0; j < cols; j++ {
+//			var s float32
+//			for t := 0; t < k; t++ {
+//				s = dotBF16(s, b[t*32+j], a[i*rs+t*ks])
+//			}
+//			if beta == 0 {
+//				c[i*ldc+j] = alpha * s
+//			} else {
+//				c[i*ldc+j] = float32(alpha*s) + float32(beta*c[i*ldc+j])
+//			}
+//		}
+//	}
+//
+// bit for bit, with a and b read as pairs (pairsOf): dotBF16 is what
+// VDPBF16PS computes in one lane. It needs
+// k ≥ 1 pairs, 1 ≤ rows ≤ 4 and 1 ≤ cols ≤ 32; all 4 rows of the A panel and
+// all 32 columns of the B panel are read, but only the rows×cols tile of C
+// is touched, and C is not read when beta is 0.
+func sbgemm4x32Go(k int, a []float32, rs, ks int, b, c []float32, ldc int, alpha, beta float32, rows, cols int) {
+	var acc [4 * 32]float32
+	sbgemmTileGo(acc[:], 4, 32, k, a, rs, ks, b, c, ldc, alpha, beta, rows, cols)
+}
+
+// sbgemm2x32Go computes one rows×cols tile (rows ≤ 2, cols ≤ 32) of C from an
+// A micro-panel of 2 rows of bfloat16 pairs, pair (i, t) at a[i*rs+t*ks] holding
+// the elements (i, 2t) and (i, 2t+1), and a packed B micro-panel of pairs,
+// pair (t, j) at b[t*32+j] holding the elements (2t, j) and (2t+1, j). It is:
+//
+//	for i := 0; i < rows; i++ {
+//		for j := 0; j < cols; j++ {
+//			var s float32
+//			for t := 0; t < k; t++ {
+//				s = dotBF16(s, b[t*32+j], a[i*rs+t*ks])
+//			}
+//			if beta == 0 {
+//				c[i*ldc+j] = alpha * s
+//			} else {
+//				c[i*ldc+j] = float32(alpha*s) + float32(beta*c[i*ldc+j])
+//			}
+//		}
+//	}
+//
+// bit for bit, with a and b read as pairs (pairsOf): dotBF16 is what
+// VDPBF16PS computes in one lane. It needs
+// k ≥ 1 pairs, 1 ≤ rows ≤ 2 and 1 ≤ cols ≤ 32; all 2 rows of the A panel and
+// all 32 columns of the B panel are read, but only the rows×cols tile of C
+// is touched, and C is not read when beta is 0.
+func sbgemm2x32Go(k int, a []float32, rs, ks int, b, c []float32, ldc int, alpha, beta float32, rows, cols int) {
+	var acc [2 * 32]float32
+	sbgemmTileGo(acc[:], 2, 32, k, a, rs, ks, b, c, ldc, alpha, beta, rows, cols)
+}
+
+// sbgemm1x32Go computes one rows×cols tile (rows ≤ 1, cols ≤ 32) of C from an
+// A micro-panel of 1 rows of bfloat16 pairs, pair (i, t) at a[i*rs+t*ks] holding
+// the elements (i, 2t) and (i, 2t+1), and a packed B micro-panel of pairs,
+// pair (t, j) at b[t*32+j] holding the elements (2t, j) and (2t+1, j). It is:
+//
+//	for i := 0; i < rows; i++ {
+//		for j := 0; j < cols; j++ {
+//			var s float32
+//			for t := 0; t < k; t++ {
+//				s = dotBF16(s, b[t*32+j], a[i*rs+t*ks])
+//			}
+//			if beta == 0 {
+//				c[i*ldc+j] = alpha * s
+//			} else {
+//				c[i*ldc+j] = float32(alpha*s) + float32(beta*c[i*ldc+j])
+//			}
+//		}
+//	}
+//
+// bit for bit, with a and b read as pairs (pairsOf): dotBF16 is what
+// VDPBF16PS computes in one lane. It needs
+// k ≥ 1 pairs, 1 ≤ rows ≤ 1 and 1 ≤ cols ≤ 32; all 1 rows of the A panel and
+// all 32 columns of the B panel are read, but only the rows×cols tile of C
+// is touched, and C is not read when beta is 0.
+func sbgemm1x32Go(k int, a []float32, rs, ks int, b, c []float32, ldc int, alpha, beta float32, rows, cols int) {
+	var acc [1 * 32]float32
+	sbgemmTileGo(acc[:], 1, 32, k, a, rs, ks, b, c, ldc, alpha, beta, rows, cols)
+}
+
 // packB32Go packs rows [0, rows) of 32-column panels of a plain B,
 // panel q of dst starting at q*pstride. It is:
 //
@@ -339,6 +484,106 @@ func packBTrans16Go(dst, src []float32, ldb, k16, cols int) {
 		row := src[j*ldb : j*ldb+k16]
 		for p, x := range row {
 			dst[p*16+j] = x
+		}
+	}
+}
+
+// packRowsBF16Go rounds the first n floats of rows [0, rows) of src, ld
+// apart, to bfloat16 pairs, row r's at dst[r*pitch:], the last pair of a
+// row completed by a zero when n is odd. It is:
+//
+//	for r := 0; r < rows; r++ {
+//		for t := 0; t < (n+1)/2; t++ {
+//			hi := float32(0)
+//			if 2*t+1 < n {
+//				hi = src[r*ld+2*t+1]
+//			}
+//			dst[r*pitch+t] = pairBF16(src[r*ld+2*t], hi)
+//		}
+//	}
+//
+// with dst read as pairs. rows and n must be positive.
+func packRowsBF16Go(dst, src []float32, ld, rows, n, pitch int) {
+	d := pairsOf(dst)
+	for r := 0; r < rows; r++ {
+		row, out := src[r*ld:r*ld+n], d[r*pitch:r*pitch+(n+1)/2]
+		for t := range out {
+			hi := float32(0)
+			if 2*t+1 < n {
+				hi = row[2*t+1]
+			}
+			out[t] = pairBF16(row[2*t], hi)
+		}
+	}
+}
+
+// packPairsBF16Go rounds rows [0, rows) of cols columns of src, ld apart,
+// to bfloat16 and pairs rows 2t and 2t+1 (a zero row after an odd last one):
+// chunk c of 16 columns of pair t goes to dst[c/2*pstride+c%2*16+t*tstride:]
+// (a packed B panel of 32 columns per pstride, or, with one chunk, the
+// k-major pairs of a transposed A panel), zeros past column cols. It is:
+//
+//	for c := 0; c < chunks; c++ {
+//		for t := 0; t < (rows+1)/2; t++ {
+//			for j := 0; j < 16; j++ {
+//				lo, hi := float32(0), float32(0)
+//				if col := 16*c + j; col < cols {
+//					lo = src[2*t*ld+col]
+//					if 2*t+1 < rows {
+//						hi = src[(2*t+1)*ld+col]
+//					}
+//				}
+//				dst[c/2*pstride+c%2*16+t*tstride+j] = pairBF16(lo, hi)
+//			}
+//		}
+//	}
+//
+// with dst read as pairs. rows, cols and chunks must be positive, cols at most 16*chunks.
+func packPairsBF16Go(dst, src []float32, ld, rows, cols, chunks, pstride, tstride int) {
+	d := pairsOf(dst)
+	for c := 0; c < chunks; c++ {
+		for t := 0; t < (rows+1)/2; t++ {
+			out := d[c/2*pstride+c%2*16+t*tstride:][:16]
+			for j := range out {
+				lo, hi := float32(0), float32(0)
+				if col := 16*c + j; col < cols {
+					lo = src[2*t*ld+col]
+					if 2*t+1 < rows {
+						hi = src[(2*t+1)*ld+col]
+					}
+				}
+				out[j] = pairBF16(lo, hi)
+			}
+		}
+	}
+}
+
+// packBTransBF16Go packs a 32-column panel of op(B) from B stored transposed
+// (column j of op(B) is row j of src) as bfloat16 pairs, with zeros past
+// its first cols columns. It is:
+//
+//	for t := 0; t < k32/2; t++ {
+//		for j := 0; j < 32; j++ {
+//			dst[t*32+j] = 0
+//			if j < cols {
+//				dst[t*32+j] = pairBF16(src[j*ldb+2*t], src[j*ldb+2*t+1])
+//			}
+//		}
+//	}
+//
+// with dst read as pairs. k32 must be a positive multiple of 32 and cols at most 32.
+func packBTransBF16Go(dst, src []float32, ldb, k32, cols int) {
+	d := pairsOf(dst)
+	for j := 0; j < 32; j++ {
+		if j >= cols {
+			for t := 0; t < k32/2; t++ {
+				d[t*32+j] = 0
+			}
+			continue
+		}
+		row := src[j*ldb : j*ldb+k32]
+		for t := 0; t < k32/2; t++ {
+			d[t*32+j] = pairBF16(row[2*t], row[2*t+1])
 		}
 	}
 }

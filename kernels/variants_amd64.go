@@ -21,3 +21,13 @@ func archVariants() []*sgemmVariant {
 		}),
 	}
 }
+
+// archBF16 is the assembly variant of the bfloat16 products (BF16).
+func archBF16() *sgemmVariant {
+	return newVariant(sgemmVariant{
+		name: "avx512bf16", env: cpu.NoAVX512BF16, supported: cpu.AVX512BF16(),
+		nr: 32, kc: bf16KC, nc: 4096,
+		kernels: bf16Kernels,
+		bf16:    &bf16Packers{rows: packRowsBF16AVX512, pairs: packPairsBF16AVX512, trans: packBTransBF16AVX512},
+	})
+}

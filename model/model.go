@@ -11,6 +11,7 @@ import (
 	"github.com/hyperat/hyperat/compile"
 	"github.com/hyperat/hyperat/graph"
 	onnximport "github.com/hyperat/hyperat/import"
+	"github.com/hyperat/hyperat/kernels"
 )
 
 // Shape is what Inspect finds of an image classifier.
@@ -76,6 +77,11 @@ type Classifier struct {
 	classes int
 	fwd     map[int]*compile.Program
 	vjp     map[int]*vjpProg
+
+	// GradPrecision is that of the matrix products of InputGrad's programs
+	// (compile.Options.Precision): FP32 unless a caller sets it before the
+	// first InputGrad. Logits is always FP32; hyperat-eval leaves it FP32.
+	GradPrecision kernels.Precision
 }
 
 type vjpProg struct {
@@ -168,7 +174,7 @@ func (c *Classifier) InputGrad(x *graph.Tensor, seed func(logits *graph.Tensor) 
 		g := c.Model.Graph.Clone()
 		g.Outputs = g.Outputs[:1]
 		s := g.AddInput("logits_cotangent", graph.Float32, graph.StaticShape(batch, c.classes))
-		p, err := compile.Compile(g, compile.Options{Batch: batch,
+		p, err := compile.Compile(g, compile.Options{Batch: batch, Precision: c.GradPrecision,
 			Grad: &compile.GradSpec{Loss: g.Outputs[0], Seed: s, Wrt: []*graph.Value{g.Inputs[0]}}})
 		if err != nil {
 			return nil, nil, err

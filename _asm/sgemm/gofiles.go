@@ -22,10 +22,10 @@ func WriteTwins(path string) error {
 				continue
 			}
 			seen[name] = true
-			gen.WriteDoc(&b, kernelDoc(name, s.mr, s.nr()))
+			gen.WriteDoc(&b, s.doc(name))
 			fmt.Fprintf(&b, "%s {\n", strings.Replace(kernelSignature, "func", "func "+name, 1))
 			fmt.Fprintf(&b, "\tvar acc [%d * %d]float32\n", s.mr, s.nr())
-			fmt.Fprintf(&b, "\tsgemmTileGo(acc[:], %d, %d, k, a, rs, ks, b, c, ldc, alpha, beta, rows, cols)\n}\n\n", s.mr, s.nr())
+			fmt.Fprintf(&b, "\t%sTileGo(acc[:], %d, %d, k, a, rs, ks, b, c, ldc, alpha, beta, rows, cols)\n}\n\n", s.prefix(), s.mr, s.nr())
 		}
 	}
 	for _, s := range packSpecs {
@@ -60,7 +60,67 @@ func WriteTwins(path string) error {
 
 `, name, s.nr)
 	}
+	writeBF16PackTwins(&b)
 	return gen.WriteGo(path, &b)
+}
+
+// writeBF16PackTwins writes the plain-Go twins of the bfloat16 packers.
+func writeBF16PackTwins(b *bytes.Buffer) {
+	gen.WriteDoc(b, packRowsBF16Doc("packRowsBF16Go"))
+	b.WriteString(`func packRowsBF16Go(dst, src []float32, ld, rows, n, pitch int) {
+	d := pairsOf(dst)
+	for r := 0; r < rows; r++ {
+		row, out := src[r*ld:r*ld+n], d[r*pitch:r*pitch+(n+1)/2]
+		for t := range out {
+			hi := float32(0)
+			if 2*t+1 < n {
+				hi = row[2*t+1]
+			}
+			out[t] = pairBF16(row[2*t], hi)
+		}
+	}
+}
+
+`)
+	gen.WriteDoc(b, packPairsBF16Doc("packPairsBF16Go"))
+	b.WriteString(`func packPairsBF16Go(dst, src []float32, ld, rows, cols, chunks, pstride, tstride int) {
+	d := pairsOf(dst)
+	for c := 0; c < chunks; c++ {
+		for t := 0; t < (rows+1)/2; t++ {
+			out := d[c/2*pstride+c%2*16+t*tstride:][:16]
+			for j := range out {
+				lo, hi := float32(0), float32(0)
+				if col := 16*c + j; col < cols {
+					lo = src[2*t*ld+col]
+					if 2*t+1 < rows {
+						hi = src[(2*t+1)*ld+col]
+					}
+				}
+				out[j] = pairBF16(lo, hi)
+			}
+		}
+	}
+}
+
+`)
+	gen.WriteDoc(b, packBTransBF16Doc("packBTransBF16Go", 32))
+	b.WriteString(`func packBTransBF16Go(dst, src []float32, ldb, k32, cols int) {
+	d := pairsOf(dst)
+	for j := 0; j < 32; j++ {
+		if j >= cols {
+			for t := 0; t < k32/2; t++ {
+				d[t*32+j] = 0
+			}
+			continue
+		}
+		row := src[j*ldb : j*ldb+k32]
+		for t := 0; t < k32/2; t++ {
+			d[t*32+j] = pairBF16(row[2*t], row[2*t+1])
+		}
+	}
+}
+
+`)
 }
 
 // WriteTables writes, for each variant, its kernels from the tallest tile

@@ -125,12 +125,24 @@ func packBTransDoc(name string, nr int) []string {
 }
 
 // genPackBTrans emits the packing of a B panel from a transposed B, blk×blk
-// blocks at a time transposed in registers.
+// blocks at a time transposed in registers. For bfloat16 (isaAVX512BF16)
+// each row of a block is 2*blk floats rounded to blk pairs, and the block is
+// transposed as 32-bit pairs.
 func genPackBTrans(s packSpec) {
+	bf16 := s.isa == isaAVX512BF16
 	name := fmt.Sprintf("packBTrans%d%s", s.nr, s.suffix())
-	TEXT(name, NOSPLIT, "func(dst, src []float32, ldb, k16, cols int)")
-	Doc(packBTransDoc(name, s.nr)...)
+	kArg, kDoc := "k16", packBTransDoc
+	if bf16 {
+		name = "packBTransBF16AVX512"
+		kArg, kDoc = "k32", packBTransBF16Doc
+	}
+	TEXT(name, NOSPLIT, fmt.Sprintf("func(dst, src []float32, ldb, %s, cols int)", kArg))
+	Doc(kDoc(name, s.nr)...)
 	Pragma("noescape")
+	floats := s.blk // floats of a row per block
+	if bf16 {
+		floats = 2 * s.blk
+	}
 
 	dst, src, ld, ld3, count, cols := RDI, RSI, R8, R9, RCX, R15
 	// Row 4g+r of the panel is read from base[g] plus r rows.
@@ -141,8 +153,8 @@ func genPackBTrans(s packSpec) {
 	Load(Param("ldb"), ld)
 	SHLQ(U8(2), ld)
 	LEAQ(Mem{Base: ld, Index: ld, Scale: 2}, ld3)
-	Load(Param("k16"), count)
-	SHRQ(U8(bits.TrailingZeros(uint(s.blk))), count)
+	Load(Param(kArg), count)
+	SHRQ(U8(bits.TrailingZeros(uint(floats))), count)
 	MOVQ(src, base[0])
 	for g := 1; g < len(base); g++ {
 		LEAQ(Mem{Base: base[g-1], Index: ld, Scale: 4}, base[g]) // 4 rows further
@@ -170,7 +182,13 @@ func genPackBTrans(s packSpec) {
 		for i := 0; i < s.blk; i++ {
 			CMPQ(cols, U8(s.blk*h+i))
 			JLE(LabelRef(zero(i)))
-			VMOVUPS(row(s.blk*h+i), regs[i])
+			if bf16 {
+				// 32 floats: the high 16 through the scratch register.
+				VMOVUPS(row(s.blk*h+i).Offset(64), regs[s.blk])
+				opVCVTNE2PS2BF16.emit(row(s.blk*h+i), regs[s.blk], regs[i])
+			} else {
+				VMOVUPS(row(s.blk*h+i), regs[i])
+			}
 		}
 		JMP(LabelRef(fmt.Sprintf("%s_loaded%d", name, h)))
 		for i := 0; i < s.blk; i++ {
@@ -189,7 +207,7 @@ func genPackBTrans(s packSpec) {
 		}
 	}
 	for g := range base {
-		ADDQ(U8(4*s.blk), base[g])
+		ADDQ(U8(4*floats), base[g])
 	}
 	ADDQ(U32(4*s.nr*s.blk), dst)
 	DECQ(count)

@@ -20,6 +20,7 @@ type isa int
 const (
 	isaAVX512 isa = iota
 	isaAVX2
+	isaAVX512BF16 // bfloat16 pairs, VDPBF16PS (see bf16.go)
 )
 
 // kernelSpec describes one register-tiled micro-kernel: an mr×(16*nv) tile of
@@ -31,10 +32,19 @@ type kernelSpec struct {
 }
 
 func (s kernelSpec) nr() int {
-	if s.isa == isaAVX512 {
-		return 16 * s.nv
+	if s.isa == isaAVX2 {
+		return 8 * s.nv
 	}
-	return 8 * s.nv
+	return 16 * s.nv
+}
+
+// prefix names the kernels by what they compute: sgemm (float32), sbgemm
+// (bfloat16 products summed in float32).
+func (s kernelSpec) prefix() string {
+	if s.isa == isaAVX512BF16 {
+		return "sbgemm"
+	}
+	return "sgemm"
 }
 
 func (s kernelSpec) name() string {
@@ -42,12 +52,20 @@ func (s kernelSpec) name() string {
 	if s.isa == isaAVX2 {
 		suffix = "AVX2"
 	}
-	return fmt.Sprintf("sgemm%dx%d%s", s.mr, s.nr(), suffix)
+	return fmt.Sprintf("%s%dx%d%s", s.prefix(), s.mr, s.nr(), suffix)
 }
 
 // twinName is the name of the plain-Go kernel with the same tile.
 func (s kernelSpec) twinName() string {
-	return fmt.Sprintf("sgemm%dx%dGo", s.mr, s.nr())
+	return fmt.Sprintf("%s%dx%dGo", s.prefix(), s.mr, s.nr())
+}
+
+// doc is the doc comment of the kernel name (the assembly or its twin).
+func (s kernelSpec) doc(name string) []string {
+	if s.isa == isaAVX512BF16 {
+		return bf16KernelDoc(name, s.mr, s.nr())
+	}
+	return kernelDoc(name, s.mr, s.nr())
 }
 
 // kernelFamily is the set of kernels of one variant: the main tile, then
@@ -72,6 +90,13 @@ var families = []kernelFamily{
 		{isa: isaAVX2, mr: 2, nv: 2, unroll: 4},
 		{isa: isaAVX2, mr: 1, nv: 2, unroll: 4},
 	}},
+	{table: "bf16Kernels", specs: []kernelSpec{
+		{isa: isaAVX512BF16, mr: 14, nv: 2, unroll: 4},
+		{isa: isaAVX512BF16, mr: 8, nv: 2, unroll: 4},
+		{isa: isaAVX512BF16, mr: 4, nv: 2, unroll: 4},
+		{isa: isaAVX512BF16, mr: 2, nv: 2, unroll: 4},
+		{isa: isaAVX512BF16, mr: 1, nv: 2, unroll: 4},
+	}},
 }
 
 // Build emits every kernel and packer into the assembly file.
@@ -79,7 +104,7 @@ func Build() {
 	for _, f := range families {
 		for _, s := range f.specs {
 			switch s.isa {
-			case isaAVX512:
+			case isaAVX512, isaAVX512BF16:
 				genKernelAVX512(s)
 			case isaAVX2:
 				genKernelAVX2(s)
@@ -90,6 +115,9 @@ func Build() {
 		genPackB(s)
 		genPackBTrans(s)
 	}
+	genPackRowsBF16()
+	genPackPairsBF16()
+	genPackBTrans(packSpec{isa: isaAVX512BF16, nr: 32, blk: 16})
 }
 
 const kernelSignature = "func(k int, a []float32, rs, ks int, b, c []float32, ldc int, alpha, beta float32, rows, cols int)"
@@ -251,10 +279,24 @@ func eachRow(s kernelSpec, edge bool, row func(i int)) {
 	}
 }
 
+// addBetaC emits acc += beta*c, c a vector of C in memory or a register:
+// one fused multiply-add, or for the bfloat16 kernels a product rounded
+// before the sum (which their plain-Go twins compute the same, bit for bit).
+// The latter uses tmp, which may be c.
+func addBetaC(s kernelSpec, c Op, beta, tmp, acc VecPhysical) {
+	if s.isa == isaAVX512BF16 {
+		VMULPS(c, beta, tmp)
+		VADDPS(tmp, acc, acc) // acc += beta * c
+		return
+	}
+	VFMADD231PS(c, beta, acc) // acc += beta * c
+}
+
 // storeFullTile emits the test for a full tile (jumping to the edge code
 // otherwise) and its stores, C = alpha*acc + beta*C or, when beta is 0,
-// alpha*acc; then a jump to the end. cv(v) is vector v of the current C row.
-func storeFullTile(s kernelSpec, acc func(i, v int) VecPhysical, alpha, beta VecPhysical, cv func(v int) Mem) {
+// alpha*acc; then a jump to the end. cv(v) is vector v of the current C row;
+// tmp is a free register.
+func storeFullTile(s kernelSpec, acc func(i, v int) VecPhysical, alpha, beta, tmp VecPhysical, cv func(v int) Mem) {
 	CMPQ(regRows, U32(s.mr))
 	JNE(LabelRef(s.name() + "_edge"))
 	CMPQ(regCols, U32(s.nr()))
@@ -266,7 +308,7 @@ func storeFullTile(s kernelSpec, acc func(i, v int) VecPhysical, alpha, beta Vec
 	eachRow(s, false, func(i int) {
 		for v := 0; v < s.nv; v++ {
 			VMULPS(alpha, acc(i, v), acc(i, v))
-			VFMADD231PS(cv(v), beta, acc(i, v)) // acc += beta * c
+			addBetaC(s, cv(v), beta, tmp, acc(i, v))
 			VMOVUPS(acc(i, v), cv(v))
 		}
 	})
@@ -289,8 +331,9 @@ func genKernelAVX512(s kernelSpec) {
 		panic(s.name() + ": tile needs too many registers")
 	}
 	TEXT(s.name(), NOSPLIT, kernelSignature)
-	Doc(kernelDoc(s.name(), s.mr, nr)...)
+	Doc(s.doc(s.name())...)
 	Pragma("noescape")
+	bf16 := s.isa == isaAVX512BF16
 
 	zmm := func(i int) VecPhysical { return zmmRegs[i] }
 	acc := func(i, v int) VecPhysical { return zmm(i*s.nv + v) }
@@ -310,7 +353,11 @@ func genKernelAVX512(s kernelSpec) {
 		}
 		for i := 0; i < s.mr; i++ {
 			for v := 0; v < s.nv; v++ {
-				VFMADD231PS_BCST(aRow(i), bv(v), acc(i, v)) // acc += a[i] * b
+				if bf16 {
+					opVDPBF16PS.emitBcst(aRow(i), bv(v), acc(i, v)) // acc += a[i] · b, pair by pair
+				} else {
+					VFMADD231PS_BCST(aRow(i), bv(v), acc(i, v)) // acc += a[i] * b
+				}
 			}
 		}
 		advanceA(s.mr)
@@ -326,7 +373,7 @@ func genKernelAVX512(s kernelSpec) {
 	VBROADCASTSS(gen.ParamAddr("alpha"), alpha)
 	VBROADCASTSS(gen.ParamAddr("beta"), beta)
 	cv := func(v int) Mem { return Mem{Base: regC, Disp: 64 * v} }
-	storeFullTile(s, acc, alpha, beta, cv)
+	storeFullTile(s, acc, alpha, beta, tmp, cv)
 
 	Label(s.name() + "_edge")
 	Comment("Column masks: the low cols bits of a run of ones, 16 per vector.")
@@ -347,7 +394,7 @@ func genKernelAVX512(s kernelSpec) {
 		for v := 0; v < s.nv; v++ {
 			VMULPS(alpha, acc(i, v), acc(i, v))
 			VMOVUPS_Z(cv(v), masks[v], tmp)
-			VFMADD231PS(tmp, beta, acc(i, v))
+			addBetaC(s, tmp, beta, tmp, acc(i, v))
 			VMOVUPS(acc(i, v), masks[v], cv(v))
 		}
 	})
@@ -408,7 +455,7 @@ func genKernelAVX2(s kernelSpec) {
 	cv := func(v int) Mem { return Mem{Base: regC, Disp: 32 * v} }
 	VBROADCASTSS(gen.ParamAddr("alpha"), alpha)
 	VBROADCASTSS(gen.ParamAddr("beta"), beta)
-	storeFullTile(s, acc, alpha, beta, cv)
+	storeFullTile(s, acc, alpha, beta, tmp, cv)
 
 	Label(s.name() + "_edge")
 	Comment("Scale by alpha first so that its register can hold a column mask.")

@@ -16,14 +16,16 @@ import "os"
 // The environment switches: set to 1, each turns off the kernels of one
 // instruction set, whatever the CPU supports.
 const (
-	NoAVX512 = "HYPERAT_NOAVX512"
-	NoAVX2   = "HYPERAT_NOAVX2"
+	NoAVX512     = "HYPERAT_NOAVX512"
+	NoAVX2       = "HYPERAT_NOAVX2"
+	NoAVX512BF16 = "HYPERAT_NOAVX512BF16"
 )
 
 // features are the instruction sets the kernels need.
 type features struct {
-	avx2FMA bool // AVX, AVX2 and FMA3 with YMM state
-	avx512  bool // AVX512F with opmask and ZMM state, and avx2FMA
+	avx2FMA    bool // AVX, AVX2 and FMA3 with YMM state
+	avx512     bool // AVX512F with opmask and ZMM state, and avx2FMA
+	avx512BF16 bool // AVX512_BF16 and AVX512BW, and avx512
 }
 
 // detected holds the features of this CPU and OS, read once.
@@ -36,8 +38,13 @@ func AVX2FMA() bool { return detected.avx2FMA }
 // with the opmask and ZMM registers.
 func AVX512() bool { return detected.avx512 }
 
-// Off reports whether the environment switch env (NoAVX512 or NoAVX2) is set
-// to 1. It reads the environment at each call; the empty name is never off.
+// AVX512BF16 reports whether the CPU and the OS support AVX512_BF16 (the
+// bfloat16 dot products and conversions) and AVX512BW, with AVX512.
+func AVX512BF16() bool { return detected.avx512BF16 }
+
+// Off reports whether the environment switch env (NoAVX512, NoAVX2 or
+// NoAVX512BF16) is set to 1. It reads the environment at each call; the
+// empty name is never off.
 func Off(env string) bool { return env != "" && os.Getenv(env) == "1" }
 
 //go:generate go run -C ../../_asm . -out ../kernels/cpu/cpuid_amd64.s -stubs ../kernels/cpu/stubs_amd64.go -pkg cpu

@@ -10,9 +10,10 @@ import (
 func TestOff(t *testing.T) {
 	t.Setenv(NoAVX512, "1")
 	t.Setenv(NoAVX2, "0")
-	if !Off(NoAVX512) || Off(NoAVX2) || Off("") {
-		t.Errorf("Off(%s=1, %s=0, \"\") = %v, %v, %v; want true, false, false",
-			NoAVX512, NoAVX2, Off(NoAVX512), Off(NoAVX2), Off(""))
+	t.Setenv(NoAVX512BF16, "1")
+	if !Off(NoAVX512) || Off(NoAVX2) || !Off(NoAVX512BF16) || Off("") {
+		t.Errorf("Off(%s=1, %s=0, %s=1, \"\") = %v, %v, %v, %v; want true, false, true, false",
+			NoAVX512, NoAVX2, NoAVX512BF16, Off(NoAVX512), Off(NoAVX2), Off(NoAVX512BF16), Off(""))
 	}
 }
 
@@ -20,9 +21,12 @@ func TestOff(t *testing.T) {
 // features agree with the flags the kernel reports in /proc/cpuinfo (which
 // it clears for instruction sets whose register state it does not save).
 func TestFeatures(t *testing.T) {
-	t.Logf("AVX2FMA %v, AVX512 %v", AVX2FMA(), AVX512())
+	t.Logf("AVX2FMA %v, AVX512 %v, AVX512BF16 %v", AVX2FMA(), AVX512(), AVX512BF16())
 	if AVX512() && !AVX2FMA() {
 		t.Error("AVX512 without AVX2FMA")
+	}
+	if AVX512BF16() && !AVX512() {
+		t.Error("AVX512BF16 without AVX512")
 	}
 	if detect() != detected {
 		t.Error("a second detection differs from the first")
@@ -47,7 +51,11 @@ func TestFeatures(t *testing.T) {
 	if AVX2FMA() != avx2FMA {
 		t.Errorf("AVX2FMA() = %v, /proc/cpuinfo says %v", AVX2FMA(), avx2FMA)
 	}
-	if want := avx2FMA && flags["avx512f"]; AVX512() != want {
-		t.Errorf("AVX512() = %v, /proc/cpuinfo says %v", AVX512(), want)
+	avx512 := avx2FMA && flags["avx512f"]
+	if AVX512() != avx512 {
+		t.Errorf("AVX512() = %v, /proc/cpuinfo says %v", AVX512(), avx512)
+	}
+	if want := avx512 && flags["avx512bw"] && flags["avx512_bf16"]; AVX512BF16() != want {
+		t.Errorf("AVX512BF16() = %v, /proc/cpuinfo says %v", AVX512BF16(), want)
 	}
 }

@@ -3,18 +3,23 @@
 // the PyTorch twins (bench/torch_*.py) print too.
 //
 //	engine-bench fwdgrad [--model M] [--batch 64] [--warm 1] [--iters 10]
-//	engine-bench hyperat [--model M] [--defenses pgdat,trades,mart] [--batch 64] [--eps 0.1] [--warm 1] [--iters 3]
-//	engine-bench pgd     [--model M] [--data fixtures/mnist] [--limit 640] [--batch 64] [--eps 0.1] [--steps 10]
+//	engine-bench hyperat [--model M] [--defenses pgdat,trades,mart] [--batch 64] [--eps 0.1] [--warm 1] [--iters 3] [--attack-precision fp32]
+//	engine-bench pgd     [--model M] [--data fixtures/mnist] [--limit 640] [--batch 64] [--eps 0.1] [--steps 10] [--attack-precision fp32]
 //	engine-bench vitb    --model VITB.onnx [--batch 8] [--warm 1] [--iters 3]
 //
 // fwdgrad: forward plus input gradient of the mean cross-entropy (one PGD
 // step) on random images. hyperat: one HyperAT iteration per defense, each
 // defense with its own trainer, one after the other in this process (the
 // memory of one is given back before the next is made, so the peak RSS is
-// that of one training run). pgd:
+// that of one training run). --attack-precision fp32,bf16 times the
+// iterations of one trainer per attack precision in turn, iteration after
+// iteration, so that both meet the same load on a shared machine. pgd:
 // clean accuracy and PGD-steps accuracy (uniform start, step 2.5 eps /
 // steps, cross-entropy) on the first --limit test images; run it under
-// /usr/bin/time for the whole process. vitb: fwdgrad on a large model.
+// /usr/bin/time for the whole process; --attack-precision fp32,bf16 runs the
+// attack with each precision of the input gradient's products in turn, on
+// the same images and random starts, the logits that judge it staying fp32.
+// vitb: fwdgrad on a large model.
 package main
 
 import (
@@ -24,12 +29,14 @@ import (
 	"os"
 	"runtime"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/hyperat/hyperat/bench"
 	"github.com/hyperat/hyperat/data"
 	"github.com/hyperat/hyperat/hyperat"
+	"github.com/hyperat/hyperat/kernels"
 	"github.com/hyperat/hyperat/model"
 )
 
@@ -123,11 +130,20 @@ func hyperatIter(args []string) error {
 	eps := fs.Float64("eps", 0.1, "attack radius")
 	warm := fs.Int("warm", 1, "untimed iterations first (the first compiles)")
 	iters := fs.Int("iters", 3, "timed iterations per defense")
+	precs := fs.String("attack-precision", "fp32", "products of the attacks: fp32, bf16, or both (fp32,bf16) timed in turn")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	var ps []kernels.Precision
+	for _, s := range strings.Split(*precs, ",") {
+		p, err := kernels.ParsePrecision(s)
+		if err != nil {
+			return err
+		}
+		ps = append(ps, p)
+	}
 	for _, d := range strings.Split(*defs, ",") {
-		if err := hyperatDefense(*path, d, *batch, *eps, *warm, *iters); err != nil {
+		if err := hyperatDefense(*path, d, *batch, *eps, *warm, *iters, ps); err != nil {
 			return err
 		}
 		// a training run holds one trainer: this one's memory goes back
@@ -138,27 +154,50 @@ func hyperatIter(args []string) error {
 	return nil
 }
 
-func hyperatDefense(path, d string, batch int, eps float64, warm, iters int) error {
-	tr, err := bench.NewTrainer(path, bench.HyperATConfig([]string{d}, eps, batch))
-	if err != nil {
-		return err
+func hyperatDefense(path, d string, batch int, eps float64, warm, iters int, precs []kernels.Precision) error {
+	trs := make([]*hyperat.Trainer, len(precs))
+	first := make([]time.Duration, len(precs))
+	for i, p := range precs {
+		cfg := bench.HyperATConfig([]string{d}, eps, batch)
+		cfg.AttackPrecision = p
+		tr, err := bench.NewTrainer(path, cfg)
+		if err != nil {
+			return err
+		}
+		t0 := time.Now()
+		if _, err := tr.Step(); err != nil {
+			return err
+		}
+		first[i], trs[i] = time.Since(t0), tr
 	}
-	t0 := time.Now()
-	if _, err := tr.Step(); err != nil {
-		return err
+	// one iteration of each trainer in turn
+	ts := make([][]time.Duration, len(precs))
+	for i := -max(warm-1, 0); i < iters; i++ {
+		for j, tr := range trs {
+			t0 := time.Now()
+			if _, err := tr.Step(); err != nil {
+				return err
+			}
+			if i >= 0 {
+				ts[j] = append(ts[j], time.Since(t0))
+			}
+		}
 	}
-	first := time.Since(t0)
-	ts, err := bench.Time(max(warm-1, 0), iters, func() error {
-		_, err := tr.Step()
-		return err
-	})
-	if err != nil {
-		return err
+	for j, p := range precs {
+		fmt.Fprintf(os.Stderr, "go hyperat %s (attacks %v): batch %d, best %.3fs, median %.3fs per iteration\n",
+			d, p, batch, bench.Best(ts[j]).Seconds(), bench.Median(ts[j]).Seconds())
+		emit(map[string]any{"bench": "hyperat", "defense": d, "batch": batch, "seconds": seconds(ts[j]),
+			"first_s": first[j].Seconds(), "params": trained(trs[j]), "attack_precision": p.String()})
 	}
-	fmt.Fprintf(os.Stderr, "go hyperat %s: batch %d, best %.3fs, median %.3fs per iteration\n",
-		d, batch, bench.Best(ts).Seconds(), bench.Median(ts).Seconds())
-	emit(map[string]any{"bench": "hyperat", "defense": d, "batch": batch, "seconds": seconds(ts),
-		"first_s": first.Seconds(), "params": trained(tr)})
+	if len(precs) == 2 {
+		// each pair of iterations met about the same load
+		ratios := make([]time.Duration, len(ts[0]))
+		for i := range ratios {
+			ratios[i] = time.Duration(float64(time.Second) * ts[0][i].Seconds() / ts[1][i].Seconds())
+		}
+		fmt.Fprintf(os.Stderr, "go hyperat %s: %v / %v per pair of iterations: median %.2fx, best %.2fx\n",
+			d, precs[0], precs[1], bench.Median(ratios).Seconds(), slices.Max(ratios).Seconds())
+	}
 	return nil
 }
 
@@ -180,11 +219,8 @@ func pgd(args []string) error {
 	eps := fs.Float64("eps", 0.1, "attack radius")
 	steps := fs.Int("steps", 10, "PGD steps")
 	seed := fs.Uint64("seed", 0, "random start")
+	precs := fs.String("attack-precision", "fp32", "products of the input gradient: fp32, bf16, or both (fp32,bf16) in turn")
 	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	c, err := model.Load(*path)
-	if err != nil {
 		return err
 	}
 	ds, err := data.Open(*dir, data.Test)
@@ -194,17 +230,28 @@ func pgd(args []string) error {
 	if *limit > ds.Len() {
 		return fmt.Errorf("%s has %d test images, fewer than --limit %d", *dir, ds.Len(), *limit)
 	}
-	sh := c.InputShape()
-	src := ds.View(sh[0], sh[1], sh[2])
-	t0 := time.Now()
-	acc, err := hyperat.Evaluate(c, src, ds.First(*limit), *batch, *eps, *steps, *seed)
-	if err != nil {
-		return err
+	for _, name := range strings.Split(*precs, ",") {
+		prec, err := kernels.ParsePrecision(name)
+		if err != nil {
+			return err
+		}
+		c, err := model.Load(*path)
+		if err != nil {
+			return err
+		}
+		c.GradPrecision = prec
+		sh := c.InputShape()
+		src := ds.View(sh[0], sh[1], sh[2])
+		t0 := time.Now()
+		acc, err := hyperat.Evaluate(c, src, ds.First(*limit), *batch, *eps, *steps, *seed)
+		if err != nil {
+			return err
+		}
+		attack := time.Since(t0)
+		fmt.Fprintf(os.Stderr, "go pgd-%d (gradients %v): %d images, eps %g, clean %.3f, robust %.3f, %.2fs attacking, %.2fs in all\n",
+			*steps, prec, acc.N, *eps, acc.Clean, acc.Robust, attack.Seconds(), time.Since(start).Seconds())
+		emit(map[string]any{"bench": "pgd", "n": acc.N, "steps": *steps, "clean": acc.Clean, "robust": acc.Robust,
+			"attack_s": attack.Seconds(), "process_s": time.Since(start).Seconds(), "attack_precision": prec.String(), "eps": *eps})
 	}
-	attack := time.Since(t0)
-	fmt.Fprintf(os.Stderr, "go pgd-%d: %d images, clean %.3f, robust %.3f, %.2fs attacking, %.2fs in all\n",
-		*steps, acc.N, acc.Clean, acc.Robust, attack.Seconds(), time.Since(start).Seconds())
-	emit(map[string]any{"bench": "pgd", "n": acc.N, "steps": *steps, "clean": acc.Clean, "robust": acc.Robust,
-		"attack_s": attack.Seconds(), "process_s": time.Since(start).Seconds()})
 	return nil
 }

@@ -1,0 +1,76 @@
+package hyperat
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/hyperat/hyperat/kernels"
+)
+
+// With AttackPrecision bf16 the training attacks run a program whose
+// products are all bfloat16, the models of validation and evaluation stay
+// float32, and the setting survives a checkpoint.
+func TestAttackPrecision(t *testing.T) {
+	cfg := smallConfig("hyperat")
+	cfg.AttackPrecision = kernels.BF16
+	tr, err := NewTrainer(loadHF(t), cfg, newSynth(16, 4), indices(16))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tr.Step(); err != nil {
+		t.Fatal(err)
+	}
+	v, ok := tr.Net.attackBF16[cfg.Batch]
+	if !ok {
+		t.Fatal("the training attack did not run a bf16 program")
+	}
+	marked := 0
+	for _, n := range v.p.Graph.Nodes {
+		if n.Attrs.Str("precision", "") == "bf16" {
+			marked++
+		}
+	}
+	if marked == 0 {
+		t.Fatal("the bf16 attack program marks no product")
+	}
+	for _, n := range tr.Net.attack[cfg.Batch].p.Graph.Nodes {
+		if n.Attrs.Has("precision") {
+			t.Fatalf("the float32 attack program marks %s %s", n.Op, n.Name)
+		}
+	}
+	for _, v := range tr.Net.train {
+		for _, n := range v.p.Graph.Nodes {
+			if n.Attrs.Has("precision") {
+				t.Fatalf("a training program marks %s %s", n.Op, n.Name)
+			}
+		}
+	}
+	m, err := tr.ForDefense(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := m.(netModel).prec; p != kernels.FP32 {
+		t.Errorf("ForDefense's model runs %v products", p)
+	}
+
+	dir := t.TempDir()
+	if err := tr.SaveCheckpoint(dir, "x"); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, stateFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(b), `"AttackPrecision": "bf16"`) {
+		t.Errorf("the checkpoint does not name the attack precision:\n%s", b)
+	}
+	st, err := ReadState(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Config.AttackPrecision != kernels.BF16 {
+		t.Errorf("the checkpoint gives back attack precision %v", st.Config.AttackPrecision)
+	}
+}
