@@ -125,6 +125,31 @@ var gradCases = []gradCase{
 	{"Conv/patchify", [][]int{{2, 1, 8, 8}, {5, 1, 4, 4}, {5}}, -1, 1, func(g *graph.Graph, x []*graph.Value) *graph.Value {
 		return op(g, "Conv", graph.Attrs{"strides": []int64{4, 4}}, x[0], x[1], x[2])
 	}},
+	{"Pad/constant-value", [][]int{{2, 3, 4}, {}}, -1, 1, func(g *graph.Graph, x []*graph.Value) *graph.Value {
+		return op(g, "Pad", graph.Attrs{"mode": "constant"}, x[0], ci(g, 0, 1, 2, 0, 2, -1), x[1])
+	}},
+	{"Pad/reflect", [][]int{{1, 2, 3, 4}}, -1, 1, func(g *graph.Graph, x []*graph.Value) *graph.Value {
+		return op(g, "Pad", graph.Attrs{"mode": "reflect"}, x[0], ci(g, 0, 0, 2, 3, 0, 0, 4, 1))
+	}},
+	{"Pad/edge", [][]int{{2, 3, 2}}, -1, 1, func(g *graph.Graph, x []*graph.Value) *graph.Value {
+		return op(g, "Pad", graph.Attrs{"mode": "edge"}, x[0], ci(g, 1, 0, 2, 0, 3, 1))
+	}},
+	{"Pad/wrap-axes", [][]int{{2, 3, 4}}, -1, 1, func(g *graph.Graph, x []*graph.Value) *graph.Value {
+		return g.AddNode("Pad", "pad", []*graph.Value{x[0], ci(g, 2, -1, 1, 5), nil, ci(g, -1, 1)}, graph.Attrs{"mode": "wrap"}, "padded").Outputs[0]
+	}},
+	{"GlobalAveragePool", [][]int{{2, 3, 4, 5}}, -1, 1, func(g *graph.Graph, x []*graph.Value) *graph.Value {
+		return op(g, "GlobalAveragePool", nil, x[0])
+	}},
+	{"AveragePool/pads-exclude", [][]int{{2, 2, 6, 5}}, -1, 1, func(g *graph.Graph, x []*graph.Value) *graph.Value {
+		return op(g, "AveragePool", graph.Attrs{"kernel_shape": []int64{3, 3}, "strides": []int64{2, 2}, "pads": []int64{1, 1, 1, 1}}, x[0])
+	}},
+	{"AveragePool/ceil-include-dilation", [][]int{{1, 2, 7, 6}}, -1, 1, func(g *graph.Graph, x []*graph.Value) *graph.Value {
+		return op(g, "AveragePool", graph.Attrs{"kernel_shape": []int64{2, 3}, "strides": []int64{2, 2}, "pads": []int64{0, 1, 1, 0},
+			"ceil_mode": int64(1), "count_include_pad": int64(1), "dilations": []int64{2, 1}}, x[0])
+	}},
+	{"BatchNormalization", [][]int{{2, 3, 4, 2}, {3}, {3}, {3}, {3}}, 0.5, 1.5, func(g *graph.Graph, x []*graph.Value) *graph.Value {
+		return op(g, "BatchNormalization", graph.Attrs{"epsilon": float32(1e-3)}, x[0], x[1], x[2], x[3], x[4])
+	}},
 	{"Reshape", [][]int{{2, 3, 4}}, -1, 1, func(g *graph.Graph, x []*graph.Value) *graph.Value {
 		return op(g, "Reshape", nil, x[0], ci(g, 0, -1, 2))
 	}},

@@ -17,7 +17,7 @@ func init() {
 	define(opDef{name: "Concat", arity: ins(1, -1), infer: inferConcat, kernel: kernelConcat, grad: gradConcat})
 	define(opDef{name: "Split", arity: graph.OpInfo{MinIn: 1, MaxIn: 2, MinOut: 1, MaxOut: -1}, infer: inferSplit, kernel: kernelSplit, grad: gradSplit})
 	define(opDef{name: "Gather", arity: ins(2, 2), infer: inferGather, kernel: kernelGather, grad: gradGather})
-	// IndexGrad: dy into zeros of attr "shape" through a strided view (vshape, vstrides, voffset) or attr "map" ([]int32, scatter-add) (project operator)
+	// IndexGrad: dy into zeros of attr "shape" through a strided view (vshape, vstrides, voffset) or attr "map" ([]int32, scatter-add over each block of dy of its length; entries < 0 skipped) (project operator)
 	define(opDef{name: "IndexGrad", arity: ins(1, 1), infer: inferShapeAttr, kernel: kernelIndexGrad})
 	// GatherGrad: (dy, indices) -> scatter-add into zeros of attr "shape" along attr axis (project operator)
 	define(opDef{name: "GatherGrad", arity: ins(2, 2), infer: inferShapeAttr, kernel: kernelGatherGrad})
@@ -501,14 +501,27 @@ func kernelIndexGrad(n *graph.Node) (Kernel, error) {
 		}
 		return scatterView(v), nil
 	}
+	// the map covers one block of dy (the whole of it for Tile); blocks repeat
+	// over the leading dims (Pad's map covers the dims from the first padded
+	// one on); entries below 0 read no input (Pad's constant).
 	m, _ := n.Attrs["map"].([]int32)
 	return func(in, out []*graph.Tensor) {
 		dx := out[0].F
 		for i := range dx {
 			dx[i] = 0
 		}
-		for i, j := range m {
-			dx[j] += in[0].F[i]
+		if len(m) == 0 {
+			return
+		}
+		blocks := len(in[0].F) / len(m)
+		xb := len(dx) / max(blocks, 1)
+		for b := 0; b < blocks; b++ {
+			dy, d := in[0].F[b*len(m):(b+1)*len(m)], dx[b*xb:(b+1)*xb]
+			for i, j := range m {
+				if j >= 0 {
+					d[j] += dy[i]
+				}
+			}
 		}
 	}, nil
 }

@@ -314,8 +314,9 @@ func fuseTransposes(c *compilation) error {
 // beside it (attention's 1/sqrt(d), forward and backward): into the alpha
 // of a product whose only reader is the multiplication (the Mul node becomes
 // that product, bit for bit the same: alpha scales the finished sum), and
-// into the alpha of every product reading a scaled value that only products
-// read (rounded differently: s (g K) instead of (s g) K).
+// into the alpha of every product reading a scaled value (rounded
+// differently: s (g K) instead of (s g) K; the multiplication stays for its
+// other readers, Swin's scaled q read by the gradient of k).
 func fuseScales(c *compilation) error {
 	pinned := map[*graph.Value]bool{}
 	for _, o := range append(append([]*graph.Value{}, c.g.Outputs...), c.extra...) {
@@ -344,16 +345,14 @@ func fuseScales(c *compilation) error {
 		if pinned[y] || len(uses[y]) == 0 {
 			continue
 		}
-		all := true
+		// Every product reading y reads x with the scale as alpha; the Mul
+		// stays for any other reader (a gradient rule's), so that a forward
+		// computes the same products, bit for bit, whether or not a
+		// gradient is compiled with it (dead-code removal drops it otherwise).
 		for _, u := range uses[y] {
 			if u.Op != "MatMul" || (u.Inputs[0] == y && u.Inputs[1] == y) {
-				all = false
+				continue
 			}
-		}
-		if !all {
-			continue
-		}
-		for _, u := range uses[y] {
 			for i, in := range u.Inputs {
 				if in == y {
 					u.Inputs[i] = x

@@ -53,6 +53,29 @@ func timmLike(prefix string, depth, dim, hidden, classes int, structural bool) [
 	return append(ls, layer{"head", "head", -1, dim, classes, true, false})
 }
 
+// swinLike lists torchvision Swin's layers: per stage its blocks (qkv, proj,
+// mlp.0, mlp.3), then the patch merging (features.N.reduction) before the next.
+func swinLike(depths []int, dim, classes int) []layer {
+	var ls []layer
+	b := 0
+	for s, d := range depths {
+		for k := 0; k < d; k++ {
+			p := fmt.Sprintf("features.%d.%d", 2*s+1, k)
+			ls = append(ls,
+				layer{p + ".attn.qkv", "qkv", b, dim, 3 * dim, false, false},
+				layer{p + ".attn.proj", "proj", b, dim, dim, false, false},
+				layer{p + ".mlp.0", "fc1", b, dim, 4 * dim, false, false},
+				layer{p + ".mlp.3", "fc2", b, 4 * dim, dim, false, false})
+			b++
+		}
+		if s+1 < len(depths) {
+			ls = append(ls, layer{fmt.Sprintf("features.%d.reduction", 2*s+2), "linear", -1, 4 * dim, 2 * dim, false, false})
+			dim *= 2
+		}
+	}
+	return append(ls, layer{"head", "head", -1, dim, classes, true, false})
+}
+
 func blockNames(format string, n int) []string {
 	out := make([]string, n)
 	for i := range out {
@@ -85,6 +108,44 @@ var families = map[string]family{
 					layer{p + ".mlp.3", "fc2", b, 128, 64, false, false})
 			}
 			return append(ls, layer{"heads.head", "head", -1, 64, 10, true, false})
+		}(),
+	},
+	// torchvision Swin: window attention with a relative position bias (and,
+	// in shifted blocks, a mask) added to the scores; patch merging between
+	// stages is a linear outside the blocks, listed but not tuned.
+	"tv_swin_t": {
+		input:  "[batch,3,32,32]",
+		blocks: []string{"features.1.0", "features.1.1", "features.3.0", "features.3.1"},
+		layers: swinLike([]int{2, 2}, 16, 10),
+	},
+	"tv_swin_s": {
+		input:  "[batch,3,48,48]",
+		blocks: []string{"features.1.0", "features.1.1", "features.3.0", "features.3.1", "features.5.0", "features.5.1"},
+		layers: swinLike([]int{2, 2, 2}, 16, 10),
+	},
+	// torchvision MaxViT: block (window) and grid attention per layer, each
+	// with its MLP; the MBConv convolutions are not linears; the classifier's
+	// pre-logits layer stays outside the blocks.
+	"tv_maxvit_t": {
+		input: "[batch,3,32,32]",
+		blocks: []string{"blocks.0.layers.0.layers.window_attention", "blocks.0.layers.0.layers.grid_attention",
+			"blocks.1.layers.0.layers.window_attention", "blocks.1.layers.0.layers.grid_attention"},
+		layers: func() []layer {
+			var ls []layer
+			b := 0
+			for s, dim := range []int{16, 32} {
+				for _, kind := range []string{"window_attention", "grid_attention"} {
+					p := fmt.Sprintf("blocks.%d.layers.0.layers.%s", s, kind)
+					ls = append(ls,
+						layer{p + ".attn_layer.1.to_qkv", "qkv", b, dim, 3 * dim, false, false},
+						layer{p + ".attn_layer.1.merge", "proj", b, dim, dim, false, false},
+						layer{p + ".mlp_layer.1", "fc1", b, dim, 4 * dim, false, false},
+						layer{p + ".mlp_layer.3", "fc2", b, 4 * dim, dim, false, false})
+					b++
+				}
+			}
+			return append(ls, layer{"classifier.3", "linear", -1, 32, 32, true, false},
+				layer{"classifier.5", "head", -1, 32, 10, false, false})
 		}(),
 	},
 	// Hugging Face: separate query, key, value.

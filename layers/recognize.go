@@ -444,6 +444,31 @@ func (r *recognizer) classifyRest() {
 			}
 		}
 	}
+	// A block's MLP is a chain: each layer reads the width the one before it
+	// writes, the first the block's width (its proj's output). A linear
+	// that breaks the chain before the next attention (Swin's patch merging,
+	// which reads four concatenated neighbours, 4x the width) is not part of
+	// the block and stays untuned.
+	width := func(i int) int {
+		for _, l := range r.linears {
+			if l.Block == i && l.Kind == KindProj {
+				return l.Out
+			}
+		}
+		return 0
+	}
+	mlpEnd := func(ls []*Linear, d int) []*Linear {
+		for j, l := range ls {
+			if d != 0 && l.In != d {
+				return ls[:j]
+			}
+			d = l.Out
+		}
+		return ls
+	}
+	for i := range mlp {
+		mlp[i] = mlpEnd(mlp[i], width(i))
+	}
 	var rest []*Linear
 	for _, l := range tail {
 		if r.isHead(l) {
@@ -459,7 +484,7 @@ func (r *recognizer) classifyRest() {
 		if last > 0 {
 			n = min(n, len(mlp[last-1]))
 		}
-		mlp[last] = rest[:n]
+		mlp[last] = mlpEnd(rest[:n], width(last))
 	}
 	for i, ls := range mlp {
 		for j, l := range ls {
