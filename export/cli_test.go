@@ -16,8 +16,8 @@ import (
 	"github.com/hyperat/hyperat/export"
 	"github.com/hyperat/hyperat/graph"
 	"github.com/hyperat/hyperat/hyperat"
-	"github.com/hyperat/hyperat/internal/safetensors"
 	"github.com/hyperat/hyperat/internal/testutil"
+	"github.com/hyperat/hyperat/safetensors"
 	"github.com/hyperat/hyperat/workspace"
 )
 

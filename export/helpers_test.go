@@ -13,13 +13,13 @@ import (
 	"github.com/hyperat/hyperat/graph"
 	"github.com/hyperat/hyperat/hyperat"
 	onnximport "github.com/hyperat/hyperat/import"
-	"github.com/hyperat/hyperat/internal/safetensors"
 	"github.com/hyperat/hyperat/internal/testutil"
 	"github.com/hyperat/hyperat/layers"
 	"github.com/hyperat/hyperat/lora"
 	"github.com/hyperat/hyperat/model"
 	"github.com/hyperat/hyperat/npy"
 	"github.com/hyperat/hyperat/onnx"
+	"github.com/hyperat/hyperat/safetensors"
 	"github.com/hyperat/hyperat/workspace"
 )
 

@@ -12,13 +12,14 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/hyperat/hyperat/fsx"
 	"github.com/hyperat/hyperat/graph"
 	"github.com/hyperat/hyperat/hyperat"
 	onnximport "github.com/hyperat/hyperat/import"
-	"github.com/hyperat/hyperat/internal/safetensors"
 	"github.com/hyperat/hyperat/layers"
 	"github.com/hyperat/hyperat/lora"
 	"github.com/hyperat/hyperat/onnx"
+	"github.com/hyperat/hyperat/safetensors"
 	"github.com/hyperat/hyperat/workspace"
 )
 
@@ -119,7 +120,7 @@ func readTuned(r Request) (*tunedWorkspace, error) {
 		if err == nil || errors.Is(err, fs.ErrNotExist) {
 			return nil, fmt.Errorf("workspace %s does not exist; make one with hyperat-import", dir)
 		}
-		return nil, fmt.Errorf("workspace %s: %v", dir, bare(err))
+		return nil, fmt.Errorf("workspace %s: %v", dir, fsx.Bare(err))
 	}
 	tw := &tunedWorkspace{dir: dir}
 	var err error
@@ -157,7 +158,7 @@ func (tw *tunedWorkspace) readModel() error {
 	modelPath := workspace.ModelPath(tw.dir)
 	data, err := os.ReadFile(modelPath)
 	if err != nil {
-		return fmt.Errorf("%s: %v", modelPath, bare(err))
+		return fmt.Errorf("%s: %v", modelPath, fsx.Bare(err))
 	}
 	if workspace.Sum(data) != tw.ws.Source.SHA256 {
 		return fmt.Errorf("%s changed after hyperat-import made the workspace; import the model again", modelPath)

@@ -14,10 +14,10 @@ import (
 	"github.com/hyperat/hyperat/graph"
 	"github.com/hyperat/hyperat/hyperat"
 	onnximport "github.com/hyperat/hyperat/import"
-	"github.com/hyperat/hyperat/internal/safetensors"
 	"github.com/hyperat/hyperat/internal/testutil"
 	"github.com/hyperat/hyperat/layers"
 	"github.com/hyperat/hyperat/onnx"
+	"github.com/hyperat/hyperat/safetensors"
 	"github.com/hyperat/hyperat/workspace"
 )
 

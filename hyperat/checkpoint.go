@@ -8,9 +8,9 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/hyperat/hyperat/fsx"
 	"github.com/hyperat/hyperat/graph"
-	"github.com/hyperat/hyperat/internal/atomicfile"
-	"github.com/hyperat/hyperat/internal/safetensors"
+	"github.com/hyperat/hyperat/safetensors"
 )
 
 // State is the JSON half of a checkpoint: where the run is, with what
@@ -48,7 +48,7 @@ func (t *Trainer) SaveCheckpoint(dir, modelSHA string) error {
 	if err != nil {
 		return err
 	}
-	if err := atomicfile.WriteFile(filepath.Join(dir, stateFile), append(b, '\n')); err != nil {
+	if err := fsx.WriteFile(filepath.Join(dir, stateFile), append(b, '\n')); err != nil {
 		return err
 	}
 	old, _ := filepath.Glob(filepath.Join(dir, "checkpoint-*.safetensors"))

@@ -6,11 +6,11 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/hyperat/hyperat/fsx"
 	"github.com/hyperat/hyperat/graph"
-	"github.com/hyperat/hyperat/internal/atomicfile"
-	"github.com/hyperat/hyperat/internal/safetensors"
 	"github.com/hyperat/hyperat/layers"
 	"github.com/hyperat/hyperat/lora"
+	"github.com/hyperat/hyperat/safetensors"
 )
 
 // The result of a tuning, in the workspace's "tuned" folder, is what
@@ -94,7 +94,7 @@ func (t *Trainer) WriteResult(wsDir string, r Result) error {
 	if err != nil {
 		return err
 	}
-	return atomicfile.WriteFile(filepath.Join(dir, ResultFile), append(b, '\n'))
+	return fsx.WriteFile(filepath.Join(dir, ResultFile), append(b, '\n'))
 }
 
 // ReadResult reads a workspace's tuning result and its merged weights.

@@ -8,7 +8,7 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/hyperat/hyperat/internal/atomicfile"
+	"github.com/hyperat/hyperat/fsx"
 )
 
 // ErrInterrupted is returned by Run when Stop closed: the current step was
@@ -154,5 +154,5 @@ func truncateMetrics(path string, it int) error {
 	for _, l := range keep {
 		out = append(append(out, l...), '\n')
 	}
-	return atomicfile.WriteFile(path, out)
+	return fsx.WriteFile(path, out)
 }

@@ -11,8 +11,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/hyperat/hyperat/fsx"
 	hyperatpkg "github.com/hyperat/hyperat/hyperat"
-	"github.com/hyperat/hyperat/internal/atomicfile"
 	"github.com/hyperat/hyperat/internal/testutil"
 	"github.com/hyperat/hyperat/workspace"
 )
@@ -89,7 +89,7 @@ func TestDiskFull(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := atomicfile.WriteFile(filepath.Join(ws, "state.json"), append(js, '\n')); err != nil {
+	if err := fsx.WriteFile(filepath.Join(ws, "state.json"), append(js, '\n')); err != nil {
 		t.Fatal(err)
 	}
 	ck, err := os.Stat(filepath.Join(ws, state.Tensors))

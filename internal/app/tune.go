@@ -19,6 +19,7 @@ import (
 
 	"github.com/hyperat/hyperat/attack"
 	"github.com/hyperat/hyperat/data"
+	"github.com/hyperat/hyperat/fsx"
 	"github.com/hyperat/hyperat/hyperat"
 	onnximport "github.com/hyperat/hyperat/import"
 	"github.com/hyperat/hyperat/internal/cli"
@@ -343,7 +344,7 @@ func loadWorkspaceModel(dir string, ws *workspace.Workspace) (*onnximport.Model,
 	path := workspace.ModelPath(dir)
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %v", path, bare(err))
+		return nil, fmt.Errorf("%s: %v", path, fsx.Bare(err))
 	}
 	if workspace.Sum(b) != ws.Source.SHA256 {
 		return nil, fmt.Errorf("%s changed after hyperat-import made the workspace; import the model again", path)

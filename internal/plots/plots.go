@@ -30,8 +30,8 @@ import (
 	"gonum.org/v1/plot/vg/draw"
 	"gonum.org/v1/plot/vg/vgimg"
 
+	"github.com/hyperat/hyperat/fsx"
 	"github.com/hyperat/hyperat/hyperat"
-	"github.com/hyperat/hyperat/internal/atomicfile"
 )
 
 // The files Write makes, in the folder of the metrics.
@@ -92,7 +92,7 @@ func Write(path string, r Run) error {
 		if err != nil {
 			return fmt.Errorf("drawing %s: %v", name, err)
 		}
-		return atomicfile.WriteFile(filepath.Join(filepath.Dir(path), name), b)
+		return fsx.WriteFile(filepath.Join(filepath.Dir(path), name), b)
 	}
 	return errors.Join(put(LossFile, Loss), put(AccuracyFile, Accuracy))
 }
