@@ -41,7 +41,7 @@ type written struct {
 // staged model, and only when it passes are the files renamed into place, the
 // model last. When anything fails the output folder is left as it was.
 func writeChecked(out string, model []byte, files []outFile, protect []Protected, check func(staged string) error) (*written, error) {
-	if err := checkOutput(out, nil); err != nil {
+	if err := CheckOutput(out, nil); err != nil {
 		return nil, err
 	}
 	dir, base := filepath.Dir(out), filepath.Base(out)
@@ -71,10 +71,8 @@ func writeChecked(out string, model []byte, files []outFile, protect []Protected
 		}
 	}
 	for _, t := range targets {
-		for _, p := range protect {
-			if samePath(t, p.Path) {
-				return nil, fmt.Errorf("refusing to write %s: it is %s", t, p.What)
-			}
+		if err := CheckProtected(t, protect); err != nil {
+			return nil, err
 		}
 	}
 
@@ -131,9 +129,11 @@ func writeChecked(out string, model []byte, files []outFile, protect []Protected
 	return w, nil
 }
 
-// checkOutput checks that out may be written: its folder exists, it is no
-// folder itself, and no protected path is it.
-func checkOutput(out string, protect []Protected) error {
+// CheckOutput checks that the model file out may be written: its folder
+// exists, it is no folder itself, and it is none of the protected files. The
+// writes of this package check it first; a caller checks it before the work
+// that leads to a write.
+func CheckOutput(out string, protect []Protected) error {
 	dir := filepath.Dir(out)
 	st, err := os.Stat(dir)
 	switch {
@@ -147,9 +147,15 @@ func checkOutput(out string, protect []Protected) error {
 	if st, err := os.Stat(out); err == nil && st.IsDir() {
 		return fmt.Errorf("%s is a folder; give the path of the ONNX file to write", out)
 	}
+	return CheckProtected(out, protect)
+}
+
+// CheckProtected refuses to write path when it is one of the protected
+// files (the same file, or the same path once links are resolved).
+func CheckProtected(path string, protect []Protected) error {
 	for _, p := range protect {
-		if samePath(out, p.Path) {
-			return fmt.Errorf("refusing to write %s: it is %s", out, p.What)
+		if samePath(path, p.Path) {
+			return fmt.Errorf("refusing to write %s: it is %s", path, p.What)
 		}
 	}
 	return nil

@@ -1,10 +1,32 @@
-// Package workspace reads and writes a hyperat workspace: the folder (by
-// default .hyperat/) that hyperat-import makes from a model and the later
-// commands (tune, export, eval) work in. It holds workspace.json, which
-// describes the source model and the layers recognized in it, and a copy of the
-// model (model.onnx, with its external data files when it has any). Every file
-// is written atomically; workspace.json is written last, so its presence means
-// the copy is complete.
+// Package workspace owns the hyperat workspace: the folder (by default
+// .hyperat/) that hyperat-import makes from a model and the later commands
+// (tune, export, eval) work in. It is the one place that knows the folder's
+// files, their names and their formats:
+//
+//	workspace.json                 Workspace: the source model and the layers
+//	                               recognized in it (written last, so its
+//	                               presence means the model's copy is complete)
+//	model.onnx                     the copy of the model, its external data
+//	                               files beside it
+//	state.json                     State: the latest checkpoint of a tuning run
+//	checkpoint-NNNNNN.safetensors  that checkpoint's tensors (hyperat.Snapshot)
+//	metrics.jsonl                  the run's records, one hyperat.Record a line
+//	loss.png, accuracy.png         the plots of the metrics (internal/plots
+//	                               draws them)
+//	tuned/                         the finished tuning (hyperat.Tuned) that
+//	                               hyperat-export reads:
+//	  weights.safetensors          the new weights keyed by layers.WeightKey's
+//	                               text form ("initializer" or
+//	                               "initializer@output")
+//	  adapters.safetensors         each defense's LoRA factors
+//	                               ("<defense>/<layer>.lora_A.weight" [r, in],
+//	                               ".lora_B.weight" [out, r])
+//	  result.json                  the hyperat.Result, with its format version
+//
+// The packages that compute these (hyperat, layers) hold the data; this one
+// writes and reads the files. Every file is written atomically (fsx), safetensors
+// files carry a checksum checked on read, metrics.jsonl is appended to and
+// its torn last line (a killed process) is skipped when it is read.
 package workspace
 
 import (
