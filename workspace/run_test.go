@@ -100,7 +100,7 @@ func TestCheckpoint(t *testing.T) {
 	}
 	for body, want := range map[string]string{
 		`{`: "damaged checkpoint state (",
-		`{"version": 2, "tensors": "checkpoint-000001.safetensors"}`: "checkpoint version 2 is not supported",
+		`{"version": 2, "tensors": "checkpoint-000001.safetensors"}`:    "checkpoint version 2 is not supported",
 		`{"version": 1, "tensors": "../checkpoint-000001.safetensors"}`: "damaged checkpoint state",
 		`{"version": 1}`: "damaged checkpoint state",
 	} {
