@@ -12,10 +12,14 @@ import (
 	"testing"
 )
 
-func TestImageFolder(t *testing.T) {
-	root := t.TempDir()
-	gray := grayImage(6, 5, 0)
-	rgb := rgbImage(6, 5, 9)
+// imageFolder makes a folder of two classes: images of every kind (gray,
+// RGB, paletted, with alpha; PNG and JPEG; one in a subfolder), and files
+// that are skipped. It returns the folder and the gray and RGB images.
+func imageFolder(t *testing.T) (root string, gray *image.Gray, rgb *image.NRGBA) {
+	t.Helper()
+	root = t.TempDir()
+	gray = grayImage(6, 5, 0)
+	rgb = rgbImage(6, 5, 9)
 	pal := image.NewPaletted(image.Rect(0, 0, 5, 6), color.Palette{color.NRGBA{10, 20, 30, 255}, color.NRGBA{200, 100, 50, 128}})
 	pal.SetColorIndex(1, 2, 1)
 	rgba := image.NewNRGBA(image.Rect(0, 0, 5, 6))
@@ -30,7 +34,11 @@ func TestImageFolder(t *testing.T) {
 	writeFile(t, filepath.Join(root, "cat", ".hidden.png"), []byte("ignored"))
 	writeFile(t, filepath.Join(root, ".git", "x.png"), []byte("ignored"))
 	writeFile(t, filepath.Join(root, "README"), []byte("ignored"))
+	return root, gray, rgb
+}
 
+func TestImageFolder(t *testing.T) {
+	root, gray, rgb := imageFolder(t)
 	for _, split := range []Split{Train, Test} { // no split folders: both splits are the whole folder
 		ds, err := Open(root, split)
 		if err != nil {

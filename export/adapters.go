@@ -7,10 +7,10 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/hyperat/hyperat/fsx"
 	"github.com/hyperat/hyperat/graph"
-	"github.com/hyperat/hyperat/internal/atomicfile"
-	"github.com/hyperat/hyperat/internal/safetensors"
 	"github.com/hyperat/hyperat/lora"
+	"github.com/hyperat/hyperat/safetensors"
 )
 
 // PEFT's file names, and the prefix of its state-dict keys for a model
@@ -105,13 +105,13 @@ func WriteAdapter(dir string, a Adapter) ([]string, error) {
 		return nil, err
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, fmt.Errorf("adapter folder %s: %v", dir, bare(err))
+		return nil, fmt.Errorf("adapter folder %s: %v", dir, fsx.Bare(err))
 	}
 	wp, cp := filepath.Join(dir, AdapterWeightsFile), filepath.Join(dir, AdapterConfigFile)
 	if err := safetensors.WriteFile(wp, ts, map[string]string{"format": "pt"}); err != nil {
 		return nil, err
 	}
-	if err := atomicfile.WriteFile(cp, append(js, '\n')); err != nil {
+	if err := fsx.WriteFile(cp, append(js, '\n')); err != nil {
 		return nil, err
 	}
 	return []string{wp, cp}, nil

@@ -17,6 +17,8 @@
 // place. A failed check leaves nothing behind, and no write ever replaces
 // the source model, its data files, or a path the caller protects.
 //
-// FromWorkspace does the whole export of a hyperat workspace: it is what the
-// hyperat-export command runs.
+// The package writes from the inputs it is given (a source model, its folder,
+// new weights, LoRAs, the files to protect); it knows nothing of a hyperat
+// workspace. The hyperat-export command (internal/app) reads and checks a
+// workspace's tuning result and calls it.
 package export

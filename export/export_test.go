@@ -2,7 +2,6 @@ package export_test
 
 import (
 	"bytes"
-	"encoding/binary"
 	"math"
 	"os"
 	"path/filepath"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/hyperat/hyperat/export"
 	"github.com/hyperat/hyperat/graph"
+	"github.com/hyperat/hyperat/internal/exporttest"
 	"github.com/hyperat/hyperat/internal/testutil"
 	"github.com/hyperat/hyperat/layers"
 	"github.com/hyperat/hyperat/onnx"
@@ -24,7 +24,7 @@ import (
 func TestRoundTripBytes(t *testing.T) {
 	for _, f := range modelFiles(t) {
 		t.Run(filepath.Base(f), func(t *testing.T) {
-			src, data := decode(t, f)
+			src, data := exporttest.Decode(t, f)
 			out := filepath.Join(t.TempDir(), "robust.onnx")
 			r, err := export.Merged(src, filepath.Dir(f), nil, out, export.Options{})
 			if err != nil {
@@ -49,8 +49,8 @@ func TestRoundTripBytes(t *testing.T) {
 func TestMergedChangesOnlyWeights(t *testing.T) {
 	for _, f := range modelFiles(t) {
 		t.Run(filepath.Base(f), func(t *testing.T) {
-			src, _ := decode(t, f)
-			m := imported(t, src, filepath.Dir(f))
+			src, _ := exporttest.Decode(t, f)
+			m := exporttest.Imported(t, src, filepath.Dir(f))
 			w := perturbed(t, m, 1)
 			out := filepath.Join(t.TempDir(), "robust.onnx")
 			r, err := export.Merged(src, filepath.Dir(f), w, out, export.Options{})
@@ -60,86 +60,10 @@ func TestMergedChangesOnlyWeights(t *testing.T) {
 			if r.Replaced != len(w) || r.MaxDiff != 0 || len(r.Batches) != 2 {
 				t.Errorf("report %+v: want %d replaced, an exact match at two batch sizes", r, len(w))
 			}
-			got, _ := decode(t, out)
-			compareModels(t, src, got, w)
+			got, _ := exporttest.Decode(t, out)
+			exporttest.CompareModels(t, src, got, w)
 		})
 	}
-}
-
-// compareModels checks that got is src with the initializers named in w
-// holding w's values, in the same form, and nothing else changed.
-func compareModels(t *testing.T, src, got *onnx.ModelProto, w map[layers.WeightKey]*graph.Tensor) {
-	t.Helper()
-	sg, gg := src.GetGraph(), got.GetGraph()
-	if len(sg.Node) != len(gg.Node) {
-		t.Fatalf("%d nodes, want %d", len(gg.Node), len(sg.Node))
-	}
-	for i := range sg.Node {
-		if !bytes.Equal(encodeMsg(t, sg.Node[i]), encodeMsg(t, gg.Node[i])) {
-			t.Fatalf("node %d (%s) changed", i, sg.Node[i].GetName())
-		}
-	}
-	if len(sg.Initializer) != len(gg.Initializer) {
-		t.Fatalf("%d initializers, want %d", len(gg.Initializer), len(sg.Initializer))
-	}
-	for i, a := range sg.Initializer {
-		b := gg.Initializer[i]
-		nw, replaced := w[layers.WeightKey{Init: a.GetName()}]
-		if !replaced {
-			if !bytes.Equal(encodeMsg(t, a), encodeMsg(t, b)) {
-				t.Errorf("initializer %s changed", a.GetName())
-			}
-			continue
-		}
-		if (a.RawData != nil) != (b.RawData != nil) || len(a.FloatData) > 0 != (len(b.FloatData) > 0) ||
-			a.GetDataLocation() != b.GetDataLocation() {
-			t.Errorf("initializer %s changed form", a.GetName())
-		}
-		if a.GetDataLocation() != onnx.TensorProto_EXTERNAL {
-			vals := b.FloatData
-			if b.RawData != nil {
-				vals = floats(b.RawData)
-			}
-			if testutil.MaxAbsDiff(vals, nw.F) != 0 {
-				t.Errorf("initializer %s does not hold the new weights", a.GetName())
-			}
-		}
-		ac, bc := proto.Clone(a).(*onnx.TensorProto), proto.Clone(b).(*onnx.TensorProto)
-		for _, c := range []*onnx.TensorProto{ac, bc} {
-			c.RawData, c.FloatData, c.ExternalData = nil, nil, nil
-		}
-		if !proto.Equal(ac, bc) {
-			t.Errorf("initializer %s: a field besides its data changed", a.GetName())
-		}
-	}
-	// everything but the nodes and initializers
-	sc, gc := proto.Clone(src).(*onnx.ModelProto), proto.Clone(got).(*onnx.ModelProto)
-	for _, c := range []*onnx.ModelProto{sc, gc} {
-		c.Graph.Node, c.Graph.Initializer = nil, nil
-	}
-	if !bytes.Equal(encodeMsg(t, sc), encodeMsg(t, gc)) {
-		t.Errorf("the model outside its nodes and initializers changed")
-	}
-	if d := got.GetGraph().GetInput()[0].GetType().GetTensorType().GetShape().GetDim()[0]; d.GetDimParam() == "" {
-		t.Errorf("the batch dim is no longer symbolic: %v", d)
-	}
-}
-
-func encodeMsg(t *testing.T, m proto.Message) []byte {
-	t.Helper()
-	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(m)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
-
-func floats(b []byte) []float32 {
-	out := make([]float32, len(b)/4)
-	for i := range out {
-		out[i] = math.Float32frombits(binary.LittleEndian.Uint32(b[4*i:]))
-	}
-	return out
 }
 
 // The exported model runs in onnxruntime and gives our logits, and the tuned
@@ -147,25 +71,25 @@ func floats(b []byte) []float32 {
 func TestMergedConformance(t *testing.T) {
 	for _, f := range modelFiles(t) {
 		t.Run(filepath.Base(f), func(t *testing.T) {
-			src, _ := decode(t, f)
-			m := imported(t, src, filepath.Dir(f))
+			src, _ := exporttest.Decode(t, f)
+			m := exporttest.Imported(t, src, filepath.Dir(f))
 			w := perturbed(t, m, 2)
 			out := filepath.Join(t.TempDir(), "robust.onnx")
 			if _, err := export.Merged(src, filepath.Dir(f), w, out, export.Options{}); err != nil {
 				t.Fatal(err)
 			}
-			ours, tuned, orig := loadClassifier(t, out), reference(t, m, w), reference(t, m, nil)
+			ours, tuned, orig := exporttest.LoadClassifier(t, out), exporttest.Reference(t, m, w), exporttest.Reference(t, m, nil)
 			for _, b := range []int{1, 5} {
-				x := pixels(ours, b, uint64(b))
-				got := logits(t, ours, x)
-				want := logits(t, tuned, x)
+				x := exporttest.Pixels(ours, b, uint64(b))
+				got := exporttest.Logits(t, ours, x)
+				want := exporttest.Logits(t, tuned, x)
 				if d := testutil.MaxAbsDiff(got.F, want.F); d > 1e-4 {
 					t.Errorf("batch %d: our logits of the export differ from the tuned model's by %g", b, d)
 				}
-				if d := testutil.MaxAbsDiff(got.F, logits(t, orig, x).F); d < 1e-3 {
+				if d := testutil.MaxAbsDiff(got.F, exporttest.Logits(t, orig, x).F); d < 1e-3 {
 					t.Errorf("batch %d: the export computes what the original does (difference %g)", b, d)
 				}
-				rt := ortLogits(t, out, x)
+				rt := exporttest.ORTLogits(t, out, x)
 				if d := testutil.MaxAbsDiff(rt.F, got.F); d > 1e-4 || !slices.Equal(rt.Shape, got.Shape) {
 					t.Errorf("batch %d: onnxruntime's logits %v differ from ours %v by %g", b, rt.Shape, got.Shape, d)
 				}
@@ -179,9 +103,9 @@ func TestMergedConformance(t *testing.T) {
 // external file under a subfolder (data/other.bin), written into dir.
 func storageModel(t *testing.T, dir string) (path string, floatW, extW, otherInit string) {
 	t.Helper()
-	src, _ := decode(t, fixture(tvModel))
-	m := imported(t, src, filepath.Dir(fixture(tvModel)))
-	tg := targets(t, m)
+	src, _ := exporttest.Decode(t, exporttest.Fixture(exporttest.TVModel))
+	m := exporttest.Imported(t, src, filepath.Dir(exporttest.Fixture(exporttest.TVModel)))
+	tg := exporttest.Targets(t, m)
 	floatW, extW = tg[0].Weight.Name, tg[2].Weight.Name
 	byName := map[string]*onnx.TensorProto{}
 	for _, tp := range src.Graph.Initializer {
@@ -199,7 +123,7 @@ func storageModel(t *testing.T, dir string) (path string, floatW, extW, otherIni
 		}
 	}
 	f := byName[floatW]
-	f.FloatData, f.RawData = floats(f.RawData), nil
+	f.FloatData, f.RawData = exporttest.Floats(f.RawData), nil
 	externalize := func(tp *onnx.TensorProto, loc string, offset int) []byte {
 		raw := tp.RawData
 		tp.RawData = nil
@@ -211,10 +135,10 @@ func storageModel(t *testing.T, dir string) (path string, floatW, extW, otherIni
 		}
 		return append(make([]byte, offset), raw...)
 	}
-	writeFile(t, filepath.Join(dir, "weights.bin"), externalize(byName[extW], "weights.bin", 128))
+	exporttest.WriteFile(t, filepath.Join(dir, "weights.bin"), externalize(byName[extW], "weights.bin", 128))
 	os.MkdirAll(filepath.Join(dir, "data"), 0o755)
-	writeFile(t, filepath.Join(dir, "data", "other.bin"), externalize(byName[otherInit], "data/other.bin", 0))
-	path = writeFile(t, filepath.Join(dir, "model.onnx"), encode(t, src))
+	exporttest.WriteFile(t, filepath.Join(dir, "data", "other.bin"), externalize(byName[otherInit], "data/other.bin", 0))
+	path = exporttest.WriteFile(t, filepath.Join(dir, "model.onnx"), exporttest.Encode(t, src))
 	return path, floatW, extW, otherInit
 }
 
@@ -224,10 +148,10 @@ func storageModel(t *testing.T, dir string) (path string, floatW, extW, otherIni
 func TestStorageForms(t *testing.T) {
 	srcDir := t.TempDir()
 	path, floatW, extW, otherInit := storageModel(t, srcDir)
-	src, _ := decode(t, path)
-	m := imported(t, src, srcDir)
+	src, _ := exporttest.Decode(t, path)
+	m := exporttest.Imported(t, src, srcDir)
 	w := perturbed(t, m, 3)
-	before := snapshot(t, srcDir)
+	before := exporttest.Snapshot(t, srcDir)
 
 	outDir := t.TempDir()
 	out := filepath.Join(outDir, "robust.onnx")
@@ -235,14 +159,14 @@ func TestStorageForms(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sameFiles(t, before, snapshot(t, srcDir))
+	exporttest.SameFiles(t, before, exporttest.Snapshot(t, srcDir))
 	dataFile := filepath.Join(outDir, "robust.onnx.data")
 	wantFiles := []string{dataFile, filepath.Join(outDir, "data", "other.bin")}
 	if strings.Join(r.Files, " ") != strings.Join(wantFiles, " ") {
 		t.Errorf("files written %v, want %v", r.Files, wantFiles)
 	}
-	got, _ := decode(t, out)
-	compareModels(t, src, got, w)
+	got, _ := exporttest.Decode(t, out)
+	exporttest.CompareModels(t, src, got, w)
 	for _, tp := range got.Graph.Initializer {
 		switch tp.GetName() {
 		case floatW:
@@ -252,7 +176,7 @@ func TestStorageForms(t *testing.T) {
 		case extW:
 			loc, off, n := extOf(tp)
 			data, _ := os.ReadFile(dataFile)
-			if loc != "robust.onnx.data" || off+n > len(data) || testutil.MaxAbsDiff(floats(data[off:off+n]), w[layers.WeightKey{Init: extW}].F) != 0 {
+			if loc != "robust.onnx.data" || off+n > len(data) || testutil.MaxAbsDiff(exporttest.Floats(data[off:off+n]), w[layers.WeightKey{Init: extW}].F) != 0 {
 				t.Errorf("%s: external data %s offset %d length %d does not hold the new weights", extW, loc, off, n)
 			}
 		case otherInit:
@@ -271,13 +195,13 @@ func TestStorageForms(t *testing.T) {
 	if err := os.Rename(outDir, moved); err != nil {
 		t.Fatal(err)
 	}
-	c := loadClassifier(t, filepath.Join(moved, "robust.onnx"))
-	x := pixels(c, 2, 9)
-	want := logits(t, reference(t, m, w), x)
-	if d := testutil.MaxAbsDiff(logits(t, c, x).F, want.F); d > 1e-4 {
+	c := exporttest.LoadClassifier(t, filepath.Join(moved, "robust.onnx"))
+	x := exporttest.Pixels(c, 2, 9)
+	want := exporttest.Logits(t, exporttest.Reference(t, m, w), x)
+	if d := testutil.MaxAbsDiff(exporttest.Logits(t, c, x).F, want.F); d > 1e-4 {
 		t.Errorf("the moved export differs from the tuned model by %g", d)
 	}
-	if d := testutil.MaxAbsDiff(ortLogits(t, filepath.Join(moved, "robust.onnx"), x).F, want.F); d > 1e-4 {
+	if d := testutil.MaxAbsDiff(exporttest.ORTLogits(t, filepath.Join(moved, "robust.onnx"), x).F, want.F); d > 1e-4 {
 		t.Errorf("onnxruntime on the moved export differs from the tuned model by %g", d)
 	}
 
@@ -290,7 +214,7 @@ func TestStorageForms(t *testing.T) {
 	if len(r2.Files) != 1 || r2.Files[0] != filepath.Join(srcDir, "robust.onnx.data") {
 		t.Errorf("beside the source, files written %v", r2.Files)
 	}
-	after := snapshot(t, srcDir)
+	after := exporttest.Snapshot(t, srcDir)
 	for p, b := range before {
 		if after[p] != b {
 			t.Errorf("%s changed", p)
@@ -300,7 +224,7 @@ func TestStorageForms(t *testing.T) {
 	// A copy target that exists with other contents is refused.
 	busy := t.TempDir()
 	os.MkdirAll(filepath.Join(busy, "data"), 0o755)
-	writeFile(t, filepath.Join(busy, "data", "other.bin"), []byte("someone else's"))
+	exporttest.WriteFile(t, filepath.Join(busy, "data", "other.bin"), []byte("someone else's"))
 	if _, err := export.Merged(src, srcDir, w, filepath.Join(busy, "robust.onnx"), export.Options{}); err == nil || !strings.Contains(err.Error(), "other.bin") {
 		t.Errorf("an existing, different data file was not refused: %v", err)
 	}
@@ -327,17 +251,17 @@ func extOf(tp *onnx.TensorProto) (loc string, off, n int) {
 // Float16 and double initializers are not replaced: the export refuses.
 func TestOtherFloatTypesRefused(t *testing.T) {
 	for _, dt := range []onnx.TensorProto_DataType{onnx.TensorProto_FLOAT16, onnx.TensorProto_DOUBLE} {
-		src, _ := decode(t, fixture(tvModel))
-		m := imported(t, src, filepath.Dir(fixture(tvModel)))
+		src, _ := exporttest.Decode(t, exporttest.Fixture(exporttest.TVModel))
+		m := exporttest.Imported(t, src, filepath.Dir(exporttest.Fixture(exporttest.TVModel)))
 		w := perturbed(t, m, 4)
-		name := targets(t, m)[0].Weight.Name
+		name := exporttest.Targets(t, m)[0].Weight.Name
 		for _, tp := range src.Graph.Initializer {
 			if tp.GetName() == name {
 				tp.DataType = proto.Int32(int32(dt))
 			}
 		}
 		out := filepath.Join(t.TempDir(), "robust.onnx")
-		_, err := export.Merged(src, filepath.Dir(fixture(tvModel)), w, out, export.Options{})
+		_, err := export.Merged(src, filepath.Dir(exporttest.Fixture(exporttest.TVModel)), w, out, export.Options{})
 		if err == nil || !strings.Contains(err.Error(), name) || !strings.Contains(err.Error(), dt.String()) {
 			t.Errorf("%s: %v", dt, err)
 		}
@@ -349,9 +273,9 @@ func TestOtherFloatTypesRefused(t *testing.T) {
 
 // Bad weights are refused with an error naming them.
 func TestBadWeights(t *testing.T) {
-	src, _ := decode(t, fixture(tvModel))
-	m := imported(t, src, filepath.Dir(fixture(tvModel)))
-	name := targets(t, m)[0].Weight.Name
+	src, _ := exporttest.Decode(t, exporttest.Fixture(exporttest.TVModel))
+	m := exporttest.Imported(t, src, filepath.Dir(exporttest.Fixture(exporttest.TVModel)))
+	name := exporttest.Targets(t, m)[0].Weight.Name
 	good := m.Graph.ParamByName(name).Const
 	nan := good.Clone()
 	nan.F[3] = float32(math.NaN())
@@ -365,50 +289,20 @@ func TestBadWeights(t *testing.T) {
 		{"nan", map[layers.WeightKey]*graph.Tensor{{Init: name}: nan}, "NaN"},
 	} {
 		out := filepath.Join(t.TempDir(), "robust.onnx")
-		if _, err := export.Merged(src, filepath.Dir(fixture(tvModel)), c.w, out, export.Options{}); err == nil || !strings.Contains(err.Error(), c.want) {
+		if _, err := export.Merged(src, filepath.Dir(exporttest.Fixture(exporttest.TVModel)), c.w, out, export.Options{}); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s: %v", c.what, err)
 		}
 	}
 }
 
-// sharedModel edits the hf fixture so that the key projection of block 0
-// reads the query's weight: one initializer, two layers.
-func sharedModel(t *testing.T, dir string) (path, shared string) {
-	t.Helper()
-	src, _ := decode(t, fixture(hfModel))
-	m := imported(t, src, filepath.Dir(fixture(hfModel)))
-	var q, k *layers.Linear
-	for _, l := range targets(t, m) {
-		if l.Block == 0 && l.Kind == layers.KindQ {
-			q = l
-		}
-		if l.Block == 0 && l.Kind == layers.KindK {
-			k = l
-		}
-	}
-	for _, n := range src.Graph.Node {
-		if n.GetName() == k.Node.Name {
-			n.Input[1] = q.Weight.Name
-		}
-	}
-	var inits []*onnx.TensorProto
-	for _, tp := range src.Graph.Initializer {
-		if tp.GetName() != k.Weight.Name {
-			inits = append(inits, tp)
-		}
-	}
-	src.Graph.Initializer = inits
-	return writeFile(t, filepath.Join(dir, "shared.onnx"), encode(t, src)), q.Weight.Name
-}
-
 // An initializer read by two layers is written once, and both read it.
 func TestSharedInitializer(t *testing.T) {
 	dir := t.TempDir()
-	path, shared := sharedModel(t, dir)
-	src, _ := decode(t, path)
-	m := imported(t, src, dir)
+	path, shared := exporttest.SharedModel(t, dir)
+	src, _ := exporttest.Decode(t, path)
+	m := exporttest.Imported(t, src, dir)
 	n := 0
-	for _, l := range targets(t, m) {
+	for _, l := range exporttest.Targets(t, m) {
 		if l.Weight.Name == shared {
 			n++
 		}
@@ -421,8 +315,8 @@ func TestSharedInitializer(t *testing.T) {
 	if _, err := export.Merged(src, dir, w, out, export.Options{}); err != nil {
 		t.Fatal(err)
 	}
-	got, _ := decode(t, out)
-	compareModels(t, src, got, w)
+	got, _ := exporttest.Decode(t, out)
+	exporttest.CompareModels(t, src, got, w)
 	count := 0
 	for _, tp := range got.Graph.Initializer {
 		if tp.GetName() == shared {
@@ -440,9 +334,9 @@ func TestSharedInitializer(t *testing.T) {
 	if count != 1 || readers != 2 {
 		t.Errorf("%s: %d initializers, %d readers; want 1 and 2", shared, count, readers)
 	}
-	c := loadClassifier(t, out)
-	x := pixels(c, 3, 5)
-	if d := testutil.MaxAbsDiff(ortLogits(t, out, x).F, logits(t, reference(t, m, w), x).F); d > 1e-4 {
+	c := exporttest.LoadClassifier(t, out)
+	x := exporttest.Pixels(c, 3, 5)
+	if d := testutil.MaxAbsDiff(exporttest.ORTLogits(t, out, x).F, exporttest.Logits(t, exporttest.Reference(t, m, w), x).F); d > 1e-4 {
 		t.Errorf("onnxruntime differs from the tuned model by %g", d)
 	}
 }
@@ -453,10 +347,10 @@ func TestSharedInitializer(t *testing.T) {
 func TestRefusals(t *testing.T) {
 	srcDir := t.TempDir()
 	path, _, _, _ := storageModel(t, srcDir)
-	src, _ := decode(t, path)
-	m := imported(t, src, srcDir)
+	src, _ := exporttest.Decode(t, path)
+	m := exporttest.Imported(t, src, srcDir)
 	w := perturbed(t, m, 6)
-	before := snapshot(t, srcDir)
+	before := exporttest.Snapshot(t, srcDir)
 	protect := []export.Protected{{Path: path, What: "the source model"}}
 
 	// the source model, by another spelling of its path
@@ -493,12 +387,12 @@ func TestRefusals(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "robust.onnx.data") {
 		t.Errorf("a source data file named like the output's: %v", err)
 	}
-	sameFiles(t, before, snapshot(t, srcDir))
+	exporttest.SameFiles(t, before, exporttest.Snapshot(t, srcDir))
 
 	// a failed check: the reference is the untuned model
 	outDir := t.TempDir()
-	out := writeFile(t, filepath.Join(outDir, "robust.onnx"), []byte("the previous export"))
-	_, err = export.Merged(src, srcDir, w, out, export.Options{Reference: reference(t, m, nil)})
+	out := exporttest.WriteFile(t, filepath.Join(outDir, "robust.onnx"), []byte("the previous export"))
+	_, err = export.Merged(src, srcDir, w, out, export.Options{Reference: exporttest.Reference(t, m, nil)})
 	if err == nil || !strings.Contains(err.Error(), "check failed") || strings.Contains(err.Error(), "\n") {
 		t.Errorf("a failed check: %v", err)
 	}
@@ -511,7 +405,7 @@ func TestRefusals(t *testing.T) {
 	}
 
 	// read-only and missing folders, a folder as the output
-	ro := readOnlyDir(t)
+	ro := exporttest.ReadOnlyDir(t)
 	for _, out := range []string{filepath.Join(ro, "robust.onnx"), filepath.Join(outDir, "no", "robust.onnx"), outDir} {
 		_, err := export.Merged(src, srcDir, w, out, export.Options{})
 		if err == nil || strings.Contains(err.Error(), "\n") || !strings.Contains(err.Error(), filepath.Base(out)) {

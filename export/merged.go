@@ -29,6 +29,9 @@ type Options struct {
 	Reference *model.Classifier
 	// Seed seeds the random pixels of the check.
 	Seed uint64
+	// Imported is the source already imported (from its folder), when the
+	// caller has it: Unmerged then does not import it again.
+	Imported *onnximport.Model
 }
 
 // Report says what an export wrote.
@@ -194,7 +197,7 @@ func (b *build) files() ([]outFile, error) {
 		files = append(files, outFile{rel: b.data.name, data: b.data.buf})
 	}
 	for _, loc := range externalLocations(b.src, b.replaced) {
-		rel, err := localPath(loc)
+		rel, err := LocalPath(loc)
 		if err != nil {
 			return nil, err
 		}
@@ -210,7 +213,7 @@ func (b *build) files() ([]outFile, error) {
 func (b *build) protect(o Options) ([]Protected, error) {
 	p := slices.Clone(o.Protect)
 	for _, loc := range externalLocations(b.src, nil) {
-		rel, err := localPath(loc)
+		rel, err := LocalPath(loc)
 		if err != nil {
 			return nil, err
 		}

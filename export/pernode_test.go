@@ -6,6 +6,7 @@ import (
 
 	"github.com/hyperat/hyperat/export"
 	"github.com/hyperat/hyperat/graph"
+	"github.com/hyperat/hyperat/internal/exporttest"
 	"github.com/hyperat/hyperat/internal/testutil"
 	"github.com/hyperat/hyperat/layers"
 )
@@ -20,8 +21,8 @@ func TestPerNodeWeightOfSharedInitializer(t *testing.T) {
 		t.Skip("../shared/models not present")
 	}
 	src := filepath.Join(dir, "timm_vit_c32_dynamo_op18.onnx")
-	p, _ := decode(t, src)
-	m := imported(t, p, dir)
+	p, _ := exporttest.Decode(t, src)
+	m := exporttest.Imported(t, p, dir)
 	// a bias initializer read by several nodes
 	uses := m.Graph.Consumers()
 	var shared *graph.Value
@@ -51,22 +52,22 @@ func TestPerNodeWeightOfSharedInitializer(t *testing.T) {
 	if _, err := export.Merged(p, dir, w, out, export.Options{}); err != nil {
 		t.Fatal(err)
 	}
-	ref := reference(t, m, w)
-	got := loadClassifier(t, out)
-	orig := loadClassifier(t, src)
-	x := pixels(got, 2, 5)
-	a, b, o := logits(t, got, x), logits(t, ref, x), logits(t, orig, x)
+	ref := exporttest.Reference(t, m, w)
+	got := exporttest.LoadClassifier(t, out)
+	orig := exporttest.LoadClassifier(t, src)
+	x := exporttest.Pixels(got, 2, 5)
+	a, b, o := exporttest.Logits(t, got, x), exporttest.Logits(t, ref, x), exporttest.Logits(t, orig, x)
 	if d := testutil.MaxAbsDiff(a.F, b.F); d > 1e-4 {
 		t.Fatalf("export differs from the reference by %g", d)
 	}
 	if d := testutil.MaxAbsDiff(a.F, o.F); d < 1e-3 {
 		t.Fatal("the per-node weight changed nothing")
 	}
-	if d := testutil.MaxAbsDiff(ortLogits(t, out, x).F, a.F); d > 1e-4 {
+	if d := testutil.MaxAbsDiff(exporttest.ORTLogits(t, out, x).F, a.F); d > 1e-4 {
 		t.Fatalf("onnxruntime differs from our engine by %g", d)
 	}
 	// only one extra initializer, and the original is still there
-	q, _ := decode(t, out)
+	q, _ := exporttest.Decode(t, out)
 	if len(q.Graph.Initializer) != len(p.Graph.Initializer)+1 {
 		t.Fatalf("%d initializers, want %d", len(q.Graph.Initializer), len(p.Graph.Initializer)+1)
 	}

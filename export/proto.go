@@ -207,9 +207,9 @@ func externalLocations(m *onnx.ModelProto, skip map[string]bool) []string {
 	return out
 }
 
-// localPath checks an external data location and returns it as a relative
+// LocalPath checks an external data location and returns it as a relative
 // path: data must stay inside the model's folder.
-func localPath(loc string) (string, error) {
+func LocalPath(loc string) (string, error) {
 	rel := filepath.Clean(filepath.FromSlash(loc))
 	if loc == "" || !filepath.IsLocal(rel) {
 		return "", fmt.Errorf("external data location %q is not a relative path inside the model's folder", loc)

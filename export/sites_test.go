@@ -10,6 +10,7 @@ import (
 
 	"github.com/hyperat/hyperat/export"
 	"github.com/hyperat/hyperat/graph"
+	"github.com/hyperat/hyperat/internal/exporttest"
 	"github.com/hyperat/hyperat/internal/testutil"
 	"github.com/hyperat/hyperat/layers"
 	"github.com/hyperat/hyperat/lora"
@@ -108,25 +109,25 @@ func TestUnmergedSiteKinds(t *testing.T) {
 	if r.MaxDiff > 1e-4 || r.AddedInits != 2*3+2 { // A and B per weight, a scale for fc1 and fc2 (head folds its two scales into B)
 		t.Errorf("report %+v", r)
 	}
-	got, _ := decode(t, out)
+	got, _ := exporttest.Decode(t, out)
 	if len(got.Graph.Input) != len(src.Graph.Input)+r.AddedInits {
 		t.Errorf("IR 3: the new initializers are not graph inputs")
 	}
-	m := imported(t, src, dir)
+	m := exporttest.Imported(t, src, dir)
 	w, err := export.MergeBranches(m.Graph, nil, branches)
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := loadClassifier(t, out)
-	x := pixels(c, 3, 1)
-	want := logits(t, reference(t, m, w), x)
-	if d := testutil.MaxAbsDiff(logits(t, c, x).F, want.F); d > 1e-4 {
+	c := exporttest.LoadClassifier(t, out)
+	x := exporttest.Pixels(c, 3, 1)
+	want := exporttest.Logits(t, exporttest.Reference(t, m, w), x)
+	if d := testutil.MaxAbsDiff(exporttest.Logits(t, c, x).F, want.F); d > 1e-4 {
 		t.Errorf("our logits differ from the merged model's by %g", d)
 	}
-	if d := testutil.MaxAbsDiff(logits(t, c, x).F, logits(t, reference(t, m, nil), x).F); d < 1e-2 {
+	if d := testutil.MaxAbsDiff(exporttest.Logits(t, c, x).F, exporttest.Logits(t, exporttest.Reference(t, m, nil), x).F); d < 1e-2 {
 		t.Errorf("the branches change nothing (%g)", d)
 	}
-	if d := testutil.MaxAbsDiff(ortLogits(t, out, x).F, want.F); d > 1e-4 {
+	if d := testutil.MaxAbsDiff(exporttest.ORTLogits(t, out, x).F, want.F); d > 1e-4 {
 		t.Errorf("onnxruntime differs from the merged model by %g", d)
 	}
 	// merging by hand: W2 [in,out] += 2·(B·A)ᵀ
@@ -211,13 +212,13 @@ func TestUnmergedPerReaderKey(t *testing.T) {
 	if r.MaxDiff > 1e-4 || r.AddedNodes != 6 || r.AddedInits != 3 {
 		t.Errorf("report %+v: want one branch of 6 nodes", r)
 	}
-	got, _ := decode(t, out)
+	got, _ := exporttest.Decode(t, out)
 	for _, n := range got.Graph.Node {
 		if n.GetName() == "fc1" && n.Output[0] != "y1" || n.GetName() == "fc1b" && n.Output[0] == "y1b" {
 			t.Errorf("node %s writes %s", n.GetName(), n.Output[0])
 		}
 	}
-	m := imported(t, src, dir)
+	m := exporttest.Imported(t, src, dir)
 	w, err := export.MergeBranches(m.Graph, nil, []lora.Layer{br})
 	if err != nil {
 		t.Fatal(err)
@@ -225,9 +226,9 @@ func TestUnmergedPerReaderKey(t *testing.T) {
 	if len(w) != 1 || w[br.Key] == nil {
 		t.Fatalf("merged weights %v, want the reader's copy alone", w)
 	}
-	x := pixels(loadClassifier(t, out), 3, 1)
-	want := logits(t, reference(t, m, w), x)
-	if d := testutil.MaxAbsDiff(ortLogits(t, out, x).F, want.F); d > 1e-4 {
+	x := exporttest.Pixels(exporttest.LoadClassifier(t, out), 3, 1)
+	want := exporttest.Logits(t, exporttest.Reference(t, m, w), x)
+	if d := testutil.MaxAbsDiff(exporttest.ORTLogits(t, out, x).F, want.F); d > 1e-4 {
 		t.Errorf("onnxruntime differs from the model with the reader's merged copy by %g", d)
 	}
 }

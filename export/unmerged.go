@@ -25,15 +25,13 @@ import (
 // too. The check's default reference is the source with the LoRAs merged
 // into their weights.
 func Unmerged(src *onnx.ModelProto, srcDir string, weights map[layers.WeightKey]*graph.Tensor, branches []lora.Layer, out string, o Options) (*Report, error) {
-	m, err := onnximport.Import(src, srcDir)
-	if err != nil {
-		return nil, fmt.Errorf("the source model: %v", err)
+	m := o.Imported
+	if m == nil {
+		var err error
+		if m, err = onnximport.Import(src, srcDir); err != nil {
+			return nil, fmt.Errorf("the source model: %v", err)
+		}
 	}
-	return unmerged(src, srcDir, m, weights, branches, out, o)
-}
-
-// unmerged is Unmerged on a source already imported as m.
-func unmerged(src *onnx.ModelProto, srcDir string, m *onnximport.Model, weights map[layers.WeightKey]*graph.Tensor, branches []lora.Layer, out string, o Options) (*Report, error) {
 	for _, br := range branches {
 		for k := range weights {
 			if k.Init == br.Key.Init && (k.Reader == "" || br.Key.Reader == "" || k.Reader == br.Key.Reader) {

@@ -60,7 +60,7 @@ func verify(path string, ref *model.Classifier, seed uint64) (*Check, error) {
 		if err != nil {
 			return nil, fmt.Errorf("running the reference model at batch %d: %v", b, err)
 		}
-		d := maxAbsDiff(got.F, want.F)
+		d := MaxAbsDiff(got.F, want.F)
 		ck.MaxDiff = max(ck.MaxDiff, d)
 		if !(d <= Tolerance) {
 			return nil, fmt.Errorf("check failed: the written model's logits differ from the reference's by %.3g at batch %d (tolerance %g); nothing was written", d, b, Tolerance)
@@ -69,8 +69,9 @@ func verify(path string, ref *model.Classifier, seed uint64) (*Check, error) {
 	return ck, nil
 }
 
-// maxAbsDiff is max |a-b|, +Inf when the sizes differ or a NaN appears.
-func maxAbsDiff(a, b []float32) float64 {
+// MaxAbsDiff is max |a-b|, the distance the check measures: +Inf when the
+// sizes differ or a NaN appears.
+func MaxAbsDiff(a, b []float32) float64 {
 	if len(a) != len(b) {
 		return math.Inf(1)
 	}

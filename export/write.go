@@ -8,6 +8,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+
+	"github.com/hyperat/hyperat/fsx"
 )
 
 // Protected is a file an export must never write.
@@ -39,7 +41,7 @@ type written struct {
 // staged model, and only when it passes are the files renamed into place, the
 // model last. When anything fails the output folder is left as it was.
 func writeChecked(out string, model []byte, files []outFile, protect []Protected, check func(staged string) error) (*written, error) {
-	if err := checkOutput(out, nil); err != nil {
+	if err := CheckOutput(out, nil); err != nil {
 		return nil, err
 	}
 	dir, base := filepath.Dir(out), filepath.Base(out)
@@ -69,40 +71,38 @@ func writeChecked(out string, model []byte, files []outFile, protect []Protected
 		}
 	}
 	for _, t := range targets {
-		for _, p := range protect {
-			if samePath(t, p.Path) {
-				return nil, fmt.Errorf("refusing to write %s: it is %s", t, p.What)
-			}
+		if err := CheckProtected(t, protect); err != nil {
+			return nil, err
 		}
 	}
 
 	stage, err := os.MkdirTemp(dir, "."+base+".tmp*")
 	if err != nil {
-		return nil, fmt.Errorf("%s: cannot write in %s: %v", out, dir, bare(err))
+		return nil, fmt.Errorf("%s: cannot write in %s: %v", out, dir, fsx.Bare(err))
 	}
 	defer os.RemoveAll(stage)
 	for _, f := range files {
 		p := filepath.Join(stage, f.rel)
 		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			return nil, fmt.Errorf("%s: %v", filepath.Join(dir, f.rel), bare(err))
+			return nil, fmt.Errorf("%s: %v", filepath.Join(dir, f.rel), fsx.Bare(err))
 		}
 		switch {
 		case f.inPlace: // staged for the check only: a link will do
-			err = linkOrCopy(f.from, p)
+			err = fsx.LinkOrCopy(f.from, p)
 		case f.from != "": // a copy, so that the output shares no file with its source
-			err = copySynced(f.from, p)
+			err = fsx.CopyNew(f.from, p)
 		default:
-			err = writeSynced(p, f.data)
+			err = fsx.WriteNew(p, f.data)
 		}
 		if err != nil {
-			return nil, fmt.Errorf("%s: %v", filepath.Join(dir, f.rel), bare(err))
+			return nil, fmt.Errorf("%s: %v", filepath.Join(dir, f.rel), fsx.Bare(err))
 		}
 	}
 	staged := filepath.Join(stage, base)
-	if err := writeSynced(staged, model); err != nil {
-		return nil, fmt.Errorf("%s: %v", out, bare(err))
+	if err := fsx.WriteNew(staged, model); err != nil {
+		return nil, fmt.Errorf("%s: %v", out, fsx.Bare(err))
 	}
-	syncDir(stage)
+	fsx.SyncDir(stage)
 	if err := check(staged); err != nil {
 		return nil, err
 	}
@@ -114,98 +114,51 @@ func writeChecked(out string, model []byte, files []outFile, protect []Protected
 		}
 		dst := filepath.Join(dir, f.rel)
 		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
-			return nil, fmt.Errorf("%s: %v", dst, bare(err))
+			return nil, fmt.Errorf("%s: %v", dst, fsx.Bare(err))
 		}
 		if err := os.Rename(filepath.Join(stage, f.rel), dst); err != nil {
-			return nil, fmt.Errorf("%s: %v", dst, bare(err))
+			return nil, fmt.Errorf("%s: %v", dst, fsx.Bare(err))
 		}
-		syncDir(filepath.Dir(dst))
+		fsx.SyncDir(filepath.Dir(dst))
 		w.files = append(w.files, dst)
 	}
 	if err := os.Rename(staged, out); err != nil {
-		return nil, fmt.Errorf("%s: %v", out, bare(err))
+		return nil, fmt.Errorf("%s: %v", out, fsx.Bare(err))
 	}
-	syncDir(dir)
+	fsx.SyncDir(dir)
 	return w, nil
 }
 
-// checkOutput checks that out may be written: its folder exists, it is no
-// folder itself, and no protected path is it.
-func checkOutput(out string, protect []Protected) error {
+// CheckOutput checks that the model file out may be written: its folder
+// exists, it is no folder itself, and it is none of the protected files. The
+// writes of this package check it first; a caller checks it before the work
+// that leads to a write.
+func CheckOutput(out string, protect []Protected) error {
 	dir := filepath.Dir(out)
 	st, err := os.Stat(dir)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		return fmt.Errorf("%s: the folder %s does not exist", out, dir)
 	case err != nil:
-		return fmt.Errorf("%s: %v", out, bare(err))
+		return fmt.Errorf("%s: %v", out, fsx.Bare(err))
 	case !st.IsDir():
 		return fmt.Errorf("%s: %s is not a folder", out, dir)
 	}
 	if st, err := os.Stat(out); err == nil && st.IsDir() {
 		return fmt.Errorf("%s is a folder; give the path of the ONNX file to write", out)
 	}
+	return CheckProtected(out, protect)
+}
+
+// CheckProtected refuses to write path when it is one of the protected
+// files (the same file, or the same path once links are resolved).
+func CheckProtected(path string, protect []Protected) error {
 	for _, p := range protect {
-		if samePath(out, p.Path) {
-			return fmt.Errorf("refusing to write %s: it is %s", out, p.What)
+		if samePath(path, p.Path) {
+			return fmt.Errorf("refusing to write %s: it is %s", path, p.What)
 		}
 	}
 	return nil
-}
-
-// writeSynced creates path with data and syncs it to disk.
-func writeSynced(path string, data []byte) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
-}
-
-// linkOrCopy makes dst a hard link of src, or a copy where links cannot be
-// made (another file system).
-func linkOrCopy(src, dst string) error {
-	if err := os.Link(src, dst); err == nil {
-		return nil
-	}
-	return copySynced(src, dst)
-}
-
-// copySynced copies src to a new file dst and syncs it.
-func copySynced(src, dst string) error {
-	in, err := os.Open(src)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
-		return err
-	}
-	if err := out.Sync(); err != nil {
-		out.Close()
-		return err
-	}
-	return out.Close()
-}
-
-func syncDir(dir string) {
-	if d, err := os.Open(dir); err == nil {
-		d.Sync()
-		d.Close()
-	}
 }
 
 // sameContents reports whether a and b both exist with the same bytes (or
@@ -217,7 +170,7 @@ func sameContents(a, b string) (bool, error) {
 	}
 	sb, err := os.Stat(b)
 	if err != nil {
-		return false, fmt.Errorf("%s: %v", b, bare(err))
+		return false, fmt.Errorf("%s: %v", b, fsx.Bare(err))
 	}
 	if os.SameFile(sa, sb) {
 		return true, nil
@@ -227,12 +180,12 @@ func sameContents(a, b string) (bool, error) {
 	}
 	fa, err := os.Open(a)
 	if err != nil {
-		return false, fmt.Errorf("%s: %v", a, bare(err))
+		return false, fmt.Errorf("%s: %v", a, fsx.Bare(err))
 	}
 	defer fa.Close()
 	fb, err := os.Open(b)
 	if err != nil {
-		return false, fmt.Errorf("%s: %v", b, bare(err))
+		return false, fmt.Errorf("%s: %v", b, fsx.Bare(err))
 	}
 	defer fb.Close()
 	ba, bb := make([]byte, 1<<20), make([]byte, 1<<20)
@@ -273,17 +226,4 @@ func resolved(p string) string {
 		dir = r
 	}
 	return filepath.Join(dir, base)
-}
-
-// bare drops the path from an os error: messages name the file themselves.
-func bare(err error) error {
-	var pe *fs.PathError
-	if errors.As(err, &pe) {
-		return pe.Err
-	}
-	var le *os.LinkError
-	if errors.As(err, &le) {
-		return le.Err
-	}
-	return err
 }

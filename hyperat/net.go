@@ -3,6 +3,11 @@
 // on every adapted linear layer; a defense is sampled per iteration; the
 // generated deltas are merged into the weights at the end. The baselines
 // (plain LoRA and full fine-tuning with one defense) use the same machinery.
+//
+// The package holds what a run leaves as data and writes no file: the
+// finished tuning (Trainer.Tuned), the trainer's state (Trainer.Snapshot,
+// Restore) and the records Run gives to a Store; package workspace keeps
+// them in a workspace.
 package hyperat
 
 import (

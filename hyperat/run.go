@@ -1,24 +1,12 @@
 package hyperat
 
-import (
-	"bufio"
-	"encoding/json"
-	"errors"
-	"fmt"
-	"os"
-	"path/filepath"
-
-	"github.com/hyperat/hyperat/internal/atomicfile"
-)
+import "errors"
 
 // ErrInterrupted is returned by Run when Stop closed: the current step was
 // finished and a checkpoint written.
 var ErrInterrupted = errors.New("interrupted; the run was checkpointed, continue it with --resume")
 
-// MetricsFile, in RunOptions.Dir, holds one Record per line.
-const MetricsFile = "metrics.jsonl"
-
-// Record is one line of metrics.jsonl: a training step or a validation.
+// Record is one entry of a run's metrics: a training step or a validation.
 type Record struct {
 	Kind      string  `json:"kind"` // "step" or "val"
 	It        int     `json:"it"`
@@ -33,49 +21,52 @@ type Record struct {
 	Collapsed bool    `json:"collapsed,omitempty"`
 }
 
+// Store keeps what a run leaves behind: its records and its checkpoints
+// (workspace.Run keeps them in a workspace).
+type Store interface {
+	// Append adds a record to the run's metrics.
+	Append(Record) error
+	// Checkpoint saves the trainer's state; the snapshot's tensors are
+	// the trainer's own, valid until the next step.
+	Checkpoint(Snapshot) error
+}
+
 // RunOptions control Run.
 type RunOptions struct {
-	Dir             string // checkpoints and metrics go here
-	ModelSHA256     string
+	Store           Store // records and checkpoints go here; nil keeps none
 	CheckpointEvery int
 	EvalEvery       int // validation every N iterations (0: only at the end)
 	Val             []int
 	ValSteps        int // PGD steps of the validation attack
 	Stop            <-chan struct{}
 	OnStep          func(Step)
-	OnVal           func(Record) // called once the record is in metrics.jsonl
+	OnVal           func(Record) // called once the record is stored
 }
+
+// discard is the Store of a run that keeps nothing.
+type discard struct{}
+
+func (discard) Append(Record) error       { return nil }
+func (discard) Checkpoint(Snapshot) error { return nil }
 
 // Collapsed reports whether validation clean accuracy sits near chance
 // (below 1.5 times it), the failure METHOD.md describes.
 func Collapsed(clean float64, classes int) bool { return clean < 1.5/float64(classes) }
 
 // Run continues the run from t.It to the configured number of iterations,
-// appending to metrics.jsonl in dir (lines past the restored iteration, left
-// by an interrupted process, are dropped first).
+// giving every record to o.Store and checkpointing into it every
+// o.CheckpointEvery iterations, at the end, and when o.Stop closes.
 func (t *Trainer) Run(o RunOptions) error {
-	path := filepath.Join(o.Dir, MetricsFile)
-	if err := truncateMetrics(path, t.It); err != nil {
-		return err
-	}
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
-	if err != nil {
-		return fmt.Errorf("%s: %v", path, err)
-	}
-	defer f.Close()
-	enc := json.NewEncoder(f)
-	write := func(r Record) error {
-		if err := enc.Encode(r); err != nil {
-			return fmt.Errorf("%s: %v", path, err)
-		}
-		return nil
+	store := o.Store
+	if store == nil {
+		store = discard{}
 	}
 	for t.It < t.Cfg.Iters {
 		s, err := t.Step()
 		if err != nil {
 			return err
 		}
-		if err := write(Record{Kind: "step", It: s.It, Defense: s.Defense, Loss: s.Loss, Eps: s.Eps, LR: s.LR, GradNorm: s.GradNorm, Seconds: s.Seconds}); err != nil {
+		if err := store.Append(Record{Kind: "step", It: s.It, Defense: s.Defense, Loss: s.Loss, Eps: s.Eps, LR: s.LR, GradNorm: s.GradNorm, Seconds: s.Seconds}); err != nil {
 			return err
 		}
 		if o.OnStep != nil {
@@ -86,7 +77,7 @@ func (t *Trainer) Run(o RunOptions) error {
 			if err != nil {
 				return err
 			}
-			if err := write(r); err != nil {
+			if err := store.Append(r); err != nil {
 				return err
 			}
 			if o.OnVal != nil {
@@ -100,7 +91,7 @@ func (t *Trainer) Run(o RunOptions) error {
 		default:
 		}
 		if stop || (o.CheckpointEvery > 0 && t.It%o.CheckpointEvery == 0) || t.It == t.Cfg.Iters {
-			if err := t.SaveCheckpoint(o.Dir, o.ModelSHA256); err != nil {
+			if err := store.Checkpoint(t.Snapshot()); err != nil {
 				return err
 			}
 		}
@@ -126,33 +117,4 @@ func (t *Trainer) validate(o RunOptions) (Record, error) {
 	warm := float64(t.It) >= t.Cfg.EpsWarmup*float64(t.Cfg.Iters)
 	r.Collapsed = warm && Collapsed(acc.Clean, t.Net.Classes)
 	return r, nil
-}
-
-// truncateMetrics keeps the records of iterations before it.
-func truncateMetrics(path string, it int) error {
-	f, err := os.Open(path)
-	if os.IsNotExist(err) {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("%s: %v", path, err)
-	}
-	var keep [][]byte
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		var r Record
-		if json.Unmarshal(sc.Bytes(), &r) != nil {
-			continue // a torn last line
-		}
-		if (r.Kind == "step" && r.It < it) || (r.Kind == "val" && r.It <= it) {
-			keep = append(keep, append([]byte{}, sc.Bytes()...))
-		}
-	}
-	f.Close()
-	var out []byte
-	for _, l := range keep {
-		out = append(append(out, l...), '\n')
-	}
-	return atomicfile.WriteFile(path, out)
 }

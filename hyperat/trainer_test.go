@@ -1,6 +1,7 @@
 package hyperat
 
 import (
+	"maps"
 	"math"
 	"math/rand/v2"
 	"path/filepath"
@@ -150,8 +151,8 @@ func TestMergedModelEqualsAdaptedNet(t *testing.T) {
 	}
 }
 
-// A run interrupted after two iterations, checkpointed and resumed in a new
-// trainer ends with the same weights as an uninterrupted run.
+// A run interrupted after two iterations, its snapshot restored into a new
+// trainer, ends with the same weights as an uninterrupted run.
 func TestResumeEqualsUninterrupted(t *testing.T) {
 	data := newSynth(32, 3)
 	cfg := smallConfig("hyperat")
@@ -165,22 +166,32 @@ func TestResumeEqualsUninterrupted(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	dir := t.TempDir()
 	first, _ := NewTrainer(loadHF(t), cfg, data, indices(32))
 	for i := 0; i < 2; i++ {
 		if _, err := first.Step(); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := first.SaveCheckpoint(dir, "x"); err != nil {
-		t.Fatal(err)
+	snap := first.Snapshot()
+	second, _ := NewTrainer(loadHF(t), snap.Config, data, indices(32))
+	// a snapshot that lacks a tensor or holds one of another size is
+	// refused, and nothing changes
+	for _, bad := range []func(map[string]*graph.Tensor){
+		func(ts map[string]*graph.Tensor) { delete(ts, "adam_v/"+second.Names[len(second.Names)-1]) },
+		func(ts map[string]*graph.Tensor) {
+			ts["param/"+second.Names[0]] = graph.NewTensor(graph.Float32, []int{1})
+		},
+	} {
+		ts := maps.Clone(snap.Tensors)
+		bad(ts)
+		if err := second.Restore(Snapshot{Iteration: 2, AdamStep: 2, Tensors: ts}); err == nil || !strings.Contains(err.Error(), "checkpoint") {
+			t.Fatalf("a damaged snapshot restored: %v", err)
+		}
+		if second.It != 0 || second.Opt.Step != 0 || slices.Equal(second.Params[0].F, first.Params[0].F) {
+			t.Fatal("a refused snapshot changed the trainer")
+		}
 	}
-	st, err := ReadState(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	second, _ := NewTrainer(loadHF(t), st.Config, data, indices(32))
-	if err := second.LoadCheckpoint(dir, st); err != nil {
+	if err := second.Restore(snap); err != nil {
 		t.Fatal(err)
 	}
 	for second.It < 4 {

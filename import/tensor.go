@@ -47,17 +47,9 @@ func tensorFrom(tp *onnx.TensorProto, dir string) (*graph.Tensor, error) {
 	if err != nil {
 		return nil, err
 	}
-	shape := make([]int, len(tp.GetDims()))
-	n := 1
-	for i, d := range tp.GetDims() {
-		if d < 0 || d > math.MaxInt32 {
-			return nil, fmt.Errorf("invalid dimension %d", d)
-		}
-		shape[i] = int(d)
-		n *= int(d)
-		if n > 1<<30 {
-			return nil, fmt.Errorf("tensor too large (%v)", tp.GetDims())
-		}
+	shape, n, err := dimsOf(tp)
+	if err != nil {
+		return nil, err
 	}
 	et := onnx.TensorProto_DataType(tp.GetDataType())
 	size := elemSize(et)
@@ -81,40 +73,70 @@ func tensorFrom(tp *onnx.TensorProto, dir string) (*graph.Tensor, error) {
 	}
 	t := graph.NewTensor(dt, shape)
 	if raw != nil || external {
-		for i := 0; i < n; i++ {
-			b := raw[i*size:]
-			switch et {
-			case onnx.TensorProto_FLOAT:
-				t.F[i] = math.Float32frombits(binary.LittleEndian.Uint32(b))
-			case onnx.TensorProto_DOUBLE:
-				t.F[i] = float32(math.Float64frombits(binary.LittleEndian.Uint64(b)))
-			case onnx.TensorProto_FLOAT16:
-				t.F[i] = halfToFloat(binary.LittleEndian.Uint16(b))
-			case onnx.TensorProto_BFLOAT16:
-				t.F[i] = math.Float32frombits(uint32(binary.LittleEndian.Uint16(b)) << 16)
-			case onnx.TensorProto_INT64:
-				t.I[i] = int64(binary.LittleEndian.Uint64(b))
-			case onnx.TensorProto_UINT64:
-				t.I[i] = int64(binary.LittleEndian.Uint64(b))
-			case onnx.TensorProto_INT32:
-				t.I[i] = int64(int32(binary.LittleEndian.Uint32(b)))
-			case onnx.TensorProto_UINT32:
-				t.I[i] = int64(binary.LittleEndian.Uint32(b))
-			case onnx.TensorProto_INT16:
-				t.I[i] = int64(int16(binary.LittleEndian.Uint16(b)))
-			case onnx.TensorProto_UINT16:
-				t.I[i] = int64(binary.LittleEndian.Uint16(b))
-			case onnx.TensorProto_INT8:
-				t.I[i] = int64(int8(b[0]))
-			case onnx.TensorProto_UINT8:
-				t.I[i] = int64(b[0])
-			case onnx.TensorProto_BOOL:
-				t.B[i] = b[0] != 0
-			}
-		}
+		fromRaw(t, et, raw, n, size)
 		return t, nil
 	}
-	// Typed fields, as the spec assigns them per element type.
+	if got := fromTyped(t, tp, et, n); got != n {
+		return nil, fmt.Errorf("has %d values, want %d for shape %v", got, n, shape)
+	}
+	return t, nil
+}
+
+// dimsOf is a TensorProto's shape and number of elements, checked.
+func dimsOf(tp *onnx.TensorProto) ([]int, int, error) {
+	shape := make([]int, len(tp.GetDims()))
+	n := 1
+	for i, d := range tp.GetDims() {
+		if d < 0 || d > math.MaxInt32 {
+			return nil, 0, fmt.Errorf("invalid dimension %d", d)
+		}
+		shape[i] = int(d)
+		n *= int(d)
+		if n > 1<<30 {
+			return nil, 0, fmt.Errorf("tensor too large (%v)", tp.GetDims())
+		}
+	}
+	return shape, n, nil
+}
+
+// fromRaw decodes n little-endian values of type et, size bytes each, into t.
+func fromRaw(t *graph.Tensor, et onnx.TensorProto_DataType, raw []byte, n, size int) {
+	for i := 0; i < n; i++ {
+		b := raw[i*size:]
+		switch et {
+		case onnx.TensorProto_FLOAT:
+			t.F[i] = math.Float32frombits(binary.LittleEndian.Uint32(b))
+		case onnx.TensorProto_DOUBLE:
+			t.F[i] = float32(math.Float64frombits(binary.LittleEndian.Uint64(b)))
+		case onnx.TensorProto_FLOAT16:
+			t.F[i] = halfToFloat(binary.LittleEndian.Uint16(b))
+		case onnx.TensorProto_BFLOAT16:
+			t.F[i] = math.Float32frombits(uint32(binary.LittleEndian.Uint16(b)) << 16)
+		case onnx.TensorProto_INT64:
+			t.I[i] = int64(binary.LittleEndian.Uint64(b))
+		case onnx.TensorProto_UINT64:
+			t.I[i] = int64(binary.LittleEndian.Uint64(b))
+		case onnx.TensorProto_INT32:
+			t.I[i] = int64(int32(binary.LittleEndian.Uint32(b)))
+		case onnx.TensorProto_UINT32:
+			t.I[i] = int64(binary.LittleEndian.Uint32(b))
+		case onnx.TensorProto_INT16:
+			t.I[i] = int64(int16(binary.LittleEndian.Uint16(b)))
+		case onnx.TensorProto_UINT16:
+			t.I[i] = int64(binary.LittleEndian.Uint16(b))
+		case onnx.TensorProto_INT8:
+			t.I[i] = int64(int8(b[0]))
+		case onnx.TensorProto_UINT8:
+			t.I[i] = int64(b[0])
+		case onnx.TensorProto_BOOL:
+			t.B[i] = b[0] != 0
+		}
+	}
+}
+
+// fromTyped decodes the typed field of tp, as the spec assigns them per
+// element type, into t (at most n values) and returns how many it holds.
+func fromTyped(t *graph.Tensor, tp *onnx.TensorProto, et onnx.TensorProto_DataType, n int) int {
 	var got int
 	switch et {
 	case onnx.TensorProto_FLOAT:
@@ -151,7 +173,7 @@ func tensorFrom(tp *onnx.TensorProto, dir string) (*graph.Tensor, error) {
 	default: // int32 and smaller, bool
 		for i, v := range tp.GetInt32Data() {
 			if i < n {
-				if dt == graph.Bool {
+				if t.DType == graph.Bool {
 					t.B[i] = v != 0
 				} else {
 					t.I[i] = int64(v)
@@ -160,10 +182,7 @@ func tensorFrom(tp *onnx.TensorProto, dir string) (*graph.Tensor, error) {
 		}
 		got = len(tp.GetInt32Data())
 	}
-	if got != n {
-		return nil, fmt.Errorf("has %d values, want %d for shape %v", got, n, shape)
-	}
-	return t, nil
+	return got
 }
 
 // typedLen is the number of values a TensorProto holds in its typed field.

@@ -15,8 +15,8 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/hyperat/hyperat/fsx"
 	"github.com/hyperat/hyperat/graph"
-	"github.com/hyperat/hyperat/internal/atomicfile"
 )
 
 var magic = []byte("\x93NUMPY")
@@ -213,5 +213,5 @@ func WriteFile(path string, t *graph.Tensor) error {
 	if err := Write(&buf, t); err != nil {
 		return err
 	}
-	return atomicfile.WriteFile(path, buf.Bytes())
+	return fsx.WriteFile(path, buf.Bytes())
 }

@@ -1,10 +1,32 @@
-// Package workspace reads and writes a hyperat workspace: the folder (by
-// default .hyperat/) that hyperat-import makes from a model and the later
-// commands (tune, export, eval) work in. It holds workspace.json, which
-// describes the source model and the layers recognized in it, and a copy of the
-// model (model.onnx, with its external data files when it has any). Every file
-// is written atomically; workspace.json is written last, so its presence means
-// the copy is complete.
+// Package workspace owns the hyperat workspace: the folder (by default
+// .hyperat/) that hyperat-import makes from a model and the later commands
+// (tune, export, eval) work in. It is the one place that knows the folder's
+// files, their names and their formats:
+//
+//	workspace.json                 Workspace: the source model and the layers
+//	                               recognized in it (written last, so its
+//	                               presence means the model's copy is complete)
+//	model.onnx                     the copy of the model, its external data
+//	                               files beside it
+//	state.json                     State: the latest checkpoint of a tuning run
+//	checkpoint-NNNNNN.safetensors  that checkpoint's tensors (hyperat.Snapshot)
+//	metrics.jsonl                  the run's records, one hyperat.Record a line
+//	loss.png, accuracy.png         the plots of the metrics (internal/plots
+//	                               draws them)
+//	tuned/                         the finished tuning (hyperat.Tuned) that
+//	                               hyperat-export reads:
+//	  weights.safetensors          the new weights keyed by layers.WeightKey's
+//	                               text form ("initializer" or
+//	                               "initializer@output")
+//	  adapters.safetensors         each defense's LoRA factors
+//	                               ("<defense>/<layer>.lora_A.weight" [r, in],
+//	                               ".lora_B.weight" [out, r])
+//	  result.json                  the hyperat.Result, with its format version
+//
+// The packages that compute these (hyperat, layers) hold the data; this one
+// writes and reads the files. Every file is written atomically (fsx), safetensors
+// files carry a checksum checked on read, metrics.jsonl is appended to and
+// its torn last line (a killed process) is skipped when it is read.
 package workspace
 
 import (
@@ -19,9 +41,9 @@ import (
 	"path/filepath"
 	"strconv"
 
+	"github.com/hyperat/hyperat/fsx"
 	"github.com/hyperat/hyperat/graph"
 	onnximport "github.com/hyperat/hyperat/import"
-	"github.com/hyperat/hyperat/internal/atomicfile"
 	"github.com/hyperat/hyperat/layers"
 	"github.com/hyperat/hyperat/onnx"
 )
@@ -222,7 +244,7 @@ func Read(dir string) (*Workspace, error) {
 		if errors.Is(err, fs.ErrNotExist) {
 			return nil, fmt.Errorf("%s is not a hyperat workspace (no %s); make one with hyperat-import", dir, ManifestFile)
 		}
-		return nil, fmt.Errorf("%s: %v", path, bare(err))
+		return nil, fmt.Errorf("%s: %v", path, fsx.Bare(err))
 	}
 	var ws Workspace
 	dec := json.NewDecoder(bytes.NewReader(data))
@@ -252,7 +274,7 @@ func Write(dir string, ws *Workspace, model []byte, srcDir string, force bool) e
 		return err
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return fmt.Errorf("workspace %s: %v", dir, bare(err))
+		return fmt.Errorf("workspace %s: %v", dir, fsx.Bare(err))
 	}
 	if err := checkExternal(ws); err != nil {
 		return err
@@ -261,24 +283,24 @@ func Write(dir string, ws *Workspace, model []byte, srcDir string, force bool) e
 		rel := filepath.Clean(filepath.FromSlash(loc))
 		data, err := os.ReadFile(filepath.Join(srcDir, rel))
 		if err != nil {
-			return fmt.Errorf("external data file %q: %v", loc, bare(err))
+			return fmt.Errorf("external data file %q: %v", loc, fsx.Bare(err))
 		}
 		dst := filepath.Join(dir, rel)
 		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
-			return fmt.Errorf("%s: %v", filepath.Dir(dst), bare(err))
+			return fmt.Errorf("%s: %v", filepath.Dir(dst), fsx.Bare(err))
 		}
-		if err := atomicfile.WriteFile(dst, data); err != nil {
+		if err := fsx.WriteFile(dst, data); err != nil {
 			return err
 		}
 	}
-	if err := atomicfile.WriteFile(ModelPath(dir), model); err != nil {
+	if err := fsx.WriteFile(ModelPath(dir), model); err != nil {
 		return err
 	}
 	js, err := json.MarshalIndent(ws, "", "  ")
 	if err != nil {
 		return err
 	}
-	return atomicfile.WriteFile(filepath.Join(dir, ManifestFile), append(js, '\n'))
+	return fsx.WriteFile(filepath.Join(dir, ManifestFile), append(js, '\n'))
 }
 
 // checkExternal refuses external data locations that would leave the
@@ -301,7 +323,7 @@ func Check(dir string, ws *Workspace, force bool) error {
 	case errors.Is(err, fs.ErrNotExist):
 		return nil
 	case err != nil:
-		return fmt.Errorf("workspace %s: %v", dir, bare(err))
+		return fmt.Errorf("workspace %s: %v", dir, fsx.Bare(err))
 	case !st.IsDir():
 		return fmt.Errorf("workspace %s exists and is not a folder", dir)
 	case force:
@@ -320,19 +342,10 @@ func Check(dir string, ws *Workspace, force bool) error {
 	}
 	entries, rerr := os.ReadDir(dir)
 	if rerr != nil {
-		return fmt.Errorf("workspace %s: %v", dir, bare(rerr))
+		return fmt.Errorf("workspace %s: %v", dir, fsx.Bare(rerr))
 	}
 	if len(entries) > 0 {
 		return fmt.Errorf("%s is a folder that is not a hyperat workspace and not empty; use --force to write into it, or choose another --workspace", dir)
 	}
 	return nil
-}
-
-// bare drops the path from an os error (messages name the file themselves).
-func bare(err error) error {
-	var pe *fs.PathError
-	if errors.As(err, &pe) {
-		return pe.Err
-	}
-	return err
 }

@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hyperat/hyperat/internal/safetensors"
 	"github.com/hyperat/hyperat/internal/testutil"
+	"github.com/hyperat/hyperat/safetensors"
 )
 
 // tuneArgs is a tiny but complete HyperAT run on the MNIST subset.

@@ -11,8 +11,7 @@ import (
 	"strings"
 	"testing"
 
-	hyperatpkg "github.com/hyperat/hyperat/hyperat"
-	"github.com/hyperat/hyperat/internal/atomicfile"
+	"github.com/hyperat/hyperat/fsx"
 	"github.com/hyperat/hyperat/internal/testutil"
 	"github.com/hyperat/hyperat/workspace"
 )
@@ -80,7 +79,7 @@ func TestDiskFull(t *testing.T) {
 	// checkpoint does not fit; the state and the checkpoint of iteration 2
 	// stay as they were (metrics.jsonl gains the line of iteration 3)
 	tuneOK(t, dir, append(tuneArgs("ws"), "--iters", "2")...)
-	state, err := hyperatpkg.ReadState(ws)
+	state, err := workspace.ReadState(ws)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -89,7 +88,7 @@ func TestDiskFull(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := atomicfile.WriteFile(filepath.Join(ws, "state.json"), append(js, '\n')); err != nil {
+	if err := fsx.WriteFile(filepath.Join(ws, "state.json"), append(js, '\n')); err != nil {
 		t.Fatal(err)
 	}
 	ck, err := os.Stat(filepath.Join(ws, state.Tensors))
@@ -106,7 +105,7 @@ func TestDiskFull(t *testing.T) {
 	if !strings.Contains(r.stdout, "from iteration 2 of 4") {
 		t.Errorf("the resumed run did not start at iteration 2:\n%s", r)
 	}
-	if st, err := hyperatpkg.ReadState(ws); err != nil || st.Iteration != 4 {
+	if st, err := workspace.ReadState(ws); err != nil || st.Iteration != 4 {
 		t.Errorf("after the resumed run: %v %+v", err, st)
 	}
 

@@ -88,7 +88,7 @@ func Export(c *cli.Command, args []string) error {
 	case c.Flags.Changed("defense") && *defense == "":
 		return cli.Usagef("--defense is empty")
 	}
-	s, err := export.FromWorkspace(export.Request{Workspace: *dir, Out: pos[0], Adapters: *adapters,
+	s, err := exportWorkspace(exportRequest{Workspace: *dir, Out: pos[0], Adapters: *adapters,
 		Unmerged: *unmerged, Defense: *defense, Force: *force})
 	if err != nil {
 		return err
@@ -97,7 +97,7 @@ func Export(c *cli.Command, args []string) error {
 	return nil
 }
 
-func printSummary(w io.Writer, s *export.Summary) {
+func printSummary(w io.Writer, s *exportSummary) {
 	r := s.Model
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(tw, "wrote\t%s (%s)\n", r.Path, size(r.Size))
@@ -123,7 +123,7 @@ func printSummary(w io.Writer, s *export.Summary) {
 		var dirs []string
 		seen := map[string]bool{}
 		for _, f := range s.Adapters {
-			if filepath.Base(f) == export.HeadFile {
+			if filepath.Base(f) == headFile {
 				dirs = append(dirs, f)
 				continue
 			}

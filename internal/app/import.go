@@ -8,16 +8,15 @@
 package app
 
 import (
-	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"math"
 	"os"
 	"path/filepath"
 	"strings"
 	"text/tabwriter"
 
+	"github.com/hyperat/hyperat/fsx"
 	"github.com/hyperat/hyperat/graph"
 	onnximport "github.com/hyperat/hyperat/import"
 	"github.com/hyperat/hyperat/internal/cli"
@@ -83,7 +82,7 @@ func Import(c *cli.Command, args []string) error {
 
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return fmt.Errorf("%s: %v", path, bare(err))
+		return fmt.Errorf("%s: %v", path, fsx.Bare(err))
 	}
 	proto, err := onnximport.Decode(data)
 	if err != nil {
@@ -286,13 +285,4 @@ func thousands(n int) string {
 		b.WriteRune(c)
 	}
 	return b.String()
-}
-
-// bare drops the path from an os error: the message names the file itself.
-func bare(err error) error {
-	var pe *fs.PathError
-	if errors.As(err, &pe) {
-		return pe.Err
-	}
-	return err
 }

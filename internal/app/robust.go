@@ -11,8 +11,8 @@ import (
 
 	"github.com/hyperat/hyperat/attack"
 	"github.com/hyperat/hyperat/data"
+	"github.com/hyperat/hyperat/fsx"
 	onnximport "github.com/hyperat/hyperat/import"
-	"github.com/hyperat/hyperat/internal/atomicfile"
 	"github.com/hyperat/hyperat/internal/cli"
 	"github.com/hyperat/hyperat/model"
 )
@@ -114,7 +114,7 @@ func evalRobust(c *cli.Command, modelPath, dataPath, epsS, attacksS, suite strin
 	if err != nil {
 		return err
 	}
-	return atomicfile.WriteFile(jsonPath, append(b, '\n'))
+	return fsx.WriteFile(jsonPath, append(b, '\n'))
 }
 
 // bar is a progress bar on a terminal, and occasional plain lines elsewhere.

@@ -19,6 +19,7 @@ import (
 
 	"github.com/hyperat/hyperat/attack"
 	"github.com/hyperat/hyperat/data"
+	"github.com/hyperat/hyperat/fsx"
 	"github.com/hyperat/hyperat/hyperat"
 	onnximport "github.com/hyperat/hyperat/import"
 	"github.com/hyperat/hyperat/internal/cli"
@@ -144,12 +145,12 @@ func Tune(c *cli.Command, args []string) error {
 		return err
 	}
 	if a.resume {
-		if err := t.LoadCheckpoint(a.ws, st); err != nil {
+		if err := workspace.LoadCheckpoint(a.ws, st, t); err != nil {
 			return err
 		}
 		fmt.Fprintf(c.Stdout, "resume    from iteration %d of %d\n", t.It, a.cfg.Iters)
 	} else if a.force {
-		clearRun(a.ws)
+		workspace.ClearRun(a.ws)
 	}
 	cfg := a.cfg
 	fmt.Fprintf(c.Stdout, "tune      %s with %s, eps %.4g, %d iterations of %d, rank %d, %d adapted layers, %d trained values\n",
@@ -251,8 +252,8 @@ func parseTune(c *cli.Command, args []string) (*tuneArgs, error) {
 // checkState checks the workspace's run against --resume and --force, and
 // returns the checkpoint to resume (whose configuration then replaces the
 // command line's).
-func (a *tuneArgs) checkState(ws *workspace.Workspace) (*hyperat.State, error) {
-	st, stErr := hyperat.ReadState(a.ws)
+func (a *tuneArgs) checkState(ws *workspace.Workspace) (*workspace.State, error) {
+	st, stErr := workspace.ReadState(a.ws)
 	switch {
 	case a.resume && stErr != nil:
 		if os.IsNotExist(stErr) {
@@ -263,8 +264,8 @@ func (a *tuneArgs) checkState(ws *workspace.Workspace) (*hyperat.State, error) {
 		if st.ModelSHA256 != ws.Source.SHA256 {
 			return nil, fmt.Errorf("the checkpoint in %s was made from another model (the workspace was imported again since); start over with --force", a.ws)
 		}
-		if _, err := os.Stat(filepath.Join(a.ws, hyperat.ResultDir, hyperat.ResultFile)); err == nil && st.Iteration >= st.Config.Iters {
-			return nil, fmt.Errorf("the run in %s is already complete (%d iterations); its result is in %s", a.ws, st.Iteration, filepath.Join(a.ws, hyperat.ResultDir))
+		if _, err := os.Stat(filepath.Join(workspace.TunedDir(a.ws), workspace.ResultFile)); err == nil && st.Iteration >= st.Config.Iters {
+			return nil, fmt.Errorf("the run in %s is already complete (%d iterations); its result is in %s", a.ws, st.Iteration, workspace.TunedDir(a.ws))
 		}
 		a.cfg = st.Config
 	case stErr == nil && !a.force && st.ModelSHA256 != ws.Source.SHA256:
@@ -302,6 +303,11 @@ func (a *tuneArgs) checkModel(ws *workspace.Workspace) error {
 // plots; Ctrl-C checkpoints and stops. It reports whether a validation
 // found the run collapsed.
 func (a *tuneArgs) run(c *cli.Command, t *hyperat.Trainer, val []int, sha string) (collapsed bool, err error) {
+	store, err := workspace.OpenRun(a.ws, sha, t.It)
+	if err != nil {
+		return false, err
+	}
+	defer store.Close()
 	stop := make(chan struct{})
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
@@ -313,7 +319,7 @@ func (a *tuneArgs) run(c *cli.Command, t *hyperat.Trainer, val []int, sha string
 	}()
 	prog := newProgress(c.Stdout, a.cfg.Iters, t.It)
 	replot := plotter(c.Stderr, a.ws, a.cfg, a.valSteps, t.Net.Classes)
-	err = t.Run(hyperat.RunOptions{Dir: a.ws, ModelSHA256: sha, CheckpointEvery: a.every,
+	err = t.Run(hyperat.RunOptions{Store: store, CheckpointEvery: a.every,
 		EvalEvery: a.evalEvery, Val: val, ValSteps: a.valSteps, Stop: stop,
 		OnStep: prog.step,
 		OnVal: func(r hyperat.Record) {
@@ -361,7 +367,7 @@ func loadWorkspaceModel(dir string, ws *workspace.Workspace) (*onnximport.Model,
 	path := workspace.ModelPath(dir)
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %v", path, bare(err))
+		return nil, fmt.Errorf("%s: %v", path, fsx.Bare(err))
 	}
 	if workspace.Sum(b) != ws.Source.SHA256 {
 		return nil, fmt.Errorf("%s changed after hyperat-import made the workspace; import the model again", path)
@@ -435,10 +441,14 @@ func finish(c *cli.Command, t *hyperat.Trainer, view *data.View, val []int, step
 	for _, r := range rows {
 		fmt.Fprintf(c.Stdout, "  %-40s %6.1f%% %6.1f%%\n", r.Name, 100*r.Clean, 100*r.Robust)
 	}
-	if err := t.WriteResult(wsDir, hyperat.Result{ModelSHA256: sha, Lambda: lambda, Table: rows, Collapsed: collapsed}); err != nil {
+	tuned, err := t.Tuned(hyperat.Result{ModelSHA256: sha, Lambda: lambda, Table: rows, Collapsed: collapsed})
+	if err != nil {
 		return err
 	}
-	fmt.Fprintf(c.Stdout, "\nresult    %s\n", filepath.Join(wsDir, hyperat.ResultDir))
+	if err := workspace.WriteResult(wsDir, tuned); err != nil {
+		return err
+	}
+	fmt.Fprintf(c.Stdout, "\nresult    %s\n", workspace.TunedDir(wsDir))
 	if collapsed {
 		return fmt.Errorf("the tuned model collapsed: validation clean accuracy %.1f%% is near chance (%.1f%%); lower --lr, keep --clip, or lengthen --eps-warmup (hyperat-export refuses this result without --force)", 100*a.Clean, 100/float64(t.Net.Classes))
 	}
@@ -488,31 +498,22 @@ func conversion(ds *data.Dataset, c, h, w int) string {
 // (next to them, in the workspace). Drawing never stops a run: a failure is
 // reported in one line, once until drawing works again.
 func plotter(w io.Writer, wsDir string, cfg hyperat.Config, valSteps, classes int) func() {
-	path := filepath.Join(wsDir, hyperat.MetricsFile)
 	run := plots.Run{Iters: cfg.Iters, WarmupEnd: cfg.EpsWarmup * float64(cfg.Iters), Classes: classes,
 		Robust: fmt.Sprintf("robust (PGD-%d)", valSteps)}
 	failing := false // said once until drawing works again
 	return func() {
-		if _, err := os.Stat(path); os.IsNotExist(err) {
+		recs, err := workspace.ReadMetrics(wsDir)
+		if os.IsNotExist(err) {
 			return // the run failed before its first record, and says why
 		}
-		err := plots.Write(path, run)
+		if err == nil {
+			err = plots.Write(recs, run, filepath.Join(wsDir, workspace.LossPlotFile), filepath.Join(wsDir, workspace.AccuracyPlotFile))
+		}
 		if err != nil && !failing {
 			fmt.Fprintf(w, "warning: plots not updated: %s\n", cli.OneLine(err.Error()))
 		}
 		failing = err != nil
 	}
-}
-
-// clearRun removes a previous run's files from the workspace.
-func clearRun(dir string) {
-	for _, pat := range []string{"state.json", "checkpoint-*.safetensors", hyperat.MetricsFile, plots.LossFile, plots.AccuracyFile} {
-		files, _ := filepath.Glob(filepath.Join(dir, pat))
-		for _, f := range files {
-			os.Remove(f)
-		}
-	}
-	os.RemoveAll(filepath.Join(dir, hyperat.ResultDir))
 }
 
 // progress shows a bar on a terminal and plain lines otherwise.

@@ -1,11 +1,12 @@
-// Package plots draws a tuning run's metrics (metrics.jsonl, written by
-// hyperat.Trainer.Run) as two PNG images next to them:
+// Package plots draws a tuning run's metrics (the records of
+// hyperat.Trainer.Run) as two PNG images, which hyperat-tune writes into the
+// workspace (workspace.LossPlotFile and AccuracyPlotFile):
 //
-//	loss.png      training loss per iteration, one colour per defense
-//	              sampled, with a running mean over all of them
-//	accuracy.png  validation clean and robust accuracy, the end of the eps
-//	              warm-up, chance level, and the validations that found the
-//	              run collapsed
+//	Loss      training loss per iteration, one colour per defense sampled,
+//	          with a running mean over all of them
+//	Accuracy  validation clean and robust accuracy, the end of the eps
+//	          warm-up, chance level, and the validations that found the run
+//	          collapsed
 //
 // The same metrics give the same bytes: nothing in a plot depends on the
 // time, the map order or the machine's state, and the rasterizer and the PNG
@@ -13,14 +14,11 @@
 package plots
 
 import (
-	"bufio"
 	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"image/color"
 	"math"
-	"os"
 	"path/filepath"
 	"sort"
 
@@ -30,14 +28,8 @@ import (
 	"gonum.org/v1/plot/vg/draw"
 	"gonum.org/v1/plot/vg/vgimg"
 
+	"github.com/hyperat/hyperat/fsx"
 	"github.com/hyperat/hyperat/hyperat"
-	"github.com/hyperat/hyperat/internal/atomicfile"
-)
-
-// The files Write makes, in the folder of the metrics.
-const (
-	LossFile     = "loss.png"
-	AccuracyFile = "accuracy.png"
 )
 
 // Size of both images in pixels.
@@ -73,16 +65,13 @@ var (
 	}
 )
 
-// Write reads the metrics at path and writes loss.png and accuracy.png into
-// the same folder, each atomically. It never panics: a failure of the drawing
-// code is returned as an error, the image it was drawing keeps its previous
-// content, and the other image is still written.
-func Write(path string, r Run) error {
-	recs, err := ReadMetrics(path)
-	if err != nil {
-		return err
-	}
-	put := func(name string, fn func([]hyperat.Record, Run) ([]byte, error)) (err error) {
+// Write draws the records as the loss plot at lossPath and the accuracy
+// plot at accuracyPath, each written atomically. It never panics: a failure
+// of the drawing code is returned as an error, the image it was drawing keeps
+// its previous content, and the other image is still written.
+func Write(recs []hyperat.Record, r Run, lossPath, accuracyPath string) error {
+	put := func(path string, fn func([]hyperat.Record, Run) ([]byte, error)) (err error) {
+		name := filepath.Base(path)
 		defer func() {
 			if p := recover(); p != nil {
 				err = fmt.Errorf("drawing %s: %v", name, p)
@@ -92,31 +81,9 @@ func Write(path string, r Run) error {
 		if err != nil {
 			return fmt.Errorf("drawing %s: %v", name, err)
 		}
-		return atomicfile.WriteFile(filepath.Join(filepath.Dir(path), name), b)
+		return fsx.WriteFile(path, b)
 	}
-	return errors.Join(put(LossFile, Loss), put(AccuracyFile, Accuracy))
-}
-
-// ReadMetrics reads metrics.jsonl; a line that does not parse (the torn last
-// line of a killed process) is skipped.
-func ReadMetrics(path string) ([]hyperat.Record, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	var recs []hyperat.Record
-	sc := bufio.NewScanner(bytes.NewReader(b))
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		var r hyperat.Record
-		if json.Unmarshal(sc.Bytes(), &r) == nil {
-			recs = append(recs, r)
-		}
-	}
-	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("%s: %v", path, err)
-	}
-	return recs, nil
+	return errors.Join(put(lossPath, Loss), put(accuracyPath, Accuracy))
 }
 
 // Loss draws the training loss. A step record's iteration counts from 0, so

@@ -2,7 +2,6 @@ package plots
 
 import (
 	"bytes"
-	"encoding/json"
 	"image"
 	"image/color"
 	"image/png"
@@ -38,20 +37,15 @@ func synthetic(collapse bool) []hyperat.Record {
 	return recs
 }
 
-func writeMetrics(t *testing.T, dir string, recs []hyperat.Record) string {
-	t.Helper()
-	var b bytes.Buffer
-	enc := json.NewEncoder(&b)
-	for _, r := range recs {
-		if err := enc.Encode(r); err != nil {
-			t.Fatal(err)
-		}
-	}
-	path := filepath.Join(dir, "metrics.jsonl")
-	if err := os.WriteFile(path, b.Bytes(), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return path
+// The images' names in the tests' folders.
+const (
+	lossFile     = "loss.png"
+	accuracyFile = "accuracy.png"
+)
+
+// write draws the records into dir.
+func write(dir string, recs []hyperat.Record, r Run) error {
+	return Write(recs, r, filepath.Join(dir, lossFile), filepath.Join(dir, accuracyFile))
 }
 
 var run300 = Run{Iters: 300, WarmupEnd: 90, Classes: 10, Robust: "robust (PGD-10)"}
@@ -107,12 +101,11 @@ func coloured(img image.Image, r image.Rectangle) int {
 
 func TestWrite(t *testing.T) {
 	dir := t.TempDir()
-	path := writeMetrics(t, dir, synthetic(false))
-	if err := Write(path, run300); err != nil {
+	if err := write(dir, synthetic(false), run300); err != nil {
 		t.Fatal(err)
 	}
-	loss := decode(t, filepath.Join(dir, LossFile))
-	acc := decode(t, filepath.Join(dir, AccuracyFile))
+	loss := decode(t, filepath.Join(dir, lossFile))
+	acc := decode(t, filepath.Join(dir, accuracyFile))
 	area := plotArea()
 	if n := coloured(loss, area); n < 2000 {
 		t.Errorf("loss.png: %d coloured pixels in the plot area", n)
@@ -137,17 +130,17 @@ func TestWrite(t *testing.T) {
 	}
 	// the count above tells data from an empty plot with its marks
 	empty := t.TempDir()
-	if err := Write(writeMetrics(t, empty, nil), run300); err != nil {
+	if err := write(empty, nil, run300); err != nil {
 		t.Fatal(err)
 	}
-	for _, f := range []string{LossFile, AccuracyFile} {
+	for _, f := range []string{lossFile, accuracyFile} {
 		if n := coloured(decode(t, filepath.Join(empty, f)), image.Rect(0, 0, Width, Height)); n != 0 {
 			t.Errorf("%s of no metrics: %d coloured pixels", f, n)
 		}
 	}
 	// no temporary files are left behind
 	ents, _ := os.ReadDir(dir)
-	if len(ents) != 3 {
+	if len(ents) != 2 {
 		var names []string
 		for _, e := range ents {
 			names = append(names, e.Name())
@@ -159,11 +152,10 @@ func TestWrite(t *testing.T) {
 // A collapse recorded in the metrics is marked on the accuracy plot.
 func TestCollapseMarked(t *testing.T) {
 	dir := t.TempDir()
-	path := writeMetrics(t, dir, synthetic(true))
-	if err := Write(path, run300); err != nil {
+	if err := write(dir, synthetic(true), run300); err != nil {
 		t.Fatal(err)
 	}
-	acc := decode(t, filepath.Join(dir, AccuracyFile))
+	acc := decode(t, filepath.Join(dir, accuracyFile))
 	if n := count(acc, plotArea(), collapseColor); n < 30 {
 		t.Errorf("accuracy.png: the collapse is marked by %d pixels in the plot area", n)
 	}
@@ -204,28 +196,12 @@ func TestEdgeCases(t *testing.T) {
 	}
 	for name, c := range cases {
 		dir := t.TempDir()
-		if err := Write(writeMetrics(t, dir, c.recs), c.run); err != nil {
+		if err := write(dir, c.recs, c.run); err != nil {
 			t.Errorf("%s: %v", name, err)
 			continue
 		}
-		decode(t, filepath.Join(dir, LossFile))
-		decode(t, filepath.Join(dir, AccuracyFile))
-	}
-}
-
-// A torn last line (a killed process) is skipped.
-func TestReadMetricsTornLine(t *testing.T) {
-	dir := t.TempDir()
-	path := writeMetrics(t, dir, synthetic(false)[:10])
-	f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.WriteString(`{"kind":"step","it":10,"los`)
-	f.Close()
-	recs, err := ReadMetrics(path)
-	if err != nil || len(recs) != 10 {
-		t.Fatalf("%d records, %v", len(recs), err)
+		decode(t, filepath.Join(dir, lossFile))
+		decode(t, filepath.Join(dir, accuracyFile))
 	}
 }
 
@@ -233,21 +209,20 @@ func TestReadMetricsTornLine(t *testing.T) {
 // written.
 func TestWriteFails(t *testing.T) {
 	dir := t.TempDir()
-	if err := Write(filepath.Join(dir, "missing", "metrics.jsonl"), run300); err == nil {
-		t.Error("no error for missing metrics")
+	if err := write(filepath.Join(dir, "missing"), synthetic(false), run300); err == nil {
+		t.Error("no error for a missing folder")
 	}
-	path := writeMetrics(t, dir, synthetic(false))
 	// loss.png cannot be replaced: a folder that is not empty has its name
-	if err := os.MkdirAll(filepath.Join(dir, LossFile, "x"), 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Join(dir, lossFile, "x"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := Write(path, run300); err == nil {
+	if err := write(dir, synthetic(false), run300); err == nil {
 		t.Error("no error when loss.png cannot be written")
 	}
-	decode(t, filepath.Join(dir, AccuracyFile))
+	decode(t, filepath.Join(dir, accuracyFile))
 	ents, _ := os.ReadDir(dir)
 	for _, e := range ents {
-		if e.Name() != "metrics.jsonl" && e.Name() != LossFile && e.Name() != AccuracyFile {
+		if e.Name() != lossFile && e.Name() != accuracyFile {
 			t.Errorf("%s left behind", e.Name())
 		}
 	}

@@ -1,4 +1,4 @@
-package export_test
+package app
 
 import (
 	"bytes"
@@ -14,43 +14,44 @@ import (
 	"github.com/hyperat/hyperat/graph"
 	"github.com/hyperat/hyperat/hyperat"
 	onnximport "github.com/hyperat/hyperat/import"
-	"github.com/hyperat/hyperat/internal/safetensors"
+	"github.com/hyperat/hyperat/internal/exporttest"
 	"github.com/hyperat/hyperat/internal/testutil"
 	"github.com/hyperat/hyperat/layers"
 	"github.com/hyperat/hyperat/onnx"
+	"github.com/hyperat/hyperat/safetensors"
 	"github.com/hyperat/hyperat/workspace"
 )
 
-// tunedWorkspace imports a model into a new workspace and writes a fake
+// newTunedWorkspace imports a model into a new workspace and writes a fake
 // tuning result into it.
-func tunedWorkspace(t *testing.T, modelPath string) (dir string, tu *tuning, m *onnximport.Model) {
+func newTunedWorkspace(t *testing.T, modelPath string) (dir string, tu *exporttest.Tuning, m *onnximport.Model) {
 	t.Helper()
 	dir = filepath.Join(t.TempDir(), "ws")
-	ws, m := newWorkspace(t, modelPath, dir)
-	return dir, fakeTuning(t, dir, ws, m, 7), m
+	ws, m := exporttest.NewWorkspace(t, modelPath, dir)
+	return dir, exporttest.FakeTuning(t, dir, ws, m, 7), m
 }
 
-func TestFromWorkspaceMerged(t *testing.T) {
-	for _, name := range []string{tvModel, hfModel} {
+func TestExportMerged(t *testing.T) {
+	for _, name := range []string{exporttest.TVModel, exporttest.HFModel} {
 		t.Run(name, func(t *testing.T) {
-			dir, tu, m := tunedWorkspace(t, fixture(name))
-			before := snapshot(t, dir)
+			dir, tu, m := newTunedWorkspace(t, exporttest.Fixture(name))
+			before := exporttest.Snapshot(t, dir)
 			out := filepath.Join(t.TempDir(), "robust.onnx")
-			s, err := export.FromWorkspace(export.Request{Workspace: dir, Out: out})
+			s, err := exportWorkspace(exportRequest{Workspace: dir, Out: out})
 			if err != nil {
 				t.Fatal(err)
 			}
-			sameFiles(t, before, snapshot(t, dir))
-			if s.Mode != "merged" || s.Model.Replaced != len(tu.weights) || s.Model.MaxDiff != 0 {
+			exporttest.SameFiles(t, before, exporttest.Snapshot(t, dir))
+			if s.Mode != "merged" || s.Model.Replaced != len(tu.Weights) || s.Model.MaxDiff != 0 {
 				t.Errorf("summary %+v, report %+v", s, s.Model)
 			}
-			src, _ := decode(t, fixture(name))
-			got, _ := decode(t, out)
-			compareModels(t, src, got, tu.weights)
-			c := loadClassifier(t, out)
-			x := pixels(c, 4, 1)
-			want := logits(t, reference(t, m, tu.weights), x)
-			if d := testutil.MaxAbsDiff(ortLogits(t, out, x).F, want.F); d > 1e-4 {
+			src, _ := exporttest.Decode(t, exporttest.Fixture(name))
+			got, _ := exporttest.Decode(t, out)
+			exporttest.CompareModels(t, src, got, tu.Weights)
+			c := exporttest.LoadClassifier(t, out)
+			x := exporttest.Pixels(c, 4, 1)
+			want := exporttest.Logits(t, exporttest.Reference(t, m, tu.Weights), x)
+			if d := testutil.MaxAbsDiff(exporttest.ORTLogits(t, out, x).F, want.F); d > 1e-4 {
 				t.Errorf("onnxruntime on the export differs from the tuned model by %g", d)
 			}
 		})
@@ -59,54 +60,54 @@ func TestFromWorkspaceMerged(t *testing.T) {
 
 // The export never writes the input model, the workspace's files, and a
 // workspace whose result was made for another model is refused.
-func TestFromWorkspaceRefusals(t *testing.T) {
+func TestExportRefusals(t *testing.T) {
 	srcDir := t.TempDir()
 	srcPath := filepath.Join(srcDir, "vit.onnx")
-	_, data := decode(t, fixture(tvModel))
-	writeFile(t, srcPath, data)
+	_, data := exporttest.Decode(t, exporttest.Fixture(exporttest.TVModel))
+	exporttest.WriteFile(t, srcPath, data)
 	dir := filepath.Join(srcDir, "ws")
-	ws, m := newWorkspace(t, srcPath, dir)
-	fakeTuning(t, dir, ws, m, 8)
-	before := snapshot(t, srcDir)
+	ws, m := exporttest.NewWorkspace(t, srcPath, dir)
+	exporttest.FakeTuning(t, dir, ws, m, 8)
+	before := exporttest.Snapshot(t, srcDir)
 	for _, c := range []struct{ out, want string }{
 		{srcPath, "the source model"},
 		{workspace.ModelPath(dir), "the workspace's copy"},
 		{filepath.Join(dir, workspace.ManifestFile), "workspace"},
-		{filepath.Join(dir, hyperat.ResultDir, hyperat.WeightsFile), "tuning result"},
+		{filepath.Join(workspace.TunedDir(dir), workspace.WeightsFile), "tuning result"},
 	} {
-		_, err := export.FromWorkspace(export.Request{Workspace: dir, Out: c.out})
+		_, err := exportWorkspace(exportRequest{Workspace: dir, Out: c.out})
 		if err == nil || !strings.Contains(err.Error(), c.want) || !strings.Contains(err.Error(), "refusing") {
 			t.Errorf("%s: %v", c.out, err)
 		}
 	}
-	sameFiles(t, before, snapshot(t, srcDir))
+	exporttest.SameFiles(t, before, exporttest.Snapshot(t, srcDir))
 
 	// a tuning result of another model
 	var res map[string]any
-	rp := filepath.Join(dir, hyperat.ResultDir, hyperat.ResultFile)
+	rp := filepath.Join(workspace.TunedDir(dir), workspace.ResultFile)
 	b, _ := os.ReadFile(rp)
 	json.Unmarshal(b, &res)
 	res["model_sha256"] = strings.Repeat("ab", 32)
 	b, _ = json.Marshal(res)
-	writeFile(t, rp, b)
-	_, err := export.FromWorkspace(export.Request{Workspace: dir, Out: filepath.Join(srcDir, "robust.onnx")})
+	exporttest.WriteFile(t, rp, b)
+	_, err := exportWorkspace(exportRequest{Workspace: dir, Out: filepath.Join(srcDir, "robust.onnx")})
 	if err == nil || !strings.Contains(err.Error(), "another model") {
 		t.Errorf("a result of another model: %v", err)
 	}
 	// a changed model copy
-	writeFile(t, workspace.ModelPath(dir), append(data[:len(data):len(data)], 0))
-	_, err = export.FromWorkspace(export.Request{Workspace: dir, Out: filepath.Join(srcDir, "robust.onnx")})
+	exporttest.WriteFile(t, workspace.ModelPath(dir), append(data[:len(data):len(data)], 0))
+	_, err = exportWorkspace(exportRequest{Workspace: dir, Out: filepath.Join(srcDir, "robust.onnx")})
 	if err == nil || !strings.Contains(err.Error(), "changed") {
 		t.Errorf("a changed model copy: %v", err)
 	}
 	// no workspace, no tuning
-	_, err = export.FromWorkspace(export.Request{Workspace: filepath.Join(srcDir, "nope"), Out: filepath.Join(srcDir, "robust.onnx")})
+	_, err = exportWorkspace(exportRequest{Workspace: filepath.Join(srcDir, "nope"), Out: filepath.Join(srcDir, "robust.onnx")})
 	if err == nil || !strings.Contains(err.Error(), "hyperat-import") {
 		t.Errorf("no workspace: %v", err)
 	}
 	dir2 := filepath.Join(t.TempDir(), "ws")
-	newWorkspace(t, srcPath, dir2)
-	_, err = export.FromWorkspace(export.Request{Workspace: dir2, Out: filepath.Join(srcDir, "robust.onnx")})
+	exporttest.NewWorkspace(t, srcPath, dir2)
+	_, err = exportWorkspace(exportRequest{Workspace: dir2, Out: filepath.Join(srcDir, "robust.onnx")})
 	if err == nil || !strings.Contains(err.Error(), "hyperat-tune") {
 		t.Errorf("no tuning: %v", err)
 	}
@@ -117,19 +118,19 @@ func TestFromWorkspaceRefusals(t *testing.T) {
 
 // The adapters have PEFT's keys and config, and their products reproduce the
 // tuned weights: W0 + sum over defenses of lambda·(alpha/r)·B·A.
-func TestAdapters(t *testing.T) {
-	for _, name := range []string{tvModel, hfModel} {
+func TestExportAdapters(t *testing.T) {
+	for _, name := range []string{exporttest.TVModel, exporttest.HFModel} {
 		t.Run(name, func(t *testing.T) {
-			dir, tu, m := tunedWorkspace(t, fixture(name))
+			dir, tu, m := newTunedWorkspace(t, exporttest.Fixture(name))
 			ad := filepath.Join(t.TempDir(), "adapters")
-			s, err := export.FromWorkspace(export.Request{Workspace: dir, Out: filepath.Join(t.TempDir(), "robust.onnx"), Adapters: ad})
+			s, err := exportWorkspace(exportRequest{Workspace: dir, Out: filepath.Join(t.TempDir(), "robust.onnx"), Adapters: ad})
 			if err != nil {
 				t.Fatal(err)
 			}
 			if len(s.Adapters) != 2*3+1 {
 				t.Errorf("adapter files %v", s.Adapters)
 			}
-			cfg := tu.res.Config
+			cfg := tu.Res.Config
 			merged := map[layers.WeightKey]*graph.Tensor{}
 			for di, d := range cfg.Defenses {
 				ts, _, err := safetensors.ReadFile(filepath.Join(ad, d, export.AdapterWeightsFile))
@@ -137,7 +138,7 @@ func TestAdapters(t *testing.T) {
 					t.Fatal(err)
 				}
 				var want []string
-				for _, tg := range tu.res.Targets {
+				for _, tg := range tu.Res.Targets {
 					want = append(want, "base_model.model."+tg.Name+".lora_A.weight", "base_model.model."+tg.Name+".lora_B.weight")
 				}
 				var keys []string
@@ -149,7 +150,7 @@ func TestAdapters(t *testing.T) {
 				if !slices.Equal(keys, want) {
 					t.Fatalf("%s: keys %v, want %v", d, keys, want)
 				}
-				for _, tg := range tu.res.Targets {
+				for _, tg := range tu.Res.Targets {
 					a, b := ts["base_model.model."+tg.Name+".lora_A.weight"], ts["base_model.model."+tg.Name+".lora_B.weight"]
 					if !slices.Equal(a.Shape, []int{cfg.Rank, tg.In}) || !slices.Equal(b.Shape, []int{tg.Out, cfg.Rank}) {
 						t.Fatalf("%s %s: A %v, B %v", d, tg.Name, a.Shape, b.Shape)
@@ -159,7 +160,7 @@ func TestAdapters(t *testing.T) {
 						w = m.Graph.ParamByName(tg.Key.Init).Const.Clone()
 						merged[tg.Key] = w
 					}
-					addDelta(w, tg, a, b, float32(tu.res.Lambda[di])*float32(cfg.Alpha)/float32(cfg.Rank))
+					exporttest.AddDelta(w, tg, a, b, float32(tu.Res.Lambda[di])*float32(cfg.Alpha)/float32(cfg.Rank))
 				}
 				var conf map[string]any
 				b, err := os.ReadFile(filepath.Join(ad, d, export.AdapterConfigFile))
@@ -170,7 +171,7 @@ func TestAdapters(t *testing.T) {
 					t.Fatal(err)
 				}
 				var lasts []any
-				for _, tg := range tu.res.Targets {
+				for _, tg := range tu.Res.Targets {
 					last := tg.Name[strings.LastIndex(tg.Name, ".")+1:]
 					if !slices.Contains(lasts, any(last)) {
 						lasts = append(lasts, last)
@@ -188,18 +189,18 @@ func TestAdapters(t *testing.T) {
 				}
 			}
 			for wn, w := range merged {
-				if d := testutil.MaxAbsDiff(w.F, tu.weights[wn].F); d > 1e-5 {
+				if d := testutil.MaxAbsDiff(w.F, tu.Weights[wn].F); d > 1e-5 {
 					t.Errorf("%s: the adapters' merge differs from the tuned weights by %g", wn, d)
 				}
 			}
-			head, _, err := safetensors.ReadFile(filepath.Join(ad, export.HeadFile))
+			head, _, err := safetensors.ReadFile(filepath.Join(ad, headFile))
 			if err != nil {
 				t.Fatal(err)
 			}
-			hw, hb := head[tu.head.Name+".weight"], head[tu.head.Name+".bias"]
-			if hw == nil || hb == nil || len(head) != 2 || !slices.Equal(hw.Shape, []int{tu.head.Out, tu.head.In}) ||
-				testutil.MaxAbsDiff(hw.F, tu.weights[tu.head.Key].F) != 0 ||
-				testutil.MaxAbsDiff(hb.F, tu.weights[layers.WeightKey{Init: tu.head.Bias.Name}].F) != 0 {
+			hw, hb := head[tu.Head.Name+".weight"], head[tu.Head.Name+".bias"]
+			if hw == nil || hb == nil || len(head) != 2 || !slices.Equal(hw.Shape, []int{tu.Head.Out, tu.Head.In}) ||
+				testutil.MaxAbsDiff(hw.F, tu.Weights[tu.Head.Key].F) != 0 ||
+				testutil.MaxAbsDiff(hb.F, tu.Weights[layers.WeightKey{Init: tu.Head.Bias.Name}].F) != 0 {
 				t.Errorf("head file %v", head)
 			}
 		})
@@ -210,15 +211,15 @@ func TestAdapters(t *testing.T) {
 // one defense, the source with that defense's LoRA merged. Its original
 // nodes are unchanged but for the renamed outputs of the adapted MatMuls and
 // Gemms; every name is unique, the order topological; onnxruntime agrees.
-func TestUnmerged(t *testing.T) {
-	for _, name := range []string{tvModel, hfModel} {
+func TestExportUnmerged(t *testing.T) {
+	for _, name := range []string{exporttest.TVModel, exporttest.HFModel} {
 		t.Run(name, func(t *testing.T) {
-			dir, tu, m := tunedWorkspace(t, fixture(name))
-			src, _ := decode(t, fixture(name))
-			tuned := reference(t, m, tu.weights)
+			dir, tu, m := newTunedWorkspace(t, exporttest.Fixture(name))
+			src, _ := exporttest.Decode(t, exporttest.Fixture(name))
+			tuned := exporttest.Reference(t, m, tu.Weights)
 			for _, defense := range []string{"", "trades"} {
 				out := filepath.Join(t.TempDir(), "lora.onnx")
-				s, err := export.FromWorkspace(export.Request{Workspace: dir, Out: out, Unmerged: true, Defense: defense})
+				s, err := exportWorkspace(exportRequest{Workspace: dir, Out: out, Unmerged: true, Defense: defense})
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -226,31 +227,31 @@ func TestUnmerged(t *testing.T) {
 				nBranches := 3
 				if defense != "" {
 					nBranches = 1
-					hb := layers.WeightKey{Init: tu.head.Bias.Name}
-					w := map[layers.WeightKey]*graph.Tensor{tu.head.Key: tu.weights[tu.head.Key], hb: tu.weights[hb]}
-					for _, tg := range tu.res.Targets {
+					hb := layers.WeightKey{Init: tu.Head.Bias.Name}
+					w := map[layers.WeightKey]*graph.Tensor{tu.Head.Key: tu.Weights[tu.Head.Key], hb: tu.Weights[hb]}
+					for _, tg := range tu.Res.Targets {
 						wt := w[tg.Key]
 						if wt == nil {
 							wt = m.Graph.ParamByName(tg.Key.Init).Const.Clone()
 							w[tg.Key] = wt
 						}
-						addDelta(wt, tg, tu.lora[defense+"/"+tg.Name+".lora_A.weight"], tu.lora[defense+"/"+tg.Name+".lora_B.weight"], float32(tu.res.Scale))
+						exporttest.AddDelta(wt, tg, tu.LoRA[defense+"/"+tg.Name+".lora_A.weight"], tu.LoRA[defense+"/"+tg.Name+".lora_B.weight"], float32(tu.Res.Scale))
 					}
-					want = reference(t, m, w)
+					want = exporttest.Reference(t, m, w)
 				}
-				if s.Model.Replaced != 2 || s.Model.AddedInits != 3*len(tu.res.Targets) || s.Model.MaxDiff > 1e-4 {
+				if s.Model.Replaced != 2 || s.Model.AddedInits != 3*len(tu.Res.Targets) || s.Model.MaxDiff > 1e-4 {
 					t.Errorf("%q: report %+v", defense, s.Model)
 				}
-				got, _ := decode(t, out)
+				got, _ := exporttest.Decode(t, out)
 				checkUnmergedGraph(t, src, got, tu, nBranches, defense)
-				c := loadClassifier(t, out)
+				c := exporttest.LoadClassifier(t, out)
 				for _, b := range []int{1, 3} {
-					x := pixels(c, b, uint64(10+b))
-					ours := logits(t, c, x)
-					if d := testutil.MaxAbsDiff(ours.F, logits(t, want, x).F); d > 1e-4 {
+					x := exporttest.Pixels(c, b, uint64(10+b))
+					ours := exporttest.Logits(t, c, x)
+					if d := testutil.MaxAbsDiff(ours.F, exporttest.Logits(t, want, x).F); d > 1e-4 {
 						t.Errorf("%q batch %d: the unmerged model differs from the merged one by %g", defense, b, d)
 					}
-					if d := testutil.MaxAbsDiff(ortLogits(t, out, x).F, ours.F); d > 1e-4 {
+					if d := testutil.MaxAbsDiff(exporttest.ORTLogits(t, out, x).F, ours.F); d > 1e-4 {
 						t.Errorf("%q batch %d: onnxruntime differs from us by %g", defense, b, d)
 					}
 				}
@@ -259,12 +260,12 @@ func TestUnmerged(t *testing.T) {
 	}
 }
 
-func checkUnmergedGraph(t *testing.T, src, got *onnx.ModelProto, tu *tuning, ranks int, defense string) {
+func checkUnmergedGraph(t *testing.T, src, got *onnx.ModelProto, tu *exporttest.Tuning, ranks int, defense string) {
 	t.Helper()
 	// the original nodes, in order, unchanged but for the adapted nodes' outputs
 	adapted := map[string]bool{}
 	weights := map[string]bool{}
-	for _, tg := range tu.res.Targets {
+	for _, tg := range tu.Res.Targets {
 		weights[tg.Key.Init] = true
 	}
 	j := 0
@@ -276,7 +277,7 @@ func checkUnmergedGraph(t *testing.T, src, got *onnx.ModelProto, tu *tuning, ran
 			t.Fatalf("node %s is missing or out of order", n.GetName())
 		}
 		g := got.Graph.Node[j]
-		if !bytes.Equal(encodeMsg(t, n), encodeMsg(t, g)) {
+		if !bytes.Equal(exporttest.Encode(t, n), exporttest.Encode(t, g)) {
 			if g.Output[0] == n.Output[0] || !slices.Equal(g.Output[1:], n.Output[1:]) || !slices.Equal(g.Input, n.Input) ||
 				n.GetOpType() != "MatMul" && n.GetOpType() != "Gemm" {
 				t.Errorf("node %s changed beyond its output's name", n.GetName())
@@ -284,8 +285,8 @@ func checkUnmergedGraph(t *testing.T, src, got *onnx.ModelProto, tu *tuning, ran
 			adapted[n.GetName()] = true
 		}
 	}
-	if len(adapted) != len(tu.res.Targets) {
-		t.Errorf("%d nodes adapted, want %d", len(adapted), len(tu.res.Targets))
+	if len(adapted) != len(tu.Res.Targets) {
+		t.Errorf("%d nodes adapted, want %d", len(adapted), len(tu.Res.Targets))
 	}
 	// unique names, topological order
 	defined := map[string]bool{"": true}
@@ -321,13 +322,13 @@ func checkUnmergedGraph(t *testing.T, src, got *onnx.ModelProto, tu *tuning, ran
 	for _, tp := range got.Graph.Initializer {
 		inits[tp.GetName()] = tp
 	}
-	r := tu.res.Config.Rank * ranks
-	for _, tg := range tu.res.Targets {
+	r := tu.Res.Config.Rank * ranks
+	for _, tg := range tu.Res.Targets {
 		a, b := inits[tg.Name+".lora_A.weight"], inits[tg.Name+".lora_B.weight"]
 		if a == nil || b == nil || !slices.Equal(a.Dims, []int64{int64(r), int64(tg.In)}) || !slices.Equal(b.Dims, []int64{int64(tg.Out), int64(r)}) {
 			t.Fatalf("%s: LoRA initializers %v %v", tg.Name, a.GetDims(), b.GetDims())
 		}
-		if defense != "" && testutil.MaxAbsDiff(floats(a.RawData), tu.lora[defense+"/"+tg.Name+".lora_A.weight"].F) != 0 {
+		if defense != "" && testutil.MaxAbsDiff(exporttest.Floats(a.RawData), tu.LoRA[defense+"/"+tg.Name+".lora_A.weight"].F) != 0 {
 			t.Errorf("%s: A is not the defense's", tg.Name)
 		}
 	}
@@ -335,35 +336,35 @@ func checkUnmergedGraph(t *testing.T, src, got *onnx.ModelProto, tu *tuning, ran
 
 // Two layers on one initializer: the unmerged export adds both LoRAs at both
 // readers, as the merged weight holds both deltas.
-func TestUnmergedShared(t *testing.T) {
+func TestExportUnmergedShared(t *testing.T) {
 	srcDir := t.TempDir()
-	path, _ := sharedModel(t, srcDir)
+	path, _ := exporttest.SharedModel(t, srcDir)
 	dir := filepath.Join(srcDir, "ws")
-	ws, m := newWorkspace(t, path, dir)
-	tu := fakeTuning(t, dir, ws, m, 9)
+	ws, m := exporttest.NewWorkspace(t, path, dir)
+	tu := exporttest.FakeTuning(t, dir, ws, m, 9)
 	out := filepath.Join(t.TempDir(), "lora.onnx")
-	s, err := export.FromWorkspace(export.Request{Workspace: dir, Out: out, Unmerged: true})
+	s, err := exportWorkspace(exportRequest{Workspace: dir, Out: out, Unmerged: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s.Model.AddedInits != 3*(len(tu.res.Targets)-1) {
-		t.Errorf("%d initializers added for %d layers on %d weights", s.Model.AddedInits, len(tu.res.Targets), len(tu.res.Targets)-1)
+	if s.Model.AddedInits != 3*(len(tu.Res.Targets)-1) {
+		t.Errorf("%d initializers added for %d layers on %d weights", s.Model.AddedInits, len(tu.Res.Targets), len(tu.Res.Targets)-1)
 	}
-	c := loadClassifier(t, out)
-	x := pixels(c, 3, 3)
-	want := logits(t, reference(t, m, tu.weights), x)
-	if d := testutil.MaxAbsDiff(logits(t, c, x).F, want.F); d > 1e-4 {
+	c := exporttest.LoadClassifier(t, out)
+	x := exporttest.Pixels(c, 3, 3)
+	want := exporttest.Logits(t, exporttest.Reference(t, m, tu.Weights), x)
+	if d := testutil.MaxAbsDiff(exporttest.Logits(t, c, x).F, want.F); d > 1e-4 {
 		t.Errorf("the unmerged model differs from the merged one by %g", d)
 	}
-	if d := testutil.MaxAbsDiff(ortLogits(t, out, x).F, want.F); d > 1e-4 {
+	if d := testutil.MaxAbsDiff(exporttest.ORTLogits(t, out, x).F, want.F); d > 1e-4 {
 		t.Errorf("onnxruntime differs from the merged model by %g", d)
 	}
 }
 
 // A real (tiny) tuning run's result exports: merged, unmerged, adapters.
-func TestTrainerResult(t *testing.T) {
+func TestExportTrainerResult(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "ws")
-	ws, m := newWorkspace(t, fixture(hfModel), dir)
+	ws, m := exporttest.NewWorkspace(t, exporttest.Fixture(exporttest.HFModel), dir)
 	cfg := hyperat.DefaultConfig()
 	cfg.Iters, cfg.Batch, cfg.Steps, cfg.Rank, cfg.Alpha, cfg.EmbedDim, cfg.Hidden, cfg.Seed = 2, 4, 1, 2, 4, 8, 16, 3
 	data := synth{}
@@ -380,27 +381,31 @@ func TestTrainerResult(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := tr.WriteResult(dir, hyperat.Result{ModelSHA256: ws.Source.SHA256, Lambda: []float64{0.2, 0.3, 0.5}}); err != nil {
-		t.Fatal(err)
-	}
-	_, weights, err := hyperat.ReadResult(dir)
+	res, err := tr.Tuned(hyperat.Result{ModelSHA256: ws.Source.SHA256, Lambda: []float64{0.2, 0.3, 0.5}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	tuned := reference(t, m, weights)
+	if err := workspace.WriteResult(dir, res); err != nil {
+		t.Fatal(err)
+	}
+	_, weights, err := workspace.ReadResult(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tuned := exporttest.Reference(t, m, weights)
 	outDir := t.TempDir()
-	for _, r := range []export.Request{
+	for _, r := range []exportRequest{
 		{Out: filepath.Join(outDir, "robust.onnx"), Adapters: filepath.Join(outDir, "adapters")},
 		{Out: filepath.Join(outDir, "lora.onnx"), Unmerged: true},
 	} {
 		r.Workspace = dir
-		s, err := export.FromWorkspace(r)
+		s, err := exportWorkspace(r)
 		if err != nil {
 			t.Fatal(err)
 		}
-		c := loadClassifier(t, r.Out)
-		x := pixels(c, 2, 4)
-		if d := testutil.MaxAbsDiff(logits(t, c, x).F, logits(t, tuned, x).F); d > 1e-4 {
+		c := exporttest.LoadClassifier(t, r.Out)
+		x := exporttest.Pixels(c, 2, 4)
+		if d := testutil.MaxAbsDiff(exporttest.Logits(t, c, x).F, exporttest.Logits(t, tuned, x).F); d > 1e-4 {
 			t.Errorf("%s differs from the tuned model by %g", r.Out, d)
 		}
 		if r.Adapters != "" && len(s.Adapters) != 7 {

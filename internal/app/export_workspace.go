@@ -1,4 +1,7 @@
-package export
+// The export of a workspace's tuning result: hyperat-export reads and checks
+// the workspace, then package export writes the model.
+
+package app
 
 import (
 	"errors"
@@ -12,18 +15,20 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/hyperat/hyperat/export"
+	"github.com/hyperat/hyperat/fsx"
 	"github.com/hyperat/hyperat/graph"
 	"github.com/hyperat/hyperat/hyperat"
 	onnximport "github.com/hyperat/hyperat/import"
-	"github.com/hyperat/hyperat/internal/safetensors"
 	"github.com/hyperat/hyperat/layers"
 	"github.com/hyperat/hyperat/lora"
 	"github.com/hyperat/hyperat/onnx"
+	"github.com/hyperat/hyperat/safetensors"
 	"github.com/hyperat/hyperat/workspace"
 )
 
-// Request is one export of a workspace's tuning result.
-type Request struct {
+// exportRequest is one export of a workspace's tuning result.
+type exportRequest struct {
 	Workspace string // the workspace folder
 	Out       string // the ONNX file to write
 	// Adapters, when set, is a folder that receives each defense's LoRA in
@@ -41,9 +46,9 @@ type Request struct {
 	Seed  uint64
 }
 
-// Summary is what FromWorkspace wrote.
-type Summary struct {
-	Model *Report
+// exportSummary is what exportWorkspace wrote.
+type exportSummary struct {
+	Model *export.Report
 	Mode  string // "merged", "unmerged, the LoRA of pgdat", ...
 	// Reference names the model the written file was checked against.
 	Reference string
@@ -52,17 +57,17 @@ type Summary struct {
 	Defenses  []string
 }
 
-// HeadFile holds the trained classifier head beside the adapters, under
+// headFile holds the trained classifier head beside the adapters, under
 // PyTorch's parameter names (<head>.weight [out, in], <head>.bias).
-const HeadFile = "head.safetensors"
+const headFile = "head.safetensors"
 
-// FromWorkspace exports a workspace's tuning result: the workspace's copy of
+// exportWorkspace exports a workspace's tuning result: the workspace's copy of
 // the source model with the tuned weights (or, with Unmerged, the LoRAs as
 // nodes), checked against the tuned model in memory, then the adapters when
 // asked for. Every input is read and checked before anything is written; the
 // source model, the workspace's files and the source's data files are never
 // written.
-func FromWorkspace(r Request) (*Summary, error) {
+func exportWorkspace(r exportRequest) (*exportSummary, error) {
 	tw, err := readTuned(r)
 	if err != nil {
 		return nil, err
@@ -71,17 +76,17 @@ func FromWorkspace(r Request) (*Summary, error) {
 	if err != nil {
 		return nil, fmt.Errorf("the tuned model: %v", err)
 	}
-	s := &Summary{Mode: "merged", Reference: "the tuned model", Method: tw.res.Config.Method, Defenses: defenseNames(tw.res)}
+	s := &exportSummary{Mode: "merged", Reference: "the tuned model", Method: tw.res.Config.Method, Defenses: defenseNames(tw.res)}
 	if r.Adapters != "" || r.Unmerged {
 		if err := tw.readFactors(); err != nil {
 			return nil, err
 		}
 	}
-	o := Options{Protect: tw.protect, Reference: tuned, Seed: r.Seed}
+	o := export.Options{Protect: tw.protect, Reference: tuned, Seed: r.Seed, Imported: tw.m}
 	if r.Unmerged {
 		err = tw.exportUnmerged(r, o, s)
 	} else {
-		s.Model, err = Merged(tw.src, tw.dir, tw.weights, r.Out, o)
+		s.Model, err = export.Merged(tw.src, tw.dir, tw.weights, r.Out, o)
 	}
 	if err != nil {
 		return nil, err
@@ -101,7 +106,7 @@ type tunedWorkspace struct {
 	res     *hyperat.Result
 	weights map[layers.WeightKey]*graph.Tensor
 	factors map[string]*graph.Tensor // adapters.safetensors, when read
-	protect []Protected
+	protect []export.Protected
 	src     *onnx.ModelProto
 	m       *onnximport.Model
 }
@@ -110,7 +115,7 @@ type tunedWorkspace struct {
 // a result that did not collapse (unless forced) with finite weights, made
 // for the workspace's model, whose copy is unchanged; output paths that are
 // not protected.
-func readTuned(r Request) (*tunedWorkspace, error) {
+func readTuned(r exportRequest) (*tunedWorkspace, error) {
 	if r.Defense != "" && !r.Unmerged {
 		return nil, errors.New("a defense is chosen only for an unmerged export")
 	}
@@ -119,18 +124,18 @@ func readTuned(r Request) (*tunedWorkspace, error) {
 		if err == nil || errors.Is(err, fs.ErrNotExist) {
 			return nil, fmt.Errorf("workspace %s does not exist; make one with hyperat-import", dir)
 		}
-		return nil, fmt.Errorf("workspace %s: %v", dir, bare(err))
+		return nil, fmt.Errorf("workspace %s: %v", dir, fsx.Bare(err))
 	}
 	tw := &tunedWorkspace{dir: dir}
 	var err error
 	if tw.ws, err = workspace.Read(dir); err != nil {
 		return nil, err
 	}
-	if tw.res, tw.weights, err = hyperat.ReadResult(dir); err != nil {
+	if tw.res, tw.weights, err = workspace.ReadResult(dir); err != nil {
 		return nil, err
 	}
 	tw.protect = protected(dir, tw.ws)
-	if err := checkOutput(r.Out, tw.protect); err != nil {
+	if err := export.CheckOutput(r.Out, tw.protect); err != nil {
 		return nil, err
 	}
 	if r.Adapters != "" {
@@ -140,12 +145,12 @@ func readTuned(r Request) (*tunedWorkspace, error) {
 	}
 	if tw.res.Collapsed && !r.Force {
 		return nil, fmt.Errorf("the tuning result in %s collapsed (validation clean accuracy near chance), so the model is useless; tune again, or export it anyway with --force",
-			filepath.Join(dir, hyperat.ResultDir))
+			workspace.TunedDir(dir))
 	}
 	for _, name := range slices.SortedFunc(maps.Keys(tw.weights), layers.WeightKey.Compare) {
 		if !lora.Finite(tw.weights[name].F) {
 			return nil, fmt.Errorf("%s: weight %q holds NaN or infinite values (the tuning diverged); run hyperat-tune again",
-				filepath.Join(dir, hyperat.ResultDir, hyperat.WeightsFile), name)
+				filepath.Join(workspace.TunedDir(dir), workspace.WeightsFile), name)
 		}
 	}
 	return tw, tw.readModel()
@@ -157,14 +162,14 @@ func (tw *tunedWorkspace) readModel() error {
 	modelPath := workspace.ModelPath(tw.dir)
 	data, err := os.ReadFile(modelPath)
 	if err != nil {
-		return fmt.Errorf("%s: %v", modelPath, bare(err))
+		return fmt.Errorf("%s: %v", modelPath, fsx.Bare(err))
 	}
 	if workspace.Sum(data) != tw.ws.Source.SHA256 {
 		return fmt.Errorf("%s changed after hyperat-import made the workspace; import the model again", modelPath)
 	}
 	if sha := tw.res.ModelSHA256; sha != "" && sha != tw.ws.Source.SHA256 {
 		return fmt.Errorf("the tuning result in %s was made for another model (sha256 %.12s, the workspace's is %.12s); run hyperat-tune again",
-			filepath.Join(tw.dir, hyperat.ResultDir), sha, tw.ws.Source.SHA256)
+			workspace.TunedDir(tw.dir), sha, tw.ws.Source.SHA256)
 	}
 	if tw.src, err = onnximport.Decode(data); err != nil {
 		return fmt.Errorf("%s: %v", modelPath, err)
@@ -181,13 +186,8 @@ func (tw *tunedWorkspace) readFactors() error {
 	if len(tw.res.Targets) == 0 {
 		return fmt.Errorf("the tuning (method %s) trained no LoRA, so there are no adapters to export; export the merged model", tw.res.Config.Method)
 	}
-	path := filepath.Join(tw.dir, hyperat.ResultDir, hyperat.AdaptersFile)
 	var err error
-	if tw.factors, _, err = safetensors.ReadFile(path); err != nil {
-		var pe *fs.PathError
-		if errors.As(err, &pe) {
-			return fmt.Errorf("%s: %v", path, pe.Err)
-		}
+	if tw.factors, err = workspace.ReadAdapters(tw.dir); err != nil {
 		return err
 	}
 	return checkAdapters(tw.res, tw.m.Graph, tw.weights, tw.factors)
@@ -195,7 +195,7 @@ func (tw *tunedWorkspace) readFactors() error {
 
 // exportUnmerged writes the source with the LoRAs of r (the merge, or one
 // defense's) as nodes and the other tuned weights replaced.
-func (tw *tunedWorkspace) exportUnmerged(r Request, o Options, s *Summary) error {
+func (tw *tunedWorkspace) exportUnmerged(r exportRequest, o export.Options, s *exportSummary) error {
 	branches, mode, err := unmergedBranches(tw.res, tw.factors, r.Defense)
 	if err != nil {
 		return err
@@ -207,7 +207,7 @@ func (tw *tunedWorkspace) exportUnmerged(r Request, o Options, s *Summary) error
 	}
 	if r.Defense != "" {
 		// the reference is the source with this defense's LoRA merged
-		w, err := MergeBranches(tw.m.Graph, rest, branches)
+		w, err := export.MergeBranches(tw.m.Graph, rest, branches)
 		if err != nil {
 			return err
 		}
@@ -216,24 +216,24 @@ func (tw *tunedWorkspace) exportUnmerged(r Request, o Options, s *Summary) error
 		}
 		s.Reference = "the source model with this LoRA merged (and the tuned head)"
 	}
-	s.Model, err = unmerged(tw.src, tw.dir, tw.m, rest, branches, r.Out, o)
+	s.Model, err = export.Unmerged(tw.src, tw.dir, rest, branches, r.Out, o)
 	return err
 }
 
 // protected lists the files an export of the workspace in dir never writes.
-func protected(dir string, ws *workspace.Workspace) []Protected {
-	p := []Protected{
-		{ws.Source.Abs, "the source model"},
-		{workspace.ModelPath(dir), "the workspace's copy of the source model"},
-		{filepath.Join(dir, workspace.ManifestFile), "the workspace's description"},
+func protected(dir string, ws *workspace.Workspace) []export.Protected {
+	p := []export.Protected{
+		{Path: ws.Source.Abs, What: "the source model"},
+		{Path: workspace.ModelPath(dir), What: "the workspace's copy of the source model"},
+		{Path: filepath.Join(dir, workspace.ManifestFile), What: "the workspace's description"},
 	}
-	for _, f := range []string{hyperat.WeightsFile, hyperat.AdaptersFile, hyperat.ResultFile} {
-		p = append(p, Protected{filepath.Join(dir, hyperat.ResultDir, f), "part of the tuning result"})
+	for _, f := range []string{workspace.WeightsFile, workspace.AdaptersFile, workspace.ResultFile} {
+		p = append(p, export.Protected{Path: filepath.Join(workspace.TunedDir(dir), f), What: "part of the tuning result"})
 	}
 	for _, loc := range ws.ExternalData {
-		if rel, err := localPath(loc); err == nil {
-			p = append(p, Protected{filepath.Join(dir, rel), "an external data file of the workspace's model"})
-			p = append(p, Protected{filepath.Join(filepath.Dir(ws.Source.Abs), rel), "an external data file of the source model"})
+		if rel, err := export.LocalPath(loc); err == nil {
+			p = append(p, export.Protected{Path: filepath.Join(dir, rel), What: "an external data file of the workspace's model"})
+			p = append(p, export.Protected{Path: filepath.Join(filepath.Dir(ws.Source.Abs), rel), What: "an external data file of the source model"})
 		}
 	}
 	return p
@@ -266,12 +266,12 @@ func adapted(factors map[string]*graph.Tensor, d string, tg lora.Layer, res *hyp
 	ka, kb := tg.FactorNames(d + "/")
 	a, b := factors[ka], factors[kb]
 	if a == nil || b == nil {
-		return tg, fmt.Errorf("%s has no LoRA of %s for %s; run hyperat-tune again", hyperat.AdaptersFile, tg.Name, d)
+		return tg, fmt.Errorf("%s has no LoRA of %s for %s; run hyperat-tune again", workspace.AdaptersFile, tg.Name, d)
 	}
 	rank := res.Config.Rank
 	if !slices.Equal(a.Shape, []int{rank, tg.In}) || !slices.Equal(b.Shape, []int{tg.Out, rank}) {
 		return tg, fmt.Errorf("%s: the LoRA of %s for %s is A %v, B %v; want [%d,%d] and [%d,%d]",
-			hyperat.AdaptersFile, tg.Name, d, a.Shape, b.Shape, rank, tg.In, tg.Out, rank)
+			workspace.AdaptersFile, tg.Name, d, a.Shape, b.Shape, rank, tg.In, tg.Out, rank)
 	}
 	return tg.With(a, b, float32(res.Scale)), nil
 }
@@ -344,7 +344,7 @@ func checkAdapters(res *hyperat.Result, g *graph.Graph, weights map[layers.Weigh
 	if err != nil {
 		return err
 	}
-	merged, err := MergeBranches(g, nil, br)
+	merged, err := export.MergeBranches(g, nil, br)
 	if err != nil {
 		return err
 	}
@@ -352,11 +352,11 @@ func checkAdapters(res *hyperat.Result, g *graph.Graph, weights map[layers.Weigh
 		w := merged[key]
 		got := weights[key]
 		if got == nil {
-			return fmt.Errorf("%s lacks the adapted weight %q; run hyperat-tune again", hyperat.WeightsFile, key)
+			return fmt.Errorf("%s lacks the adapted weight %q; run hyperat-tune again", workspace.WeightsFile, key)
 		}
-		if d := maxAbsDiff(got.F, w.F); !(d <= Tolerance*max(1, maxAbs(w.F))) {
+		if d := export.MaxAbsDiff(got.F, w.F); !(d <= export.Tolerance*max(1, maxAbs(w.F))) {
 			return fmt.Errorf("%s and %s disagree on %q (by %.3g): the tuning result is damaged; run hyperat-tune again",
-				hyperat.AdaptersFile, hyperat.WeightsFile, key, d)
+				workspace.AdaptersFile, workspace.WeightsFile, key, d)
 		}
 	}
 	return nil
@@ -373,19 +373,17 @@ func maxAbs(x []float32) float64 {
 // checkAdapterDir checks, before anything is written, that the adapters'
 // files may be written: dir is a folder or can be made, and no file is
 // protected.
-func checkAdapterDir(dir string, defenses []string, protect []Protected) error {
+func checkAdapterDir(dir string, defenses []string, protect []export.Protected) error {
 	if st, err := os.Stat(dir); err == nil && !st.IsDir() {
 		return fmt.Errorf("adapter folder %s is a file", dir)
 	}
-	files := []string{filepath.Join(dir, HeadFile)}
+	files := []string{filepath.Join(dir, headFile)}
 	for _, d := range defenses {
-		files = append(files, filepath.Join(dir, d, AdapterWeightsFile), filepath.Join(dir, d, AdapterConfigFile))
+		files = append(files, filepath.Join(dir, d, export.AdapterWeightsFile), filepath.Join(dir, d, export.AdapterConfigFile))
 	}
 	for _, f := range files {
-		for _, p := range protect {
-			if samePath(f, p.Path) {
-				return fmt.Errorf("refusing to write %s: it is %s", f, p.What)
-			}
+		if err := export.CheckProtected(f, protect); err != nil {
+			return err
 		}
 	}
 	return nil
@@ -395,7 +393,7 @@ func checkAdapterDir(dir string, defenses []string, protect []Protected) error {
 func writeAdapters(dir string, ws *workspace.Workspace, res *hyperat.Result, weights map[layers.WeightKey]*graph.Tensor, factors map[string]*graph.Tensor) ([]string, error) {
 	var files []string
 	for _, d := range defenseNames(res) {
-		a := Adapter{BaseModel: filepath.Base(ws.Source.Path), Rank: res.Config.Rank, Alpha: res.Config.Alpha}
+		a := export.Adapter{BaseModel: filepath.Base(ws.Source.Path), Rank: res.Config.Rank, Alpha: res.Config.Alpha}
 		for _, tg := range res.Targets {
 			l, err := adapted(factors, d, tg, res)
 			if err != nil {
@@ -403,7 +401,7 @@ func writeAdapters(dir string, ws *workspace.Workspace, res *hyperat.Result, wei
 			}
 			a.Layers = append(a.Layers, l)
 		}
-		f, err := WriteAdapter(filepath.Join(dir, d), a)
+		f, err := export.WriteAdapter(filepath.Join(dir, d), a)
 		if err != nil {
 			return nil, err
 		}
@@ -414,7 +412,7 @@ func writeAdapters(dir string, ws *workspace.Workspace, res *hyperat.Result, wei
 		return nil, err
 	}
 	if len(head) > 0 {
-		p := filepath.Join(dir, HeadFile)
+		p := filepath.Join(dir, headFile)
 		if err := safetensors.WriteFile(p, head, map[string]string{"format": "pt"}); err != nil {
 			return nil, err
 		}

@@ -17,8 +17,8 @@ import (
 	"os"
 	"sort"
 
+	"github.com/hyperat/hyperat/fsx"
 	"github.com/hyperat/hyperat/graph"
-	"github.com/hyperat/hyperat/internal/atomicfile"
 )
 
 type entry struct {
@@ -81,7 +81,7 @@ func WriteFile(path string, tensors map[string]*graph.Tensor, meta map[string]st
 	if err != nil {
 		return err
 	}
-	return atomicfile.WriteFile(path, b)
+	return fsx.WriteFile(path, b)
 }
 
 // Decode parses a safetensors file and verifies its checksum when present.
