@@ -29,17 +29,17 @@ import (
 
 // evalReport is what the tests read of a --json report.
 type evalReport struct {
-	Tool               string             `json:"tool"`
-	Version            string             `json:"version"`
-	Model              string             `json:"model"`
-	ModelSHA256        string             `json:"model_sha256"`
-	Norm               string             `json:"norm"`
-	Eps                float64            `json:"eps"`
-	N                  int                `json:"n"`
-	Seed               uint64             `json:"seed"`
-	Attacks            []string           `json:"attacks"`
-	CleanAccuracy      float64            `json:"clean_accuracy"`
-	AutoAttackAccuracy *float64           `json:"autoattack_accuracy"`
+	Tool               string   `json:"tool"`
+	Version            string   `json:"version"`
+	Model              string   `json:"model"`
+	ModelSHA256        string   `json:"model_sha256"`
+	Norm               string   `json:"norm"`
+	Eps                float64  `json:"eps"`
+	N                  int      `json:"n"`
+	Seed               uint64   `json:"seed"`
+	Attacks            []string `json:"attacks"`
+	CleanAccuracy      float64  `json:"clean_accuracy"`
+	AutoAttackAccuracy *float64 `json:"autoattack_accuracy"`
 	Suite              *struct {
 		Version     string             `json:"version"`
 		Attacks     []string           `json:"attacks"`
