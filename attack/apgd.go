@@ -182,7 +182,7 @@ type apgdRun struct {
 	best     []float32   // x_best
 	grad     []float32   // gradient at x_i
 	gBest    []float32   // gradient at x_best
-	hist     [][]float64 // loss at x_0 .. x_Iters
+	hist     [][]float64 // hist[p][i]: the loss after step i (AutoAttack's loss_steps), 0 before
 	lossBest []float64   // loss at x_best
 	lossLast []float64   // best loss at the last checkpoint
 	reduced  []bool      // the step was halved at the last checkpoint
@@ -208,7 +208,6 @@ func (st *apgdState) run(idx []int, target []int) error {
 		return err
 	}
 	for _, p := range ru.act {
-		ru.hist[p][0] = losses[p]
 		ru.lossBest[p] = losses[p]
 		ru.lossLast[p] = losses[p]
 		ru.keepBest(p)
@@ -223,7 +222,7 @@ func (st *apgdState) run(idx []int, target []int) error {
 			return err
 		}
 		for _, p := range ru.act {
-			ru.hist[p][it+1] = losses[p]
+			ru.hist[p][it] = losses[p]
 			if losses[p] > ru.lossBest[p] {
 				ru.lossBest[p] = losses[p]
 				ru.keepBest(p)
@@ -269,7 +268,7 @@ func (ru *apgdRun) start() {
 			row[j] += float32(eps * u[j] / (mx + 1e-12))
 		}
 		st.ball.project(row, i*d)
-		ru.hist[p] = make([]float64, st.Iters+1)
+		ru.hist[p] = make([]float64, st.Iters)
 		ru.eta[p] = float32(2 * eps)
 		ru.reduced[p] = true
 	}
@@ -347,13 +346,20 @@ func (ru *apgdRun) keepBest(p int) {
 
 // checkpoint halves the step of the samples whose loss rose in at most rho
 // of the window's steps, or whose step was not halved last time and whose
-// best loss did not improve, and sends them back to x_best.
+// best loss did not improve, and sends them back to x_best. The rises are
+// counted as AutoAttack's check_oscillation counts them: step i's loss
+// against step i-1's, for the window's last steps; at the first checkpoint
+// step 0's loss is compared with hist[-1], which wraps around to the last
+// entry, still 0 (so a positive loss, such as the cross-entropy, counts as a
+// rise there, and the targeted DLR loss of a sample not yet fooled, which is
+// negative, does not).
 func (ru *apgdRun) checkpoint(it, window int) {
-	d := ru.d
+	d, n := ru.d, ru.st.Iters
 	for _, p := range ru.act {
 		ups := 0
-		for j := it + 1; j > it+1-window; j-- {
-			if ru.hist[p][j] > ru.hist[p][j-1] {
+		h := ru.hist[p]
+		for j := it; j > it-window; j-- {
+			if h[j] > h[(j-1+n)%n] {
 				ups++
 			}
 		}

@@ -33,6 +33,12 @@ type Result struct {
 	// keeps Adv[i] = x[i] when the attack's example is classified correctly,
 	// so it is always fooled: the clean point is in the ball too.
 	Fooled []bool
+	// Pred[i] is the class the model gives Adv[i].
+	Pred []int
+	// By is set by AutoAttack only: By[i] names the attack of the suite
+	// whose example Adv[i] is, for a sample it fooled ("" for a sample
+	// misclassified to begin with, and for one no attack fooled).
+	By []string
 }
 
 // Robust is the number of samples not fooled.
@@ -151,37 +157,64 @@ func (b ball) project(v []float32, off int) {
 	}
 }
 
+// classify runs the model on rows (n flat images) in one batch and returns
+// the class of each.
+func classify(r *runner, rows []float32, n int) ([]int, error) {
+	l, err := r.logits(rows, n)
+	if err != nil {
+		return nil, err
+	}
+	pred := make([]int, n)
+	for i := range pred {
+		pred[i] = loss.Argmax(l[i*r.classes : (i+1)*r.classes])
+	}
+	return pred, nil
+}
+
 // predictions runs the model on rows (n flat images) in one batch and
 // returns whether each is classified as y.
 func predictions(r *runner, rows []float32, n int, y []int) ([]bool, error) {
-	l, err := r.logits(rows, n)
+	pred, err := classify(r, rows, n)
 	if err != nil {
 		return nil, err
 	}
 	ok := make([]bool, n)
 	for i := range ok {
-		ok[i] = loss.Argmax(l[i*r.classes:(i+1)*r.classes]) == y[i]
+		ok[i] = pred[i] == y[i]
 	}
 	return ok, nil
 }
 
 // finish checks adv with one forward pass and builds the Result; samples
-// wrong on x (clean[i] false) keep x when the model is right on adv.
+// wrong on x (clean[i] false) keep x when the model is right on adv (which
+// only a model that answers differently on the same input can make happen,
+// since such samples are not attacked; they are run once more for Pred).
 func finish(r *runner, x *graph.Tensor, y []int, adv []float32, clean []bool) (*Result, error) {
 	n := x.Shape[0]
-	right, err := predictions(r, adv, n, y)
+	pred, err := classify(r, adv, n)
 	if err != nil {
 		return nil, err
 	}
-	res := &Result{Adv: graph.F32(x.Shape, adv), Fooled: make([]bool, n)}
+	res := &Result{Adv: graph.F32(x.Shape, adv), Fooled: make([]bool, n), Pred: pred}
 	d := r.dim
+	var back []int
 	for i := range res.Fooled {
 		switch {
-		case !right[i]:
+		case pred[i] != y[i]:
 			res.Fooled[i] = true
 		case !clean[i]:
 			copy(adv[i*d:(i+1)*d], x.F[i*d:(i+1)*d])
 			res.Fooled[i] = true
+			back = append(back, i)
+		}
+	}
+	if len(back) > 0 {
+		p, err := classify(r, gather(nil, x.F, back, d), len(back))
+		if err != nil {
+			return nil, err
+		}
+		for k, i := range back {
+			pred[i] = p[k]
 		}
 	}
 	return res, nil

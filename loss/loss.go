@@ -18,6 +18,14 @@ import (
 // dlrEps keeps the DLR denominators away from zero, as in Croce & Hein (2020).
 const dlrEps = 1e-12
 
+// The fewest classes the DLR losses can be computed for: DLR's denominator
+// reads the 3rd highest logit, DLRTargeted's the 4th (AutoAttack's
+// check_n_classes warns below these counts, and its DLR losses fail there).
+const (
+	DLRMinClasses         = 3
+	DLRTargetedMinClasses = 4
+)
+
 // martEps keeps MART's log(1.0001 - max_{k != y} p_k) finite (Wang et al. 2020).
 const martEps = 1.0001
 
@@ -77,7 +85,8 @@ func Margin(z []float64, y int, grad []float64) float64 {
 //
 //	-(z_y - max_{k != y} z_k) / (z_pi1 - z_pi3 + 1e-12)
 //
-// with z_pi1 >= z_pi2 >= ... the sorted logits. It needs at least 3 classes.
+// with z_pi1 >= z_pi2 >= ... the sorted logits. It needs at least
+// DLRMinClasses (3) classes, and panics with fewer.
 // The gradient treats the sort order as fixed (ties broken by class index).
 func DLR(z []float64, y int, grad []float64) float64 {
 	o := Order(z)
@@ -100,7 +109,8 @@ func DLR(z []float64, y int, grad []float64) float64 {
 //
 //	-(z_y - z_t) / (z_pi1 - (z_pi3 + z_pi4)/2 + 1e-12)
 //
-// It needs at least 4 classes. The gradient treats the sort order as fixed.
+// It needs at least DLRTargetedMinClasses (4) classes, and panics with
+// fewer. The gradient treats the sort order as fixed.
 func DLRTargeted(z []float64, y, t int, grad []float64) float64 {
 	o := Order(z)
 	num := z[y] - z[t]

@@ -18,7 +18,8 @@ import (
 )
 
 const evalUsage = `usage: hyperat-eval MODEL.onnx --data PATH --eps E --attacks LIST [--suite autoattack]
-                    [--limit N] [--batch B] [--seed S] [--json FILE]
+                    [--limit N] [--batch B] [--seed S] [--json FILE] [--state FILE]
+                    [--save-adv DIR]
        hyperat-eval MODEL.onnx --input X.npy [--logits Y.npy]
                     [--labels L.npy --grad-input G.npy] [--batch N]
 
@@ -36,8 +37,16 @@ converted to the model's input size and channels):
   square      Square, 5000 queries
   autoattack  the standard suite: apgd-ce, apgd-t, fab-t, square, per-sample worst case
 A sample counts as robust only if the model is right on it and on the attack's
-example. Each sample draws its randomness from its own stream of --seed, so
-results do not depend on --batch.
+example. Each sample draws its randomness from its own stream of --seed, named
+by its index in the dataset, so results do not depend on --batch. Before the
+attacks it runs AutoAttack's checks of the model and prints a warning line for
+each that fails (a randomized model, outputs that look like probabilities, too
+few classes for the targeted attacks). The images go through all the attacks
+one batch at a time; after each batch the state is written (--state, by
+default FILE.state next to --json FILE), so a run that is interrupted (Ctrl-C,
+SIGTERM, killed) continues where it stopped when the same command is run
+again, with the same result as a run never interrupted; a state made for
+another model, other images, eps, attacks, seed or --batch is refused.
 
 Runs the model's forward pass on the images in X.npy (float32, the model's
 input shape with any number of samples first, pixels as the model expects
@@ -53,8 +62,16 @@ flags:
   --suite autoattack  add the AutoAttack standard suite
   --limit N           the first N test images, in file order (default all)
   --seed S            random seed (default 0)
-  --json FILE         also write {"model", "data", "eps", "n", "seed",
-                      "results": {name: accuracy}} (written atomically)
+  --json FILE         also write a report (written atomically): the settings,
+                      the model's SHA-256, the tool's version, clean and
+                      AutoAttack accuracy, {name: accuracy}, the warnings, and
+                      per image its dataset index, label, clean prediction
+                      and whether it stayed robust under each attack
+  --state FILE        where the state of the run goes (default FILE.state for
+                      --json FILE; none without either); removed when done
+  --save-adv DIR      also write each attack's examples to DIR/ATTACK.npy
+                      (float32, the images' shape), with DIR/index.npy and
+                      DIR/labels.npy (int64 dataset indices and labels)
   --input X.npy       the images
   --logits Y.npy      where the logits go (written atomically)
   --labels L.npy      int64 class labels, one per sample
@@ -67,6 +84,7 @@ flags:
 examples:
   hyperat-eval robust.onnx --data fixtures/mnist --eps 0.1 --attacks clean,pgd-20,cw-20 --limit 500
   hyperat-eval robust.onnx --data cifar-10-batches-bin --eps 8/255 --suite autoattack --json aa.json
+  hyperat-eval robust.onnx --data fixtures/mnist --eps 0.1 --suite autoattack --limit 200 --save-adv adv/
   hyperat-eval vit.onnx --input x.npy --logits y.npy
   hyperat-eval vit.onnx --input x.npy --labels l.npy --grad-input g.npy
 
@@ -94,6 +112,8 @@ func Eval(c *cli.Command, args []string) error {
 	limit := c.Flags.Int("limit", 0, "")
 	seed := c.Flags.Uint64("seed", 0, "")
 	jsonPath := c.Flags.String("json", "", "")
+	statePath := c.Flags.String("state", "", "")
+	saveAdv := c.Flags.String("save-adv", "", "")
 	pos, err := c.Parse(args)
 	if err != nil {
 		return err
@@ -104,14 +124,19 @@ func Eval(c *cli.Command, args []string) error {
 			return cli.Usagef("give one model")
 		case *inPath != "" || *outPath != "" || *labelsPath != "" || *gradPath != "":
 			return cli.Usagef("--data does not go with --input, --logits, --labels or --grad-input")
+		case *jsonPath != "" && *jsonPath == *statePath:
+			return cli.Usagef("--json and --state name the same file")
 		case *epsS == "":
 			return cli.Usagef("--eps is required with --data")
 		case *batch <= 0:
 			return cli.Usagef("--batch must be positive, got %d", *batch)
 		}
-		return evalRobust(c, pos[0], *dataPath, *epsS, *attacks, *suite, *limit, *batch, *seed, *jsonPath)
+		return evalRobust(c, evalOptions{model: pos[0], data: *dataPath, eps: *epsS, attacks: *attacks, suite: *suite,
+			limit: *limit, batch: *batch, seed: *seed, json: *jsonPath, state: *statePath, saveAdv: *saveAdv})
 	}
 	switch {
+	case *jsonPath != "" || *statePath != "" || *saveAdv != "" || *suite != "":
+		return cli.Usagef("--json, --state, --save-adv and --suite go with --data")
 	case len(pos) == 0:
 		return cli.Usagef("no model given")
 	case len(pos) > 1:
