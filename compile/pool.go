@@ -563,9 +563,9 @@ func kernelScatterND(n *graph.Node) (Kernel, error) {
 				u := t*slice + e
 				switch dt {
 				case graph.Float32:
-					out[0].F[off+e] = reduceF(red, out[0].F[off+e], in[2].F[u])
+					out[0].F[off+e] = scatterReduce(red, out[0].F[off+e], in[2].F[u])
 				case graph.Int64:
-					out[0].I[off+e] = reduceI(red, out[0].I[off+e], in[2].I[u])
+					out[0].I[off+e] = scatterReduce(red, out[0].I[off+e], in[2].I[u])
 				case graph.Bool:
 					out[0].B[off+e] = in[2].B[u]
 				}
@@ -574,21 +574,9 @@ func kernelScatterND(n *graph.Node) (Kernel, error) {
 	}, nil
 }
 
-func reduceF(red string, a, b float32) float32 {
-	switch red {
-	case "add":
-		return a + b
-	case "mul":
-		return a * b
-	case "max":
-		return max(a, b)
-	case "min":
-		return min(a, b)
-	}
-	return b
-}
-
-func reduceI(red string, a, b int64) int64 {
+// scatterReduce combines an element a with an update b as ScatterND's
+// reduction attribute says ("none" keeps the update).
+func scatterReduce[T float32 | int64](red string, a, b T) T {
 	switch red {
 	case "add":
 		return a + b
