@@ -267,7 +267,17 @@ type poolPlan struct {
 	scale       []float32
 }
 
-func planPool(n *graph.Node, in []int) (*poolPlan, error) {
+// poolWindow is the geometry of a pooling: per spatial dim the kernel size,
+// stride, dilation, the pads at the start and end (pads[i], pads[i+sp]) and
+// the output size, and whether padded positions count in the average.
+type poolWindow struct {
+	k, strides, dil, pads, inSp, outSp []int
+	incl                               bool
+}
+
+// poolGeometry reads a pooling node's attributes (the spec's defaults,
+// auto_pad and ceil_mode) for an input of shape in.
+func poolGeometry(n *graph.Node, in []int) (*poolWindow, error) {
 	if len(in) < 3 {
 		return nil, nodeError(n, "input %v has no spatial dims", in)
 	}
@@ -332,6 +342,16 @@ func planPool(n *graph.Node, in []int) (*poolPlan, error) {
 		}
 		outSp[i] = o
 	}
+	return &poolWindow{k: k, strides: strides, dil: dil, pads: pads, inSp: inSp, outSp: outSp, incl: incl}, nil
+}
+
+func planPool(n *graph.Node, in []int) (*poolPlan, error) {
+	w, err := poolGeometry(n, in)
+	if err != nil {
+		return nil, err
+	}
+	k, strides, dil, pads, inSp, outSp, incl := w.k, w.strides, w.dil, w.pads, w.inSp, w.outSp, w.incl
+	sp := len(inSp)
 	pl := &poolPlan{out: append(append([]int{}, in[:2]...), outSp...), planes: in[0] * in[1],
 		inPl: graph.Numel(inSp), outPl: graph.Numel(outSp)}
 	inSt := stridesOf(inSp)

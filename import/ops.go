@@ -516,91 +516,9 @@ func convEinsum(n *nodeCtx) error {
 	if eq == "" {
 		return errors.New("attribute equation is required")
 	}
-	lhs, rhs, explicit := strings.Cut(eq, "->")
-	terms := strings.Split(lhs, ",")
-	if len(terms) != len(n.in) {
-		return fmt.Errorf("equation %q has %d operands, the node %d", eq, len(terms), len(n.in))
-	}
-	if err := n.needInputs(len(terms)); err != nil {
+	ops, out, count, err := einsumLabels(n, eq)
+	if err != nil {
 		return err
-	}
-	// labels: letters are their rune; an ellipsis's dims are 1000+k, right-aligned.
-	ell := 0
-	for i, t := range terms {
-		if strings.Contains(t, "...") {
-			r := len(n.in[i].Shape)
-			if n.in[i].Shape == nil {
-				return fmt.Errorf("equation %q: the rank of input %d is unknown, needed for its ellipsis", eq, i)
-			}
-			ell = max(ell, r-(len(t)-3))
-		}
-	}
-	parse := func(t string, rank int) ([]int, error) {
-		var out []int
-		for i := 0; i < len(t); i++ {
-			c := t[i]
-			switch {
-			case strings.HasPrefix(t[i:], "..."):
-				e := rank - (len(t) - 3)
-				if rank < 0 || e < 0 {
-					return nil, fmt.Errorf("equation %q: the ellipsis does not fit", eq)
-				}
-				for k := 0; k < e; k++ {
-					out = append(out, 1000+ell-e+k)
-				}
-				i += 2
-			case c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z':
-				out = append(out, int(c))
-			default:
-				return nil, fmt.Errorf("equation %q: unexpected %q", eq, c)
-			}
-		}
-		seen := map[int]bool{}
-		for _, l := range out {
-			if seen[l] {
-				return nil, fmt.Errorf("equation %q: a label repeated within one operand (diagonal) is not supported", eq)
-			}
-			seen[l] = true
-		}
-		return out, nil
-	}
-	ops := make([][]int, len(terms))
-	count := map[int]int{}
-	for i, t := range terms {
-		rank := -1
-		if n.in[i].Shape != nil {
-			rank = len(n.in[i].Shape)
-		}
-		l, err := parse(t, rank)
-		if err != nil {
-			return err
-		}
-		if rank >= 0 && len(l) != rank {
-			return fmt.Errorf("equation %q: operand %d has %d labels for rank %d", eq, i, len(l), rank)
-		}
-		ops[i] = l
-		for _, x := range l {
-			count[x]++
-		}
-	}
-	var out []int
-	if explicit {
-		var err error
-		if out, err = parse(rhs, ell+len(strings.ReplaceAll(rhs, "...", ""))); err != nil {
-			return err
-		}
-	} else {
-		for k := 0; k < ell; k++ {
-			out = append(out, 1000+k)
-		}
-		var letters []int
-		for l, c := range count {
-			if c == 1 && l < 1000 {
-				letters = append(letters, l)
-			}
-		}
-		sort.Ints(letters)
-		out = append(out, letters...)
 	}
 	inOut := map[int]bool{}
 	for _, l := range out {
@@ -647,6 +565,98 @@ func convEinsum(n *nodeCtx) error {
 	}
 	n.bind(0, res)
 	return nil
+}
+
+// einsumLabels reads an Einsum equation into each operand's labels, the
+// output's (the implicit form's when there is no "->") and how many operands
+// hold each label: a letter is its rune, an ellipsis's dims are 1000+k,
+// right-aligned across operands.
+func einsumLabels(n *nodeCtx, eq string) (ops [][]int, out []int, count map[int]int, err error) {
+	lhs, rhs, explicit := strings.Cut(eq, "->")
+	terms := strings.Split(lhs, ",")
+	if len(terms) != len(n.in) {
+		return nil, nil, nil, fmt.Errorf("equation %q has %d operands, the node %d", eq, len(terms), len(n.in))
+	}
+	if err := n.needInputs(len(terms)); err != nil {
+		return nil, nil, nil, err
+	}
+	// labels: letters are their rune; an ellipsis's dims are 1000+k, right-aligned.
+	ell := 0
+	for i, t := range terms {
+		if strings.Contains(t, "...") {
+			r := len(n.in[i].Shape)
+			if n.in[i].Shape == nil {
+				return nil, nil, nil, fmt.Errorf("equation %q: the rank of input %d is unknown, needed for its ellipsis", eq, i)
+			}
+			ell = max(ell, r-(len(t)-3))
+		}
+	}
+	parse := func(t string, rank int) ([]int, error) {
+		var out []int
+		for i := 0; i < len(t); i++ {
+			c := t[i]
+			switch {
+			case strings.HasPrefix(t[i:], "..."):
+				e := rank - (len(t) - 3)
+				if rank < 0 || e < 0 {
+					return nil, fmt.Errorf("equation %q: the ellipsis does not fit", eq)
+				}
+				for k := 0; k < e; k++ {
+					out = append(out, 1000+ell-e+k)
+				}
+				i += 2
+			case c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z':
+				out = append(out, int(c))
+			default:
+				return nil, fmt.Errorf("equation %q: unexpected %q", eq, c)
+			}
+		}
+		seen := map[int]bool{}
+		for _, l := range out {
+			if seen[l] {
+				return nil, fmt.Errorf("equation %q: a label repeated within one operand (diagonal) is not supported", eq)
+			}
+			seen[l] = true
+		}
+		return out, nil
+	}
+	ops = make([][]int, len(terms))
+	count = map[int]int{}
+	for i, t := range terms {
+		rank := -1
+		if n.in[i].Shape != nil {
+			rank = len(n.in[i].Shape)
+		}
+		l, err := parse(t, rank)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		if rank >= 0 && len(l) != rank {
+			return nil, nil, nil, fmt.Errorf("equation %q: operand %d has %d labels for rank %d", eq, i, len(l), rank)
+		}
+		ops[i] = l
+		for _, x := range l {
+			count[x]++
+		}
+	}
+	if explicit {
+		if out, err = parse(rhs, ell+len(strings.ReplaceAll(rhs, "...", ""))); err != nil {
+			return nil, nil, nil, err
+		}
+	} else {
+		for k := 0; k < ell; k++ {
+			out = append(out, 1000+k)
+		}
+		var letters []int
+		for l, c := range count {
+			if c == 1 && l < 1000 {
+				letters = append(letters, l)
+			}
+		}
+		sort.Ints(letters)
+		out = append(out, letters...)
+	}
+	return ops, out, count, nil
 }
 
 type einsum struct {
