@@ -407,8 +407,8 @@ func (n *Net) ParamGrads(x *graph.Tensor, ps *Params, seed func(*graph.Tensor) *
 // largest first, so that their shared arena is allocated once, at its final
 // size, rather than grown (and the smaller block left for the collector)
 // when a larger program first runs: pairs for PairGrads, singles for
-// ParamGrads alone.
-func (n *Net) Prepare(batch int, pairs, singles bool) error {
+// ParamGrads alone, and the attack program with its products in attack.
+func (n *Net) Prepare(batch int, pairs, singles bool, attack kernels.Precision) error {
 	if pairs && !n.unpaired {
 		if _, err := n.program(2*batch, true, kernels.FP32); err != nil {
 			n.unpaired = true
@@ -419,7 +419,7 @@ func (n *Net) Prepare(batch int, pairs, singles bool) error {
 			return err
 		}
 	}
-	_, err := n.program(batch, false, kernels.FP32)
+	_, err := n.program(batch, false, attack)
 	return err
 }
 

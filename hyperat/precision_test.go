@@ -34,10 +34,8 @@ func TestAttackPrecision(t *testing.T) {
 	if marked == 0 {
 		t.Fatal("the bf16 attack program marks no product")
 	}
-	for _, n := range tr.Net.attack[cfg.Batch].p.Graph.Nodes {
-		if n.Attrs.Has("precision") {
-			t.Fatalf("the float32 attack program marks %s %s", n.Op, n.Name)
-		}
+	if _, ok := tr.Net.attack[cfg.Batch]; ok {
+		t.Error("a bf16 run compiled the float32 attack program before any evaluation")
 	}
 	for _, v := range tr.Net.train {
 		for _, n := range v.p.Graph.Nodes {
@@ -52,6 +50,20 @@ func TestAttackPrecision(t *testing.T) {
 	}
 	if p := m.(netModel).prec; p != kernels.FP32 {
 		t.Errorf("ForDefense's model runs %v products", p)
+	}
+	x, _, _ := newSynth(1, 5).Batch([]int{0})
+	if _, err := m.Logits(x); err != nil {
+		t.Fatal(err)
+	}
+	if len(tr.Net.attack) == 0 {
+		t.Fatal("ForDefense's model compiled no float32 program")
+	}
+	for _, v := range tr.Net.attack {
+		for _, n := range v.p.Graph.Nodes {
+			if n.Attrs.Has("precision") {
+				t.Fatalf("the float32 attack program marks %s %s", n.Op, n.Name)
+			}
+		}
 	}
 
 	// a checkpoint stores the snapshot's configuration as JSON (package

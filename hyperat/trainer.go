@@ -241,7 +241,7 @@ func (t *Trainer) Step() (Step, error) {
 			pairs = pairs || d.NeedsClean()
 			singles = singles || !d.NeedsClean()
 		}
-		if err := t.Net.Prepare(t.Cfg.Batch, pairs, singles); err != nil {
+		if err := t.Net.Prepare(t.Cfg.Batch, pairs, singles, t.Cfg.AttackPrecision); err != nil {
 			return Step{}, err
 		}
 		t.prepared = true
