@@ -5,8 +5,9 @@
 //   - cpu: the CPUID and XGETBV probes of feature detection (package cpu
 //     here);
 //   - kernels: the sgemm micro-kernels and B packers for AVX-512 and
-//     AVX2+FMA (package sgemm here); -twins writes their plain-Go twins,
-//     -tables the tables of kernels per variant;
+//     AVX2+FMA, and the bfloat16 kernels and packers for AVX512_BF16, whose
+//     instructions it encodes itself (package sgemm here); -twins writes
+//     their plain-Go twins, -tables the tables of kernels per variant;
 //   - vmath: the AVX-512 and AVX2+FMA kernels of Exp, Gelu, GeluGrad,
 //     SoftmaxRows, Arith and the LayerNorm rows (package vmath here); -twins
 //     writes their plain-Go twins, -consts the Go declarations of the

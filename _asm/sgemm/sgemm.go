@@ -1,7 +1,9 @@
 // Package sgemm generates the amd64 assembly of package kernels: the sgemm
-// micro-kernels for AVX-512 and AVX2+FMA and the packing of B, with their
-// Go declarations, the plain-Go twin of every kernel and packer and the
-// tables that list the kernels of each variant.
+// micro-kernels for AVX-512 and AVX2+FMA and the packing of B, the bfloat16
+// kernels and packers for AVX512_BF16 (bf16.go; evex.go encodes the
+// instructions Go's assembler lacks), with their Go declarations, the
+// plain-Go twin of every kernel and packer and the tables that list the
+// kernels of each variant.
 package sgemm
 
 import (
