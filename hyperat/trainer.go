@@ -38,8 +38,11 @@ type Config struct {
 	Hidden    int
 	Seed      uint64
 	// AttackPrecision is that of the matrix products of the training
-	// attacks (kernels.BF16: operands rounded to bfloat16); the training
-	// pass, the update, validation and evaluation stay float32.
+	// attacks (kernels.FP32, the default, or kernels.BF16: operands rounded
+	// to bfloat16, fp32 on CPUs without AVX512_BF16); the training pass, the
+	// update, validation and evaluation stay float32. bf16 attacks are as
+	// strong as float32's on the fixture (docs/RESULTS.md) and the iteration
+	// about 1.35x faster (docs/BENCHMARKS.md).
 	AttackPrecision kernels.Precision
 }
 
