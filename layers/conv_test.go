@@ -41,3 +41,27 @@ func TestRecognizeConvs(t *testing.T) {
 		t.Errorf("got:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }
+
+// Tunable names what is missing: attention at all, or linear layers around
+// the attention; a transformer is tunable.
+func TestTunable(t *testing.T) {
+	b, x := newBuilder()
+	h := b.node("Relu", "", nil, b.lin(x, "", "", "", 8, 8))
+	r := b.recognize(t, b.lin(h, "", "", "", 8, 4))
+	if err := r.Tunable(); err == nil || !strings.Contains(err.Error(), "no attention") || !strings.Contains(err.Error(), "2 linear layers and 0 convolutions") {
+		t.Errorf("no attention: %v", err)
+	}
+
+	b, x = newBuilder()
+	y := b.attention(b.node("Relu", "", nil, x), x, x)
+	r = b.recognize(t, b.classify(y, "head.weight"))
+	if err := r.Tunable(); err == nil || !strings.Contains(err.Error(), "1 attention recognized, but no linear layer") || !strings.Contains(err.Error(), "Relu (node node_Relu_") {
+		t.Errorf("attention without linears: %v", err)
+	}
+
+	b, x = newBuilder()
+	r = b.recognize(t, b.classify(b.timmBlock(x, 0, true), "head.weight"))
+	if err := r.Tunable(); err != nil {
+		t.Errorf("a transformer: %v", err)
+	}
+}

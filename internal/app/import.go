@@ -98,8 +98,8 @@ func Import(c *cli.Command, args []string) error {
 	if err != nil {
 		return fmt.Errorf("%s: %w", path, err)
 	}
-	if len(rep.Blocks) == 0 {
-		return fmt.Errorf("%s: no transformer block recognized (no Softmax between two activation MatMuls); hyperat tunes Vision Transformers", path)
+	if err := rep.Tunable(); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
 	}
 	// The model must be a classifier that compiles and runs before a
 	// workspace is made for it.
@@ -248,6 +248,9 @@ func printReport(w io.Writer, path string, m *onnximport.Model, r *layers.Report
 		fmt.Fprintf(tw, "  %s\t%s\t%s\t%d\t%d\t%s\n", block, name, l.Kind, l.In, l.Out, layout)
 	}
 	tw.Flush()
+	if r.Head == nil {
+		fmt.Fprintln(w, "no classifier head recognized (a linear layer after the last block whose output reaches the logits): tune with --no-head")
+	}
 	if printUntuned(w, m.Graph, r) {
 		structural = true
 	}
