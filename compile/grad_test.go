@@ -147,8 +147,42 @@ var gradCases = []gradCase{
 		return op(g, "AveragePool", graph.Attrs{"kernel_shape": []int64{2, 3}, "strides": []int64{2, 2}, "pads": []int64{0, 1, 1, 0},
 			"ceil_mode": int64(1), "count_include_pad": int64(1), "dilations": []int64{2, 1}}, x[0])
 	}},
+	{"AveragePool/1d-same-lower", [][]int{{2, 3, 7}}, -1, 1, func(g *graph.Graph, x []*graph.Value) *graph.Value {
+		return op(g, "AveragePool", graph.Attrs{"kernel_shape": []int64{3}, "strides": []int64{2}, "auto_pad": "SAME_LOWER"}, x[0])
+	}},
+	{"AveragePool/3d-same-upper-include", [][]int{{1, 2, 4, 3, 5}}, -1, 1, func(g *graph.Graph, x []*graph.Value) *graph.Value {
+		return op(g, "AveragePool", graph.Attrs{"kernel_shape": []int64{2, 2, 3}, "strides": []int64{1, 2, 2}, "auto_pad": "SAME_UPPER",
+			"count_include_pad": int64(1)}, x[0])
+	}},
+	{"GlobalAveragePool/1d", [][]int{{2, 3, 5}}, -1, 1, func(g *graph.Graph, x []*graph.Value) *graph.Value {
+		return op(g, "GlobalAveragePool", nil, x[0])
+	}},
+	{"Pad/edge-crop", [][]int{{3, 5}}, -1, 1, func(g *graph.Graph, x []*graph.Value) *graph.Value {
+		return op(g, "Pad", graph.Attrs{"mode": "edge"}, x[0], ci(g, -1, 2, 1, -2))
+	}},
+	{"BatchNormalization/2d", [][]int{{5, 3}, {3}, {3}, {3}, {3}}, 0.5, 1.5, func(g *graph.Graph, x []*graph.Value) *graph.Value {
+		return op(g, "BatchNormalization", nil, x[0], x[1], x[2], x[3], x[4])
+	}},
+	{"BatchNormalization/3d", [][]int{{2, 4, 3}, {4}, {4}, {4}, {4}}, 0.5, 1.5, func(g *graph.Graph, x []*graph.Value) *graph.Value {
+		return op(g, "BatchNormalization", graph.Attrs{"epsilon": float32(0.1)}, x[0], x[1], x[2], x[3], x[4])
+	}},
 	{"BatchNormalization", [][]int{{2, 3, 4, 2}, {3}, {3}, {3}, {3}}, 0.5, 1.5, func(g *graph.Graph, x []*graph.Value) *graph.Value {
 		return op(g, "BatchNormalization", graph.Attrs{"epsilon": float32(1e-3)}, x[0], x[1], x[2], x[3], x[4])
+	}},
+	{"ScatterND/none-slices-negative", [][]int{{4, 3}, {2, 3}}, -1, 1, func(g *graph.Graph, x []*graph.Value) *graph.Value {
+		return op(g, "ScatterND", nil, x[0], g.Const("idx", graph.I64([]int{2, 1}, []int64{1, -1})), x[1])
+	}},
+	{"ScatterND/add-repeated", [][]int{{3, 4}, {3}}, -1, 1, func(g *graph.Graph, x []*graph.Value) *graph.Value {
+		return op(g, "ScatterND", graph.Attrs{"reduction": "add"}, x[0], g.Const("idx", graph.I64([]int{3, 2}, []int64{0, 1, 2, 3, 0, 1})), x[1])
+	}},
+	{"ScatterND/mul-repeated", [][]int{{3, 4}, {3}}, 0.5, 1.5, func(g *graph.Graph, x []*graph.Value) *graph.Value {
+		return op(g, "ScatterND", graph.Attrs{"reduction": "mul"}, x[0], g.Const("idx", graph.I64([]int{3, 2}, []int64{0, 1, 2, 3, 0, 1})), x[1])
+	}},
+	{"ScatterND/max-repeated", [][]int{{2, 2, 3}, {3, 3}}, -1, 1, func(g *graph.Graph, x []*graph.Value) *graph.Value {
+		return op(g, "ScatterND", graph.Attrs{"reduction": "max"}, x[0], g.Const("idx", graph.I64([]int{3, 2}, []int64{0, 1, 1, 0, 0, 1})), x[1])
+	}},
+	{"ScatterND/min-repeated", [][]int{{2, 2, 3}, {3, 3}}, -1, 1, func(g *graph.Graph, x []*graph.Value) *graph.Value {
+		return op(g, "ScatterND", graph.Attrs{"reduction": "min"}, x[0], g.Const("idx", graph.I64([]int{3, 2}, []int64{0, 1, 1, 0, 0, 1})), x[1])
 	}},
 	{"Reshape", [][]int{{2, 3, 4}}, -1, 1, func(g *graph.Graph, x []*graph.Value) *graph.Value {
 		return op(g, "Reshape", nil, x[0], ci(g, 0, -1, 2))

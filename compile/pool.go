@@ -7,7 +7,7 @@ import (
 )
 
 // Pad (constant, reflect, edge, wrap) through an element map; AveragePool and
-// GlobalAveragePool; BatchNormalization in its inference form; ScatterND.
+// GlobalAveragePool; BatchNormalization in its inference form.
 // Pad's gradient scatter-adds through the same map (IndexGrad), AveragePool's
 // through its window table (AveragePoolGrad).
 
@@ -18,7 +18,6 @@ func init() {
 	// AveragePoolGrad: dy -> dx; AveragePool's attrs plus "shape" of x (project operator)
 	define(opDef{name: "AveragePoolGrad", arity: ins(1, 1), infer: inferShapeAttr, kernel: kernelAvgPoolGrad})
 	define(opDef{name: "BatchNormalization", arity: ins(5, 5), infer: inferFloatSame, kernel: kernelBatchNorm, grad: gradBatchNorm})
-	define(opDef{name: "ScatterND", arity: ins(3, 3), infer: inferScatterND, kernel: kernelScatterND})
 }
 
 func inferFloatSame(n *graph.Node) error {
@@ -536,76 +535,4 @@ func gradBatchNorm(b *builder, n *graph.Node, gy []*graph.Value, need []bool) ([
 		out[4] = b.mul(red(b.mul(gy[0], xm)), k)
 	}
 	return out, nil
-}
-
-// ---- ScatterND ----
-
-func inferScatterND(n *graph.Node) error {
-	setOut(n, 0, n.Inputs[0].DType, shapeOf(n.Inputs[0]))
-	return nil
-}
-
-func kernelScatterND(n *graph.Node) (Kernel, error) {
-	data, ind, upd := shapeOf(n.Inputs[0]), shapeOf(n.Inputs[1]), shapeOf(n.Inputs[2])
-	if len(ind) == 0 {
-		return nil, nodeError(n, "indices must have rank >= 1")
-	}
-	q := ind[len(ind)-1]
-	if q > len(data) {
-		return nil, nodeError(n, "index tuples of %d for data of rank %d", q, len(data))
-	}
-	want := append(append([]int{}, ind[:len(ind)-1]...), data[q:]...)
-	if !sameShape(want, upd) {
-		return nil, nodeError(n, "updates %v, want %v", upd, want)
-	}
-	red := n.Attrs.Str("reduction", "none")
-	switch red {
-	case "none", "add", "mul", "max", "min":
-	default:
-		return nil, nodeError(n, "reduction %q is not supported", red)
-	}
-	slice := graph.Numel(data[q:])
-	tuples := graph.Numel(ind[:len(ind)-1])
-	st := stridesOf(data)
-	dt := n.Inputs[0].DType
-	return func(in, out []*graph.Tensor) {
-		copyRange(out[0], 0, in[0], 0, graph.Numel(data))
-		for t := 0; t < tuples; t++ {
-			off := 0
-			for d := 0; d < q; d++ {
-				i := int(in[1].I[t*q+d])
-				if i < 0 {
-					i += data[d]
-				}
-				off += i * st[d]
-			}
-			for e := 0; e < slice; e++ {
-				u := t*slice + e
-				switch dt {
-				case graph.Float32:
-					out[0].F[off+e] = scatterReduce(red, out[0].F[off+e], in[2].F[u])
-				case graph.Int64:
-					out[0].I[off+e] = scatterReduce(red, out[0].I[off+e], in[2].I[u])
-				case graph.Bool:
-					out[0].B[off+e] = in[2].B[u]
-				}
-			}
-		}
-	}, nil
-}
-
-// scatterReduce combines an element a with an update b as ScatterND's
-// reduction attribute says ("none" keeps the update).
-func scatterReduce[T float32 | int64](red string, a, b T) T {
-	switch red {
-	case "add":
-		return a + b
-	case "mul":
-		return a * b
-	case "max":
-		return max(a, b)
-	case "min":
-		return min(a, b)
-	}
-	return b
 }

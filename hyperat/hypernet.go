@@ -1,6 +1,7 @@
 package hyperat
 
 import (
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"sort"
@@ -47,8 +48,8 @@ func NewHypernet(targets []lora.Layer, rank, defenses int, o HyperOptions, rng *
 	h := &Hypernet{Defenses: defenses, g: graph.New()}
 	b := &hyperBuilder{h: h, rng: rng}
 	z := b.trunk(targets, o)
-	order := b.heads(targets, z, rank, o.Hidden)
-	h.offsets(targets, order, rank)
+	b.heads(targets, z, rank, o.Hidden)
+	h.offsets(targets, rank)
 	h.seed = h.g.AddInput("cotangent", graph.Float32, graph.StaticShape(h.total))
 	p, err := compile.Compile(h.g, compile.Options{Grad: &compile.GradSpec{Loss: h.out, Seed: h.seed, Wrt: h.params}})
 	if err != nil {
@@ -136,60 +137,80 @@ func (b *hyperBuilder) trunk(targets []lora.Layer, o HyperOptions) *graph.Value 
 	return g.Op("Relu", nil, g.Op("Add", nil, g.Op("MatMul", nil, z, W2), B2))
 }
 
-// heads applies one pair of heads per kind to the rows of that kind at
-// once and makes the output: the kinds' A then B rows, flattened and
-// concatenated. It returns the target of each row, kind by kind.
-func (b *hyperBuilder) heads(targets []lora.Layer, z *graph.Value, rank, hid int) []int {
+// heads applies one pair of heads per group (a kind and a shape: a
+// hierarchical model's stages give the layers of one kind different widths)
+// to the rows of that group at once and makes the output: the groups' A then
+// B rows, flattened and concatenated.
+func (b *hyperBuilder) heads(targets []lora.Layer, z *graph.Value, rank, hid int) {
 	h, g := b.h, b.h.g
 	b2 := 1 / math.Sqrt(float64(hid))
 	var pieces []*graph.Value
-	var order []int
 	flat := func(v *graph.Value) *graph.Value {
 		return g.Op("Reshape", nil, v, g.Const("flat", graph.I64([]int{1}, []int64{-1})))
 	}
-	for _, kind := range h.Kinds {
-		var idx []int64
-		var in, out int
-		for i, t := range targets {
-			if t.Kind == kind {
-				idx = append(idx, int64(i))
-				order = append(order, i)
-				in, out = t.In, t.Out
-			}
+	for _, gr := range headGroups(targets, h.Kinds) {
+		idx := make([]int64, len(gr.members))
+		for j, i := range gr.members {
+			idx[j] = int64(i)
 		}
+		in, out := targets[gr.members[0]].In, targets[gr.members[0]].Out
 		zk := g.Op("Gather", graph.Attrs{"axis": int64(0)}, z, g.Const("rows", graph.I64([]int{len(idx)}, idx)))
-		HA := b.param("head_A."+kind+".weight", b.uniform(b2, hid, rank*in))
-		hA := b.param("head_A."+kind+".bias", b.uniform(b2, rank*in))
-		HB := b.param("head_B."+kind+".weight", graph.NewTensor(graph.Float32, []int{hid, out * rank}))
-		hB := b.param("head_B."+kind+".bias", graph.NewTensor(graph.Float32, []int{out * rank}))
+		HA := b.param("head_A."+gr.name+".weight", b.uniform(b2, hid, rank*in))
+		hA := b.param("head_A."+gr.name+".bias", b.uniform(b2, rank*in))
+		HB := b.param("head_B."+gr.name+".weight", graph.NewTensor(graph.Float32, []int{hid, out * rank}))
+		hB := b.param("head_B."+gr.name+".bias", graph.NewTensor(graph.Float32, []int{out * rank}))
 		pieces = append(pieces, flat(g.Op("Add", nil, g.Op("MatMul", nil, zk, HA), hA)),
 			flat(g.Op("Add", nil, g.Op("MatMul", nil, zk, HB), hB)))
 	}
 	h.out = g.Op("Concat", graph.Attrs{"axis": int64(0)}, pieces...)
 	g.Outputs = []*graph.Value{h.out}
-	return order
 }
 
-// offsets places each target's A and B in the output: kind by kind, the
-// kind's As, then its Bs, in the order of the rows.
-func (h *Hypernet) offsets(targets []lora.Layer, order []int, rank int) {
+// headGroup is the targets that share one pair of heads.
+type headGroup struct {
+	name    string // the kind, with the shape ("qkv.32x96") when the kind has several
+	members []int  // target indices, in target order
+}
+
+// headGroups splits the targets by kind (in the order of kinds) and, within
+// a kind, by shape (in order of first appearance).
+func headGroups(targets []lora.Layer, kinds []string) []headGroup {
+	var groups []headGroup
+	for _, kind := range kinds {
+		var shapes [][2]int
+		byShape := map[[2]int][]int{}
+		for i, t := range targets {
+			if t.Kind != kind {
+				continue
+			}
+			s := [2]int{t.In, t.Out}
+			if byShape[s] == nil {
+				shapes = append(shapes, s)
+			}
+			byShape[s] = append(byShape[s], i)
+		}
+		for _, s := range shapes {
+			name := kind
+			if len(shapes) > 1 {
+				name = fmt.Sprintf("%s.%dx%d", kind, s[0], s[1])
+			}
+			groups = append(groups, headGroup{name: name, members: byShape[s]})
+		}
+	}
+	return groups
+}
+
+// offsets places each target's A and B in the output: group by group, the
+// group's As, then its Bs, in the order of the rows.
+func (h *Hypernet) offsets(targets []lora.Layer, rank int) {
 	h.offA, h.offB = make([]int, len(targets)), make([]int, len(targets))
 	off := 0
-	pos := 0
-	for _, kind := range h.Kinds {
-		var members []int
-		for _, i := range order[pos:] {
-			if targets[i].Kind != kind {
-				break
-			}
-			members = append(members, i)
-		}
-		pos += len(members)
-		for _, i := range members {
+	for _, gr := range headGroups(targets, h.Kinds) {
+		for _, i := range gr.members {
 			h.offA[i] = off
 			off += rank * targets[i].In
 		}
-		for _, i := range members {
+		for _, i := range gr.members {
 			h.offB[i] = off
 			off += targets[i].Out * rank
 		}

@@ -101,6 +101,9 @@ func NewNet(m *graph.Graph, o NetOptions) (*Net, error) {
 		C: x.Shape[1].N, H: x.Shape[2].N, W: x.Shape[3].N,
 		attack: map[int]*vjp{}, train: map[int]*vjp{}, attackBF16: map[int]*vjp{}, arena: compile.NewArena()}
 	if !o.TrainAll && !o.NoLoRA {
+		if err := rep.Tunable(); err != nil {
+			return nil, err
+		}
 		n.adapt(rep, o.Kinds)
 		if len(n.Targets) == 0 {
 			return nil, fmt.Errorf("no linear layer of the chosen kinds was recognized in the model")

@@ -37,6 +37,26 @@ type family struct {
 	blocks     []string
 	structural bool // block names made from the structure
 	layers     []layer
+	convs      []string // as conv.String prints them
+}
+
+// conv is the expected form of one convolution, as String prints it.
+func conv(name string, in, out, k, s, groups int) string {
+	return fmt.Sprintf("%s (conv, %d->%d, kernel [%d %d], stride [%d %d], groups %d)", name, in, out, k, k, s, s, groups)
+}
+
+// mbconv lists the convolutions of one torchvision MaxViT MBConv of width
+// d (expansion 4, squeeze to a quarter of the input width, stride 2).
+func mbconv(p string, in, d int) []string {
+	h := 4 * d
+	return []string{
+		conv(p+".proj.1", in, d, 1, 1, 1),
+		conv(p+".layers.conv_a.0", in, h, 1, 1, 1),
+		conv(p+".layers.conv_b.0", h, h, 3, 2, h),
+		conv(p+".layers.squeeze_excitation.fc1", h, d/4, 1, 1, 1),
+		conv(p+".layers.squeeze_excitation.fc2", d/4, h, 1, 1, 1),
+		conv(p+".layers.conv_c", h, d, 1, 1, 1),
+	}
 }
 
 // timmLike lists a timm-layout model's layers: packed qkv, proj, fc1, fc2 per block.
@@ -91,6 +111,7 @@ var families = map[string]family{
 		input:  "[batch,1,28,28]",
 		blocks: blockNames("blocks.%d", 6),
 		layers: timmLike("blocks.", 6, 128, 512, 10, false),
+		convs:  []string{conv("patch_embed.proj", 1, 128, 4, 4, 1)},
 	},
 	// torchvision: nn.MultiheadAttention's packed in_proj (MatMul + Add of
 	// in_proj_bias) and out_proj as a Gemm with transB=1; the MLP is a Sequential.
@@ -109,6 +130,7 @@ var families = map[string]family{
 			}
 			return append(ls, layer{"heads.head", "head", -1, 64, 10, true, false})
 		}(),
+		convs: []string{conv("conv_proj", 3, 64, 4, 4, 1)},
 	},
 	// torchvision Swin: window attention with a relative position bias (and,
 	// in shifted blocks, a mask) added to the scores; patch merging between
@@ -117,11 +139,13 @@ var families = map[string]family{
 		input:  "[batch,3,32,32]",
 		blocks: []string{"features.1.0", "features.1.1", "features.3.0", "features.3.1"},
 		layers: swinLike([]int{2, 2}, 16, 10),
+		convs:  []string{conv("features.0.0", 3, 16, 4, 4, 1)},
 	},
 	"tv_swin_s": {
 		input:  "[batch,3,48,48]",
 		blocks: []string{"features.1.0", "features.1.1", "features.3.0", "features.3.1", "features.5.0", "features.5.1"},
 		layers: swinLike([]int{2, 2, 2}, 16, 10),
+		convs:  []string{conv("features.0.0", 3, 16, 4, 4, 1)},
 	},
 	// torchvision MaxViT: block (window) and grid attention per layer, each
 	// with its MLP; the MBConv convolutions are not linears; the classifier's
@@ -147,6 +171,10 @@ var families = map[string]family{
 			return append(ls, layer{"classifier.3", "linear", -1, 32, 32, true, false},
 				layer{"classifier.5", "head", -1, 32, 10, false, false})
 		}(),
+		// the stem, then one MBConv per stage before its attention
+		convs: append(append([]string{conv("stem.0.0", 3, 16, 3, 2, 1), conv("stem.1.0", 16, 16, 3, 1, 1)},
+			mbconv("blocks.0.layers.0.layers.MBconv", 16, 16)...),
+			mbconv("blocks.1.layers.0.layers.MBconv", 16, 32)...),
 	},
 	// Hugging Face: separate query, key, value.
 	"hf_vit": {
@@ -166,6 +194,7 @@ var families = map[string]family{
 			}
 			return append(ls, layer{"classifier", "head", -1, 64, 10, true, false})
 		}(),
+		convs: []string{conv("vit.embeddings.patch_embeddings.projection", 1, 64, 4, 4, 1)},
 	},
 	// timm, dynamo exporter with random weights: weights are anonymous
 	// (val_N), node names carry no scope, and identical initializers (the zero
@@ -176,6 +205,7 @@ var families = map[string]family{
 		blocks:     blockNames("blocks.%d", 4),
 		structural: true,
 		layers:     timmLike("blocks.", 4, 96, 384, 10, true),
+		convs:      []string{conv("patch_embed.proj", 3, 96, 4, 4, 1)},
 	},
 }
 
@@ -250,6 +280,16 @@ func TestRecognizeModels(t *testing.T) {
 			}
 			if strings.Join(got, "\n") != strings.Join(exp, "\n") {
 				t.Errorf("layers\n got:\n  %s\nwant:\n  %s", strings.Join(got, "\n  "), strings.Join(exp, "\n  "))
+			}
+			var convs []string
+			for _, c := range r.Convs {
+				convs = append(convs, c.String())
+				if c.Node.Op != "Conv" || c.Node.In(1) != c.Weight || c.Structural {
+					t.Errorf("%s: node %s reading %s, structural %v", c.Name, c.Node.Op, c.Node.In(1).Name, c.Structural)
+				}
+			}
+			if strings.Join(convs, "\n") != strings.Join(want.convs, "\n") {
+				t.Errorf("convolutions\n got:\n  %s\nwant:\n  %s", strings.Join(convs, "\n  "), strings.Join(want.convs, "\n  "))
 			}
 			if r.Head == nil || r.Head.Kind != "head" {
 				t.Errorf("head %v", r.Head)

@@ -11,44 +11,15 @@ import (
 // name gives every layer and block a name, recovered from the file when the
 // file says it unambiguously.
 func (r *recognizer) name() {
-	uses := func(v *graph.Value) int {
-		if v == nil {
-			return 0
-		}
-		n := len(r.consumers[v])
-		if slices.Contains(r.g.Outputs, v) {
-			n++
-		}
-		return n
-	}
-	scopes := map[string]int{}
-	for _, l := range r.linears {
-		if s := scopeName(l.Node.Name); s != "" {
-			scopes[s]++
-		}
-	}
-	recovered := make([]string, len(r.linears))
+	items := make([]named, len(r.linears))
 	for i, l := range r.linears {
-		switch {
-		case uses(l.Weight) == 1 && stripSuffix(l.Weight.Name, "weight") != "":
-			// (a) the weight's own name
-			recovered[i] = stripSuffix(l.Weight.Name, "weight")
-		case scopes[scopeName(l.Node.Name)] == 1:
-			// (b) the exporter's module scope, when no other linear shares it
-			recovered[i] = scopeName(l.Node.Name)
-		case l.Bias != nil && l.Bias.Param && uses(l.Bias) == 1 && stripSuffix(l.Bias.Name, "bias") != "":
-			// (c) the bias's own name
-			recovered[i] = stripSuffix(l.Bias.Name, "bias")
-		}
+		items[i] = named{node: l.Node, weight: l.Weight, bias: l.Bias}
 	}
-	count := map[string]int{}
-	for _, n := range recovered {
-		count[n]++
-	}
+	recovered := r.recoverNames(items)
 	heads := 0
 	others := 0
 	for i, l := range r.linears {
-		if n := recovered[i]; n != "" && count[n] == 1 {
+		if n := recovered[i]; n != "" {
 			l.Name = n
 			continue
 		}
@@ -87,6 +58,58 @@ func (r *recognizer) name() {
 		taken[l.Name] = true
 	}
 	r.nameBlocks()
+	r.nameConvs()
+}
+
+// named is a layer to name: its node, weight and bias.
+type named struct {
+	node         *graph.Node
+	weight, bias *graph.Value
+}
+
+// recoverNames finds each layer's name in the file, "" where the file does
+// not say it unambiguously: (a) the weight's own name when no other node
+// reads it, (b) the exporter's module scope when no other of the layers
+// shares it, (c) the bias's own name when no other node reads it. A name
+// found for two layers is given to neither.
+func (r *recognizer) recoverNames(items []named) []string {
+	uses := func(v *graph.Value) int {
+		if v == nil {
+			return 0
+		}
+		n := len(r.consumers[v])
+		if slices.Contains(r.g.Outputs, v) {
+			n++
+		}
+		return n
+	}
+	scopes := map[string]int{}
+	for _, it := range items {
+		if s := scopeName(it.node.Name); s != "" {
+			scopes[s]++
+		}
+	}
+	recovered := make([]string, len(items))
+	for i, it := range items {
+		switch {
+		case uses(it.weight) == 1 && stripSuffix(it.weight.Name, "weight") != "":
+			recovered[i] = stripSuffix(it.weight.Name, "weight")
+		case scopes[scopeName(it.node.Name)] == 1:
+			recovered[i] = scopeName(it.node.Name)
+		case it.bias != nil && it.bias.Param && uses(it.bias) == 1 && stripSuffix(it.bias.Name, "bias") != "":
+			recovered[i] = stripSuffix(it.bias.Name, "bias")
+		}
+	}
+	count := map[string]int{}
+	for _, n := range recovered {
+		count[n]++
+	}
+	for i, n := range recovered {
+		if count[n] > 1 {
+			recovered[i] = ""
+		}
+	}
+	return recovered
 }
 
 // nameBlocks names each block by the common prefix of its layers' recovered

@@ -47,6 +47,8 @@ type Report struct {
 	Linears []*Linear
 	// Head is the classifier (the first one when there are several), or nil.
 	Head *Linear
+	// Convs are the convolutions, in graph order: listed, never tuned.
+	Convs []*Conv
 }
 
 // Targets returns the layers to tune: those in blocks, then the heads.
@@ -84,6 +86,8 @@ func Recognize(g *graph.Graph) (*Report, error) {
 	}
 	r.findLinears()
 	rep.Linears = r.linears
+	r.findConvs()
+	rep.Convs = r.convs
 	r.findBlocks()
 	rep.Blocks = r.blocks
 	r.classifyRest()
@@ -105,6 +109,7 @@ type recognizer struct {
 	byOut     map[*graph.Value]*Linear // product and output values -> layer
 	byNode    map[*graph.Node]*Linear
 	blocks    []*Block
+	convs     []*Conv // graph order
 }
 
 // ---------------------------------------------------------------------------

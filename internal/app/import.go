@@ -13,6 +13,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"text/tabwriter"
 
@@ -97,8 +98,8 @@ func Import(c *cli.Command, args []string) error {
 	if err != nil {
 		return fmt.Errorf("%s: %w", path, err)
 	}
-	if len(rep.Blocks) == 0 {
-		return fmt.Errorf("%s: no transformer block recognized (no Softmax between two activation MatMuls); hyperat tunes Vision Transformers", path)
+	if err := rep.Tunable(); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
 	}
 	// The model must be a classifier that compiles and runs before a
 	// workspace is made for it.
@@ -226,7 +227,6 @@ func printReport(w io.Writer, path string, m *onnximport.Model, r *layers.Report
 	fmt.Fprintf(w, "\nlinear layers to tune (%d):\n", len(r.Targets()))
 	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(tw, "  block\tlayer\tkind\tin\tout\tweight\n")
-	var other []*layers.Linear
 	for _, l := range r.Targets() {
 		block := "-"
 		if l.Block >= 0 {
@@ -248,16 +248,11 @@ func printReport(w io.Writer, path string, m *onnximport.Model, r *layers.Report
 		fmt.Fprintf(tw, "  %s\t%s\t%s\t%d\t%d\t%s\n", block, name, l.Kind, l.In, l.Out, layout)
 	}
 	tw.Flush()
-	for _, l := range r.Linears {
-		if l.Kind == layers.KindLinear {
-			other = append(other, l)
-		}
+	if r.Head == nil {
+		fmt.Fprintln(w, "no classifier head recognized (a linear layer after the last block whose output reaches the logits): tune with --no-head")
 	}
-	if len(other) > 0 {
-		fmt.Fprintf(w, "other linear layers (not tuned):\n")
-		for _, l := range other {
-			fmt.Fprintf(w, "  %s  %d -> %d\n", l.Name, l.In, l.Out)
-		}
+	if printUntuned(w, m.Graph, r) {
+		structural = true
 	}
 	if structural {
 		fmt.Fprintln(w, "* named from the graph's structure: the file keeps no name for it")
@@ -265,6 +260,58 @@ func printReport(w io.Writer, path string, m *onnximport.Model, r *layers.Report
 	if shared {
 		fmt.Fprintln(w, "shared: the file stores one initializer for this weight and other nodes (identical values)")
 	}
+}
+
+// printUntuned lists, in graph order, the layers tuning leaves alone: the
+// linear layers outside the blocks and the head (a patch merging, a
+// pre-logits layer) and the convolutions (patch embeddings, stems, MBConv). It reports whether a
+// name was made from the structure.
+func printUntuned(w io.Writer, g *graph.Graph, r *layers.Report) (structural bool) {
+	type row struct {
+		at    int
+		cells string
+	}
+	at := map[*graph.Node]int{}
+	for i, n := range g.Nodes {
+		at[n] = i
+	}
+	var rows []row
+	mark := func(name string, s bool) string {
+		if s {
+			structural = true
+			return name + " *"
+		}
+		return name
+	}
+	for _, l := range r.Linears {
+		if l.Kind == layers.KindLinear {
+			rows = append(rows, row{at[l.Node], fmt.Sprintf("  %s\tlinear\t%d\t%d\t-\t-\t-\n", mark(l.Name, l.Structural), l.In, l.Out)})
+		}
+	}
+	for _, c := range r.Convs {
+		rows = append(rows, row{at[c.Node], fmt.Sprintf("  %s\tconv\t%d\t%d\t%s\t%s\t%d\n", mark(c.Name, c.Structural), c.In, c.Out, dims(c.Kernel), dims(c.Strides), c.Group)})
+	}
+	if len(rows) == 0 {
+		return false
+	}
+	slices.SortStableFunc(rows, func(a, b row) int { return a.at - b.at })
+	fmt.Fprintf(w, "\nother layers, not adapted (%d):\n", len(rows))
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "  layer\tkind\tin\tout\tkernel\tstride\tgroups\n")
+	for _, rw := range rows {
+		fmt.Fprint(tw, rw.cells)
+	}
+	tw.Flush()
+	return structural
+}
+
+// dims formats [3 3] as 3x3.
+func dims(d []int) string {
+	s := make([]string, len(d))
+	for i, v := range d {
+		s[i] = fmt.Sprint(v)
+	}
+	return strings.Join(s, "x")
 }
 
 func orNone(s string) string {

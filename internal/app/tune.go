@@ -25,6 +25,7 @@ import (
 	"github.com/hyperat/hyperat/internal/cli"
 	"github.com/hyperat/hyperat/internal/plots"
 	"github.com/hyperat/hyperat/kernels"
+	"github.com/hyperat/hyperat/layers"
 	"github.com/hyperat/hyperat/workspace"
 )
 
@@ -293,10 +294,13 @@ func (a *tuneArgs) checkModel(ws *workspace.Workspace) error {
 		return fmt.Errorf("the model's input %q has a fixed batch of %d (it was exported without a dynamic batch axis); export it again with one (docs/USAGE.md)%s",
 			ws.Input.Name, b, hint)
 	}
-	if a.cfg.Method != "full" {
-		return checkTargets(a.cfg.Targets, ws)
+	if a.cfg.Method == "full" {
+		return nil
 	}
-	return nil
+	if a.cfg.TrainHead && !slices.ContainsFunc(ws.Layers, func(l workspace.Layer) bool { return l.Kind == layers.KindHead }) {
+		return fmt.Errorf("hyperat-import recognized no classifier head in the model (a linear layer after the last transformer block whose output reaches the logits); tune with --no-head to adapt the blocks alone")
+	}
+	return checkTargets(a.cfg.Targets, ws)
 }
 
 // run tunes to the configured number of iterations, showing progress and
