@@ -141,3 +141,36 @@ func dtypeBytes(d graph.DType) int64 {
 	}
 	return 4
 }
+
+// LargestBatch is the largest batch b <= max whose cost(b), in bytes, is at
+// most avail, with that cost; 0 when not even batch 1 fits. Costs of
+// programs grow about linearly with the batch, so it fits a line through
+// cost(1) and cost(2), and checks its pick with cost itself, stepping down
+// until the pick fits: a handful of plans, not one per batch size.
+func LargestBatch(avail int64, maxBatch int, cost func(b int) (int64, error)) (int, int64, error) {
+	c1, err := cost(1)
+	if err != nil || c1 > avail {
+		return 0, c1, err
+	}
+	if maxBatch == 1 {
+		return 1, c1, nil
+	}
+	c2, err := cost(2)
+	if err != nil {
+		return 0, 0, err
+	}
+	per := max(c2-c1, 1)
+	b := min(maxBatch, 1+int((avail-c1)/per))
+	for b > 1 {
+		c, err := cost(b)
+		if err != nil {
+			return 0, 0, err
+		}
+		if c <= avail {
+			return b, c, nil
+		}
+		// step down by what the excess costs at the line's slope, at least one
+		b = min(b-1, b-int((c-avail+per-1)/per))
+	}
+	return 1, c1, nil
+}
