@@ -85,8 +85,8 @@ func (p PGD) Name() string {
 type Start func(i int, row []float32)
 
 // UniformStart adds U(-eps, eps) to every pixel, drawing from rng(i) for
-// sample i (Run: each sample's own stream; the defenses: the iteration's
-// stream for all, samples in order).
+// sample i (Run: each sample's own stream; the defenses: each image's own
+// stream of the iteration).
 func UniformStart(eps float64, rng func(i int) *rand.Rand) Start {
 	return func(i int, row []float32) {
 		r := rng(i)

@@ -71,8 +71,9 @@ type compilation struct {
 	grad   map[*graph.Value]*graph.Value // wrt (compiled graph) -> its gradient
 	gradOf map[*graph.Value]*graph.Value // gradient value -> the value it is the gradient of
 	loss   *graph.Value
-	seed   *graph.Value   // the cotangent input of a vector-Jacobian program
-	extra  []*graph.Value // values kept alive besides the outputs (loss, gradients)
+	seed   *graph.Value           // the cotangent input of a vector-Jacobian program
+	extra  []*graph.Value         // values kept alive besides the outputs (loss, gradients)
+	source map[*graph.Tensor]bool // the source graph's constants (see measure)
 }
 
 // Compile runs the pipeline on a copy of g and binds kernels into a Program.
@@ -88,7 +89,8 @@ func Compile(g *graph.Graph, opts Options) (*Program, error) {
 func lower(g *graph.Graph, opts Options) (*compilation, error) {
 	cg, vmap := cloneWithMap(g)
 	c := &compilation{g: cg, opts: opts, vars: map[*graph.Value]*graph.Value{},
-		isVar: map[*graph.Value]bool{}, vmap: vmap, gradOf: map[*graph.Value]*graph.Value{}}
+		isVar: map[*graph.Value]bool{}, vmap: vmap, gradOf: map[*graph.Value]*graph.Value{},
+		source: sourceConsts(g)}
 	for _, v := range opts.Vars {
 		nv, ok := vmap[v]
 		if !ok || !v.IsConst() {

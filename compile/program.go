@@ -36,6 +36,7 @@ type Program struct {
 	outs   []*graph.Tensor
 	// prof, when not nil, accumulates the time of each step (see Profile).
 	prof []time.Duration
+	mem  Memory
 }
 
 type step struct {
@@ -53,27 +54,17 @@ func newProgram(c *compilation) (*Program, error) {
 			p.wrt[w] = c.vmap[w]
 		}
 	}
-	// Values that must keep their data after Run: outputs, loss, gradients.
-	pinned := map[*graph.Value]bool{}
-	for _, o := range append(append([]*graph.Value{}, c.g.Outputs...), c.extra...) {
-		pinned[o] = true
-	}
 	for _, v := range c.vars {
 		p.bufs[v] = v.Const.Clone() // variables own a private copy, updated in place by training
 	}
-	off := map[string]bool{}
-	for _, d := range c.opts.Disable {
-		off[d] = true
+	plan, splitNode, err := planOf(c)
+	if err != nil {
+		return nil, err
 	}
-	splitNode := len(c.g.Nodes)
 	if c.seed != nil {
-		var err error
-		if splitNode, err = seedSplit(c); err != nil {
-			return nil, err
-		}
 		p.seed = c.seed
 	}
-	plan := planMemory(c.g.Nodes, pinned, !off["memplan"])
+	p.mem = measure(c, plan)
 	if a := c.opts.Arena; a != nil {
 		a.reserve(plan.arenaLen)
 		p.shared, p.gen = a, a.gen

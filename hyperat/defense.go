@@ -17,8 +17,10 @@ import (
 type Defense interface {
 	Name() string
 	// Attack returns x' in the eps ball around x (and in [0, 1]), querying
-	// the model under training; its random start draws from rng.
-	Attack(m attack.Model, x *graph.Tensor, y []int, eps float64, steps int, rng *rand.Rand) (*graph.Tensor, error)
+	// the model under training; the random start of image i draws from
+	// rng(i), its own stream, so that an image's example does not depend on
+	// the others it is attacked with (the micro-batch split).
+	Attack(m attack.Model, x *graph.Tensor, y []int, eps float64, steps int, rng func(i int) *rand.Rand) (*graph.Tensor, error)
 	// NeedsClean reports whether Loss reads the clean logits.
 	NeedsClean() bool
 	// Loss returns the batch loss and its gradients with respect to the clean
@@ -48,13 +50,10 @@ func NewDefense(name string, beta float64) (Defense, error) {
 	return mk(beta), nil
 }
 
-// the iteration's stream for every sample, drawn in sample order
-func shared(rng *rand.Rand) func(int) *rand.Rand { return func(int) *rand.Rand { return rng } }
-
 // pgdCE is the training attack of PGD-AT and MART: attack.PGD with steps
 // steps of 2.5 eps / steps on the cross-entropy, from x + U(-eps, eps), on
 // every example.
-func pgdCE(m attack.Model, x *graph.Tensor, y []int, eps float64, steps int, rng *rand.Rand) (*graph.Tensor, error) {
-	return attack.PGD{Steps: steps}.Perturb(m, x, eps, attack.UniformStart(eps, shared(rng)),
+func pgdCE(m attack.Model, x *graph.Tensor, y []int, eps float64, steps int, rng func(i int) *rand.Rand) (*graph.Tensor, error) {
+	return attack.PGD{Steps: steps}.Perturb(m, x, eps, attack.UniformStart(eps, rng),
 		func(i int, z, g []float64) float64 { return loss.CrossEntropy(z, y[i], g) })
 }

@@ -18,7 +18,7 @@ func init() { defenses["mart"] = func(beta float64) Defense { return mart{beta} 
 func (mart) Name() string     { return "mart" }
 func (mart) NeedsClean() bool { return true }
 
-func (mart) Attack(m attack.Model, x *graph.Tensor, y []int, eps float64, steps int, rng *rand.Rand) (*graph.Tensor, error) {
+func (mart) Attack(m attack.Model, x *graph.Tensor, y []int, eps float64, steps int, rng func(i int) *rand.Rand) (*graph.Tensor, error) {
 	return pgdCE(m, x, y, eps, steps, rng)
 }
 

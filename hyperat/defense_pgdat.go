@@ -17,7 +17,7 @@ func init() { defenses["pgdat"] = func(float64) Defense { return pgdAT{} } }
 func (pgdAT) Name() string     { return "pgdat" }
 func (pgdAT) NeedsClean() bool { return false }
 
-func (pgdAT) Attack(m attack.Model, x *graph.Tensor, y []int, eps float64, steps int, rng *rand.Rand) (*graph.Tensor, error) {
+func (pgdAT) Attack(m attack.Model, x *graph.Tensor, y []int, eps float64, steps int, rng func(i int) *rand.Rand) (*graph.Tensor, error) {
 	return pgdCE(m, x, y, eps, steps, rng)
 }
 

@@ -17,7 +17,7 @@ func init() { defenses["trades"] = func(beta float64) Defense { return trades{be
 func (trades) Name() string     { return "trades" }
 func (trades) NeedsClean() bool { return true }
 
-func (d trades) Attack(m attack.Model, x *graph.Tensor, y []int, eps float64, steps int, rng *rand.Rand) (*graph.Tensor, error) {
+func (d trades) Attack(m attack.Model, x *graph.Tensor, y []int, eps float64, steps int, rng func(i int) *rand.Rand) (*graph.Tensor, error) {
 	clean, err := m.Logits(x)
 	if err != nil {
 		return nil, err
@@ -33,7 +33,7 @@ func (d trades) Attack(m attack.Model, x *graph.Tensor, y []int, eps float64, st
 		p[i] = make([]float64, k)
 		loss.Softmax(z, p[i])
 	}
-	return attack.PGD{Steps: steps}.Perturb(m, x, eps, attack.GaussianStart(0.001, shared(rng)),
+	return attack.PGD{Steps: steps}.Perturb(m, x, eps, attack.GaussianStart(0.001, rng),
 		func(i int, z, g []float64) float64 { return loss.KL(p[i], z, g) })
 }
 

@@ -270,35 +270,56 @@ func (n *Net) merge(ps *Params) {
 // weights; with its matrix products in precision prec (kernels.FP32 for
 // training).
 func (n *Net) program(batch int, forTraining bool, prec kernels.Precision) (*vjp, error) {
-	cache := n.attack
-	switch {
-	case forTraining:
-		cache = n.train
-	case prec == kernels.BF16:
-		cache = n.attackBF16
-	}
+	cache := n.cache(forTraining, prec)
 	if v, ok := cache[batch]; ok {
 		return v, nil
 	}
-	v := &vjp{}
-	var g *graph.Graph
-	var wrt []*graph.Value
-	if forTraining {
-		g = n.G.Clone()
-		wrt = g.Inputs[1 : 1+2*len(n.A)+len(n.Train)]
-	} else {
-		g, v.merged = n.mergedGraph(), len(n.linears) > 0
-		wrt = g.Inputs[:1]
-	}
-	seed := g.AddInput("logits_cotangent", graph.Float32, graph.StaticShape(batch, n.Classes))
-	p, err := compile.Compile(g, compile.Options{Batch: batch, Arena: n.arena, Precision: prec,
-		Grad: &compile.GradSpec{Loss: g.Outputs[0], Seed: seed, Wrt: wrt}})
+	v, g, opts := n.programSpec(batch, forTraining, prec)
+	p, err := compile.Compile(g, opts)
 	if err != nil {
 		return nil, err
 	}
-	v.p, v.seed, v.wrt = p, seed, wrt
+	v.p = p
 	cache[batch] = v
 	return v, nil
+}
+
+// cache holds the compiled programs of one kind, by batch.
+func (n *Net) cache(forTraining bool, prec kernels.Precision) map[int]*vjp {
+	switch {
+	case forTraining:
+		return n.train
+	case prec == kernels.BF16:
+		return n.attackBF16
+	}
+	return n.attack
+}
+
+// programSpec is the graph and options of program's vector-Jacobian
+// program (v without its compiled program), for compiling or planning.
+func (n *Net) programSpec(batch int, forTraining bool, prec kernels.Precision) (*vjp, *graph.Graph, compile.Options) {
+	v := &vjp{}
+	var g *graph.Graph
+	if forTraining {
+		g = n.G.Clone()
+		v.wrt = g.Inputs[1 : 1+2*len(n.A)+len(n.Train)]
+	} else {
+		g, v.merged = n.mergedGraph(), len(n.linears) > 0
+		v.wrt = g.Inputs[:1]
+	}
+	v.seed = g.AddInput("logits_cotangent", graph.Float32, graph.StaticShape(batch, n.Classes))
+	return v, g, compile.Options{Batch: batch, Arena: n.arena, Precision: prec,
+		Grad: &compile.GradSpec{Loss: g.Outputs[0], Seed: v.seed, Wrt: v.wrt}}
+}
+
+// planProgram is the memory program(batch, forTraining, prec) holds: that
+// of the compiled program when there is one, else as compile.Plan says.
+func (n *Net) planProgram(batch int, forTraining bool, prec kernels.Precision) (compile.Memory, error) {
+	if v, ok := n.cache(forTraining, prec)[batch]; ok {
+		return v.p.Memory(), nil
+	}
+	_, g, opts := n.programSpec(batch, forTraining, prec)
+	return compile.Plan(g, opts)
 }
 
 // mergedGraph is G with each adapted layer reading its merged weight W0 +

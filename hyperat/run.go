@@ -40,7 +40,9 @@ type RunOptions struct {
 	ValSteps        int // PGD steps of the validation attack
 	Stop            <-chan struct{}
 	OnStep          func(Step)
-	OnVal           func(Record) // called once the record is stored
+	// OnMicro hears of every micro-batch of iteration it done (of total).
+	OnMicro func(it, done, total int)
+	OnVal   func(Record) // called once the record is stored
 }
 
 // discard is the Store of a run that keeps nothing.
@@ -61,6 +63,8 @@ func (t *Trainer) Run(o RunOptions) error {
 	if store == nil {
 		store = discard{}
 	}
+	t.onMicro = o.OnMicro
+	defer func() { t.onMicro = nil }()
 	for t.It < t.Cfg.Iters {
 		s, err := t.Step()
 		if err != nil {
@@ -109,7 +113,7 @@ func (t *Trainer) validate(o RunOptions) (Record, error) {
 	if err != nil {
 		return Record{}, err
 	}
-	acc, err := Evaluate(c, t.data, o.Val, t.Cfg.Batch, t.Cfg.Eps, o.ValSteps, t.Cfg.Seed)
+	acc, err := Evaluate(c, t.data, o.Val, t.MicroSize(), t.Cfg.Eps, o.ValSteps, t.Cfg.Seed)
 	if err != nil {
 		return Record{}, err
 	}

@@ -18,12 +18,18 @@ import (
 // Config is one tuning run. Defaults (DefaultConfig) follow the project's
 // method description; each field is a flag of hyperat-tune.
 type Config struct {
-	Method    string   // hyperat, lora or full
-	Defenses  []string // pgdat, trades, mart
-	Eps       float64
-	Steps     int // inner attack steps
-	Iters     int
-	Batch     int
+	Method   string   // hyperat, lora or full
+	Defenses []string // pgdat, trades, mart
+	Eps      float64
+	Steps    int // inner attack steps
+	Iters    int
+	Batch    int
+	// Micro is the images per micro-batch (0: the whole batch): an
+	// iteration's attacks and training pass run micro-batch by micro-batch
+	// and the update accumulates their gradients (see MicroGrad). It changes
+	// the result by float32 rounding only; a resumed run keeps it, to repeat
+	// the uninterrupted run's bits.
+	Micro     int
 	Rank      int
 	Alpha     float64
 	LR        float64
@@ -81,6 +87,8 @@ func (c *Config) Validate() error {
 		return errors.New("--iters must be at least 1")
 	case c.Batch < 1:
 		return errors.New("--batch must be at least 1")
+	case c.Micro < 0:
+		return errors.New("the micro-batch size must be positive (0: the whole batch)")
 	case c.Method != "full" && c.Rank < 1:
 		return errors.New("--rank must be at least 1")
 	case !(c.LR > 0):
@@ -111,10 +119,14 @@ type Trainer struct {
 	It     int
 	data   Source
 	train  []int
-	// work buffers
-	lora     Params
-	dlora    Params
-	prepared bool // the programs are compiled (see Net.Prepare)
+	// work buffers: the factors fed to the net, the iteration's gradient
+	// (sum: of the factors, then of the trained weights) and one
+	// micro-batch's contribution to it (part)
+	lora      Params
+	sum, part *Params
+	prepared  int // the micro-batch size the programs were compiled for (see Net.Prepare)
+	// onMicro, when set, hears of every micro-batch done (Run sets it).
+	onMicro func(it, done, total int)
 	// the model as imported (nothing changes it), for merging
 	orig      *graph.Graph
 	origModel *onnximport.Model
@@ -157,8 +169,6 @@ func NewTrainer(m *onnximport.Model, cfg Config, data Source, train []int) (*Tra
 	for _, tg := range net.Targets {
 		t.lora.A = append(t.lora.A, graph.NewTensor(graph.Float32, []int{cfg.Rank, tg.In}))
 		t.lora.B = append(t.lora.B, graph.NewTensor(graph.Float32, []int{tg.Out, cfg.Rank}))
-		t.dlora.A = append(t.dlora.A, graph.NewTensor(graph.Float32, []int{cfg.Rank, tg.In}))
-		t.dlora.B = append(t.dlora.B, graph.NewTensor(graph.Float32, []int{tg.Out, cfg.Rank}))
 	}
 	switch cfg.Method {
 	case "hyperat":
@@ -190,6 +200,9 @@ func NewTrainer(m *onnximport.Model, cfg Config, data Source, train []int) (*Tra
 	for _, p := range t.Params {
 		t.grads = append(t.grads, graph.NewTensor(graph.Float32, p.Shape))
 	}
+	t.sum = zerosLike(&t.lora)
+	t.sum.Train = t.grads[len(t.grads)-len(t.Net.Train):]
+	t.part = zerosLike(&Params{A: t.lora.A, B: t.lora.B, Train: t.Net.Init})
 	t.Opt = NewAdamW(t.Params, cfg.WD)
 	return t, nil
 }
@@ -235,19 +248,44 @@ func (t *Trainer) batchIndices(it int) []int {
 	return idx
 }
 
+// MicroSize is the images per micro-batch of the run.
+func (t *Trainer) MicroSize() int {
+	if t.Cfg.Micro <= 0 || t.Cfg.Micro > t.Cfg.Batch {
+		return t.Cfg.Batch
+	}
+	return t.Cfg.Micro
+}
+
+// Prepare compiles the programs the run's iterations use (Step does it on
+// first use): the attack and training programs at the micro-batch size, and
+// at the size of a smaller last micro-batch.
+func (t *Trainer) Prepare() error {
+	mb := t.MicroSize()
+	if t.prepared == mb {
+		return nil
+	}
+	pairs, singles := false, false
+	for _, d := range t.defs {
+		pairs = pairs || d.NeedsClean()
+		singles = singles || !d.NeedsClean()
+	}
+	if err := t.Net.Prepare(mb, pairs, singles, t.Cfg.AttackPrecision); err != nil {
+		return err
+	}
+	if r := t.Cfg.Batch % mb; r != 0 {
+		if err := t.Net.Prepare(r, pairs, singles, t.Cfg.AttackPrecision); err != nil {
+			return err
+		}
+	}
+	t.prepared = mb
+	return nil
+}
+
 // Step runs iteration t.It and advances.
 func (t *Trainer) Step() (Step, error) {
 	start := time.Now()
-	if !t.prepared {
-		pairs, singles := false, false
-		for _, d := range t.defs {
-			pairs = pairs || d.NeedsClean()
-			singles = singles || !d.NeedsClean()
-		}
-		if err := t.Net.Prepare(t.Cfg.Batch, pairs, singles, t.Cfg.AttackPrecision); err != nil {
-			return Step{}, err
-		}
-		t.prepared = true
+	if err := t.Prepare(); err != nil {
+		return Step{}, err
 	}
 	it := t.It
 	rng := t.iterRand(it)
@@ -266,36 +304,14 @@ func (t *Trainer) Step() (Step, error) {
 	if err != nil {
 		return Step{}, err
 	}
-	adv, err := def.Attack(netModel{t.Net, ps, t.Cfg.AttackPrecision}, x, y, eps, t.Cfg.Steps, rng)
-	if err != nil {
-		return Step{}, err
-	}
 	for _, g := range t.grads {
 		clear(g.F)
 	}
-	acc := &Params{A: t.dlora.A, B: t.dlora.B, Train: t.grads[len(t.grads)-len(t.Net.Train):]}
-	for i := range acc.A {
-		clear(acc.A[i].F)
-		clear(acc.B[i].F)
-	}
-	// the loss is taken from the logits of the training pass itself
-	var loss float64
-	if def.NeedsClean() {
-		err = t.Net.PairGrads(x, adv, ps, func(zc, za *graph.Tensor) (*graph.Tensor, *graph.Tensor) {
-			var gc, ga *graph.Tensor
-			loss, gc, ga = def.Loss(zc, za, y)
-			return gc, ga
-		}, acc)
-	} else {
-		_, err = t.Net.ParamGrads(adv, ps, func(za *graph.Tensor) *graph.Tensor {
-			var ga *graph.Tensor
-			loss, _, ga = def.Loss(nil, za, y)
-			return ga
-		}, acc)
-	}
+	loss, err := t.gradient(it, MicroAttack{Def: def, Eps: eps, Steps: t.Cfg.Steps, Precision: t.Cfg.AttackPrecision, Seed: t.Cfg.Seed}, ps, x, y)
 	if err != nil {
 		return Step{}, err
 	}
+	acc := t.sum
 	switch t.Cfg.Method {
 	case "hyperat":
 		// the hypernetwork program still holds the activations of this
@@ -318,6 +334,36 @@ func (t *Trainer) Step() (Step, error) {
 	t.Opt.Update(t.Params, t.grads, lr)
 	t.It++
 	return Step{It: it, Defense: def.Name(), Loss: loss, Eps: eps, LR: lr, GradNorm: norm, Seconds: time.Since(start).Seconds()}, nil
+}
+
+// gradient sets t.sum to the gradient of the mean loss of batch x (labels
+// y) of iteration it, running it micro-batch by micro-batch and reducing the
+// contributions in order; it returns the mean loss.
+func (t *Trainer) gradient(it int, a MicroAttack, ps *Params, x *graph.Tensor, y []int) (float64, error) {
+	t.sum.clear()
+	n := x.Shape[0]
+	streams := ImageStreams(it, n)
+	ms := MicroBatches(n, t.MicroSize())
+	loss := 0.0
+	for k, mb := range ms {
+		l, err := t.Net.MicroGrad(a, ps, rows(x, mb.Lo, mb.Hi), y[mb.Lo:mb.Hi], streams[mb.Lo:mb.Hi],
+			float64(mb.Hi-mb.Lo)/float64(n), t.part)
+		if err != nil {
+			return 0, err
+		}
+		Reduce(t.sum, t.part)
+		loss += l
+		if t.onMicro != nil {
+			t.onMicro(it, k+1, len(ms))
+		}
+	}
+	return loss, nil
+}
+
+// rows is a copy of the rows [lo, hi) of x.
+func rows(x *graph.Tensor, lo, hi int) *graph.Tensor {
+	d := graph.Numel(x.Shape[1:])
+	return graph.F32(append([]int{hi - lo}, x.Shape[1:]...), slices.Clone(x.F[lo*d:hi*d]))
 }
 
 // Programs are the compiled programs the trainer has built so far (attack

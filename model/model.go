@@ -47,7 +47,7 @@ func inspect(g *graph.Graph) (Shape, *compile.Program, error) {
 		return Shape{}, nil, errors.New("the model has no outputs")
 	}
 	s := Shape{C: in.Shape[1].N, H: in.Shape[2].N, W: in.Shape[3].N, Batch: max(in.Shape[0].N, 0)}
-	p, err := compileForward(g, max(s.Batch, 1))
+	p, err := compileForward(g, max(s.Batch, 1), nil)
 	if err != nil {
 		return Shape{}, nil, err
 	}
@@ -61,11 +61,18 @@ func inspect(g *graph.Graph) (Shape, *compile.Program, error) {
 	return s, p, nil
 }
 
-// compileForward compiles the graph's first output at batch.
-func compileForward(g *graph.Graph, batch int) (*compile.Program, error) {
+// compileForward compiles the graph's first output at batch, its
+// activations in arena (nil: an arena of its own).
+func compileForward(g *graph.Graph, batch int, arena *compile.Arena) (*compile.Program, error) {
+	c, opts := forwardSpec(g, batch, arena)
+	return compile.Compile(c, opts)
+}
+
+// forwardSpec is the graph and options of compileForward.
+func forwardSpec(g *graph.Graph, batch int, arena *compile.Arena) (*graph.Graph, compile.Options) {
 	c := g.Clone()
 	c.Outputs = c.Outputs[:1]
-	return compile.Compile(c, compile.Options{Batch: batch})
+	return c, compile.Options{Batch: batch, Arena: arena}
 }
 
 // Classifier runs an image classifier: input [N, C, H, W] pixels, output
@@ -77,6 +84,9 @@ type Classifier struct {
 	classes int
 	fwd     map[int]*compile.Program
 	vjp     map[int]*vjpProg
+	// arena holds the activations of all the programs above: the caller
+	// runs one at a time (InputGrad's seed runs no model).
+	arena *compile.Arena
 
 	// GradPrecision is that of the matrix products of InputGrad's programs
 	// (compile.Options.Precision): FP32 unless a caller sets it before the
@@ -110,7 +120,7 @@ func New(m *onnximport.Model) (*Classifier, error) {
 		return nil, err
 	}
 	c := &Classifier{Model: m, C: s.C, H: s.H, W: s.W, batch: s.Batch, classes: s.Classes,
-		fwd: map[int]*compile.Program{max(s.Batch, 1): p}, vjp: map[int]*vjpProg{}}
+		fwd: map[int]*compile.Program{max(s.Batch, 1): p}, vjp: map[int]*vjpProg{}, arena: compile.NewArena()}
 	return c, nil
 }
 
@@ -128,7 +138,7 @@ func (c *Classifier) forward(batch int) (*compile.Program, error) {
 	if p, ok := c.fwd[batch]; ok {
 		return p, nil
 	}
-	p, err := compileForward(c.Model.Graph, batch)
+	p, err := compileForward(c.Model.Graph, batch, c.arena)
 	if err != nil {
 		return nil, err
 	}
@@ -171,15 +181,12 @@ func (c *Classifier) InputGrad(x *graph.Tensor, seed func(logits *graph.Tensor) 
 	batch := x.Shape[0]
 	v, ok := c.vjp[batch]
 	if !ok {
-		g := c.Model.Graph.Clone()
-		g.Outputs = g.Outputs[:1]
-		s := g.AddInput("logits_cotangent", graph.Float32, graph.StaticShape(batch, c.classes))
-		p, err := compile.Compile(g, compile.Options{Batch: batch, Precision: c.GradPrecision,
-			Grad: &compile.GradSpec{Loss: g.Outputs[0], Seed: s, Wrt: []*graph.Value{g.Inputs[0]}}})
-		if err != nil {
+		var g *graph.Graph
+		var opts compile.Options
+		v, g, opts = c.vjpSpec(batch)
+		if v.p, err = compile.Compile(g, opts); err != nil {
 			return nil, nil, err
 		}
-		v = &vjpProg{p: p, x: g.Inputs[0], seed: s}
 		c.vjp[batch] = v
 	}
 	outs, err := v.p.Forward(x)
@@ -195,4 +202,32 @@ func (c *Classifier) InputGrad(x *graph.Tensor, seed func(logits *graph.Tensor) 
 		return nil, nil, err
 	}
 	return logits, v.p.Grad(v.x).Clone(), nil
+}
+
+// vjpSpec is the graph and options of InputGrad's program at batch (v
+// without its program).
+func (c *Classifier) vjpSpec(batch int) (*vjpProg, *graph.Graph, compile.Options) {
+	g := c.Model.Graph.Clone()
+	g.Outputs = g.Outputs[:1]
+	s := g.AddInput("logits_cotangent", graph.Float32, graph.StaticShape(batch, c.classes))
+	return &vjpProg{x: g.Inputs[0], seed: s}, g, compile.Options{Batch: batch, Precision: c.GradPrecision, Arena: c.arena,
+		Grad: &compile.GradSpec{Loss: g.Outputs[0], Seed: s, Wrt: []*graph.Value{g.Inputs[0]}}}
+}
+
+// Footprint is the memory, in bytes, that running attacks on batches of
+// batch images adds: the programs of Logits and InputGrad at that batch
+// (sharing one arena), and the smaller programs an attack compiles as it
+// attacks fewer images (about as much again of their own buffers).
+func (c *Classifier) Footprint(batch int) (int64, error) {
+	g, opts := forwardSpec(c.Model.Graph, batch, nil)
+	f, err := compile.Plan(g, opts)
+	if err != nil {
+		return 0, err
+	}
+	_, g, opts = c.vjpSpec(batch)
+	v, err := compile.Plan(g, opts)
+	if err != nil {
+		return 0, err
+	}
+	return max(f.Arena, v.Arena) + 2*(f.Own()+v.Own()), nil
 }

@@ -245,6 +245,8 @@ func TestTuneBadInputs(t *testing.T) {
 		{"negative checkpoint-every", base("--data", mnist, "--checkpoint-every", "-2"), 2, []string{"--checkpoint-every"}},
 		{"validation larger than the data", base("--data", mnist, "--val", "100000"), 2, []string{"--val"}},
 		{"stray argument", base("--data", mnist, "vit.onnx"), 2, []string{"vit.onnx"}},
+		{"bad memory size", base("--data", mnist, "--max-memory", "12X"), 2, []string{"--max-memory", "12X"}},
+		{"memory too small for one image", base("--data", mnist, "--max-memory", "1M", "--force"), 1, []string{"1.0 MiB", "one image per micro-batch", "--max-memory"}},
 		{"unknown layer kind", base("--data", mnist, "--targets", "qkv,fc"), 1, []string{"--targets", `"fc"`, "q, k, v, proj, fc1, fc2"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
@@ -293,7 +295,7 @@ func TestWorkspaceOfAnotherModel(t *testing.T) {
 	dir := t.TempDir()
 	importTo(t, dir, "ws")
 	args := append(tuneArgs("ws"), "--iters", "2")
-	if r := hyperat(t, dir, "hyperat-tune", args...); r.code != 0 && !strings.Contains(r.stderr, "collapsed") {
+	if r := hyperat(t, dir, "hyperat-tune", args...); r.code != 0 && !atChance(r.stderr) {
 		t.Fatalf("tune failed:\n%s", r)
 	}
 	other := testutil.Fixture("models", "hf_vit_op15.onnx") // the same network, another file

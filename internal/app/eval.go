@@ -12,6 +12,7 @@ import (
 	"github.com/hyperat/hyperat/graph"
 	onnximport "github.com/hyperat/hyperat/import"
 	"github.com/hyperat/hyperat/internal/cli"
+	"github.com/hyperat/hyperat/internal/sysmem"
 	"github.com/hyperat/hyperat/loss"
 	"github.com/hyperat/hyperat/model"
 	"github.com/hyperat/hyperat/npy"
@@ -78,7 +79,10 @@ flags:
   --grad-input G.npy  where the input gradient goes (written atomically)
   --batch N           samples per pass (default 32; a model exported with a
                       fixed batch runs at that batch, which --data takes
-                      only when it is 1)
+                      only when it is 1); with --data, fewer when
+                      --max-memory holds fewer
+  --max-memory SIZE   memory the evaluation may use, such as 12G (with --data;
+                      default 80% of the memory available now, said at the start)
   -h, --help          print this help
 
 examples:
@@ -114,6 +118,7 @@ func Eval(c *cli.Command, args []string) error {
 	jsonPath := c.Flags.String("json", "", "")
 	statePath := c.Flags.String("state", "", "")
 	saveAdv := c.Flags.String("save-adv", "", "")
+	maxMemory := c.Flags.String("max-memory", "", "")
 	pos, err := c.Parse(args)
 	if err != nil {
 		return err
@@ -131,12 +136,17 @@ func Eval(c *cli.Command, args []string) error {
 		case *batch <= 0:
 			return cli.Usagef("--batch must be positive, got %d", *batch)
 		}
+		if *maxMemory != "" {
+			if _, err := sysmem.Parse(*maxMemory); err != nil {
+				return cli.Usagef("--max-memory: %v", err)
+			}
+		}
 		return evalRobust(c, evalOptions{model: pos[0], data: *dataPath, eps: *epsS, attacks: *attacks, suite: *suite,
-			limit: *limit, batch: *batch, seed: *seed, json: *jsonPath, state: *statePath, saveAdv: *saveAdv})
+			limit: *limit, batch: *batch, seed: *seed, json: *jsonPath, state: *statePath, saveAdv: *saveAdv, maxMemory: *maxMemory})
 	}
 	switch {
-	case *jsonPath != "" || *statePath != "" || *saveAdv != "" || *suite != "":
-		return cli.Usagef("--json, --state, --save-adv and --suite go with --data")
+	case *jsonPath != "" || *statePath != "" || *saveAdv != "" || *suite != "" || *maxMemory != "":
+		return cli.Usagef("--json, --state, --save-adv, --suite and --max-memory go with --data")
 	case len(pos) == 0:
 		return cli.Usagef("no model given")
 	case len(pos) > 1:

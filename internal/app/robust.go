@@ -34,6 +34,7 @@ type evalOptions struct {
 	limit, batch                     int
 	seed                             uint64
 	json, state, saveAdv             string
+	maxMemory                        string
 }
 
 // statePath is where the run's state goes: --state, else next to --json,
@@ -65,6 +66,7 @@ type robustRun struct {
 	saver *advSaver
 	warn  []string
 	bar   *bar
+	pass  int // images per pass within the memory budget (at most the batch)
 	// mu is held while the state is written and while the run finishes, so
 	// that an interruption never leaves either half done.
 	mu       sync.Mutex
@@ -92,7 +94,13 @@ func evalRobust(c *cli.Command, o evalOptions) error {
 		}
 	}
 	r.printHeader()
-	if r.warn, err = attack.Check(r.m, r.head(), r.y[:min(len(r.y), r.o.batch)], names); err != nil {
+	pass, restore, err := passSize(c, r.m, o.maxMemory, r.o.batch, r.m.FixedBatch())
+	if err != nil {
+		return err
+	}
+	defer restore()
+	r.pass = pass
+	if r.warn, err = attack.Check(r.m, r.head(), r.y[:min(len(r.y), r.pass)], names); err != nil {
 		return fmt.Errorf("%s: %w", o.model, err)
 	}
 	for _, w := range r.warn {
@@ -205,7 +213,7 @@ func loadRobust(c *cli.Command, o evalOptions, eps float64, names []string) (*ro
 
 // head is the first batch of images, on which the model is checked.
 func (r *robustRun) head() *graph.Tensor {
-	n := min(len(r.y), r.o.batch)
+	n := min(len(r.y), r.pass)
 	return graph.F32(append([]int{n}, r.x.Shape[1:]...), r.x.F[:n*graph.Numel(r.x.Shape[1:])])
 }
 
@@ -233,7 +241,7 @@ func (r *robustRun) attackAll() error {
 	for b := r.st.Done / r.o.batch; b*r.o.batch < n; b++ {
 		lo, hi := b*r.o.batch, min((b+1)*r.o.batch, n)
 		xb := graph.F32(append([]int{hi - lo}, r.x.Shape[1:]...), r.x.F[lo*d:hi*d])
-		recs, advs, err := r.ev.Run(r.m, xb, r.y[lo:hi], r.idx[lo:hi], report)
+		recs, advs, err := runPasses(r.ev, r.m, xb, r.y[lo:hi], r.idx[lo:hi], r.pass, report)
 		if err != nil {
 			return fmt.Errorf("%s: %w", r.o.model, err)
 		}

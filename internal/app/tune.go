@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"syscall"
@@ -24,6 +25,7 @@ import (
 	onnximport "github.com/hyperat/hyperat/import"
 	"github.com/hyperat/hyperat/internal/cli"
 	"github.com/hyperat/hyperat/internal/plots"
+	"github.com/hyperat/hyperat/internal/sysmem"
 	"github.com/hyperat/hyperat/kernels"
 	"github.com/hyperat/hyperat/layers"
 	"github.com/hyperat/hyperat/workspace"
@@ -55,6 +57,9 @@ flags (source of each default in brackets: paper, standard, ours):
                        hyperat-eval stay fp32 (default fp32 [ours])
   --iters N            iterations (default 600 [ours])
   --batch B            batch size (default 64 [ours])
+  --max-memory SIZE    memory the run may use, such as 12G: the batch runs in
+                       micro-batches that fit, their gradients accumulated
+                       (default 80% of the memory available now, said at the start)
   --rank R             LoRA rank (default 8 [ours])
   --lora-alpha A       LoRA scale numerator, scale = A/R (default 16 = 2R [ours])
   --lr LR              AdamW peak learning rate, one-cycle (default 1e-3 [ours])
@@ -97,6 +102,7 @@ type tuneArgs struct {
 	val                        float64
 	valSteps, evalEvery, every int // every: checkpoint interval
 	resume, force              bool
+	maxMemory                  string
 }
 
 // Tune runs hyperat-tune with args (without the program name).
@@ -145,14 +151,6 @@ func Tune(c *cli.Command, args []string) error {
 	if err != nil {
 		return err
 	}
-	if a.resume {
-		if err := workspace.LoadCheckpoint(a.ws, st, t); err != nil {
-			return err
-		}
-		fmt.Fprintf(c.Stdout, "resume    from iteration %d of %d\n", t.It, a.cfg.Iters)
-	} else if a.force {
-		workspace.ClearRun(a.ws)
-	}
 	cfg := a.cfg
 	fmt.Fprintf(c.Stdout, "tune      %s with %s, eps %.4g, %d iterations of %d, rank %d, %d adapted layers, %d trained values\n",
 		cfg.Method, strings.Join(cfg.Defenses, ","), cfg.Eps, cfg.Iters, cfg.Batch, cfg.Rank, len(t.Net.Targets), countValues(t))
@@ -163,11 +161,40 @@ func Tune(c *cli.Command, args []string) error {
 		}
 		fmt.Fprintf(c.Stdout, "attacks   bf16 matrix products (%s)\n", how)
 	}
+	budget, previous, err := memoryBudget(c, a.maxMemory)
+	if err != nil {
+		return err
+	}
+	defer debug.SetMemoryLimit(previous)
+	// the budget is checked before a previous run is removed
+	if err := planMicro(c, t, budget, a.resume); err != nil {
+		return err
+	}
+	if a.resume {
+		if err := workspace.LoadCheckpoint(a.ws, st, t); err != nil {
+			return err
+		}
+		fmt.Fprintf(c.Stdout, "resume    from iteration %d of %d\n", t.It, a.cfg.Iters)
+	} else if a.force {
+		workspace.ClearRun(a.ws)
+	}
+	fmt.Fprintf(c.Stdout, "compile   the attack and training programs for micro-batches of %d ...\n", t.MicroSize())
+	start := time.Now()
+	if err := t.Prepare(); err != nil {
+		return err
+	}
+	fmt.Fprintf(c.Stdout, "compile   done in %s\n", time.Since(start).Round(100*time.Millisecond))
+	atChance := false
+	if !a.resume {
+		if atChance, err = checkStart(c, t, view, valIdx); err != nil {
+			return err
+		}
+	}
 	collapsed, err := a.run(c, t, valIdx, ws.Source.SHA256)
 	if err != nil {
 		return err
 	}
-	return finish(c, t, view, valIdx, a.valSteps, a.merge, a.ws, ws.Source.SHA256, collapsed)
+	return finish(c, t, view, valIdx, a.valSteps, a.merge, a.ws, ws.Source.SHA256, collapsed, atChance)
 }
 
 // parseTune reads and checks the command line.
@@ -201,6 +228,7 @@ func parseTune(c *cli.Command, args []string) (*tuneArgs, error) {
 	seed := f.Uint64("seed", 0, "")
 	f.BoolVar(&a.resume, "resume", false, "")
 	f.BoolVar(&a.force, "force", false, "")
+	f.StringVar(&a.maxMemory, "max-memory", "", "")
 	pos, err := c.Parse(args)
 	if err != nil {
 		return nil, err
@@ -217,6 +245,11 @@ func parseTune(c *cli.Command, args []string) (*tuneArgs, error) {
 	eps, err := cli.ParseEps(*epsS)
 	if err != nil {
 		return nil, cli.Usagef("%v", err)
+	}
+	if a.maxMemory != "" {
+		if _, err := sysmem.Parse(a.maxMemory); err != nil {
+			return nil, cli.Usagef("--max-memory: %v", err)
+		}
 	}
 	prec, err := kernels.ParsePrecision(*attackPrec)
 	if err != nil {
@@ -322,10 +355,11 @@ func (a *tuneArgs) run(c *cli.Command, t *hyperat.Trainer, val []int, sha string
 		}
 	}()
 	prog := newProgress(c.Stdout, a.cfg.Iters, t.It)
+	fmt.Fprintf(c.Stdout, "iter %d/%d  running: a %d-step attack and a training pass per micro-batch ...\n", t.It+1, a.cfg.Iters, t.Cfg.Steps)
 	replot := plotter(c.Stderr, a.ws, a.cfg, a.valSteps, t.Net.Classes)
 	err = t.Run(hyperat.RunOptions{Store: store, CheckpointEvery: a.every,
 		EvalEvery: a.evalEvery, Val: val, ValSteps: a.valSteps, Stop: stop,
-		OnStep: prog.step,
+		OnStep: prog.step, OnMicro: prog.micro,
 		OnVal: func(r hyperat.Record) {
 			prog.val(r)
 			if r.Collapsed {
@@ -390,10 +424,10 @@ func loadWorkspaceModel(dir string, ws *workspace.Workspace) (*onnximport.Model,
 
 // finish evaluates each defense's LoRA and the merged model on the
 // validation split, picks the merge weights, and writes the result.
-func finish(c *cli.Command, t *hyperat.Trainer, view *data.View, val []int, steps int, merge, wsDir, sha string, collapsedDuring bool) error {
+func finish(c *cli.Command, t *hyperat.Trainer, view *data.View, val []int, steps int, merge, wsDir, sha string, collapsedDuring, atChance bool) error {
 	cfg := t.Cfg
 	eval := func(cl attack.Model) (hyperat.Accuracy, error) {
-		return hyperat.Evaluate(cl, view, val, cfg.Batch, cfg.Eps, steps, cfg.Seed+1)
+		return hyperat.Evaluate(cl, view, val, t.MicroSize(), cfg.Eps, steps, cfg.Seed+1)
 	}
 	var rows []hyperat.ResultRow
 	if cfg.Method == "hyperat" {
@@ -453,6 +487,9 @@ func finish(c *cli.Command, t *hyperat.Trainer, view *data.View, val []int, step
 		return err
 	}
 	fmt.Fprintf(c.Stdout, "\nresult    %s\n", workspace.TunedDir(wsDir))
+	if collapsed && atChance {
+		return fmt.Errorf("validation clean accuracy %.1f%% is near chance (%.1f%%), where the model was before tuning: it had not learned these classes; fine-tune it on them first (hyperat-export refuses this result without --force)", 100*a.Clean, 100/float64(t.Net.Classes))
+	}
 	if collapsed {
 		return fmt.Errorf("the tuned model collapsed: validation clean accuracy %.1f%% is near chance (%.1f%%); lower --lr, keep --clip, or lengthen --eps-warmup (hyperat-export refuses this result without --force)", 100*a.Clean, 100/float64(t.Net.Classes))
 	}
@@ -540,7 +577,46 @@ func newProgress(w io.Writer, total, first int) *progress {
 	return &progress{w: w, tty: tty, total: total, start: time.Now(), first: first}
 }
 
+// micro shows the first iteration's micro-batches as they finish: before
+// its end, nothing else says the run is under way.
+func (p *progress) micro(it, done, total int) {
+	if it != p.first || total < 2 {
+		return
+	}
+	el := time.Since(p.start)
+	line := fmt.Sprintf("iter %d/%d  micro-batch %d/%d done, %s each", it+1, p.total, done, total, (el / time.Duration(done)).Round(100*time.Millisecond))
+	if p.tty {
+		fmt.Fprintf(p.w, "\r%s ", line)
+		if done == total {
+			fmt.Fprintln(p.w)
+		}
+		return
+	}
+	if done == 1 || done == total || time.Since(p.lastLine) > 10*time.Second {
+		fmt.Fprintln(p.w, line)
+		p.lastLine = time.Now()
+	}
+}
+
+// estimate says, after the first iteration, what an iteration and the rest
+// of the run take (validations besides).
+func (p *progress) estimate(s hyperat.Step) {
+	per := time.Duration(s.Seconds * float64(time.Second))
+	rest := time.Duration(p.total-s.It-1) * per
+	if rest == 0 {
+		return
+	}
+	fmt.Fprintf(p.w, "time      about %s per iteration: about %s for the %d iterations left, validations besides\n",
+		per.Round(100*time.Millisecond), rest.Round(time.Second), p.total-s.It-1)
+}
+
 func (p *progress) step(s hyperat.Step) {
+	if s.It == p.first {
+		if p.tty {
+			fmt.Fprint(p.w, "\r")
+		}
+		p.estimate(s)
+	}
 	done := s.It + 1 - p.first
 	el := time.Since(p.start).Seconds()
 	rate := float64(done) / math.Max(el, 1e-9)
