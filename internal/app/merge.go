@@ -119,7 +119,7 @@ func mergeShards(shards []*shardFile) (*robustReport, error) {
 			}
 		}
 	}
-	rep := first.robustReport
+	rep := byIndex[0].robustReport // its settings (the data's path, the model's name), whatever the order given
 	rep.Shard = nil
 	rep.total(checks, recs)
 	return &rep, nil
