@@ -322,6 +322,11 @@ var sgemmVariants = append(archVariants(), goVariant)
 // environment does not turn off.
 var activeSgemm = chooseSgemm()
 
+// Variant is the name of the float32 product in use: "avx512", "avx2" or
+// "go". The variants block k differently, so their results differ in the
+// last bits: runs whose numbers must agree bit for bit record it.
+func Variant() string { return activeSgemm.name }
+
 func chooseSgemm() *sgemmVariant {
 	for _, v := range sgemmVariants {
 		if v.supported && !cpu.Off(v.env) {

@@ -33,6 +33,7 @@ type evalReport struct {
 	Version            string   `json:"version"`
 	Model              string   `json:"model"`
 	ModelSHA256        string   `json:"model_sha256"`
+	Kernels            string   `json:"kernels"`
 	Norm               string   `json:"norm"`
 	Eps                float64  `json:"eps"`
 	N                  int      `json:"n"`

@@ -20,7 +20,8 @@ import (
 
 const evalUsage = `usage: hyperat-eval MODEL.onnx --data PATH --eps E --attacks LIST [--suite autoattack]
                     [--limit N] [--batch B] [--seed S] [--json FILE] [--state FILE]
-                    [--save-adv DIR]
+                    [--save-adv DIR] [--shard I/N [--shard-mode M]]
+       hyperat-eval merge REPORT... [--json FILE]
        hyperat-eval MODEL.onnx --input X.npy [--logits Y.npy]
                     [--labels L.npy --grad-input G.npy] [--batch N]
 
@@ -49,6 +50,19 @@ SIGTERM, killed) continues where it stopped when the same command is run
 again, with the same result as a run never interrupted; a state made for
 another model, other images, eps, attacks, seed or --batch is refused.
 
+With --shard I/N it evaluates the I-th of N parts of the images (I from 0
+to N-1, as a Kubernetes Indexed Job numbers its pods) and its --json report
+holds that part's images; merge puts the reports of all N parts together
+into the report one run over all the images gives, with the same numbers
+bit for bit. A part is made of whole batches of the list (--batch images):
+every N-th batch from the I-th (interleaved), or one run of consecutive
+batches (contiguous). Every image is computed in the same batch as in a
+single run, so its result does not depend on N nor on the part it falls in,
+and a part run again gives the same report. merge refuses a part missing or
+given twice, and parts of another evaluation (another model, image list,
+eps, attacks, seed, --batch, N, version of the tool, or kernels: machines
+with other instruction sets round differently).
+
 Runs the model's forward pass on the images in X.npy (float32, the model's
 input shape with any number of samples first, pixels as the model expects
 them) and writes the model's first output (the logits) to Y.npy as float32.
@@ -63,16 +77,20 @@ flags:
   --suite autoattack  add the AutoAttack standard suite
   --limit N           the first N test images, in file order (default all)
   --seed S            random seed (default 0)
-  --json FILE         also write a report (written atomically): the settings,
-                      the model's SHA-256, the tool's version, clean and
-                      AutoAttack accuracy, {name: accuracy}, the warnings, and
-                      per image its dataset index, label, clean prediction
-                      and whether it stayed robust under each attack
+  --json FILE         also write a report (written atomically; with merge, the
+                      merged report): the settings, the model's SHA-256, the
+                      image list's SHA-256, the tool's version, the kernels,
+                      clean and AutoAttack accuracy, {name: accuracy}, the
+                      warnings, and per image its dataset index, label,
+                      clean prediction and whether it stayed robust under
+                      each attack
   --state FILE        where the state of the run goes (default FILE.state for
                       --json FILE; none without either); removed when done
   --save-adv DIR      also write each attack's examples to DIR/ATTACK.npy
                       (float32, the images' shape), with DIR/index.npy and
                       DIR/labels.npy (int64 dataset indices and labels)
+  --shard I/N         evaluate the I-th of N parts of the images (0 <= I < N)
+  --shard-mode M      interleaved (default: batches I, I+N, ...) or contiguous
   --input X.npy       the images
   --logits Y.npy      where the logits go (written atomically)
   --labels L.npy      int64 class labels, one per sample
@@ -89,6 +107,8 @@ examples:
   hyperat-eval robust.onnx --data fixtures/mnist --eps 0.1 --attacks clean,pgd-20,cw-20 --limit 500
   hyperat-eval robust.onnx --data cifar-10-batches-bin --eps 8/255 --suite autoattack --json aa.json
   hyperat-eval robust.onnx --data fixtures/mnist --eps 0.1 --suite autoattack --limit 200 --save-adv adv/
+  hyperat-eval robust.onnx --data cifar-10-batches-bin --eps 8/255 --suite autoattack --shard 3/8 --json shard-3.json
+  hyperat-eval merge shard-0.json shard-1.json ... shard-7.json --json aa.json
   hyperat-eval vit.onnx --input x.npy --logits y.npy
   hyperat-eval vit.onnx --input x.npy --labels l.npy --grad-input g.npy
 
@@ -119,11 +139,25 @@ func Eval(c *cli.Command, args []string) error {
 	statePath := c.Flags.String("state", "", "")
 	saveAdv := c.Flags.String("save-adv", "", "")
 	maxMemory := c.Flags.String("max-memory", "", "")
+	shard := c.Flags.String("shard", "", "")
+	shardMode := c.Flags.String("shard-mode", shardInterleaved, "")
+	if len(args) > 0 && args[0] == "merge" {
+		return evalMerge(c, args[1:], jsonPath)
+	}
 	pos, err := c.Parse(args)
 	if err != nil {
 		return err
 	}
 	if *dataPath != "" {
+		var sh *shardSpec
+		switch {
+		case *shard != "":
+			if sh, err = parseShard(*shard, *shardMode); err != nil {
+				return cli.Usagef("%v", err)
+			}
+		case c.Flags.Changed("shard-mode"):
+			return cli.Usagef("--shard-mode goes with --shard")
+		}
 		switch {
 		case len(pos) != 1:
 			return cli.Usagef("give one model")
@@ -142,11 +176,11 @@ func Eval(c *cli.Command, args []string) error {
 			}
 		}
 		return evalRobust(c, evalOptions{model: pos[0], data: *dataPath, eps: *epsS, attacks: *attacks, suite: *suite,
-			limit: *limit, batch: *batch, seed: *seed, json: *jsonPath, state: *statePath, saveAdv: *saveAdv, maxMemory: *maxMemory})
+			limit: *limit, batch: *batch, seed: *seed, json: *jsonPath, state: *statePath, saveAdv: *saveAdv, maxMemory: *maxMemory, shard: sh})
 	}
 	switch {
-	case *jsonPath != "" || *statePath != "" || *saveAdv != "" || *suite != "" || *maxMemory != "":
-		return cli.Usagef("--json, --state, --save-adv, --suite and --max-memory go with --data")
+	case *jsonPath != "" || *statePath != "" || *saveAdv != "" || *suite != "" || *maxMemory != "" || *shard != "" || c.Flags.Changed("shard-mode"):
+		return cli.Usagef("--json, --state, --save-adv, --suite, --max-memory, --shard and --shard-mode go with --data")
 	case len(pos) == 0:
 		return cli.Usagef("no model given")
 	case len(pos) > 1:

@@ -22,8 +22,11 @@ import (
 type stateKey struct {
 	Version      string   `json:"version"`
 	ModelSHA256  string   `json:"model_sha256"`
-	ImagesSHA256 string   `json:"images_sha256"` // the images as evaluated, their labels and indices
-	N            int      `json:"n"`
+	ImagesSHA256 string   `json:"images_sha256"` // the whole list's images as evaluated, their labels and indices
+	Kernels      string   `json:"kernels"`
+	List         int      `json:"list"`            // the images of the whole list
+	Shard        string   `json:"shard,omitempty"` // --shard and --shard-mode
+	N            int      `json:"n"`               // the images this run evaluates
 	Eps          float64  `json:"eps"`
 	Attacks      []string `json:"attacks"`
 	Seed         uint64   `json:"seed"`
@@ -38,10 +41,14 @@ func (k stateKey) differs(now stateKey) string {
 	switch {
 	case k.ModelSHA256 != now.ModelSHA256:
 		return fmt.Sprintf("another model (sha256 %s, this one %s)", short(k.ModelSHA256), short(now.ModelSHA256))
-	case k.N != now.N:
-		return fmt.Sprintf("%d images (now %d)", k.N, now.N)
+	case k.List != now.List:
+		return fmt.Sprintf("%d images (now %d)", k.List, now.List)
 	case k.ImagesSHA256 != now.ImagesSHA256:
 		return "other images or labels"
+	case k.Shard != now.Shard:
+		return fmt.Sprintf("--shard %q (now %q)", k.Shard, now.Shard)
+	case k.N != now.N:
+		return fmt.Sprintf("%d images in the shard (now %d)", k.N, now.N)
 	case k.Eps != now.Eps:
 		return fmt.Sprintf("eps %v (now %v)", k.Eps, now.Eps)
 	case !slices.Equal(k.Attacks, now.Attacks):
@@ -54,6 +61,8 @@ func (k stateKey) differs(now stateKey) string {
 		return fmt.Sprintf("--save-adv %q (now %q)", k.SaveAdv, now.SaveAdv)
 	case k.Version != now.Version:
 		return fmt.Sprintf("hyperat-eval %s (this is %s)", k.Version, now.Version)
+	case k.Kernels != now.Kernels:
+		return fmt.Sprintf("the kernels %s (this machine's are %s)", k.Kernels, now.Kernels)
 	}
 	return ""
 }
@@ -115,25 +124,40 @@ func (r *robustRun) writeState() error {
 // robustReport is the --json file: the evaluation's settings and totals
 // (what a RobustBench entry gives: clean and AutoAttack accuracy, the norm,
 // eps, the number of images, the suite's version), the model's SHA-256, the
-// tool's version, and under "images" one record per image.
+// tool's version, what a merge of shards checks (the image list's SHA-256,
+// the kernels, --batch), and under "images" one record per image. A shard's
+// report says which shard it is; its totals are over its own images.
 type robustReport struct {
 	Tool               string             `json:"tool"`
 	Version            string             `json:"version"`
 	Model              string             `json:"model"`
 	ModelSHA256        string             `json:"model_sha256"`
 	Data               string             `json:"data"`
+	ImagesSHA256       string             `json:"images_sha256"`
 	Split              string             `json:"split"`
 	Norm               string             `json:"norm"`
 	Eps                float64            `json:"eps"`
 	N                  int                `json:"n"`
 	Seed               uint64             `json:"seed"`
+	Batch              int                `json:"batch"`
+	Kernels            string             `json:"kernels"`
 	Attacks            []string           `json:"attacks"`
+	Shard              *shardReport       `json:"shard,omitempty"`
 	CleanAccuracy      float64            `json:"clean_accuracy"`
 	AutoAttackAccuracy *float64           `json:"autoattack_accuracy,omitempty"`
 	Suite              *suiteReport       `json:"autoattack,omitempty"`
 	Results            map[string]float64 `json:"results"`
 	Warnings           []string           `json:"warnings"`
 	images             []attack.Record
+}
+
+// shardReport is what a shard's report adds: which shard it is, the size of
+// the whole list, and the model checks' warnings (made on the list's first
+// batch by every shard), which a merge carries over.
+type shardReport struct {
+	shardSpec
+	List   int      `json:"list"`
+	Checks []string `json:"checks"`
 }
 
 // suiteReport describes the autoattack suite of a report.
@@ -148,12 +172,25 @@ type suiteReport struct {
 
 // report builds the report from the records.
 func (r *robustRun) report() *robustReport {
-	recs := r.st.Records
-	n := float64(len(recs))
 	rep := &robustReport{Tool: r.c.Name, Version: version.String(), Model: filepath.Base(r.o.model),
-		ModelSHA256: r.key.ModelSHA256, Data: r.o.data, Split: "test", Norm: "Linf", Eps: r.eps, N: len(recs),
-		Seed: r.o.seed, Attacks: r.ev.Names(), Results: map[string]float64{}, images: recs,
-		Warnings: append(slices.Clone(r.warn), attack.SuiteWarnings(recs)...)}
+		ModelSHA256: r.key.ModelSHA256, Data: r.o.data, ImagesSHA256: r.key.ImagesSHA256, Split: "test", Norm: "Linf",
+		Eps: r.eps, Seed: r.o.seed, Batch: r.o.batch, Kernels: r.key.Kernels, Attacks: r.ev.Names()}
+	if sh := r.o.shard; sh != nil {
+		rep.Shard = &shardReport{shardSpec: *sh, List: r.listN, Checks: slices.Clone(r.warn)}
+		if rep.Shard.Checks == nil {
+			rep.Shard.Checks = []string{}
+		}
+	}
+	rep.total(r.warn, r.st.Records)
+	return rep
+}
+
+// total sets the report's images to recs and its totals from them, with
+// the warnings of the model's checks followed by the suite's.
+func (rep *robustReport) total(checks []string, recs []attack.Record) {
+	n := float64(len(recs))
+	rep.N, rep.images, rep.Results = len(recs), recs, map[string]float64{}
+	rep.Warnings = append(slices.Clone(checks), attack.SuiteWarnings(recs)...)
 	if rep.Warnings == nil {
 		rep.Warnings = []string{}
 	}
@@ -173,11 +210,11 @@ func (r *robustRun) report() *robustReport {
 		}
 		rep.Results[name] = float64(k) / n
 	}
+	rep.AutoAttackAccuracy, rep.Suite = nil, nil
 	if acc, ok := rep.Results["autoattack"]; ok {
 		rep.AutoAttackAccuracy = &acc
 		rep.Suite = suiteOf(recs)
 	}
-	return rep
 }
 
 // suiteOf is the suite's part of a report: the robust accuracy after each

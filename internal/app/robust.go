@@ -3,13 +3,11 @@ package app
 import (
 	"bytes"
 	"crypto/sha256"
-	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"math"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -35,6 +33,7 @@ type evalOptions struct {
 	seed                             uint64
 	json, state, saveAdv             string
 	maxMemory                        string
+	shard                            *shardSpec // nil: the whole list
 }
 
 // statePath is where the run's state goes: --state, else next to --json,
@@ -56,10 +55,13 @@ type robustRun struct {
 	o     evalOptions
 	eps   float64
 	m     *model.Classifier
-	idx   []int  // the images' indices in the dataset
+	idx   []int  // the images' indices in the dataset (the shard's, with --shard)
+	listN int    // the images of the whole list, all shards together
 	conv  string // how the images are converted for the model, or ""
 	x     *graph.Tensor
 	y     []int
+	headX *graph.Tensor // the list's first batch, on which the model is checked
+	headY []int
 	ev    *attack.Evaluation
 	key   stateKey
 	st    evalState
@@ -100,7 +102,10 @@ func evalRobust(c *cli.Command, o evalOptions) error {
 	}
 	defer restore()
 	r.pass = pass
-	if r.warn, err = attack.Check(r.m, r.head(), r.y[:min(len(r.y), r.pass)], names); err != nil {
+	// the model is checked on the list's first pass, the same in every shard
+	n := min(len(r.headY), r.pass)
+	headX := graph.F32(append([]int{n}, r.headX.Shape[1:]...), r.headX.F[:n*graph.Numel(r.headX.Shape[1:])])
+	if r.warn, err = attack.Check(r.m, headX, r.headY[:n], names); err != nil {
 		return fmt.Errorf("%s: %w", o.model, err)
 	}
 	for _, w := range r.warn {
@@ -196,29 +201,62 @@ func loadRobust(c *cli.Command, o evalOptions, eps float64, names []string) (*ro
 	if err := data.CheckFits(ds, sh[0], sh[1], sh[2], r.m.Classes()); err != nil {
 		return nil, err
 	}
-	r.idx = ds.First(o.limit)
-	if r.x, r.y, err = ds.View(sh[0], sh[1], sh[2]).Batch(r.idx); err != nil {
+	view := ds.View(sh[0], sh[1], sh[2])
+	sha, err := r.loadImages(view, ds.First(o.limit))
+	if err != nil {
 		return nil, err
 	}
 	if r.ev, err = attack.NewEvaluation(names, eps, o.seed, r.m.Classes()); err != nil {
 		return nil, fmt.Errorf("%s: %v", o.model, err)
 	}
-	r.key = stateKey{Version: version.String(), ModelSHA256: sum, ImagesSHA256: imagesSHA256(r.x, r.y, r.idx),
-		N: len(r.idx), Eps: eps, Attacks: names, Seed: o.seed, Batch: r.o.batch, SaveAdv: absPath(o.saveAdv)}
+	r.key = stateKey{Version: version.String(), ModelSHA256: sum, ImagesSHA256: sha, Kernels: kernelsVariant(),
+		List: r.listN, N: len(r.idx), Eps: eps, Attacks: names, Seed: o.seed, Batch: r.o.batch, SaveAdv: absPath(o.saveAdv)}
+	if o.shard != nil {
+		r.key.Shard = o.shard.String()
+	}
 	if s := ds.Conversion(sh[0], sh[1], sh[2]); s != "" {
 		r.conv = " (" + s + ")"
 	}
 	return r, nil
 }
 
-// head is the first batch of images, on which the model is checked.
-func (r *robustRun) head() *graph.Tensor {
-	n := min(len(r.y), r.pass)
-	return graph.F32(append([]int{n}, r.x.Shape[1:]...), r.x.F[:n*graph.Numel(r.x.Shape[1:])])
+// loadImages loads the images the run evaluates (the shard's, with
+// --shard) and the list's first batch, and returns imagesSHA256 of the
+// whole list.
+func (r *robustRun) loadImages(view *data.View, list []int) (string, error) {
+	r.idx, r.listN = list, len(list)
+	if sh := r.o.shard; sh != nil {
+		pos, err := sh.positions(len(list), r.o.batch)
+		if err != nil {
+			return "", err
+		}
+		r.idx = make([]int, len(pos))
+		for k, p := range pos {
+			r.idx[k] = list[p]
+		}
+	}
+	var err error
+	if r.x, r.y, err = view.Batch(r.idx); err != nil {
+		return "", err
+	}
+	if r.o.shard == nil {
+		n := min(len(r.y), r.o.batch)
+		r.headX = graph.F32(append([]int{n}, r.x.Shape[1:]...), r.x.F[:n*graph.Numel(r.x.Shape[1:])])
+		r.headY = r.y[:n]
+		return imagesSHA256(r.x, r.y, r.idx), nil
+	}
+	if r.headX, r.headY, err = view.Batch(list[:min(len(list), r.o.batch)]); err != nil {
+		return "", err
+	}
+	return listSHA256(view, list, r.o.batch)
 }
 
 func (r *robustRun) printHeader() {
-	fmt.Fprintf(r.c.Stdout, "model   %s\ndata    %s: first %d test images%s\neps     %.6g\n", r.o.model, r.o.data, len(r.idx), r.conv, r.eps)
+	fmt.Fprintf(r.c.Stdout, "model   %s\ndata    %s: first %d test images%s\n", r.o.model, r.o.data, r.listN, r.conv)
+	if sh := r.o.shard; sh != nil {
+		fmt.Fprintf(r.c.Stdout, "shard   %d of %d (%s batches of %d): %d images\n", sh.Index, sh.Count, sh.Mode, r.o.batch, len(r.idx))
+	}
+	fmt.Fprintf(r.c.Stdout, "eps     %.6g\n", r.eps)
 	fmt.Fprintf(r.c.Stdout, "attacks %s (seed %d)\n", strings.Join(r.ev.Names(), ", "), r.o.seed)
 	if p := r.o.statePath(); p != "" && r.st.Done > 0 {
 		fmt.Fprintf(r.c.Stdout, "resume  %d of %d images done before (state %s)\n", r.st.Done, len(r.idx), p)
@@ -299,20 +337,7 @@ func (r *robustRun) watch() (stop func()) {
 // the state.
 func (r *robustRun) finish(took time.Duration) error {
 	rep := r.report()
-	fmt.Fprintf(r.c.Stdout, "\n  %-12s %9s\n", "attack", "accuracy")
-	for _, n := range rep.Attacks {
-		fmt.Fprintf(r.c.Stdout, "  %-12s %8.2f%%\n", n, 100*rep.Results[n])
-	}
-	if s := rep.Suite; s != nil {
-		var parts []string
-		for _, a := range s.Attacks {
-			parts = append(parts, fmt.Sprintf("%s %.2f%%", a, 100*s.RobustAfter[a]))
-		}
-		fmt.Fprintf(r.c.Stdout, "  autoattack, robust after each attack: %s\n", strings.Join(parts, ", "))
-	}
-	for _, w := range attack.SuiteWarnings(r.st.Records) {
-		fmt.Fprintf(r.c.Stdout, "warning: %s\n", w)
-	}
+	rep.print(r.c.Stdout)
 	fmt.Fprintf(r.c.Stdout, "\n%d images in %s\n", len(r.idx), took.Round(time.Second))
 	if r.o.json != "" {
 		b, err := rep.encode()
@@ -336,6 +361,24 @@ func (r *robustRun) finish(took time.Duration) error {
 	return nil
 }
 
+// print writes the report's table and the suite's warnings.
+func (rep *robustReport) print(w io.Writer) {
+	fmt.Fprintf(w, "\n  %-12s %9s\n", "attack", "accuracy")
+	for _, n := range rep.Attacks {
+		fmt.Fprintf(w, "  %-12s %8.2f%%\n", n, 100*rep.Results[n])
+	}
+	if s := rep.Suite; s != nil {
+		var parts []string
+		for _, a := range s.Attacks {
+			parts = append(parts, fmt.Sprintf("%s %.2f%%", a, 100*s.RobustAfter[a]))
+		}
+		fmt.Fprintf(w, "  autoattack, robust after each attack: %s\n", strings.Join(parts, ", "))
+	}
+	for _, wn := range attack.SuiteWarnings(rep.images) {
+		fmt.Fprintf(w, "warning: %s\n", wn)
+	}
+}
+
 // fileSHA256 is the SHA-256 of a file's bytes, in hex.
 func fileSHA256(path string) (string, error) {
 	f, err := os.Open(path)
@@ -348,24 +391,6 @@ func fileSHA256(path string) (string, error) {
 		return "", fmt.Errorf("%s: %v", path, err)
 	}
 	return hex.EncodeToString(h.Sum(nil)), nil
-}
-
-// imagesSHA256 names the images as evaluated (after any conversion), their
-// labels and their indices in the dataset.
-func imagesSHA256(x *graph.Tensor, y, idx []int) string {
-	h := sha256.New()
-	var b [8]byte
-	for _, v := range x.F {
-		binary.LittleEndian.PutUint32(b[:4], math.Float32bits(v))
-		h.Write(b[:4])
-	}
-	for _, s := range [][]int{y, idx} {
-		for _, v := range s {
-			binary.LittleEndian.PutUint64(b[:], uint64(v))
-			h.Write(b[:])
-		}
-	}
-	return hex.EncodeToString(h.Sum(nil))
 }
 
 func absPath(p string) string {

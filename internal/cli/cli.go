@@ -89,3 +89,11 @@ func (c *Command) Run(fn func() error) (code int) {
 func OneLine(s string) string {
 	return strings.TrimSpace(strings.NewReplacer("\r\n", " ", "\n", " ", "\r", " ").Replace(s))
 }
+
+// Changed lists the names of the flags set on the command line, in the
+// order they were defined.
+func (c *Command) Changed() []string {
+	var names []string
+	c.Flags.Visit(func(f *pflag.Flag) { names = append(names, f.Name) })
+	return names
+}
