@@ -4,7 +4,6 @@ package clitest
 // was not found, a non-zero exit, and nothing adapted.
 
 import (
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -12,9 +11,8 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/hyperat/hyperat/graph"
-	onnximport "github.com/hyperat/hyperat/import"
+	"github.com/hyperat/hyperat/internal/exporttest"
 	"github.com/hyperat/hyperat/internal/testutil"
-	"github.com/hyperat/hyperat/layers"
 	"github.com/hyperat/hyperat/npy"
 	"github.com/hyperat/hyperat/onnx"
 	"github.com/hyperat/hyperat/workspace"
@@ -139,32 +137,6 @@ func grayImages(t *testing.T, path string, size int) string {
 	return path
 }
 
-// rawWorkspace writes a workspace for a model as hyperat-import would, but
-// without its checks: what hyperat-tune meets if a workspace holds a model
-// it cannot tune.
-func rawWorkspace(t *testing.T, path, dir string) {
-	t.Helper()
-	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := onnximport.Load(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rep, err := layers.Recognize(m.Graph)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ws, err := workspace.New(path, data, m, rep)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := workspace.Write(dir, ws, data, filepath.Dir(path), false); err != nil {
-		t.Fatal(err)
-	}
-}
-
 // A CNN and a convolutional attention are refused by hyperat-import and by
 // hyperat-tune with one line naming what was not found, and nothing is
 // written: no workspace, no tuning result.
@@ -188,7 +160,9 @@ func TestUnrecognizedArchitectures(t *testing.T) {
 			fails(t, hyperat(t, dir, "hyperat-import", path, "--workspace", ws), 1, c.want...)
 			noWorkspace(t, ws)
 
-			rawWorkspace(t, path, ws)
+			// a workspace as hyperat-import would write it, without its checks:
+			// what hyperat-tune meets if a workspace holds a model it cannot tune
+			exporttest.NewWorkspace(t, path, ws)
 			before := snapshot(t, ws)
 			r := hyperat(t, dir, "hyperat-tune", "--workspace", ws, "--data", testutil.Fixture("mnist"), "--iters", "2", "--batch", "4", "--val", "8")
 			fails(t, r, 1, c.want[1:]...)
