@@ -1,6 +1,7 @@
 package hyperat
 
 import (
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"sort"
@@ -47,8 +48,8 @@ func NewHypernet(targets []lora.Layer, rank, defenses int, o HyperOptions, rng *
 	h := &Hypernet{Defenses: defenses, g: graph.New()}
 	b := &hyperBuilder{h: h, rng: rng}
 	z := b.trunk(targets, o)
-	order := b.heads(targets, z, rank, o.Hidden)
-	h.offsets(targets, order, rank)
+	groups := b.heads(targets, z, rank, o.Hidden)
+	h.offsets(targets, groups, rank)
 	h.seed = h.g.AddInput("cotangent", graph.Float32, graph.StaticShape(h.total))
 	p, err := compile.Compile(h.g, compile.Options{Grad: &compile.GradSpec{Loss: h.out, Seed: h.seed, Wrt: h.params}})
 	if err != nil {
@@ -136,60 +137,87 @@ func (b *hyperBuilder) trunk(targets []lora.Layer, o HyperOptions) *graph.Value 
 	return g.Op("Relu", nil, g.Op("Add", nil, g.Op("MatMul", nil, z, W2), B2))
 }
 
-// heads applies one pair of heads per kind to the rows of that kind at
-// once and makes the output: the kinds' A then B rows, flattened and
-// concatenated. It returns the target of each row, kind by kind.
-func (b *hyperBuilder) heads(targets []lora.Layer, z *graph.Value, rank, hid int) []int {
+// headGroup is the targets one pair of heads serves: one kind at one shape
+// (a hierarchical model, Swin or MaxViT, has a kind at several widths).
+type headGroup struct {
+	kind, suffix string // suffix names the heads of a kind's second and later shapes
+	in, out      int
+	members      []int // target indices, in the targets' order
+}
+
+// headGroups groups the targets by kind (sorted) and, within a kind, by
+// shape in order of first appearance. A kind's first shape keeps the plain
+// parameter names (head_A.<kind>), so a model with one shape per kind has
+// the names it always had.
+func (h *Hypernet) headGroups(targets []lora.Layer) []*headGroup {
+	var out []*headGroup
+	for _, kind := range h.Kinds {
+		var mine []*headGroup
+		for i, t := range targets {
+			if t.Kind != kind {
+				continue
+			}
+			var g *headGroup
+			for _, c := range mine {
+				if c.in == t.In && c.out == t.Out {
+					g = c
+				}
+			}
+			if g == nil {
+				g = &headGroup{kind: kind, in: t.In, out: t.Out}
+				if len(mine) > 0 {
+					g.suffix = fmt.Sprintf("@%dx%d", t.In, t.Out)
+				}
+				mine = append(mine, g)
+			}
+			g.members = append(g.members, i)
+		}
+		out = append(out, mine...)
+	}
+	return out
+}
+
+// heads applies one pair of heads per group (kind and shape) to the rows of
+// that group at once and makes the output: the groups' A then B rows,
+// flattened and concatenated. It returns the groups, in output order.
+func (b *hyperBuilder) heads(targets []lora.Layer, z *graph.Value, rank, hid int) []*headGroup {
 	h, g := b.h, b.h.g
 	b2 := 1 / math.Sqrt(float64(hid))
 	var pieces []*graph.Value
-	var order []int
 	flat := func(v *graph.Value) *graph.Value {
 		return g.Op("Reshape", nil, v, g.Const("flat", graph.I64([]int{1}, []int64{-1})))
 	}
-	for _, kind := range h.Kinds {
-		var idx []int64
-		var in, out int
-		for i, t := range targets {
-			if t.Kind == kind {
-				idx = append(idx, int64(i))
-				order = append(order, i)
-				in, out = t.In, t.Out
-			}
+	groups := h.headGroups(targets)
+	for _, grp := range groups {
+		idx := make([]int64, len(grp.members))
+		for j, i := range grp.members {
+			idx[j] = int64(i)
 		}
+		name := grp.kind + grp.suffix
 		zk := g.Op("Gather", graph.Attrs{"axis": int64(0)}, z, g.Const("rows", graph.I64([]int{len(idx)}, idx)))
-		HA := b.param("head_A."+kind+".weight", b.uniform(b2, hid, rank*in))
-		hA := b.param("head_A."+kind+".bias", b.uniform(b2, rank*in))
-		HB := b.param("head_B."+kind+".weight", graph.NewTensor(graph.Float32, []int{hid, out * rank}))
-		hB := b.param("head_B."+kind+".bias", graph.NewTensor(graph.Float32, []int{out * rank}))
+		HA := b.param("head_A."+name+".weight", b.uniform(b2, hid, rank*grp.in))
+		hA := b.param("head_A."+name+".bias", b.uniform(b2, rank*grp.in))
+		HB := b.param("head_B."+name+".weight", graph.NewTensor(graph.Float32, []int{hid, grp.out * rank}))
+		hB := b.param("head_B."+name+".bias", graph.NewTensor(graph.Float32, []int{grp.out * rank}))
 		pieces = append(pieces, flat(g.Op("Add", nil, g.Op("MatMul", nil, zk, HA), hA)),
 			flat(g.Op("Add", nil, g.Op("MatMul", nil, zk, HB), hB)))
 	}
 	h.out = g.Op("Concat", graph.Attrs{"axis": int64(0)}, pieces...)
 	g.Outputs = []*graph.Value{h.out}
-	return order
+	return groups
 }
 
-// offsets places each target's A and B in the output: kind by kind, the
-// kind's As, then its Bs, in the order of the rows.
-func (h *Hypernet) offsets(targets []lora.Layer, order []int, rank int) {
+// offsets places each target's A and B in the output: group by group, the
+// group's As, then its Bs, in the order of the rows.
+func (h *Hypernet) offsets(targets []lora.Layer, groups []*headGroup, rank int) {
 	h.offA, h.offB = make([]int, len(targets)), make([]int, len(targets))
 	off := 0
-	pos := 0
-	for _, kind := range h.Kinds {
-		var members []int
-		for _, i := range order[pos:] {
-			if targets[i].Kind != kind {
-				break
-			}
-			members = append(members, i)
-		}
-		pos += len(members)
-		for _, i := range members {
+	for _, grp := range groups {
+		for _, i := range grp.members {
 			h.offA[i] = off
 			off += rank * targets[i].In
 		}
-		for _, i := range members {
+		for _, i := range grp.members {
 			h.offB[i] = off
 			off += targets[i].Out * rank
 		}

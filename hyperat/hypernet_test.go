@@ -15,6 +15,28 @@ func testTargets() []lora.Layer {
 		{Name: "blocks.0.mlp.fc1", Kind: "fc1", Block: 0, In: 4, Out: 8},
 		{Name: "blocks.1.attn.qkv", Kind: "qkv", Block: 1, In: 4, Out: 12},
 		{Name: "blocks.1.mlp.fc1", Kind: "fc1", Block: 1, In: 4, Out: 8},
+		// a second stage at twice the width, as in Swin or MaxViT
+		{Name: "stages.1.0.attn.qkv", Kind: "qkv", Block: 2, In: 8, Out: 24},
+		{Name: "stages.1.0.mlp.fc1", Kind: "fc1", Block: 2, In: 8, Out: 16},
+	}
+}
+
+// A kind at several shapes gets one pair of heads per shape; its first
+// shape keeps the plain names.
+func TestHypernetHeadsPerShape(t *testing.T) {
+	h, _, err := NewHypernet(testTargets(), 2, 3, HyperOptions{EmbedDim: 5, Hidden: 7}, rand.New(rand.NewPCG(1, 2)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := map[string]bool{}
+	for _, n := range h.Names {
+		names[n] = true
+	}
+	for _, n := range []string{"head_A.qkv.weight", "head_B.qkv.bias", "head_A.qkv@8x24.weight", "head_B.qkv@8x24.bias",
+		"head_A.fc1.weight", "head_A.fc1@8x16.bias"} {
+		if !names[n] {
+			t.Errorf("no parameter %s in %v", n, h.Names)
+		}
 	}
 }
 
