@@ -110,6 +110,15 @@ var gradCases = []gradCase{
 	{"ReduceMax", [][]int{{3, 4}}, -1, 1, func(g *graph.Graph, x []*graph.Value) *graph.Value {
 		return op(g, "ReduceMax", graph.Attrs{"keepdims": int64(0)}, x[0], ci(g, 1))
 	}},
+	{"ReduceL2/keep", [][]int{{2, 3, 4}}, -1, 1, func(g *graph.Graph, x []*graph.Value) *graph.Value {
+		return op(g, "ReduceL2", graph.Attrs{"keepdims": int64(1)}, x[0], ci(g, -1))
+	}},
+	{"ReduceL2/all", [][]int{{3, 4}}, -1, 1, func(g *graph.Graph, x []*graph.Value) *graph.Value {
+		return op(g, "ReduceL2", graph.Attrs{"keepdims": int64(0)}, x[0])
+	}},
+	{"ReduceL2/noop", [][]int{{3, 4}}, -1, 1, func(g *graph.Graph, x []*graph.Value) *graph.Value {
+		return op(g, "ReduceL2", graph.Attrs{"keepdims": int64(1), "noop_with_empty_axes": int64(1)}, x[0])
+	}},
 	{"MatMul/2d", [][]int{{3, 4}, {4, 5}}, -1, 1, func(g *graph.Graph, x []*graph.Value) *graph.Value { return op(g, "MatMul", nil, x[0], x[1]) }},
 	{"MatMul/3d-2d", [][]int{{2, 3, 4}, {4, 5}}, -1, 1, func(g *graph.Graph, x []*graph.Value) *graph.Value { return op(g, "MatMul", nil, x[0], x[1]) }},
 	{"MatMul/batched", [][]int{{2, 2, 3, 4}, {2, 2, 4, 3}}, -1, 1, func(g *graph.Graph, x []*graph.Value) *graph.Value { return op(g, "MatMul", nil, x[0], x[1]) }},

@@ -2,16 +2,18 @@ package compile
 
 import (
 	"math"
+	"slices"
 
 	"github.com/hyperat/hyperat/graph"
 )
 
-// ReduceSum, ReduceMean and ReduceMax over constant axes.
+// ReduceSum, ReduceMean, ReduceMax and ReduceL2 over constant axes.
 
 func init() {
 	define(opDef{name: "ReduceSum", arity: ins(1, 2), infer: inferReduce, kernel: kernelReduce, grad: gradReduce})
 	define(opDef{name: "ReduceMean", arity: ins(1, 2), infer: inferReduce, kernel: kernelReduce, grad: gradReduce})
 	define(opDef{name: "ReduceMax", arity: ins(1, 2), infer: inferReduce, kernel: kernelReduce, grad: gradReduceMax})
+	define(opDef{name: "ReduceL2", arity: ins(1, 2), infer: inferReduce, kernel: kernelReduce, grad: gradReduceL2})
 }
 
 // reduceAxes resolves the axes input: empty means all axes, unless
@@ -62,6 +64,8 @@ func inferReduce(n *graph.Node) error {
 }
 
 // kernelReduce accumulates in float64 (int64 for integers) in input order.
+// ReduceL2 sums squares and takes the square root at the end; on integers
+// the root is truncated, as the spec's reference casts it back to the type.
 func kernelReduce(n *graph.Node) (Kernel, error) {
 	shape := shapeOf(n.Inputs[0])
 	red, err := reduceAxes(n)
@@ -81,6 +85,9 @@ func kernelReduce(n *graph.Node) (Kernel, error) {
 	nOut := acc
 	count := float64(graph.Numel(shape) / max(nOut, 1))
 	op := n.Op
+	if op == "ReduceL2" && !slices.Contains(red, true) {
+		op = "ReduceSum" // noop_with_empty_axes: the identity, not |x|
+	}
 	dt := n.Inputs[0].DType
 	sums := make([]float64, nOut)
 	return func(in, out []*graph.Tensor) {
@@ -94,17 +101,23 @@ func kernelReduce(n *graph.Node) (Kernel, error) {
 			}
 			for i, o := range m {
 				v := float64(in[0].F[i])
-				if op == "ReduceMax" {
+				switch op {
+				case "ReduceMax":
 					if v > sums[o] || v != v {
 						sums[o] = v
 					}
-				} else {
+				case "ReduceL2":
+					sums[o] += v * v
+				default:
 					sums[o] += v
 				}
 			}
 			for i, s := range sums {
-				if op == "ReduceMean" {
+				switch op {
+				case "ReduceMean":
 					s /= count
+				case "ReduceL2":
+					s = math.Sqrt(s)
 				}
 				out[0].F[i] = float32(s)
 			}
@@ -117,15 +130,21 @@ func kernelReduce(n *graph.Node) (Kernel, error) {
 			}
 			for i, o := range m {
 				v := in[0].I[i]
-				if op == "ReduceMax" {
+				switch op {
+				case "ReduceMax":
 					out[0].I[o] = max(out[0].I[o], v)
-				} else {
+				case "ReduceL2":
+					out[0].I[o] += v * v
+				default:
 					out[0].I[o] += v
 				}
 			}
-			if op == "ReduceMean" {
-				for i := range out[0].I {
-					out[0].I[i] /= int64(count)
+			for i, s := range out[0].I {
+				switch op {
+				case "ReduceMean":
+					out[0].I[i] = s / int64(count)
+				case "ReduceL2":
+					out[0].I[i] = int64(math.Sqrt(float64(s)))
 				}
 			}
 		}
@@ -164,4 +183,17 @@ func gradReduceMax(b *builder, n *graph.Node, gy []*graph.Value, need []bool) ([
 	ymax, g := keepDims(b, n, n.Outputs[0]), keepDims(b, n, gy[0])
 	mask := b.op("Cast", graph.Attrs{"to": int64(graph.Float32)}, b.op("Equal", nil, x, ymax))
 	return []*graph.Value{b.mul(mask, g)}, nil
+}
+
+// L2: dx = x g / y, and 0 where y is 0 (x is all zeros there; the norm's
+// subgradient PyTorch takes too), so a zero vector gives no NaN; with
+// noop_with_empty_axes and no axes the op is the identity.
+func gradReduceL2(b *builder, n *graph.Node, gy []*graph.Value, need []bool) ([]*graph.Value, error) {
+	x := n.Inputs[0]
+	if red, _ := reduceAxes(n); !slices.Contains(red, true) {
+		return []*graph.Value{gy[0]}, nil
+	}
+	y, g := keepDims(b, n, n.Outputs[0]), keepDims(b, n, gy[0])
+	safe := b.op("Where", nil, b.op("Equal", nil, y, b.scalar(0)), b.scalar(1), y)
+	return []*graph.Value{b.mul(x, b.div(g, safe))}, nil
 }

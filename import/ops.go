@@ -32,6 +32,7 @@ func init() {
 	converters["ReduceMean"] = convReduce
 	converters["ReduceSum"] = convReduce
 	converters["ReduceMax"] = convReduce
+	converters["ReduceL2"] = convReduce
 	converters["MatMul"] = plain("MatMul")
 	converters["Gemm"] = convGemm
 	converters["Conv"] = convConv

@@ -16,7 +16,7 @@ func TestOpsDocMatchesConverters(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	re := regexp.MustCompile("(?m)^\\| `([A-Za-z]+)` \\|")
+	re := regexp.MustCompile("(?m)^\\| `([A-Za-z][A-Za-z0-9]*)` \\|")
 	var listed []string
 	for _, m := range re.FindAllStringSubmatch(string(data), -1) {
 		listed = append(listed, m[1])

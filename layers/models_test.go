@@ -96,6 +96,21 @@ func swinLike(depths []int, dim, classes int) []layer {
 	return append(ls, layer{"head", "head", -1, dim, classes, true, false})
 }
 
+// swinV2Like is swinLike for Swin V2: its attention applies the qkv weight
+// with F.linear on a key-masked bias, so the qkv product carries the
+// attention's scope and no name of its own (the weight is stored transposed,
+// the bias folded): the scope names it. The position-bias MLP multiplies
+// parameters alone and is no layer.
+func swinV2Like(depths []int, dim, classes int) []layer {
+	ls := swinLike(depths, dim, classes)
+	for i := range ls {
+		if ls[i].kind == "qkv" {
+			ls[i].name = strings.TrimSuffix(ls[i].name, ".qkv")
+		}
+	}
+	return ls
+}
+
 func blockNames(format string, n int) []string {
 	out := make([]string, n)
 	for i := range out {
@@ -146,6 +161,13 @@ var families = map[string]family{
 		blocks: []string{"features.1.0", "features.1.1", "features.3.0", "features.3.1", "features.5.0", "features.5.1"},
 		layers: swinLike([]int{2, 2, 2}, 16, 10),
 		convs:  []string{conv("features.0.0", 3, 16, 4, 4, 1)},
+	},
+	// Swin V2 in torchvision's layout (fixtures/gen/swinv2.py): cosine attention
+	// and a continuous position bias computed in the graph.
+	"tv_swin_v2_t": {
+		input:  "[batch,3,32,32]",
+		blocks: []string{"features.1.0", "features.1.1", "features.3.0", "features.3.1"},
+		layers: swinV2Like([]int{2, 2}, 16, 10),
 	},
 	// torchvision MaxViT: block (window) and grid attention per layer, each
 	// with its MLP; the MBConv convolutions are not linears; the classifier's

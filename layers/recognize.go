@@ -13,7 +13,9 @@ import (
 //
 //   linear     a product Match finds (MatMul(x, W), MatMul(x, Transpose(W)) or
 //              Gemm(x, W[, c]), W a 2-D float initializer, and its bias) that
-//              reads x plainly, with alpha 1, and owns its Transpose of W.
+//              reads x plainly, with alpha 1, and owns its Transpose of W; x must be
+//              computed from the model's input (a product of parameters alone, such
+//              as Swin V2's position-bias MLP, makes weights and is no layer).
 //   attention  Softmax between two activation-by-activation MatMuls:
 //              QK = MatMul(q, k^T) -> ... -> Softmax -> ... -> AV = MatMul(·, v).
 //   q, k, v    linears whose outputs reach QK's left input (q), QK's right input (k)
@@ -84,6 +86,7 @@ func Recognize(g *graph.Graph) (*Report, error) {
 	if rep.Input == nil && len(g.Inputs) > 0 {
 		rep.Input = g.Inputs[0]
 	}
+	r.fromInput = dependents(g)
 	r.findLinears()
 	rep.Linears = r.linears
 	r.findConvs()
@@ -104,6 +107,7 @@ func Recognize(g *graph.Graph) (*Report, error) {
 type recognizer struct {
 	g         *graph.Graph
 	consumers map[*graph.Value][]*graph.Node
+	fromInput map[*graph.Value]bool // values whose data is computed from a graph input
 	index     map[*graph.Node]int
 	linears   []*Linear                // graph order
 	byOut     map[*graph.Value]*Linear // product and output values -> layer
@@ -122,7 +126,8 @@ type recognizer struct {
 func (r *recognizer) findLinears() {
 	for _, n := range r.g.Nodes {
 		l := Match(r.g, r.consumers, n)
-		if l == nil || l.TransX || l.Alpha != 1 || l.Reader != n && len(r.consumers[l.Reader.Outputs[0]]) != 1 {
+		if l == nil || l.TransX || l.Alpha != 1 || l.Reader != n && len(r.consumers[l.Reader.Outputs[0]]) != 1 ||
+			!r.fromInput[l.Input] {
 			continue
 		}
 		r.linears = append(r.linears, l)
@@ -130,6 +135,23 @@ func (r *recognizer) findLinears() {
 		r.byOut[n.Outputs[0]] = l
 		r.byOut[l.Output] = l
 	}
+}
+
+// dependents returns the values whose data flows from a graph input (the
+// nodes are in topological order).
+func dependents(g *graph.Graph) map[*graph.Value]bool {
+	dep := map[*graph.Value]bool{}
+	for _, in := range g.Inputs {
+		dep[in] = true
+	}
+	for _, n := range g.Nodes {
+		if slices.ContainsFunc(dataInputs(n), func(v *graph.Value) bool { return dep[v] }) {
+			for _, o := range n.Outputs {
+				dep[o] = true
+			}
+		}
+	}
+	return dep
 }
 
 // ---------------------------------------------------------------------------

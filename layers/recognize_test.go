@@ -393,3 +393,22 @@ func TestStripSuffix(t *testing.T) {
 		}
 	}
 }
+
+// A product of parameters alone (Swin V2's position-bias MLP: a constant
+// table through Linear, ReLU, Linear) makes weights: it is no layer, whatever
+// its scope, and the block's layers stay as they are.
+func TestRecognizeParameterProductIsNoLayer(t *testing.T) {
+	b, x := newBuilder()
+	table := b.g.Const("table", graph.NewTensor(graph.Float32, []int{5, 2}))
+	h := b.node("Relu", "", nil, b.lin(table, "/blocks/blocks.0/attn/cpb_mlp/cpb_mlp.0", "", "", 2, 16))
+	bias := b.lin(h, "/blocks/blocks.0/attn/cpb_mlp/cpb_mlp.2", "", "-", 16, 8)
+	x = b.node("Add", "", nil, b.timmBlock(x, 0, true), bias)
+	r := b.recognize(t, b.classify(x, "head.weight"))
+	expect(t, r, `
+		block 0 blocks.0
+		blocks.0.attn.qkv qkv 0 8->24
+		blocks.0.attn.proj proj 0 8->8
+		blocks.0.mlp.fc1 fc1 0 8->32
+		blocks.0.mlp.fc2 fc2 0 32->8
+		head head -1 8->10 T`)
+}
