@@ -48,8 +48,9 @@ func defineGroupFlags(c *cli.Command, g *groupArgs) *string {
 	return worker
 }
 
-// checkGroup checks the data-parallel flags; the worker's index defaults to
-// $JOB_COMPLETION_INDEX.
+// check checks the data-parallel flags; the worker's index defaults to
+// $JOB_COMPLETION_INDEX. A group of one ignores --coordinator (a Job
+// scaled down to one pod keeps its command line).
 func (g *groupArgs) check(worker string) error {
 	from := "--worker"
 	if worker == "" {
@@ -73,8 +74,6 @@ func (g *groupArgs) check(worker string) error {
 		return cli.Usagef("--workers %d needs this worker's number: --worker I or $%s", g.workers, jobIndexEnv)
 	case g.workers > 1 && g.coordinator == "":
 		return cli.Usagef("--workers %d needs --coordinator HOST:PORT, where worker 0 listens", g.workers)
-	case g.workers == 1 && g.coordinator != "":
-		return cli.Usagef("--coordinator is for a run on several workers (--workers N)")
 	case g.timeout <= 0:
 		return cli.Usagef("--peer-timeout %v: must be positive", g.timeout)
 	}
