@@ -3,7 +3,9 @@
 // types, which only the test imports.
 package deploy
 
-// The manifests decode strictly (a misspelt field fails) into the API types,
+// The manifests decode strictly (a misspelt field fails) into the API types;
+// the tuning Job is an Indexed Job of N pods that find worker 0 through the
+// headless Service and run hyperat-tune --workers N, restarting as a group;
 // the evaluation Job is a valid Indexed Job whose pod I runs hyperat-eval
 // --shard I/N with N its completions, its paths lie on the volume, and the
 // merge Job reads exactly the N reports the shards write; hyperat-eval
@@ -64,6 +66,8 @@ func TestManifestsDecode(t *testing.T) {
 		switch tm.APIVersion + " " + tm.Kind {
 		case "batch/v1 Job":
 			decode[batchv1.Job](t, f)
+		case "v1 Service":
+			decode[corev1.Service](t, f)
 		case "v1 PersistentVolumeClaim":
 			pvc := decode[corev1.PersistentVolumeClaim](t, f)
 			if !slices.Contains(pvc.Spec.AccessModes, corev1.ReadWriteMany) {
@@ -87,15 +91,15 @@ type pod struct {
 	flag map[string]string
 }
 
-func podOf(t *testing.T, file string, j *batchv1.Job) *pod {
+func podOf(t *testing.T, file string, j *batchv1.Job, command string) *pod {
 	t.Helper()
 	p := &pod{spec: j.Spec.Template.Spec, flag: map[string]string{}}
 	if len(p.spec.Containers) != 1 {
 		t.Fatalf("%s: %d containers, want 1", file, len(p.spec.Containers))
 	}
 	p.c = p.spec.Containers[0]
-	if !slices.Equal(p.c.Command, []string{"hyperat-eval"}) {
-		t.Errorf("%s: command %q, want hyperat-eval", file, p.c.Command)
+	if !slices.Equal(p.c.Command, []string{command}) {
+		t.Errorf("%s: command %q, want %s", file, p.c.Command, command)
 	}
 	for _, a := range p.c.Args {
 		if name, val, ok := strings.Cut(a, "="); ok && strings.HasPrefix(name, "--") {
@@ -159,11 +163,15 @@ func (p *pod) onVolume(t *testing.T, manifest, what, file string, writable bool)
 // parsing of its flags (there is no model here, so it then fails).
 func accepts(t *testing.T, manifest string, args []string) {
 	t.Helper()
-	c := app.EvalCommand()
+	acceptedBy(t, manifest, app.EvalCommand(), app.Eval, args)
+}
+
+func acceptedBy(t *testing.T, manifest string, c *cli.Command, run func(*cli.Command, []string) error, args []string) {
+	t.Helper()
 	c.Stdout, c.Stderr = io.Discard, io.Discard
-	err := app.Eval(c, args)
+	err := run(c, args)
 	if ue := (*cli.UsageError)(nil); errors.As(err, &ue) {
-		t.Errorf("%s: hyperat-eval refuses %q: %v", manifest, args, err)
+		t.Errorf("%s: %s refuses %q: %v", manifest, c.Name, args, err)
 	}
 	t.Logf("%s: %v", manifest, err)
 }
@@ -187,7 +195,7 @@ func evalJob(t *testing.T) (n int, p *pod) {
 	if s.BackoffLimitPerIndex == nil || *s.BackoffLimitPerIndex < 1 {
 		t.Errorf("%s: backoffLimitPerIndex %v: a shard stopped by a preemption should be retried", f, s.BackoffLimitPerIndex)
 	}
-	p = podOf(t, f, j)
+	p = podOf(t, f, j, "hyperat-eval")
 	if pfp := s.PodFailurePolicy; pfp != nil {
 		for _, r := range pfp.Rules {
 			if r.Action == batchv1.PodFailurePolicyActionFailIndex && s.BackoffLimitPerIndex == nil {
@@ -231,7 +239,7 @@ func TestEvalMergeJob(t *testing.T) {
 	if j.Spec.CompletionMode != nil && *j.Spec.CompletionMode == batchv1.IndexedCompletion {
 		t.Errorf("%s: the merge is one pod, not an Indexed Job", f)
 	}
-	p := podOf(t, f, j)
+	p := podOf(t, f, j, "hyperat-eval")
 	if len(p.pos) == 0 || p.pos[0] != "merge" {
 		t.Fatalf("%s: arguments %q, want merge REPORT...", f, p.c.Args)
 	}
@@ -255,4 +263,101 @@ func TestEvalMergeJob(t *testing.T) {
 		}
 	}
 	accepts(t, f, p.c.Args)
+}
+
+// The tuning Job runs N workers that find worker 0 through the headless
+// Service, take their number from the Job, restart as a group and resume.
+func TestTuneJob(t *testing.T) {
+	const f, fs = "tune-job.yaml", "tune-service.yaml"
+	j := decode[batchv1.Job](t, f)
+	svc := decode[corev1.Service](t, fs)
+	s := j.Spec
+	if s.CompletionMode == nil || *s.CompletionMode != batchv1.IndexedCompletion {
+		t.Fatalf("%s: completionMode %v, want Indexed (the pod's index is its worker number)", f, s.CompletionMode)
+	}
+	if s.Completions == nil || *s.Completions < 1 || s.Parallelism == nil || *s.Parallelism != *s.Completions {
+		t.Fatalf("%s: completions %v, parallelism %v: the N workers run at once, both N", f, s.Completions, s.Parallelism)
+	}
+	n := int(*s.Completions)
+	// a failed worker makes every other fail: each index retries, and the
+	// Job ends once one cannot
+	if s.BackoffLimitPerIndex == nil || *s.BackoffLimitPerIndex < 1 {
+		t.Errorf("%s: backoffLimitPerIndex %v: a group that lost a worker should restart", f, s.BackoffLimitPerIndex)
+	}
+	if s.MaxFailedIndexes == nil || *s.MaxFailedIndexes != 0 {
+		t.Errorf("%s: maxFailedIndexes %v, want 0: the others cannot go on without a failed worker", f, s.MaxFailedIndexes)
+	}
+	p := podOf(t, f, j, "hyperat-tune")
+	usage := false
+	if pfp := s.PodFailurePolicy; pfp != nil {
+		for _, r := range pfp.Rules {
+			if e := r.OnExitCodes; e != nil {
+				if (e.ContainerName != nil && *e.ContainerName != p.c.Name) || slices.Contains(e.Values, 0) || slices.Contains(e.Values, 1) {
+					t.Errorf("%s: a podFailurePolicy rule on exit codes %v of container %v (1, a lost worker, must restart the group)", f, e.Values, e.ContainerName)
+				}
+				usage = usage || (slices.Contains(e.Values, 2) && r.Action == batchv1.PodFailurePolicyActionFailJob)
+			}
+		}
+	}
+	if !usage {
+		t.Errorf("%s: status 2, a mistake in the command line, should fail the Job, not be retried", f)
+	}
+
+	// the Service: headless, selecting the Job's pods, named as their subdomain
+	if svc.Spec.ClusterIP != corev1.ClusterIPNone {
+		t.Errorf("%s: clusterIP %q, want None (headless: a DNS name per pod)", fs, svc.Spec.ClusterIP)
+	}
+	if len(svc.Spec.Selector) == 0 {
+		t.Errorf("%s: no selector", fs)
+	}
+	for k, v := range svc.Spec.Selector {
+		if j.Spec.Template.Labels[k] != v {
+			t.Errorf("%s: selector %s=%s does not match the pods of %s (labels %v)", fs, k, v, f, j.Spec.Template.Labels)
+		}
+	}
+	if p.spec.Subdomain != svc.Name {
+		t.Errorf("%s: subdomain %q, want the Service %q", f, p.spec.Subdomain, svc.Name)
+	}
+
+	// the command line: N workers, worker 0 at <job>-0.<service>:port
+	if got := p.flag["--workers"]; got != fmt.Sprint(n) {
+		t.Errorf("%s: --workers=%s, want %d (completions)", f, got, n)
+	}
+	if w, ok := p.flag["--worker"]; ok && w != indexVar {
+		t.Errorf("%s: --worker=%s, want the index %s (or the default)", f, w, indexVar)
+	}
+	host, port, ok := strings.Cut(p.flag["--coordinator"], ":")
+	if want := j.Name + "-0." + svc.Name; !ok || host != want {
+		t.Errorf("%s: --coordinator=%s, want %s:PORT (pod 0 through the Service)", f, p.flag["--coordinator"], want)
+	}
+	served := false
+	for _, sp := range svc.Spec.Ports {
+		if fmt.Sprint(sp.Port) != port {
+			continue
+		}
+		for _, cp := range p.c.Ports {
+			served = served || (fmt.Sprint(cp.ContainerPort) == port && (sp.TargetPort.String() == cp.Name || sp.TargetPort.IntValue() == int(cp.ContainerPort)))
+		}
+	}
+	if !served {
+		t.Errorf("%s: the coordinator's port %s is not a port of the Service leading to the container's", f, port)
+	}
+	// a restarted pod runs the same command line: it must resume
+	if p.flag["--resume-or-start"] != "true" {
+		t.Errorf("%s: without --resume-or-start a restarted worker 0 refuses the run it left", f)
+	}
+	for _, bad := range []string{"--resume", "--force"} {
+		if _, ok := p.flag[bad]; ok {
+			t.Errorf("%s: %s: a restart would refuse to start, or start over", f, bad)
+		}
+	}
+	if p.flag["--micro-batch"] == "" {
+		t.Errorf("%s: no --micro-batch: the result would depend on the memory of worker 0's pod", f)
+	}
+	p.onVolume(t, f, "--workspace", p.flag["--workspace"]+"/workspace.json", true)
+	p.onVolume(t, f, "--data", p.flag["--data"], false)
+	for _, i := range []int{0, n - 1} {
+		t.Setenv("JOB_COMPLETION_INDEX", fmt.Sprint(i))
+		acceptedBy(t, f, app.TuneCommand(), app.Tune, p.c.Args)
+	}
 }

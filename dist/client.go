@@ -15,29 +15,42 @@ type client struct {
 	c   *rpc.Client
 }
 
-// dial connects to rank 0, retrying while it is not listening yet (the
-// processes of a Job start in any order), and joins.
+// dial connects to rank 0 and joins, retrying while rank 0 is not listening
+// yet (the processes of a Job start in any order) and while the rank 0 it
+// reaches is that of a group that broke (a restarted rank can reach the
+// previous rank 0 before it exits).
 func dial(cfg Config) (*client, []byte, error) {
 	deadline := time.Now().Add(cfg.Timeout)
-	var conn net.Conn
 	for {
-		var err error
-		conn, err = net.DialTimeout("tcp", cfg.Addr, time.Until(deadline))
-		if err == nil {
-			break
+		cl, hello, err := dialOnce(cfg, deadline)
+		if err == nil || !errors.Is(err, ErrPeerLost) {
+			return cl, hello, err
 		}
 		if time.Now().Add(200 * time.Millisecond).After(deadline) {
-			return nil, nil, fmt.Errorf("%w: rank %d could not reach rank 0 at %s within %v: %v", ErrPeerLost, cfg.Rank, cfg.Addr, cfg.Timeout, err)
+			return nil, nil, fmt.Errorf("%w: rank %d could not join rank 0 at %s within %v: %v", ErrPeerLost, cfg.Rank, cfg.Addr, cfg.Timeout, unwrapLost(err))
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+}
+
+// dialOnce tries once; an error wrapping ErrPeerLost is worth another try.
+func dialOnce(cfg Config, deadline time.Time) (*client, []byte, error) {
+	conn, err := net.DialTimeout("tcp", cfg.Addr, time.Until(deadline))
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: %v", ErrPeerLost, err)
+	}
 	cl := &client{cfg: cfg, c: rpc.NewClient(conn)}
 	var r JoinReply
-	if err := cl.call("Hub.Join", JoinArgs{Rank: cfg.Rank, Size: cfg.Size, Run: cfg.Run}, &r, cfg.Timeout); err != nil {
+	if err := cl.call("Hub.Join", JoinArgs{Rank: cfg.Rank, Size: cfg.Size, Run: cfg.Run}, &r, time.Until(deadline)); err != nil {
 		cl.c.Close()
 		return nil, nil, err
 	}
 	return cl, r.Hello, nil
+}
+
+// unwrapLost is err's message without ErrPeerLost's.
+func unwrapLost(err error) string {
+	return strings.TrimPrefix(strings.TrimPrefix(err.Error(), ErrPeerLost.Error()), ": ")
 }
 
 func (cl *client) step(step int64, parts []Part, total int) (Sum, error) {

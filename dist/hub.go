@@ -168,6 +168,9 @@ func (c *conn) Join(a JoinArgs, r *JoinReply) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	switch {
+	case h.broken != nil:
+		// the group of an earlier start, not yet gone: the rank dials again
+		return h.broken
 	case a.Size != h.cfg.Size:
 		return fmt.Errorf("rank %d joined a group of %d, rank 0's has %d", a.Rank, a.Size, h.cfg.Size)
 	case a.Run != h.cfg.Run:
@@ -176,8 +179,6 @@ func (c *conn) Join(a JoinArgs, r *JoinReply) error {
 		return fmt.Errorf("rank %d is not a joining rank of a group of %d", a.Rank, h.cfg.Size)
 	case h.joined[a.Rank]:
 		return fmt.Errorf("rank %d joined twice", a.Rank)
-	case h.broken != nil:
-		return h.broken
 	}
 	h.joined[a.Rank] = true
 	c.rank = a.Rank

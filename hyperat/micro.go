@@ -1,6 +1,7 @@
 package hyperat
 
 import (
+	"fmt"
 	"math/rand/v2"
 
 	"github.com/hyperat/hyperat/graph"
@@ -100,18 +101,70 @@ func (n *Net) MicroGrad(a MicroAttack, ps *Params, x *graph.Tensor, y []int, str
 	return w * loss, err
 }
 
-// Reduce adds a micro-batch's contribution part into sum, element by
-// element. Called for micro-batches 0, 1, 2, ... in order on a cleared sum,
-// it gives the iteration's gradient the same bits however and wherever the
-// contributions were computed.
-func Reduce(sum, part *Params) {
+// Accumulate adds a micro-batch's contribution part into sum, element by
+// element; the first contribution (first) is copied, not added to zeros
+// (0 + -0 is +0), exactly as dist.SumInOrder starts from a copy of part 0.
+// Called for micro-batches 0, 1, 2, ... in order, it gives the iteration's
+// gradient the bits a group of processes gets from dist.SumInOrder over the
+// same contributions, however and wherever they were computed.
+func Accumulate(sum, part *Params, first bool) {
 	for i := range sum.A {
-		addTo(sum.A[i], part.A[i])
-		addTo(sum.B[i], part.B[i])
+		accumulate(sum.A[i], part.A[i], first)
+		accumulate(sum.B[i], part.B[i], first)
 	}
 	for i := range sum.Train {
-		addTo(sum.Train[i], part.Train[i])
+		accumulate(sum.Train[i], part.Train[i], first)
 	}
+}
+
+func accumulate(dst, src *graph.Tensor, first bool) {
+	if first {
+		copy(dst.F, src.F)
+		return
+	}
+	addTo(dst, src)
+}
+
+// tensors are p's tensors in a fixed order: the factors A and B of each
+// adapted layer, then the trained weights.
+func (p *Params) tensors() []*graph.Tensor {
+	var ts []*graph.Tensor
+	for i := range p.A {
+		ts = append(ts, p.A[i], p.B[i])
+	}
+	return append(ts, p.Train...)
+}
+
+// size is the number of values of p.
+func (p *Params) size() int {
+	n := 0
+	for _, t := range p.tensors() {
+		n += len(t.F)
+	}
+	return n
+}
+
+// Flat is a copy of every value of p, tensor after tensor (the form in which
+// a contribution travels between processes).
+func (p *Params) Flat() []float32 {
+	f := make([]float32, 0, p.size())
+	for _, t := range p.tensors() {
+		f = append(f, t.F...)
+	}
+	return f
+}
+
+// SetFlat sets p's values from f, which Flat of a parameter set of the same
+// shapes made.
+func (p *Params) SetFlat(f []float32) error {
+	if n := p.size(); len(f) != n {
+		return fmt.Errorf("a gradient of %d values for parameters of %d", len(f), n)
+	}
+	off := 0
+	for _, t := range p.tensors() {
+		off += copy(t.F, f[off:])
+	}
+	return nil
 }
 
 // clear zeroes every tensor of p.

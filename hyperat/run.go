@@ -1,6 +1,12 @@
 package hyperat
 
-import "errors"
+import (
+	"errors"
+	"fmt"
+	"math"
+
+	"github.com/hyperat/hyperat/dist"
+)
 
 // ErrInterrupted is returned by Run when Stop closed: the current step was
 // finished and a checkpoint written.
@@ -107,18 +113,45 @@ func (t *Trainer) Run(o RunOptions) error {
 }
 
 // validate measures the uniformly merged model (or the single LoRA, or the
-// fully tuned weights) on the validation split.
+// fully tuned weights) on the validation split. In a group, each process
+// measures its share of the split's batches and the counts are summed: the
+// same batches of the same images as one process, so the same figures.
 func (t *Trainer) validate(o RunOptions) (Record, error) {
 	c, err := t.MergedModel(Uniform(len(t.defs)))
 	if err != nil {
 		return Record{}, err
 	}
-	acc, err := Evaluate(c, t.data, o.Val, t.MicroSize(), t.Cfg.Eps, o.ValSteps, t.Cfg.Seed)
+	bs := t.MicroSize()
+	rank, size := t.share()
+	acc, err := Evaluate(c, t.data, batchShare(o.Val, bs, rank, size), bs, t.Cfg.Eps, o.ValSteps, t.Cfg.Seed)
 	if err != nil {
 		return Record{}, err
+	}
+	if size > 1 {
+		counts := []float64{math.Round(acc.Clean * float64(acc.N)), math.Round(acc.Robust * float64(acc.N))}
+		s, err := t.group.Step(validationStep(t.It-1), []dist.Part{{Index: rank, Stats: counts}}, size)
+		if err != nil {
+			return Record{}, fmt.Errorf("validation at iteration %d: %w", t.It, err)
+		}
+		acc = Accuracy{Clean: s.Stats[0] / float64(len(o.Val)), Robust: s.Stats[1] / float64(len(o.Val)), N: len(o.Val)}
 	}
 	r := Record{Kind: "val", It: t.It, ValClean: acc.Clean, ValRobust: acc.Robust}
 	warm := float64(t.It) >= t.Cfg.EpsWarmup*float64(t.Cfg.Iters)
 	r.Collapsed = warm && Collapsed(acc.Clean, t.Net.Classes)
 	return r, nil
+}
+
+// batchShare is process rank's share of idx cut into batches of bs: batches
+// rank, rank+size, ..., one after the other. Only idx's last batch is short,
+// and it is last in its share, so Evaluate cuts the share into the batches
+// of idx.
+func batchShare(idx []int, bs, rank, size int) []int {
+	if size == 1 {
+		return idx
+	}
+	var out []int
+	for lo := rank * bs; lo < len(idx); lo += size * bs {
+		out = append(out, idx[lo:min(lo+bs, len(idx))]...)
+	}
+	return out
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/hyperat/hyperat/compile"
+	"github.com/hyperat/hyperat/dist"
 	"github.com/hyperat/hyperat/graph"
 	onnximport "github.com/hyperat/hyperat/import"
 	"github.com/hyperat/hyperat/kernels"
@@ -127,6 +128,7 @@ type Trainer struct {
 	prepared  int // the micro-batch size the programs were compiled for (see Net.Prepare)
 	// onMicro, when set, hears of every micro-batch done (Run sets it).
 	onMicro func(it, done, total int)
+	group   Group // nil: this process alone
 	// the model as imported (nothing changes it), for merging
 	orig      *graph.Graph
 	origModel *onnximport.Model
@@ -337,28 +339,85 @@ func (t *Trainer) Step() (Step, error) {
 }
 
 // gradient sets t.sum to the gradient of the mean loss of batch x (labels
-// y) of iteration it, running it micro-batch by micro-batch and reducing the
-// contributions in order; it returns the mean loss.
+// y) of iteration it, running it micro-batch by micro-batch and adding the
+// contributions in micro-batch order; it returns the mean loss. In a group
+// (SetGroup), this process computes micro-batches rank, rank+size, ... and
+// the group adds every process's contributions in the same order.
 func (t *Trainer) gradient(it int, a MicroAttack, ps *Params, x *graph.Tensor, y []int) (float64, error) {
-	t.sum.clear()
 	n := x.Shape[0]
 	streams := ImageStreams(it, n)
 	ms := MicroBatches(n, t.MicroSize())
-	loss := 0.0
-	for k, mb := range ms {
+	rank, size := t.share()
+	mine := (len(ms) - rank + size - 1) / size
+	var parts []dist.Part
+	loss, done := 0.0, 0
+	for k := rank; k < len(ms); k += size {
+		mb := ms[k]
 		l, err := t.Net.MicroGrad(a, ps, rows(x, mb.Lo, mb.Hi), y[mb.Lo:mb.Hi], streams[mb.Lo:mb.Hi],
 			float64(mb.Hi-mb.Lo)/float64(n), t.part)
 		if err != nil {
 			return 0, err
 		}
-		Reduce(t.sum, t.part)
-		loss += l
-		if t.onMicro != nil {
-			t.onMicro(it, k+1, len(ms))
+		if size == 1 {
+			// what dist.SumInOrder does, without holding every contribution
+			Accumulate(t.sum, t.part, k == 0)
+			loss = addStat(loss, l, k == 0)
+		} else {
+			parts = append(parts, dist.Part{Index: k, Data: t.part.Flat(), Stats: []float64{l}})
+		}
+		if done++; t.onMicro != nil {
+			t.onMicro(it, done, mine)
 		}
 	}
-	return loss, nil
+	if size == 1 {
+		return loss, nil
+	}
+	s, err := t.group.Step(gradientStep(it), parts, len(ms))
+	if err != nil {
+		return 0, fmt.Errorf("iteration %d: %w", it, err)
+	}
+	if err := t.sum.SetFlat(s.Data); err != nil {
+		return 0, err
+	}
+	return s.Stats[0], nil
 }
+
+// addStat adds v to the sum s of a statistic, or starts it (first) as
+// dist.SumInOrder does: from v, not 0 + v.
+func addStat(s, v float64, first bool) float64 {
+	if first {
+		return v
+	}
+	return s + v
+}
+
+// Group is the processes of a data-parallel run (a *dist.Group): each
+// computes its share of every iteration's micro-batches and Step returns the
+// sum of all the processes' contributions, added in micro-batch order.
+type Group interface {
+	Rank() int
+	Size() int
+	Step(step int64, parts []dist.Part, total int) (dist.Sum, error)
+}
+
+// SetGroup makes the trainer one process of g: every process of the group
+// must run the same configuration from the same state; each then takes the
+// same steps and holds the same parameters, bit for bit, as one process
+// alone. Validation is split among them too.
+func (t *Trainer) SetGroup(g Group) { t.group = g }
+
+// share is this process's rank and the group's size (0 and 1 alone).
+func (t *Trainer) share() (rank, size int) {
+	if t.group == nil {
+		return 0, 1
+	}
+	return t.group.Rank(), t.group.Size()
+}
+
+// The group's steps are numbered in the order every process takes them:
+// iteration it's gradient, then the validation that may follow it.
+func gradientStep(it int) int64   { return 2 * int64(it) }
+func validationStep(it int) int64 { return 2*int64(it) + 1 }
 
 // rows is a copy of the rows [lo, hi) of x.
 func rows(x *graph.Tensor, lo, hi int) *graph.Tensor {

@@ -75,10 +75,26 @@ flags (source of each default in brackets: paper, standard, ours):
   --val-steps K        PGD steps of validation attacks (default 10 [ours])
   --eval-every N       validate every N iterations, 0 = only at the end (default 50)
   --checkpoint-every N checkpoint every N iterations (default 50)
+  --micro-batch M      images per micro-batch (default: the most --max-memory holds,
+                       with --workers N at most the batch's N-th part [ours]); it
+                       changes the result by float32 rounding only
   --seed S             random seed (default 0)
   --resume             continue the workspace's interrupted run
   --force              start over, replacing a previous run in the workspace
+  --resume-or-start    continue the workspace's run of these settings if it has
+                       one, else start one: the command a Job restarts
   -h, --help           print this help
+
+data-parallel tuning on several processes or machines (docs/CLUSTER.md):
+  --workers N          processes that share every iteration's micro-batches and sum
+                       their gradients in a fixed order: the result is a single
+                       process's, bit for bit (default 1)
+  --worker I           this process's number, 0 to N-1 (default $JOB_COMPLETION_INDEX);
+                       worker 0 coordinates and alone writes the workspace, which
+                       every worker reads (a shared volume)
+  --coordinator H:P    where worker 0 listens (on port P) and the others reach it
+  --peer-timeout D     how long a worker waits for the others: joining, and at each
+                       step (default 10m); a worker that exits fails the step at once
 
 Ctrl-C finishes the current iteration, writes a checkpoint and exits with
 status 1; --resume continues exactly where it stopped.
@@ -87,6 +103,7 @@ examples:
   hyperat-tune --data fixtures/mnist --eps 0.1 --iters 300
   hyperat-tune --data cifar-10-batches-bin --eps 8/255 --method lora --defenses pgdat
   hyperat-tune --data fixtures/mnist --eps 0.1 --resume
+  hyperat-tune --data /data/cifar --workers 8 --coordinator tune-0.tune:7070 --resume-or-start
 
 exit status: 0 done, 1 an error (one line on stderr; also an interrupted run
 and a result that collapsed), 2 a mistake in the command line.
@@ -102,7 +119,11 @@ type tuneArgs struct {
 	val                        float64
 	valSteps, evalEvery, every int // every: checkpoint interval
 	resume, force              bool
+	resumeOrStart              bool
 	maxMemory                  string
+	micro                      int            // --micro-batch (0: planned)
+	line                       hyperat.Config // the command line's settings (cfg may become a checkpoint's)
+	group                      groupArgs
 }
 
 // Tune runs hyperat-tune with args (without the program name).
@@ -119,35 +140,33 @@ func Tune(c *cli.Command, args []string) error {
 	if err != nil {
 		return err
 	}
+	if a.group.worker > 0 {
+		// worker 0 reads the run's state and decides; this one follows
+		if err := a.checkModel(ws); err != nil {
+			return err
+		}
+		d, err := openTuneData(c, a, ws, m)
+		if err != nil {
+			return err
+		}
+		return a.tuneWorker(c, ws, d)
+	}
 	st, err := a.checkState(ws)
+	if errors.Is(err, errRunComplete) {
+		fmt.Fprintf(c.Stdout, "done      the run in %s is complete; its result is in %s\n", a.ws, workspace.TunedDir(a.ws))
+		return nil
+	}
 	if err != nil {
 		return err
 	}
 	if err := a.checkModel(ws); err != nil {
 		return err
 	}
-
-	// the data
-	ds, err := data.Open(a.data, data.Train)
+	d, err := openTuneData(c, a, ws, m)
 	if err != nil {
 		return err
 	}
-	C, H, W := ws.Input.Shape[1].N, ws.Input.Shape[2].N, ws.Input.Shape[3].N
-	classes, err := hyperat.Classes(m.Graph)
-	if err != nil {
-		return err
-	}
-	if err := data.CheckFits(ds, C, H, W, classes); err != nil {
-		return err
-	}
-	trainIdx, valIdx, err := data.ValidationSplit(ds.Len(), a.val, a.cfg.Seed)
-	if err != nil {
-		return cli.Usagef("--val: %v", err)
-	}
-	view := ds.View(C, H, W)
-	fmt.Fprintf(c.Stdout, "data      %s: %d training, %d validation examples%s\n", a.data, len(trainIdx), len(valIdx), conversion(ds, C, H, W))
-
-	t, err := hyperat.NewTrainer(m, a.cfg, view, trainIdx)
+	t, err := hyperat.NewTrainer(m, a.cfg, d.view, d.train)
 	if err != nil {
 		return err
 	}
@@ -167,7 +186,7 @@ func Tune(c *cli.Command, args []string) error {
 	}
 	defer debug.SetMemoryLimit(previous)
 	// the budget is checked before a previous run is removed
-	if err := planMicro(c, t, budget, a.resume); err != nil {
+	if err := planMicro(c, t, budget, a.resume, a.micro, a.group.workers); err != nil {
 		return err
 	}
 	if a.resume {
@@ -175,8 +194,20 @@ func Tune(c *cli.Command, args []string) error {
 			return err
 		}
 		fmt.Fprintf(c.Stdout, "resume    from iteration %d of %d\n", t.It, a.cfg.Iters)
-	} else if a.force {
+	} else if a.force || a.resumeOrStart {
 		workspace.ClearRun(a.ws)
+	}
+	id, err := a.runIdentity(ws.Source.SHA256, d.view, d.train, d.val)
+	if err != nil {
+		return err
+	}
+	g, err := a.leadGroup(c, t, st, id)
+	if err != nil {
+		return err
+	}
+	if g != nil {
+		defer g.Close()
+		t.SetGroup(g)
 	}
 	fmt.Fprintf(c.Stdout, "compile   the attack and training programs for micro-batches of %d ...\n", t.MicroSize())
 	start := time.Now()
@@ -186,15 +217,49 @@ func Tune(c *cli.Command, args []string) error {
 	fmt.Fprintf(c.Stdout, "compile   done in %s\n", time.Since(start).Round(100*time.Millisecond))
 	atChance := false
 	if !a.resume {
-		if atChance, err = checkStart(c, t, view, valIdx); err != nil {
+		if atChance, err = checkStart(c, t, d.view, d.val); err != nil {
 			return err
 		}
 	}
-	collapsed, err := a.run(c, t, valIdx, ws.Source.SHA256)
+	collapsed, err := a.run(c, t, d.val, ws.Source.SHA256)
 	if err != nil {
 		return err
 	}
-	return finish(c, t, view, valIdx, a.valSteps, a.merge, a.ws, ws.Source.SHA256, collapsed, atChance)
+	if g != nil {
+		g.Close() // the others are done: finishing is worker 0's alone
+	}
+	return finish(c, t, d.view, d.val, a.valSteps, a.merge, a.ws, ws.Source.SHA256, collapsed, atChance)
+}
+
+// tuneData is the dataset a run tunes on, as the model sees it, with its
+// training and validation splits.
+type tuneData struct {
+	model      *onnximport.Model
+	view       *data.View
+	train, val []int
+}
+
+// openTuneData opens the training split of --data and checks that it fits
+// the model.
+func openTuneData(c *cli.Command, a *tuneArgs, ws *workspace.Workspace, m *onnximport.Model) (*tuneData, error) {
+	ds, err := data.Open(a.data, data.Train)
+	if err != nil {
+		return nil, err
+	}
+	C, H, W := ws.Input.Shape[1].N, ws.Input.Shape[2].N, ws.Input.Shape[3].N
+	classes, err := hyperat.Classes(m.Graph)
+	if err != nil {
+		return nil, err
+	}
+	if err := data.CheckFits(ds, C, H, W, classes); err != nil {
+		return nil, err
+	}
+	trainIdx, valIdx, err := data.ValidationSplit(ds.Len(), a.val, a.cfg.Seed)
+	if err != nil {
+		return nil, cli.Usagef("--val: %v", err)
+	}
+	fmt.Fprintf(c.Stdout, "data      %s: %d training, %d validation examples%s\n", a.data, len(trainIdx), len(valIdx), conversion(ds, C, H, W))
+	return &tuneData{model: m, view: ds.View(C, H, W), train: trainIdx, val: valIdx}, nil
 }
 
 // parseTune reads and checks the command line.
@@ -229,6 +294,9 @@ func parseTune(c *cli.Command, args []string) (*tuneArgs, error) {
 	f.BoolVar(&a.resume, "resume", false, "")
 	f.BoolVar(&a.force, "force", false, "")
 	f.StringVar(&a.maxMemory, "max-memory", "", "")
+	f.IntVar(&a.micro, "micro-batch", 0, "")
+	f.BoolVar(&a.resumeOrStart, "resume-or-start", false, "")
+	worker := defineGroupFlags(c, &a.group)
 	pos, err := c.Parse(args)
 	if err != nil {
 		return nil, err
@@ -262,8 +330,15 @@ func parseTune(c *cli.Command, args []string) (*tuneArgs, error) {
 		return nil, cli.Usagef("--eval-every must be 0 (only at the end) or more, got %d", a.evalEvery)
 	case a.every < 0:
 		return nil, cli.Usagef("--checkpoint-every must be 0 (only at the end) or more, got %d", a.every)
+	case a.micro < 0:
+		return nil, cli.Usagef("--micro-batch must be at least 1 (or 0: planned from --max-memory), got %d", a.micro)
 	case a.resume && a.force:
 		return nil, cli.Usagef("--resume continues a run and --force starts over; give one")
+	case a.resumeOrStart && (a.resume || a.force):
+		return nil, cli.Usagef("--resume-or-start resumes or starts as the workspace says; give it without --resume and --force")
+	}
+	if err := a.group.check(*worker); err != nil {
+		return nil, err
 	}
 	cfg := def
 	cfg.Method, cfg.Eps, cfg.Steps, cfg.Iters, cfg.Batch, cfg.Rank = *method, eps, *steps, *iters, *batch, *rank
@@ -279,15 +354,33 @@ func parseTune(c *cli.Command, args []string) (*tuneArgs, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, cli.Usagef("%v", err)
 	}
-	a.cfg = cfg
+	if a.micro > cfg.Batch {
+		return nil, cli.Usagef("--micro-batch %d is larger than --batch %d", a.micro, cfg.Batch)
+	}
+	a.cfg, a.line = cfg, cfg
 	return a, nil
 }
+
+// errRunComplete is checkState's answer to --resume-or-start when the
+// workspace holds this run, finished.
+var errRunComplete = errors.New("the run is complete")
 
 // checkState checks the workspace's run against --resume and --force, and
 // returns the checkpoint to resume (whose configuration then replaces the
 // command line's).
 func (a *tuneArgs) checkState(ws *workspace.Workspace) (*workspace.State, error) {
 	st, stErr := workspace.ReadState(a.ws)
+	if a.resumeOrStart {
+		if stErr != nil && os.IsNotExist(stErr) {
+			return nil, nil // no run: start one
+		}
+		if stErr == nil && st.ModelSHA256 == ws.Source.SHA256 {
+			if diff := settingsDiffer(st.Config, a.line, a.micro); diff != "" {
+				return nil, fmt.Errorf("%s holds a run of other settings (%s differ): give that run's settings, another --workspace, or start over with --force", a.ws, diff)
+			}
+		}
+		a.resume = true
+	}
 	switch {
 	case a.resume && stErr != nil:
 		if os.IsNotExist(stErr) {
@@ -299,7 +392,16 @@ func (a *tuneArgs) checkState(ws *workspace.Workspace) (*workspace.State, error)
 			return nil, fmt.Errorf("the checkpoint in %s was made from another model (the workspace was imported again since); start over with --force", a.ws)
 		}
 		if _, err := os.Stat(filepath.Join(workspace.TunedDir(a.ws), workspace.ResultFile)); err == nil && st.Iteration >= st.Config.Iters {
+			if a.resumeOrStart {
+				return nil, errRunComplete
+			}
 			return nil, fmt.Errorf("the run in %s is already complete (%d iterations); its result is in %s", a.ws, st.Iteration, workspace.TunedDir(a.ws))
+		}
+		if diff := settingsDiffer(st.Config, a.line, a.micro); a.group.workers > 1 && diff != "" {
+			return nil, fmt.Errorf("the run in %s has other settings than the command line (%s differ): on several workers, give every worker the run's settings", a.ws, diff)
+		}
+		if a.micro > 0 && a.micro != st.Config.Micro {
+			return nil, fmt.Errorf("the run in %s has micro-batches of %d: --micro-batch %d would change its result; drop it to keep the run's", a.ws, st.Config.Micro, a.micro)
 		}
 		a.cfg = st.Config
 	case stErr == nil && !a.force && st.ModelSHA256 != ws.Source.SHA256:
@@ -345,19 +447,13 @@ func (a *tuneArgs) run(c *cli.Command, t *hyperat.Trainer, val []int, sha string
 		return false, err
 	}
 	defer store.Close()
-	stop := make(chan struct{})
-	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
-	defer signal.Stop(sig)
-	go func() {
-		if _, ok := <-sig; ok {
-			close(stop)
-		}
-	}()
+	saved := &lastCheckpoint{Run: store, it: t.It}
+	stop, release := interrupted()
+	defer release()
 	prog := newProgress(c.Stdout, a.cfg.Iters, t.It)
 	fmt.Fprintf(c.Stdout, "iter %d/%d  running: a %d-step attack and a training pass per micro-batch ...\n", t.It+1, a.cfg.Iters, t.Cfg.Steps)
 	replot := plotter(c.Stderr, a.ws, a.cfg, a.valSteps, t.Net.Classes)
-	err = t.Run(hyperat.RunOptions{Store: store, CheckpointEvery: a.every,
+	err = t.Run(hyperat.RunOptions{Store: saved, CheckpointEvery: a.every,
 		EvalEvery: a.evalEvery, Val: val, ValSteps: a.valSteps, Stop: stop,
 		OnStep: prog.step, OnMicro: prog.micro,
 		OnVal: func(r hyperat.Record) {
@@ -374,9 +470,45 @@ func (a *tuneArgs) run(c *cli.Command, t *hyperat.Trainer, val []int, sha string
 		replot()
 	}
 	if errors.Is(err, hyperat.ErrInterrupted) {
-		return false, fmt.Errorf("interrupted at iteration %d of %d; checkpoint written, continue with --resume", t.It, a.cfg.Iters)
+		how := "--resume"
+		if a.group.workers > 1 {
+			how = "every worker with --resume-or-start"
+		}
+		return false, fmt.Errorf("interrupted at iteration %d of %d; checkpoint written, continue with %s", t.It, a.cfg.Iters, how)
 	}
-	return collapsed, err
+	if err != nil {
+		return false, a.groupErr(err, saved.it)
+	}
+	return collapsed, nil
+}
+
+// lastCheckpoint is the run's store, knowing the iteration of its last
+// checkpoint (that of the resumed one before any).
+type lastCheckpoint struct {
+	*workspace.Run
+	it int
+}
+
+func (l *lastCheckpoint) Checkpoint(s hyperat.Snapshot) error {
+	if err := l.Run.Checkpoint(s); err != nil {
+		return err
+	}
+	l.it = s.Iteration
+	return nil
+}
+
+// interrupted is a channel closed at the first Ctrl-C or SIGTERM (a
+// Kubernetes pod being stopped), and the function that stops listening.
+func interrupted() (<-chan struct{}, func()) {
+	stop := make(chan struct{})
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		if _, ok := <-sig; ok {
+			close(stop)
+		}
+	}()
+	return stop, func() { signal.Stop(sig); close(sig) }
 }
 
 // checkTargets checks that every kind of --targets is one of the usual kinds

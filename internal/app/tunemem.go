@@ -29,13 +29,18 @@ func memoryBudget(c *cli.Command, flag string) (budget, previous int64, err erro
 	return budget, sysmem.Limit(budget), nil
 }
 
-// planMicro sets the run's micro-batch size to what the budget holds
-// (a resumed run keeps its checkpoint's when that fits), and says what it
-// chose; a budget that cannot hold one image is an error, before any work.
-func planMicro(c *cli.Command, t *hyperat.Trainer, budget int64, resume bool) error {
+// planMicro sets the run's micro-batch size: want (--micro-batch) when
+// given, else the largest the budget holds, at most the batch's share of one
+// of workers so that each has one (a resumed run keeps its checkpoint's when
+// that fits); it says what it chose. A budget that cannot hold the size, or
+// one image, is an error, before any work.
+func planMicro(c *cli.Command, t *hyperat.Trainer, budget int64, resume bool, want, workers int) error {
 	held := sysmem.InUse()
 	room := sysmem.Room(budget)
-	if resume && t.Cfg.Micro > 0 {
+	if want > 0 || resume && t.Cfg.Micro > 0 {
+		if want > 0 {
+			t.Cfg.Micro = want
+		}
 		f, err := t.Footprint(t.MicroSize())
 		if err != nil {
 			return err
@@ -43,6 +48,10 @@ func planMicro(c *cli.Command, t *hyperat.Trainer, budget int64, resume bool) er
 		if f.Total() <= room {
 			sayMicro(c, t, f, held)
 			return nil
+		}
+		if want > 0 {
+			return fmt.Errorf("--micro-batch %d needs about %s besides the %s held, more than the budget of %s; give a smaller one or more --max-memory",
+				want, sysmem.Format(f.Total()), sysmem.Format(held), sysmem.Format(budget))
 		}
 		fmt.Fprintf(c.Stdout, "note: the checkpoint's micro-batches of %d do not fit the budget; the run goes on in smaller ones (its result differs from an uninterrupted run's by float32 rounding)\n", t.MicroSize())
 	}
@@ -53,6 +62,11 @@ func planMicro(c *cli.Command, t *hyperat.Trainer, budget int64, resume bool) er
 	if f.Micro == 0 {
 		return fmt.Errorf("a memory budget of %s cannot hold even one image per micro-batch: the model and the trainer hold %s, and one image needs %s more (the budget keeps a fifth for the collector); give --max-memory more",
 			sysmem.Format(budget), sysmem.Format(held), sysmem.Format(f.Total()))
+	}
+	if share := (t.Cfg.Batch + workers - 1) / workers; f.Micro > share {
+		if f, err = t.Footprint(share); err != nil {
+			return err
+		}
 	}
 	t.Cfg.Micro = f.Micro
 	sayMicro(c, t, f, held)
