@@ -168,6 +168,7 @@ var families = map[string]family{
 		input:  "[batch,3,32,32]",
 		blocks: []string{"features.1.0", "features.1.1", "features.3.0", "features.3.1"},
 		layers: swinV2Like([]int{2, 2}, 16, 10),
+		convs:  []string{conv("features.0.0", 3, 16, 4, 4, 1)},
 	},
 	// torchvision MaxViT: block (window) and grid attention per layer, each
 	// with its MLP; the MBConv convolutions are not linears; the classifier's
