@@ -163,7 +163,7 @@ func init() {
 			return x / y
 		}).kernel})
 	define(opDef{name: "Pow", arity: ins(2, 2), infer: inferPow, grad: gradPow, kernel: kernelPow})
-	define(opDef{name: "Mod", arity: ins(2, 2), infer: inferBinary, kernel: kernelMod})
+	define(opDef{name: "Mod", arity: ins(2, 2), infer: inferBinary, kernel: kernelMod, grad: gradMod})
 	define(opDef{name: "Max", arity: ins(1, -1), infer: inferBinary, kernel: kernelMinMax, grad: gradMinMax})
 	define(opDef{name: "Min", arity: ins(1, -1), infer: inferBinary, kernel: kernelMinMax, grad: gradMinMax})
 	define(opDef{name: "Where", arity: ins(3, 3), infer: inferWhere, kernel: kernelWhere, grad: gradWhere})
@@ -452,6 +452,21 @@ func gradPow(b *builder, n *graph.Node, gy []*graph.Value, need []bool) ([]*grap
 	}
 	if need[1] {
 		out[1] = b.sumTo(b.mul(gy[0], b.mul(n.Outputs[0], b.op("Log", nil, a))), inShape(n, 1))
+	}
+	return out, nil
+}
+
+// a mod b = a - b q with q = trunc(a/b) (fmod 1) or floor(a/b) (fmod 0), an
+// integer that is constant between its jumps: da = dy, db = -q dy, and q is
+// (a - y) / b either way.
+func gradMod(b *builder, n *graph.Node, gy []*graph.Value, need []bool) ([]*graph.Value, error) {
+	out := make([]*graph.Value, 2)
+	if need[0] {
+		out[0] = b.sumTo(gy[0], inShape(n, 0))
+	}
+	if need[1] {
+		q := b.div(b.sub(n.Inputs[0], n.Outputs[0]), n.Inputs[1])
+		out[1] = b.sumTo(b.neg(b.mul(gy[0], q)), inShape(n, 1))
 	}
 	return out, nil
 }

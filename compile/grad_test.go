@@ -34,6 +34,16 @@ var gradCases = []gradCase{
 	{"Sub/broadcast-both", [][]int{{3, 1}, {1, 4}}, -1, 1, func(g *graph.Graph, x []*graph.Value) *graph.Value { return op(g, "Sub", nil, x[0], x[1]) }},
 	{"Mul/broadcast", [][]int{{2, 3, 4}, {3, 1}}, -1, 1, func(g *graph.Graph, x []*graph.Value) *graph.Value { return op(g, "Mul", nil, x[0], x[1]) }},
 	{"Mul/same", [][]int{{2, 3}, {2, 3}}, -1, 1, func(g *graph.Graph, x []*graph.Value) *graph.Value { return op(g, "Mul", nil, x[0], x[1]) }},
+	// a in [7.2, 7.5], b in [3.2, 3.5]: trunc(a/b) = 2 away from its jumps
+	{"Mod/fmod", [][]int{{2, 3}, {3}}, 0.2, 0.5, func(g *graph.Graph, x []*graph.Value) *graph.Value {
+		return op(g, "Mod", graph.Attrs{"fmod": int64(1)}, op(g, "Add", nil, x[0], cf(g, 7)), op(g, "Add", nil, x[1], cf(g, 3)))
+	}},
+	{"Mod/negative", [][]int{{2, 3}, {3}}, 0.2, 0.5, func(g *graph.Graph, x []*graph.Value) *graph.Value {
+		return op(g, "Mod", graph.Attrs{"fmod": int64(1)}, op(g, "Sub", nil, cf(g, -7), x[0]), op(g, "Add", nil, x[1], cf(g, 3)))
+	}},
+	{"Sign", [][]int{{3, 5}}, 0.2, 1, func(g *graph.Graph, x []*graph.Value) *graph.Value {
+		return op(g, "Mul", nil, op(g, "Sign", nil, x[0]), x[0])
+	}},
 	{"Div", [][]int{{2, 3}, {3}}, 0.5, 2, func(g *graph.Graph, x []*graph.Value) *graph.Value { return op(g, "Div", nil, x[0], x[1]) }},
 	{"Pow/const-exponent", [][]int{{2, 3}}, 0.5, 2, func(g *graph.Graph, x []*graph.Value) *graph.Value { return op(g, "Pow", nil, x[0], cf(g, 2)) }},
 	{"Pow/both", [][]int{{2, 3}, {3}}, 0.5, 2, func(g *graph.Graph, x []*graph.Value) *graph.Value { return op(g, "Pow", nil, x[0], x[1]) }},

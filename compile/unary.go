@@ -38,7 +38,7 @@ func init() {
 	}}.kernel})
 	define(opDef{name: "Reciprocal", arity: ins(1, 1), infer: inferSame, grad: gradReciprocal,
 		kernel: unaryOp{f: func(x float64) float64 { return 1 / x }}.kernel})
-	define(opDef{name: "Sign", arity: ins(1, 1), infer: inferSame, kernel: unaryOp{f: signF, i: signI}.kernel})
+	define(opDef{name: "Sign", arity: ins(1, 1), infer: inferSame, kernel: unaryOp{f: signF, i: signI}.kernel, grad: gradZero})
 	define(opDef{name: "Gelu", arity: ins(1, 1), infer: inferSame, kernel: kernelGelu, grad: gradGelu})
 	// GeluGrad: (x, dy) -> dx, attr approximate (project operator)
 	define(opDef{name: "GeluGrad", arity: ins(2, 2), infer: inferFloatLikeInput, kernel: kernelGeluGrad})
@@ -46,6 +46,12 @@ func init() {
 	define(opDef{name: "Identity", arity: ins(1, 1), infer: inferSame, kernel: kernelCopy, grad: passThrough, alias: true})
 	define(opDef{name: "Cast", arity: ins(1, 1), infer: inferCast, kernel: kernelCast, grad: passThrough}) // only float->float casts carry gradients
 	define(opDef{name: "Clip", arity: ins(1, 3), infer: inferSame, kernel: kernelClip, grad: gradClip})
+}
+
+// gradZero: a piecewise constant function (Sign) has a zero derivative
+// wherever it has one.
+func gradZero(b *builder, n *graph.Node, gy []*graph.Value, need []bool) ([]*graph.Value, error) {
+	return []*graph.Value{b.mul(gy[0], b.scalar(0))}, nil
 }
 
 func signF(x float64) float64 {
