@@ -19,6 +19,27 @@ import (
 // synced last. An error names path, never the temporary file, which is
 // removed.
 func WriteFile(path string, data []byte) error {
+	return replace(path, writeBytes(data))
+}
+
+// CopyFile atomically replaces dst with a copy of src, as WriteFile does,
+// streaming the bytes (the kernel copies them where it can), so a file of
+// any size costs no memory. An error names dst, or src when it cannot be
+// read.
+func CopyFile(src, dst string) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return fmt.Errorf("%s: %v", src, Bare(err))
+	}
+	defer in.Close()
+	return replace(dst, func(w io.Writer) error {
+		_, err := io.Copy(w, in)
+		return err
+	})
+}
+
+// replace writes path atomically with write.
+func replace(path string, write func(io.Writer) error) error {
 	dir := filepath.Dir(path)
 	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
 	if err != nil {
@@ -31,7 +52,7 @@ func WriteFile(path string, data []byte) error {
 	if err = f.Chmod(0o644); err != nil {
 		f.Close()
 	} else {
-		err = fill(f, writeBytes(data))
+		err = fill(f, write)
 	}
 	if err == nil {
 		err = os.Rename(tmp, path)

@@ -4,7 +4,6 @@ package clitest
 // was not found, a non-zero exit, and nothing adapted.
 
 import (
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -144,7 +143,7 @@ func grayImages(t *testing.T, path string, size int) string {
 // it cannot tune.
 func rawWorkspace(t *testing.T, path, dir string) {
 	t.Helper()
-	data, err := os.ReadFile(path)
+	sum, size, err := workspace.SumFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -156,11 +155,11 @@ func rawWorkspace(t *testing.T, path, dir string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ws, err := workspace.New(path, data, m, rep)
+	ws, err := workspace.New(path, sum, size, m, rep)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := workspace.Write(dir, ws, data, filepath.Dir(path), false); err != nil {
+	if err := workspace.Write(dir, ws, path, false); err != nil {
 		t.Fatal(err)
 	}
 }

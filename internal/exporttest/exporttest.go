@@ -271,7 +271,7 @@ type Tuning struct {
 // NewWorkspace imports a model file into a workspace at dir.
 func NewWorkspace(t testing.TB, modelPath, dir string) (*workspace.Workspace, *onnximport.Model) {
 	t.Helper()
-	data, err := os.ReadFile(modelPath)
+	sum, size, err := workspace.SumFile(modelPath)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -283,11 +283,11 @@ func NewWorkspace(t testing.TB, modelPath, dir string) (*workspace.Workspace, *o
 	if err != nil {
 		t.Fatal(err)
 	}
-	ws, err := workspace.New(modelPath, data, m, rep)
+	ws, err := workspace.New(modelPath, sum, size, m, rep)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := workspace.Write(dir, ws, data, filepath.Dir(modelPath), false); err != nil {
+	if err := workspace.Write(dir, ws, modelPath, false); err != nil {
 		t.Fatal(err)
 	}
 	return ws, m
