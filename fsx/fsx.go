@@ -75,6 +75,16 @@ func WriteNew(path string, data []byte) error {
 	return fill(f, writeBytes(data))
 }
 
+// WriteNewFunc is WriteNew with the contents written by write, as a
+// stream.
+func WriteNewFunc(path string, write func(io.Writer) error) error {
+	f, err := create(path)
+	if err != nil {
+		return err
+	}
+	return fill(f, write)
+}
+
 // CopyNew copies src to dst, which must not exist, and syncs it. Errors are
 // the os package's.
 func CopyNew(src, dst string) error {

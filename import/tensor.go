@@ -349,16 +349,12 @@ func ExternalLocation(tp *onnx.TensorProto) string {
 	return ""
 }
 
-// external returns the bytes of an initializer stored outside the model
-// file (want of them, from the mapping of its data file, which is returned
-// too). The location must name a file inside the model's folder: a path
-// that leaves it, by "..", from the root, or through a symbolic link, is
-// refused.
-func (c *ctx) external(tp *onnx.TensorProto, want int64) (*fsx.Mapping, []byte, error) {
-	var loc string
-	offset, length := int64(0), int64(-1)
+// ExternalRange is where an external tensor's bytes are: the file (its
+// location as written), the offset and the length (when the entry gives
+// none, the bytes its dims and type take).
+func ExternalRange(tp *onnx.TensorProto) (loc string, offset, length int64, err error) {
+	length = -1
 	for _, kv := range tp.GetExternalData() {
-		var err error
 		switch kv.GetKey() {
 		case "location":
 			loc = kv.GetValue()
@@ -368,8 +364,28 @@ func (c *ctx) external(tp *onnx.TensorProto, want int64) (*fsx.Mapping, []byte, 
 			length, err = strconv.ParseInt(kv.GetValue(), 10, 64)
 		}
 		if err != nil {
-			return nil, nil, fmt.Errorf("external data %s: %v", kv.GetKey(), err)
+			return "", 0, 0, fmt.Errorf("external data %s: %v", kv.GetKey(), err)
 		}
+	}
+	if length < 0 {
+		_, n, err := dimsOf(tp)
+		if err != nil {
+			return "", 0, 0, err
+		}
+		length = int64(n * elemSize(onnx.TensorProto_DataType(tp.GetDataType())))
+	}
+	return loc, offset, length, nil
+}
+
+// external returns the bytes of an initializer stored outside the model
+// file (want of them, from the mapping of its data file, which is returned
+// too). The location must name a file inside the model's folder: a path
+// that leaves it, by "..", from the root, or through a symbolic link, is
+// refused.
+func (c *ctx) external(tp *onnx.TensorProto, want int64) (*fsx.Mapping, []byte, error) {
+	loc, offset, length, err := ExternalRange(tp)
+	if err != nil {
+		return nil, nil, err
 	}
 	if c.dir == "" {
 		return nil, nil, errors.New("external data is not supported here")
@@ -379,9 +395,6 @@ func (c *ctx) external(tp *onnx.TensorProto, want int64) (*fsx.Mapping, []byte, 
 		return nil, nil, err
 	}
 	size := int64(len(mp.Bytes()))
-	if length < 0 {
-		length = want // no length: the dims say how much
-	}
 	if offset < 0 || length < 0 || offset > size || length > size-offset {
 		return nil, nil, fmt.Errorf("external data file %q is too short (%d bytes) for offset %d length %d", loc, size, offset, length)
 	}
