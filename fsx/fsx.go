@@ -1,7 +1,8 @@
 // Package fsx holds the file helpers the other packages share: the atomic
-// replacement of a file, the synced creation and copy of new files, the sync
-// of a folder, and the form of an os error that leaves its path out (for
-// messages that name the file themselves). It imports only the standard
+// replacement of a file (from bytes or as a streamed copy), the synced
+// creation and copy of new files, the sync of a folder, the read-only
+// mapping of a file (Map), and the form of an os error that leaves its path
+// out (for messages that name the file themselves). It imports only the standard
 // library, so every package of the project may use it.
 package fsx
 
