@@ -159,13 +159,13 @@ func readTuned(r exportRequest) (*tunedWorkspace, error) {
 // readModel reads and imports the workspace's copy of the model, which must
 // be the one imported and the one tuned.
 func (tw *tunedWorkspace) readModel() error {
-	if sha := tw.res.ModelSHA256; sha != "" && sha != tw.ws.Source.SHA256 {
-		return fmt.Errorf("the tuning result in %s was made for another model (sha256 %.12s, the workspace's is %.12s); run hyperat-tune again",
-			workspace.TunedDir(tw.dir), sha, tw.ws.Source.SHA256)
-	}
 	var err error
 	if tw.m, err = workspace.LoadModel(tw.dir, tw.ws); err != nil {
 		return err
+	}
+	if sha := tw.res.ModelSHA256; sha != "" && sha != tw.ws.Source.SHA256 {
+		return fmt.Errorf("the tuning result in %s was made for another model (sha256 %.12s, the workspace's is %.12s); run hyperat-tune again",
+			workspace.TunedDir(tw.dir), sha, tw.ws.Source.SHA256)
 	}
 	tw.src = tw.m.Proto
 	return nil
