@@ -23,6 +23,12 @@ func WriteFile(path string, data []byte) error {
 	return replace(path, writeBytes(data))
 }
 
+// WriteFileFunc is WriteFile with the contents written by write, as a
+// stream.
+func WriteFileFunc(path string, write func(io.Writer) error) error {
+	return replace(path, write)
+}
+
 // CopyFile atomically replaces dst with a copy of src, as WriteFile does,
 // streaming the bytes (the kernel copies them where it can), so a file of
 // any size costs no memory. An error names dst, or src when it cannot be
