@@ -19,7 +19,9 @@ func mapFile(f *os.File) (*Mapping, error) {
 	}
 	data, err := syscall.Mmap(int(f.Fd()), 0, int(st.Size()), syscall.PROT_READ, syscall.MAP_PRIVATE)
 	if err != nil {
-		return nil, &os.PathError{Op: "mmap", Path: f.Name(), Err: err}
+		// a file system that cannot map files: read it
+		data, err := io.ReadAll(io.NewSectionReader(f, 0, st.Size()))
+		return &Mapping{data: data}, err
 	}
 	m := &Mapping{data: data, mapped: true}
 	// a file of its own for Copy, which the caller's may outlive
