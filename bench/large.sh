@@ -8,10 +8,11 @@
 # usage: bash bench/large.sh DIR [vit_l_16] [vit_h_14]      (default: both)
 #
 # Needs /usr/bin/time (Debian's `time`), Go, and Debian's python3-torch, python3-torchvision
-# and python3-onnx for the export. Tuning reads the MNIST fixture enlarged to 224 px.
+# and python3-onnx for the export. Tuning reads the MNIST fixture enlarged to 224 px. Tuning and
+# exporting ViT-H/14 run with GOMEMLIMIT (default 10GiB; see docs/BENCHMARKS.md).
 set -euo pipefail
 
-[ $# -ge 1 ] || { sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+[ $# -ge 1 ] || { sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 DIR=$(mkdir -p "$1" && cd "$1" && pwd)
 shift
@@ -25,7 +26,7 @@ timed() {
 	local label=$1
 	shift
 	/usr/bin/time -v "$@" >"$DIR/$label.out" 2>"$DIR/$label.time" || { tail -5 "$DIR/$label.time"; exit 1; }
-	awk -v l="$label" -F': ' '/Elapsed/ {t=$2} /Maximum resident/ {m=$2} END {printf "%-14s %10s wall  %7.0f MB peak\n", l, t, m/1024}' "$DIR/$label.time"
+	awk -v l="$label" -F': ' '/Elapsed/ {t=$2} /Maximum resident/ {m=$2} END {printf "%-14s %10s wall  %7.0f MB peak\n", l, t, m*1024/1e6}' "$DIR/$label.time"
 }
 
 for name in $MODELS; do
@@ -37,6 +38,7 @@ for name in $MODELS; do
 	rm -rf "$ws"
 	timed "$name-import" "$BIN/hyperat-import" "$model" --workspace "$ws"
 	[ "$name" = vit_h_14 ] || continue
+	export GOMEMLIMIT=${GOMEMLIMIT:-10GiB}
 	timed "$name-tune" "$BIN/hyperat-tune" --workspace "$ws" --data "$ROOT/fixtures/mnist" \
 		--iters 1 --batch 1 --steps 1 --val 2 --val-steps 1 --eval-every 0
 	rm -f "$DIR/$name-robust.onnx" "$DIR/$name-robust.onnx.data"
