@@ -5,9 +5,11 @@
 // nodes, names, the graph's inputs and outputs with their symbolic batch,
 // opsets, metadata — is what the source held, so a dynamic batch stays
 // dynamic and the file loads wherever the original did. Each replaced
-// initializer keeps its form: raw_data, float_data or external data (written
-// to a new data file named after the output, OUT.data); external data files
-// of the untouched tensors are copied beside the output, so its folder is
+// initializer keeps its form: raw_data, float_data or external data. External
+// initializers, replaced or not, are written to one new data file named
+// after the output (OUT.data), streamed, so a model beyond protobuf's 2 GB
+// is written as a small model file and its data; the data files of other
+// external tensors are copied beside the output, so its folder is
 // self-contained. Unmerged instead adds each LoRA as nodes after its MatMul
 // or Gemm, and WriteAdapter writes one defense's LoRA in PEFT's layout.
 //

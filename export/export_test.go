@@ -100,7 +100,8 @@ func TestMergedConformance(t *testing.T) {
 
 // storageModel edits the tv fixture: one target's weight in float_data, one
 // in an external file (weights.bin), one untouched initializer in another
-// external file under a subfolder (data/other.bin), written into dir.
+// external file under a subfolder (data/other.bin), a Constant node's tensor
+// in a third (data/const.bin), written into dir.
 func storageModel(t *testing.T, dir string) (path string, floatW, extW, otherInit string) {
 	t.Helper()
 	src, _ := exporttest.Decode(t, exporttest.Fixture(exporttest.TVModel))
@@ -138,13 +139,20 @@ func storageModel(t *testing.T, dir string) (path string, floatW, extW, otherIni
 	exporttest.WriteFile(t, filepath.Join(dir, "weights.bin"), externalize(byName[extW], "weights.bin", 128))
 	os.MkdirAll(filepath.Join(dir, "data"), 0o755)
 	exporttest.WriteFile(t, filepath.Join(dir, "data", "other.bin"), externalize(byName[otherInit], "data/other.bin", 0))
+	for _, n := range src.Graph.Node {
+		if n.GetOpType() == "Constant" && n.Attribute[0].T != nil && n.Attribute[0].T.RawData != nil {
+			exporttest.WriteFile(t, filepath.Join(dir, "data", "const.bin"), externalize(n.Attribute[0].T, "data/const.bin", 8))
+			break
+		}
+	}
 	path = exporttest.WriteFile(t, filepath.Join(dir, "model.onnx"), exporttest.Encode(t, src))
 	return path, floatW, extW, otherInit
 }
 
-// float_data stays float_data, raw_data raw_data; replaced external data
-// goes to OUT.data; untouched external data is copied, so the output folder
-// holds all the model needs; the source's files are untouched.
+// float_data stays float_data, raw_data raw_data; external initializers,
+// replaced or not, go to OUT.data; the data file of a node's tensor is
+// copied, so the output folder holds all the model needs; the source's
+// files are untouched.
 func TestStorageForms(t *testing.T) {
 	srcDir := t.TempDir()
 	path, floatW, extW, otherInit := storageModel(t, srcDir)
@@ -161,7 +169,7 @@ func TestStorageForms(t *testing.T) {
 	}
 	exporttest.SameFiles(t, before, exporttest.Snapshot(t, srcDir))
 	dataFile := filepath.Join(outDir, "robust.onnx.data")
-	wantFiles := []string{dataFile, filepath.Join(outDir, "data", "other.bin")}
+	wantFiles := []string{dataFile, filepath.Join(outDir, "data", "const.bin")}
 	if strings.Join(r.Files, " ") != strings.Join(wantFiles, " ") {
 		t.Errorf("files written %v, want %v", r.Files, wantFiles)
 	}
@@ -180,15 +188,21 @@ func TestStorageForms(t *testing.T) {
 				t.Errorf("%s: external data %s offset %d length %d does not hold the new weights", extW, loc, off, n)
 			}
 		case otherInit:
-			if loc, _, _ := extOf(tp); loc != "data/other.bin" {
-				t.Errorf("%s moved to %s", otherInit, loc)
+			loc, off, n := extOf(tp)
+			data, _ := os.ReadFile(dataFile)
+			old, _ := os.ReadFile(filepath.Join(srcDir, "data", "other.bin"))
+			if loc != "robust.onnx.data" || off%64 != 0 || off+n > len(data) || n != len(old) || !bytes.Equal(data[off:off+n], old) {
+				t.Errorf("%s: external data %s offset %d length %d does not hold its bytes", otherInit, loc, off, n)
 			}
 		}
 	}
-	a, _ := os.Stat(filepath.Join(srcDir, "data", "other.bin"))
-	b, _ := os.Stat(filepath.Join(outDir, "data", "other.bin"))
+	if _, err := os.Stat(filepath.Join(outDir, "data", "other.bin")); err == nil {
+		t.Errorf("data/other.bin was copied, though no tensor of the output reads it")
+	}
+	a, _ := os.Stat(filepath.Join(srcDir, "data", "const.bin"))
+	b, _ := os.Stat(filepath.Join(outDir, "data", "const.bin"))
 	if a == nil || b == nil || os.SameFile(a, b) {
-		t.Errorf("data/other.bin is not an independent copy")
+		t.Errorf("data/const.bin is not an independent copy")
 	}
 	// the folder is self-contained: moved elsewhere, it still runs
 	moved := filepath.Join(t.TempDir(), "moved")
@@ -224,8 +238,8 @@ func TestStorageForms(t *testing.T) {
 	// A copy target that exists with other contents is refused.
 	busy := t.TempDir()
 	os.MkdirAll(filepath.Join(busy, "data"), 0o755)
-	exporttest.WriteFile(t, filepath.Join(busy, "data", "other.bin"), []byte("someone else's"))
-	if _, err := export.Merged(src, srcDir, w, filepath.Join(busy, "robust.onnx"), export.Options{}); err == nil || !strings.Contains(err.Error(), "other.bin") {
+	exporttest.WriteFile(t, filepath.Join(busy, "data", "const.bin"), []byte("someone else's"))
+	if _, err := export.Merged(src, srcDir, w, filepath.Join(busy, "robust.onnx"), export.Options{}); err == nil || !strings.Contains(err.Error(), "const.bin") {
 		t.Errorf("an existing, different data file was not refused: %v", err)
 	}
 	if _, err := os.Stat(filepath.Join(busy, "robust.onnx")); err == nil {

@@ -58,9 +58,11 @@ func DataFileName(out string) string { return filepath.Base(out) + ".data" }
 // data), and every other byte as it was; a key with a reader gives that node
 // its own initializer, named as the key. An empty weights map gives back
 // the source's bytes. srcDir is where src's external data files are read.
-// Replaced external data goes to out's data file (DataFileName), and the
-// external data files of the untouched tensors are copied beside out unless
-// already there. The written file is imported again and checked against
+// External initializers go to out's data file (DataFileName): the replaced
+// ones with their new data, the untouched ones with their bytes copied from
+// the source's files, so that a model of external weights is written as one
+// model and one data file; the data files of other external tensors (in
+// node attributes) are copied beside out unless already there. The written file is imported again and checked against
 // o.Reference before it is moved into place.
 func Merged(src *onnx.ModelProto, srcDir string, weights map[layers.WeightKey]*graph.Tensor, out string, o Options) (*Report, error) {
 	b, err := newBuild(src, srcDir, out, weights)
@@ -99,7 +101,8 @@ type build struct {
 	graph    *onnx.GraphProto
 	data     dataFile
 	replaced map[string]bool
-	added    int // nodes
+	moved    map[string]bool // untouched external initializers, in the new data file
+	added    int             // nodes
 	addedIni int
 }
 
@@ -120,7 +123,7 @@ func newBuild(src *onnx.ModelProto, srcDir, out string, weights map[layers.Weigh
 			return nil, fmt.Errorf("weight %q is not an initializer of the model", k.Init)
 		}
 	}
-	b := &build{src: src, srcDir: srcDir, out: out, replaced: map[string]bool{},
+	b := &build{src: src, srcDir: srcDir, out: out, replaced: map[string]bool{}, moved: map[string]bool{},
 		data: dataFile{name: DataFileName(out)}}
 	b.model = shallow(src)
 	b.graph = shallow(src.GetGraph())
@@ -137,6 +140,20 @@ func newBuild(src *onnx.ModelProto, srcDir, out string, weights map[layers.Weigh
 		}
 		inits[i] = replaced(tp, t, &b.data)
 		b.replaced[tp.GetName()] = true
+	}
+	// the untouched external initializers join the replaced ones in the
+	// new data file: the output is one model and one data file, whatever
+	// share of the source's data files it still reads
+	for i, tp := range inits {
+		if formOf(tp) != formExternal || b.replaced[tp.GetName()] {
+			continue
+		}
+		nt, err := relocated(tp, srcDir, &b.data)
+		if err != nil {
+			return nil, err
+		}
+		inits[i] = nt
+		b.moved[tp.GetName()] = true
 	}
 	// a key with a reader: that node gets its own copy of a shared
 	// initializer, holding the new data, named as the key
@@ -183,20 +200,17 @@ func newBuild(src *onnx.ModelProto, srcDir, out string, weights map[layers.Weigh
 	return b, nil
 }
 
-// files lists what goes beside the model: the new data file, and the source's
-// data files still read.
+// files lists what goes beside the model: the new data file, and the
+// source's data files still read (by tensors of node attributes).
 func (b *build) files() ([]outFile, error) {
 	var files []outFile
-	newData := false
-	for _, tp := range b.graph.GetInitializer() {
-		if b.replaced[tp.GetName()] && formOf(tp) == formExternal {
-			newData = true
-		}
-	}
+	newData := len(b.data.segments) > 0
 	if newData {
-		files = append(files, outFile{rel: b.data.name, data: b.data.buf})
+		files = append(files, outFile{rel: b.data.name, write: b.data.write})
 	}
-	for _, loc := range externalLocations(b.src, b.replaced) {
+	skip := maps.Clone(b.replaced)
+	maps.Copy(skip, b.moved)
+	for _, loc := range externalLocations(b.src, skip) {
 		rel, err := LocalPath(loc)
 		if err != nil {
 			return nil, err

@@ -1,9 +1,12 @@
 package export
 
 import (
+	"bufio"
 	"encoding/binary"
 	"fmt"
+	"io"
 	"math"
+	"os"
 	"path/filepath"
 	"strconv"
 
@@ -113,24 +116,106 @@ func le32(t *graph.Tensor) []byte {
 	return b
 }
 
-// dataFile collects the external data of the replaced initializers: one new
-// file beside the output.
+// dataFile is the external data file written beside the output: the new
+// data of the replaced initializers and the source's bytes of the untouched
+// external ones, each at an aligned offset. It holds where the bytes come
+// from, not the bytes, and writes them as a stream: a model of gigabytes of
+// weights is not copied in memory to be written.
 type dataFile struct {
-	name string // location, relative to the output's folder
-	buf  []byte
+	name     string // location, relative to the output's folder
+	size     int64
+	segments []segment
+}
+
+// segment is one tensor's bytes in the data file: t's floats, or length
+// bytes of the file from at offset off.
+type segment struct {
+	at        int64
+	t         *graph.Tensor
+	from      string
+	off, size int64
 }
 
 // dataAlign aligns each tensor's offset in the data file (enough for any
 // vector load of the mapped file).
 const dataAlign = 64
 
-func (d *dataFile) add(b []byte) (offset int64) {
-	for len(d.buf)%dataAlign != 0 {
-		d.buf = append(d.buf, 0)
+func (d *dataFile) add(s segment) (offset int64) {
+	d.size = (d.size + dataAlign - 1) / dataAlign * dataAlign
+	s.at = d.size
+	d.segments = append(d.segments, s)
+	d.size += s.size
+	return s.at
+}
+
+// write writes the data file's bytes to w.
+func (d *dataFile) write(w io.Writer) error {
+	bw := bufio.NewWriterSize(w, 1<<20)
+	pos := int64(0)
+	buf := make([]byte, 1<<20)
+	for _, s := range d.segments {
+		if _, err := bw.Write(make([]byte, s.at-pos)); err != nil {
+			return err
+		}
+		if s.t == nil {
+			if err := copyRange(bw, s.from, s.off, s.size); err != nil {
+				return err
+			}
+			pos = s.at + s.size
+			continue
+		}
+		for f := s.t.F; len(f) > 0; {
+			n := min(len(f), len(buf)/4)
+			for i, v := range f[:n] {
+				binary.LittleEndian.PutUint32(buf[4*i:], math.Float32bits(v))
+			}
+			if _, err := bw.Write(buf[:4*n]); err != nil {
+				return err
+			}
+			f = f[n:]
+		}
+		pos = s.at + s.size
 	}
-	offset = int64(len(d.buf))
-	d.buf = append(d.buf, b...)
-	return offset
+	return bw.Flush()
+}
+
+// copyRange copies n bytes of the file at path from offset off to w.
+func copyRange(w io.Writer, path string, off, n int64) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	got, err := io.Copy(w, io.NewSectionReader(f, off, n))
+	if err == nil && got != n {
+		err = fmt.Errorf("%s: %d bytes at offset %d, the file ends first", path, n, off)
+	}
+	return err
+}
+
+// relocated returns a copy of tp, an external initializer that keeps its
+// data, whose bytes (read from its file under srcDir) go to d.
+func relocated(tp *onnx.TensorProto, srcDir string, d *dataFile) (*onnx.TensorProto, error) {
+	loc, off, n, err := onnximport.ExternalRange(tp)
+	if err != nil {
+		return nil, fmt.Errorf("initializer %q: %v", tp.GetName(), err)
+	}
+	rel, err := LocalPath(loc)
+	if err != nil {
+		return nil, fmt.Errorf("initializer %q: %v", tp.GetName(), err)
+	}
+	nt := shallow(tp)
+	at := d.add(segment{from: filepath.Join(srcDir, rel), off: off, size: n})
+	nt.ExternalData = externalEntries(d.name, at, n)
+	return nt, nil
+}
+
+func externalEntries(loc string, off, n int64) []*onnx.StringStringEntryProto {
+	return []*onnx.StringStringEntryProto{
+		{Key: proto.String("location"), Value: proto.String(loc)},
+		{Key: proto.String("offset"), Value: proto.String(strconv.FormatInt(off, 10))},
+		{Key: proto.String("length"), Value: proto.String(strconv.FormatInt(n, 10))},
+	}
 }
 
 // replaced returns a copy of tp holding t's data in tp's form; external data
@@ -143,13 +228,8 @@ func replaced(tp *onnx.TensorProto, t *graph.Tensor, d *dataFile) *onnx.TensorPr
 	case formRaw:
 		nt.RawData = le32(t)
 	case formExternal:
-		b := le32(t)
-		off := d.add(b)
-		nt.ExternalData = []*onnx.StringStringEntryProto{
-			{Key: proto.String("location"), Value: proto.String(d.name)},
-			{Key: proto.String("offset"), Value: proto.String(strconv.FormatInt(off, 10))},
-			{Key: proto.String("length"), Value: proto.String(strconv.Itoa(len(b)))},
-		}
+		n := int64(4 * len(t.F))
+		nt.ExternalData = externalEntries(d.name, d.add(segment{t: t, size: n}), n)
 	}
 	return nt
 }

@@ -21,9 +21,10 @@ type Protected struct {
 // outFile is one file of an export besides the model, by its path relative
 // to the output's folder: new bytes, or a copy of an existing file.
 type outFile struct {
-	rel  string
-	data []byte // the contents, or
-	from string // the file to copy
+	rel   string
+	data  []byte                // the contents, or
+	write func(io.Writer) error // what writes them, or
+	from  string                // the file to copy
 	// inPlace: the output folder already holds this file with these
 	// contents; it is staged for the check only, not moved.
 	inPlace bool
@@ -91,6 +92,8 @@ func writeChecked(out string, model []byte, files []outFile, protect []Protected
 			err = fsx.LinkOrCopy(f.from, p)
 		case f.from != "": // a copy, so that the output shares no file with its source
 			err = fsx.CopyNew(f.from, p)
+		case f.write != nil:
+			err = fsx.WriteNewFunc(p, f.write)
 		default:
 			err = fsx.WriteNew(p, f.data)
 		}

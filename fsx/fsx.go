@@ -1,7 +1,8 @@
 // Package fsx holds the file helpers the other packages share: the atomic
-// replacement of a file, the synced creation and copy of new files, the sync
-// of a folder, and the form of an os error that leaves its path out (for
-// messages that name the file themselves). It imports only the standard
+// replacement of a file (from bytes or as a streamed copy), the synced
+// creation and copy of new files, the sync of a folder, the read-only
+// mapping of a file (Map), and the form of an os error that leaves its path
+// out (for messages that name the file themselves). It imports only the standard
 // library, so every package of the project may use it.
 package fsx
 
@@ -19,6 +20,33 @@ import (
 // synced last. An error names path, never the temporary file, which is
 // removed.
 func WriteFile(path string, data []byte) error {
+	return replace(path, writeBytes(data))
+}
+
+// WriteFileFunc is WriteFile with the contents written by write, as a
+// stream.
+func WriteFileFunc(path string, write func(io.Writer) error) error {
+	return replace(path, write)
+}
+
+// CopyFile atomically replaces dst with a copy of src, as WriteFile does,
+// streaming the bytes (the kernel copies them where it can), so a file of
+// any size costs no memory. An error names dst, or src when it cannot be
+// read.
+func CopyFile(src, dst string) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return fmt.Errorf("%s: %v", src, Bare(err))
+	}
+	defer in.Close()
+	return replace(dst, func(w io.Writer) error {
+		_, err := io.Copy(w, in)
+		return err
+	})
+}
+
+// replace writes path atomically with write.
+func replace(path string, write func(io.Writer) error) error {
 	dir := filepath.Dir(path)
 	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
 	if err != nil {
@@ -31,7 +59,7 @@ func WriteFile(path string, data []byte) error {
 	if err = f.Chmod(0o644); err != nil {
 		f.Close()
 	} else {
-		err = fill(f, writeBytes(data))
+		err = fill(f, write)
 	}
 	if err == nil {
 		err = os.Rename(tmp, path)
@@ -52,6 +80,16 @@ func WriteNew(path string, data []byte) error {
 		return err
 	}
 	return fill(f, writeBytes(data))
+}
+
+// WriteNewFunc is WriteNew with the contents written by write, as a
+// stream.
+func WriteNewFunc(path string, write func(io.Writer) error) error {
+	f, err := create(path)
+	if err != nil {
+		return err
+	}
+	return fill(f, write)
 }
 
 // CopyNew copies src to dst, which must not exist, and syncs it. Errors are

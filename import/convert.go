@@ -121,6 +121,6 @@ func (n *nodeCtx) tensorAttr(name string) (*graph.Tensor, bool, error) {
 	if !ok {
 		return nil, false, nil
 	}
-	t, err := tensorFrom(a.GetT(), n.dir)
+	t, err := n.tensor(a.GetT())
 	return t, true, err
 }

@@ -9,11 +9,11 @@ package onnximport
 import (
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/hyperat/hyperat/fsx"
 	"github.com/hyperat/hyperat/graph"
 	"github.com/hyperat/hyperat/onnx"
 )
@@ -36,21 +36,24 @@ const (
 	MaxOpset = 21
 )
 
-// Load reads and imports an ONNX file.
+// Load reads and imports an ONNX file. The file is mapped, not read (see
+// fsx.Map): the decoded model's large raw_data are slices of the mapping,
+// converted to tensors through a small buffer (fsx.Mapping.Copy), so a model
+// of weights costs about their size once, as the IR's tensors, not three
+// times (the file, the decoded copy, the tensors). The mapping stays for the
+// life of the process, as long as the model may be written back.
 func Load(path string) (*Model, error) {
-	data, err := os.ReadFile(path)
+	mp, err := fsx.Map(path)
 	if err != nil {
-		var pe *os.PathError
-		if errors.As(err, &pe) {
-			return nil, fmt.Errorf("%s: %v", path, pe.Err)
-		}
-		return nil, err
+		return nil, fmt.Errorf("%s: %v", path, fsx.Bare(err))
 	}
-	m, err := Decode(data)
+	m, err := decode(mp.Bytes(), decodeShared)
 	if err != nil {
+		mp.Close()
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	im, err := Import(m, filepath.Dir(path))
+	im, err := importModel(m, filepath.Dir(path), mp.Copy)
+	mp.CloseFile()
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
@@ -60,23 +63,33 @@ func Load(path string) (*Model, error) {
 
 // Decode parses ONNX bytes and checks that they hold a model with a graph.
 func Decode(data []byte) (*onnx.ModelProto, error) {
+	return decode(data, unmarshal)
+}
+
+func decode(data []byte, unmarshal func([]byte) (*onnx.ModelProto, error)) (*onnx.ModelProto, error) {
 	if len(data) == 0 {
 		return nil, errors.New("empty file, not an ONNX model")
 	}
-	var m onnx.ModelProto
-	if err := proto.Unmarshal(data, &m); err != nil {
+	m, err := unmarshal(data)
+	if err != nil {
 		return nil, fmt.Errorf("not an ONNX model, or a truncated one (%v)", err)
 	}
 	if m.GetIrVersion() <= 0 || m.GetGraph() == nil || len(m.GetGraph().GetNode()) == 0 {
 		return nil, errors.New("not an ONNX model: no IR version or no graph nodes")
 	}
-	return &m, nil
+	return m, nil
 }
 
 // Import converts a decoded model; dir is where external data files are looked up.
 // The graph is verified against the operator registry (graph.Ops), which
 // package compile fills: a program that imports links compile.
 func Import(m *onnx.ModelProto, dir string) (*Model, error) {
+	return importModel(m, dir, nil)
+}
+
+// importModel is Import; read, when not nil, copies the raw bytes of the
+// initializers, a part at a time, before they are converted.
+func importModel(m *onnx.ModelProto, dir string, read func(dst, src []byte) error) (*Model, error) {
 	if len(graph.Ops) == 0 {
 		return nil, errors.New("no operator is registered with the IR: the program must link package compile")
 	}
@@ -97,9 +110,12 @@ func Import(m *onnx.ModelProto, dir string) (*Model, error) {
 		opset:  opset,
 		values: map[string]*graph.Value{},
 		dir:    dir,
+		read:   read,
+		files:  map[string]*fsx.Mapping{},
 		funcs:  map[string]*onnx.FunctionProto{},
 		model:  &Model{Proto: m, Opset: opset, Producer: producer(m), Init: map[*graph.Value]*onnx.TensorProto{}},
 	}
+	defer c.closeFiles()
 	for _, f := range m.GetFunctions() {
 		c.funcs[f.GetDomain()+"::"+f.GetName()] = f
 	}
@@ -129,11 +145,21 @@ type ctx struct {
 	dir    string
 	funcs  map[string]*onnx.FunctionProto
 	model  *Model
+	// read copies part of an initializer's raw bytes (nil: they are read in place)
+	read func(dst, src []byte) error
+	// buf is the buffer raw bytes are read into
+	buf []byte
+	// arena is the memory reserved for the float32 initializers not yet read
+	arena []float32
+	// files are the external data files met, mapped (closed when the import ends)
+	files map[string]*fsx.Mapping
 }
 
 func (c *ctx) graph(gp *onnx.GraphProto) error {
+	c.reserve(gp)
+	defer func() { c.arena = nil }()
 	for _, tp := range gp.GetInitializer() {
-		t, err := tensorFrom(tp, c.dir)
+		t, err := c.tensor(tp)
 		if err != nil {
 			return fmt.Errorf("initializer %q: %v", tp.GetName(), err)
 		}

@@ -6,6 +6,7 @@
 package safetensors
 
 import (
+	"bufio"
 	"bytes"
 	"crypto/sha256"
 	"encoding/binary"
@@ -13,8 +14,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"math"
-	"os"
 	"sort"
 
 	"github.com/hyperat/hyperat/fsx"
@@ -31,57 +32,89 @@ const checksumKey = "sha256"
 
 // Encode serializes tensors (names sorted) with metadata.
 func Encode(tensors map[string]*graph.Tensor, meta map[string]string) ([]byte, error) {
+	var buf bytes.Buffer
+	if err := write(&buf, tensors, meta); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+// WriteFile encodes and writes atomically, as a stream: the tensors are
+// read twice (for the checksum the header holds, then for the data), never
+// copied whole, so a file of gigabytes costs no memory beyond the tensors.
+func WriteFile(path string, tensors map[string]*graph.Tensor, meta map[string]string) error {
+	for n, t := range tensors {
+		if t.DType != graph.Float32 {
+			return fmt.Errorf("tensor %s: only float32 is written", n)
+		}
+	}
+	return fsx.WriteFileFunc(path, func(w io.Writer) error { return write(w, tensors, meta) })
+}
+
+// write writes the file to w: the header (offsets, metadata and the
+// checksum of the data), then the data.
+func write(w io.Writer, tensors map[string]*graph.Tensor, meta map[string]string) error {
 	names := make([]string, 0, len(tensors))
 	for n := range tensors {
 		names = append(names, n)
 	}
 	sort.Strings(names)
-	var data bytes.Buffer
 	header := map[string]any{}
-	b := make([]byte, 4)
+	sum := sha256.New()
+	size := int64(0)
 	for _, n := range names {
 		t := tensors[n]
 		if t.DType != graph.Float32 {
-			return nil, fmt.Errorf("tensor %s: only float32 is written", n)
+			return fmt.Errorf("tensor %s: only float32 is written", n)
 		}
-		start := int64(data.Len())
-		for _, v := range t.F {
-			binary.LittleEndian.PutUint32(b, math.Float32bits(v))
-			data.Write(b)
+		if err := writeFloats(sum, t.F); err != nil {
+			return err
 		}
 		shape := t.Shape
 		if shape == nil {
 			shape = []int{}
 		}
-		header[n] = entry{DType: "F32", Shape: shape, Offsets: [2]int64{start, int64(data.Len())}}
+		header[n] = entry{DType: "F32", Shape: shape, Offsets: [2]int64{size, size + int64(4*len(t.F))}}
+		size += int64(4 * len(t.F))
 	}
 	md := map[string]string{}
 	for k, v := range meta {
 		md[k] = v
 	}
-	sum := sha256.Sum256(data.Bytes())
-	md[checksumKey] = hex.EncodeToString(sum[:])
+	md[checksumKey] = hex.EncodeToString(sum.Sum(nil))
 	header["__metadata__"] = md
 	h, err := json.Marshal(header)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	for len(h)%8 != 0 {
 		h = append(h, ' ')
 	}
-	out := make([]byte, 8, 8+len(h)+data.Len())
-	binary.LittleEndian.PutUint64(out, uint64(len(h)))
-	out = append(out, h...)
-	return append(out, data.Bytes()...), nil
+	bw := bufio.NewWriterSize(w, 1<<20)
+	binary.Write(bw, binary.LittleEndian, uint64(len(h)))
+	bw.Write(h)
+	for _, n := range names {
+		if err := writeFloats(bw, tensors[n].F); err != nil {
+			return err
+		}
+	}
+	return bw.Flush()
 }
 
-// WriteFile encodes and writes atomically.
-func WriteFile(path string, tensors map[string]*graph.Tensor, meta map[string]string) error {
-	b, err := Encode(tensors, meta)
-	if err != nil {
-		return err
+// writeFloats writes f to w as little-endian bytes, a part at a time.
+func writeFloats(w io.Writer, f []float32) error {
+	var buf [4096]byte
+	for len(f) > 0 {
+		n := min(len(f), len(buf)/4)
+		for i, v := range f[:n] {
+			binary.LittleEndian.PutUint32(buf[4*i:], math.Float32bits(v))
+		}
+		if _, err := w.Write(buf[:4*n]); err != nil {
+			return err
+		}
+		f = f[n:]
 	}
-	return fsx.WriteFile(path, b)
+	return nil
 }
 
 // Decode parses a safetensors file and verifies its checksum when present.
@@ -140,13 +173,16 @@ func Decode(b []byte) (map[string]*graph.Tensor, map[string]string, error) {
 	return out, meta, nil
 }
 
-// ReadFile reads and verifies a file.
+// ReadFile reads and verifies a file. The file is mapped, not read into
+// memory (fsx.Map): its pages are the file's, which the system may drop, and
+// only the tensors are the process's.
 func ReadFile(path string) (map[string]*graph.Tensor, map[string]string, error) {
-	b, err := os.ReadFile(path)
+	mp, err := fsx.Map(path)
 	if err != nil {
 		return nil, nil, err
 	}
-	t, m, err := Decode(b)
+	defer mp.Close() // the tensors are copies
+	t, m, err := Decode(mp.Bytes())
 	if err != nil {
 		return nil, nil, fmt.Errorf("%s: %v", path, err)
 	}

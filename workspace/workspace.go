@@ -36,6 +36,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -169,16 +170,31 @@ func Sum(data []byte) string {
 	return hex.EncodeToString(h[:])
 }
 
+// SumFile is the hex SHA-256 of a file's bytes (what Sum gives for them,
+// read as a stream) and its size.
+func SumFile(path string) (sum string, size int64, err error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", 0, fmt.Errorf("%s: %v", path, fsx.Bare(err))
+	}
+	defer f.Close()
+	h := sha256.New()
+	if size, err = io.Copy(h, f); err != nil {
+		return "", 0, fmt.Errorf("%s: %v", path, fsx.Bare(err))
+	}
+	return hex.EncodeToString(h.Sum(nil)), size, nil
+}
+
 // New describes a model and what was recognized in it. path is the model's
-// path as given; data its bytes.
-func New(path string, data []byte, m *onnximport.Model, r *layers.Report) (*Workspace, error) {
+// path as given; sum and size its file's SHA-256 (SumFile) and size.
+func New(path, sum string, size int64, m *onnximport.Model, r *layers.Report) (*Workspace, error) {
 	abs, err := filepath.Abs(path)
 	if err != nil {
 		return nil, err
 	}
 	ws := &Workspace{
 		Format:   FormatVersion,
-		Source:   Source{Path: path, Abs: abs, SHA256: Sum(data), Size: int64(len(data))},
+		Source:   Source{Path: path, Abs: abs, SHA256: sum, Size: size},
 		Producer: m.Producer,
 		Opset:    m.Opset,
 		Params:   r.Params,
@@ -265,11 +281,12 @@ func Read(dir string) (*Workspace, error) {
 // ModelPath is the copy of the model inside the workspace dir.
 func ModelPath(dir string) string { return filepath.Join(dir, ModelFile) }
 
-// Write makes or updates the workspace in dir: the model's copy (model, and
-// the external data files named in ws, read from srcDir), then workspace.json.
+// Write makes or updates the workspace in dir: the copy of the model file
+// src (and of the external data files named in ws, found beside it), then
+// workspace.json. The files are copied as streams, never read into memory.
 // It refuses, unless force is set, to replace a workspace made from another
 // model, or to write into a folder that holds other things and no workspace.
-func Write(dir string, ws *Workspace, model []byte, srcDir string, force bool) error {
+func Write(dir string, ws *Workspace, src string, force bool) error {
 	if err := Check(dir, ws, force); err != nil {
 		return err
 	}
@@ -281,19 +298,15 @@ func Write(dir string, ws *Workspace, model []byte, srcDir string, force bool) e
 	}
 	for _, loc := range ws.ExternalData {
 		rel := filepath.Clean(filepath.FromSlash(loc))
-		data, err := os.ReadFile(filepath.Join(srcDir, rel))
-		if err != nil {
-			return fmt.Errorf("external data file %q: %v", loc, fsx.Bare(err))
-		}
 		dst := filepath.Join(dir, rel)
 		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
 			return fmt.Errorf("%s: %v", filepath.Dir(dst), fsx.Bare(err))
 		}
-		if err := fsx.WriteFile(dst, data); err != nil {
-			return err
+		if err := fsx.CopyFile(filepath.Join(filepath.Dir(src), rel), dst); err != nil {
+			return fmt.Errorf("external data file %q: %v", loc, err)
 		}
 	}
-	if err := fsx.WriteFile(ModelPath(dir), model); err != nil {
+	if err := fsx.CopyFile(src, ModelPath(dir)); err != nil {
 		return err
 	}
 	js, err := json.MarshalIndent(ws, "", "  ")
@@ -301,6 +314,20 @@ func Write(dir string, ws *Workspace, model []byte, srcDir string, force bool) e
 		return err
 	}
 	return fsx.WriteFile(filepath.Join(dir, ManifestFile), append(js, '\n'))
+}
+
+// LoadModel imports the workspace's copy of the model (onnximport.Load),
+// checking that it is the one hyperat-import recorded in workspace.json.
+func LoadModel(dir string, ws *Workspace) (*onnximport.Model, error) {
+	path := ModelPath(dir)
+	sum, _, err := SumFile(path)
+	if err != nil {
+		return nil, err
+	}
+	if sum != ws.Source.SHA256 {
+		return nil, fmt.Errorf("%s changed after hyperat-import made the workspace; import the model again", path)
+	}
+	return onnximport.Load(path)
 }
 
 // checkExternal refuses external data locations that would leave the

@@ -48,10 +48,20 @@ func TestDimJSON(t *testing.T) {
 	}
 }
 
+// model writes a model file holding data and returns its path.
+func model(t *testing.T, data string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "m.onnx")
+	if err := os.WriteFile(p, []byte(data), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
 func TestWriteRead(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "ws")
 	ws := sample(Sum([]byte("abc")))
-	if err := Write(dir, ws, []byte("abc"), t.TempDir(), false); err != nil {
+	if err := Write(dir, ws, model(t, "abc"), false); err != nil {
 		t.Fatal(err)
 	}
 	got, err := Read(dir)
@@ -65,18 +75,18 @@ func TestWriteRead(t *testing.T) {
 		t.Errorf("model copy %q", b)
 	}
 	// the same model again: allowed
-	if err := Write(dir, ws, []byte("abc"), t.TempDir(), false); err != nil {
+	if err := Write(dir, ws, model(t, "abc"), false); err != nil {
 		t.Errorf("rewriting the same model: %v", err)
 	}
 	// another model: refused, then forced
 	other := sample(Sum([]byte("xyz")))
-	if err := Write(dir, other, []byte("xyz"), t.TempDir(), false); err == nil || !strings.Contains(err.Error(), "another model") {
+	if err := Write(dir, other, model(t, "xyz"), false); err == nil || !strings.Contains(err.Error(), "another model") {
 		t.Errorf("another model: %v", err)
 	}
 	if b, _ := os.ReadFile(ModelPath(dir)); string(b) != "abc" {
 		t.Errorf("a refused write changed the model copy")
 	}
-	if err := Write(dir, other, []byte("xyz"), t.TempDir(), true); err != nil {
+	if err := Write(dir, other, model(t, "xyz"), true); err != nil {
 		t.Errorf("forced: %v", err)
 	}
 }
@@ -151,7 +161,11 @@ func TestNew(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ws, err := New(path, data, m, r)
+	sum, size, err := SumFile(path)
+	if err != nil || sum != Sum(data) || size != int64(len(data)) {
+		t.Fatalf("SumFile: %s %d %v, want %s %d", sum, size, err, Sum(data), len(data))
+	}
+	ws, err := New(path, sum, size, m, r)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -27,12 +27,13 @@ Writes the robust model that hyperat-tune left in the workspace as OUT.onnx:
 the original model with the merged LoRA deltas and the trained head written
 into its initializers, every other part of the file (nodes, names, the
 dynamic batch, opset, metadata) as it was. Initializers keep their storage;
-ones held in an external data file go to OUT.onnx.data, and the model's
-other data files are copied beside OUT.onnx. Before it is moved into place,
-the written file is imported again and its logits are compared with the
-tuned model's (batch 1 and 3, random pixels, tolerance 1e-4). The input
-model and the workspace's files are never overwritten, and a failed check
-leaves no file behind.
+those held as external data, tuned or not, go to one file, OUT.onnx.data
+(a model beyond 2 GB is written as a small OUT.onnx and its data), and the
+data files of other external tensors are copied beside OUT.onnx. Before it
+is moved into place, the written file is imported again and its logits are
+compared with the tuned model's (batch 1 and 3, random pixels, tolerance
+1e-4). The input model and the workspace's files are never overwritten, and
+a failed check leaves no file behind.
 
 flags:
   --workspace DIR   workspace folder (default .hyperat)

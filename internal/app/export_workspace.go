@@ -159,24 +159,15 @@ func readTuned(r exportRequest) (*tunedWorkspace, error) {
 // readModel reads and imports the workspace's copy of the model, which must
 // be the one imported and the one tuned.
 func (tw *tunedWorkspace) readModel() error {
-	modelPath := workspace.ModelPath(tw.dir)
-	data, err := os.ReadFile(modelPath)
-	if err != nil {
-		return fmt.Errorf("%s: %v", modelPath, fsx.Bare(err))
-	}
-	if workspace.Sum(data) != tw.ws.Source.SHA256 {
-		return fmt.Errorf("%s changed after hyperat-import made the workspace; import the model again", modelPath)
+	var err error
+	if tw.m, err = workspace.LoadModel(tw.dir, tw.ws); err != nil {
+		return err
 	}
 	if sha := tw.res.ModelSHA256; sha != "" && sha != tw.ws.Source.SHA256 {
 		return fmt.Errorf("the tuning result in %s was made for another model (sha256 %.12s, the workspace's is %.12s); run hyperat-tune again",
 			workspace.TunedDir(tw.dir), sha, tw.ws.Source.SHA256)
 	}
-	if tw.src, err = onnximport.Decode(data); err != nil {
-		return fmt.Errorf("%s: %v", modelPath, err)
-	}
-	if tw.m, err = onnximport.Import(tw.src, tw.dir); err != nil {
-		return fmt.Errorf("%s: %v", modelPath, err)
-	}
+	tw.src = tw.m.Proto
 	return nil
 }
 

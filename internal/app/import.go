@@ -11,13 +11,10 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"text/tabwriter"
 
-	"github.com/hyperat/hyperat/fsx"
 	"github.com/hyperat/hyperat/graph"
 	onnximport "github.com/hyperat/hyperat/import"
 	"github.com/hyperat/hyperat/internal/cli"
@@ -81,19 +78,23 @@ func Import(c *cli.Command, args []string) error {
 	}
 	path := pos[0]
 
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return fmt.Errorf("%s: %v", path, fsx.Bare(err))
+	// the file's SHA-256 (which names the model in the workspace) is
+	// computed beside the import, reading the file a second time
+	type fileSum struct {
+		sum  string
+		size int64
+		err  error
 	}
-	proto, err := onnximport.Decode(data)
+	summed := make(chan fileSum, 1)
+	go func() {
+		var s fileSum
+		s.sum, s.size, s.err = workspace.SumFile(path)
+		summed <- s
+	}()
+	m, err := onnximport.Load(path)
 	if err != nil {
-		return fmt.Errorf("%s: %w", path, err)
+		return err
 	}
-	m, err := onnximport.Import(proto, filepath.Dir(path))
-	if err != nil {
-		return fmt.Errorf("%s: %w", path, err)
-	}
-	m.Path = path
 	rep, err := layers.Recognize(m.Graph)
 	if err != nil {
 		return fmt.Errorf("%s: %w", path, err)
@@ -106,7 +107,11 @@ func Import(c *cli.Command, args []string) error {
 	if err := checkClassifier(path, m, rep); err != nil {
 		return err
 	}
-	ws, err := workspace.New(path, data, m, rep)
+	sum := <-summed
+	if sum.err != nil {
+		return sum.err
+	}
+	ws, err := workspace.New(path, sum.sum, sum.size, m, rep)
 	if err != nil {
 		return err
 	}
@@ -114,7 +119,7 @@ func Import(c *cli.Command, args []string) error {
 		return err
 	}
 	printReport(c.Stdout, path, m, rep)
-	if err := workspace.Write(*dir, ws, data, filepath.Dir(path), *force); err != nil {
+	if err := workspace.Write(*dir, ws, path, *force); err != nil {
 		return err
 	}
 	files := []string{workspace.ManifestFile, workspace.ModelFile}
@@ -176,8 +181,9 @@ func checkWeights(m *onnximport.Model, rep *layers.Report) error {
 		if p.Const == nil || p.Const.DType != graph.Float32 {
 			continue
 		}
+		lin := linear[p]
 		for _, v := range p.Const.F {
-			if f := float64(v); math.IsNaN(f) || (linear[p] && math.IsInf(f, 0)) {
+			if f := float64(v); math.IsNaN(f) || (lin && math.IsInf(f, 0)) {
 				return fmt.Errorf("initializer %q holds NaN or infinite values; hyperat needs finite weights", p.Name)
 			}
 		}

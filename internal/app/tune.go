@@ -20,7 +20,6 @@ import (
 
 	"github.com/hyperat/hyperat/attack"
 	"github.com/hyperat/hyperat/data"
-	"github.com/hyperat/hyperat/fsx"
 	"github.com/hyperat/hyperat/hyperat"
 	onnximport "github.com/hyperat/hyperat/import"
 	"github.com/hyperat/hyperat/internal/cli"
@@ -534,24 +533,7 @@ func checkTargets(targets []string, ws *workspace.Workspace) error {
 // loadWorkspaceModel imports the workspace's copy of the model, checking
 // that it is the one hyperat-import recorded in workspace.json.
 func loadWorkspaceModel(dir string, ws *workspace.Workspace) (*onnximport.Model, error) {
-	path := workspace.ModelPath(dir)
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %v", path, fsx.Bare(err))
-	}
-	if workspace.Sum(b) != ws.Source.SHA256 {
-		return nil, fmt.Errorf("%s changed after hyperat-import made the workspace; import the model again", path)
-	}
-	p, err := onnximport.Decode(b)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	m, err := onnximport.Import(p, dir)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	m.Path = path
-	return m, nil
+	return workspace.LoadModel(dir, ws)
 }
 
 // finish evaluates each defense's LoRA and the merged model on the
