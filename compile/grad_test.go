@@ -80,6 +80,14 @@ var gradCases = []gradCase{
 	{"LogSoftmax", [][]int{{3, 5}}, -2, 2, func(g *graph.Graph, x []*graph.Value) *graph.Value {
 		return op(g, "LogSoftmax", graph.Attrs{"axis": int64(-1)}, x[0])
 	}},
+	{"Attention", [][]int{{2, 3, 4}, {2, 4, 5}, {2, 5, 3}}, -1, 1, func(g *graph.Graph, x []*graph.Value) *graph.Value {
+		return g.AddNode("Attention", "attn", x, graph.Attrs{"alpha": float32(0.7)}, "o", "p").Outputs[0]
+	}},
+	{"Attention/recognized", [][]int{{2, 2, 3, 4}, {2, 2, 5, 4}, {2, 2, 5, 3}}, -1, 1, func(g *graph.Graph, x []*graph.Value) *graph.Value {
+		kt := op(g, "Transpose", graph.Attrs{"perm": []int64{0, 1, 3, 2}}, x[1])
+		s := op(g, "Div", nil, op(g, "MatMul", nil, x[0], kt), cf(g, 2))
+		return op(g, "MatMul", nil, op(g, "Softmax", graph.Attrs{"axis": int64(-1)}, s), x[2])
+	}},
 	{"LayerNormalization/last", [][]int{{2, 3, 6}, {6}, {6}}, -1, 1, func(g *graph.Graph, x []*graph.Value) *graph.Value {
 		return op(g, "LayerNormalization", graph.Attrs{"axis": int64(-1), "epsilon": float32(1e-5)}, x[0], x[1], x[2])
 	}},
