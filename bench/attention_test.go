@@ -8,6 +8,7 @@ import (
 
 	"github.com/hyperat/hyperat/compile"
 	"github.com/hyperat/hyperat/graph"
+	onnximport "github.com/hyperat/hyperat/import"
 )
 
 // attentionBlock is a ViT's attention between its two linear layers, as
@@ -56,32 +57,63 @@ func BenchmarkAttentionBlock(b *testing.B) {
 			unfused := attentionBlock(b, sh[0], sh[1], sh[2], sh[3], "fuse-attention")
 			x := RandomBatch(sh[0], []int{sh[1], 3 * sh[2] * sh[3]}, 1)
 			seed := RandomBatch(sh[0], []int{sh[1], sh[2] * sh[3]}, 2)
-			run := func(p *compile.Program) time.Duration {
-				t0 := time.Now()
-				if _, err := p.Forward(x); err != nil {
-					b.Fatal(err)
-				}
-				if err := p.Backward(seed); err != nil {
-					b.Fatal(err)
-				}
-				return time.Since(t0)
-			}
-			run(fused)
-			run(unfused)
-			var tf, tu, ratio []time.Duration
-			for i := 0; b.Loop(); i++ {
-				var f, u time.Duration
-				if i%2 == 0 {
-					f, u = run(fused), run(unfused)
-				} else {
-					u, f = run(unfused), run(fused)
-				}
-				tf, tu = append(tf, f), append(tu, u)
-				ratio = append(ratio, time.Duration(float64(time.Second)*u.Seconds()/f.Seconds()))
-			}
-			b.ReportMetric(Median(tf).Seconds()*1e3, "fused-ms")
-			b.ReportMetric(Median(tu).Seconds()*1e3, "unfused-ms")
-			b.ReportMetric(Median(ratio).Seconds(), "speedup")
+			pairs(b, fused, unfused, x, seed)
 		})
 	}
+}
+
+// BenchmarkAttentionModel times one PGD step on the fixture MNIST ViT
+// (forward plus input gradient at batch 64, what an attack pass of the
+// HyperAT iteration runs) with attention fused and not, in alternation as
+// BenchmarkAttentionBlock does.
+func BenchmarkAttentionModel(b *testing.B) {
+	compileModel := func(disable ...string) *compile.Program {
+		m, err := onnximport.Load(benchModel(b))
+		if err != nil {
+			b.Fatal(err)
+		}
+		g := m.Graph
+		seed := g.AddInput("seed", graph.Float32, g.Outputs[0].Shape)
+		p, err := compile.Compile(g, compile.Options{Batch: 64, Disable: disable,
+			Grad: &compile.GradSpec{Loss: g.Outputs[0], Seed: seed, Wrt: []*graph.Value{g.Inputs[0]}}})
+		if err != nil {
+			b.Fatal(err)
+		}
+		return p
+	}
+	fused, unfused := compileModel(), compileModel("fuse-attention")
+	x := RandomBatch(64, fused.Inputs[0].StaticShape()[1:], 1)
+	seed := RandomBatch(64, fused.Outputs[0].StaticShape()[1:], 2)
+	pairs(b, fused, unfused, x, seed)
+}
+
+// pairs runs the forward and backward of two programs in turn, the order
+// alternating, and reports their medians and the median ratio of the pairs.
+func pairs(b *testing.B, fused, unfused *compile.Program, x, seed *graph.Tensor) {
+	run := func(p *compile.Program) time.Duration {
+		t0 := time.Now()
+		if _, err := p.Forward(x); err != nil {
+			b.Fatal(err)
+		}
+		if err := p.Backward(seed); err != nil {
+			b.Fatal(err)
+		}
+		return time.Since(t0)
+	}
+	run(fused)
+	run(unfused)
+	var tf, tu, ratio []time.Duration
+	for i := 0; b.Loop(); i++ {
+		var f, u time.Duration
+		if i%2 == 0 {
+			f, u = run(fused), run(unfused)
+		} else {
+			u, f = run(unfused), run(fused)
+		}
+		tf, tu = append(tf, f), append(tu, u)
+		ratio = append(ratio, time.Duration(float64(time.Second)*u.Seconds()/f.Seconds()))
+	}
+	b.ReportMetric(Median(tf).Seconds()*1e3, "fused-ms")
+	b.ReportMetric(Median(tu).Seconds()*1e3, "unfused-ms")
+	b.ReportMetric(Median(ratio).Seconds(), "speedup")
 }
