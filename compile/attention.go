@@ -16,10 +16,11 @@ import (
 // as the products do.
 
 func init() {
-	// Attention: (a[..., m, k], b[..., k, n], v[..., n, dv]) -> (o[..., m, dv], p[..., m, n]):
-	// p = softmax(alpha a b) along the last axis, o = p v; attr alpha; p, kept for the
+	// Attention: (a[..., m, k], b[..., k, n], v[..., n, dv], [bias[..., m, n]]) -> (o[..., m, dv],
+	// p[..., m, n]): p = softmax(alpha a b + bias) along the last axis, o = p v; attr alpha;
+	// the bias broadcasts over the batch dims and gets no gradient; p, kept for the
 	// gradient, is dropped when nothing reads it (project operator, fuse-attention)
-	define(opDef{name: "Attention", arity: graph.OpInfo{MinIn: 3, MaxIn: 3, MinOut: 1, MaxOut: 2},
+	define(opDef{name: "Attention", arity: graph.OpInfo{MinIn: 3, MaxIn: 4, MinOut: 1, MaxOut: 2},
 		infer: inferAttention, kernel: kernelAttention, grad: gradAttention, prune: pruneAttention})
 	// AttentionGrad: (a, b, v, p, do) -> (da, db, dv) of Attention; attr alpha; with attr
 	// into=1, one output that the three gradients are written into through their views
@@ -77,6 +78,15 @@ func attentionDims(n *graph.Node) (*attnDims, error) {
 	d.heads = graph.Numel(d.batch)
 	d.shO = append(slices.Clone(d.batch), d.m, d.dv)
 	d.shP = append(slices.Clone(d.batch), d.m, d.n)
+	if n.Op == "Attention" && n.In(3) != nil {
+		bs := shapeOf(n.Inputs[3])
+		if len(bs) < 2 || len(bs) > r || bs[len(bs)-2] != d.m || bs[len(bs)-1] != d.n {
+			return nil, nodeError(n, "bias %v is not a %dx%d matrix per head", bs, d.m, d.n)
+		}
+		if s, err := broadcastShapes(bs[:len(bs)-2], d.batch); err != nil || !sameShape(s, d.batch) {
+			return nil, nodeError(n, "bias %v does not broadcast to the heads %v", bs, d.batch)
+		}
+	}
 	return d, nil
 }
 
@@ -158,12 +168,23 @@ func kernelAttention(n *graph.Node) (Kernel, error) {
 	ah, bh := headsOf(n, "A", d.shA, d.batch), headsOf(n, "B", d.shB, d.batch)
 	vh, oh := headsOf(n, "V", d.shV, d.batch), headsOf(n, "O", d.shO, d.batch)
 	alpha, prec, withP := n.Attrs.Float("alpha", 1), precisionOf(n), len(n.Outputs) > 1
+	var biasOff []int
+	if n.In(3) != nil {
+		bs := shapeOf(n.Inputs[3])
+		biasOff = indexMapBroadcast(d.batch, bs[:len(bs)-2])
+		for i := range biasOff {
+			biasOff[i] *= d.m * d.n
+		}
+	}
 	return func(in, out []*graph.Tensor) {
-		var p []float32
+		var p, bias []float32
 		if withP {
 			p = out[1].F
 		}
-		prec.Attention(d.heads, d.m, d.n, d.k, d.dv, alpha, in[0].F, ah, in[1].F, bh, in[2].F, vh, out[0].F, oh, p)
+		if biasOff != nil {
+			bias = in[3].F
+		}
+		prec.Attention(d.heads, d.m, d.n, d.k, d.dv, alpha, in[0].F, ah, in[1].F, bh, in[2].F, vh, bias, biasOff, out[0].F, oh, p)
 	}, nil
 }
 
@@ -193,6 +214,9 @@ func gradAttention(b *builder, n *graph.Node, gy []*graph.Value, need []bool) ([
 	if len(gy) > 1 && gy[1] != nil {
 		return nil, nodeError(n, "a gradient through the attention weights is not supported")
 	}
+	if len(need) > 3 && need[3] {
+		return nil, nodeError(n, "a gradient of the attention bias is not supported")
+	}
 	if len(n.Outputs) < 2 {
 		// dead-code removal dropped the weights before the gradient
 		// pass: the forward keeps them again
@@ -209,7 +233,7 @@ func gradAttention(b *builder, n *graph.Node, gy []*graph.Value, need []bool) ([
 	if err := inferAttentionGrad(g); err != nil && b.err == nil {
 		b.err = err
 	}
-	return slices.Clone(g.Outputs), nil
+	return append(slices.Clone(g.Outputs), nil), nil
 }
 
 // pruneAttention drops the weights when no gradient reads them.
@@ -221,14 +245,16 @@ func pruneAttention(n *graph.Node, live func(*graph.Value) bool) {
 
 // fuseAttention is the fuse-attention pass: it finds
 //
-//	MatMul(a, b) -> [Mul or Div by scalar constants] -> Softmax(last axis) -> MatMul(., v)
+//	MatMul(a, b) -> [Mul or Div by scalar constants] -> [Add of a constant] -> Softmax(last axis) -> MatMul(., v)
 //
 // where the scores and the weights are read by the next step alone, a, b
-// and v are matrices with the same batch dims, and none of the values in
-// between is an output or a value to differentiate; the last product
-// becomes Attention(a, b, v) with the scale as alpha. It runs before the
-// gradient pass, so that the gradient is AttentionGrad. An additive bias or
-// mask before the softmax (Swin's) leaves the pattern unfused.
+// and v are matrices with the same batch dims, the constant (a position
+// bias, not a variable) is a matrix per head broadcast over the batch dims,
+// and none of the values in between is an output or a value to
+// differentiate; the last product becomes Attention(a, b, v[, bias]) with
+// the scale as alpha. It runs before the gradient pass, so that the
+// gradient is AttentionGrad. A bias added before the scale, or reshaped on
+// the way (Swin's shifted windows' mask), leaves the steps unfused.
 func fuseAttention(c *compilation) error {
 	pinned := map[*graph.Value]bool{}
 	for _, o := range append(append([]*graph.Value{}, c.g.Outputs...), c.extra...) {
@@ -266,7 +292,19 @@ func matchAttention(c *compilation, sm *graph.Node, uses map[*graph.Value][]*gra
 	if pv == nil || pv.Inputs[0] != p || pv.Inputs[1] == p {
 		return
 	}
-	alpha, s := 1.0, x
+	s, bias := x, (*graph.Value)(nil)
+	if add := s.Def; add != nil && add.Op == "Add" && len(uses[s]) == 1 {
+		for i := range 2 {
+			if bv := add.Inputs[i]; bv != nil && bv.IsConst() && !c.isVar[bv] && bv.DType == graph.Float32 && add.Inputs[1-i] != nil && !add.Inputs[1-i].IsConst() {
+				s, bias = add.Inputs[1-i], bv
+				break
+			}
+		}
+		if bias == nil || pinned[s] {
+			return
+		}
+	}
+	alpha := 1.0
 	for s.Def != nil && len(uses[s]) == 1 && !pinned[s] {
 		f, by, ok := c.scalarFactor(s.Def)
 		if !ok {
@@ -284,14 +322,18 @@ func matchAttention(c *compilation, sm *graph.Node, uses map[*graph.Value][]*gra
 			return
 		}
 	}
-	probe := &graph.Node{Op: "Attention", Inputs: []*graph.Value{a, b, v}}
+	ins := []*graph.Value{a, b, v}
+	if bias != nil {
+		ins = append(ins, bias)
+	}
+	probe := &graph.Node{Op: "Attention", Inputs: ins}
 	d, err := attentionDims(probe)
-	if err != nil || !sameShape(d.shP, x.StaticShape()) {
+	if err != nil || !sameShape(d.shP, x.StaticShape()) || !sameShape(d.shP, s.StaticShape()) {
 		return
 	}
 	weights := c.g.NewValue(p.Name+"_weights", graph.Float32, graph.StaticShape(d.shP...))
 	weights.Def = pv
-	pv.Op, pv.Inputs = "Attention", []*graph.Value{a, b, v}
+	pv.Op, pv.Inputs = "Attention", ins
 	pv.Attrs = graph.Attrs{"alpha": float32(alpha)}
 	pv.Outputs = []*graph.Value{pv.Outputs[0], weights}
 	// the old products and softmax are dead now: deadCode removes them

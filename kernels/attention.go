@@ -19,9 +19,12 @@ type Heads struct {
 
 // Attention computes, for each head i in [0, batch),
 //
-//	P = softmax(alpha op(A) op(B))   m×n, softmax along each row
-//	O = P op(V)                      m×dv
+//	P = softmax(alpha op(A) op(B) + bias)   m×n, softmax along each row
+//	O = P op(V)                             m×dv
 //
+// bias, when not nil, is a contiguous m×n matrix per head, at
+// bias[biasOff[i]:] (an additive position bias or mask; heads may share
+// one), added to the scaled scores as an addition of its own would add it.
 // op(A) m×k, op(B) k×n, op(V) n×dv, O written through its view (the
 // transpose of O when o.Trans). Each head is one task: its scores are
 // computed, normalized and multiplied by V while they are in cache, by the
@@ -30,13 +33,13 @@ type Heads struct {
 // not nil it receives each head's P, contiguous, at p[i*m*n:], for
 // AttentionGrad. The heads' O matrices must not share elements. It is
 // FP32.Attention.
-func Attention(batch, m, n, k, dv int, alpha float32, a []float32, ah Heads, b []float32, bh Heads, v []float32, vh Heads, o []float32, oh Heads, p []float32) {
-	FP32.Attention(batch, m, n, k, dv, alpha, a, ah, b, bh, v, vh, o, oh, p)
+func Attention(batch, m, n, k, dv int, alpha float32, a []float32, ah Heads, b []float32, bh Heads, v []float32, vh Heads, bias []float32, biasOff []int, o []float32, oh Heads, p []float32) {
+	FP32.Attention(batch, m, n, k, dv, alpha, a, ah, b, bh, v, vh, bias, biasOff, o, oh, p)
 }
 
 // Attention computes attention as the function Attention does, with pr's
 // products.
-func (pr Precision) Attention(batch, m, n, k, dv int, alpha float32, a []float32, ah Heads, b []float32, bh Heads, v []float32, vh Heads, o []float32, oh Heads, p []float32) {
+func (pr Precision) Attention(batch, m, n, k, dv int, alpha float32, a []float32, ah Heads, b []float32, bh Heads, v []float32, vh Heads, bias []float32, biasOff []int, o []float32, oh Heads, p []float32) {
 	const fn = "Attention"
 	checkHeads(fn, "A", batch, a, ah, m, k)
 	checkHeads(fn, "B", batch, b, bh, k, n)
@@ -45,9 +48,12 @@ func (pr Precision) Attention(batch, m, n, k, dv int, alpha float32, a []float32
 	if p != nil && len(p) < batch*m*n {
 		panic(fmt.Sprintf("kernels: %s: len(P) = %d, need %d", fn, len(p), batch*m*n))
 	}
+	if bias != nil {
+		checkHeads(fn, "bias", batch, bias, Heads{Off: biasOff, LD: max(n, 1)}, m, n)
+	}
 	t := attnTasks.get()
 	*t = attnTask{v: pr.variant(), batch: batch, m: m, n: n, k: k, dv: dv, alpha: alpha,
-		a: a, ah: ah, b: b, bh: bh, vv: v, vh: vh, o: o, oh: oh, p: p}
+		a: a, ah: ah, b: b, bh: bh, vv: v, vh: vh, o: o, oh: oh, p: p, bias: bias, biasOff: biasOff}
 	t.run()
 	*t = attnTask{}
 	attnTasks.put(t)
@@ -138,6 +144,8 @@ type attnTask struct {
 	ah, bh, vh, oh Heads
 	da, db, dvv    []float32
 	dah, dbh, dvh  Heads
+	bias           []float32
+	biasOff        []int
 }
 
 func (t *attnTask) run() {
@@ -184,6 +192,9 @@ func (t *attnTask) forward(pl *gemmPlan, i int, s []float32) {
 	a, b, v, o := at(t.a, t.ah, i), at(t.b, t.bh, i), at(t.vv, t.vh, i), at(t.o, t.oh, i)
 	plain := Heads{LD: max(n, 1)}
 	t.prod(pl, m, n, t.k, t.alpha, a, t.ah, b, t.bh, s, plain)
+	if t.bias != nil && m*n > 0 {
+		vmath.Arith(vmath.Add, s, s, t.bias[t.biasOff[i]:t.biasOff[i]+m*n])
+	}
 	vmath.SoftmaxRows(s, s, m, n)
 	t.prod(pl, m, t.dv, n, 1, s, plain, v, t.vh, o, t.oh)
 }

@@ -37,7 +37,7 @@ func BenchmarkAttention(b *testing.B) {
 		flops := 4 * 2 * float64(heads) * float64(T*T*D) // forward 2 products, backward 4: 6, at 2mnk each
 		flops *= 6.0 / 4
 		fused := func() {
-			Attention(heads, T, T, D, D, alpha, qkv, l.q, qkv, l.k, qkv, l.v, o, l.o, p)
+			Attention(heads, T, T, D, D, alpha, qkv, l.q, qkv, l.k, qkv, l.v, nil, nil, o, l.o, p)
 			AttentionGrad(heads, T, T, D, D, alpha, qkv, l.q, qkv, l.k, qkv, l.v, p, do, l.o, g, l.q, g, l.k, g, l.v)
 		}
 		steps := func() {

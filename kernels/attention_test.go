@@ -68,7 +68,7 @@ func TestAttentionMatchesSteps(t *testing.T) {
 		for _, procs := range []int{1, 2, 4} {
 			runtime.GOMAXPROCS(procs)
 			o, p, g := nanSlice(len(do)), nanSlice(heads*T*T), nanSlice(len(qkv))
-			Attention(heads, T, T, D, D, alpha, qkv, l.q, qkv, l.k, qkv, l.v, o, l.o, p)
+			Attention(heads, T, T, D, D, alpha, qkv, l.q, qkv, l.k, qkv, l.v, nil, nil, o, l.o, p)
 			checkSame(t, "O", o, wantO)
 			checkSame(t, "P", p, wantP)
 			// dK is written through K's transposed view: dB^T
@@ -76,7 +76,7 @@ func TestAttentionMatchesSteps(t *testing.T) {
 			checkSame(t, "dQKV", g, wantG)
 			// without P: the same O
 			o2 := nanSlice(len(do))
-			Attention(heads, T, T, D, D, alpha, qkv, l.q, qkv, l.k, qkv, l.v, o2, l.o, nil)
+			Attention(heads, T, T, D, D, alpha, qkv, l.q, qkv, l.k, qkv, l.v, nil, nil, o2, l.o, nil)
 			checkSame(t, "O without P", o2, wantO)
 		}
 	}
@@ -164,7 +164,7 @@ func TestAttentionLayouts(t *testing.T) {
 		db, dbh := mk("B", !trans(1))
 		dvv, dvh := mk("V", trans(4))
 		p := make([]float32, heads*m*n)
-		Attention(heads, m, n, k, dv, alpha, a, ah, b, bh, v, vh, o, oh, p)
+		Attention(heads, m, n, k, dv, alpha, a, ah, b, bh, v, vh, nil, nil, o, oh, p)
 		AttentionGrad(heads, m, n, k, dv, alpha, a, ah, b, bh, v, vh, p, do, doh, da, dah, db, dbh, dvv, dvh)
 		for i := 0; i < heads; i++ {
 			A, B, V := heads64(a, ah, i, m, k), heads64(b, bh, i, k, n), heads64(v, vh, i, n, dv)
@@ -228,7 +228,7 @@ func TestAttentionGradSubset(t *testing.T) {
 	qkv := randSlice(r, l.B*l.T*3*l.H*l.D)
 	do := randSlice(r, l.B*l.T*l.H*l.D)
 	o, p := make([]float32, len(do)), make([]float32, heads*l.T*l.T)
-	Attention(heads, l.T, l.T, l.D, l.D, 0.5, qkv, l.q, qkv, l.k, qkv, l.v, o, l.o, p)
+	Attention(heads, l.T, l.T, l.D, l.D, 0.5, qkv, l.q, qkv, l.k, qkv, l.v, nil, nil, o, l.o, p)
 	all := make([]float32, len(qkv))
 	AttentionGrad(heads, l.T, l.T, l.D, l.D, 0.5, qkv, l.q, qkv, l.k, qkv, l.v, p, do, l.o, all, l.q, all, l.k, all, l.v)
 	onlyV := nanSlice(len(qkv))
@@ -256,7 +256,7 @@ func TestAttentionPanics(t *testing.T) {
 			t.Fatal("no panic on a short output")
 		}
 	}()
-	Attention(1, 4, 4, 2, 2, 1, qkv, l.q, qkv, l.k, qkv, l.v, make([]float32, 7), l.o, nil)
+	Attention(1, 4, 4, 2, 2, 1, qkv, l.q, qkv, l.k, qkv, l.v, nil, nil, make([]float32, 7), l.o, nil)
 }
 
 // Running allocates nothing once the buffers exist.
@@ -266,11 +266,43 @@ func TestAttentionNoAllocs(t *testing.T) {
 	qkv := randSlice(rand.New(rand.NewPCG(1, 1)), l.B*l.T*3*l.H*l.D)
 	o, p, g := make([]float32, l.B*l.T*l.H*l.D), make([]float32, heads*l.T*l.T), make([]float32, len(qkv))
 	run := func() {
-		Attention(heads, l.T, l.T, l.D, l.D, 0.5, qkv, l.q, qkv, l.k, qkv, l.v, o, l.o, p)
+		Attention(heads, l.T, l.T, l.D, l.D, 0.5, qkv, l.q, qkv, l.k, qkv, l.v, nil, nil, o, l.o, p)
 		AttentionGrad(heads, l.T, l.T, l.D, l.D, 0.5, qkv, l.q, qkv, l.k, qkv, l.v, p, o, l.o, g, l.q, g, l.k, g, l.v)
 	}
 	run()
 	if a := testing.AllocsPerRun(20, run); a > 0 {
 		t.Fatalf("%v allocations per run", a)
 	}
+}
+
+// A bias added to the scores (one matrix per head, shared here by heads of
+// the same index, as a position bias is across the batch) is added as an
+// addition of its own would add it, before the softmax: bit for bit the
+// steps apart.
+func TestAttentionBias(t *testing.T) {
+	l := newAttnLayout(3, 17, 2, 8)
+	T, D, heads := l.T, l.D, l.B*l.H
+	r := rand.New(rand.NewPCG(9, 10))
+	qkv := randSlice(r, l.B*T*3*l.H*D)
+	bias := randSlice(r, l.H*T*T)
+	biasOff := make([]int, heads)
+	plain := make([]int, heads)
+	for i := range biasOff {
+		biasOff[i], plain[i] = (i%l.H)*T*T, i*T*T
+	}
+	wantP := make([]float32, heads*T*T)
+	SgemmBatchedAt(heads, false, true, T, T, D, 0.25, qkv, l.q.LD, l.q.Off, qkv, l.k.LD, l.k.Off, 0, wantP, T, plain)
+	for i := range heads {
+		s := wantP[i*T*T : (i+1)*T*T]
+		for j := range s {
+			s[j] += bias[biasOff[i]+j]
+		}
+	}
+	vmath.SoftmaxRows(wantP, wantP, heads*T, T)
+	wantO := make([]float32, l.B*T*l.H*D)
+	SgemmBatchedAt(heads, false, false, T, D, T, 1, wantP, T, plain, qkv, l.v.LD, l.v.Off, 0, wantO, l.o.LD, l.o.Off)
+	o, p := nanSlice(len(wantO)), nanSlice(len(wantP))
+	Attention(heads, T, T, D, D, 0.25, qkv, l.q, qkv, l.k, qkv, l.v, bias, biasOff, o, l.o, p)
+	checkSame(t, "P", p, wantP)
+	checkSame(t, "O", o, wantO)
 }
