@@ -38,10 +38,15 @@ func newAttnLayout(B, T, H, D int) attnLayout {
 // Attention and AttentionGrad compute what the products, the softmax and
 // its gradient compute one step after the other (SgemmBatchedAt,
 // vmath.SoftmaxRows, vmath.SoftmaxGradRows), bit for bit, whatever
-// GOMAXPROCS is.
+// GOMAXPROCS is, with float32 and with bfloat16 products.
 func TestAttentionMatchesSteps(t *testing.T) {
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(0))
-	for _, sh := range [][4]int{{3, 13, 4, 8}, {2, 50, 2, 32}, {1, 197, 2, 64}, {2, 1, 3, 5}} {
+	for _, c := range []struct {
+		pr Precision
+		sh [4]int
+	}{{FP32, [4]int{3, 13, 4, 8}}, {FP32, [4]int{2, 50, 2, 32}}, {FP32, [4]int{1, 197, 2, 64}}, {FP32, [4]int{2, 1, 3, 5}},
+		{BF16, [4]int{2, 50, 2, 32}}} {
+		pr, sh := c.pr, c.sh
 		l := newAttnLayout(sh[0], sh[1], sh[2], sh[3])
 		T, D, heads := l.T, l.D, l.B*l.H
 		r := rand.New(rand.NewPCG(uint64(T), 3))
@@ -54,29 +59,29 @@ func TestAttentionMatchesSteps(t *testing.T) {
 		for i := range plain {
 			plain[i] = i * T * T
 		}
-		SgemmBatchedAt(heads, false, true, T, T, D, alpha, qkv, l.q.LD, l.q.Off, qkv, l.k.LD, l.k.Off, 0, wantP, T, plain)
+		pr.SgemmBatchedAt(heads, false, true, T, T, D, alpha, qkv, l.q.LD, l.q.Off, qkv, l.k.LD, l.k.Off, 0, wantP, T, plain)
 		vmath.SoftmaxRows(wantP, wantP, heads*T, T)
 		wantO := make([]float32, len(do))
-		SgemmBatchedAt(heads, false, false, T, D, T, 1, wantP, T, plain, qkv, l.v.LD, l.v.Off, 0, wantO, l.o.LD, l.o.Off)
+		pr.SgemmBatchedAt(heads, false, false, T, D, T, 1, wantP, T, plain, qkv, l.v.LD, l.v.Off, 0, wantO, l.o.LD, l.o.Off)
 		wantG := make([]float32, len(qkv))
 		dS := make([]float32, heads*T*T)
-		SgemmBatchedAt(heads, true, false, T, D, T, 1, wantP, T, plain, do, l.o.LD, l.o.Off, 0, wantG, l.v.LD, l.v.Off)
-		SgemmBatchedAt(heads, false, true, T, T, D, 1, do, l.o.LD, l.o.Off, qkv, l.v.LD, l.v.Off, 0, dS, T, plain)
+		pr.SgemmBatchedAt(heads, true, false, T, D, T, 1, wantP, T, plain, do, l.o.LD, l.o.Off, 0, wantG, l.v.LD, l.v.Off)
+		pr.SgemmBatchedAt(heads, false, true, T, T, D, 1, do, l.o.LD, l.o.Off, qkv, l.v.LD, l.v.Off, 0, dS, T, plain)
 		vmath.SoftmaxGradRows(dS, wantP, dS, heads*T, T)
-		SgemmBatchedAt(heads, false, false, T, D, T, alpha, dS, T, plain, qkv, l.k.LD, l.k.Off, 0, wantG, l.q.LD, l.q.Off)
-		SgemmBatchedAt(heads, true, false, T, D, T, alpha, dS, T, plain, qkv, l.q.LD, l.q.Off, 0, wantG, l.q.LD, l.k.Off)
+		pr.SgemmBatchedAt(heads, false, false, T, D, T, alpha, dS, T, plain, qkv, l.k.LD, l.k.Off, 0, wantG, l.q.LD, l.q.Off)
+		pr.SgemmBatchedAt(heads, true, false, T, D, T, alpha, dS, T, plain, qkv, l.q.LD, l.q.Off, 0, wantG, l.q.LD, l.k.Off)
 		for _, procs := range []int{1, 2, 4} {
 			runtime.GOMAXPROCS(procs)
 			o, p, g := nanSlice(len(do)), nanSlice(heads*T*T), nanSlice(len(qkv))
-			Attention(heads, T, T, D, D, alpha, qkv, l.q, qkv, l.k, qkv, l.v, nil, nil, o, l.o, p)
+			pr.Attention(heads, T, T, D, D, alpha, qkv, l.q, qkv, l.k, qkv, l.v, nil, nil, o, l.o, p)
 			checkSame(t, "O", o, wantO)
 			checkSame(t, "P", p, wantP)
 			// dK is written through K's transposed view: dB^T
-			AttentionGrad(heads, T, T, D, D, alpha, qkv, l.q, qkv, l.k, qkv, l.v, p, do, l.o, g, l.q, g, l.k, g, l.v)
+			pr.AttentionGrad(heads, T, T, D, D, alpha, qkv, l.q, qkv, l.k, qkv, l.v, p, do, l.o, g, l.q, g, l.k, g, l.v)
 			checkSame(t, "dQKV", g, wantG)
 			// without P: the same O
 			o2 := nanSlice(len(do))
-			Attention(heads, T, T, D, D, alpha, qkv, l.q, qkv, l.k, qkv, l.v, nil, nil, o2, l.o, nil)
+			pr.Attention(heads, T, T, D, D, alpha, qkv, l.q, qkv, l.k, qkv, l.v, nil, nil, o2, l.o, nil)
 			checkSame(t, "O without P", o2, wantO)
 		}
 	}
