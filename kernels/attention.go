@@ -149,7 +149,7 @@ type attnTask struct {
 }
 
 func (t *attnTask) run() {
-	if t.batch == 0 || t.m == 0 {
+	if t.batch == 0 {
 		return
 	}
 	threads := runtime.GOMAXPROCS(0)

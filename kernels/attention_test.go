@@ -311,3 +311,31 @@ func TestAttentionBias(t *testing.T) {
 	checkSame(t, "P", p, wantP)
 	checkSame(t, "O", o, wantO)
 }
+
+// Empty dims: no queries leave the gradients of the keys and values zero,
+// no keys the output and the queries' gradient zero.
+func TestAttentionEmpty(t *testing.T) {
+	const heads, k, dv = 2, 3, 4
+	for _, mn := range [][2]int{{0, 5}, {5, 0}} {
+		m, n := mn[0], mn[1]
+		plain := func(cols int) Heads { return Heads{Off: []int{0, 20}, LD: max(cols, 1)} }
+		a, b, v := make([]float32, 40), make([]float32, 40), make([]float32, 40)
+		o, p, do := nanSlice(40), nanSlice(heads*m*n), make([]float32, 40)
+		da, db, dvv := nanSlice(40), nanSlice(40), nanSlice(40)
+		Attention(heads, m, n, k, dv, 1, a, plain(k), b, plain(n), v, plain(dv), nil, nil, o, plain(dv), p)
+		AttentionGrad(heads, m, n, k, dv, 1, a, plain(k), b, plain(n), v, plain(dv), p, do, plain(dv), da, plain(k), db, plain(n), dvv, plain(dv))
+		for h := range heads {
+			for _, c := range []struct {
+				name       string
+				x          []float32
+				rows, cols int
+			}{{"O", o, m, dv}, {"dA", da, m, k}, {"dB", db, k, n}, {"dV", dvv, n, dv}} {
+				for i := 0; i < c.rows*c.cols; i++ {
+					if x := c.x[20*h+i/c.cols*max(c.cols, 1)+i%c.cols]; x != 0 {
+						t.Fatalf("m %d, n %d: head %d: %s[%d] = %v, want 0", m, n, h, c.name, i, x)
+					}
+				}
+			}
+		}
+	}
+}
