@@ -33,7 +33,8 @@ func attnFixtures() map[string]attnFixture {
 		testutil.Fixture("models", "tv_maxvit_t_op17.onnx"): {all: true, bias: true},
 	}
 	if d := testutil.SharedModels(); d != "" {
-		fs[filepath.Join(d, "timm_vit_c32_dynamo_op18.onnx")] = attnFixture{exact: true, all: true}
+		// the exported attention scales q and k apart
+		fs[filepath.Join(d, "timm_vit_c32_dynamo_op18.onnx")] = attnFixture{all: true}
 	}
 	return fs
 }
