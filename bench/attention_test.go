@@ -65,7 +65,9 @@ func BenchmarkAttentionBlock(b *testing.B) {
 // BenchmarkAttentionModel times one PGD step on the fixture MNIST ViT
 // (forward plus input gradient at batch 64, what an attack pass of the
 // HyperAT iteration runs) with attention fused and not, in alternation as
-// BenchmarkAttentionBlock does.
+// BenchmarkAttentionBlock does, and the steps of attention inside it
+// (Program.Profile: the attention operators, the softmax and its gradient,
+// and the products of the scores' shape and of the heads').
 func BenchmarkAttentionModel(b *testing.B) {
 	compileModel := func(disable ...string) *compile.Program {
 		m, err := onnximport.Load(benchModel(b))
@@ -84,12 +86,36 @@ func BenchmarkAttentionModel(b *testing.B) {
 	fused, unfused := compileModel(), compileModel("fuse-attention")
 	x := RandomBatch(64, fused.Inputs[0].StaticShape()[1:], 1)
 	seed := RandomBatch(64, fused.Outputs[0].StaticShape()[1:], 2)
-	pairs(b, fused, unfused, x, seed)
+	fused.Profile(true)
+	unfused.Profile(true)
+	n := pairs(b, fused, unfused, x, seed)
+	b.ReportMetric(attentionTime(fused).Seconds()*1e3/float64(n), "fused-attn-ms")
+	b.ReportMetric(attentionTime(unfused).Seconds()*1e3/float64(n), "unfused-attn-ms")
+}
+
+// attentionTime sums the profiled time of a program's attention steps: the
+// fused operators, or the softmax, its gradient and the batched products
+// of the heads (those with 4-D results; the linear layers' are 3-D or
+// 2-D).
+func attentionTime(p *compile.Program) time.Duration {
+	var t time.Duration
+	for _, st := range p.StepTimes() {
+		switch n := st.Node; n.Op {
+		case "Attention", "AttentionGrad", "Softmax", "SoftmaxGrad", "MatMulConcat":
+			t += st.Time
+		case "MatMul":
+			if len(n.Outputs[0].StaticShape()) == 4 {
+				t += st.Time
+			}
+		}
+	}
+	return t
 }
 
 // pairs runs the forward and backward of two programs in turn, the order
-// alternating, and reports their medians and the median ratio of the pairs.
-func pairs(b *testing.B, fused, unfused *compile.Program, x, seed *graph.Tensor) {
+// alternating, and reports their medians and the median ratio of the pairs;
+// it returns how many times each ran (the first, untimed, included).
+func pairs(b *testing.B, fused, unfused *compile.Program, x, seed *graph.Tensor) int {
 	run := func(p *compile.Program) time.Duration {
 		t0 := time.Now()
 		if _, err := p.Forward(x); err != nil {
@@ -116,4 +142,5 @@ func pairs(b *testing.B, fused, unfused *compile.Program, x, seed *graph.Tensor)
 	b.ReportMetric(Median(tf).Seconds()*1e3, "fused-ms")
 	b.ReportMetric(Median(tu).Seconds()*1e3, "unfused-ms")
 	b.ReportMetric(Median(ratio).Seconds(), "speedup")
+	return len(tf) + 1
 }
