@@ -90,6 +90,21 @@ var gradCases = []gradCase{
 	{"LogSoftmax", [][]int{{3, 5}}, -2, 2, func(g *graph.Graph, x []*graph.Value) *graph.Value {
 		return op(g, "LogSoftmax", graph.Attrs{"axis": int64(-1)}, x[0])
 	}},
+	{"Attention", [][]int{{2, 3, 4}, {2, 4, 5}, {2, 5, 3}}, -1, 1, func(g *graph.Graph, x []*graph.Value) *graph.Value {
+		return g.AddNode("Attention", "attn", x, graph.Attrs{"alpha": float32(0.7)}, "o", "p").Outputs[0]
+	}},
+	{"Attention/recognized", [][]int{{2, 2, 3, 4}, {2, 2, 5, 4}, {2, 2, 5, 3}}, -1, 1, func(g *graph.Graph, x []*graph.Value) *graph.Value {
+		kt := op(g, "Transpose", graph.Attrs{"perm": []int64{0, 1, 3, 2}}, x[1])
+		s := op(g, "Div", nil, op(g, "MatMul", nil, x[0], kt), cf(g, 2))
+		return op(g, "MatMul", nil, op(g, "Softmax", graph.Attrs{"axis": int64(-1)}, s), x[2])
+	}},
+	{"Attention/bias", [][]int{{2, 2, 3, 4}, {2, 2, 4, 5}, {2, 2, 5, 3}}, -1, 1, func(g *graph.Graph, x []*graph.Value) *graph.Value {
+		bias := g.Const("bias", graph.F32([]int{2, 1, 3, 5}, []float32{
+			0.3, -1, 0.2, 0.9, -0.4, 0, 0.5, -0.7, 0.1, 1.2, -0.2, 0.4, 0.8, -1.1, 0.6,
+			-0.5, 0.7, 0, -0.3, 0.2, 1, -0.9, 0.4, 0.3, -0.6, 0.1, 0.5, -1.2, 0.8, 0.2,
+		}))
+		return g.AddNode("Attention", "attn", append(x, bias), graph.Attrs{"alpha": float32(0.5)}, "o", "p").Outputs[0]
+	}},
 	{"LayerNormalization/last", [][]int{{2, 3, 6}, {6}, {6}}, -1, 1, func(g *graph.Graph, x []*graph.Value) *graph.Value {
 		return op(g, "LayerNormalization", graph.Attrs{"axis": int64(-1), "epsilon": float32(1e-5)}, x[0], x[1], x[2])
 	}},

@@ -23,7 +23,8 @@ type Kernel func(in, out []*graph.Tensor)
 // definition here plus, for an ONNX operator, its converter. Each family's
 // file defines its operators next to their kernels and rules
 // (elementwise.go, unary.go, shapeops.go, movement.go, reduce.go,
-// softmax.go, layernorm.go, matmul.go, conv.go, pool.go, scatter.go).
+// softmax.go, layernorm.go, matmul.go, attention.go, conv.go, pool.go,
+// scatter.go).
 type opDef struct {
 	name string
 	// arity: how many inputs and outputs a node may have; inputs below

@@ -50,6 +50,7 @@ var passes = []pass{
 	{"specialize", specialize, true},          // symbolic input dims -> the batch size
 	{"infer-fold", inferAndFold, true},        // static shapes; Shape/Gather/Concat... subgraphs -> constants
 	{"recognize", recognize, false},           // decomposed LayerNorm and GELU -> fused operators
+	{"fuse-attention", fuseAttention, false},  // softmax(alpha a b) v -> Attention(a, b, v), so the gradient is AttentionGrad
 	{"grad", gradPass, true},                  // reverse mode for Options.Grad (no-op without it)
 	{"infer-fold-grad", inferAndFold, true},   // shapes of the gradient nodes, fold what is constant
 	{"fuse-transpose", fuseTransposes, false}, // MatMul reads transposed operands in place

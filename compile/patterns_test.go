@@ -2,6 +2,7 @@ package compile_test
 
 import (
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/hyperat/hyperat/compile"
@@ -75,8 +76,10 @@ func TestRecognizeFusesLayerNormAndGelu(t *testing.T) {
 // same input gradient as with the transposes materialized.
 func TestFuseTransposesKeepsGradients(t *testing.T) {
 	file := testutil.Fixture("models", "mnist_vit_op17.onnx")
-	on, x := gradProgram(t, file, 3)
-	off, x2 := gradProgram(t, file, 3, "fuse-transpose")
+	// attention unfused, so that its products and their transposes are
+	// there to fuse
+	on, x := gradProgram(t, file, 3, "fuse-attention")
+	off, x2 := gradProgram(t, file, 3, "fuse-attention", "fuse-transpose")
 	if a, b := countOps(on.Graph)["Transpose"], countOps(off.Graph)["Transpose"]; a >= b {
 		t.Fatalf("%d transposes fused, %d not", a, b)
 	}
@@ -124,12 +127,14 @@ func swapsLast(n *graph.Node) bool {
 	return true
 }
 
-// Attention's scale goes into the products' alpha, forward and backward:
-// fewer Mul nodes, the same logits and input gradient.
+// Attention's scale, when attention is not fused, goes into the products'
+// alpha, forward and backward: fewer Mul nodes, the same logits and input
+// gradient.
 func TestFuseScalesKeepsGradients(t *testing.T) {
 	file := testutil.Fixture("models", "mnist_vit_op17.onnx")
-	on, x := gradProgram(t, file, 3)
-	off, x2 := gradProgram(t, file, 3, "fuse-scale")
+	// attention unfused, so that its products and their scale are there
+	on, x := gradProgram(t, file, 3, "fuse-attention")
+	off, x2 := gradProgram(t, file, 3, "fuse-attention", "fuse-scale")
 	scaled := 0
 	for _, n := range on.Graph.Nodes {
 		if n.Op == "MatMul" && n.Attrs.Float("alpha", 1) != 1 {
@@ -192,43 +197,61 @@ func TestFuseViewsKeepsResults(t *testing.T) {
 	if d := testutil.SharedModels(); d != "" {
 		files = append(files, filepath.Join(d, "timm_vit_c32_dynamo_op18.onnx"))
 	}
+	// with attention fused (Attention and AttentionGrad read and write
+	// through views) and unfused (its products do)
 	for _, file := range files {
-		t.Run(filepath.Base(file), func(t *testing.T) {
-			on, x := gradProgram(t, file, 3)
-			off, x2 := gradProgram(t, file, 3, "fuse-view")
-			viewed := 0
-			for _, n := range on.Graph.Nodes {
-				if n.Op == "MatMul" && (n.Attrs.Has("viewA") || n.Attrs.Has("viewB") || n.Attrs.Has("viewC")) {
+		for _, fused := range []bool{true, false} {
+			name := filepath.Base(file)
+			var disable []string
+			if !fused {
+				name, disable = name+"/unfused", []string{"fuse-attention"}
+			}
+			t.Run(name, func(t *testing.T) { checkFuseViews(t, file, disable) })
+		}
+	}
+}
+
+func checkFuseViews(t *testing.T, file string, disable []string) {
+	on, x := gradProgram(t, file, 3, disable...)
+	off, x2 := gradProgram(t, file, 3, append(disable, "fuse-view")...)
+	viewed := 0
+	for _, n := range on.Graph.Nodes {
+		if n.Op == "MatMul" && (n.Attrs.Has("viewA") || n.Attrs.Has("viewB") || n.Attrs.Has("viewC")) {
+			viewed++
+		}
+		if n.Op == "MatMulConcat" {
+			viewed += len(n.Inputs) / 2
+		}
+		if n.Op == "Attention" || n.Op == "AttentionGrad" {
+			for k := range n.Attrs {
+				if strings.HasPrefix(k, "view") {
 					viewed++
 				}
-				if n.Op == "MatMulConcat" {
-					viewed += len(n.Inputs) / 2
-				}
 			}
-			copies := func(p *compile.Program) int {
-				c := countOps(p.Graph)
-				return c["Transpose"] + c["Split"] + c["Concat"]
-			}
-			if viewed == 0 || copies(on) >= copies(off) {
-				t.Fatalf("%d viewed products; %d Transpose, Split and Concat steps with the pass, %d without", viewed, copies(on), copies(off))
-			}
-			t.Logf("%d viewed products; %d Transpose, Split and Concat steps with the pass, %d without", viewed, copies(on), copies(off))
-			ins := inputsFor(on)
-			o1, err := on.Run(ins...)
-			if err != nil {
-				t.Fatal(err)
-			}
-			l1 := append([]float32{}, o1[0].F...)
-			o2, err := off.Run(ins...)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if d := testutil.MaxAbsDiff(l1, o2[0].F); d != 0 {
-				t.Errorf("logits differ by %g", d)
-			}
-			if d := testutil.MaxAbsDiff(on.Grad(x).F, off.Grad(x2).F); d != 0 {
-				t.Errorf("input gradients differ by %g", d)
-			}
-		})
+		}
+	}
+	copies := func(p *compile.Program) int {
+		c := countOps(p.Graph)
+		return c["Transpose"] + c["Split"] + c["Concat"]
+	}
+	if viewed == 0 || copies(on) >= copies(off) {
+		t.Fatalf("%d viewed products; %d Transpose, Split and Concat steps with the pass, %d without", viewed, copies(on), copies(off))
+	}
+	t.Logf("%d viewed products; %d Transpose, Split and Concat steps with the pass, %d without", viewed, copies(on), copies(off))
+	ins := inputsFor(on)
+	o1, err := on.Run(ins...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l1 := append([]float32{}, o1[0].F...)
+	o2, err := off.Run(ins...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := testutil.MaxAbsDiff(l1, o2[0].F); d != 0 {
+		t.Errorf("logits differ by %g", d)
+	}
+	if d := testutil.MaxAbsDiff(on.Grad(x).F, off.Grad(x2).F); d != 0 {
+		t.Errorf("input gradients differ by %g", d)
 	}
 }

@@ -15,7 +15,7 @@ import (
 
 // productOps are the operators whose kernels are matrix products that the
 // precision pass may mark.
-var productOps = map[string]bool{"MatMul": true, "Gemm": true, "MatMulBias": true, "MatMulConcat": true}
+var productOps = map[string]bool{"MatMul": true, "Gemm": true, "MatMulBias": true, "MatMulConcat": true, "Attention": true, "AttentionGrad": true}
 
 // markPrecision is the precision pass: a no-op for FP32.
 func markPrecision(c *compilation) error {

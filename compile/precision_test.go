@@ -114,7 +114,7 @@ func TestPrecisionModel(t *testing.T) {
 	products := 0
 	for _, n := range p16.Graph.Nodes {
 		switch n.Op {
-		case "MatMul", "Gemm", "MatMulBias", "MatMulConcat":
+		case "MatMul", "Gemm", "MatMulBias", "MatMulConcat", "Attention", "AttentionGrad":
 			products++
 			if n.Attrs.Str("precision", "") != "bf16" {
 				t.Errorf("%s %s is not marked bf16", n.Op, n.Name)
@@ -130,6 +130,9 @@ func TestPrecisionModel(t *testing.T) {
 	}
 	if products < 10 {
 		t.Fatalf("only %d products in the program", products)
+	}
+	if c := countOps(p16.Graph); c["Attention"] == 0 || c["AttentionGrad"] == 0 {
+		t.Fatalf("attention is not fused: %d Attention, %d AttentionGrad", c["Attention"], c["AttentionGrad"])
 	}
 	for _, n := range p32.Graph.Nodes {
 		if n.Attrs.Has("precision") {

@@ -56,6 +56,7 @@ func fuseViews(c *compilation) error {
 	for _, o := range append(append([]*graph.Value{}, c.g.Outputs...), c.extra...) {
 		pinned[o] = true
 	}
+	fuseAttentionViews(c, pinned)
 	uses := c.g.Consumers()
 	for _, n := range c.g.Nodes {
 		if n.Op == "Concat" {

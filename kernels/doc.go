@@ -1,7 +1,10 @@
 // Package kernels holds the CPU compute kernels: a blocked, packed
 // single-precision matrix multiply (Sgemm, SgemmBatched) with AVX-512 and
-// AVX2+FMA micro-kernels in Go assembly and a plain-Go fallback, and the
-// worker pool (ParallelFor) that spreads kernels over the cores.
+// AVX2+FMA micro-kernels in Go assembly and a plain-Go fallback, attention
+// as one kernel per head built on it (Attention, AttentionGrad: the scores,
+// their softmax and the weighted sum, and the backward, while a head's
+// matrices are in cache), and the worker pool (ParallelFor) that spreads
+// kernels over the cores.
 //
 // # Sgemm
 //
