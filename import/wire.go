@@ -66,32 +66,26 @@ type rawPart struct {
 func splitRaw(buf []byte) (rest []byte, raws []rawPart, ok bool) {
 	graphs := 0
 	rest = make([]byte, 0, 1<<16)
-	for b := buf; len(b) > 0; {
-		num, typ, n := protowire.ConsumeTag(b)
-		if n < 0 {
-			return nil, nil, false
-		}
-		m := protowire.ConsumeFieldValue(num, typ, b[n:])
-		if m < 0 {
-			return nil, nil, false
-		}
-		field := b[:n+m]
-		b = b[n+m:]
+	ok = eachField(buf, func(num protowire.Number, typ protowire.Type, field []byte, n int) bool {
 		if num != modelGraph || typ != protowire.BytesType {
 			rest = append(rest, field...)
-			continue
+			return true
 		}
 		if graphs++; graphs > 1 {
-			return nil, nil, false
+			return false
 		}
 		g, _ := protowire.ConsumeBytes(field[n:])
 		sg, parts, ok := splitGraph(g)
 		if !ok {
-			return nil, nil, false
+			return false
 		}
 		raws = parts
 		rest = protowire.AppendTag(rest, modelGraph, protowire.BytesType)
 		rest = protowire.AppendBytes(rest, sg)
+		return true
+	})
+	if !ok {
+		return nil, nil, false
 	}
 	return rest, raws, true
 }
@@ -99,25 +93,15 @@ func splitRaw(buf []byte) (rest []byte, raws []rawPart, ok bool) {
 // splitGraph is splitRaw for the fields of a GraphProto.
 func splitGraph(g []byte) (rest []byte, raws []rawPart, ok bool) {
 	index := 0
-	for len(g) > 0 {
-		num, typ, n := protowire.ConsumeTag(g)
-		if n < 0 {
-			return nil, nil, false
-		}
-		m := protowire.ConsumeFieldValue(num, typ, g[n:])
-		if m < 0 {
-			return nil, nil, false
-		}
-		field := g[:n+m]
-		g = g[n+m:]
+	ok = eachField(g, func(num protowire.Number, typ protowire.Type, field []byte, n int) bool {
 		if num != graphInitializer || typ != protowire.BytesType {
 			rest = append(rest, field...)
-			continue
+			return true
 		}
 		t, _ := protowire.ConsumeBytes(field[n:])
 		st, raw, ok := splitTensor(t)
 		if !ok {
-			return nil, nil, false
+			return false
 		}
 		if raw == nil {
 			rest = append(rest, field...)
@@ -127,6 +111,10 @@ func splitGraph(g []byte) (rest []byte, raws []rawPart, ok bool) {
 			rest = protowire.AppendBytes(rest, st)
 		}
 		index++
+		return true
+	})
+	if !ok {
+		return nil, nil, false
 	}
 	return rest, raws, true
 }
@@ -135,30 +123,46 @@ func splitGraph(g []byte) (rest []byte, raws []rawPart, ok bool) {
 // raw_data, when it has one of minShared bytes or more; raw is nil
 // otherwise.
 func splitTensor(t []byte) (rest, raw []byte, ok bool) {
-	at, count := -1, 0
-	for b, off := t, 0; len(b) > 0; {
-		num, typ, n := protowire.ConsumeTag(b)
-		if n < 0 {
-			return nil, nil, false
-		}
-		m := protowire.ConsumeFieldValue(num, typ, b[n:])
-		if m < 0 {
-			return nil, nil, false
-		}
+	at, count, off := -1, 0, 0
+	ok = eachField(t, func(num protowire.Number, typ protowire.Type, field []byte, n int) bool {
 		if num == tensorRawData {
 			if typ != protowire.BytesType {
-				return nil, nil, false
+				return false
 			}
 			count++
 			at = off
-			raw, _ = protowire.ConsumeBytes(b[n : n+m])
-			rest = t[off+n+m:] // the fields after it
+			raw, _ = protowire.ConsumeBytes(field[n:])
+			rest = t[off+len(field):] // the fields after it
 		}
-		b = b[n+m:]
-		off += n + m
+		off += len(field)
+		return true
+	})
+	if !ok {
+		return nil, nil, false
 	}
 	if count != 1 || len(raw) < minShared {
 		return nil, nil, count <= 1
 	}
 	return append(t[:at:at], rest...), raw, true
+}
+
+// eachField calls fn with every field of the encoded message b in order:
+// its number, wire type, whole encoding and the length of its tag; false
+// when b does not parse or fn returns false.
+func eachField(b []byte, fn func(num protowire.Number, typ protowire.Type, field []byte, tagLen int) bool) bool {
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return false
+		}
+		m := protowire.ConsumeFieldValue(num, typ, b[n:])
+		if m < 0 {
+			return false
+		}
+		if !fn(num, typ, b[:n+m], n) {
+			return false
+		}
+		b = b[n+m:]
+	}
+	return true
 }
