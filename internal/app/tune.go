@@ -724,6 +724,16 @@ func (p *progress) estimate(s hyperat.Step) {
 		per.Round(100*time.Millisecond), rest.Round(time.Second), p.total-s.It-1)
 }
 
+// pace is a run's speed as a reader wants it: iterations per second, or
+// seconds per iteration for a run slower than one a second (a large model's
+// 0.003 it/s would print as 0.00).
+func pace(rate float64) string {
+	if rate >= 1 {
+		return fmt.Sprintf("%.2f it/s", rate)
+	}
+	return fmt.Sprintf("%.1f s/it", 1/math.Max(rate, 1e-9))
+}
+
 func (p *progress) step(s hyperat.Step) {
 	if s.It == p.first {
 		if p.tty {
@@ -735,7 +745,7 @@ func (p *progress) step(s hyperat.Step) {
 	el := time.Since(p.start).Seconds()
 	rate := float64(done) / math.Max(el, 1e-9)
 	left := time.Duration(float64(p.total-s.It-1)/math.Max(rate, 1e-9)) * time.Second
-	line := fmt.Sprintf("iter %d/%d  %-6s loss %.4f  eps %.4f  %.2f it/s  %s left", s.It+1, p.total, s.Defense, s.Loss, s.Eps, rate, left.Round(time.Second))
+	line := fmt.Sprintf("iter %d/%d  %-6s loss %.4f  eps %.4f  %s  %s left", s.It+1, p.total, s.Defense, s.Loss, s.Eps, pace(rate), left.Round(time.Second))
 	if p.tty {
 		width := 24
 		fill := width * (s.It + 1) / p.total

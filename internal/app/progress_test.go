@@ -1,0 +1,20 @@
+package app
+
+import "testing"
+
+// A slow run's pace is seconds per iteration, not "0.00 it/s".
+func TestPace(t *testing.T) {
+	for _, c := range []struct {
+		rate float64
+		want string
+	}{
+		{12.345, "12.35 it/s"},
+		{1, "1.00 it/s"},
+		{0.5, "2.0 s/it"},
+		{1.0 / 354.5, "354.5 s/it"},
+	} {
+		if got := pace(c.rate); got != c.want {
+			t.Errorf("pace(%v) = %q, want %q", c.rate, got, c.want)
+		}
+	}
+}
