@@ -377,6 +377,20 @@ func (rep *robustReport) print(w io.Writer) {
 	for _, wn := range attack.SuiteWarnings(rep.images) {
 		fmt.Fprintf(w, "warning: %s\n", wn)
 	}
+	if noneRight(rep.images) {
+		fmt.Fprintln(w, "note: the model classifies none of these images correctly, so the attacks had nothing to attack")
+	}
+}
+
+// noneRight reports whether there are images and the model is wrong on every
+// one: robust accuracy is then 0 without any attack having run.
+func noneRight(recs []attack.Record) bool {
+	for _, r := range recs {
+		if r.CleanPred == r.Label {
+			return false
+		}
+	}
+	return len(recs) > 0
 }
 
 // fileSHA256 is the SHA-256 of a file's bytes, in hex.
