@@ -193,7 +193,7 @@ class Report:
         return ts
 
     def fwdgrad(self):
-        self.out("## 2-6. The engine against PyTorch")
+        self.out("## 2-8. The engine against PyTorch")
         self.out()
         self.out("| benchmark | unit | ours best | ours median | PyTorch best | PyTorch median | ratio best | ratio median | samples (ours / PyTorch) |")
         self.out("|---|---|---|---|---|---|---|---|---|")
@@ -287,6 +287,46 @@ class Report:
         else:
             self.targets.append(("6. ViT-B/16 forward + backward at batch 8", "n/a", "n/a", "report", "not measured"))
 
+    def vitb_train(self):
+        """7. the ViT-B/16 HyperAT iteration per defense, 8. PGD on one ViT-B/16 batch; each with the
+        processes' peak RSS. Absent unless bench/run.sh ran them (--vitb-train)."""
+        for bench, num, what in (("vitb_hyperat", 7, "HyperAT iteration"), ("vitb_pgd", 8, "PGD")):
+            gr, trr = self.pick(bench, "go"), self.pick(bench, "torch")
+            if not (gr or trr):
+                continue
+            b = (gr or trr)[0].get("batch")
+            steps = (gr or trr)[0].get("steps")
+            micro = sorted({r.get("micro") or r.get("pass") for r in gr if r.get("micro") or r.get("pass")})
+            ours = f"ours in {'micro-batches' if bench == 'vitb_hyperat' else 'passes'} of {', '.join(map(str, micro))}" if micro else "ours"
+            name = f"{num}. ViT-B/16 224x224, {what}, {steps} attack step{'' if steps == 1 else 's'}, batch {b} ({ours})"
+            keys = sorted({r.get("defense") for r in gr + trr}, key=str)
+            ratios = []
+            for d in keys:
+                kw = {"defense": d} if d else {}
+                go, th = self.per_iter(bench, "go", **kw), self.per_iter(bench, "torch", **kw)
+                label = f"{name}{', ' + d if d else ''}"
+                if go and th:
+                    self.out(f"| {label} | s | {fmt(min(go))} | {fmt(med(go))} | {fmt(min(th))} | {fmt(med(th))} | "
+                             f"{rx(min(th) / min(go))} | {rx(med(th) / med(go))} | {len(go)} / {len(th)} |")
+                    ratios.append((d, med(go), med(th)))
+            if ratios:
+                gm = sum(r[1] for r in ratios) / len(ratios)
+                tm = sum(r[2] for r in ratios) / len(ratios)
+                self.targets.append((f"{num}. ViT-B/16 {what} at batch {b} >= 1.5x PyTorch"
+                                     + (f" ({', '.join(str(r[0]) for r in ratios)})" if ratios[0][0] else ""),
+                                     f"{fmt(gm)} s vs {fmt(tm)} s", rx(tm / gm), ">= 1.5x", verdict(tm / gm, 1.5)))
+            else:
+                self.targets.append((f"{num}. ViT-B/16 {what} >= 1.5x PyTorch", "n/a", "n/a", ">= 1.5x", "not measured"))
+            go = [r["rss_kb"] / 1024 for r in self.procs(bench, "go") if r.get("rss_kb")]
+            th = [r["rss_kb"] / 1024 for r in self.procs(bench, "torch") if r.get("rss_kb")]
+            if go and th:
+                self.out(f"| {num}. ViT-B/16 {what} peak RSS, batch {b} | MB | {fmt(min(go))} | {fmt(med(go))} | {fmt(min(th))} | "
+                         f"{fmt(med(th))} | {rx(min(th) / min(go))} | {rx(med(th) / med(go))} | {len(go)} / {len(th)} |")
+                self.targets.append((f"{num}'. peak RSS of the ViT-B/16 {what} < PyTorch's", f"{fmt(med(go))} MB vs {fmt(med(th))} MB",
+                                     rx(med(th) / med(go)), "> 1.0x (less)", "met" if med(th) > med(go) else "not met"))
+            else:
+                self.targets.append((f"{num}'. peak RSS of the ViT-B/16 {what} < PyTorch's", "n/a", "n/a", "> 1.0x", "not measured"))
+
     def notes(self):
         self.out()
         if getattr(self, "pgd_acc", None):
@@ -296,13 +336,15 @@ class Report:
             self.out(f"PGD-10 accuracies (same model, same attack, different random starts): ours clean "
                      f"{fmt(g.get('clean'), 3)}, robust {fmt(g.get('robust'), 3)}; PyTorch clean {fmt(t.get('clean'), 3)}, "
                      f"robust {fmt(t.get('robust'), 3)}.")
-        gp = self.pick("hyperat", "go")
-        tp = self.pick("hyperat", "torch")
-        if gp and tp:
-            self.out(f"Trained values per HyperAT run (hypernetwork and head): ours {gp[0].get('params')}, "
-                     f"PyTorch {tp[0].get('params')}.")
-        firsts = [(r.get("defense") or r["bench"], r.get("first_s"), r["side"]) for r in self.rows
-                  if r.get("first_s") is not None and r.get("bench") in ("fwdgrad", "hyperat", "vitb")]
+        for bench, what in (("hyperat", "HyperAT run"), ("vitb_hyperat", "ViT-B/16 HyperAT run")):
+            gp, tp = self.pick(bench, "go"), self.pick(bench, "torch")
+            if gp and tp:
+                self.out(f"Trained values per {what} (hypernetwork and head): ours {gp[0].get('params')}, "
+                         f"PyTorch {tp[0].get('params')}"
+                         + (f"; LoRA layers: ours {gp[0].get('lora_layers')}, PyTorch {tp[0].get('lora_layers')}"
+                            if gp[0].get("lora_layers") else "") + ".")
+        firsts = [(f"{r['bench']} {r['defense']}" if r.get("defense") else r["bench"], r.get("first_s"), r["side"]) for r in self.rows
+                  if r.get("first_s") is not None and r.get("bench") in ("fwdgrad", "hyperat", "vitb", "vitb_hyperat", "vitb_pgd")]
         if firsts:
             by = {}
             for name, f, side in firsts:
@@ -330,6 +372,7 @@ class Report:
         self.hyperat()
         self.memory()
         self.vitb()
+        self.vitb_train()
         self.notes()
         body = self.lines
         self.lines = []

@@ -3,20 +3,28 @@
 # prints the ratios (ours vs PyTorch, higher is better for us). See docs/BENCHMARKS.md.
 #
 # usage: bash bench/run.sh [--quick] [--reps N] [--only LIST] [--vitb MODEL.onnx | --no-vitb]
-#                          [--md FILE] [--keep DIR]
+#                          [--vitb-train] [--vitb-model MODEL.onnx] [--md FILE] [--keep DIR]
 #
 #   --quick        a smoke run with small counts (a few shapes, one repetition, PGD on 64 images,
 #                  one PGD-AT iteration, no ViT-B): under two minutes on an idle 2-core machine
 #   --reps N       processes per side and measurement (default 3; --quick: 1)
-#   --only LIST    comma-separated subset of: matmul,fwdgrad,pgd,hyperat,vitb
+#   --only LIST    comma-separated subset of: matmul,fwdgrad,pgd,hyperat,vitb,vitbtrain
 #   --vitb PATH    use this ViT-B/16 export instead of exporting one (to a temporary folder)
 #   --no-vitb      skip the ViT-B/16 benchmark
+#   --vitb-train   also run the ViT-B/16 training measurements (7. HyperAT iteration, 8. PGD-10 on
+#                  a batch; opt-in: tens of minutes per process at the full batch); --only vitbtrain
+#                  runs them alone. With --quick: batch 2, one attack step (a smoke run)
+#   --vitb-model PATH  the 10-class ViT-B/16 of bench/vitb_e2e_inputs.py for them (default: export it)
 #   --md FILE      also write the report (Markdown) to FILE
 #   --keep DIR     keep the raw results in DIR (default: a temporary folder, removed at the end)
 #
 # Environment: PYTHON (default /usr/bin/python3, Debian's, with python3-torch and python3-onnx),
 # BENCH_THREADS (threads for both sides; default all cores), PEAK_GFLOPS_PER_CORE (the fp32 FMA
-# peak target 1b is measured against; default the issue's 240).
+# peak target 1b is measured against; default the issue's 240). The ViT-B/16 training
+# measurements: VITB_BATCH (default 128: the largest PyTorch's training pass holds on 24 GiB,
+# docs/BENCHMARKS.md), VITB_STEPS (10), VITB_DEFENSES (pgdat; trades and mart hold two forwards:
+# give them VITB_BATCH=64), VITB_REPS (processes per side, default 1), VITB_MAX_MEMORY (the Go
+# side's --max-memory, default 12G: its trainer runs the batch in the micro-batches it plans).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -26,6 +34,8 @@ REPS=
 ONLY=matmul,fwdgrad,pgd,hyperat,vitb
 VITB=
 NOVITB=0
+VITBTRAIN=0
+VITBMODEL=
 MD=
 KEEP=
 while [ $# -gt 0 ]; do
@@ -35,15 +45,18 @@ while [ $# -gt 0 ]; do
 	--only) ONLY=$2; shift ;;
 	--vitb) VITB=$2; shift ;;
 	--no-vitb) NOVITB=1 ;;
+	--vitb-train) VITBTRAIN=1 ;;
+	--vitb-model) VITBMODEL=$2; shift ;;
 	--md) MD=$2; shift ;;
 	--keep) KEEP=$2; shift ;;
-	-h | --help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+	-h | --help) sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
 	*) echo "run.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
 	esac
 	shift
 done
 case "$REPS" in '' | *[!0-9]* | 0) [ -z "$REPS" ] || { echo "run.sh: --reps wants a positive integer" >&2; exit 2; } ;; esac
 want() { case ",$ONLY," in *",$1,"*) return 0 ;; *) return 1 ;; esac; }
+want vitbtrain && VITBTRAIN=1
 
 THREADS=${BENCH_THREADS:-$(nproc)}
 export GOMAXPROCS=$THREADS BENCH_THREADS=$THREADS
@@ -61,6 +74,8 @@ if [ "$QUICK" = 1 ]; then
 	HYP_ITERS=1
 	VITB_ITERS=1
 	NOVITB=$([ -n "$VITB" ] && echo 0 || echo 1)
+	VITB_BATCH=${VITB_BATCH:-2}
+	VITB_STEPS=${VITB_STEPS:-1}
 else
 	REPS=${REPS:-3}
 	SGEMM_FILTER='.'
@@ -72,6 +87,11 @@ else
 	HYP_ITERS=2
 	VITB_ITERS=2
 fi
+VITB_BATCH=${VITB_BATCH:-128}
+VITB_STEPS=${VITB_STEPS:-10}
+VITB_DEFENSES=${VITB_DEFENSES:-pgdat}
+VITB_REPS=${VITB_REPS:-1}
+VITB_MAX_MEMORY=${VITB_MAX_MEMORY:-12G}
 
 if [ -n "$KEEP" ]; then
 	RES=$KEEP
@@ -257,6 +277,38 @@ if want vitb && [ "$NOVITB" = 0 ]; then
 	if [ -n "$VITB" ]; then
 		say "6. ViT-B/16 forward + input gradient, batch 8 ($REPS processes per side, $VITB_ITERS timed steps each)"
 		for I in $(seq "$REPS"); do pair vitb_go vitb_torch; done
+	fi
+fi
+
+# ------------------------------------------------------------------------------------ 7, 8. ViT-B/16 training
+vitb_hyperat_go() {
+	measure vitb_hyperat go "$BIN/engine-bench" vitb-hyperat --model "$VITBMODEL" --batch "$VITB_BATCH" \
+		--steps "$VITB_STEPS" --defenses "$VITB_DEFENSES" --iters 1 --max-memory "$VITB_MAX_MEMORY"
+}
+vitb_hyperat_torch() {
+	measure vitb_hyperat torch "$PYTHON" bench/torch_hyperat.py --vitb --batch "$VITB_BATCH" \
+		--steps "$VITB_STEPS" --defenses "$VITB_DEFENSES" --iters 1 --threads "$THREADS"
+}
+vitb_pgd_go() {
+	measure vitb_pgd go "$BIN/engine-bench" vitb-pgd --model "$VITBMODEL" --batch "$VITB_BATCH" \
+		--steps "$VITB_STEPS" --iters 1 --max-memory "$VITB_MAX_MEMORY"
+}
+vitb_pgd_torch() {
+	measure vitb_pgd torch "$PYTHON" bench/torch_pgd.py --vitb --batch "$VITB_BATCH" --steps "$VITB_STEPS" \
+		--iters 1 --threads "$THREADS"
+}
+if [ "$VITBTRAIN" = 1 ]; then
+	if [ -z "$VITBMODEL" ]; then
+		say "7. exporting bench/vitb_e2e_inputs.py's vit_b_16 (10 classes, random weights, about 340 MB) to a temporary folder"
+		"$PYTHON" bench/vitb_e2e_inputs.py "$BIN" --no-images >"$RES/vitb-train-export.log" 2>&1 &&
+			VITBMODEL=$BIN/vit_b_16_op17.onnx ||
+			say "the export failed: $(tail -n 3 "$RES/vitb-train-export.log")"
+	fi
+	if [ -n "$VITBMODEL" ]; then
+		say "7. ViT-B/16 HyperAT iteration, batch $VITB_BATCH, $VITB_STEPS attack steps, $VITB_DEFENSES ($VITB_REPS processes per side; ours within --max-memory $VITB_MAX_MEMORY)"
+		for I in $(seq "$VITB_REPS"); do pair vitb_hyperat_go vitb_hyperat_torch; done
+		say "8. ViT-B/16 PGD-$VITB_STEPS on a batch of $VITB_BATCH ($VITB_REPS processes per side)"
+		for I in $(seq "$VITB_REPS"); do pair vitb_pgd_go vitb_pgd_torch; done
 	fi
 fi
 

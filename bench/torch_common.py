@@ -5,7 +5,9 @@
 - matmul_gflops(): the 1024-cube float32 product, the check that torch runs on an optimized BLAS;
 - mnist_vit(path): the fixture MNIST ViT (fixtures/gen/vit.py) with its weights read from the ONNX
   file, so that both sides run the same model;
-- emit(...): one line "RESULT {json}", the format bench/cmd/engine-bench prints too.
+- emit(...): one line "RESULT {json}", the format bench/cmd/engine-bench prints too;
+- VITB_BATCH: the batch of the ViT-B/16 HyperAT and PGD measurements (engine-bench's vitbBatch);
+- fraction(s): a number written as 0.03 or 8/255 (argparse type).
 
 Debian's Python only: torch 1.13 (python3-torch), python3-onnx, numpy.
 """
@@ -25,6 +27,15 @@ GEN = os.path.join(ROOT, "fixtures", "gen")
 DEFAULT_MODEL = os.path.join(ROOT, "fixtures", "models", "mnist_vit_op17.onnx")
 DEFAULT_DATA = os.path.join(ROOT, "fixtures", "mnist")
 START = time.perf_counter()
+# the largest batch whose ViT-B/16 HyperAT training pass PyTorch holds on a 24 GiB machine
+# (docs/BENCHMARKS.md, "ViT-B/16 against PyTorch"); engine-bench's vitbBatch is the same
+VITB_BATCH = 128
+
+
+def fraction(s):
+    """0.03 or 8/255."""
+    num, _, den = s.partition("/")
+    return float(num) / float(den) if den else float(num)
 
 
 def threads(n):

@@ -1,8 +1,10 @@
 """PyTorch twin of engine-bench hyperat: one HyperAT training iteration (docs/METHOD.md), timed per
-defense, batch 64, on the fixture MNIST ViT with random images.
+defense, batch 64, on the fixture MNIST ViT with random images; with --vitb, the twin of
+engine-bench vitb-hyperat: the same iteration on torchvision's vit_b_16 at 224x224.
 
 usage: torch_hyperat.py [--model fixtures/models/mnist_vit_op17.onnx] [--defenses pgdat,trades,mart]
-                        [--batch 64] [--eps 0.1] [--warm 1] [--iters 3]
+                        [--batch 64] [--eps 0.1] [--steps 10] [--warm 1] [--iters 3]
+       torch_hyperat.py --vitb [--defenses pgdat] [--batch 128] [--eps 8/255] [--steps 10] [--warm 1] [--iters 1]
 
 The iteration, as the Go trainer runs it (hyperat.Trainer.Step):
   1. the hypernetwork generates every adapted layer's LoRA factors for the defense: embeddings of the
@@ -19,6 +21,15 @@ The iteration, as the Go trainer runs it (hyperat.Trainer.Step):
      one-cycle learning rate.
 The pretrained weights are frozen (requires_grad False), the model is in eval mode. Each defense
 gets a fresh model and hypernetwork, as the Go benchmark builds a trainer per defense.
+
+--vitb: the model of bench/vitb_e2e_inputs.py (torchvision's vit_b_16, 10 classes, the same seeded
+weights as the ONNX file that script exports, which the Go side imports). torchvision's attention is
+nn.MultiheadAttention, whose packed input projection is no module: each block's attention is
+replaced by SplitAttention, the same arithmetic (packed qkv projection, q scaled by 1/sqrt(d),
+softmax(q k^T) v per head, output projection) with qkv and proj as Linear layers, so that the LoRA
+wraps the same four layers the Go side adapts (qkv 768x2304, proj, fc1 = mlp[0], fc2 = mlp[3]).
+The script checks that the replaced model's logits equal the original's on one image. The whole
+batch runs at once (no micro-batches: PyTorch holds it; see docs/BENCHMARKS.md for the batch).
 """
 
 import argparse
@@ -33,6 +44,8 @@ import torch.nn.functional as F
 import torch_common as tc
 
 KINDS = {"qkv": ("attn", "qkv"), "proj": ("attn", "proj"), "fc1": ("mlp", "fc1"), "fc2": ("mlp", "fc2")}
+# torchvision's ViT, after SplitAttention: kind -> (child of the block, attribute or index)
+TV_KINDS = {"qkv": ("self_attention", "qkv"), "proj": ("self_attention", "proj"), "fc1": ("mlp", 0), "fc2": ("mlp", 3)}
 
 
 class LoRALinear(nn.Module):
@@ -91,15 +104,47 @@ class Hypernet(nn.Module):
         return A, B
 
 
+class SplitAttention(nn.Module):
+    """nn.MultiheadAttention (batch first, self-attention, no mask, eval) with its packed input
+    projection as a Linear layer (qkv) and its output projection as proj: the arithmetic of
+    torch's unfused path, so that both can carry a LoRA."""
+
+    def __init__(self, mha):
+        super().__init__()
+        if not mha.batch_first or not mha._qkv_same_embed_dim or mha.in_proj_bias is None:
+            raise ValueError("SplitAttention wants a batch-first self-attention with a packed, biased projection")
+        e = mha.embed_dim
+        self.heads = mha.num_heads
+        self.qkv = nn.Linear(e, 3 * e)
+        self.qkv.weight, self.qkv.bias = mha.in_proj_weight, mha.in_proj_bias
+        self.proj = mha.out_proj
+
+    def forward(self, query, key, value, need_weights=False):
+        n, l, e = query.shape
+        d = e // self.heads
+        q, k, v = self.qkv(query).view(n, l, 3, self.heads, d).permute(2, 0, 3, 1, 4)
+        a = torch.softmax((q * d ** -0.5) @ k.transpose(-2, -1), dim=-1)
+        return self.proj((a @ v).transpose(1, 2).reshape(n, l, e)), None
+
+
 def adapt(model, rank, alpha):
     """Wraps qkv, proj, fc1 and fc2 of every block; returns the wrappers and their descriptions."""
+    if hasattr(model, "encoder"):  # torchvision's VisionTransformer
+        blocks, kinds = model.encoder.layers, TV_KINDS
+        for block in blocks:
+            block.self_attention = SplitAttention(block.self_attention)
+    else:
+        blocks, kinds = model.blocks, KINDS
     layers, targets = [], []
-    for bi, block in enumerate(model.blocks):
-        for kind, (parent, attr) in KINDS.items():
+    for bi, block in enumerate(blocks):
+        for kind, (parent, attr) in kinds.items():
             owner = getattr(block, parent)
-            base = getattr(owner, attr)
+            base = owner[attr] if isinstance(attr, int) else getattr(owner, attr)
             w = LoRALinear(base, alpha / rank)
-            setattr(owner, attr, w)
+            if isinstance(attr, int):
+                owner[attr] = w
+            else:
+                setattr(owner, attr, w)
             layers.append(w)
             targets.append({"kind": kind, "block": bi, "in": base.in_features, "out": base.out_features})
     return layers, targets
@@ -174,12 +219,32 @@ def one_cycle(lr, it, total, warm=0.1):
     return lr * 0.5 * (1 + math.cos(math.pi * (it - w) / max(total - w, 1)))
 
 
+def vitb():
+    """bench/vitb_e2e_inputs.py's ViT-B/16 (the weights of the file it exports)."""
+    import vitb_e2e_inputs
+
+    return vitb_e2e_inputs.build()
+
+
 class Run:
-    def __init__(self, path, defense, batch, eps, steps=10, rank=8, alpha=16.0, lr=1e-3, total=1000):
-        self.model = tc.freeze(tc.mnist_vit(path))
+    def __init__(self, path, defense, batch, eps, steps=10, rank=8, alpha=16.0, lr=1e-3, total=1000, vitb_model=False):
+        if vitb_model:
+            self.model, self.shape = tc.freeze(vitb()), (3, 224, 224)
+            x = torch.rand((1,) + self.shape, generator=torch.Generator().manual_seed(2))
+            with torch.no_grad():
+                want = self.model(x)
+        else:
+            self.model, self.shape = tc.freeze(tc.mnist_vit(path)), (1, 28, 28)
         self.layers, targets = adapt(self.model, rank, alpha)
+        if vitb_model:
+            with torch.no_grad():
+                diff = float((self.model(x) - want).abs().max())
+            if not diff <= 1e-4 * max(1.0, float(want.abs().max())):
+                raise SystemExit(f"the adapted ViT-B/16 computes other logits than torchvision's (largest difference {diff:.3g})")
+            tc.log(f"torch: torchvision's attention replaced by SplitAttention, logits within {diff:.2g} of the original's")
+        self.kinds = {t["kind"]: f"{t['in']}x{t['out']}" for t in targets}
         self.hyper = Hypernet(targets, rank, 1)
-        head = self.model.head
+        head = self.model.heads.head if vitb_model else self.model.head
         for p in head.parameters():
             p.requires_grad_(True)
         self.params = list(self.hyper.parameters()) + list(head.parameters())
@@ -192,7 +257,7 @@ class Run:
         return sum(p.numel() for p in self.params)
 
     def step(self):
-        x = torch.rand((self.batch, 1, 28, 28), generator=self.g)
+        x = torch.rand((self.batch,) + self.shape, generator=self.g)
         y = torch.arange(self.batch) % 10
         A, B = self.hyper(0)
         set_merged(self.layers, [a.detach() for a in A], [b.detach() for b in B])
@@ -212,26 +277,34 @@ class Run:
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default=tc.DEFAULT_MODEL)
-    ap.add_argument("--defenses", default="pgdat,trades,mart")
-    ap.add_argument("--batch", type=int, default=64)
-    ap.add_argument("--eps", type=float, default=0.1)
+    ap.add_argument("--vitb", action="store_true", help="torchvision's vit_b_16 at 224x224 (bench/vitb_e2e_inputs.py's)")
+    ap.add_argument("--defenses", default=None, help="default pgdat,trades,mart; with --vitb pgdat")
+    ap.add_argument("--batch", type=int, default=None, help=f"default 64; with --vitb {tc.VITB_BATCH}")
+    ap.add_argument("--eps", type=tc.fraction, default=None, help="default 0.1; with --vitb 8/255")
+    ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--warm", type=int, default=1)
-    ap.add_argument("--iters", type=int, default=3)
+    ap.add_argument("--iters", type=int, default=None, help="default 3; with --vitb 1")
     ap.add_argument("--threads", type=int, default=0)
     args = ap.parse_args()
     tc.threads(args.threads)
-    for d in args.defenses.split(","):
+    name = "vitb_hyperat" if args.vitb else "hyperat"
+    defenses = args.defenses or ("pgdat" if args.vitb else "pgdat,trades,mart")
+    batch = args.batch or (tc.VITB_BATCH if args.vitb else 64)
+    eps = args.eps if args.eps is not None else (8 / 255 if args.vitb else 0.1)
+    iters = args.iters or (1 if args.vitb else 3)
+    for d in defenses.split(","):
         if d not in ("pgdat", "trades", "mart"):
             raise SystemExit(f"unknown defense {d!r}: want pgdat, trades or mart")
-        run = Run(args.model, d, args.batch, args.eps)
+        run = Run(args.model, d, batch, eps, steps=args.steps, vitb_model=args.vitb)
         t0 = time.perf_counter()
         run.step()
         first = time.perf_counter() - t0
-        ts = tc.timed(max(args.warm - 1, 0), args.iters, run.step)
+        ts = tc.timed(max(args.warm - 1, 0), iters, run.step)
         best, med = tc.summary(ts)
-        tc.log(f"torch hyperat {d}: batch {args.batch}, best {best:.3f}s, median {med:.3f}s per iteration "
-               f"({run.trained()} trained values)")
-        tc.emit(bench="hyperat", defense=d, batch=args.batch, seconds=ts, first_s=first, params=run.trained())
+        tc.log(f"torch {name} {d}: LoRA rank 8 on {len(run.layers)} layers {run.kinds}; batch {batch}, "
+               f"best {best:.3f}s, median {med:.3f}s per iteration ({run.trained()} trained values)")
+        tc.emit(bench=name, defense=d, batch=batch, seconds=ts, first_s=first, params=run.trained(),
+                steps=args.steps, eps=eps, lora_layers=len(run.layers))
         del run
         gc.collect()  # one run's memory at a time, as the Go side
 

@@ -1,10 +1,11 @@
 """The inputs of bench/vitb_e2e.sh: torchvision's ViT-B/16 (10 classes, seeded random weights,
 opset 17, dynamic batch) and a 224-px image folder made from the MNIST fixture.
 
-usage: vitb_e2e_inputs.py OUT_DIR [--opset 17] [--train-per-class 10] [--test-per-class 2]
+usage: vitb_e2e_inputs.py OUT_DIR [--opset 17] [--train-per-class 10] [--test-per-class 2] [--no-images]
 
 Writes OUT_DIR/vit_b_16_op<N>.onnx and OUT_DIR/images/{train,test}/<digit>/*.png (a scratch
-folder, never the repository). torchvision zero-initializes the classifier head, which makes
+folder, never the repository); --no-images writes the model alone (the ViT-B/16 measurements of
+bench/run.sh --vitb-train). torchvision zero-initializes the classifier head, which makes
 every logit constant whatever the image (a degenerate model: every gradient of the loss with
 respect to the input is zero); the head here gets small random weights instead (normal, std
 0.02, seeded), so that the attacks and the tuning have gradients to follow.
@@ -63,6 +64,7 @@ def main():
     ap.add_argument("--opset", type=int, default=17)
     ap.add_argument("--train-per-class", type=int, default=10)
     ap.add_argument("--test-per-class", type=int, default=2)
+    ap.add_argument("--no-images", action="store_true", help="the model alone")
     args = ap.parse_args()
     torch.set_num_threads(int(os.environ.get("BENCH_THREADS", 2)))
     os.makedirs(args.out, exist_ok=True)
@@ -70,7 +72,7 @@ def main():
     if not os.path.exists(model):
         export(model, args.opset)
     images = os.path.join(args.out, "images")
-    if not os.path.isdir(images):
+    if not args.no_images and not os.path.isdir(images):
         fullsize.image_folder(images + ".tmp", args.train_per_class, args.test_per_class)
         os.replace(images + ".tmp", images)
         print(f"{images}: {args.train_per_class} training and {args.test_per_class} test images per digit")

@@ -6,6 +6,8 @@
 //	engine-bench hyperat [--model M] [--defenses pgdat,trades,mart] [--batch 64] [--eps 0.1] [--warm 1] [--iters 3] [--attack-precision fp32]
 //	engine-bench pgd     [--model M] [--data fixtures/mnist] [--limit 640] [--batch 64] [--eps 0.1] [--steps 10] [--attack-precision fp32]
 //	engine-bench vitb    --model VITB.onnx [--batch 8] [--warm 1] [--iters 3]
+//	engine-bench vitb-hyperat --model VITB.onnx [--defenses pgdat] [--batch 128] [--eps 8/255] [--steps 10] [--warm 1] [--iters 1] [--micro M | --max-memory SIZE]
+//	engine-bench vitb-pgd     --model VITB.onnx [--batch 128] [--eps 8/255] [--steps 10] [--warm 1] [--iters 1] [--pass P | --max-memory SIZE]
 //
 // fwdgrad: forward plus input gradient of the mean cross-entropy (one PGD
 // step) on random images. hyperat: one HyperAT iteration per defense, each
@@ -19,7 +21,13 @@
 // /usr/bin/time for the whole process; --attack-precision fp32,bf16 runs the
 // attack with each precision of the input gradient's products in turn, on
 // the same images and random starts, the logits that judge it staying fp32.
-// vitb: fwdgrad on a large model.
+// vitb: fwdgrad on a large model. vitb-hyperat: hyperat with the defaults of
+// the ViT-B/16 measurement (PGD-AT alone, eps 8/255, one timed iteration); its
+// batch may run in micro-batches (--micro, or planned by the trainer from
+// --max-memory as hyperat-tune does). vitb-pgd: --steps PGD steps on one
+// batch of random images, every image attacked, each step a forward and an
+// input gradient (no clean or final forward); --pass or --max-memory split
+// the batch into passes. hyperat also takes --steps, --micro and --max-memory.
 package main
 
 import (
@@ -36,6 +44,7 @@ import (
 	"github.com/hyperat/hyperat/bench"
 	"github.com/hyperat/hyperat/data"
 	"github.com/hyperat/hyperat/hyperat"
+	"github.com/hyperat/hyperat/internal/sysmem"
 	"github.com/hyperat/hyperat/kernels"
 	"github.com/hyperat/hyperat/model"
 )
@@ -46,7 +55,7 @@ var start = time.Now()
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: engine-bench fwdgrad|hyperat|pgd|vitb [flags] (see the package doc)")
+		fmt.Fprintln(os.Stderr, "usage: engine-bench fwdgrad|hyperat|pgd|vitb|vitb-hyperat|vitb-pgd [flags] (see the package doc)")
 		os.Exit(2)
 	}
 	cmd, args := os.Args[1], os.Args[2:]
@@ -54,12 +63,14 @@ func main() {
 	switch cmd {
 	case "fwdgrad", "vitb":
 		err = fwdgrad(cmd, args)
-	case "hyperat":
-		err = hyperatIter(args)
+	case "hyperat", "vitb-hyperat":
+		err = hyperatIter(cmd, args)
 	case "pgd":
 		err = pgd(args)
+	case "vitb-pgd":
+		err = pgdBatch(args)
 	default:
-		err = fmt.Errorf("unknown workload %q: want fwdgrad, hyperat, pgd or vitb", cmd)
+		err = fmt.Errorf("unknown workload %q: want fwdgrad, hyperat, pgd, vitb, vitb-hyperat or vitb-pgd", cmd)
 	}
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "engine-bench %s: %v\n", cmd, err)
@@ -122,28 +133,63 @@ func fwdgrad(name string, args []string) error {
 	return nil
 }
 
-func hyperatIter(args []string) error {
-	fs := flag.NewFlagSet("hyperat", flag.ContinueOnError)
-	path := fs.String("model", defaultModel, "ONNX ViT")
-	defs := fs.String("defenses", "pgdat,trades,mart", "defenses, each timed alone")
-	batch := fs.Int("batch", 64, "batch size")
-	eps := fs.Float64("eps", 0.1, "attack radius")
-	warm := fs.Int("warm", 1, "untimed iterations first (the first compiles)")
-	iters := fs.Int("iters", 3, "timed iterations per defense")
+// hyperatOpts is one hyperat or vitb-hyperat measurement.
+type hyperatOpts struct {
+	bench       string // the RESULT's name: hyperat or vitb_hyperat
+	path        string
+	batch       int
+	eps         float64
+	steps       int
+	warm, iters int
+	micro       int   // images per micro-batch (0: planned from budget, or the whole batch)
+	budget      int64 // --max-memory (0: none)
+	precs       []kernels.Precision
+}
+
+func hyperatIter(name string, args []string) error {
+	vitb := name == "vitb-hyperat"
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	o := hyperatOpts{bench: "hyperat"}
+	defModel, defDefs, defBatch, defEps, defIters := defaultModel, "pgdat,trades,mart", 64, 0.1, 3
+	if vitb {
+		o.bench = "vitb_hyperat"
+		defModel, defDefs, defBatch, defEps, defIters = "", "pgdat", vitbBatch, 8.0/255, 1
+	}
+	fs.StringVar(&o.path, "model", defModel, "ONNX ViT")
+	defs := fs.String("defenses", defDefs, "defenses, each timed alone")
+	fs.IntVar(&o.batch, "batch", defBatch, "batch size")
+	fs.Float64Var(&o.eps, "eps", defEps, "attack radius")
+	fs.IntVar(&o.steps, "steps", 10, "steps of the inner attack")
+	fs.IntVar(&o.warm, "warm", 1, "untimed iterations first (the first compiles)")
+	fs.IntVar(&o.iters, "iters", defIters, "timed iterations per defense")
+	fs.IntVar(&o.micro, "micro", 0, "images per micro-batch (0: the whole batch, or planned from --max-memory)")
+	maxMem := fs.String("max-memory", "", "memory budget such as 12G: the trainer's planner picks the micro-batches")
 	precs := fs.String("attack-precision", "fp32", "products of the attacks: fp32, bf16, or both (fp32,bf16) timed in turn")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	var ps []kernels.Precision
+	if o.path == "" {
+		return fmt.Errorf("--model: give the ONNX file (bench/vitb_e2e_inputs.py --no-images DIR makes ViT-B/16)")
+	}
+	if o.batch < 1 || o.steps < 1 || o.iters < 1 || o.micro < 0 {
+		return fmt.Errorf("--batch, --steps and --iters must be at least 1 and --micro at least 0")
+	}
+	if *maxMem != "" {
+		var err error
+		if o.budget, err = sysmem.Parse(*maxMem); err != nil {
+			return fmt.Errorf("--max-memory: %v", err)
+		}
+		sysmem.Limit(o.budget)
+	}
 	for _, s := range strings.Split(*precs, ",") {
 		p, err := kernels.ParsePrecision(s)
 		if err != nil {
 			return err
 		}
-		ps = append(ps, p)
+		o.precs = append(o.precs, p)
 	}
 	for _, d := range strings.Split(*defs, ",") {
-		if err := hyperatDefense(*path, d, *batch, *eps, *warm, *iters, ps); err != nil {
+		if err := hyperatDefense(o, d); err != nil {
 			return err
 		}
 		// a training run holds one trainer: this one's memory goes back
@@ -154,16 +200,23 @@ func hyperatIter(args []string) error {
 	return nil
 }
 
-func hyperatDefense(path, d string, batch int, eps float64, warm, iters int, precs []kernels.Precision) error {
-	trs := make([]*hyperat.Trainer, len(precs))
-	first := make([]time.Duration, len(precs))
-	for i, p := range precs {
-		cfg := bench.HyperATConfig([]string{d}, eps, batch)
+func hyperatDefense(o hyperatOpts, d string) error {
+	trs := make([]*hyperat.Trainer, len(o.precs))
+	first := make([]time.Duration, len(o.precs))
+	for i, p := range o.precs {
+		cfg := bench.HyperATConfig([]string{d}, o.eps, o.batch)
 		cfg.AttackPrecision = p
-		tr, err := bench.NewTrainer(path, cfg)
+		cfg.Steps = o.steps
+		cfg.Micro = o.micro
+		tr, err := bench.NewTrainer(o.path, cfg)
 		if err != nil {
 			return err
 		}
+		if err := planMicro(tr, o.budget); err != nil {
+			return err
+		}
+		fmt.Fprintf(os.Stderr, "go %s %s: %s; batch %d in micro-batches of %d\n",
+			o.bench, d, targets(tr), o.batch, tr.MicroSize())
 		t0 := time.Now()
 		if _, err := tr.Step(); err != nil {
 			return err
@@ -171,8 +224,8 @@ func hyperatDefense(path, d string, batch int, eps float64, warm, iters int, pre
 		first[i], trs[i] = time.Since(t0), tr
 	}
 	// one iteration of each trainer in turn
-	ts := make([][]time.Duration, len(precs))
-	for i := -max(warm-1, 0); i < iters; i++ {
+	ts := make([][]time.Duration, len(o.precs))
+	for i := -max(o.warm-1, 0); i < o.iters; i++ {
 		for j, tr := range trs {
 			t0 := time.Now()
 			if _, err := tr.Step(); err != nil {
@@ -183,20 +236,21 @@ func hyperatDefense(path, d string, batch int, eps float64, warm, iters int, pre
 			}
 		}
 	}
-	for j, p := range precs {
-		fmt.Fprintf(os.Stderr, "go hyperat %s (attacks %v): batch %d, best %.3fs, median %.3fs per iteration\n",
-			d, p, batch, bench.Best(ts[j]).Seconds(), bench.Median(ts[j]).Seconds())
-		emit(map[string]any{"bench": "hyperat", "defense": d, "batch": batch, "seconds": seconds(ts[j]),
-			"first_s": first[j].Seconds(), "params": trained(trs[j]), "attack_precision": p.String()})
+	for j, p := range o.precs {
+		fmt.Fprintf(os.Stderr, "go %s %s (attacks %v): batch %d, best %.3fs, median %.3fs per iteration\n",
+			o.bench, d, p, o.batch, bench.Best(ts[j]).Seconds(), bench.Median(ts[j]).Seconds())
+		emit(map[string]any{"bench": o.bench, "defense": d, "batch": o.batch, "seconds": seconds(ts[j]),
+			"first_s": first[j].Seconds(), "params": trained(trs[j]), "attack_precision": p.String(),
+			"steps": o.steps, "eps": o.eps, "micro": trs[j].MicroSize(), "lora_layers": len(trs[j].Net.Targets)})
 	}
-	if len(precs) == 2 {
+	if len(o.precs) == 2 {
 		// each pair of iterations met about the same load
 		ratios := make([]time.Duration, len(ts[0]))
 		for i := range ratios {
 			ratios[i] = time.Duration(float64(time.Second) * ts[0][i].Seconds() / ts[1][i].Seconds())
 		}
-		fmt.Fprintf(os.Stderr, "go hyperat %s: %v / %v per pair of iterations: median %.2fx, best %.2fx\n",
-			d, precs[0], precs[1], bench.Median(ratios).Seconds(), slices.Max(ratios).Seconds())
+		fmt.Fprintf(os.Stderr, "go %s %s: %v / %v per pair of iterations: median %.2fx, best %.2fx\n",
+			o.bench, d, o.precs[0], o.precs[1], bench.Median(ratios).Seconds(), slices.Max(ratios).Seconds())
 	}
 	return nil
 }
