@@ -10,7 +10,8 @@
 //   - forward plus input gradient of the cross-entropy (one PGD step);
 //   - one HyperAT iteration per defense (ten attack steps and the update);
 //   - PGD-10 over the first images of the MNIST test set;
-//   - forward plus input gradient of a ViT-B/16 at 224x224.
+//   - forward plus input gradient of a ViT-B/16 at 224x224;
+//   - one HyperAT iteration and PGD-10 on one batch of that ViT-B/16.
 package bench
 
 import (
