@@ -3,6 +3,7 @@ package hyperat
 import (
 	"github.com/hyperat/hyperat/compile"
 	"github.com/hyperat/hyperat/kernels"
+	"github.com/hyperat/hyperat/model"
 )
 
 // Footprint is what running a tuning in micro-batches of Micro images adds,
@@ -13,7 +14,8 @@ type Footprint struct {
 	// Programs: the net's attack and training programs at the micro-batch's
 	// size (and that of a smaller last one), one arena for all.
 	Programs int64
-	// Validation: the merged model's weights and its programs.
+	// Validation: the merged model's weights and its programs, and the
+	// tuned weights the run writes at its end.
 	Validation int64
 	// Working: the batch's images and the attacks' copies of them.
 	Working int64
@@ -56,7 +58,7 @@ func (t *Trainer) Footprint(b int) (Footprint, error) {
 		if singles || pairs && t.Net.unpaired {
 			ps = append(ps, prog{s, true, kernels.FP32})
 		}
-		for i, p := range ps {
+		for _, p := range ps {
 			m, err := t.Net.planProgram(p.batch, p.training, p.prec)
 			if err != nil && p.batch == 2*s {
 				// a model that does not run at twice the batch runs the
@@ -67,12 +69,14 @@ func (t *Trainer) Footprint(b int) (Footprint, error) {
 				return f, err
 			}
 			add(m)
-			if i == 0 {
-				// the attack's program stands in for the validation model's,
-				// which runs the same graph with merged weights
-				f.Validation = max(f.Validation, m.Arena+2*m.Own())
-			}
 		}
+		// validation runs the original graph with merged weights as
+		// constants, in float32 (see validate)
+		v, err := model.PlanFootprint(t.orig, t.Net.Classes, s, kernels.FP32)
+		if err != nil {
+			return f, err
+		}
+		f.Validation = max(f.Validation, v)
 	}
 	f.Programs = arena + own
 	weights := int64(0)
@@ -81,7 +85,9 @@ func (t *Trainer) Footprint(b int) (Footprint, error) {
 			weights += 4 * int64(len(p.Const.F))
 		}
 	}
-	f.Validation += weights
+	// the model validated holds a merged copy of the weights; at the end the
+	// tuned copy is made while the last one validated may not be collected
+	f.Validation += 2 * weights
 	image := 4 * int64(t.Net.C*t.Net.H*t.Net.W)
 	// the batch, its micro-batch copies and examples; the attack's padded
 	// input, gradient and iterate, and a garbage copy of each

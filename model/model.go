@@ -207,10 +207,14 @@ func (c *Classifier) InputGrad(x *graph.Tensor, seed func(logits *graph.Tensor) 
 // vjpSpec is the graph and options of InputGrad's program at batch (v
 // without its program).
 func (c *Classifier) vjpSpec(batch int) (*vjpProg, *graph.Graph, compile.Options) {
-	g := c.Model.Graph.Clone()
+	return vjpSpecOf(c.Model.Graph, c.classes, batch, c.GradPrecision, c.arena)
+}
+
+func vjpSpecOf(g *graph.Graph, classes, batch int, prec kernels.Precision, arena *compile.Arena) (*vjpProg, *graph.Graph, compile.Options) {
+	g = g.Clone()
 	g.Outputs = g.Outputs[:1]
-	s := g.AddInput("logits_cotangent", graph.Float32, graph.StaticShape(batch, c.classes))
-	return &vjpProg{x: g.Inputs[0], seed: s}, g, compile.Options{Batch: batch, Precision: c.GradPrecision, Arena: c.arena,
+	s := g.AddInput("logits_cotangent", graph.Float32, graph.StaticShape(batch, classes))
+	return &vjpProg{x: g.Inputs[0], seed: s}, g, compile.Options{Batch: batch, Precision: prec, Arena: arena,
 		Grad: &compile.GradSpec{Loss: g.Outputs[0], Seed: s, Wrt: []*graph.Value{g.Inputs[0]}}}
 }
 
@@ -219,13 +223,21 @@ func (c *Classifier) vjpSpec(batch int) (*vjpProg, *graph.Graph, compile.Options
 // (sharing one arena), and the smaller programs an attack compiles as it
 // attacks fewer images (about as much again of their own buffers).
 func (c *Classifier) Footprint(batch int) (int64, error) {
-	g, opts := forwardSpec(c.Model.Graph, batch, nil)
-	f, err := compile.Plan(g, opts)
+	return PlanFootprint(c.Model.Graph, c.classes, batch, c.GradPrecision)
+}
+
+// PlanFootprint is the Footprint of a classifier of graph g (classes
+// logits, its input gradients' products in prec) planned before the
+// classifier is made: a caller that will make one later (a trainer's
+// validation of merged weights) plans for it without compiling anything.
+func PlanFootprint(g *graph.Graph, classes, batch int, prec kernels.Precision) (int64, error) {
+	fg, opts := forwardSpec(g, batch, nil)
+	f, err := compile.Plan(fg, opts)
 	if err != nil {
 		return 0, err
 	}
-	_, g, opts = c.vjpSpec(batch)
-	v, err := compile.Plan(g, opts)
+	_, vg, opts := vjpSpecOf(g, classes, batch, prec, nil)
+	v, err := compile.Plan(vg, opts)
 	if err != nil {
 		return 0, err
 	}
