@@ -36,6 +36,7 @@ type Program struct {
 	outs   []*graph.Tensor
 	// prof, when not nil, accumulates the time of each step (see Profile).
 	prof []time.Duration
+	hook func(step int) // see Hook
 	mem  Memory
 }
 
@@ -227,6 +228,15 @@ func (p *Program) runSteps(from, to int) (err error) {
 			err = fmt.Errorf("run: %w", nodeError(p.steps[i].node, "%v", r))
 		}
 	}()
+	if p.hook != nil {
+		for ; i < to; i++ {
+			p.hook(i)
+			s := &p.steps[i]
+			s.k(s.in, s.out)
+		}
+		p.hook(len(p.steps))
+		return nil
+	}
 	if p.prof != nil {
 		for ; i < to; i++ {
 			s := &p.steps[i]
@@ -242,6 +252,12 @@ func (p *Program) runSteps(from, to int) (err error) {
 	}
 	return nil
 }
+
+// Hook makes the program call hook(i) before it runs step i (in the order
+// of StepTimes) and hook(len(steps)) after the last step of each run, or,
+// with nil, stops doing so: the boundaries of the steps for a measurement of
+// their work (bench's core-scaling simulation). It is checked once per run.
+func (p *Program) Hook(hook func(step int)) { p.hook = hook }
 
 // Profile starts (or, with on false, stops and clears) timing every step of
 // the program, for OpTimes: where a model spends its time, by operator.

@@ -2,7 +2,6 @@ package kernels
 
 import (
 	"fmt"
-	"runtime"
 
 	"github.com/hyperat/hyperat/kernels/cpu"
 )
@@ -102,7 +101,7 @@ func (p Precision) SgemmBatched(batch int, transA, transB bool, m, n, k int, alp
 		}
 		return
 	}
-	threads := runtime.GOMAXPROCS(0)
+	threads := Threads()
 	if batch == 1 || threads == 1 || batch < threads && 2*m*n*k >= parallelFlops {
 		// Few large products: parallelize inside each one.
 		for i := 0; i < batch; i++ {
@@ -154,7 +153,7 @@ func (p Precision) SgemmBatchedAt(batch int, transA, transB bool, m, n, k int, a
 		transA: transA, transB: transB, m: m, n: n, k: k,
 		alpha: alpha, beta: beta, lda: lda, ldb: ldb, ldc: ldc,
 	}
-	threads := runtime.GOMAXPROCS(0)
+	threads := Threads()
 	if batch == 1 || threads == 1 || batch < threads && 2*m*n*k >= parallelFlops {
 		for i := 0; i < batch; i++ {
 			g.a, g.b, g.c = a[offA[i]:], b[offB[i]:], c[offC[i]:]
@@ -343,7 +342,7 @@ const parallelFlops = 1 << 23
 // gemm computes the product described by g, on several goroutines when
 // parallel is set and the product is large enough.
 func (v *sgemmVariant) gemm(g *gemmArgs, parallel bool) {
-	threads := runtime.GOMAXPROCS(0)
+	threads := Threads()
 	if !parallel || 2*g.m*g.n*g.k < parallelFlops {
 		threads = 1
 	}
