@@ -22,28 +22,73 @@ type Dispatch struct {
 }
 
 // Segment is the work of one step (or of the code between programs): its
-// CPU time in all, and the parallel calls it made.
+// CPU time in all, the part of it outside parallel calls, and the
+// parallel calls it made.
 type Segment struct {
 	Label   string
 	CPU     int64 // nanoseconds, parallel calls included
+	Serial  int64
 	Regions []kernels.TraceRegion
 }
 
-// Serial is the part of the segment's CPU time outside its parallel calls.
-func (s *Segment) Serial() int64 {
-	t := s.CPU
-	for _, r := range s.Regions {
-		for _, x := range r.Tasks {
-			t -= x
+// NewSegment is the segment of CPU time cpu with the given parallel calls,
+// each task's time less clock, the cost of reading the clock (measured as
+// the time of an empty task).
+func NewSegment(label string, cpu int64, regions []kernels.TraceRegion, clock int64) Segment {
+	s := Segment{Label: label, Serial: cpu}
+	for _, r := range regions {
+		s.Serial -= r.End - r.Start
+		r.Tasks = slices.Clone(r.Tasks)
+		for i, x := range r.Tasks {
+			r.Tasks[i] = max(x-clock, 0)
+			s.CPU += r.Tasks[i]
+		}
+		s.Regions = append(s.Regions, r)
+	}
+	s.Serial = max(s.Serial, 0)
+	s.CPU += s.Serial
+	return s
+}
+
+// Least merges runs of the same computation, segment by segment, task by
+// task: the least time of each, the one least disturbed by other work on
+// the machine. It reports false when the runs did not split alike.
+func Least(runs [][]Segment) ([]Segment, bool) {
+	out := slices.Clone(runs[0])
+	for _, r := range runs[1:] {
+		if len(r) != len(out) {
+			return runs[0], false
+		}
+		for i := range out {
+			a, b := &out[i], &r[i]
+			if len(a.Regions) != len(b.Regions) {
+				return runs[0], false
+			}
+			a.Serial = min(a.Serial, b.Serial)
+			a.CPU = a.Serial
+			regions := make([]kernels.TraceRegion, len(a.Regions))
+			for j := range regions {
+				ta, tb := a.Regions[j].Tasks, b.Regions[j].Tasks
+				if len(ta) != len(tb) {
+					return runs[0], false
+				}
+				regions[j] = a.Regions[j]
+				regions[j].Tasks = make([]int64, len(ta))
+				for k := range ta {
+					regions[j].Tasks[k] = min(ta[k], tb[k])
+					a.CPU += regions[j].Tasks[k]
+				}
+			}
+			a.Regions = regions
 		}
 	}
-	return max(t, 0)
+	return out, true
 }
 
 // Predict is the time of the segment on p cores: its serial part, then each
 // parallel call scheduled on min(tasks, p) goroutines.
 func (s *Segment) Predict(p int, d Dispatch) float64 {
-	t := float64(s.Serial())
+	t := float64(s.Serial)
 	for _, r := range s.Regions {
 		t += Schedule(r.Tasks, min(r.Threads, p), d)
 	}

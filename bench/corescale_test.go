@@ -70,6 +70,11 @@ func trace(progs []*compile.Program, cores int, f func() error) (*tracedRun, err
 	runtime.GOMAXPROCS(1)
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
+	clockCost := int64(1 << 62)
+	for i := 0; i < 1000; i++ {
+		c0 := ThreadClock()
+		clockCost = min(clockCost, ThreadClock()-c0)
+	}
 	tr := &kernels.Trace{Threads: cores, Clock: ThreadClock}
 	run := &tracedRun{cores: cores, progs: map[string]int{}}
 	type mark struct {
@@ -104,7 +109,7 @@ func trace(progs []*compile.Program, cores int, f func() error) (*tracedRun, err
 	kernels.StopTrace()
 	for i := 0; i+1 < len(marks); i++ {
 		a, b := marks[i], marks[i+1]
-		run.segments = append(run.segments, Segment{Label: a.label, CPU: b.clock - a.clock, Regions: tr.Regions[a.region:b.region]})
+		run.segments = append(run.segments, NewSegment(a.label, b.clock-a.clock, tr.Regions[a.region:b.region], clockCost))
 	}
 	return run, err
 }
@@ -123,16 +128,30 @@ func stepLabel(n *graph.Node) string {
 // simulate traces f at every core count and prints the predictions: in all,
 // by operator, and the steps that limit the speed-up at 64 cores.
 func simulate(t *testing.T, name string, progs []*compile.Program, f func() error, d Dispatch) map[int]*tracedRun {
+	reps := 3
+	if s := os.Getenv("HYPERAT_CORESCALE_REPS"); s != "" {
+		if n, err := strconv.Atoi(s); err == nil && n > 0 {
+			reps = n
+		}
+	}
 	runs := map[int]*tracedRun{}
 	for _, c := range coreCounts {
-		r, err := trace(progs, c, f)
-		if err != nil {
-			t.Fatal(err)
+		var segs [][]Segment
+		for i := 0; i < reps; i++ {
+			r, err := trace(progs, c, f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			runs[c] = r
+			segs = append(segs, r.segments)
 		}
-		runs[c] = r
+		var ok bool
+		if runs[c].segments, ok = Least(segs); !ok {
+			fmt.Printf("  (the runs at %d cores split differently: the last one is used)\n", c)
+		}
 	}
 	t1 := total(runs[1], 1, d)
-	fmt.Printf("\n%s: %.1f ms of CPU on one core (thread CPU time)\n", name, t1/1e6)
+	fmt.Printf("\n%s: %.1f ms of CPU on one core (thread CPU time, least of %d runs task by task)\n", name, t1/1e6, reps)
 	for p, n := range runs[1].progs {
 		fmt.Printf("  %s runs %d times\n", p, n)
 	}
@@ -143,6 +162,9 @@ func simulate(t *testing.T, name string, progs []*compile.Program, f func() erro
 	}
 	byOp(runs, d)
 	limits(runs[64], 64, d)
+	if op := os.Getenv("DUMPOP"); op != "" {
+		dumpSegments(runs[64], op, 2)
+	}
 	return runs
 }
 
@@ -174,7 +196,7 @@ func byOp(runs map[int]*tracedRun, d Dispatch) {
 			x := s.Predict(c, d)
 			by[op].t[k] += x
 			if k == 0 {
-				by[op].serial += float64(s.Serial())
+				by[op].serial += float64(s.Serial)
 				all += x
 			}
 		}
@@ -359,4 +381,20 @@ func vitbInputGrad(t *testing.T, path string, batch int) (*compile.Program, func
 		t.Fatal(err)
 	}
 	return p, run
+}
+
+func dumpSegments(r *tracedRun, op string, n int) {
+	for i := range r.segments {
+		s := &r.segments[i]
+		if opOf(s.Label) != op {
+			continue
+		}
+		fmt.Printf("DUMP %s cpu %d serial %d\n", s.Label, s.CPU, s.Serial)
+		for _, g := range s.Regions {
+			fmt.Printf("   region threads %d tasks %v\n", g.Threads, g.Tasks)
+		}
+		if n--; n == 0 {
+			return
+		}
+	}
 }

@@ -412,23 +412,7 @@ func (p *gemmPlan) init(v *sgemmVariant, g *gemmArgs, threads int) {
 	p.kcMax = v.kBlock(g.k)
 	p.aDirect = !g.transA && spreadsInL1(v.mr, p.kcMax, g.lda)
 	mPanels := ceilDiv(g.m, v.mr)
-	p.columns = false
-	if threads > 1 && mPanels < 16*threads {
-		// Few rows: each task takes columns of C and computes them alone,
-		// over all of k, packing its own part of B (A is small, so every
-		// task reading it costs little). There are no phase barriers, and
-		// the tasks' packing, which streams B from memory, overlaps the
-		// others' computing instead of all threads packing at once.
-		p.columns = true
-		p.mParts, p.mStep = 1, g.m
-		p.nStep = max(2*v.nr, roundUp(ceilDiv(g.n, 4*threads), v.nr))
-		p.nParts = ceilDiv(g.n, p.nStep)
-		return
-	}
 	ncMax := min(v.nc, roundUp(g.n, v.nr))
-	if need := v.kSteps(p.kcMax) * ncMax; len(p.bPack) < need {
-		p.bPack = make([]float32, need)
-	}
 	// Chunks for the compute phase: rows of whole A panels, about 16 per
 	// thread so that they balance even when a thread is held up (a chunk
 	// costs only an atomic increment: B is shared and each A panel is
@@ -436,6 +420,41 @@ func (p *gemmPlan) init(v *sgemmVariant, g *gemmArgs, threads int) {
 	p.mStep = max(1, mPanels/(16*threads)) * v.mr
 	p.mParts = ceilDiv(g.m, p.mStep)
 	p.nParts, p.nStep = 1, ncMax
+	if threads > 1 && p.mParts < 4*threads {
+		// Too few panels of rows to keep every thread busy: the chunks
+		// also split the columns of the block, whole nr-wide panels, into
+		// a grid of about 4 chunks per thread.
+		p.nStep = roundUp(ceilDiv(ncMax, ceilDiv(4*threads, p.mParts)), v.nr)
+		p.nParts = ceilDiv(ncMax, p.nStep)
+	}
+	p.columns = false
+	if threads > 1 && mPanels < 16*threads {
+		// Few rows: each task may instead take columns of C and compute
+		// them alone, over all of k, packing its own part of B (A is
+		// small, so every task reading it costs little). There are no
+		// phase barriers, and the tasks' packing, which streams B from
+		// memory, overlaps the others' computing instead of all threads
+		// packing at once. Columns of at least 2nr keep the reads of A
+		// paid for, so a narrow C has few of them: then the grid above,
+		// which splits rows too, is used when it balances better.
+		nStep := max(2*v.nr, roundUp(ceilDiv(g.n, 4*threads), v.nr))
+		nParts := ceilDiv(g.n, nStep)
+		if balance(nParts, threads) >= balance(p.mParts*p.nParts, threads) {
+			p.columns = true
+			p.mParts, p.mStep = 1, g.m
+			p.nStep, p.nParts = nStep, nParts
+			return
+		}
+	}
+	if need := v.kSteps(p.kcMax) * ncMax; len(p.bPack) < need {
+		p.bPack = make([]float32, need)
+	}
+}
+
+// balance is the share of threads' time busy when tasks equal tasks are
+// handed out to them: tasks / (threads * rounds).
+func balance(tasks, threads int) float64 {
+	return float64(tasks) / float64(threads*ceilDiv(tasks, threads))
 }
 
 func (p *gemmPlan) run() {

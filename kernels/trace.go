@@ -28,6 +28,7 @@ type Trace struct {
 // a barrier.
 type TraceRegion struct {
 	Start   int64   // Clock when the call began
+	End     int64   // Clock when its last task had returned
 	Tasks   []int64 // each task's CPU time, in the order they are handed out
 	Threads int     // the goroutines the call may use (at most Trace.Threads)
 }
@@ -67,5 +68,6 @@ func (t *Trace) run(n, threads int, tk tasker) {
 		r.Tasks[i] = t.Clock() - c0
 	}
 	t.inTask = false
+	r.End = t.Clock()
 	t.Regions = append(t.Regions, r)
 }
