@@ -1,0 +1,105 @@
+package compile
+
+import (
+	"math"
+	"math/rand/v2"
+	"runtime"
+	"testing"
+
+	"github.com/hyperat/hyperat/graph"
+)
+
+// Conv and ConvGradInput split their images over the cores and into chunks:
+// the output and the input gradient are those of a direct loop over the
+// convolution's sums, and the same bits whatever the number of cores and
+// the chunk size.
+func TestConvSplitDeterministic(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(0))
+	defer func(f int) { convChunkFloats = f }(convChunkFloats)
+	const n, c, h, wd, m, group, k = 7, 4, 20, 20, 6, 2, 3
+	g := graph.New()
+	x := g.AddInput("x", graph.Float32, graph.StaticShape(n, c, h, wd))
+	r := rand.New(rand.NewPCG(11, 12))
+	wt := randTensor(r, []int{m, c / group, k, k}, -1, 1)
+	bias := randTensor(r, []int{m}, -1, 1)
+	y := op(g, "Conv", graph.Attrs{"group": int64(group), "strides": []int64{1, 2}, "pads": []int64{1, 1, 1, 0}},
+		x, g.Const("w", wt), g.Const("b", bias))
+	oh, ow := h, (wd+1-k)/2+1
+	rt := randTensor(r, []int{n, m, oh, ow}, -1, 1)
+	loss := op(g, "ReduceSum", graph.Attrs{"keepdims": int64(0)}, op(g, "Mul", nil, y, g.Const("R", rt)))
+	g.Outputs = []*graph.Value{loss, y}
+	in := randTensor(r, []int{n, c, h, wd}, -1, 1)
+
+	// The direct sums, in float64: y, and dx = the adjoint applied to R.
+	wantY := make([]float64, n*m*oh*ow)
+	wantDX := make([]float64, n*c*h*wd)
+	cg, mg := c/group, m/group
+	for b := 0; b < n; b++ {
+		for o := 0; o < m; o++ {
+			gi := o / mg
+			for i := 0; i < oh; i++ {
+				for j := 0; j < ow; j++ {
+					yi := ((b*m+o)*oh+i)*ow + j
+					s := float64(bias.F[o])
+					for ci := 0; ci < cg; ci++ {
+						ch := gi*cg + ci
+						for p := 0; p < k; p++ {
+							for q := 0; q < k; q++ {
+								hi, wi := i-1+p, 2*j-1+q
+								if hi < 0 || hi >= h || wi < 0 || wi >= wd {
+									continue
+								}
+								xi := ((b*c+ch)*h+hi)*wd + wi
+								wv := float64(wt.F[((o*cg+ci)*k+p)*k+q])
+								s += wv * float64(in.F[xi])
+								wantDX[xi] += wv * float64(rt.F[yi])
+							}
+						}
+					}
+					wantY[yi] = s
+				}
+			}
+		}
+	}
+	var refY, refDX []float32
+	for _, chunk := range []int{1 << 21, 2 * cg * k * k * oh * ow} {
+		convChunkFloats = chunk
+		for _, procs := range []int{1, 2, 3, 8} {
+			runtime.GOMAXPROCS(procs)
+			p, err := Compile(g, Options{Verify: true, Grad: &GradSpec{Loss: loss, Wrt: []*graph.Value{x}}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			outs, err := p.Run(in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			gotY, gotDX := outs[1].F, p.Grad(x).F
+			if refY == nil {
+				refY, refDX = append([]float32(nil), gotY...), append([]float32(nil), gotDX...)
+				closeTo(t, "y", gotY, wantY)
+				closeTo(t, "dx", gotDX, wantDX)
+			}
+			sameBitsAs(t, "y", procs, chunk, gotY, refY)
+			sameBitsAs(t, "dx", procs, chunk, gotDX, refDX)
+		}
+	}
+}
+
+func closeTo(t *testing.T, name string, got []float32, want []float64) {
+	t.Helper()
+	for i := range want {
+		if d := math.Abs(float64(got[i]) - want[i]); d > 1e-5*(1+math.Abs(want[i])) {
+			t.Fatalf("%s[%d] = %g, the direct sum is %g", name, i, got[i], want[i])
+		}
+	}
+}
+
+func sameBitsAs(t *testing.T, name string, procs, chunk int, got, ref []float32) {
+	t.Helper()
+	for i := range ref {
+		if math.Float32bits(got[i]) != math.Float32bits(ref[i]) {
+			t.Fatalf("GOMAXPROCS %d, chunks of %d floats: %s[%d] = %g, was %g", procs, chunk, name, i, got[i], ref[i])
+		}
+	}
+}
