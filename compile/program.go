@@ -37,6 +37,7 @@ type Program struct {
 	// prof, when not nil, accumulates the time of each step (see Profile).
 	prof []time.Duration
 	hook func(step int) // see Hook
+	cp   *inputCopy
 	mem  Memory
 }
 
@@ -49,7 +50,7 @@ type step struct {
 func newProgram(c *compilation) (*Program, error) {
 	p := &Program{Graph: c.g, Inputs: c.g.Inputs, Outputs: c.g.Outputs,
 		bufs: map[*graph.Value]*graph.Tensor{}, vars: c.vars, grads: c.grad, loss: c.loss, gradOf: c.gradOf,
-		wrt: map[*graph.Value]*graph.Value{}}
+		wrt: map[*graph.Value]*graph.Value{}, cp: newInputCopy()}
 	if c.opts.Grad != nil {
 		for _, w := range c.opts.Grad.Wrt {
 			p.wrt[w] = c.vmap[w]
@@ -217,8 +218,32 @@ func (p *Program) setInput(in *graph.Value, t *graph.Tensor) error {
 		}
 		return fmt.Errorf("input %s: got %s%v, want %s%v", in.Name, t.DType, t.Shape, in.DType, want)
 	}
+	if dst := p.bufs[in]; t.DType == graph.Float32 && len(t.F) > inputCopyGrain {
+		p.cp.dst, p.cp.src = dst.F, t.F
+		parallel(len(t.F), inputCopyGrain, p.cp.body)
+		p.cp.dst, p.cp.src = nil, nil
+		return nil
+	}
 	copyData(p.bufs[in], t)
 	return nil
+}
+
+// inputCopyGrain is the length of a float input above which it is copied
+// in on all cores (the weights that a training step's programs read as
+// inputs: copied by one core, they would be a serial part of every pass).
+const inputCopyGrain = 1 << 15
+
+// inputCopy copies a float input in parts; it is made once per program so
+// that running allocates nothing.
+type inputCopy struct {
+	dst, src []float32
+	body     func(lo, hi int)
+}
+
+func newInputCopy() *inputCopy {
+	c := &inputCopy{}
+	c.body = func(lo, hi int) { copy(c.dst[lo:hi], c.src[lo:hi]) }
+	return c
 }
 
 func (p *Program) runSteps(from, to int) (err error) {
