@@ -103,3 +103,44 @@ func sameBitsAs(t *testing.T, name string, procs, chunk int, got, ref []float32)
 		}
 	}
 }
+
+// The gradient of a slice of a large tensor zeroes the rest of it on all
+// cores, whatever its buffer held before.
+func TestSliceGradZeroes(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(0))
+	const rows, cols = 40, 3000
+	g := graph.New()
+	x := g.AddInput("x", graph.Float32, graph.StaticShape(rows, cols))
+	ints := func(v ...int64) *graph.Value { return g.Const("c", graph.I64([]int{len(v)}, v)) }
+	y := op(g, "Slice", nil, x, ints(1000), ints(2000), ints(1))
+	r := rand.New(rand.NewPCG(5, 6))
+	rt := randTensor(r, []int{rows, 1000}, 1, 2)
+	loss := op(g, "ReduceSum", graph.Attrs{"keepdims": int64(0)}, op(g, "Mul", nil, op(g, "Mul", nil, y, y), g.Const("R", rt)))
+	g.Outputs = []*graph.Value{loss}
+	p, err := Compile(g, Options{Grad: &GradSpec{Loss: loss, Wrt: []*graph.Value{x}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := randTensor(r, []int{rows, cols}, -1, 1)
+	for _, procs := range []int{1, 2, 3, 8} {
+		runtime.GOMAXPROCS(procs)
+		for i := range p.Grad(x).F {
+			p.Grad(x).F[i] = float32(math.NaN()) // what another use of the memory left
+		}
+		if _, err := p.Run(in); err != nil {
+			t.Fatal(err)
+		}
+		dx := p.Grad(x).F
+		for i := 0; i < rows; i++ {
+			for j := 0; j < cols; j++ {
+				want := float32(0)
+				if j >= 1000 && j < 2000 { // d(R y^2)/dy
+					want = 2 * in.F[i*cols+j] * rt.F[i*1000+j-1000]
+				}
+				if got := dx[i*cols+j]; got != want {
+					t.Fatalf("GOMAXPROCS %d: dx[%d,%d] = %g, want %g", procs, i, j, got, want)
+				}
+			}
+		}
+	}
+}
