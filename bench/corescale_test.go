@@ -51,6 +51,7 @@ func TestCoreScaling(t *testing.T) {
 		step := func() error { _, err := tr.Step(); return err }
 		runs := simulate(t, "MNIST ViT, HyperAT iteration (PGD-AT, batch 64)", tr.Programs(), step, d)
 		checkTwoCores(t, runs, step, d)
+		checkProducts(t, d)
 	}
 	if p := os.Getenv("HYPERAT_VITB"); p != "" && which != "mnist" {
 		prog, run := vitbInputGrad(t, p, 8)
@@ -404,5 +405,49 @@ func dumpSegments(r *tracedRun, op string, n int) {
 		if n--; n == 0 {
 			return
 		}
+	}
+}
+
+// checkProducts checks the model on the products that take most of the
+// time, one call at a time: the least wall time of many calls on 1 and 2
+// cores (short calls, so that some of them find both cores free on a loaded
+// machine) against the prediction from the call's traced tasks.
+func checkProducts(t *testing.T, d Dispatch) {
+	fmt.Printf("  products, least of 300 calls (load average %s):\n", loadAverage())
+	fmt.Printf("    %-20s %9s %9s %9s %9s %7s %7s\n", "m n k", "pred 1", "wall 1", "pred 2", "wall 2", "pred x", "wall x")
+	for _, sh := range [][3]int{{3200, 128, 512}, {3200, 512, 128}, {3200, 384, 128}, {1576, 768, 3072}} {
+		m, n, k := sh[0], sh[1], sh[2]
+		a, b, c := make([]float32, m*k), make([]float32, k*n), make([]float32, m*n)
+		for i := range a {
+			a[i] = float32(i%7) - 3
+		}
+		for i := range b {
+			b[i] = float32(i%5) - 2
+		}
+		call := func() error { kernels.Sgemm(false, false, m, n, k, 1, a, k, b, n, 0, c, n); return nil }
+		var pred, wall [3]float64
+		for _, cores := range []int{1, 2} {
+			var segs [][]Segment
+			var r *tracedRun
+			for i := 0; i < 20; i++ {
+				var err error
+				if r, err = trace(nil, cores, call); err != nil {
+					t.Fatal(err)
+				}
+				segs = append(segs, r.segments)
+			}
+			r.segments, _ = Least(segs)
+			pred[cores] = total(r, cores, d)
+			runtime.GOMAXPROCS(cores)
+			best := time.Duration(1 << 62)
+			for i := 0; i < 300; i++ {
+				t0 := time.Now()
+				call()
+				best = min(best, time.Since(t0))
+			}
+			wall[cores] = float64(best)
+		}
+		fmt.Printf("    %-20s %7.0fus %7.0fus %7.0fus %7.0fus %7.2f %7.2f\n", fmt.Sprint(m, " ", n, " ", k),
+			pred[1]/1e3, wall[1]/1e3, pred[2]/1e3, wall[2]/1e3, pred[1]/pred[2], wall[1]/wall[2])
 	}
 }
