@@ -33,9 +33,10 @@ type Segment struct {
 
 // NewSegment is the segment of CPU time cpu with the given parallel calls,
 // each task's time less clock, the cost of reading the clock (measured as
-// the time of an empty task).
+// the time of an empty task), and the serial part less the clock readings
+// that mark the segment and its calls.
 func NewSegment(label string, cpu int64, regions []kernels.TraceRegion, clock int64) Segment {
-	s := Segment{Label: label, Serial: cpu}
+	s := Segment{Label: label, Serial: cpu - clock*int64(1+len(regions))}
 	for _, r := range regions {
 		s.Serial -= r.End - r.Start
 		r.Tasks = slices.Clone(r.Tasks)

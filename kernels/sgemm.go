@@ -336,14 +336,23 @@ func chooseSgemm() *sgemmVariant {
 }
 
 // parallelFlops is the work (2mnk) below which a product runs on one
-// goroutine: splitting it would cost more than it saves.
+// goroutine on two cores: splitting it would cost more than it saves.
 const parallelFlops = 1 << 23
+
+// splitFlops is the work below which a product runs on one goroutine when
+// threads share it: parallelFlops on two cores, less on more (down to an
+// eighth), since a split saves more of the time the more cores share it
+// while a parallel call costs little more (about 0.5 us and 40 ns per
+// further goroutine; see docs/ENGINE.md, "On more cores").
+func splitFlops(threads int) int {
+	return max(parallelFlops*2/max(threads, 1), parallelFlops/8)
+}
 
 // gemm computes the product described by g, on several goroutines when
 // parallel is set and the product is large enough.
 func (v *sgemmVariant) gemm(g *gemmArgs, parallel bool) {
 	threads := Threads()
-	if !parallel || 2*g.m*g.n*g.k < parallelFlops {
+	if !parallel || 2*g.m*g.n*g.k < splitFlops(threads) {
 		threads = 1
 	}
 	p := plans.get()

@@ -384,6 +384,7 @@ func TestSgemmDeterministic(t *testing.T) {
 		{transA: true, transB: true, m: 77, n: 333, k: 555, alpha: -1, beta: 2},
 		{m: 3200, n: 128, k: 200, alpha: 1, beta: 0},             // chunks of rows
 		{transB: true, m: 230, n: 96, k: 300, alpha: 1, beta: 1}, // a grid of rows and columns on 8 threads
+		{m: 200, n: 64, k: 100, alpha: 1, beta: 0},               // split on 8 threads only
 	}
 	for _, v := range testVariants() {
 		for _, cs := range shapes {
