@@ -23,7 +23,7 @@ import (
 var clockCost int64
 
 // coreCounts are the machines the simulation predicts.
-var coreCounts = []int{1, 2, 4, 8, 16, 32, 64}
+var coreCounts = coreCountsFromEnv()
 
 // TestCoreScaling predicts the speed-up of a HyperAT iteration on the MNIST
 // fixture (PGD-AT, batch 64) and of ViT-B/16's forward plus input gradient
@@ -403,12 +403,17 @@ func vitbInputGrad(t *testing.T, path string, batch int) (*compile.Program, func
 func dumpSegments(r *tracedRun, op string, n int) {
 	for i := range r.segments {
 		s := &r.segments[i]
-		if opOf(s.Label) != op {
+		if opOf(s.Label) != op && !strings.Contains(s.Label, op) {
 			continue
 		}
 		fmt.Printf("DUMP %s cpu %d serial %d\n", s.Label, s.CPU, s.Serial)
 		for _, g := range s.Regions {
-			fmt.Printf("   region threads %d tasks %v\n", g.Threads, g.Tasks)
+			var sum, mx int64
+			for _, x := range g.Tasks {
+				sum += x
+				mx = max(mx, x)
+			}
+			fmt.Printf("   region threads %d, %d tasks, sum %d, max %d, predicted %.0f\n", g.Threads, len(g.Tasks), sum, mx, Schedule(g.Tasks, 64, Dispatch{}))
 		}
 		if n--; n == 0 {
 			return
@@ -464,4 +469,17 @@ func checkProducts(t *testing.T, d Dispatch) {
 		fmt.Printf("    %-20s %7.0fus %7.0fus %7.0fus %7.0fus %7.2f %7.2f\n", fmt.Sprint(m, " ", n, " ", k),
 			pred[1]/1e3, wall[1]/1e3, pred[2]/1e3, wall[2]/1e3, pred[1]/pred[2], wall[1]/wall[2])
 	}
+}
+
+func coreCountsFromEnv() []int {
+	if s := os.Getenv("HYPERAT_CORESCALE_CORES"); s != "" {
+		var cs []int
+		for _, f := range strings.Split(s, ",") {
+			if n, err := strconv.Atoi(f); err == nil && n > 0 {
+				cs = append(cs, n)
+			}
+		}
+		return cs
+	}
+	return []int{1, 2, 4, 8, 16, 32, 64}
 }

@@ -1,12 +1,14 @@
 package compile
 
 import (
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"runtime"
 	"testing"
 
 	"github.com/hyperat/hyperat/graph"
+	"github.com/hyperat/hyperat/kernels"
 )
 
 // Conv and ConvGradInput split their images over the cores and into chunks:
@@ -141,6 +143,45 @@ func TestSliceGradZeroes(t *testing.T) {
 					t.Fatalf("GOMAXPROCS %d: dx[%d,%d] = %g, want %g", procs, i, j, got, want)
 				}
 			}
+		}
+	}
+}
+
+// Gemm's C, broadcast to every row or whole, is added by the product
+// itself or filled on all cores: the same bits as filling Y with it and
+// multiplying with beta, on any number of cores.
+func TestGemmBiasSplit(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(0))
+	const m, k, n = 300, 70, 90
+	r := rand.New(rand.NewPCG(7, 8))
+	a, b := randTensor(r, []int{m, k}, -1, 1), randTensor(r, []int{n, k}, -1, 1)
+	for _, cs := range []struct {
+		shape []int
+		beta  float32
+	}{{[]int{n}, 1}, {[]int{1, n}, 1}, {[]int{n}, 0.5}, {[]int{m, n}, 1}, {[]int{m, 1}, 2}} {
+		c := randTensor(r, cs.shape, -1, 1)
+		// What the product gives after Y is filled with C.
+		want := make([]float32, m*n)
+		cmap := indexMapBroadcast([]int{m, n}, cs.shape)
+		for i, j := range cmap {
+			want[i] = c.F[j]
+		}
+		kernels.Sgemm(false, true, m, n, k, 1.5, a.F, k, b.F, k, cs.beta, want, n)
+		g := graph.New()
+		x := g.AddInput("x", graph.Float32, graph.StaticShape(m, k))
+		g.Outputs = []*graph.Value{op(g, "Gemm", graph.Attrs{"transB": int64(1), "alpha": float32(1.5), "beta": cs.beta},
+			x, g.Const("b", b), g.Const("c", c))}
+		for _, procs := range []int{1, 2, 3, 8} {
+			runtime.GOMAXPROCS(procs)
+			p, err := Compile(g, Options{Verify: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			outs, err := p.Run(a)
+			if err != nil {
+				t.Fatal(err)
+			}
+			sameBitsAs(t, fmt.Sprintf("C %v beta %g: y", cs.shape, cs.beta), procs, 0, outs[0].F, want)
 		}
 	}
 }
