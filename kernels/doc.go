@@ -73,7 +73,8 @@
 // takes the phases. Tasks run on a persistent pool of
 // goroutines, started once, with the caller taking part; between phases the
 // goroutines spin briefly rather than sleep. Small products (2mnk below
-// 8 MFLOP) and the matrices of a large batch run on one goroutine each.
+// 8 MFLOP on two cores, down to 1 MFLOP on 16 or more) and the matrices of
+// a large batch run on one goroutine each.
 // K is never split, and the k blocks depend only on k, so every element of
 // C is computed by the same sequence of operations whatever GOMAXPROCS is:
 // results repeat bit for bit from run to run and across thread counts. No
