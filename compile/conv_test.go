@@ -185,3 +185,64 @@ func TestGemmBiasSplit(t *testing.T) {
 		}
 	}
 }
+
+// Reductions over leading or trailing axes split their outputs over the
+// cores; each output is the float64 sum of its inputs in input order, the
+// same bits on any number of cores as the reduction on one.
+func TestReduceSplit(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(0))
+	shape := []int{6, 1, 50, 70}
+	r := rand.New(rand.NewPCG(9, 10))
+	in := randTensor(r, shape, -1, 1)
+	in.F[777] = float32(math.NaN()) // ReduceMax keeps a NaN
+	for _, kind := range []string{"ReduceSum", "ReduceMean", "ReduceMax", "ReduceL2"} {
+		for _, axes := range [][]int64{{0, 1, 2}, {0, 2}, {3}, {2, 3}, {1, 3}, {2}} {
+			// The reference: every output's inputs in input order.
+			red := make([]bool, len(shape))
+			for _, a := range axes {
+				red[a] = true
+			}
+			ost, acc := make([]int, len(shape)), 1
+			for i := len(shape) - 1; i >= 0; i-- {
+				if !red[i] {
+					ost[i], acc = acc, acc*shape[i]
+				}
+			}
+			m := indexMap(shape, ost, 0)
+			sums := make([]float64, acc)
+			for i := range sums {
+				if kind == "ReduceMax" {
+					sums[i] = math.Inf(-1)
+				}
+			}
+			for i, o := range m {
+				sums[o] = accumulate(kind, sums[o], float64(in.F[i]))
+			}
+			want := make([]float32, acc)
+			for i, s := range sums {
+				switch kind {
+				case "ReduceMean":
+					s /= float64(len(m) / acc)
+				case "ReduceL2":
+					s = math.Sqrt(s)
+				}
+				want[i] = float32(s)
+			}
+			g := graph.New()
+			x := g.AddInput("x", graph.Float32, graph.StaticShape(shape...))
+			g.Outputs = []*graph.Value{op(g, kind, graph.Attrs{"keepdims": int64(0)}, x, g.Const("axes", graph.I64([]int{len(axes)}, axes)))}
+			for _, procs := range []int{1, 2, 3, 8} {
+				runtime.GOMAXPROCS(procs)
+				p, err := Compile(g, Options{Verify: true})
+				if err != nil {
+					t.Fatal(err)
+				}
+				outs, err := p.Run(in)
+				if err != nil {
+					t.Fatal(err)
+				}
+				sameBitsAs(t, fmt.Sprintf("%s over %v", kind, axes), procs, 0, outs[0].F, want)
+			}
+		}
+	}
+}
