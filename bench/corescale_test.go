@@ -33,6 +33,11 @@ var coreCounts = coreCountsFromEnv()
 //
 //	HYPERAT_CORESCALE=1 [HYPERAT_VITB=vit_b_16.onnx] go test ./bench -run CoreScaling -v -timeout 1h
 //
+// HYPERAT_CORESCALE_REPS sets the traced runs per core count (3),
+// HYPERAT_CORESCALE_CORES the core counts (1,2,4,8,16,32,64), and
+// HYPERAT_CORESCALE_DUMP=TEXT prints the parallel calls of the first steps
+// whose label contains TEXT, at 64 cores.
+//
 // See docs/ENGINE.md, "On more cores".
 func TestCoreScaling(t *testing.T) {
 	if os.Getenv("HYPERAT_CORESCALE") == "" {
@@ -179,7 +184,7 @@ func simulate(t *testing.T, name string, progs []*compile.Program, f func() erro
 	fmt.Printf("  with dispatch 4 times as costly: speed-up %.2f at 16 cores, %.2f at 64\n", t1/total(runs[16], 16, d4), t1/total(runs[64], 64, d4))
 	byOp(runs, d)
 	limits(runs[64], 64, d)
-	if op := os.Getenv("DUMPOP"); op != "" {
+	if op := os.Getenv("HYPERAT_CORESCALE_DUMP"); op != "" {
 		dumpSegments(runs[64], op, 2)
 	}
 	return runs
@@ -400,6 +405,8 @@ func vitbInputGrad(t *testing.T, path string, batch int) (*compile.Program, func
 	return p, run
 }
 
+// dumpSegments prints the parallel calls of the first n steps whose label
+// contains op.
 func dumpSegments(r *tracedRun, op string, n int) {
 	for i := range r.segments {
 		s := &r.segments[i]
@@ -471,15 +478,19 @@ func checkProducts(t *testing.T, d Dispatch) {
 	}
 }
 
+// coreCountsFromEnv reads HYPERAT_CORESCALE_CORES; 1, 16 and 64, which
+// the report compares, are always in.
 func coreCountsFromEnv() []int {
-	if s := os.Getenv("HYPERAT_CORESCALE_CORES"); s != "" {
-		var cs []int
-		for _, f := range strings.Split(s, ",") {
-			if n, err := strconv.Atoi(f); err == nil && n > 0 {
-				cs = append(cs, n)
-			}
-		}
-		return cs
+	s := os.Getenv("HYPERAT_CORESCALE_CORES")
+	if s == "" {
+		return []int{1, 2, 4, 8, 16, 32, 64}
 	}
-	return []int{1, 2, 4, 8, 16, 32, 64}
+	cs := []int{1, 16, 64}
+	for _, f := range strings.Split(s, ",") {
+		if n, err := strconv.Atoi(f); err == nil && n > 0 && !slices.Contains(cs, n) {
+			cs = append(cs, n)
+		}
+	}
+	slices.Sort(cs)
+	return cs
 }
