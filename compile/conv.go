@@ -2,11 +2,16 @@ package compile
 
 import (
 	"github.com/hyperat/hyperat/graph"
+	"github.com/hyperat/hyperat/kernels"
 )
 
 // Conv (any number of spatial dims, groups, dilations) by im2col and one
 // product per image and group, and ConvGradInput and ConvGradW, which its
-// gradient rule inserts.
+// gradient rule inserts. Conv and ConvGradInput take the images a chunk at
+// a time: the chunk's column matrices are built on all cores, then
+// multiplied as one batch of products (one image's product is the same
+// operations however the batch is split, so results do not depend on the
+// number of cores).
 
 func init() {
 	define(opDef{name: "Conv", arity: ins(2, 3), infer: inferConv, kernel: kernelConv, grad: gradConv})
@@ -156,6 +161,19 @@ func (pl *convPlan) columns() {
 	}
 }
 
+// convChunkFloats bounds the column matrices of one chunk of images (a
+// variable so that tests can make chunks of a few images).
+var convChunkFloats = 1 << 21
+
+// chunk is the number of images in a chunk.
+func (pl *convPlan) chunk() int {
+	return max(1, min(pl.n, convChunkFloats/max(pl.ck*pl.p, 1)))
+}
+
+// imageGrain is the number of images below which a loop over images of per
+// elements each stays on one core.
+func imageGrain(per int) int { return max(1, (1<<14)/max(per, 1)) }
+
 // inBlock is where image img's channels of group g start in the input.
 func (pl *convPlan) inBlock(img, g int) int {
 	return img*pl.inImg + g*(pl.c/pl.group)*graph.Numel(pl.inSp)
@@ -207,24 +225,41 @@ func kernelConv(n *graph.Node) (Kernel, error) {
 		return nil, err
 	}
 	hasBias := n.In(2) != nil
-	mg := pl.m / pl.group
-	col := make([]float32, pl.ck*pl.p)
+	mg, cs, cb := pl.m/pl.group, pl.ck*pl.p, pl.chunk()
+	col := make([]float32, cb*cs)
+	var x, y, bias []float32
+	var i0, g int
+	build := func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			pl.im2col(col[i*cs:], x[pl.inBlock(i0+i, g):])
+		}
+	}
+	addBias := func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			yb := y[pl.outBlock(i0+i, g):]
+			for oc := 0; oc < mg; oc++ {
+				bv := bias[g*mg+oc]
+				row := yb[oc*pl.p : (oc+1)*pl.p]
+				for j := range row {
+					row[j] += bv
+				}
+			}
+		}
+	}
 	return func(in, out []*graph.Tensor) {
-		x, w, y := in[0].F, in[1].F, out[0].F
-		for img := 0; img < pl.n; img++ {
-			for g := 0; g < pl.group; g++ {
-				pl.im2col(col, x[pl.inBlock(img, g):])
-				yb := y[pl.outBlock(img, g):]
-				Gemm(false, false, mg, pl.p, pl.ck, 1, w[g*mg*pl.ck:], pl.ck, col, pl.p, 0, yb, pl.p)
-				if hasBias {
-					b := in[2].F
-					for oc := 0; oc < mg; oc++ {
-						bv := b[g*mg+oc]
-						row := yb[oc*pl.p : (oc+1)*pl.p]
-						for j := range row {
-							row[j] += bv
-						}
-					}
+		x, y, bias = in[0].F, out[0].F, nil
+		if hasBias {
+			bias = in[2].F
+		}
+		w := in[1].F
+		for i0 = 0; i0 < pl.n; i0 += cb {
+			cnt := min(cb, pl.n-i0)
+			for g = 0; g < pl.group; g++ {
+				parallel(cnt, imageGrain(cs), build)
+				kernels.SgemmBatched(cnt, false, false, mg, pl.p, pl.ck, 1, w[g*mg*pl.ck:], pl.ck, 0,
+					col, pl.p, cs, 0, y[pl.outBlock(i0, g):], pl.p, pl.m*pl.p)
+				if bias != nil {
+					parallel(cnt, imageGrain(mg*pl.p), addBias)
 				}
 			}
 		}
@@ -247,18 +282,28 @@ func kernelConvGradInput(n *graph.Node) (Kernel, error) {
 	if err != nil {
 		return nil, err
 	}
-	mg := pl.m / pl.group
-	col := make([]float32, pl.ck*pl.p)
-	return func(in, out []*graph.Tensor) {
-		w, dy, dx := in[0].F, in[1].F, out[0].F
-		for i := range dx {
-			dx[i] = 0
+	mg, cs, cb := pl.m/pl.group, pl.ck*pl.p, pl.chunk()
+	col := make([]float32, cb*cs)
+	var dx []float32
+	var i0, g int
+	clearImages := func(lo, hi int) {
+		clear(dx[(i0+lo)*pl.inImg : (i0+hi)*pl.inImg])
+	}
+	scatter := func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			pl.col2im(dx[pl.inBlock(i0+i, g):], col[i*cs:(i+1)*cs])
 		}
-		for img := 0; img < pl.n; img++ {
-			for g := 0; g < pl.group; g++ {
-				dyb := dy[pl.outBlock(img, g):]
-				Gemm(true, false, pl.ck, pl.p, mg, 1, w[g*mg*pl.ck:], pl.ck, dyb, pl.p, 0, col, pl.p)
-				pl.col2im(dx[pl.inBlock(img, g):], col)
+	}
+	return func(in, out []*graph.Tensor) {
+		w, dy := in[0].F, in[1].F
+		dx = out[0].F
+		for i0 = 0; i0 < pl.n; i0 += cb {
+			cnt := min(cb, pl.n-i0)
+			parallel(cnt, imageGrain(pl.inImg), clearImages)
+			for g = 0; g < pl.group; g++ {
+				kernels.SgemmBatched(cnt, true, false, pl.ck, pl.p, mg, 1, w[g*mg*pl.ck:], pl.ck, 0,
+					dy[pl.outBlock(i0, g):], pl.p, pl.m*pl.p, 0, col, pl.p, cs)
+				parallel(cnt, imageGrain(cs), scatter)
 			}
 		}
 	}, nil

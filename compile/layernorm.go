@@ -140,34 +140,40 @@ func kernelLayerNormGrad(n *graph.Node) (Kernel, error) {
 		}
 	}
 	var x, sc, dy, dx []float32
-	body := func(lo, hi int) {
-		for ch := lo; ch < hi; ch++ {
-			var ds, dbb []float32
-			if params {
-				ds, dbb = part[ch][:d], part[ch][d:]
-				clear(part[ch])
-			}
-			for r := ch * rows / chunks; r < (ch+1)*rows/chunks; r++ {
-				xr, gr, dr := x[r*d:(r+1)*d], dy[r*d:(r+1)*d], dx[r*d:(r+1)*d]
-				mean, inv := rowStats(xr, eps)
-				m, s := float32(mean), float32(inv)
-				mg, mgx := vmath.NormGradSums(xr, gr, sc[:d], m, s)
-				vmath.NormGradRow(dr, xr, gr, sc[:d], m, s, float32(mg/float64(d)), float32(mgx/float64(d)))
-				if params {
-					lnGradParams(ds, dbb, xr, gr, m, s)
-				}
+	// rowRange computes dx for rows [lo, hi), adding their parameter
+	// gradients to ds and dbb when set.
+	rowRange := func(lo, hi int, ds, dbb []float32) {
+		for r := lo; r < hi; r++ {
+			xr, gr, dr := x[r*d:(r+1)*d], dy[r*d:(r+1)*d], dx[r*d:(r+1)*d]
+			mean, inv := rowStats(xr, eps)
+			m, s := float32(mean), float32(inv)
+			mg, mgx := vmath.NormGradSums(xr, gr, sc[:d], m, s)
+			vmath.NormGradRow(dr, xr, gr, sc[:d], m, s, float32(mg/float64(d)), float32(mgx/float64(d)))
+			if ds != nil {
+				lnGradParams(ds, dbb, xr, gr, m, s)
 			}
 		}
 	}
+	body := func(lo, hi int) {
+		for ch := lo; ch < hi; ch++ {
+			ds, dbb := part[ch][:d], part[ch][d:]
+			clear(part[ch])
+			rowRange(ch*rows/chunks, (ch+1)*rows/chunks, ds, dbb)
+		}
+	}
+	// Without parameter gradients the rows are independent: they are
+	// split over every core, not into the chunks of the sums.
+	rowsOnly := func(lo, hi int) { rowRange(lo, hi, nil, nil) }
 	return func(in, out []*graph.Tensor) {
 		x, sc, dy, dx = in[0].F, in[1].F, in[2].F, out[0].F
-		parallel(chunks, 1, body)
 		dsc, db := out[1].F, out[2].F
 		if !params {
+			parallel(rows, max(1, (1<<13)/d), rowsOnly)
 			clear(dsc)
 			clear(db)
 			return
 		}
+		parallel(chunks, 1, body)
 		for j := 0; j < d; j++ {
 			var a, b float64
 			for ch := 0; ch < chunks; ch++ {

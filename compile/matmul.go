@@ -384,18 +384,33 @@ func kernelGemm(n *graph.Node) (Kernel, error) {
 		ldb = max(k, 1)
 	}
 	var cmap []int
+	biasRow := false
 	if c := n.In(2); c != nil {
 		cmap = indexMapBroadcast([]int{m, nn}, shapeOf(c))
+		// C a row broadcast to every row (a linear layer's bias) added once
+		// (beta 1): each tile of the product starts as the bias, which is
+		// the same as filling Y with it first (kernels.SgemmBias).
+		cs := shapeOf(c)
+		biasRow = beta == 1 && len(cs) > 0 && graph.Numel(cs) == nn && cs[len(cs)-1] == nn
 	}
 	prec := precisionOf(n)
+	var y, c []float32
+	// fill copies C, broadcast, into rows [lo, hi) of Y.
+	fill := func(lo, hi int) {
+		for i := lo * nn; i < hi*nn; i++ {
+			y[i] = c[cmap[i]]
+		}
+	}
 	return func(in, out []*graph.Tensor) {
-		y := out[0].F
+		y = out[0].F
 		b := float32(0)
 		if cmap != nil && beta != 0 {
-			c := in[2].F
-			for i, j := range cmap {
-				y[i] = c[j]
+			c = in[2].F
+			if biasRow {
+				prec.SgemmBias(ta, tb, m, nn, k, alpha, in[0].F, lda, in[1].F, ldb, c[:nn], y, max(nn, 1))
+				return
 			}
+			parallel(m, max(1, (1<<14)/max(nn, 1)), fill)
 			b = beta
 		}
 		prec.Sgemm(ta, tb, m, nn, k, alpha, in[0].F, lda, in[1].F, ldb, b, y, max(nn, 1))

@@ -105,6 +105,41 @@ func TestRunDoesNotAllocate(t *testing.T) {
 	}
 }
 
+// A large input is copied in on all cores, allocating nothing, and arrives
+// whole whatever the number of cores.
+func TestLargeInputCopy(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(0))
+	g := graph.New()
+	x := g.AddInput("x", graph.Float32, graph.StaticShape(300, 200))
+	g.Outputs = []*graph.Value{g.Op("Neg", nil, x)}
+	p, err := compile.Compile(g, compile.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := graph.NewTensor(graph.Float32, []int{300, 200})
+	for _, procs := range []int{1, 2, 3, 8} {
+		runtime.GOMAXPROCS(procs)
+		for i := range in.F {
+			in.F[i] = float32(i*procs%1009) - 500
+		}
+		var out *graph.Tensor
+		if allocs := testing.AllocsPerRun(3, func() {
+			outs, err := p.Run(in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out = outs[0]
+		}); allocs != 0 {
+			t.Errorf("GOMAXPROCS %d: %v allocations per Run", procs, allocs)
+		}
+		for i, v := range out.F {
+			if v != -in.F[i] {
+				t.Fatalf("GOMAXPROCS %d: element %d is %g, want %g", procs, i, v, -in.F[i])
+			}
+		}
+	}
+}
+
 // Results are bit-identical whatever the number of cores: work is split so
 // that every element is computed by the same operations in the same order.
 func TestDeterministicAcrossCores(t *testing.T) {

@@ -36,6 +36,8 @@ type Program struct {
 	outs   []*graph.Tensor
 	// prof, when not nil, accumulates the time of each step (see Profile).
 	prof []time.Duration
+	hook func(step int) // see Hook
+	cp   *inputCopy
 	mem  Memory
 }
 
@@ -48,7 +50,7 @@ type step struct {
 func newProgram(c *compilation) (*Program, error) {
 	p := &Program{Graph: c.g, Inputs: c.g.Inputs, Outputs: c.g.Outputs,
 		bufs: map[*graph.Value]*graph.Tensor{}, vars: c.vars, grads: c.grad, loss: c.loss, gradOf: c.gradOf,
-		wrt: map[*graph.Value]*graph.Value{}}
+		wrt: map[*graph.Value]*graph.Value{}, cp: newInputCopy()}
 	if c.opts.Grad != nil {
 		for _, w := range c.opts.Grad.Wrt {
 			p.wrt[w] = c.vmap[w]
@@ -216,8 +218,32 @@ func (p *Program) setInput(in *graph.Value, t *graph.Tensor) error {
 		}
 		return fmt.Errorf("input %s: got %s%v, want %s%v", in.Name, t.DType, t.Shape, in.DType, want)
 	}
+	if dst := p.bufs[in]; t.DType == graph.Float32 && len(t.F) > inputCopyGrain {
+		p.cp.dst, p.cp.src = dst.F, t.F
+		parallel(len(t.F), inputCopyGrain, p.cp.body)
+		p.cp.dst, p.cp.src = nil, nil
+		return nil
+	}
 	copyData(p.bufs[in], t)
 	return nil
+}
+
+// inputCopyGrain is the length of a float input above which it is copied
+// in on all cores (the weights that a training step's programs read as
+// inputs: copied by one core, they would be a serial part of every pass).
+const inputCopyGrain = 1 << 15
+
+// inputCopy copies a float input in parts; it is made once per program so
+// that running allocates nothing.
+type inputCopy struct {
+	dst, src []float32
+	body     func(lo, hi int)
+}
+
+func newInputCopy() *inputCopy {
+	c := &inputCopy{}
+	c.body = func(lo, hi int) { copy(c.dst[lo:hi], c.src[lo:hi]) }
+	return c
 }
 
 func (p *Program) runSteps(from, to int) (err error) {
@@ -227,6 +253,15 @@ func (p *Program) runSteps(from, to int) (err error) {
 			err = fmt.Errorf("run: %w", nodeError(p.steps[i].node, "%v", r))
 		}
 	}()
+	if p.hook != nil {
+		for ; i < to; i++ {
+			p.hook(i)
+			s := &p.steps[i]
+			s.k(s.in, s.out)
+		}
+		p.hook(len(p.steps))
+		return nil
+	}
 	if p.prof != nil {
 		for ; i < to; i++ {
 			s := &p.steps[i]
@@ -242,6 +277,12 @@ func (p *Program) runSteps(from, to int) (err error) {
 	}
 	return nil
 }
+
+// Hook makes the program call hook(i) before it runs step i (in the order
+// of StepTimes) and hook(len(steps)) after the last step of each run, or,
+// with nil, stops doing so: the boundaries of the steps for a measurement of
+// their work (bench's core-scaling simulation). It is checked once per run.
+func (p *Program) Hook(hook func(step int)) { p.hook = hook }
 
 // Profile starts (or, with on false, stops and clears) timing every step of
 // the program, for OpTimes: where a model spends its time, by operator.

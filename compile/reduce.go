@@ -89,6 +89,11 @@ func kernelReduce(n *graph.Node) (Kernel, error) {
 		op = "ReduceSum" // noop_with_empty_axes: the identity, not |x|
 	}
 	dt := n.Inputs[0].DType
+	if dt == graph.Float32 {
+		if k := splitReduce(shape, red, op, count); k != nil {
+			return k, nil
+		}
+	}
 	sums := make([]float64, nOut)
 	return func(in, out []*graph.Tensor) {
 		switch dt {
@@ -149,6 +154,96 @@ func kernelReduce(n *graph.Node) (Kernel, error) {
 			}
 		}
 	}, nil
+}
+
+// splitReduce is the kernel of a float reduction over the leading axes (a
+// bias gradient: each output sums a column) or the trailing axes (each
+// output sums a row), split by its outputs over all cores: every output
+// still sums its inputs one by one in input order, in float64, as
+// kernelReduce does, so the result is the same bits on any number of
+// cores. Other reductions get nil (kernelReduce runs them on one core).
+func splitReduce(shape []int, red []bool, op string, count float64) Kernel {
+	// Axes of size 1 change nothing; the others must be all reduced then
+	// all kept (columns), or all kept then all reduced (rows).
+	var kinds []bool
+	for i, d := range shape {
+		if d != 1 && (len(kinds) == 0 || kinds[len(kinds)-1] != red[i]) {
+			kinds = append(kinds, red[i])
+		}
+	}
+	if len(kinds) != 2 {
+		return nil
+	}
+	columns := kinds[0]
+	nIn := graph.Numel(shape)
+	if nIn == 0 {
+		return nil
+	}
+	nOut := 1
+	for i, d := range shape {
+		if !red[i] {
+			nOut *= d
+		}
+	}
+	per := nIn / nOut // inputs summed into each output
+	start := 0.0
+	if op == "ReduceMax" {
+		start = math.Inf(-1)
+	}
+	var x, y []float32
+	var sums []float64
+	body := func(lo, hi int) {
+		s := sums[lo:hi]
+		for i := range s {
+			s[i] = start
+		}
+		if columns { // output o sums inputs o, o+nOut, o+2nOut, ...
+			for r := 0; r < per; r++ {
+				row := x[r*nOut+lo : r*nOut+hi]
+				for j, v := range row {
+					s[j] = accumulate(op, s[j], float64(v))
+				}
+			}
+		} else { // output o sums inputs o*per to o*per+per-1
+			for o := lo; o < hi; o++ {
+				for _, v := range x[o*per : (o+1)*per] {
+					s[o-lo] = accumulate(op, s[o-lo], float64(v))
+				}
+			}
+		}
+		for o := lo; o < hi; o++ {
+			v := s[o-lo]
+			switch op {
+			case "ReduceMean":
+				v /= count
+			case "ReduceL2":
+				v = math.Sqrt(v)
+			}
+			y[o] = float32(v)
+		}
+	}
+	sums = make([]float64, nOut)
+	grain := max(1, (1<<14)/per)
+	return func(in, out []*graph.Tensor) {
+		x, y = in[0].F, out[0].F
+		parallel(nOut, grain, body)
+	}
+}
+
+// accumulate adds v to the running sum s of a reduction, as kernelReduce
+// does.
+func accumulate(op string, s, v float64) float64 {
+	switch op {
+	case "ReduceMax":
+		if v > s || v != v {
+			return v
+		}
+		return s
+	case "ReduceL2":
+		return s + v*v
+	default:
+		return s + v
+	}
 }
 
 // keepDims reshapes a reduced value to the reduction's keepdims shape.

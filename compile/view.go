@@ -157,9 +157,16 @@ func scatterView(v view) Kernel {
 		}
 	}
 	grain := max(1, (1<<14)/max(inner, 1))
+	// The view is injective: when it has as many elements as dx it covers
+	// all of it, and nothing is left to zero. Otherwise dx is zeroed on all
+	// cores (the gradient of a slice of a large tensor, such as one of
+	// the queries, keys and values, zeroes the whole).
+	zero := func(lo, hi int) { clear(dx[lo:hi]) }
 	return func(in, out []*graph.Tensor) {
 		dy, dx = in[0].F, out[0].F
-		clear(dx)
+		if len(dx) != rows*inner {
+			parallel(len(dx), 1<<15, zero)
+		}
 		parallel(rows, grain, body)
 	}
 }

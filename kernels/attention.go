@@ -2,7 +2,6 @@ package kernels
 
 import (
 	"fmt"
-	"runtime"
 
 	"github.com/hyperat/hyperat/kernels/vmath"
 )
@@ -152,7 +151,7 @@ func (t *attnTask) run() {
 	if t.batch == 0 {
 		return
 	}
-	threads := runtime.GOMAXPROCS(0)
+	threads := Threads()
 	t.parts = min(t.batch, 4*threads)
 	runTasks(t.parts, threads, t)
 }

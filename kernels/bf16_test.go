@@ -395,7 +395,7 @@ func checkBF16Case(t *testing.T, r *rand.Rand, v *sgemmVariant, cs gemmCase, wit
 
 // TestSgemmBF16Variants checks every bfloat16 variant against refBF16 bit
 // for bit over the sweep of the float32 tests, on one goroutine and split
-// for three, with the blocks of the variant and with tiny blocks (many
+// for 3, 16 and 64 (every way of splitting), with the blocks of the variant and with tiny blocks (many
 // blocks along k and n), and with a bias.
 func TestSgemmBF16Variants(t *testing.T) {
 	for _, v := range bf16TestVariants() {
@@ -412,7 +412,7 @@ func TestSgemmBF16Variants(t *testing.T) {
 					if w == &small && (cs.m*cs.n*cs.k > 1e6 || x%2 != 0) {
 						continue
 					}
-					threads := 1 + 2*(x%2)
+					threads := []int{1, 3, 16, 64}[x%4]
 					checkBF16Case(t, r, w, cs, x%5 == 0, func(g *gemmArgs) {
 						p := plans.get()
 						p.gemm(w, g, threads)
@@ -577,6 +577,7 @@ func TestSgemmBF16Deterministic(t *testing.T) {
 		{m: 397, n: 211, k: 1700, alpha: 1},
 		{transA: true, m: 130, n: 900, k: 301, alpha: 0.5, beta: 1},
 		{transB: true, m: 1000, n: 60, k: 130, alpha: 1},
+		{transB: true, m: 230, n: 96, k: 300, alpha: 1, beta: 1}, // a grid of rows and columns on 8
 	} {
 		ra, ca := cs.m, cs.k
 		if cs.transA {
@@ -588,7 +589,7 @@ func TestSgemmBF16Deterministic(t *testing.T) {
 		}
 		a, b, c0 := randSlice(r, ra*ca), randSlice(r, rb*cb), randSlice(r, cs.m*cs.n)
 		var ref []float32
-		for _, procs := range []int{1, 2, 4, 3} {
+		for _, procs := range []int{1, 2, 4, 3, 8} {
 			runtime.GOMAXPROCS(procs)
 			c := append([]float32(nil), c0...)
 			BF16.Sgemm(cs.transA, cs.transB, cs.m, cs.n, cs.k, cs.alpha, a, ca, b, cb, cs.beta, c, cs.n)

@@ -64,12 +64,17 @@
 // A product with many rows is a sequence of phases: pack a B block (tasks
 // split it), then compute that block's contribution to C (tasks split C
 // into chunks of whole 14-row panels, about 16 per thread so that they
-// balance). A product with few rows (under 16 panels per thread) is split by
-// columns instead: each task owns a range of columns of C over all of k and
-// packs its own part of B, with no phases. Tasks run on a persistent pool of
+// balance; with fewer than 4 panels per thread, into a grid of row panels
+// and column ranges, about 4 chunks per thread). A product with few rows
+// (under 16 panels per thread) is split by columns instead when that
+// balances as well: each task owns a range of at least 2nr columns of C
+// over all of k and packs its own part of B, with no phases. A narrow C on
+// many threads (3200x128 on 64: 2 column tasks, against 229 chunks of rows)
+// takes the phases. Tasks run on a persistent pool of
 // goroutines, started once, with the caller taking part; between phases the
 // goroutines spin briefly rather than sleep. Small products (2mnk below
-// 8 MFLOP) and the matrices of a large batch run on one goroutine each.
+// 8 MFLOP on two cores, down to 1 MFLOP on 16 or more) and the matrices of
+// a large batch run on one goroutine each.
 // K is never split, and the k blocks depend only on k, so every element of
 // C is computed by the same sequence of operations whatever GOMAXPROCS is:
 // results repeat bit for bit from run to run and across thread counts. No

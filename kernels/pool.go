@@ -8,7 +8,7 @@ import (
 )
 
 // ParallelFor calls fn on disjoint ranges [lo, hi) that together cover
-// [0, n), at most runtime.GOMAXPROCS(0) of them, each of nearly equal size,
+// [0, n), at most Threads() (GOMAXPROCS) of them, each of nearly equal size,
 // and returns when all calls have returned. The calls run concurrently on the
 // calling goroutine and on the idle goroutines of a persistent pool: no
 // goroutine is started per call. fn may itself call ParallelFor (the inner
@@ -21,8 +21,8 @@ func ParallelFor(n int, fn func(lo, hi int)) {
 	if n <= 0 {
 		return
 	}
-	parts := min(n, runtime.GOMAXPROCS(0))
-	if parts == 1 {
+	parts := min(n, Threads())
+	if parts == 1 && tracing.Load() == nil {
 		fn(0, n)
 		return
 	}
@@ -59,6 +59,10 @@ type tasker interface {
 // Tasks are handed out one at a time, so uneven tasks balance across
 // workers.
 func runTasks(n, threads int, t tasker) {
+	if tr := tracing.Load(); tr != nil {
+		tr.run(n, threads, t)
+		return
+	}
 	helpers := min(n, threads) - 1
 	if helpers <= 0 {
 		for i := 0; i < n; i++ {

@@ -2,7 +2,6 @@ package kernels
 
 import (
 	"fmt"
-	"runtime"
 
 	"github.com/hyperat/hyperat/kernels/cpu"
 )
@@ -102,7 +101,7 @@ func (p Precision) SgemmBatched(batch int, transA, transB bool, m, n, k int, alp
 		}
 		return
 	}
-	threads := runtime.GOMAXPROCS(0)
+	threads := Threads()
 	if batch == 1 || threads == 1 || batch < threads && 2*m*n*k >= parallelFlops {
 		// Few large products: parallelize inside each one.
 		for i := 0; i < batch; i++ {
@@ -154,7 +153,7 @@ func (p Precision) SgemmBatchedAt(batch int, transA, transB bool, m, n, k int, a
 		transA: transA, transB: transB, m: m, n: n, k: k,
 		alpha: alpha, beta: beta, lda: lda, ldb: ldb, ldc: ldc,
 	}
-	threads := runtime.GOMAXPROCS(0)
+	threads := Threads()
 	if batch == 1 || threads == 1 || batch < threads && 2*m*n*k >= parallelFlops {
 		for i := 0; i < batch; i++ {
 			g.a, g.b, g.c = a[offA[i]:], b[offB[i]:], c[offC[i]:]
@@ -337,14 +336,23 @@ func chooseSgemm() *sgemmVariant {
 }
 
 // parallelFlops is the work (2mnk) below which a product runs on one
-// goroutine: splitting it would cost more than it saves.
+// goroutine on two cores: splitting it would cost more than it saves.
 const parallelFlops = 1 << 23
+
+// splitFlops is the work below which a product runs on one goroutine when
+// threads share it: parallelFlops on two cores, less on more (down to an
+// eighth), since a split saves more of the time the more cores share it
+// while a parallel call costs little more (about 0.5 us and 40 ns per
+// further goroutine; see docs/ENGINE.md, "On more cores").
+func splitFlops(threads int) int {
+	return max(parallelFlops*2/max(threads, 1), parallelFlops/8)
+}
 
 // gemm computes the product described by g, on several goroutines when
 // parallel is set and the product is large enough.
 func (v *sgemmVariant) gemm(g *gemmArgs, parallel bool) {
-	threads := runtime.GOMAXPROCS(0)
-	if !parallel || 2*g.m*g.n*g.k < parallelFlops {
+	threads := Threads()
+	if !parallel || 2*g.m*g.n*g.k < splitFlops(threads) {
 		threads = 1
 	}
 	p := plans.get()
@@ -413,23 +421,7 @@ func (p *gemmPlan) init(v *sgemmVariant, g *gemmArgs, threads int) {
 	p.kcMax = v.kBlock(g.k)
 	p.aDirect = !g.transA && spreadsInL1(v.mr, p.kcMax, g.lda)
 	mPanels := ceilDiv(g.m, v.mr)
-	p.columns = false
-	if threads > 1 && mPanels < 16*threads {
-		// Few rows: each task takes columns of C and computes them alone,
-		// over all of k, packing its own part of B (A is small, so every
-		// task reading it costs little). There are no phase barriers, and
-		// the tasks' packing, which streams B from memory, overlaps the
-		// others' computing instead of all threads packing at once.
-		p.columns = true
-		p.mParts, p.mStep = 1, g.m
-		p.nStep = max(2*v.nr, roundUp(ceilDiv(g.n, 4*threads), v.nr))
-		p.nParts = ceilDiv(g.n, p.nStep)
-		return
-	}
 	ncMax := min(v.nc, roundUp(g.n, v.nr))
-	if need := v.kSteps(p.kcMax) * ncMax; len(p.bPack) < need {
-		p.bPack = make([]float32, need)
-	}
 	// Chunks for the compute phase: rows of whole A panels, about 16 per
 	// thread so that they balance even when a thread is held up (a chunk
 	// costs only an atomic increment: B is shared and each A panel is
@@ -437,6 +429,41 @@ func (p *gemmPlan) init(v *sgemmVariant, g *gemmArgs, threads int) {
 	p.mStep = max(1, mPanels/(16*threads)) * v.mr
 	p.mParts = ceilDiv(g.m, p.mStep)
 	p.nParts, p.nStep = 1, ncMax
+	if threads > 1 && p.mParts < 4*threads {
+		// Too few panels of rows to keep every thread busy: the chunks
+		// also split the columns of the block, whole nr-wide panels, into
+		// a grid of about 4 chunks per thread.
+		p.nStep = roundUp(ceilDiv(ncMax, ceilDiv(4*threads, p.mParts)), v.nr)
+		p.nParts = ceilDiv(ncMax, p.nStep)
+	}
+	p.columns = false
+	if threads > 1 && mPanels < 16*threads {
+		// Few rows: each task may instead take columns of C and compute
+		// them alone, over all of k, packing its own part of B (A is
+		// small, so every task reading it costs little). There are no
+		// phase barriers, and the tasks' packing, which streams B from
+		// memory, overlaps the others' computing instead of all threads
+		// packing at once. Columns of at least 2nr keep the reads of A
+		// paid for, so a narrow C has few of them: then the grid above,
+		// which splits rows too, is used when it balances better.
+		nStep := max(2*v.nr, roundUp(ceilDiv(g.n, 4*threads), v.nr))
+		nParts := ceilDiv(g.n, nStep)
+		if balance(nParts, threads) >= balance(p.mParts*p.nParts, threads) {
+			p.columns = true
+			p.mParts, p.mStep = 1, g.m
+			p.nStep, p.nParts = nStep, nParts
+			return
+		}
+	}
+	if need := v.kSteps(p.kcMax) * ncMax; len(p.bPack) < need {
+		p.bPack = make([]float32, need)
+	}
+}
+
+// balance is the share of threads' time busy when tasks equal tasks are
+// handed out to them: tasks / (threads * rounds).
+func balance(tasks, threads int) float64 {
+	return float64(tasks) / float64(threads*ceilDiv(tasks, threads))
 }
 
 func (p *gemmPlan) run() {

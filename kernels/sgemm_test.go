@@ -237,21 +237,54 @@ func TestSgemmVariants(t *testing.T) {
 	}
 }
 
-// TestSgemmSplit runs the sweep with every product split for three threads,
-// however small, so that both ways of splitting (shared B blocks, and tasks
-// owning columns) meet every edge.
+// TestSgemmSplit runs the sweep with every product split for 3, 16 and 64
+// threads, however small, so that every way of splitting (shared B blocks
+// with chunks of rows or a grid of rows and columns, and tasks owning
+// columns) meets every edge.
 func TestSgemmSplit(t *testing.T) {
 	for _, v := range testVariants() {
-		t.Run(v.name, func(t *testing.T) {
-			r := rand.New(rand.NewPCG(19, 20))
-			for _, cs := range gemmCases(true) {
-				checkGemmCase(t, r, cs, func(g *gemmArgs) {
-					p := plans.get()
-					p.gemm(v, g, 3)
-					plans.put(p)
-				})
-			}
-		})
+		for _, threads := range []int{3, 16, 64} {
+			t.Run(fmt.Sprintf("%s/%d", v.name, threads), func(t *testing.T) {
+				r := rand.New(rand.NewPCG(19, 20))
+				for _, cs := range gemmCases(true) {
+					checkGemmCase(t, r, cs, func(g *gemmArgs) {
+						p := plans.get()
+						p.gemm(v, g, threads)
+						plans.put(p)
+					})
+				}
+			})
+		}
+	}
+}
+
+// TestSgemmSplitModes checks that the shapes of the transformers' products
+// take the split meant for them: on many threads, a tall C with few
+// columns is cut into a grid of rows and columns instead of a few column
+// tasks, and a short, wide C keeps tasks owning columns.
+func TestSgemmSplitModes(t *testing.T) {
+	v := activeSgemm
+	for _, c := range []struct {
+		m, n, threads int
+		columns       bool
+		minTasks      int
+	}{
+		{m: 3200, n: 128, threads: 2, minTasks: 32},   // by rows, as before
+		{m: 3200, n: 128, threads: 64, minTasks: 128}, // was 2 column tasks
+		{m: 1576, n: 768, threads: 16, minTasks: 64},  // was 12 column tasks
+		{m: 128, n: 512, threads: 64, minTasks: 64},   // a weight gradient
+		{m: 128, n: 4096, threads: 8, columns: true, minTasks: 32},
+		{m: 64, n: 512, threads: 2, columns: true, minTasks: 8},
+	} {
+		p := plans.get()
+		p.init(v, &gemmArgs{m: c.m, n: c.n, k: 512, lda: 512, ldb: c.n, ldc: c.n, alpha: 1}, c.threads)
+		tasks := p.mParts * p.nParts
+		if p.columns != c.columns || tasks < c.minTasks {
+			t.Errorf("%dx%d on %d threads: columns %v with %d tasks, want columns %v with at least %d",
+				c.m, c.n, c.threads, p.columns, tasks, c.columns, c.minTasks)
+		}
+		p.v, p.g = nil, gemmArgs{}
+		plans.put(p)
 	}
 }
 
@@ -349,6 +382,9 @@ func TestSgemmDeterministic(t *testing.T) {
 		{transA: true, m: 130, n: 900, k: 301, alpha: 0.5, beta: 1},
 		{transB: true, m: 1000, n: 60, k: 130, alpha: 1, beta: 0},
 		{transA: true, transB: true, m: 77, n: 333, k: 555, alpha: -1, beta: 2},
+		{m: 3200, n: 128, k: 200, alpha: 1, beta: 0},             // chunks of rows
+		{transB: true, m: 230, n: 96, k: 300, alpha: 1, beta: 1}, // a grid of rows and columns on 8 threads
+		{m: 200, n: 64, k: 100, alpha: 1, beta: 0},               // split on 8 threads only
 	}
 	for _, v := range testVariants() {
 		for _, cs := range shapes {
@@ -365,7 +401,7 @@ func TestSgemmDeterministic(t *testing.T) {
 			b := randSlice(r, rb*cb)
 			c0 := randSlice(r, cs.m*cs.n)
 			var ref []float32
-			for _, procs := range []int{1, 2, 4, 3} {
+			for _, procs := range []int{1, 2, 4, 3, 8} {
 				runtime.GOMAXPROCS(procs)
 				for rep := 0; rep < 2; rep++ {
 					c := append([]float32(nil), c0...)
