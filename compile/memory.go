@@ -9,8 +9,9 @@ type Memory struct {
 	// Arena is the activations' arena as planned. Programs compiled with one
 	// shared Arena cost the largest of theirs, not the sum.
 	Arena int64
-	// Buffers are the program's own buffers besides: its inputs (fed by
-	// copy), outputs, gradients, integer and boolean values, variables.
+	// Buffers are the program's own buffers besides: its inputs fed by copy
+	// (not those it borrows), outputs, gradients, integer and boolean
+	// values, variables.
 	Buffers int64
 	// Folded are the constants the compilation made (folded subgraphs, such
 	// as a transposed weight); the source graph's own constants are not
@@ -87,7 +88,7 @@ func measure(c *compilation, plan *memPlan) Memory {
 				folded[v.Const] = true
 				m.Folded += tensorBytes(v.Const)
 			}
-		case plan.root(v) != v || inArena:
+		case plan.root(v) != v || inArena || c.borrowed[v]:
 		default:
 			m.Buffers += int64(graph.Numel(v.StaticShape())) * dtypeBytes(v.DType)
 		}

@@ -3,6 +3,7 @@ package compile
 import (
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/hyperat/hyperat/graph"
@@ -36,6 +37,13 @@ type Options struct {
 	// kernels.BF16, which rounds their operands to bfloat16 and sums in
 	// float32 (see precision.go). Every other operation stays float32.
 	Precision kernels.Precision
+	// Borrowed are graph inputs of g that the program reads in place instead
+	// of copying in: each run points them at the caller's tensor, which must
+	// not change until that run (or the Backward after a Forward) ends. The
+	// weights that several programs are fed alike (a trainer's attack and
+	// training programs, at each batch size) then cost one copy, the
+	// caller's, not one per program, and no copy per run.
+	Borrowed []*graph.Value
 }
 
 // pass is one named step of the pipeline.
@@ -75,6 +83,8 @@ type compilation struct {
 	seed   *graph.Value           // the cotangent input of a vector-Jacobian program
 	extra  []*graph.Value         // values kept alive besides the outputs (loss, gradients)
 	source map[*graph.Tensor]bool // the source graph's constants (see measure)
+	// borrowed are the compiled graph's inputs read in place (Options.Borrowed)
+	borrowed map[*graph.Value]bool
 }
 
 // Compile runs the pipeline on a copy of g and binds kernels into a Program.
@@ -91,7 +101,14 @@ func lower(g *graph.Graph, opts Options) (*compilation, error) {
 	cg, vmap := cloneWithMap(g)
 	c := &compilation{g: cg, opts: opts, vars: map[*graph.Value]*graph.Value{},
 		isVar: map[*graph.Value]bool{}, vmap: vmap, gradOf: map[*graph.Value]*graph.Value{},
-		source: sourceConsts(g)}
+		source: sourceConsts(g), borrowed: map[*graph.Value]bool{}}
+	for _, v := range opts.Borrowed {
+		nv, ok := vmap[v]
+		if !ok || !slices.Contains(cg.Inputs, nv) || v.DType != graph.Float32 {
+			return nil, fmt.Errorf("borrowed value %s is not a float input of this graph", v.Name)
+		}
+		c.borrowed[nv] = true
+	}
 	for _, v := range opts.Vars {
 		nv, ok := vmap[v]
 		if !ok || !v.IsConst() {

@@ -39,6 +39,9 @@ type Program struct {
 	hook func(step int) // see Hook
 	cp   *inputCopy
 	mem  Memory
+	// lent holds, for each borrowed input (Options.Borrowed), its buffer and
+	// the views of it, which every run points at the caller's data.
+	lent map[*graph.Value][]*graph.Tensor
 }
 
 type step struct {
@@ -50,7 +53,10 @@ type step struct {
 func newProgram(c *compilation) (*Program, error) {
 	p := &Program{Graph: c.g, Inputs: c.g.Inputs, Outputs: c.g.Outputs,
 		bufs: map[*graph.Value]*graph.Tensor{}, vars: c.vars, grads: c.grad, loss: c.loss, gradOf: c.gradOf,
-		wrt: map[*graph.Value]*graph.Value{}, cp: newInputCopy()}
+		wrt: map[*graph.Value]*graph.Value{}, cp: newInputCopy(), lent: map[*graph.Value][]*graph.Tensor{}}
+	for v := range c.borrowed {
+		p.lent[v] = nil
+	}
 	if c.opts.Grad != nil {
 		for _, w := range c.opts.Grad.Wrt {
 			p.wrt[w] = c.vmap[w]
@@ -109,8 +115,14 @@ func (p *Program) buf(plan *memPlan, v *graph.Value) *graph.Tensor {
 		if o, ok := plan.offset[r]; ok && p.shared != nil {
 			p.bound = append(p.bound, arenaRef{t, o, len(src.F)})
 		}
+		if views, ok := p.lent[r]; ok {
+			p.lent[r] = append(views, t)
+		}
 	default:
-		if o, ok := plan.offset[v]; ok {
+		if views, ok := p.lent[v]; ok {
+			t = &graph.Tensor{DType: v.DType, Shape: v.StaticShape()} // data bound by each run
+			p.lent[v] = append(views, t)
+		} else if o, ok := plan.offset[v]; ok {
 			n := graph.Numel(v.StaticShape())
 			t = &graph.Tensor{DType: graph.Float32, Shape: v.StaticShape(), F: p.arena[o : o+n : o+n]}
 			if p.shared != nil {
@@ -192,8 +204,9 @@ func seedSplit(c *compilation) (int, error) {
 	return len(fwd), nil
 }
 
-// Run copies the inputs in (in graph input order), executes, and returns the
-// output buffers. They belong to the Program and are overwritten by the next Run.
+// Run copies the inputs in (in graph input order; borrowed ones are read in
+// place, see Options.Borrowed), executes, and returns the output buffers.
+// They belong to the Program and are overwritten by the next Run.
 func (p *Program) Run(inputs ...*graph.Tensor) (outs []*graph.Tensor, err error) {
 	if len(inputs) != len(p.Inputs) {
 		return nil, fmt.Errorf("program takes %d inputs, got %d", len(p.Inputs), len(inputs))
@@ -217,6 +230,15 @@ func (p *Program) setInput(in *graph.Value, t *graph.Tensor) error {
 			return fmt.Errorf("input %s: missing", in.Name)
 		}
 		return fmt.Errorf("input %s: got %s%v, want %s%v", in.Name, t.DType, t.Shape, in.DType, want)
+	}
+	if views, ok := p.lent[in]; ok {
+		if len(t.F) != graph.Numel(want) {
+			return fmt.Errorf("input %s: %d values for shape %v", in.Name, len(t.F), want)
+		}
+		for _, w := range views {
+			w.F = t.F[:len(t.F):len(t.F)]
+		}
+		return nil
 	}
 	if dst := p.bufs[in]; t.DType == graph.Float32 && len(t.F) > inputCopyGrain {
 		p.cp.dst, p.cp.src = dst.F, t.F

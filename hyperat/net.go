@@ -307,8 +307,13 @@ func (n *Net) programSpec(batch int, forTraining bool, prec kernels.Precision) (
 		g, v.merged = n.mergedGraph(), len(n.linears) > 0
 		v.wrt = g.Inputs[:1]
 	}
+	// the parameters are read where the net keeps them (see inputs), not
+	// copied into every program: with several programs (attack and
+	// training, per batch size and precision) those copies would be most of
+	// a large model's memory
+	params := slices.Clone(g.Inputs[1:])
 	v.seed = g.AddInput("logits_cotangent", graph.Float32, graph.StaticShape(batch, n.Classes))
-	return v, g, compile.Options{Batch: batch, Arena: n.arena, Precision: prec,
+	return v, g, compile.Options{Batch: batch, Arena: n.arena, Precision: prec, Borrowed: params,
 		Grad: &compile.GradSpec{Loss: g.Outputs[0], Seed: v.seed, Wrt: v.wrt}}
 }
 
