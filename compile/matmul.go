@@ -258,8 +258,8 @@ func kernelMatMul(n *graph.Node) (Kernel, error) {
 	}
 	if n.Op == "MatMulBias" {
 		if p.batch == 1 || p.sharedB(ta) {
-			// one product (tall when a batch shares B): the kernel starts
-			// each tile of C as the bias while the tile is in cache
+			// one product (tall when a batch shares B): the micro-kernels
+			// add the bias as they store each tile of C
 			m := p.batch * p.m
 			return func(in, out []*graph.Tensor) {
 				prec.SgemmBias(ta, tb, m, p.n, p.k, alpha, in[0].F, lda, in[1].F, ldb, in[2].F[:p.n], out[0].F, max(p.n, 1))
@@ -388,8 +388,8 @@ func kernelGemm(n *graph.Node) (Kernel, error) {
 	if c := n.In(2); c != nil {
 		cmap = indexMapBroadcast([]int{m, nn}, shapeOf(c))
 		// C a row broadcast to every row (a linear layer's bias) added once
-		// (beta 1): each tile of the product starts as the bias, which is
-		// the same as filling Y with it first (kernels.SgemmBias).
+		// (beta 1): the micro-kernels add it as they store each tile of
+		// the product, the same as filling Y with it first (kernels.SgemmBias).
 		cs := shapeOf(c)
 		biasRow = beta == 1 && len(cs) > 0 && graph.Numel(cs) == nn && cs[len(cs)-1] == nn
 	}

@@ -369,8 +369,8 @@ func fuseScales(c *compilation) error {
 
 // fuseBias turns a product followed by the addition of a bias row (a linear
 // layer as exporters write it: MatMul, then Add of a [n] vector) into one
-// MatMulBias node, whose kernel starts C as the bias and lets the product
-// add to it: one pass over the output fewer. The bias then enters the sum
+// MatMulBias node, whose kernel adds the bias as the product's first block
+// is stored: one pass over the output fewer. The bias then enters the sum
 // before the products' partial sums do, which rounds differently (by a unit
 // in the last place or so), the same way every run.
 func fuseBias(c *compilation) error {

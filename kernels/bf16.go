@@ -254,7 +254,7 @@ func daz(u uint32) float64 {
 // sbgemmTileGo is the body of the plain-Go twins of the bfloat16 kernels
 // for an mr×nr tile, accumulating in acc (mr*nr zeros): the same operations
 // as the assembly, in the same order, so the same bits.
-func sbgemmTileGo(acc []float32, mr, nr, k int, a []float32, rs, ks int, b, c []float32, ldc int, alpha, beta float32, rows, cols int) {
+func sbgemmTileGo(acc []float32, mr, nr, k int, a []float32, rs, ks int, b, c []float32, ldc int, alpha, beta float32, bias []float32, rows, cols int) {
 	ap, bp := pairsOf(a), pairsOf(b)
 	for t := 0; t < k; t++ {
 		bt := bp[t*nr : t*nr+cols]
@@ -269,11 +269,16 @@ func sbgemmTileGo(acc []float32, mr, nr, k int, a []float32, rs, ks int, b, c []
 	for i := 0; i < rows; i++ {
 		row := acc[i*nr : i*nr+cols]
 		out := c[i*ldc : i*ldc+cols]
-		if beta == 0 {
+		switch {
+		case bias != nil:
+			for j, s := range row {
+				out[j] = float32(alpha*s) + bias[j]
+			}
+		case beta == 0:
 			for j, s := range row {
 				out[j] = alpha * s
 			}
-		} else {
+		default:
 			for j, s := range row {
 				out[j] = float32(alpha*s) + float32(beta*out[j])
 			}

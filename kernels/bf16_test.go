@@ -141,7 +141,7 @@ func TestSbgemmMicroKernels(t *testing.T) {
 	for _, tk := range v.kernels {
 		mr := tk.mr
 		for _, k := range []int{1, 2, 3, 4, 5, 7, 8, 9, 33} {
-			for _, beta := range []float32{0, 1, -0.5} {
+			for _, st := range stores {
 				for _, layout := range [][2]int{{k + 3, 1}, {1, 16}} {
 					rs, ks := layout[0], layout[1]
 					a := make([]float32, (mr-1)*rs+(k-1)*ks+1)
@@ -156,18 +156,19 @@ func TestSbgemmMicroKernels(t *testing.T) {
 					for rows := 1; rows <= mr; rows++ {
 						for cols := 1; cols <= 32; cols++ {
 							ldc := cols + 3
-							fill := func() float32 { return float32(r.NormFloat64()) }
-							if beta == 0 {
-								fill = func() float32 { return float32(math.NaN()) }
-							}
+							bias, fill := st.biasFor(r, cols)
 							want := newTestMatrix(r, rows, cols, ldc, fill)
 							got := testMatrix{buf: append([]float32(nil), want.buf...), rows: rows, cols: cols, ld: ldc}
-							tk.twin(k, a, rs, ks, b, want.data(), ldc, 1.5, beta, rows, cols)
-							tk.kernel(k, a, rs, ks, b, got.data(), ldc, 1.5, beta, rows, cols)
+							tk.twin(k, a, rs, ks, b, want.data(), ldc, 1.5, st.beta, bias, rows, cols)
+							tk.kernel(k, a, rs, ks, b, got.data(), ldc, 1.5, st.beta, bias, rows, cols)
+							name := fmt.Sprintf("%dx32 k%d %+v rs%d ks%d %dx%d", mr, k, st, rs, ks, rows, cols)
 							if x, ok := sameBits(got.buf, want.buf); !ok {
-								t.Fatalf("%dx32 k%d beta%g rs%d ks%d %dx%d: offset %d: %#08x, twin %#08x",
-									mr, k, beta, rs, ks, rows, cols, x-guardLen,
+								t.Fatalf("%s: offset %d: %#08x, twin %#08x", name, x-guardLen,
 									math.Float32bits(got.buf[x]), math.Float32bits(want.buf[x]))
+							}
+							if bias != nil {
+								checkBiasIsBetaOne(t, name, tk.kernel, k, a, rs, ks, b, bias, got)
+								checkBiasIsBetaOne(t, name+" (twin)", tk.twin, k, a, rs, ks, b, bias, want)
 							}
 						}
 					}

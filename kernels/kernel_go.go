@@ -3,7 +3,7 @@ package kernels
 // sgemmTileGo is the body of the plain-Go micro-kernels for an mr×nr tile,
 // accumulating in acc (mr*nr zeros). Products are rounded before they are
 // added (Go fuses them only where the platform's compiler does so).
-func sgemmTileGo(acc []float32, mr, nr, k int, a []float32, rs, ks int, b, c []float32, ldc int, alpha, beta float32, rows, cols int) {
+func sgemmTileGo(acc []float32, mr, nr, k int, a []float32, rs, ks int, b, c []float32, ldc int, alpha, beta float32, bias []float32, rows, cols int) {
 	for p := 0; p < k; p++ {
 		bp := b[p*nr : p*nr+cols]
 		for i := 0; i < rows; i++ {
@@ -17,11 +17,16 @@ func sgemmTileGo(acc []float32, mr, nr, k int, a []float32, rs, ks int, b, c []f
 	for i := 0; i < rows; i++ {
 		row := acc[i*nr : i*nr+cols]
 		out := c[i*ldc : i*ldc+cols]
-		if beta == 0 {
+		switch {
+		case bias != nil:
+			for j, s := range row {
+				out[j] = float32(alpha*s) + bias[j]
+			}
+		case beta == 0:
 			for j, s := range row {
 				out[j] = alpha * s
 			}
-		} else {
+		default:
 			for j, s := range row {
 				out[j] = alpha*s + beta*out[j]
 			}
@@ -39,9 +44,12 @@ func sgemmTileGo(acc []float32, mr, nr, k int, a []float32, rs, ks int, b, c []f
 //			for p := 0; p < k; p++ {
 //				s += a[i*rs+p*ks] * b[p*16+j]
 //			}
-//			if beta == 0 {
+//			switch {
+//			case bias != nil:
+//				c[i*ldc+j] = float32(alpha*s) + bias[j]
+//			case beta == 0:
 //				c[i*ldc+j] = alpha * s
-//			} else {
+//			default:
 //				c[i*ldc+j] = alpha*s + beta*c[i*ldc+j]
 //			}
 //		}
@@ -51,8 +59,8 @@ func sgemmTileGo(acc []float32, mr, nr, k int, a []float32, rs, ks int, b, c []f
 // updated together, so that each B value is loaded once per k step. It
 // needs k ≥ 1, 1 ≤ rows ≤ 4 and 1 ≤ cols ≤ 16; all 4 rows of the A panel
 // and all 16 columns of the B panel are read, but only the rows×cols tile
-// of C is touched, and C is not read when beta is 0.
-func sgemm4x16Plain(k int, a []float32, rs, ks int, b, c []float32, ldc int, alpha, beta float32, rows, cols int) {
+// of C is touched, and C is not read when beta is 0 or bias is not nil.
+func sgemm4x16Plain(k int, a []float32, rs, ks int, b, c []float32, ldc int, alpha, beta float32, bias []float32, rows, cols int) {
 	var acc [4][16]float32
 	_ = a[3*rs+(k-1)*ks]
 	_ = b[k*16-1]
@@ -68,11 +76,16 @@ func sgemm4x16Plain(k int, a []float32, rs, ks int, b, c []float32, ldc int, alp
 	}
 	for i := 0; i < rows; i++ {
 		out := c[i*ldc : i*ldc+cols]
-		if beta == 0 {
+		switch {
+		case bias != nil:
+			for j := range out {
+				out[j] = float32(alpha*acc[i][j]) + bias[j]
+			}
+		case beta == 0:
 			for j := range out {
 				out[j] = alpha * acc[i][j]
 			}
-		} else {
+		default:
 			for j := range out {
 				out[j] = alpha*acc[i][j] + beta*out[j]
 			}

@@ -36,10 +36,10 @@ func (p Precision) Sgemm(transA, transB bool, m, n, k int, alpha float32, a []fl
 
 // SgemmBias computes C = alpha*op(A)*op(B) + bias as Sgemm does with beta 0,
 // bias a row of n values added to every row of C (a linear layer's bias).
-// Each tile of C starts as the bias just before the first block of its
-// product is added, while the tile is in cache, instead of in a pass of its
-// own over C: the result is the same as filling C with the bias and calling
-// Sgemm with beta 1. It is FP32.SgemmBias.
+// The micro-kernels add the bias as they store the first block of each
+// tile's product, instead of a pass of its own over C that the product then
+// reads back: the result is the same as filling C with the bias and calling
+// Sgemm with beta 1, bit for bit. It is FP32.SgemmBias.
 func SgemmBias(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, bias, c []float32, ldc int) {
 	FP32.SgemmBias(transA, transB, m, n, k, alpha, a, lda, b, ldb, bias, c, ldc)
 }
@@ -259,7 +259,7 @@ type gemmArgs struct {
 
 // microKernel is the signature of the register-tiled kernels: see
 // sgemm14x32Go for the contract.
-type microKernel func(k int, a []float32, rs, ks int, b, c []float32, ldc int, alpha, beta float32, rows, cols int)
+type microKernel func(k int, a []float32, rs, ks int, b, c []float32, ldc int, alpha, beta float32, bias []float32, rows, cols int)
 
 // tileKernel is a micro-kernel for tiles of up to mr rows, with its plain-Go
 // twin.
@@ -518,13 +518,13 @@ func (p *gemmPlan) runTask(i, slot int) {
 		a, rs, ks := p.panelA(ws.a, ir, rows, tk.mr, p.pc, kc)
 		kernel := tk.kernel
 		for jr := j0; jr < j1; jr += nr {
-			cols, beta := min(nr, j1-jr), p.beta
+			cols := min(nr, j1-jr)
+			var bias []float32
 			if g.bias != nil && p.pc == 0 {
-				biasTile(g, ir, p.jc+jr, rows, cols)
-				beta = 1
+				bias = g.bias[p.jc+jr:]
 			}
 			kernel(steps, a, rs, ks, p.bPack[jr*steps:], g.c[ir*g.ldc+p.jc+jr:], g.ldc,
-				g.alpha, beta, rows, cols)
+				g.alpha, p.beta, bias, rows, cols)
 		}
 	}
 }
@@ -560,24 +560,16 @@ func (p *gemmPlan) runColumns(i int, ws *workspace) {
 				tk := v.byRows[rows]
 				a, rs, ks := p.panelA(ws.a, ir, rows, tk.mr, pc, kc)
 				for jr := 0; jr < nc; jr += v.nr {
-					cols, tb := min(v.nr, nc-jr), beta
+					cols := min(v.nr, nc-jr)
+					var bias []float32
 					if g.bias != nil && pc == 0 {
-						biasTile(g, ir, jc+jr, rows, cols)
-						tb = 1
+						bias = g.bias[jc+jr:]
 					}
 					tk.kernel(steps, a, rs, ks, ws.b[jr*steps:], g.c[ir*g.ldc+jc+jr:], g.ldc,
-						g.alpha, tb, rows, cols)
+						g.alpha, beta, bias, rows, cols)
 				}
 			}
 		}
-	}
-}
-
-// biasTile sets the rows×cols tile of C at (i, j) to the bias.
-func biasTile(g *gemmArgs, i, j, rows, cols int) {
-	b := g.bias[j : j+cols]
-	for r := i; r < i+rows; r++ {
-		copy(g.c[r*g.ldc+j:r*g.ldc+j+cols], b)
 	}
 }
 

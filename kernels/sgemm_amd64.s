@@ -4,9 +4,9 @@
 
 #include "textflag.h"
 
-// func sgemm14x32AVX512(k int, a []float32, rs int, ks int, b []float32, c []float32, ldc int, alpha float32, beta float32, rows int, cols int)
+// func sgemm14x32AVX512(k int, a []float32, rs int, ks int, b []float32, c []float32, ldc int, alpha float32, beta float32, bias []float32, rows int, cols int)
 // Requires: AVX, AVX512F, MMX+
-TEXT ·sgemm14x32AVX512(SB), NOSPLIT, $0-128
+TEXT ·sgemm14x32AVX512(SB), NOSPLIT, $0-152
 	MOVQ a_base+8(FP), SI
 	MOVQ rs+32(FP), R9
 	SHLQ $0x02, R9
@@ -25,8 +25,8 @@ TEXT ·sgemm14x32AVX512(SB), NOSPLIT, $0-128
 	MOVQ c_base+72(FP), DX
 	MOVQ ldc+96(FP), R12
 	SHLQ $0x02, R12
-	MOVQ rows+112(FP), R13
-	MOVQ cols+120(FP), R14
+	MOVQ rows+136(FP), R13
+	MOVQ cols+144(FP), R14
 
 	// Fetch the C tile while the products are computed.
 	MOVQ       DX, CX
@@ -296,6 +296,9 @@ sgemm14x32AVX512_store:
 	JNE          sgemm14x32AVX512_edge
 
 	// Full tile.
+	MOVQ        bias_base+112(FP), SI
+	TESTQ       SI, SI
+	JNZ         sgemm14x32AVX512_fullbias
 	MOVL        beta+108(FP), AX
 	ANDL        $0x7fffffff, AX
 	JZ          sgemm14x32AVX512_full0
@@ -470,6 +473,106 @@ sgemm14x32AVX512_full0:
 	VMOVUPS Z27, 64(DX)
 	JMP     sgemm14x32AVX512_done
 
+sgemm14x32AVX512_fullbias:
+	VMULPS  Z28, Z0, Z0
+	VADDPS  (SI), Z0, Z0
+	VMOVUPS Z0, (DX)
+	VMULPS  Z28, Z1, Z1
+	VADDPS  64(SI), Z1, Z1
+	VMOVUPS Z1, 64(DX)
+	ADDQ    R12, DX
+	VMULPS  Z28, Z2, Z2
+	VADDPS  (SI), Z2, Z2
+	VMOVUPS Z2, (DX)
+	VMULPS  Z28, Z3, Z3
+	VADDPS  64(SI), Z3, Z3
+	VMOVUPS Z3, 64(DX)
+	ADDQ    R12, DX
+	VMULPS  Z28, Z4, Z4
+	VADDPS  (SI), Z4, Z4
+	VMOVUPS Z4, (DX)
+	VMULPS  Z28, Z5, Z5
+	VADDPS  64(SI), Z5, Z5
+	VMOVUPS Z5, 64(DX)
+	ADDQ    R12, DX
+	VMULPS  Z28, Z6, Z6
+	VADDPS  (SI), Z6, Z6
+	VMOVUPS Z6, (DX)
+	VMULPS  Z28, Z7, Z7
+	VADDPS  64(SI), Z7, Z7
+	VMOVUPS Z7, 64(DX)
+	ADDQ    R12, DX
+	VMULPS  Z28, Z8, Z8
+	VADDPS  (SI), Z8, Z8
+	VMOVUPS Z8, (DX)
+	VMULPS  Z28, Z9, Z9
+	VADDPS  64(SI), Z9, Z9
+	VMOVUPS Z9, 64(DX)
+	ADDQ    R12, DX
+	VMULPS  Z28, Z10, Z10
+	VADDPS  (SI), Z10, Z10
+	VMOVUPS Z10, (DX)
+	VMULPS  Z28, Z11, Z11
+	VADDPS  64(SI), Z11, Z11
+	VMOVUPS Z11, 64(DX)
+	ADDQ    R12, DX
+	VMULPS  Z28, Z12, Z12
+	VADDPS  (SI), Z12, Z12
+	VMOVUPS Z12, (DX)
+	VMULPS  Z28, Z13, Z13
+	VADDPS  64(SI), Z13, Z13
+	VMOVUPS Z13, 64(DX)
+	ADDQ    R12, DX
+	VMULPS  Z28, Z14, Z14
+	VADDPS  (SI), Z14, Z14
+	VMOVUPS Z14, (DX)
+	VMULPS  Z28, Z15, Z15
+	VADDPS  64(SI), Z15, Z15
+	VMOVUPS Z15, 64(DX)
+	ADDQ    R12, DX
+	VMULPS  Z28, Z16, Z16
+	VADDPS  (SI), Z16, Z16
+	VMOVUPS Z16, (DX)
+	VMULPS  Z28, Z17, Z17
+	VADDPS  64(SI), Z17, Z17
+	VMOVUPS Z17, 64(DX)
+	ADDQ    R12, DX
+	VMULPS  Z28, Z18, Z18
+	VADDPS  (SI), Z18, Z18
+	VMOVUPS Z18, (DX)
+	VMULPS  Z28, Z19, Z19
+	VADDPS  64(SI), Z19, Z19
+	VMOVUPS Z19, 64(DX)
+	ADDQ    R12, DX
+	VMULPS  Z28, Z20, Z20
+	VADDPS  (SI), Z20, Z20
+	VMOVUPS Z20, (DX)
+	VMULPS  Z28, Z21, Z21
+	VADDPS  64(SI), Z21, Z21
+	VMOVUPS Z21, 64(DX)
+	ADDQ    R12, DX
+	VMULPS  Z28, Z22, Z22
+	VADDPS  (SI), Z22, Z22
+	VMOVUPS Z22, (DX)
+	VMULPS  Z28, Z23, Z23
+	VADDPS  64(SI), Z23, Z23
+	VMOVUPS Z23, 64(DX)
+	ADDQ    R12, DX
+	VMULPS  Z28, Z24, Z24
+	VADDPS  (SI), Z24, Z24
+	VMOVUPS Z24, (DX)
+	VMULPS  Z28, Z25, Z25
+	VADDPS  64(SI), Z25, Z25
+	VMOVUPS Z25, 64(DX)
+	ADDQ    R12, DX
+	VMULPS  Z28, Z26, Z26
+	VADDPS  (SI), Z26, Z26
+	VMOVUPS Z26, (DX)
+	VMULPS  Z28, Z27, Z27
+	VADDPS  64(SI), Z27, Z27
+	VMOVUPS Z27, 64(DX)
+	JMP     sgemm14x32AVX512_done
+
 sgemm14x32AVX512_edge:
 	// Column masks: the low cols bits of a run of ones, 16 per vector.
 	MOVQ        $0x00000040, CX
@@ -479,6 +582,9 @@ sgemm14x32AVX512_edge:
 	KMOVW       R14, K1
 	SHRQ        $0x10, R14
 	KMOVW       R14, K2
+	MOVQ        bias_base+112(FP), SI
+	TESTQ       SI, SI
+	JNZ         sgemm14x32AVX512_edgebias
 	MOVL        beta+108(FP), AX
 	ANDL        $0x7fffffff, AX
 	JZ          sgemm14x32AVX512_edge0
@@ -635,6 +741,160 @@ sgemm14x32AVX512_edge:
 	VMOVUPS     Z27, K2, 64(DX)
 	JMP         sgemm14x32AVX512_done
 
+sgemm14x32AVX512_edgebias:
+	VMULPS    Z28, Z0, Z0
+	VMOVUPS.Z (SI), K1, Z30
+	VADDPS    Z30, Z0, Z0
+	VMOVUPS   Z0, K1, (DX)
+	VMULPS    Z28, Z1, Z1
+	VMOVUPS.Z 64(SI), K2, Z30
+	VADDPS    Z30, Z1, Z1
+	VMOVUPS   Z1, K2, 64(DX)
+	DECQ      R13
+	JZ        sgemm14x32AVX512_done
+	ADDQ      R12, DX
+	VMULPS    Z28, Z2, Z2
+	VMOVUPS.Z (SI), K1, Z30
+	VADDPS    Z30, Z2, Z2
+	VMOVUPS   Z2, K1, (DX)
+	VMULPS    Z28, Z3, Z3
+	VMOVUPS.Z 64(SI), K2, Z30
+	VADDPS    Z30, Z3, Z3
+	VMOVUPS   Z3, K2, 64(DX)
+	DECQ      R13
+	JZ        sgemm14x32AVX512_done
+	ADDQ      R12, DX
+	VMULPS    Z28, Z4, Z4
+	VMOVUPS.Z (SI), K1, Z30
+	VADDPS    Z30, Z4, Z4
+	VMOVUPS   Z4, K1, (DX)
+	VMULPS    Z28, Z5, Z5
+	VMOVUPS.Z 64(SI), K2, Z30
+	VADDPS    Z30, Z5, Z5
+	VMOVUPS   Z5, K2, 64(DX)
+	DECQ      R13
+	JZ        sgemm14x32AVX512_done
+	ADDQ      R12, DX
+	VMULPS    Z28, Z6, Z6
+	VMOVUPS.Z (SI), K1, Z30
+	VADDPS    Z30, Z6, Z6
+	VMOVUPS   Z6, K1, (DX)
+	VMULPS    Z28, Z7, Z7
+	VMOVUPS.Z 64(SI), K2, Z30
+	VADDPS    Z30, Z7, Z7
+	VMOVUPS   Z7, K2, 64(DX)
+	DECQ      R13
+	JZ        sgemm14x32AVX512_done
+	ADDQ      R12, DX
+	VMULPS    Z28, Z8, Z8
+	VMOVUPS.Z (SI), K1, Z30
+	VADDPS    Z30, Z8, Z8
+	VMOVUPS   Z8, K1, (DX)
+	VMULPS    Z28, Z9, Z9
+	VMOVUPS.Z 64(SI), K2, Z30
+	VADDPS    Z30, Z9, Z9
+	VMOVUPS   Z9, K2, 64(DX)
+	DECQ      R13
+	JZ        sgemm14x32AVX512_done
+	ADDQ      R12, DX
+	VMULPS    Z28, Z10, Z10
+	VMOVUPS.Z (SI), K1, Z30
+	VADDPS    Z30, Z10, Z10
+	VMOVUPS   Z10, K1, (DX)
+	VMULPS    Z28, Z11, Z11
+	VMOVUPS.Z 64(SI), K2, Z30
+	VADDPS    Z30, Z11, Z11
+	VMOVUPS   Z11, K2, 64(DX)
+	DECQ      R13
+	JZ        sgemm14x32AVX512_done
+	ADDQ      R12, DX
+	VMULPS    Z28, Z12, Z12
+	VMOVUPS.Z (SI), K1, Z30
+	VADDPS    Z30, Z12, Z12
+	VMOVUPS   Z12, K1, (DX)
+	VMULPS    Z28, Z13, Z13
+	VMOVUPS.Z 64(SI), K2, Z30
+	VADDPS    Z30, Z13, Z13
+	VMOVUPS   Z13, K2, 64(DX)
+	DECQ      R13
+	JZ        sgemm14x32AVX512_done
+	ADDQ      R12, DX
+	VMULPS    Z28, Z14, Z14
+	VMOVUPS.Z (SI), K1, Z30
+	VADDPS    Z30, Z14, Z14
+	VMOVUPS   Z14, K1, (DX)
+	VMULPS    Z28, Z15, Z15
+	VMOVUPS.Z 64(SI), K2, Z30
+	VADDPS    Z30, Z15, Z15
+	VMOVUPS   Z15, K2, 64(DX)
+	DECQ      R13
+	JZ        sgemm14x32AVX512_done
+	ADDQ      R12, DX
+	VMULPS    Z28, Z16, Z16
+	VMOVUPS.Z (SI), K1, Z30
+	VADDPS    Z30, Z16, Z16
+	VMOVUPS   Z16, K1, (DX)
+	VMULPS    Z28, Z17, Z17
+	VMOVUPS.Z 64(SI), K2, Z30
+	VADDPS    Z30, Z17, Z17
+	VMOVUPS   Z17, K2, 64(DX)
+	DECQ      R13
+	JZ        sgemm14x32AVX512_done
+	ADDQ      R12, DX
+	VMULPS    Z28, Z18, Z18
+	VMOVUPS.Z (SI), K1, Z30
+	VADDPS    Z30, Z18, Z18
+	VMOVUPS   Z18, K1, (DX)
+	VMULPS    Z28, Z19, Z19
+	VMOVUPS.Z 64(SI), K2, Z30
+	VADDPS    Z30, Z19, Z19
+	VMOVUPS   Z19, K2, 64(DX)
+	DECQ      R13
+	JZ        sgemm14x32AVX512_done
+	ADDQ      R12, DX
+	VMULPS    Z28, Z20, Z20
+	VMOVUPS.Z (SI), K1, Z30
+	VADDPS    Z30, Z20, Z20
+	VMOVUPS   Z20, K1, (DX)
+	VMULPS    Z28, Z21, Z21
+	VMOVUPS.Z 64(SI), K2, Z30
+	VADDPS    Z30, Z21, Z21
+	VMOVUPS   Z21, K2, 64(DX)
+	DECQ      R13
+	JZ        sgemm14x32AVX512_done
+	ADDQ      R12, DX
+	VMULPS    Z28, Z22, Z22
+	VMOVUPS.Z (SI), K1, Z30
+	VADDPS    Z30, Z22, Z22
+	VMOVUPS   Z22, K1, (DX)
+	VMULPS    Z28, Z23, Z23
+	VMOVUPS.Z 64(SI), K2, Z30
+	VADDPS    Z30, Z23, Z23
+	VMOVUPS   Z23, K2, 64(DX)
+	DECQ      R13
+	JZ        sgemm14x32AVX512_done
+	ADDQ      R12, DX
+	VMULPS    Z28, Z24, Z24
+	VMOVUPS.Z (SI), K1, Z30
+	VADDPS    Z30, Z24, Z24
+	VMOVUPS   Z24, K1, (DX)
+	VMULPS    Z28, Z25, Z25
+	VMOVUPS.Z 64(SI), K2, Z30
+	VADDPS    Z30, Z25, Z25
+	VMOVUPS   Z25, K2, 64(DX)
+	DECQ      R13
+	JZ        sgemm14x32AVX512_done
+	ADDQ      R12, DX
+	VMULPS    Z28, Z26, Z26
+	VMOVUPS.Z (SI), K1, Z30
+	VADDPS    Z30, Z26, Z26
+	VMOVUPS   Z26, K1, (DX)
+	VMULPS    Z28, Z27, Z27
+	VMOVUPS.Z 64(SI), K2, Z30
+	VADDPS    Z30, Z27, Z27
+	VMOVUPS   Z27, K2, 64(DX)
+	JMP       sgemm14x32AVX512_done
+
 sgemm14x32AVX512_edge0:
 	VMULPS  Z28, Z0, Z0
 	VMOVUPS Z0, K1, (DX)
@@ -736,9 +996,9 @@ sgemm14x32AVX512_done:
 	VZEROUPPER
 	RET
 
-// func sgemm8x32AVX512(k int, a []float32, rs int, ks int, b []float32, c []float32, ldc int, alpha float32, beta float32, rows int, cols int)
+// func sgemm8x32AVX512(k int, a []float32, rs int, ks int, b []float32, c []float32, ldc int, alpha float32, beta float32, bias []float32, rows int, cols int)
 // Requires: AVX, AVX512F, MMX+
-TEXT ·sgemm8x32AVX512(SB), NOSPLIT, $0-128
+TEXT ·sgemm8x32AVX512(SB), NOSPLIT, $0-152
 	MOVQ a_base+8(FP), SI
 	MOVQ rs+32(FP), R9
 	SHLQ $0x02, R9
@@ -753,8 +1013,8 @@ TEXT ·sgemm8x32AVX512(SB), NOSPLIT, $0-128
 	MOVQ c_base+72(FP), DX
 	MOVQ ldc+96(FP), R12
 	SHLQ $0x02, R12
-	MOVQ rows+112(FP), R13
-	MOVQ cols+120(FP), R14
+	MOVQ rows+136(FP), R13
+	MOVQ cols+144(FP), R14
 
 	// Fetch the C tile while the products are computed.
 	MOVQ       DX, CX
@@ -929,6 +1189,9 @@ sgemm8x32AVX512_store:
 	JNE          sgemm8x32AVX512_edge
 
 	// Full tile.
+	MOVQ        bias_base+112(FP), SI
+	TESTQ       SI, SI
+	JNZ         sgemm8x32AVX512_fullbias
 	MOVL        beta+108(FP), AX
 	ANDL        $0x7fffffff, AX
 	JZ          sgemm8x32AVX512_full0
@@ -1031,6 +1294,64 @@ sgemm8x32AVX512_full0:
 	VMOVUPS Z15, 64(DX)
 	JMP     sgemm8x32AVX512_done
 
+sgemm8x32AVX512_fullbias:
+	VMULPS  Z16, Z0, Z0
+	VADDPS  (SI), Z0, Z0
+	VMOVUPS Z0, (DX)
+	VMULPS  Z16, Z1, Z1
+	VADDPS  64(SI), Z1, Z1
+	VMOVUPS Z1, 64(DX)
+	ADDQ    R12, DX
+	VMULPS  Z16, Z2, Z2
+	VADDPS  (SI), Z2, Z2
+	VMOVUPS Z2, (DX)
+	VMULPS  Z16, Z3, Z3
+	VADDPS  64(SI), Z3, Z3
+	VMOVUPS Z3, 64(DX)
+	ADDQ    R12, DX
+	VMULPS  Z16, Z4, Z4
+	VADDPS  (SI), Z4, Z4
+	VMOVUPS Z4, (DX)
+	VMULPS  Z16, Z5, Z5
+	VADDPS  64(SI), Z5, Z5
+	VMOVUPS Z5, 64(DX)
+	ADDQ    R12, DX
+	VMULPS  Z16, Z6, Z6
+	VADDPS  (SI), Z6, Z6
+	VMOVUPS Z6, (DX)
+	VMULPS  Z16, Z7, Z7
+	VADDPS  64(SI), Z7, Z7
+	VMOVUPS Z7, 64(DX)
+	ADDQ    R12, DX
+	VMULPS  Z16, Z8, Z8
+	VADDPS  (SI), Z8, Z8
+	VMOVUPS Z8, (DX)
+	VMULPS  Z16, Z9, Z9
+	VADDPS  64(SI), Z9, Z9
+	VMOVUPS Z9, 64(DX)
+	ADDQ    R12, DX
+	VMULPS  Z16, Z10, Z10
+	VADDPS  (SI), Z10, Z10
+	VMOVUPS Z10, (DX)
+	VMULPS  Z16, Z11, Z11
+	VADDPS  64(SI), Z11, Z11
+	VMOVUPS Z11, 64(DX)
+	ADDQ    R12, DX
+	VMULPS  Z16, Z12, Z12
+	VADDPS  (SI), Z12, Z12
+	VMOVUPS Z12, (DX)
+	VMULPS  Z16, Z13, Z13
+	VADDPS  64(SI), Z13, Z13
+	VMOVUPS Z13, 64(DX)
+	ADDQ    R12, DX
+	VMULPS  Z16, Z14, Z14
+	VADDPS  (SI), Z14, Z14
+	VMOVUPS Z14, (DX)
+	VMULPS  Z16, Z15, Z15
+	VADDPS  64(SI), Z15, Z15
+	VMOVUPS Z15, 64(DX)
+	JMP     sgemm8x32AVX512_done
+
 sgemm8x32AVX512_edge:
 	// Column masks: the low cols bits of a run of ones, 16 per vector.
 	MOVQ        $0x00000040, CX
@@ -1040,6 +1361,9 @@ sgemm8x32AVX512_edge:
 	KMOVW       R14, K1
 	SHRQ        $0x10, R14
 	KMOVW       R14, K2
+	MOVQ        bias_base+112(FP), SI
+	TESTQ       SI, SI
+	JNZ         sgemm8x32AVX512_edgebias
 	MOVL        beta+108(FP), AX
 	ANDL        $0x7fffffff, AX
 	JZ          sgemm8x32AVX512_edge0
@@ -1130,6 +1454,94 @@ sgemm8x32AVX512_edge:
 	VMOVUPS     Z15, K2, 64(DX)
 	JMP         sgemm8x32AVX512_done
 
+sgemm8x32AVX512_edgebias:
+	VMULPS    Z16, Z0, Z0
+	VMOVUPS.Z (SI), K1, Z18
+	VADDPS    Z18, Z0, Z0
+	VMOVUPS   Z0, K1, (DX)
+	VMULPS    Z16, Z1, Z1
+	VMOVUPS.Z 64(SI), K2, Z18
+	VADDPS    Z18, Z1, Z1
+	VMOVUPS   Z1, K2, 64(DX)
+	DECQ      R13
+	JZ        sgemm8x32AVX512_done
+	ADDQ      R12, DX
+	VMULPS    Z16, Z2, Z2
+	VMOVUPS.Z (SI), K1, Z18
+	VADDPS    Z18, Z2, Z2
+	VMOVUPS   Z2, K1, (DX)
+	VMULPS    Z16, Z3, Z3
+	VMOVUPS.Z 64(SI), K2, Z18
+	VADDPS    Z18, Z3, Z3
+	VMOVUPS   Z3, K2, 64(DX)
+	DECQ      R13
+	JZ        sgemm8x32AVX512_done
+	ADDQ      R12, DX
+	VMULPS    Z16, Z4, Z4
+	VMOVUPS.Z (SI), K1, Z18
+	VADDPS    Z18, Z4, Z4
+	VMOVUPS   Z4, K1, (DX)
+	VMULPS    Z16, Z5, Z5
+	VMOVUPS.Z 64(SI), K2, Z18
+	VADDPS    Z18, Z5, Z5
+	VMOVUPS   Z5, K2, 64(DX)
+	DECQ      R13
+	JZ        sgemm8x32AVX512_done
+	ADDQ      R12, DX
+	VMULPS    Z16, Z6, Z6
+	VMOVUPS.Z (SI), K1, Z18
+	VADDPS    Z18, Z6, Z6
+	VMOVUPS   Z6, K1, (DX)
+	VMULPS    Z16, Z7, Z7
+	VMOVUPS.Z 64(SI), K2, Z18
+	VADDPS    Z18, Z7, Z7
+	VMOVUPS   Z7, K2, 64(DX)
+	DECQ      R13
+	JZ        sgemm8x32AVX512_done
+	ADDQ      R12, DX
+	VMULPS    Z16, Z8, Z8
+	VMOVUPS.Z (SI), K1, Z18
+	VADDPS    Z18, Z8, Z8
+	VMOVUPS   Z8, K1, (DX)
+	VMULPS    Z16, Z9, Z9
+	VMOVUPS.Z 64(SI), K2, Z18
+	VADDPS    Z18, Z9, Z9
+	VMOVUPS   Z9, K2, 64(DX)
+	DECQ      R13
+	JZ        sgemm8x32AVX512_done
+	ADDQ      R12, DX
+	VMULPS    Z16, Z10, Z10
+	VMOVUPS.Z (SI), K1, Z18
+	VADDPS    Z18, Z10, Z10
+	VMOVUPS   Z10, K1, (DX)
+	VMULPS    Z16, Z11, Z11
+	VMOVUPS.Z 64(SI), K2, Z18
+	VADDPS    Z18, Z11, Z11
+	VMOVUPS   Z11, K2, 64(DX)
+	DECQ      R13
+	JZ        sgemm8x32AVX512_done
+	ADDQ      R12, DX
+	VMULPS    Z16, Z12, Z12
+	VMOVUPS.Z (SI), K1, Z18
+	VADDPS    Z18, Z12, Z12
+	VMOVUPS   Z12, K1, (DX)
+	VMULPS    Z16, Z13, Z13
+	VMOVUPS.Z 64(SI), K2, Z18
+	VADDPS    Z18, Z13, Z13
+	VMOVUPS   Z13, K2, 64(DX)
+	DECQ      R13
+	JZ        sgemm8x32AVX512_done
+	ADDQ      R12, DX
+	VMULPS    Z16, Z14, Z14
+	VMOVUPS.Z (SI), K1, Z18
+	VADDPS    Z18, Z14, Z14
+	VMOVUPS   Z14, K1, (DX)
+	VMULPS    Z16, Z15, Z15
+	VMOVUPS.Z 64(SI), K2, Z18
+	VADDPS    Z18, Z15, Z15
+	VMOVUPS   Z15, K2, 64(DX)
+	JMP       sgemm8x32AVX512_done
+
 sgemm8x32AVX512_edge0:
 	VMULPS  Z16, Z0, Z0
 	VMOVUPS Z0, K1, (DX)
@@ -1189,9 +1601,9 @@ sgemm8x32AVX512_done:
 	VZEROUPPER
 	RET
 
-// func sgemm4x32AVX512(k int, a []float32, rs int, ks int, b []float32, c []float32, ldc int, alpha float32, beta float32, rows int, cols int)
+// func sgemm4x32AVX512(k int, a []float32, rs int, ks int, b []float32, c []float32, ldc int, alpha float32, beta float32, bias []float32, rows int, cols int)
 // Requires: AVX, AVX512F, MMX+
-TEXT ·sgemm4x32AVX512(SB), NOSPLIT, $0-128
+TEXT ·sgemm4x32AVX512(SB), NOSPLIT, $0-152
 	MOVQ a_base+8(FP), SI
 	MOVQ rs+32(FP), R9
 	SHLQ $0x02, R9
@@ -1202,8 +1614,8 @@ TEXT ·sgemm4x32AVX512(SB), NOSPLIT, $0-128
 	MOVQ c_base+72(FP), DX
 	MOVQ ldc+96(FP), R12
 	SHLQ $0x02, R12
-	MOVQ rows+112(FP), R13
-	MOVQ cols+120(FP), R14
+	MOVQ rows+136(FP), R13
+	MOVQ cols+144(FP), R14
 
 	// Fetch the C tile while the products are computed.
 	MOVQ       DX, CX
@@ -1313,6 +1725,9 @@ sgemm4x32AVX512_store:
 	JNE          sgemm4x32AVX512_edge
 
 	// Full tile.
+	MOVQ        bias_base+112(FP), SI
+	TESTQ       SI, SI
+	JNZ         sgemm4x32AVX512_fullbias
 	MOVL        beta+108(FP), AX
 	ANDL        $0x7fffffff, AX
 	JZ          sgemm4x32AVX512_full0
@@ -1367,6 +1782,36 @@ sgemm4x32AVX512_full0:
 	VMOVUPS Z7, 64(DX)
 	JMP     sgemm4x32AVX512_done
 
+sgemm4x32AVX512_fullbias:
+	VMULPS  Z8, Z0, Z0
+	VADDPS  (SI), Z0, Z0
+	VMOVUPS Z0, (DX)
+	VMULPS  Z8, Z1, Z1
+	VADDPS  64(SI), Z1, Z1
+	VMOVUPS Z1, 64(DX)
+	ADDQ    R12, DX
+	VMULPS  Z8, Z2, Z2
+	VADDPS  (SI), Z2, Z2
+	VMOVUPS Z2, (DX)
+	VMULPS  Z8, Z3, Z3
+	VADDPS  64(SI), Z3, Z3
+	VMOVUPS Z3, 64(DX)
+	ADDQ    R12, DX
+	VMULPS  Z8, Z4, Z4
+	VADDPS  (SI), Z4, Z4
+	VMOVUPS Z4, (DX)
+	VMULPS  Z8, Z5, Z5
+	VADDPS  64(SI), Z5, Z5
+	VMOVUPS Z5, 64(DX)
+	ADDQ    R12, DX
+	VMULPS  Z8, Z6, Z6
+	VADDPS  (SI), Z6, Z6
+	VMOVUPS Z6, (DX)
+	VMULPS  Z8, Z7, Z7
+	VADDPS  64(SI), Z7, Z7
+	VMOVUPS Z7, 64(DX)
+	JMP     sgemm4x32AVX512_done
+
 sgemm4x32AVX512_edge:
 	// Column masks: the low cols bits of a run of ones, 16 per vector.
 	MOVQ        $0x00000040, CX
@@ -1376,6 +1821,9 @@ sgemm4x32AVX512_edge:
 	KMOVW       R14, K1
 	SHRQ        $0x10, R14
 	KMOVW       R14, K2
+	MOVQ        bias_base+112(FP), SI
+	TESTQ       SI, SI
+	JNZ         sgemm4x32AVX512_edgebias
 	MOVL        beta+108(FP), AX
 	ANDL        $0x7fffffff, AX
 	JZ          sgemm4x32AVX512_edge0
@@ -1422,6 +1870,50 @@ sgemm4x32AVX512_edge:
 	VMOVUPS     Z7, K2, 64(DX)
 	JMP         sgemm4x32AVX512_done
 
+sgemm4x32AVX512_edgebias:
+	VMULPS    Z8, Z0, Z0
+	VMOVUPS.Z (SI), K1, Z10
+	VADDPS    Z10, Z0, Z0
+	VMOVUPS   Z0, K1, (DX)
+	VMULPS    Z8, Z1, Z1
+	VMOVUPS.Z 64(SI), K2, Z10
+	VADDPS    Z10, Z1, Z1
+	VMOVUPS   Z1, K2, 64(DX)
+	DECQ      R13
+	JZ        sgemm4x32AVX512_done
+	ADDQ      R12, DX
+	VMULPS    Z8, Z2, Z2
+	VMOVUPS.Z (SI), K1, Z10
+	VADDPS    Z10, Z2, Z2
+	VMOVUPS   Z2, K1, (DX)
+	VMULPS    Z8, Z3, Z3
+	VMOVUPS.Z 64(SI), K2, Z10
+	VADDPS    Z10, Z3, Z3
+	VMOVUPS   Z3, K2, 64(DX)
+	DECQ      R13
+	JZ        sgemm4x32AVX512_done
+	ADDQ      R12, DX
+	VMULPS    Z8, Z4, Z4
+	VMOVUPS.Z (SI), K1, Z10
+	VADDPS    Z10, Z4, Z4
+	VMOVUPS   Z4, K1, (DX)
+	VMULPS    Z8, Z5, Z5
+	VMOVUPS.Z 64(SI), K2, Z10
+	VADDPS    Z10, Z5, Z5
+	VMOVUPS   Z5, K2, 64(DX)
+	DECQ      R13
+	JZ        sgemm4x32AVX512_done
+	ADDQ      R12, DX
+	VMULPS    Z8, Z6, Z6
+	VMOVUPS.Z (SI), K1, Z10
+	VADDPS    Z10, Z6, Z6
+	VMOVUPS   Z6, K1, (DX)
+	VMULPS    Z8, Z7, Z7
+	VMOVUPS.Z 64(SI), K2, Z10
+	VADDPS    Z10, Z7, Z7
+	VMOVUPS   Z7, K2, 64(DX)
+	JMP       sgemm4x32AVX512_done
+
 sgemm4x32AVX512_edge0:
 	VMULPS  Z8, Z0, Z0
 	VMOVUPS Z0, K1, (DX)
@@ -1453,9 +1945,9 @@ sgemm4x32AVX512_done:
 	VZEROUPPER
 	RET
 
-// func sgemm2x32AVX512(k int, a []float32, rs int, ks int, b []float32, c []float32, ldc int, alpha float32, beta float32, rows int, cols int)
+// func sgemm2x32AVX512(k int, a []float32, rs int, ks int, b []float32, c []float32, ldc int, alpha float32, beta float32, bias []float32, rows int, cols int)
 // Requires: AVX, AVX512F, MMX+
-TEXT ·sgemm2x32AVX512(SB), NOSPLIT, $0-128
+TEXT ·sgemm2x32AVX512(SB), NOSPLIT, $0-152
 	MOVQ a_base+8(FP), SI
 	MOVQ rs+32(FP), R9
 	SHLQ $0x02, R9
@@ -1466,8 +1958,8 @@ TEXT ·sgemm2x32AVX512(SB), NOSPLIT, $0-128
 	MOVQ c_base+72(FP), DX
 	MOVQ ldc+96(FP), R12
 	SHLQ $0x02, R12
-	MOVQ rows+112(FP), R13
-	MOVQ cols+120(FP), R14
+	MOVQ rows+136(FP), R13
+	MOVQ cols+144(FP), R14
 
 	// Fetch the C tile while the products are computed.
 	MOVQ       DX, CX
@@ -1547,6 +2039,9 @@ sgemm2x32AVX512_store:
 	JNE          sgemm2x32AVX512_edge
 
 	// Full tile.
+	MOVQ        bias_base+112(FP), SI
+	TESTQ       SI, SI
+	JNZ         sgemm2x32AVX512_fullbias
 	MOVL        beta+108(FP), AX
 	ANDL        $0x7fffffff, AX
 	JZ          sgemm2x32AVX512_full0
@@ -1577,6 +2072,22 @@ sgemm2x32AVX512_full0:
 	VMOVUPS Z3, 64(DX)
 	JMP     sgemm2x32AVX512_done
 
+sgemm2x32AVX512_fullbias:
+	VMULPS  Z4, Z0, Z0
+	VADDPS  (SI), Z0, Z0
+	VMOVUPS Z0, (DX)
+	VMULPS  Z4, Z1, Z1
+	VADDPS  64(SI), Z1, Z1
+	VMOVUPS Z1, 64(DX)
+	ADDQ    R12, DX
+	VMULPS  Z4, Z2, Z2
+	VADDPS  (SI), Z2, Z2
+	VMOVUPS Z2, (DX)
+	VMULPS  Z4, Z3, Z3
+	VADDPS  64(SI), Z3, Z3
+	VMOVUPS Z3, 64(DX)
+	JMP     sgemm2x32AVX512_done
+
 sgemm2x32AVX512_edge:
 	// Column masks: the low cols bits of a run of ones, 16 per vector.
 	MOVQ        $0x00000040, CX
@@ -1586,6 +2097,9 @@ sgemm2x32AVX512_edge:
 	KMOVW       R14, K1
 	SHRQ        $0x10, R14
 	KMOVW       R14, K2
+	MOVQ        bias_base+112(FP), SI
+	TESTQ       SI, SI
+	JNZ         sgemm2x32AVX512_edgebias
 	MOVL        beta+108(FP), AX
 	ANDL        $0x7fffffff, AX
 	JZ          sgemm2x32AVX512_edge0
@@ -1610,6 +2124,28 @@ sgemm2x32AVX512_edge:
 	VMOVUPS     Z3, K2, 64(DX)
 	JMP         sgemm2x32AVX512_done
 
+sgemm2x32AVX512_edgebias:
+	VMULPS    Z4, Z0, Z0
+	VMOVUPS.Z (SI), K1, Z6
+	VADDPS    Z6, Z0, Z0
+	VMOVUPS   Z0, K1, (DX)
+	VMULPS    Z4, Z1, Z1
+	VMOVUPS.Z 64(SI), K2, Z6
+	VADDPS    Z6, Z1, Z1
+	VMOVUPS   Z1, K2, 64(DX)
+	DECQ      R13
+	JZ        sgemm2x32AVX512_done
+	ADDQ      R12, DX
+	VMULPS    Z4, Z2, Z2
+	VMOVUPS.Z (SI), K1, Z6
+	VADDPS    Z6, Z2, Z2
+	VMOVUPS   Z2, K1, (DX)
+	VMULPS    Z4, Z3, Z3
+	VMOVUPS.Z 64(SI), K2, Z6
+	VADDPS    Z6, Z3, Z3
+	VMOVUPS   Z3, K2, 64(DX)
+	JMP       sgemm2x32AVX512_done
+
 sgemm2x32AVX512_edge0:
 	VMULPS  Z4, Z0, Z0
 	VMOVUPS Z0, K1, (DX)
@@ -1627,9 +2163,9 @@ sgemm2x32AVX512_done:
 	VZEROUPPER
 	RET
 
-// func sgemm1x32AVX512(k int, a []float32, rs int, ks int, b []float32, c []float32, ldc int, alpha float32, beta float32, rows int, cols int)
+// func sgemm1x32AVX512(k int, a []float32, rs int, ks int, b []float32, c []float32, ldc int, alpha float32, beta float32, bias []float32, rows int, cols int)
 // Requires: AVX, AVX512F, MMX+
-TEXT ·sgemm1x32AVX512(SB), NOSPLIT, $0-128
+TEXT ·sgemm1x32AVX512(SB), NOSPLIT, $0-152
 	MOVQ a_base+8(FP), SI
 	MOVQ rs+32(FP), R9
 	SHLQ $0x02, R9
@@ -1640,8 +2176,8 @@ TEXT ·sgemm1x32AVX512(SB), NOSPLIT, $0-128
 	MOVQ c_base+72(FP), DX
 	MOVQ ldc+96(FP), R12
 	SHLQ $0x02, R12
-	MOVQ rows+112(FP), R13
-	MOVQ cols+120(FP), R14
+	MOVQ rows+136(FP), R13
+	MOVQ cols+144(FP), R14
 
 	// Fetch the C tile while the products are computed.
 	MOVQ       DX, CX
@@ -1706,6 +2242,9 @@ sgemm1x32AVX512_store:
 	JNE          sgemm1x32AVX512_edge
 
 	// Full tile.
+	MOVQ        bias_base+112(FP), SI
+	TESTQ       SI, SI
+	JNZ         sgemm1x32AVX512_fullbias
 	MOVL        beta+108(FP), AX
 	ANDL        $0x7fffffff, AX
 	JZ          sgemm1x32AVX512_full0
@@ -1724,6 +2263,15 @@ sgemm1x32AVX512_full0:
 	VMOVUPS Z1, 64(DX)
 	JMP     sgemm1x32AVX512_done
 
+sgemm1x32AVX512_fullbias:
+	VMULPS  Z2, Z0, Z0
+	VADDPS  (SI), Z0, Z0
+	VMOVUPS Z0, (DX)
+	VMULPS  Z2, Z1, Z1
+	VADDPS  64(SI), Z1, Z1
+	VMOVUPS Z1, 64(DX)
+	JMP     sgemm1x32AVX512_done
+
 sgemm1x32AVX512_edge:
 	// Column masks: the low cols bits of a run of ones, 16 per vector.
 	MOVQ        $0x00000040, CX
@@ -1733,6 +2281,9 @@ sgemm1x32AVX512_edge:
 	KMOVW       R14, K1
 	SHRQ        $0x10, R14
 	KMOVW       R14, K2
+	MOVQ        bias_base+112(FP), SI
+	TESTQ       SI, SI
+	JNZ         sgemm1x32AVX512_edgebias
 	MOVL        beta+108(FP), AX
 	ANDL        $0x7fffffff, AX
 	JZ          sgemm1x32AVX512_edge0
@@ -1746,6 +2297,17 @@ sgemm1x32AVX512_edge:
 	VMOVUPS     Z1, K2, 64(DX)
 	JMP         sgemm1x32AVX512_done
 
+sgemm1x32AVX512_edgebias:
+	VMULPS    Z2, Z0, Z0
+	VMOVUPS.Z (SI), K1, Z4
+	VADDPS    Z4, Z0, Z0
+	VMOVUPS   Z0, K1, (DX)
+	VMULPS    Z2, Z1, Z1
+	VMOVUPS.Z 64(SI), K2, Z4
+	VADDPS    Z4, Z1, Z1
+	VMOVUPS   Z1, K2, 64(DX)
+	JMP       sgemm1x32AVX512_done
+
 sgemm1x32AVX512_edge0:
 	VMULPS  Z2, Z0, Z0
 	VMOVUPS Z0, K1, (DX)
@@ -1756,9 +2318,9 @@ sgemm1x32AVX512_done:
 	VZEROUPPER
 	RET
 
-// func sgemm6x16AVX2(k int, a []float32, rs int, ks int, b []float32, c []float32, ldc int, alpha float32, beta float32, rows int, cols int)
+// func sgemm6x16AVX2(k int, a []float32, rs int, ks int, b []float32, c []float32, ldc int, alpha float32, beta float32, bias []float32, rows int, cols int)
 // Requires: AVX, AVX2, FMA3, MMX+, SSE2
-TEXT ·sgemm6x16AVX2(SB), NOSPLIT, $0-128
+TEXT ·sgemm6x16AVX2(SB), NOSPLIT, $0-152
 	MOVQ a_base+8(FP), SI
 	MOVQ rs+32(FP), R9
 	SHLQ $0x02, R9
@@ -1773,8 +2335,8 @@ TEXT ·sgemm6x16AVX2(SB), NOSPLIT, $0-128
 	MOVQ c_base+72(FP), DX
 	MOVQ ldc+96(FP), R12
 	SHLQ $0x02, R12
-	MOVQ rows+112(FP), R13
-	MOVQ cols+120(FP), R14
+	MOVQ rows+136(FP), R13
+	MOVQ cols+144(FP), R14
 
 	// Fetch the C tile while the products are computed.
 	MOVQ       DX, CX
@@ -1943,6 +2505,9 @@ sgemm6x16AVX2_store:
 	JNE          sgemm6x16AVX2_edge
 
 	// Full tile.
+	MOVQ        bias_base+112(FP), SI
+	TESTQ       SI, SI
+	JNZ         sgemm6x16AVX2_fullbias
 	MOVL        beta+108(FP), AX
 	ANDL        $0x7fffffff, AX
 	JZ          sgemm6x16AVX2_full0
@@ -2021,6 +2586,50 @@ sgemm6x16AVX2_full0:
 	VMOVUPS Y11, 32(DX)
 	JMP     sgemm6x16AVX2_done
 
+sgemm6x16AVX2_fullbias:
+	VMULPS  Y12, Y0, Y0
+	VADDPS  (SI), Y0, Y0
+	VMOVUPS Y0, (DX)
+	VMULPS  Y12, Y1, Y1
+	VADDPS  32(SI), Y1, Y1
+	VMOVUPS Y1, 32(DX)
+	ADDQ    R12, DX
+	VMULPS  Y12, Y2, Y2
+	VADDPS  (SI), Y2, Y2
+	VMOVUPS Y2, (DX)
+	VMULPS  Y12, Y3, Y3
+	VADDPS  32(SI), Y3, Y3
+	VMOVUPS Y3, 32(DX)
+	ADDQ    R12, DX
+	VMULPS  Y12, Y4, Y4
+	VADDPS  (SI), Y4, Y4
+	VMOVUPS Y4, (DX)
+	VMULPS  Y12, Y5, Y5
+	VADDPS  32(SI), Y5, Y5
+	VMOVUPS Y5, 32(DX)
+	ADDQ    R12, DX
+	VMULPS  Y12, Y6, Y6
+	VADDPS  (SI), Y6, Y6
+	VMOVUPS Y6, (DX)
+	VMULPS  Y12, Y7, Y7
+	VADDPS  32(SI), Y7, Y7
+	VMOVUPS Y7, 32(DX)
+	ADDQ    R12, DX
+	VMULPS  Y12, Y8, Y8
+	VADDPS  (SI), Y8, Y8
+	VMOVUPS Y8, (DX)
+	VMULPS  Y12, Y9, Y9
+	VADDPS  32(SI), Y9, Y9
+	VMOVUPS Y9, 32(DX)
+	ADDQ    R12, DX
+	VMULPS  Y12, Y10, Y10
+	VADDPS  (SI), Y10, Y10
+	VMOVUPS Y10, (DX)
+	VMULPS  Y12, Y11, Y11
+	VADDPS  32(SI), Y11, Y11
+	VMOVUPS Y11, 32(DX)
+	JMP     sgemm6x16AVX2_done
+
 sgemm6x16AVX2_edge:
 	// Scale by alpha first so that its register can hold a column mask.
 	VMULPS Y12, Y0, Y0
@@ -2041,6 +2650,9 @@ sgemm6x16AVX2_edge:
 	VPBROADCASTD X15, Y15
 	VPCMPGTD     laneIndex<>+32(SB), Y15, Y12
 	VPCMPGTD     laneIndex<>+0(SB), Y15, Y15
+	MOVQ         bias_base+112(FP), SI
+	TESTQ        SI, SI
+	JNZ          sgemm6x16AVX2_edgebias
 	MOVL         beta+108(FP), AX
 	ANDL         $0x7fffffff, AX
 	JZ           sgemm6x16AVX2_edge0
@@ -2097,6 +2709,60 @@ sgemm6x16AVX2_edge:
 	VMASKMOVPS   Y11, Y12, 32(DX)
 	JMP          sgemm6x16AVX2_done
 
+sgemm6x16AVX2_edgebias:
+	VMASKMOVPS (SI), Y15, Y14
+	VADDPS     Y14, Y0, Y0
+	VMASKMOVPS Y0, Y15, (DX)
+	VMASKMOVPS 32(SI), Y12, Y14
+	VADDPS     Y14, Y1, Y1
+	VMASKMOVPS Y1, Y12, 32(DX)
+	DECQ       R13
+	JZ         sgemm6x16AVX2_done
+	ADDQ       R12, DX
+	VMASKMOVPS (SI), Y15, Y14
+	VADDPS     Y14, Y2, Y2
+	VMASKMOVPS Y2, Y15, (DX)
+	VMASKMOVPS 32(SI), Y12, Y14
+	VADDPS     Y14, Y3, Y3
+	VMASKMOVPS Y3, Y12, 32(DX)
+	DECQ       R13
+	JZ         sgemm6x16AVX2_done
+	ADDQ       R12, DX
+	VMASKMOVPS (SI), Y15, Y14
+	VADDPS     Y14, Y4, Y4
+	VMASKMOVPS Y4, Y15, (DX)
+	VMASKMOVPS 32(SI), Y12, Y14
+	VADDPS     Y14, Y5, Y5
+	VMASKMOVPS Y5, Y12, 32(DX)
+	DECQ       R13
+	JZ         sgemm6x16AVX2_done
+	ADDQ       R12, DX
+	VMASKMOVPS (SI), Y15, Y14
+	VADDPS     Y14, Y6, Y6
+	VMASKMOVPS Y6, Y15, (DX)
+	VMASKMOVPS 32(SI), Y12, Y14
+	VADDPS     Y14, Y7, Y7
+	VMASKMOVPS Y7, Y12, 32(DX)
+	DECQ       R13
+	JZ         sgemm6x16AVX2_done
+	ADDQ       R12, DX
+	VMASKMOVPS (SI), Y15, Y14
+	VADDPS     Y14, Y8, Y8
+	VMASKMOVPS Y8, Y15, (DX)
+	VMASKMOVPS 32(SI), Y12, Y14
+	VADDPS     Y14, Y9, Y9
+	VMASKMOVPS Y9, Y12, 32(DX)
+	DECQ       R13
+	JZ         sgemm6x16AVX2_done
+	ADDQ       R12, DX
+	VMASKMOVPS (SI), Y15, Y14
+	VADDPS     Y14, Y10, Y10
+	VMASKMOVPS Y10, Y15, (DX)
+	VMASKMOVPS 32(SI), Y12, Y14
+	VADDPS     Y14, Y11, Y11
+	VMASKMOVPS Y11, Y12, 32(DX)
+	JMP        sgemm6x16AVX2_done
+
 sgemm6x16AVX2_edge0:
 	VMASKMOVPS Y0, Y15, (DX)
 	VMASKMOVPS Y1, Y12, 32(DX)
@@ -2148,9 +2814,9 @@ DATA laneIndex<>+56(SB)/4, $0x0000000e
 DATA laneIndex<>+60(SB)/4, $0x0000000f
 GLOBL laneIndex<>(SB), RODATA|NOPTR, $64
 
-// func sgemm4x16AVX2(k int, a []float32, rs int, ks int, b []float32, c []float32, ldc int, alpha float32, beta float32, rows int, cols int)
+// func sgemm4x16AVX2(k int, a []float32, rs int, ks int, b []float32, c []float32, ldc int, alpha float32, beta float32, bias []float32, rows int, cols int)
 // Requires: AVX, AVX2, FMA3, MMX+, SSE2
-TEXT ·sgemm4x16AVX2(SB), NOSPLIT, $0-128
+TEXT ·sgemm4x16AVX2(SB), NOSPLIT, $0-152
 	MOVQ a_base+8(FP), SI
 	MOVQ rs+32(FP), R9
 	SHLQ $0x02, R9
@@ -2161,8 +2827,8 @@ TEXT ·sgemm4x16AVX2(SB), NOSPLIT, $0-128
 	MOVQ c_base+72(FP), DX
 	MOVQ ldc+96(FP), R12
 	SHLQ $0x02, R12
-	MOVQ rows+112(FP), R13
-	MOVQ cols+120(FP), R14
+	MOVQ rows+136(FP), R13
+	MOVQ cols+144(FP), R14
 
 	// Fetch the C tile while the products are computed.
 	MOVQ       DX, CX
@@ -2288,6 +2954,9 @@ sgemm4x16AVX2_store:
 	JNE          sgemm4x16AVX2_edge
 
 	// Full tile.
+	MOVQ        bias_base+112(FP), SI
+	TESTQ       SI, SI
+	JNZ         sgemm4x16AVX2_fullbias
 	MOVL        beta+108(FP), AX
 	ANDL        $0x7fffffff, AX
 	JZ          sgemm4x16AVX2_full0
@@ -2342,6 +3011,36 @@ sgemm4x16AVX2_full0:
 	VMOVUPS Y7, 32(DX)
 	JMP     sgemm4x16AVX2_done
 
+sgemm4x16AVX2_fullbias:
+	VMULPS  Y8, Y0, Y0
+	VADDPS  (SI), Y0, Y0
+	VMOVUPS Y0, (DX)
+	VMULPS  Y8, Y1, Y1
+	VADDPS  32(SI), Y1, Y1
+	VMOVUPS Y1, 32(DX)
+	ADDQ    R12, DX
+	VMULPS  Y8, Y2, Y2
+	VADDPS  (SI), Y2, Y2
+	VMOVUPS Y2, (DX)
+	VMULPS  Y8, Y3, Y3
+	VADDPS  32(SI), Y3, Y3
+	VMOVUPS Y3, 32(DX)
+	ADDQ    R12, DX
+	VMULPS  Y8, Y4, Y4
+	VADDPS  (SI), Y4, Y4
+	VMOVUPS Y4, (DX)
+	VMULPS  Y8, Y5, Y5
+	VADDPS  32(SI), Y5, Y5
+	VMOVUPS Y5, 32(DX)
+	ADDQ    R12, DX
+	VMULPS  Y8, Y6, Y6
+	VADDPS  (SI), Y6, Y6
+	VMOVUPS Y6, (DX)
+	VMULPS  Y8, Y7, Y7
+	VADDPS  32(SI), Y7, Y7
+	VMOVUPS Y7, 32(DX)
+	JMP     sgemm4x16AVX2_done
+
 sgemm4x16AVX2_edge:
 	// Scale by alpha first so that its register can hold a column mask.
 	VMULPS Y8, Y0, Y0
@@ -2358,6 +3057,9 @@ sgemm4x16AVX2_edge:
 	VPBROADCASTD X15, Y15
 	VPCMPGTD     laneIndex<>+32(SB), Y15, Y8
 	VPCMPGTD     laneIndex<>+0(SB), Y15, Y15
+	MOVQ         bias_base+112(FP), SI
+	TESTQ        SI, SI
+	JNZ          sgemm4x16AVX2_edgebias
 	MOVL         beta+108(FP), AX
 	ANDL         $0x7fffffff, AX
 	JZ           sgemm4x16AVX2_edge0
@@ -2396,6 +3098,42 @@ sgemm4x16AVX2_edge:
 	VMASKMOVPS   Y7, Y8, 32(DX)
 	JMP          sgemm4x16AVX2_done
 
+sgemm4x16AVX2_edgebias:
+	VMASKMOVPS (SI), Y15, Y10
+	VADDPS     Y10, Y0, Y0
+	VMASKMOVPS Y0, Y15, (DX)
+	VMASKMOVPS 32(SI), Y8, Y10
+	VADDPS     Y10, Y1, Y1
+	VMASKMOVPS Y1, Y8, 32(DX)
+	DECQ       R13
+	JZ         sgemm4x16AVX2_done
+	ADDQ       R12, DX
+	VMASKMOVPS (SI), Y15, Y10
+	VADDPS     Y10, Y2, Y2
+	VMASKMOVPS Y2, Y15, (DX)
+	VMASKMOVPS 32(SI), Y8, Y10
+	VADDPS     Y10, Y3, Y3
+	VMASKMOVPS Y3, Y8, 32(DX)
+	DECQ       R13
+	JZ         sgemm4x16AVX2_done
+	ADDQ       R12, DX
+	VMASKMOVPS (SI), Y15, Y10
+	VADDPS     Y10, Y4, Y4
+	VMASKMOVPS Y4, Y15, (DX)
+	VMASKMOVPS 32(SI), Y8, Y10
+	VADDPS     Y10, Y5, Y5
+	VMASKMOVPS Y5, Y8, 32(DX)
+	DECQ       R13
+	JZ         sgemm4x16AVX2_done
+	ADDQ       R12, DX
+	VMASKMOVPS (SI), Y15, Y10
+	VADDPS     Y10, Y6, Y6
+	VMASKMOVPS Y6, Y15, (DX)
+	VMASKMOVPS 32(SI), Y8, Y10
+	VADDPS     Y10, Y7, Y7
+	VMASKMOVPS Y7, Y8, 32(DX)
+	JMP        sgemm4x16AVX2_done
+
 sgemm4x16AVX2_edge0:
 	VMASKMOVPS Y0, Y15, (DX)
 	VMASKMOVPS Y1, Y8, 32(DX)
@@ -2419,9 +3157,9 @@ sgemm4x16AVX2_done:
 	VZEROUPPER
 	RET
 
-// func sgemm2x16AVX2(k int, a []float32, rs int, ks int, b []float32, c []float32, ldc int, alpha float32, beta float32, rows int, cols int)
+// func sgemm2x16AVX2(k int, a []float32, rs int, ks int, b []float32, c []float32, ldc int, alpha float32, beta float32, bias []float32, rows int, cols int)
 // Requires: AVX, AVX2, FMA3, MMX+, SSE2
-TEXT ·sgemm2x16AVX2(SB), NOSPLIT, $0-128
+TEXT ·sgemm2x16AVX2(SB), NOSPLIT, $0-152
 	MOVQ a_base+8(FP), SI
 	MOVQ rs+32(FP), R9
 	SHLQ $0x02, R9
@@ -2432,8 +3170,8 @@ TEXT ·sgemm2x16AVX2(SB), NOSPLIT, $0-128
 	MOVQ c_base+72(FP), DX
 	MOVQ ldc+96(FP), R12
 	SHLQ $0x02, R12
-	MOVQ rows+112(FP), R13
-	MOVQ cols+120(FP), R14
+	MOVQ rows+136(FP), R13
+	MOVQ cols+144(FP), R14
 
 	// Fetch the C tile while the products are computed.
 	MOVQ       DX, CX
@@ -2521,6 +3259,9 @@ sgemm2x16AVX2_store:
 	JNE          sgemm2x16AVX2_edge
 
 	// Full tile.
+	MOVQ        bias_base+112(FP), SI
+	TESTQ       SI, SI
+	JNZ         sgemm2x16AVX2_fullbias
 	MOVL        beta+108(FP), AX
 	ANDL        $0x7fffffff, AX
 	JZ          sgemm2x16AVX2_full0
@@ -2551,6 +3292,22 @@ sgemm2x16AVX2_full0:
 	VMOVUPS Y3, 32(DX)
 	JMP     sgemm2x16AVX2_done
 
+sgemm2x16AVX2_fullbias:
+	VMULPS  Y4, Y0, Y0
+	VADDPS  (SI), Y0, Y0
+	VMOVUPS Y0, (DX)
+	VMULPS  Y4, Y1, Y1
+	VADDPS  32(SI), Y1, Y1
+	VMOVUPS Y1, 32(DX)
+	ADDQ    R12, DX
+	VMULPS  Y4, Y2, Y2
+	VADDPS  (SI), Y2, Y2
+	VMOVUPS Y2, (DX)
+	VMULPS  Y4, Y3, Y3
+	VADDPS  32(SI), Y3, Y3
+	VMOVUPS Y3, 32(DX)
+	JMP     sgemm2x16AVX2_done
+
 sgemm2x16AVX2_edge:
 	// Scale by alpha first so that its register can hold a column mask.
 	VMULPS Y4, Y0, Y0
@@ -2563,6 +3320,9 @@ sgemm2x16AVX2_edge:
 	VPBROADCASTD X15, Y15
 	VPCMPGTD     laneIndex<>+32(SB), Y15, Y4
 	VPCMPGTD     laneIndex<>+0(SB), Y15, Y15
+	MOVQ         bias_base+112(FP), SI
+	TESTQ        SI, SI
+	JNZ          sgemm2x16AVX2_edgebias
 	MOVL         beta+108(FP), AX
 	ANDL         $0x7fffffff, AX
 	JZ           sgemm2x16AVX2_edge0
@@ -2583,6 +3343,24 @@ sgemm2x16AVX2_edge:
 	VMASKMOVPS   Y3, Y4, 32(DX)
 	JMP          sgemm2x16AVX2_done
 
+sgemm2x16AVX2_edgebias:
+	VMASKMOVPS (SI), Y15, Y6
+	VADDPS     Y6, Y0, Y0
+	VMASKMOVPS Y0, Y15, (DX)
+	VMASKMOVPS 32(SI), Y4, Y6
+	VADDPS     Y6, Y1, Y1
+	VMASKMOVPS Y1, Y4, 32(DX)
+	DECQ       R13
+	JZ         sgemm2x16AVX2_done
+	ADDQ       R12, DX
+	VMASKMOVPS (SI), Y15, Y6
+	VADDPS     Y6, Y2, Y2
+	VMASKMOVPS Y2, Y15, (DX)
+	VMASKMOVPS 32(SI), Y4, Y6
+	VADDPS     Y6, Y3, Y3
+	VMASKMOVPS Y3, Y4, 32(DX)
+	JMP        sgemm2x16AVX2_done
+
 sgemm2x16AVX2_edge0:
 	VMASKMOVPS Y0, Y15, (DX)
 	VMASKMOVPS Y1, Y4, 32(DX)
@@ -2596,9 +3374,9 @@ sgemm2x16AVX2_done:
 	VZEROUPPER
 	RET
 
-// func sgemm1x16AVX2(k int, a []float32, rs int, ks int, b []float32, c []float32, ldc int, alpha float32, beta float32, rows int, cols int)
+// func sgemm1x16AVX2(k int, a []float32, rs int, ks int, b []float32, c []float32, ldc int, alpha float32, beta float32, bias []float32, rows int, cols int)
 // Requires: AVX, AVX2, FMA3, MMX+, SSE2
-TEXT ·sgemm1x16AVX2(SB), NOSPLIT, $0-128
+TEXT ·sgemm1x16AVX2(SB), NOSPLIT, $0-152
 	MOVQ a_base+8(FP), SI
 	MOVQ rs+32(FP), R9
 	SHLQ $0x02, R9
@@ -2609,8 +3387,8 @@ TEXT ·sgemm1x16AVX2(SB), NOSPLIT, $0-128
 	MOVQ c_base+72(FP), DX
 	MOVQ ldc+96(FP), R12
 	SHLQ $0x02, R12
-	MOVQ rows+112(FP), R13
-	MOVQ cols+120(FP), R14
+	MOVQ rows+136(FP), R13
+	MOVQ cols+144(FP), R14
 
 	// Fetch the C tile while the products are computed.
 	MOVQ       DX, CX
@@ -2679,6 +3457,9 @@ sgemm1x16AVX2_store:
 	JNE          sgemm1x16AVX2_edge
 
 	// Full tile.
+	MOVQ        bias_base+112(FP), SI
+	TESTQ       SI, SI
+	JNZ         sgemm1x16AVX2_fullbias
 	MOVL        beta+108(FP), AX
 	ANDL        $0x7fffffff, AX
 	JZ          sgemm1x16AVX2_full0
@@ -2697,6 +3478,15 @@ sgemm1x16AVX2_full0:
 	VMOVUPS Y1, 32(DX)
 	JMP     sgemm1x16AVX2_done
 
+sgemm1x16AVX2_fullbias:
+	VMULPS  Y2, Y0, Y0
+	VADDPS  (SI), Y0, Y0
+	VMOVUPS Y0, (DX)
+	VMULPS  Y2, Y1, Y1
+	VADDPS  32(SI), Y1, Y1
+	VMOVUPS Y1, 32(DX)
+	JMP     sgemm1x16AVX2_done
+
 sgemm1x16AVX2_edge:
 	// Scale by alpha first so that its register can hold a column mask.
 	VMULPS Y2, Y0, Y0
@@ -2707,6 +3497,9 @@ sgemm1x16AVX2_edge:
 	VPBROADCASTD X15, Y15
 	VPCMPGTD     laneIndex<>+32(SB), Y15, Y2
 	VPCMPGTD     laneIndex<>+0(SB), Y15, Y15
+	MOVQ         bias_base+112(FP), SI
+	TESTQ        SI, SI
+	JNZ          sgemm1x16AVX2_edgebias
 	MOVL         beta+108(FP), AX
 	ANDL         $0x7fffffff, AX
 	JZ           sgemm1x16AVX2_edge0
@@ -2718,6 +3511,15 @@ sgemm1x16AVX2_edge:
 	VMASKMOVPS   Y1, Y2, 32(DX)
 	JMP          sgemm1x16AVX2_done
 
+sgemm1x16AVX2_edgebias:
+	VMASKMOVPS (SI), Y15, Y4
+	VADDPS     Y4, Y0, Y0
+	VMASKMOVPS Y0, Y15, (DX)
+	VMASKMOVPS 32(SI), Y2, Y4
+	VADDPS     Y4, Y1, Y1
+	VMASKMOVPS Y1, Y2, 32(DX)
+	JMP        sgemm1x16AVX2_done
+
 sgemm1x16AVX2_edge0:
 	VMASKMOVPS Y0, Y15, (DX)
 	VMASKMOVPS Y1, Y2, 32(DX)
@@ -2726,9 +3528,9 @@ sgemm1x16AVX2_done:
 	VZEROUPPER
 	RET
 
-// func sbgemm14x32AVX512(k int, a []float32, rs int, ks int, b []float32, c []float32, ldc int, alpha float32, beta float32, rows int, cols int)
+// func sbgemm14x32AVX512(k int, a []float32, rs int, ks int, b []float32, c []float32, ldc int, alpha float32, beta float32, bias []float32, rows int, cols int)
 // Requires: AVX, AVX512F, AVX512_BF16, MMX+
-TEXT ·sbgemm14x32AVX512(SB), NOSPLIT, $0-128
+TEXT ·sbgemm14x32AVX512(SB), NOSPLIT, $0-152
 	MOVQ a_base+8(FP), SI
 	MOVQ rs+32(FP), R9
 	SHLQ $0x02, R9
@@ -2747,8 +3549,8 @@ TEXT ·sbgemm14x32AVX512(SB), NOSPLIT, $0-128
 	MOVQ c_base+72(FP), DX
 	MOVQ ldc+96(FP), R12
 	SHLQ $0x02, R12
-	MOVQ rows+112(FP), R13
-	MOVQ cols+120(FP), R14
+	MOVQ rows+136(FP), R13
+	MOVQ cols+144(FP), R14
 
 	// Fetch the C tile while the products are computed.
 	MOVQ       DX, CX
@@ -3018,6 +3820,9 @@ sbgemm14x32AVX512_store:
 	JNE          sbgemm14x32AVX512_edge
 
 	// Full tile.
+	MOVQ    bias_base+112(FP), SI
+	TESTQ   SI, SI
+	JNZ     sbgemm14x32AVX512_fullbias
 	MOVL    beta+108(FP), AX
 	ANDL    $0x7fffffff, AX
 	JZ      sbgemm14x32AVX512_full0
@@ -3220,6 +4025,106 @@ sbgemm14x32AVX512_full0:
 	VMOVUPS Z27, 64(DX)
 	JMP     sbgemm14x32AVX512_done
 
+sbgemm14x32AVX512_fullbias:
+	VMULPS  Z28, Z0, Z0
+	VADDPS  (SI), Z0, Z0
+	VMOVUPS Z0, (DX)
+	VMULPS  Z28, Z1, Z1
+	VADDPS  64(SI), Z1, Z1
+	VMOVUPS Z1, 64(DX)
+	ADDQ    R12, DX
+	VMULPS  Z28, Z2, Z2
+	VADDPS  (SI), Z2, Z2
+	VMOVUPS Z2, (DX)
+	VMULPS  Z28, Z3, Z3
+	VADDPS  64(SI), Z3, Z3
+	VMOVUPS Z3, 64(DX)
+	ADDQ    R12, DX
+	VMULPS  Z28, Z4, Z4
+	VADDPS  (SI), Z4, Z4
+	VMOVUPS Z4, (DX)
+	VMULPS  Z28, Z5, Z5
+	VADDPS  64(SI), Z5, Z5
+	VMOVUPS Z5, 64(DX)
+	ADDQ    R12, DX
+	VMULPS  Z28, Z6, Z6
+	VADDPS  (SI), Z6, Z6
+	VMOVUPS Z6, (DX)
+	VMULPS  Z28, Z7, Z7
+	VADDPS  64(SI), Z7, Z7
+	VMOVUPS Z7, 64(DX)
+	ADDQ    R12, DX
+	VMULPS  Z28, Z8, Z8
+	VADDPS  (SI), Z8, Z8
+	VMOVUPS Z8, (DX)
+	VMULPS  Z28, Z9, Z9
+	VADDPS  64(SI), Z9, Z9
+	VMOVUPS Z9, 64(DX)
+	ADDQ    R12, DX
+	VMULPS  Z28, Z10, Z10
+	VADDPS  (SI), Z10, Z10
+	VMOVUPS Z10, (DX)
+	VMULPS  Z28, Z11, Z11
+	VADDPS  64(SI), Z11, Z11
+	VMOVUPS Z11, 64(DX)
+	ADDQ    R12, DX
+	VMULPS  Z28, Z12, Z12
+	VADDPS  (SI), Z12, Z12
+	VMOVUPS Z12, (DX)
+	VMULPS  Z28, Z13, Z13
+	VADDPS  64(SI), Z13, Z13
+	VMOVUPS Z13, 64(DX)
+	ADDQ    R12, DX
+	VMULPS  Z28, Z14, Z14
+	VADDPS  (SI), Z14, Z14
+	VMOVUPS Z14, (DX)
+	VMULPS  Z28, Z15, Z15
+	VADDPS  64(SI), Z15, Z15
+	VMOVUPS Z15, 64(DX)
+	ADDQ    R12, DX
+	VMULPS  Z28, Z16, Z16
+	VADDPS  (SI), Z16, Z16
+	VMOVUPS Z16, (DX)
+	VMULPS  Z28, Z17, Z17
+	VADDPS  64(SI), Z17, Z17
+	VMOVUPS Z17, 64(DX)
+	ADDQ    R12, DX
+	VMULPS  Z28, Z18, Z18
+	VADDPS  (SI), Z18, Z18
+	VMOVUPS Z18, (DX)
+	VMULPS  Z28, Z19, Z19
+	VADDPS  64(SI), Z19, Z19
+	VMOVUPS Z19, 64(DX)
+	ADDQ    R12, DX
+	VMULPS  Z28, Z20, Z20
+	VADDPS  (SI), Z20, Z20
+	VMOVUPS Z20, (DX)
+	VMULPS  Z28, Z21, Z21
+	VADDPS  64(SI), Z21, Z21
+	VMOVUPS Z21, 64(DX)
+	ADDQ    R12, DX
+	VMULPS  Z28, Z22, Z22
+	VADDPS  (SI), Z22, Z22
+	VMOVUPS Z22, (DX)
+	VMULPS  Z28, Z23, Z23
+	VADDPS  64(SI), Z23, Z23
+	VMOVUPS Z23, 64(DX)
+	ADDQ    R12, DX
+	VMULPS  Z28, Z24, Z24
+	VADDPS  (SI), Z24, Z24
+	VMOVUPS Z24, (DX)
+	VMULPS  Z28, Z25, Z25
+	VADDPS  64(SI), Z25, Z25
+	VMOVUPS Z25, 64(DX)
+	ADDQ    R12, DX
+	VMULPS  Z28, Z26, Z26
+	VADDPS  (SI), Z26, Z26
+	VMOVUPS Z26, (DX)
+	VMULPS  Z28, Z27, Z27
+	VADDPS  64(SI), Z27, Z27
+	VMOVUPS Z27, 64(DX)
+	JMP     sbgemm14x32AVX512_done
+
 sbgemm14x32AVX512_edge:
 	// Column masks: the low cols bits of a run of ones, 16 per vector.
 	MOVQ      $0x00000040, CX
@@ -3229,6 +4134,9 @@ sbgemm14x32AVX512_edge:
 	KMOVW     R14, K1
 	SHRQ      $0x10, R14
 	KMOVW     R14, K2
+	MOVQ      bias_base+112(FP), SI
+	TESTQ     SI, SI
+	JNZ       sbgemm14x32AVX512_edgebias
 	MOVL      beta+108(FP), AX
 	ANDL      $0x7fffffff, AX
 	JZ        sbgemm14x32AVX512_edge0
@@ -3413,6 +4321,160 @@ sbgemm14x32AVX512_edge:
 	VMOVUPS   Z27, K2, 64(DX)
 	JMP       sbgemm14x32AVX512_done
 
+sbgemm14x32AVX512_edgebias:
+	VMULPS    Z28, Z0, Z0
+	VMOVUPS.Z (SI), K1, Z30
+	VADDPS    Z30, Z0, Z0
+	VMOVUPS   Z0, K1, (DX)
+	VMULPS    Z28, Z1, Z1
+	VMOVUPS.Z 64(SI), K2, Z30
+	VADDPS    Z30, Z1, Z1
+	VMOVUPS   Z1, K2, 64(DX)
+	DECQ      R13
+	JZ        sbgemm14x32AVX512_done
+	ADDQ      R12, DX
+	VMULPS    Z28, Z2, Z2
+	VMOVUPS.Z (SI), K1, Z30
+	VADDPS    Z30, Z2, Z2
+	VMOVUPS   Z2, K1, (DX)
+	VMULPS    Z28, Z3, Z3
+	VMOVUPS.Z 64(SI), K2, Z30
+	VADDPS    Z30, Z3, Z3
+	VMOVUPS   Z3, K2, 64(DX)
+	DECQ      R13
+	JZ        sbgemm14x32AVX512_done
+	ADDQ      R12, DX
+	VMULPS    Z28, Z4, Z4
+	VMOVUPS.Z (SI), K1, Z30
+	VADDPS    Z30, Z4, Z4
+	VMOVUPS   Z4, K1, (DX)
+	VMULPS    Z28, Z5, Z5
+	VMOVUPS.Z 64(SI), K2, Z30
+	VADDPS    Z30, Z5, Z5
+	VMOVUPS   Z5, K2, 64(DX)
+	DECQ      R13
+	JZ        sbgemm14x32AVX512_done
+	ADDQ      R12, DX
+	VMULPS    Z28, Z6, Z6
+	VMOVUPS.Z (SI), K1, Z30
+	VADDPS    Z30, Z6, Z6
+	VMOVUPS   Z6, K1, (DX)
+	VMULPS    Z28, Z7, Z7
+	VMOVUPS.Z 64(SI), K2, Z30
+	VADDPS    Z30, Z7, Z7
+	VMOVUPS   Z7, K2, 64(DX)
+	DECQ      R13
+	JZ        sbgemm14x32AVX512_done
+	ADDQ      R12, DX
+	VMULPS    Z28, Z8, Z8
+	VMOVUPS.Z (SI), K1, Z30
+	VADDPS    Z30, Z8, Z8
+	VMOVUPS   Z8, K1, (DX)
+	VMULPS    Z28, Z9, Z9
+	VMOVUPS.Z 64(SI), K2, Z30
+	VADDPS    Z30, Z9, Z9
+	VMOVUPS   Z9, K2, 64(DX)
+	DECQ      R13
+	JZ        sbgemm14x32AVX512_done
+	ADDQ      R12, DX
+	VMULPS    Z28, Z10, Z10
+	VMOVUPS.Z (SI), K1, Z30
+	VADDPS    Z30, Z10, Z10
+	VMOVUPS   Z10, K1, (DX)
+	VMULPS    Z28, Z11, Z11
+	VMOVUPS.Z 64(SI), K2, Z30
+	VADDPS    Z30, Z11, Z11
+	VMOVUPS   Z11, K2, 64(DX)
+	DECQ      R13
+	JZ        sbgemm14x32AVX512_done
+	ADDQ      R12, DX
+	VMULPS    Z28, Z12, Z12
+	VMOVUPS.Z (SI), K1, Z30
+	VADDPS    Z30, Z12, Z12
+	VMOVUPS   Z12, K1, (DX)
+	VMULPS    Z28, Z13, Z13
+	VMOVUPS.Z 64(SI), K2, Z30
+	VADDPS    Z30, Z13, Z13
+	VMOVUPS   Z13, K2, 64(DX)
+	DECQ      R13
+	JZ        sbgemm14x32AVX512_done
+	ADDQ      R12, DX
+	VMULPS    Z28, Z14, Z14
+	VMOVUPS.Z (SI), K1, Z30
+	VADDPS    Z30, Z14, Z14
+	VMOVUPS   Z14, K1, (DX)
+	VMULPS    Z28, Z15, Z15
+	VMOVUPS.Z 64(SI), K2, Z30
+	VADDPS    Z30, Z15, Z15
+	VMOVUPS   Z15, K2, 64(DX)
+	DECQ      R13
+	JZ        sbgemm14x32AVX512_done
+	ADDQ      R12, DX
+	VMULPS    Z28, Z16, Z16
+	VMOVUPS.Z (SI), K1, Z30
+	VADDPS    Z30, Z16, Z16
+	VMOVUPS   Z16, K1, (DX)
+	VMULPS    Z28, Z17, Z17
+	VMOVUPS.Z 64(SI), K2, Z30
+	VADDPS    Z30, Z17, Z17
+	VMOVUPS   Z17, K2, 64(DX)
+	DECQ      R13
+	JZ        sbgemm14x32AVX512_done
+	ADDQ      R12, DX
+	VMULPS    Z28, Z18, Z18
+	VMOVUPS.Z (SI), K1, Z30
+	VADDPS    Z30, Z18, Z18
+	VMOVUPS   Z18, K1, (DX)
+	VMULPS    Z28, Z19, Z19
+	VMOVUPS.Z 64(SI), K2, Z30
+	VADDPS    Z30, Z19, Z19
+	VMOVUPS   Z19, K2, 64(DX)
+	DECQ      R13
+	JZ        sbgemm14x32AVX512_done
+	ADDQ      R12, DX
+	VMULPS    Z28, Z20, Z20
+	VMOVUPS.Z (SI), K1, Z30
+	VADDPS    Z30, Z20, Z20
+	VMOVUPS   Z20, K1, (DX)
+	VMULPS    Z28, Z21, Z21
+	VMOVUPS.Z 64(SI), K2, Z30
+	VADDPS    Z30, Z21, Z21
+	VMOVUPS   Z21, K2, 64(DX)
+	DECQ      R13
+	JZ        sbgemm14x32AVX512_done
+	ADDQ      R12, DX
+	VMULPS    Z28, Z22, Z22
+	VMOVUPS.Z (SI), K1, Z30
+	VADDPS    Z30, Z22, Z22
+	VMOVUPS   Z22, K1, (DX)
+	VMULPS    Z28, Z23, Z23
+	VMOVUPS.Z 64(SI), K2, Z30
+	VADDPS    Z30, Z23, Z23
+	VMOVUPS   Z23, K2, 64(DX)
+	DECQ      R13
+	JZ        sbgemm14x32AVX512_done
+	ADDQ      R12, DX
+	VMULPS    Z28, Z24, Z24
+	VMOVUPS.Z (SI), K1, Z30
+	VADDPS    Z30, Z24, Z24
+	VMOVUPS   Z24, K1, (DX)
+	VMULPS    Z28, Z25, Z25
+	VMOVUPS.Z 64(SI), K2, Z30
+	VADDPS    Z30, Z25, Z25
+	VMOVUPS   Z25, K2, 64(DX)
+	DECQ      R13
+	JZ        sbgemm14x32AVX512_done
+	ADDQ      R12, DX
+	VMULPS    Z28, Z26, Z26
+	VMOVUPS.Z (SI), K1, Z30
+	VADDPS    Z30, Z26, Z26
+	VMOVUPS   Z26, K1, (DX)
+	VMULPS    Z28, Z27, Z27
+	VMOVUPS.Z 64(SI), K2, Z30
+	VADDPS    Z30, Z27, Z27
+	VMOVUPS   Z27, K2, 64(DX)
+	JMP       sbgemm14x32AVX512_done
+
 sbgemm14x32AVX512_edge0:
 	VMULPS  Z28, Z0, Z0
 	VMOVUPS Z0, K1, (DX)
@@ -3514,9 +4576,9 @@ sbgemm14x32AVX512_done:
 	VZEROUPPER
 	RET
 
-// func sbgemm8x32AVX512(k int, a []float32, rs int, ks int, b []float32, c []float32, ldc int, alpha float32, beta float32, rows int, cols int)
+// func sbgemm8x32AVX512(k int, a []float32, rs int, ks int, b []float32, c []float32, ldc int, alpha float32, beta float32, bias []float32, rows int, cols int)
 // Requires: AVX, AVX512F, AVX512_BF16, MMX+
-TEXT ·sbgemm8x32AVX512(SB), NOSPLIT, $0-128
+TEXT ·sbgemm8x32AVX512(SB), NOSPLIT, $0-152
 	MOVQ a_base+8(FP), SI
 	MOVQ rs+32(FP), R9
 	SHLQ $0x02, R9
@@ -3531,8 +4593,8 @@ TEXT ·sbgemm8x32AVX512(SB), NOSPLIT, $0-128
 	MOVQ c_base+72(FP), DX
 	MOVQ ldc+96(FP), R12
 	SHLQ $0x02, R12
-	MOVQ rows+112(FP), R13
-	MOVQ cols+120(FP), R14
+	MOVQ rows+136(FP), R13
+	MOVQ cols+144(FP), R14
 
 	// Fetch the C tile while the products are computed.
 	MOVQ       DX, CX
@@ -3707,6 +4769,9 @@ sbgemm8x32AVX512_store:
 	JNE          sbgemm8x32AVX512_edge
 
 	// Full tile.
+	MOVQ    bias_base+112(FP), SI
+	TESTQ   SI, SI
+	JNZ     sbgemm8x32AVX512_fullbias
 	MOVL    beta+108(FP), AX
 	ANDL    $0x7fffffff, AX
 	JZ      sbgemm8x32AVX512_full0
@@ -3825,6 +4890,64 @@ sbgemm8x32AVX512_full0:
 	VMOVUPS Z15, 64(DX)
 	JMP     sbgemm8x32AVX512_done
 
+sbgemm8x32AVX512_fullbias:
+	VMULPS  Z16, Z0, Z0
+	VADDPS  (SI), Z0, Z0
+	VMOVUPS Z0, (DX)
+	VMULPS  Z16, Z1, Z1
+	VADDPS  64(SI), Z1, Z1
+	VMOVUPS Z1, 64(DX)
+	ADDQ    R12, DX
+	VMULPS  Z16, Z2, Z2
+	VADDPS  (SI), Z2, Z2
+	VMOVUPS Z2, (DX)
+	VMULPS  Z16, Z3, Z3
+	VADDPS  64(SI), Z3, Z3
+	VMOVUPS Z3, 64(DX)
+	ADDQ    R12, DX
+	VMULPS  Z16, Z4, Z4
+	VADDPS  (SI), Z4, Z4
+	VMOVUPS Z4, (DX)
+	VMULPS  Z16, Z5, Z5
+	VADDPS  64(SI), Z5, Z5
+	VMOVUPS Z5, 64(DX)
+	ADDQ    R12, DX
+	VMULPS  Z16, Z6, Z6
+	VADDPS  (SI), Z6, Z6
+	VMOVUPS Z6, (DX)
+	VMULPS  Z16, Z7, Z7
+	VADDPS  64(SI), Z7, Z7
+	VMOVUPS Z7, 64(DX)
+	ADDQ    R12, DX
+	VMULPS  Z16, Z8, Z8
+	VADDPS  (SI), Z8, Z8
+	VMOVUPS Z8, (DX)
+	VMULPS  Z16, Z9, Z9
+	VADDPS  64(SI), Z9, Z9
+	VMOVUPS Z9, 64(DX)
+	ADDQ    R12, DX
+	VMULPS  Z16, Z10, Z10
+	VADDPS  (SI), Z10, Z10
+	VMOVUPS Z10, (DX)
+	VMULPS  Z16, Z11, Z11
+	VADDPS  64(SI), Z11, Z11
+	VMOVUPS Z11, 64(DX)
+	ADDQ    R12, DX
+	VMULPS  Z16, Z12, Z12
+	VADDPS  (SI), Z12, Z12
+	VMOVUPS Z12, (DX)
+	VMULPS  Z16, Z13, Z13
+	VADDPS  64(SI), Z13, Z13
+	VMOVUPS Z13, 64(DX)
+	ADDQ    R12, DX
+	VMULPS  Z16, Z14, Z14
+	VADDPS  (SI), Z14, Z14
+	VMOVUPS Z14, (DX)
+	VMULPS  Z16, Z15, Z15
+	VADDPS  64(SI), Z15, Z15
+	VMOVUPS Z15, 64(DX)
+	JMP     sbgemm8x32AVX512_done
+
 sbgemm8x32AVX512_edge:
 	// Column masks: the low cols bits of a run of ones, 16 per vector.
 	MOVQ      $0x00000040, CX
@@ -3834,6 +4957,9 @@ sbgemm8x32AVX512_edge:
 	KMOVW     R14, K1
 	SHRQ      $0x10, R14
 	KMOVW     R14, K2
+	MOVQ      bias_base+112(FP), SI
+	TESTQ     SI, SI
+	JNZ       sbgemm8x32AVX512_edgebias
 	MOVL      beta+108(FP), AX
 	ANDL      $0x7fffffff, AX
 	JZ        sbgemm8x32AVX512_edge0
@@ -3940,6 +5066,94 @@ sbgemm8x32AVX512_edge:
 	VMOVUPS   Z15, K2, 64(DX)
 	JMP       sbgemm8x32AVX512_done
 
+sbgemm8x32AVX512_edgebias:
+	VMULPS    Z16, Z0, Z0
+	VMOVUPS.Z (SI), K1, Z18
+	VADDPS    Z18, Z0, Z0
+	VMOVUPS   Z0, K1, (DX)
+	VMULPS    Z16, Z1, Z1
+	VMOVUPS.Z 64(SI), K2, Z18
+	VADDPS    Z18, Z1, Z1
+	VMOVUPS   Z1, K2, 64(DX)
+	DECQ      R13
+	JZ        sbgemm8x32AVX512_done
+	ADDQ      R12, DX
+	VMULPS    Z16, Z2, Z2
+	VMOVUPS.Z (SI), K1, Z18
+	VADDPS    Z18, Z2, Z2
+	VMOVUPS   Z2, K1, (DX)
+	VMULPS    Z16, Z3, Z3
+	VMOVUPS.Z 64(SI), K2, Z18
+	VADDPS    Z18, Z3, Z3
+	VMOVUPS   Z3, K2, 64(DX)
+	DECQ      R13
+	JZ        sbgemm8x32AVX512_done
+	ADDQ      R12, DX
+	VMULPS    Z16, Z4, Z4
+	VMOVUPS.Z (SI), K1, Z18
+	VADDPS    Z18, Z4, Z4
+	VMOVUPS   Z4, K1, (DX)
+	VMULPS    Z16, Z5, Z5
+	VMOVUPS.Z 64(SI), K2, Z18
+	VADDPS    Z18, Z5, Z5
+	VMOVUPS   Z5, K2, 64(DX)
+	DECQ      R13
+	JZ        sbgemm8x32AVX512_done
+	ADDQ      R12, DX
+	VMULPS    Z16, Z6, Z6
+	VMOVUPS.Z (SI), K1, Z18
+	VADDPS    Z18, Z6, Z6
+	VMOVUPS   Z6, K1, (DX)
+	VMULPS    Z16, Z7, Z7
+	VMOVUPS.Z 64(SI), K2, Z18
+	VADDPS    Z18, Z7, Z7
+	VMOVUPS   Z7, K2, 64(DX)
+	DECQ      R13
+	JZ        sbgemm8x32AVX512_done
+	ADDQ      R12, DX
+	VMULPS    Z16, Z8, Z8
+	VMOVUPS.Z (SI), K1, Z18
+	VADDPS    Z18, Z8, Z8
+	VMOVUPS   Z8, K1, (DX)
+	VMULPS    Z16, Z9, Z9
+	VMOVUPS.Z 64(SI), K2, Z18
+	VADDPS    Z18, Z9, Z9
+	VMOVUPS   Z9, K2, 64(DX)
+	DECQ      R13
+	JZ        sbgemm8x32AVX512_done
+	ADDQ      R12, DX
+	VMULPS    Z16, Z10, Z10
+	VMOVUPS.Z (SI), K1, Z18
+	VADDPS    Z18, Z10, Z10
+	VMOVUPS   Z10, K1, (DX)
+	VMULPS    Z16, Z11, Z11
+	VMOVUPS.Z 64(SI), K2, Z18
+	VADDPS    Z18, Z11, Z11
+	VMOVUPS   Z11, K2, 64(DX)
+	DECQ      R13
+	JZ        sbgemm8x32AVX512_done
+	ADDQ      R12, DX
+	VMULPS    Z16, Z12, Z12
+	VMOVUPS.Z (SI), K1, Z18
+	VADDPS    Z18, Z12, Z12
+	VMOVUPS   Z12, K1, (DX)
+	VMULPS    Z16, Z13, Z13
+	VMOVUPS.Z 64(SI), K2, Z18
+	VADDPS    Z18, Z13, Z13
+	VMOVUPS   Z13, K2, 64(DX)
+	DECQ      R13
+	JZ        sbgemm8x32AVX512_done
+	ADDQ      R12, DX
+	VMULPS    Z16, Z14, Z14
+	VMOVUPS.Z (SI), K1, Z18
+	VADDPS    Z18, Z14, Z14
+	VMOVUPS   Z14, K1, (DX)
+	VMULPS    Z16, Z15, Z15
+	VMOVUPS.Z 64(SI), K2, Z18
+	VADDPS    Z18, Z15, Z15
+	VMOVUPS   Z15, K2, 64(DX)
+	JMP       sbgemm8x32AVX512_done
+
 sbgemm8x32AVX512_edge0:
 	VMULPS  Z16, Z0, Z0
 	VMOVUPS Z0, K1, (DX)
@@ -3999,9 +5213,9 @@ sbgemm8x32AVX512_done:
 	VZEROUPPER
 	RET
 
-// func sbgemm4x32AVX512(k int, a []float32, rs int, ks int, b []float32, c []float32, ldc int, alpha float32, beta float32, rows int, cols int)
+// func sbgemm4x32AVX512(k int, a []float32, rs int, ks int, b []float32, c []float32, ldc int, alpha float32, beta float32, bias []float32, rows int, cols int)
 // Requires: AVX, AVX512F, AVX512_BF16, MMX+
-TEXT ·sbgemm4x32AVX512(SB), NOSPLIT, $0-128
+TEXT ·sbgemm4x32AVX512(SB), NOSPLIT, $0-152
 	MOVQ a_base+8(FP), SI
 	MOVQ rs+32(FP), R9
 	SHLQ $0x02, R9
@@ -4012,8 +5226,8 @@ TEXT ·sbgemm4x32AVX512(SB), NOSPLIT, $0-128
 	MOVQ c_base+72(FP), DX
 	MOVQ ldc+96(FP), R12
 	SHLQ $0x02, R12
-	MOVQ rows+112(FP), R13
-	MOVQ cols+120(FP), R14
+	MOVQ rows+136(FP), R13
+	MOVQ cols+144(FP), R14
 
 	// Fetch the C tile while the products are computed.
 	MOVQ       DX, CX
@@ -4123,6 +5337,9 @@ sbgemm4x32AVX512_store:
 	JNE          sbgemm4x32AVX512_edge
 
 	// Full tile.
+	MOVQ    bias_base+112(FP), SI
+	TESTQ   SI, SI
+	JNZ     sbgemm4x32AVX512_fullbias
 	MOVL    beta+108(FP), AX
 	ANDL    $0x7fffffff, AX
 	JZ      sbgemm4x32AVX512_full0
@@ -4185,6 +5402,36 @@ sbgemm4x32AVX512_full0:
 	VMOVUPS Z7, 64(DX)
 	JMP     sbgemm4x32AVX512_done
 
+sbgemm4x32AVX512_fullbias:
+	VMULPS  Z8, Z0, Z0
+	VADDPS  (SI), Z0, Z0
+	VMOVUPS Z0, (DX)
+	VMULPS  Z8, Z1, Z1
+	VADDPS  64(SI), Z1, Z1
+	VMOVUPS Z1, 64(DX)
+	ADDQ    R12, DX
+	VMULPS  Z8, Z2, Z2
+	VADDPS  (SI), Z2, Z2
+	VMOVUPS Z2, (DX)
+	VMULPS  Z8, Z3, Z3
+	VADDPS  64(SI), Z3, Z3
+	VMOVUPS Z3, 64(DX)
+	ADDQ    R12, DX
+	VMULPS  Z8, Z4, Z4
+	VADDPS  (SI), Z4, Z4
+	VMOVUPS Z4, (DX)
+	VMULPS  Z8, Z5, Z5
+	VADDPS  64(SI), Z5, Z5
+	VMOVUPS Z5, 64(DX)
+	ADDQ    R12, DX
+	VMULPS  Z8, Z6, Z6
+	VADDPS  (SI), Z6, Z6
+	VMOVUPS Z6, (DX)
+	VMULPS  Z8, Z7, Z7
+	VADDPS  64(SI), Z7, Z7
+	VMOVUPS Z7, 64(DX)
+	JMP     sbgemm4x32AVX512_done
+
 sbgemm4x32AVX512_edge:
 	// Column masks: the low cols bits of a run of ones, 16 per vector.
 	MOVQ      $0x00000040, CX
@@ -4194,6 +5441,9 @@ sbgemm4x32AVX512_edge:
 	KMOVW     R14, K1
 	SHRQ      $0x10, R14
 	KMOVW     R14, K2
+	MOVQ      bias_base+112(FP), SI
+	TESTQ     SI, SI
+	JNZ       sbgemm4x32AVX512_edgebias
 	MOVL      beta+108(FP), AX
 	ANDL      $0x7fffffff, AX
 	JZ        sbgemm4x32AVX512_edge0
@@ -4248,6 +5498,50 @@ sbgemm4x32AVX512_edge:
 	VMOVUPS   Z7, K2, 64(DX)
 	JMP       sbgemm4x32AVX512_done
 
+sbgemm4x32AVX512_edgebias:
+	VMULPS    Z8, Z0, Z0
+	VMOVUPS.Z (SI), K1, Z10
+	VADDPS    Z10, Z0, Z0
+	VMOVUPS   Z0, K1, (DX)
+	VMULPS    Z8, Z1, Z1
+	VMOVUPS.Z 64(SI), K2, Z10
+	VADDPS    Z10, Z1, Z1
+	VMOVUPS   Z1, K2, 64(DX)
+	DECQ      R13
+	JZ        sbgemm4x32AVX512_done
+	ADDQ      R12, DX
+	VMULPS    Z8, Z2, Z2
+	VMOVUPS.Z (SI), K1, Z10
+	VADDPS    Z10, Z2, Z2
+	VMOVUPS   Z2, K1, (DX)
+	VMULPS    Z8, Z3, Z3
+	VMOVUPS.Z 64(SI), K2, Z10
+	VADDPS    Z10, Z3, Z3
+	VMOVUPS   Z3, K2, 64(DX)
+	DECQ      R13
+	JZ        sbgemm4x32AVX512_done
+	ADDQ      R12, DX
+	VMULPS    Z8, Z4, Z4
+	VMOVUPS.Z (SI), K1, Z10
+	VADDPS    Z10, Z4, Z4
+	VMOVUPS   Z4, K1, (DX)
+	VMULPS    Z8, Z5, Z5
+	VMOVUPS.Z 64(SI), K2, Z10
+	VADDPS    Z10, Z5, Z5
+	VMOVUPS   Z5, K2, 64(DX)
+	DECQ      R13
+	JZ        sbgemm4x32AVX512_done
+	ADDQ      R12, DX
+	VMULPS    Z8, Z6, Z6
+	VMOVUPS.Z (SI), K1, Z10
+	VADDPS    Z10, Z6, Z6
+	VMOVUPS   Z6, K1, (DX)
+	VMULPS    Z8, Z7, Z7
+	VMOVUPS.Z 64(SI), K2, Z10
+	VADDPS    Z10, Z7, Z7
+	VMOVUPS   Z7, K2, 64(DX)
+	JMP       sbgemm4x32AVX512_done
+
 sbgemm4x32AVX512_edge0:
 	VMULPS  Z8, Z0, Z0
 	VMOVUPS Z0, K1, (DX)
@@ -4279,9 +5573,9 @@ sbgemm4x32AVX512_done:
 	VZEROUPPER
 	RET
 
-// func sbgemm2x32AVX512(k int, a []float32, rs int, ks int, b []float32, c []float32, ldc int, alpha float32, beta float32, rows int, cols int)
+// func sbgemm2x32AVX512(k int, a []float32, rs int, ks int, b []float32, c []float32, ldc int, alpha float32, beta float32, bias []float32, rows int, cols int)
 // Requires: AVX, AVX512F, AVX512_BF16, MMX+
-TEXT ·sbgemm2x32AVX512(SB), NOSPLIT, $0-128
+TEXT ·sbgemm2x32AVX512(SB), NOSPLIT, $0-152
 	MOVQ a_base+8(FP), SI
 	MOVQ rs+32(FP), R9
 	SHLQ $0x02, R9
@@ -4292,8 +5586,8 @@ TEXT ·sbgemm2x32AVX512(SB), NOSPLIT, $0-128
 	MOVQ c_base+72(FP), DX
 	MOVQ ldc+96(FP), R12
 	SHLQ $0x02, R12
-	MOVQ rows+112(FP), R13
-	MOVQ cols+120(FP), R14
+	MOVQ rows+136(FP), R13
+	MOVQ cols+144(FP), R14
 
 	// Fetch the C tile while the products are computed.
 	MOVQ       DX, CX
@@ -4373,6 +5667,9 @@ sbgemm2x32AVX512_store:
 	JNE          sbgemm2x32AVX512_edge
 
 	// Full tile.
+	MOVQ    bias_base+112(FP), SI
+	TESTQ   SI, SI
+	JNZ     sbgemm2x32AVX512_fullbias
 	MOVL    beta+108(FP), AX
 	ANDL    $0x7fffffff, AX
 	JZ      sbgemm2x32AVX512_full0
@@ -4407,6 +5704,22 @@ sbgemm2x32AVX512_full0:
 	VMOVUPS Z3, 64(DX)
 	JMP     sbgemm2x32AVX512_done
 
+sbgemm2x32AVX512_fullbias:
+	VMULPS  Z4, Z0, Z0
+	VADDPS  (SI), Z0, Z0
+	VMOVUPS Z0, (DX)
+	VMULPS  Z4, Z1, Z1
+	VADDPS  64(SI), Z1, Z1
+	VMOVUPS Z1, 64(DX)
+	ADDQ    R12, DX
+	VMULPS  Z4, Z2, Z2
+	VADDPS  (SI), Z2, Z2
+	VMOVUPS Z2, (DX)
+	VMULPS  Z4, Z3, Z3
+	VADDPS  64(SI), Z3, Z3
+	VMOVUPS Z3, 64(DX)
+	JMP     sbgemm2x32AVX512_done
+
 sbgemm2x32AVX512_edge:
 	// Column masks: the low cols bits of a run of ones, 16 per vector.
 	MOVQ      $0x00000040, CX
@@ -4416,6 +5729,9 @@ sbgemm2x32AVX512_edge:
 	KMOVW     R14, K1
 	SHRQ      $0x10, R14
 	KMOVW     R14, K2
+	MOVQ      bias_base+112(FP), SI
+	TESTQ     SI, SI
+	JNZ       sbgemm2x32AVX512_edgebias
 	MOVL      beta+108(FP), AX
 	ANDL      $0x7fffffff, AX
 	JZ        sbgemm2x32AVX512_edge0
@@ -4444,6 +5760,28 @@ sbgemm2x32AVX512_edge:
 	VMOVUPS   Z3, K2, 64(DX)
 	JMP       sbgemm2x32AVX512_done
 
+sbgemm2x32AVX512_edgebias:
+	VMULPS    Z4, Z0, Z0
+	VMOVUPS.Z (SI), K1, Z6
+	VADDPS    Z6, Z0, Z0
+	VMOVUPS   Z0, K1, (DX)
+	VMULPS    Z4, Z1, Z1
+	VMOVUPS.Z 64(SI), K2, Z6
+	VADDPS    Z6, Z1, Z1
+	VMOVUPS   Z1, K2, 64(DX)
+	DECQ      R13
+	JZ        sbgemm2x32AVX512_done
+	ADDQ      R12, DX
+	VMULPS    Z4, Z2, Z2
+	VMOVUPS.Z (SI), K1, Z6
+	VADDPS    Z6, Z2, Z2
+	VMOVUPS   Z2, K1, (DX)
+	VMULPS    Z4, Z3, Z3
+	VMOVUPS.Z 64(SI), K2, Z6
+	VADDPS    Z6, Z3, Z3
+	VMOVUPS   Z3, K2, 64(DX)
+	JMP       sbgemm2x32AVX512_done
+
 sbgemm2x32AVX512_edge0:
 	VMULPS  Z4, Z0, Z0
 	VMOVUPS Z0, K1, (DX)
@@ -4461,9 +5799,9 @@ sbgemm2x32AVX512_done:
 	VZEROUPPER
 	RET
 
-// func sbgemm1x32AVX512(k int, a []float32, rs int, ks int, b []float32, c []float32, ldc int, alpha float32, beta float32, rows int, cols int)
+// func sbgemm1x32AVX512(k int, a []float32, rs int, ks int, b []float32, c []float32, ldc int, alpha float32, beta float32, bias []float32, rows int, cols int)
 // Requires: AVX, AVX512F, AVX512_BF16, MMX+
-TEXT ·sbgemm1x32AVX512(SB), NOSPLIT, $0-128
+TEXT ·sbgemm1x32AVX512(SB), NOSPLIT, $0-152
 	MOVQ a_base+8(FP), SI
 	MOVQ rs+32(FP), R9
 	SHLQ $0x02, R9
@@ -4474,8 +5812,8 @@ TEXT ·sbgemm1x32AVX512(SB), NOSPLIT, $0-128
 	MOVQ c_base+72(FP), DX
 	MOVQ ldc+96(FP), R12
 	SHLQ $0x02, R12
-	MOVQ rows+112(FP), R13
-	MOVQ cols+120(FP), R14
+	MOVQ rows+136(FP), R13
+	MOVQ cols+144(FP), R14
 
 	// Fetch the C tile while the products are computed.
 	MOVQ       DX, CX
@@ -4540,6 +5878,9 @@ sbgemm1x32AVX512_store:
 	JNE          sbgemm1x32AVX512_edge
 
 	// Full tile.
+	MOVQ    bias_base+112(FP), SI
+	TESTQ   SI, SI
+	JNZ     sbgemm1x32AVX512_fullbias
 	MOVL    beta+108(FP), AX
 	ANDL    $0x7fffffff, AX
 	JZ      sbgemm1x32AVX512_full0
@@ -4560,6 +5901,15 @@ sbgemm1x32AVX512_full0:
 	VMOVUPS Z1, 64(DX)
 	JMP     sbgemm1x32AVX512_done
 
+sbgemm1x32AVX512_fullbias:
+	VMULPS  Z2, Z0, Z0
+	VADDPS  (SI), Z0, Z0
+	VMOVUPS Z0, (DX)
+	VMULPS  Z2, Z1, Z1
+	VADDPS  64(SI), Z1, Z1
+	VMOVUPS Z1, 64(DX)
+	JMP     sbgemm1x32AVX512_done
+
 sbgemm1x32AVX512_edge:
 	// Column masks: the low cols bits of a run of ones, 16 per vector.
 	MOVQ      $0x00000040, CX
@@ -4569,6 +5919,9 @@ sbgemm1x32AVX512_edge:
 	KMOVW     R14, K1
 	SHRQ      $0x10, R14
 	KMOVW     R14, K2
+	MOVQ      bias_base+112(FP), SI
+	TESTQ     SI, SI
+	JNZ       sbgemm1x32AVX512_edgebias
 	MOVL      beta+108(FP), AX
 	ANDL      $0x7fffffff, AX
 	JZ        sbgemm1x32AVX512_edge0
@@ -4580,6 +5933,17 @@ sbgemm1x32AVX512_edge:
 	VMULPS    Z2, Z1, Z1
 	VMOVUPS.Z 64(DX), K2, Z4
 	VMULPS    Z4, Z3, Z4
+	VADDPS    Z4, Z1, Z1
+	VMOVUPS   Z1, K2, 64(DX)
+	JMP       sbgemm1x32AVX512_done
+
+sbgemm1x32AVX512_edgebias:
+	VMULPS    Z2, Z0, Z0
+	VMOVUPS.Z (SI), K1, Z4
+	VADDPS    Z4, Z0, Z0
+	VMOVUPS   Z0, K1, (DX)
+	VMULPS    Z2, Z1, Z1
+	VMOVUPS.Z 64(SI), K2, Z4
 	VADDPS    Z4, Z1, Z1
 	VMOVUPS   Z1, K2, 64(DX)
 	JMP       sbgemm1x32AVX512_done

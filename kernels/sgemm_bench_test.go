@@ -207,7 +207,7 @@ func BenchmarkMicroKernel(b *testing.B) {
 				for b.Loop() {
 					t0 := time.Now()
 					for range window {
-						v.kernels[0].kernel(steps, a, 1, v.mr, bp, c, v.nr, 1, 0, v.mr, v.nr)
+						v.kernels[0].kernel(steps, a, 1, v.mr, bp, c, v.nr, 1, 0, nil, v.mr, v.nr)
 					}
 					times = append(times, time.Since(t0))
 				}

@@ -333,7 +333,7 @@ func testMicroKernel(t *testing.T, tk tileKernel, nr int) {
 	r := rand.New(rand.NewPCG(7, 8))
 	mr := tk.mr
 	for _, k := range []int{1, 2, 3, 4, 5, 7, 8, 9, 33} {
-		for _, beta := range []float32{0, 1, -0.5} {
+		for _, st := range stores {
 			// Row-major A with a row pitch, and k-major A.
 			for _, layout := range [][2]int{{k + 3, 1}, {1, mr + 2}} {
 				rs, ks := layout[0], layout[1]
@@ -341,7 +341,7 @@ func testMicroKernel(t *testing.T, tk tileKernel, nr int) {
 				b := randSlice(r, k*nr)
 				for rows := 1; rows <= mr; rows++ {
 					for cols := 1; cols <= nr; cols++ {
-						checkMicroKernel(t, r, tk, k, a, rs, ks, b, beta, rows, cols)
+						checkMicroKernel(t, r, tk, k, a, rs, ks, b, st, rows, cols)
 					}
 				}
 			}
@@ -349,19 +349,56 @@ func testMicroKernel(t *testing.T, tk tileKernel, nr int) {
 	}
 }
 
-func checkMicroKernel(t *testing.T, r *rand.Rand, tk tileKernel, k int, a []float32, rs, ks int, b []float32, beta float32, rows, cols int) {
-	t.Helper()
-	ldc := cols + 5
+// store is how a micro-kernel test stores its tile: C = alpha*AB + beta*C,
+// or with a bias row (beta then ignored) alpha*AB + bias.
+type store struct {
+	beta float32
+	bias bool
+}
+
+var stores = []store{{0, false}, {1, false}, {-0.5, false}, {0, true}, {1, true}}
+
+// biasFor returns a bias row of exactly cols values for st (nil without),
+// and C's fill: NaN where the kernel must not read C.
+func (st store) biasFor(r *rand.Rand, cols int) ([]float32, func() float32) {
 	fill := func() float32 { return float32(r.NormFloat64()) }
-	if beta == 0 {
+	if st.beta == 0 || st.bias {
 		fill = func() float32 { return float32(math.NaN()) }
 	}
+	if !st.bias {
+		return nil, fill
+	}
+	return randSlice(r, cols), fill
+}
+
+// checkBiasIsBetaOne fails unless kernel's tile with bias has the bits of
+// the same tile computed from C filled with the bias and beta 1 (what
+// SgemmBias promises).
+func checkBiasIsBetaOne(t *testing.T, name string, kernel microKernel, k int, a []float32, rs, ks int, b []float32, bias []float32, got testMatrix) {
+	t.Helper()
+	ref := testMatrix{buf: append([]float32(nil), got.buf...), rows: got.rows, cols: got.cols, ld: got.ld}
+	for i := 0; i < got.rows; i++ {
+		copy(ref.data()[i*ref.ld:i*ref.ld+ref.cols], bias)
+	}
+	kernel(k, a, rs, ks, b, ref.data(), ref.ld, 1.5, 1, nil, got.rows, got.cols)
+	if x, ok := sameBits(got.buf, ref.buf); !ok {
+		t.Fatalf("%s: with the bias [%d] = %#08x, from C = bias with beta 1 %#08x", name, x, math.Float32bits(got.buf[x]), math.Float32bits(ref.buf[x]))
+	}
+}
+
+func checkMicroKernel(t *testing.T, r *rand.Rand, tk tileKernel, k int, a []float32, rs, ks int, b []float32, st store, rows, cols int) {
+	t.Helper()
+	ldc := cols + 5
+	bias, fill := st.biasFor(r, cols)
 	want := newTestMatrix(r, rows, cols, ldc, fill)
 	got := testMatrix{buf: append([]float32(nil), want.buf...), rows: rows, cols: cols, ld: ldc}
-	tk.twin(k, a, rs, ks, b, want.data(), ldc, 1.5, beta, rows, cols)
-	tk.kernel(k, a, rs, ks, b, got.data(), ldc, 1.5, beta, rows, cols)
-	name := fmt.Sprintf("k%d beta%g rs%d ks%d %dx%d", k, beta, rs, ks, rows, cols)
+	tk.twin(k, a, rs, ks, b, want.data(), ldc, 1.5, st.beta, bias, rows, cols)
+	tk.kernel(k, a, rs, ks, b, got.data(), ldc, 1.5, st.beta, bias, rows, cols)
+	name := fmt.Sprintf("k%d %+v rs%d ks%d %dx%d", k, st, rs, ks, rows, cols)
 	got.checkGuards(t, name)
+	if bias != nil {
+		checkBiasIsBetaOne(t, name, tk.kernel, k, a, rs, ks, b, bias, got)
+	}
 	for i := 0; i < rows; i++ {
 		for j := 0; j < cols; j++ {
 			w, g := want.at(i, j), got.at(i, j)
@@ -738,6 +775,58 @@ func TestSgemmBatchedAt(t *testing.T) {
 					}
 				}
 			}
+		}
+	}
+}
+
+// SgemmBias, the bias added in the micro-kernels' stores, has the bits of
+// C filled with the bias and Sgemm with beta 1, for every variant and twin,
+// with one k block and several, split for 1, 3 and 64 threads (tasks
+// sharing B blocks, grids, tasks owning columns).
+func TestSgemmBiasIsBetaOne(t *testing.T) {
+	for _, v := range testVariants() {
+		for _, threads := range []int{1, 3, 64} {
+			t.Run(fmt.Sprintf("%s/%d", v.name, threads), func(t *testing.T) {
+				r := rand.New(rand.NewPCG(31, 32))
+				for _, cs := range gemmCases(true) {
+					if cs.m == 0 || cs.n == 0 || cs.m*cs.n*cs.k > 1e6 {
+						continue
+					}
+					lda, ldb := max(1, cs.k+cs.padA), max(1, cs.n+cs.padB)
+					if cs.transA {
+						lda = max(1, cs.m+cs.padA)
+					}
+					if cs.transB {
+						ldb = max(1, cs.k+cs.padB)
+					}
+					a := randSlice(r, matrixLen(cs.transA, cs.m, cs.k, lda))
+					b := randSlice(r, matrixLen(cs.transB, cs.k, cs.n, ldb))
+					bias := randSlice(r, cs.n)
+					ldc := cs.n + cs.padC
+					got, want := make([]float32, cs.m*ldc), make([]float32, cs.m*ldc)
+					for i := range got {
+						got[i], want[i] = float32(math.NaN()), float32(math.NaN()) // C is not read; pads stay
+					}
+					for i := 0; i < cs.m; i++ {
+						copy(want[i*ldc:], bias)
+					}
+					run := func(g *gemmArgs) {
+						p := plans.get()
+						p.gemm(v, g, threads)
+						plans.put(p)
+					}
+					g := gemmArgs{transA: cs.transA, transB: cs.transB, m: cs.m, n: cs.n, k: cs.k, alpha: cs.alpha,
+						a: a, lda: lda, b: b, ldb: ldb, ldc: ldc}
+					withBias, betaOne := g, g
+					withBias.c, withBias.bias = got, bias
+					betaOne.c, betaOne.beta = want, 1
+					run(&withBias)
+					run(&betaOne)
+					if x, ok := sameBits(got, want); !ok {
+						t.Fatalf("%+v: C[%d] = %v with the bias, %v from C = bias and beta 1", cs, x, got[x], want[x])
+					}
+				}
+			})
 		}
 	}
 }

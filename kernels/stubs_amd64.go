@@ -14,9 +14,12 @@ package kernels
 //			for p := 0; p < k; p++ {
 //				s += a[i*rs+p*ks] * b[p*32+j]
 //			}
-//			if beta == 0 {
+//			switch {
+//			case bias != nil:
+//				c[i*ldc+j] = float32(alpha*s) + bias[j]
+//			case beta == 0:
 //				c[i*ldc+j] = alpha * s
-//			} else {
+//			default:
 //				c[i*ldc+j] = alpha*s + beta*c[i*ldc+j]
 //			}
 //		}
@@ -25,10 +28,13 @@ package kernels
 // up to rounding: the assembly kernels add each product with a fused
 // multiply-add. It needs k ≥ 1, 1 ≤ rows ≤ 14 and 1 ≤ cols ≤ 32; all 14 rows
 // of the A panel and all 32 columns of the B panel are read, but only the
-// rows×cols tile of C is touched, and C is not read when beta is 0.
+// rows×cols tile of C is touched, and C is not read when beta is 0 or bias
+// is not nil (bias, a row of at least cols values, then takes the place of
+// beta*C: a linear layer's bias added as the tile is stored, the same bits
+// as C filled with the bias and beta 1).
 //
 //go:noescape
-func sgemm14x32AVX512(k int, a []float32, rs int, ks int, b []float32, c []float32, ldc int, alpha float32, beta float32, rows int, cols int)
+func sgemm14x32AVX512(k int, a []float32, rs int, ks int, b []float32, c []float32, ldc int, alpha float32, beta float32, bias []float32, rows int, cols int)
 
 // sgemm8x32AVX512 computes one rows×cols tile (rows ≤ 8, cols ≤ 32) of C from an
 // A micro-panel of 8 rows, element (i, p) at a[i*rs+p*ks], and a packed
@@ -40,9 +46,12 @@ func sgemm14x32AVX512(k int, a []float32, rs int, ks int, b []float32, c []float
 //			for p := 0; p < k; p++ {
 //				s += a[i*rs+p*ks] * b[p*32+j]
 //			}
-//			if beta == 0 {
+//			switch {
+//			case bias != nil:
+//				c[i*ldc+j] = float32(alpha*s) + bias[j]
+//			case beta == 0:
 //				c[i*ldc+j] = alpha * s
-//			} else {
+//			default:
 //				c[i*ldc+j] = alpha*s + beta*c[i*ldc+j]
 //			}
 //		}
@@ -51,10 +60,13 @@ func sgemm14x32AVX512(k int, a []float32, rs int, ks int, b []float32, c []float
 // up to rounding: the assembly kernels add each product with a fused
 // multiply-add. It needs k ≥ 1, 1 ≤ rows ≤ 8 and 1 ≤ cols ≤ 32; all 8 rows
 // of the A panel and all 32 columns of the B panel are read, but only the
-// rows×cols tile of C is touched, and C is not read when beta is 0.
+// rows×cols tile of C is touched, and C is not read when beta is 0 or bias
+// is not nil (bias, a row of at least cols values, then takes the place of
+// beta*C: a linear layer's bias added as the tile is stored, the same bits
+// as C filled with the bias and beta 1).
 //
 //go:noescape
-func sgemm8x32AVX512(k int, a []float32, rs int, ks int, b []float32, c []float32, ldc int, alpha float32, beta float32, rows int, cols int)
+func sgemm8x32AVX512(k int, a []float32, rs int, ks int, b []float32, c []float32, ldc int, alpha float32, beta float32, bias []float32, rows int, cols int)
 
 // sgemm4x32AVX512 computes one rows×cols tile (rows ≤ 4, cols ≤ 32) of C from an
 // A micro-panel of 4 rows, element (i, p) at a[i*rs+p*ks], and a packed
@@ -66,9 +78,12 @@ func sgemm8x32AVX512(k int, a []float32, rs int, ks int, b []float32, c []float3
 //			for p := 0; p < k; p++ {
 //				s += a[i*rs+p*ks] * b[p*32+j]
 //			}
-//			if beta == 0 {
+//			switch {
+//			case bias != nil:
+//				c[i*ldc+j] = float32(alpha*s) + bias[j]
+//			case beta == 0:
 //				c[i*ldc+j] = alpha * s
-//			} else {
+//			default:
 //				c[i*ldc+j] = alpha*s + beta*c[i*ldc+j]
 //			}
 //		}
@@ -77,10 +92,13 @@ func sgemm8x32AVX512(k int, a []float32, rs int, ks int, b []float32, c []float3
 // up to rounding: the assembly kernels add each product with a fused
 // multiply-add. It needs k ≥ 1, 1 ≤ rows ≤ 4 and 1 ≤ cols ≤ 32; all 4 rows
 // of the A panel and all 32 columns of the B panel are read, but only the
-// rows×cols tile of C is touched, and C is not read when beta is 0.
+// rows×cols tile of C is touched, and C is not read when beta is 0 or bias
+// is not nil (bias, a row of at least cols values, then takes the place of
+// beta*C: a linear layer's bias added as the tile is stored, the same bits
+// as C filled with the bias and beta 1).
 //
 //go:noescape
-func sgemm4x32AVX512(k int, a []float32, rs int, ks int, b []float32, c []float32, ldc int, alpha float32, beta float32, rows int, cols int)
+func sgemm4x32AVX512(k int, a []float32, rs int, ks int, b []float32, c []float32, ldc int, alpha float32, beta float32, bias []float32, rows int, cols int)
 
 // sgemm2x32AVX512 computes one rows×cols tile (rows ≤ 2, cols ≤ 32) of C from an
 // A micro-panel of 2 rows, element (i, p) at a[i*rs+p*ks], and a packed
@@ -92,9 +110,12 @@ func sgemm4x32AVX512(k int, a []float32, rs int, ks int, b []float32, c []float3
 //			for p := 0; p < k; p++ {
 //				s += a[i*rs+p*ks] * b[p*32+j]
 //			}
-//			if beta == 0 {
+//			switch {
+//			case bias != nil:
+//				c[i*ldc+j] = float32(alpha*s) + bias[j]
+//			case beta == 0:
 //				c[i*ldc+j] = alpha * s
-//			} else {
+//			default:
 //				c[i*ldc+j] = alpha*s + beta*c[i*ldc+j]
 //			}
 //		}
@@ -103,10 +124,13 @@ func sgemm4x32AVX512(k int, a []float32, rs int, ks int, b []float32, c []float3
 // up to rounding: the assembly kernels add each product with a fused
 // multiply-add. It needs k ≥ 1, 1 ≤ rows ≤ 2 and 1 ≤ cols ≤ 32; all 2 rows
 // of the A panel and all 32 columns of the B panel are read, but only the
-// rows×cols tile of C is touched, and C is not read when beta is 0.
+// rows×cols tile of C is touched, and C is not read when beta is 0 or bias
+// is not nil (bias, a row of at least cols values, then takes the place of
+// beta*C: a linear layer's bias added as the tile is stored, the same bits
+// as C filled with the bias and beta 1).
 //
 //go:noescape
-func sgemm2x32AVX512(k int, a []float32, rs int, ks int, b []float32, c []float32, ldc int, alpha float32, beta float32, rows int, cols int)
+func sgemm2x32AVX512(k int, a []float32, rs int, ks int, b []float32, c []float32, ldc int, alpha float32, beta float32, bias []float32, rows int, cols int)
 
 // sgemm1x32AVX512 computes one rows×cols tile (rows ≤ 1, cols ≤ 32) of C from an
 // A micro-panel of 1 rows, element (i, p) at a[i*rs+p*ks], and a packed
@@ -118,9 +142,12 @@ func sgemm2x32AVX512(k int, a []float32, rs int, ks int, b []float32, c []float3
 //			for p := 0; p < k; p++ {
 //				s += a[i*rs+p*ks] * b[p*32+j]
 //			}
-//			if beta == 0 {
+//			switch {
+//			case bias != nil:
+//				c[i*ldc+j] = float32(alpha*s) + bias[j]
+//			case beta == 0:
 //				c[i*ldc+j] = alpha * s
-//			} else {
+//			default:
 //				c[i*ldc+j] = alpha*s + beta*c[i*ldc+j]
 //			}
 //		}
@@ -129,10 +156,13 @@ func sgemm2x32AVX512(k int, a []float32, rs int, ks int, b []float32, c []float3
 // up to rounding: the assembly kernels add each product with a fused
 // multiply-add. It needs k ≥ 1, 1 ≤ rows ≤ 1 and 1 ≤ cols ≤ 32; all 1 rows
 // of the A panel and all 32 columns of the B panel are read, but only the
-// rows×cols tile of C is touched, and C is not read when beta is 0.
+// rows×cols tile of C is touched, and C is not read when beta is 0 or bias
+// is not nil (bias, a row of at least cols values, then takes the place of
+// beta*C: a linear layer's bias added as the tile is stored, the same bits
+// as C filled with the bias and beta 1).
 //
 //go:noescape
-func sgemm1x32AVX512(k int, a []float32, rs int, ks int, b []float32, c []float32, ldc int, alpha float32, beta float32, rows int, cols int)
+func sgemm1x32AVX512(k int, a []float32, rs int, ks int, b []float32, c []float32, ldc int, alpha float32, beta float32, bias []float32, rows int, cols int)
 
 // sgemm6x16AVX2 computes one rows×cols tile (rows ≤ 6, cols ≤ 16) of C from an
 // A micro-panel of 6 rows, element (i, p) at a[i*rs+p*ks], and a packed
@@ -144,9 +174,12 @@ func sgemm1x32AVX512(k int, a []float32, rs int, ks int, b []float32, c []float3
 //			for p := 0; p < k; p++ {
 //				s += a[i*rs+p*ks] * b[p*16+j]
 //			}
-//			if beta == 0 {
+//			switch {
+//			case bias != nil:
+//				c[i*ldc+j] = float32(alpha*s) + bias[j]
+//			case beta == 0:
 //				c[i*ldc+j] = alpha * s
-//			} else {
+//			default:
 //				c[i*ldc+j] = alpha*s + beta*c[i*ldc+j]
 //			}
 //		}
@@ -155,10 +188,13 @@ func sgemm1x32AVX512(k int, a []float32, rs int, ks int, b []float32, c []float3
 // up to rounding: the assembly kernels add each product with a fused
 // multiply-add. It needs k ≥ 1, 1 ≤ rows ≤ 6 and 1 ≤ cols ≤ 16; all 6 rows
 // of the A panel and all 16 columns of the B panel are read, but only the
-// rows×cols tile of C is touched, and C is not read when beta is 0.
+// rows×cols tile of C is touched, and C is not read when beta is 0 or bias
+// is not nil (bias, a row of at least cols values, then takes the place of
+// beta*C: a linear layer's bias added as the tile is stored, the same bits
+// as C filled with the bias and beta 1).
 //
 //go:noescape
-func sgemm6x16AVX2(k int, a []float32, rs int, ks int, b []float32, c []float32, ldc int, alpha float32, beta float32, rows int, cols int)
+func sgemm6x16AVX2(k int, a []float32, rs int, ks int, b []float32, c []float32, ldc int, alpha float32, beta float32, bias []float32, rows int, cols int)
 
 // sgemm4x16AVX2 computes one rows×cols tile (rows ≤ 4, cols ≤ 16) of C from an
 // A micro-panel of 4 rows, element (i, p) at a[i*rs+p*ks], and a packed
@@ -170,9 +206,12 @@ func sgemm6x16AVX2(k int, a []float32, rs int, ks int, b []float32, c []float32,
 //			for p := 0; p < k; p++ {
 //				s += a[i*rs+p*ks] * b[p*16+j]
 //			}
-//			if beta == 0 {
+//			switch {
+//			case bias != nil:
+//				c[i*ldc+j] = float32(alpha*s) + bias[j]
+//			case beta == 0:
 //				c[i*ldc+j] = alpha * s
-//			} else {
+//			default:
 //				c[i*ldc+j] = alpha*s + beta*c[i*ldc+j]
 //			}
 //		}
@@ -181,10 +220,13 @@ func sgemm6x16AVX2(k int, a []float32, rs int, ks int, b []float32, c []float32,
 // up to rounding: the assembly kernels add each product with a fused
 // multiply-add. It needs k ≥ 1, 1 ≤ rows ≤ 4 and 1 ≤ cols ≤ 16; all 4 rows
 // of the A panel and all 16 columns of the B panel are read, but only the
-// rows×cols tile of C is touched, and C is not read when beta is 0.
+// rows×cols tile of C is touched, and C is not read when beta is 0 or bias
+// is not nil (bias, a row of at least cols values, then takes the place of
+// beta*C: a linear layer's bias added as the tile is stored, the same bits
+// as C filled with the bias and beta 1).
 //
 //go:noescape
-func sgemm4x16AVX2(k int, a []float32, rs int, ks int, b []float32, c []float32, ldc int, alpha float32, beta float32, rows int, cols int)
+func sgemm4x16AVX2(k int, a []float32, rs int, ks int, b []float32, c []float32, ldc int, alpha float32, beta float32, bias []float32, rows int, cols int)
 
 // sgemm2x16AVX2 computes one rows×cols tile (rows ≤ 2, cols ≤ 16) of C from an
 // A micro-panel of 2 rows, element (i, p) at a[i*rs+p*ks], and a packed
@@ -196,9 +238,12 @@ func sgemm4x16AVX2(k int, a []float32, rs int, ks int, b []float32, c []float32,
 //			for p := 0; p < k; p++ {
 //				s += a[i*rs+p*ks] * b[p*16+j]
 //			}
-//			if beta == 0 {
+//			switch {
+//			case bias != nil:
+//				c[i*ldc+j] = float32(alpha*s) + bias[j]
+//			case beta == 0:
 //				c[i*ldc+j] = alpha * s
-//			} else {
+//			default:
 //				c[i*ldc+j] = alpha*s + beta*c[i*ldc+j]
 //			}
 //		}
@@ -207,10 +252,13 @@ func sgemm4x16AVX2(k int, a []float32, rs int, ks int, b []float32, c []float32,
 // up to rounding: the assembly kernels add each product with a fused
 // multiply-add. It needs k ≥ 1, 1 ≤ rows ≤ 2 and 1 ≤ cols ≤ 16; all 2 rows
 // of the A panel and all 16 columns of the B panel are read, but only the
-// rows×cols tile of C is touched, and C is not read when beta is 0.
+// rows×cols tile of C is touched, and C is not read when beta is 0 or bias
+// is not nil (bias, a row of at least cols values, then takes the place of
+// beta*C: a linear layer's bias added as the tile is stored, the same bits
+// as C filled with the bias and beta 1).
 //
 //go:noescape
-func sgemm2x16AVX2(k int, a []float32, rs int, ks int, b []float32, c []float32, ldc int, alpha float32, beta float32, rows int, cols int)
+func sgemm2x16AVX2(k int, a []float32, rs int, ks int, b []float32, c []float32, ldc int, alpha float32, beta float32, bias []float32, rows int, cols int)
 
 // sgemm1x16AVX2 computes one rows×cols tile (rows ≤ 1, cols ≤ 16) of C from an
 // A micro-panel of 1 rows, element (i, p) at a[i*rs+p*ks], and a packed
@@ -222,9 +270,12 @@ func sgemm2x16AVX2(k int, a []float32, rs int, ks int, b []float32, c []float32,
 //			for p := 0; p < k; p++ {
 //				s += a[i*rs+p*ks] * b[p*16+j]
 //			}
-//			if beta == 0 {
+//			switch {
+//			case bias != nil:
+//				c[i*ldc+j] = float32(alpha*s) + bias[j]
+//			case beta == 0:
 //				c[i*ldc+j] = alpha * s
-//			} else {
+//			default:
 //				c[i*ldc+j] = alpha*s + beta*c[i*ldc+j]
 //			}
 //		}
@@ -233,10 +284,13 @@ func sgemm2x16AVX2(k int, a []float32, rs int, ks int, b []float32, c []float32,
 // up to rounding: the assembly kernels add each product with a fused
 // multiply-add. It needs k ≥ 1, 1 ≤ rows ≤ 1 and 1 ≤ cols ≤ 16; all 1 rows
 // of the A panel and all 16 columns of the B panel are read, but only the
-// rows×cols tile of C is touched, and C is not read when beta is 0.
+// rows×cols tile of C is touched, and C is not read when beta is 0 or bias
+// is not nil (bias, a row of at least cols values, then takes the place of
+// beta*C: a linear layer's bias added as the tile is stored, the same bits
+// as C filled with the bias and beta 1).
 //
 //go:noescape
-func sgemm1x16AVX2(k int, a []float32, rs int, ks int, b []float32, c []float32, ldc int, alpha float32, beta float32, rows int, cols int)
+func sgemm1x16AVX2(k int, a []float32, rs int, ks int, b []float32, c []float32, ldc int, alpha float32, beta float32, bias []float32, rows int, cols int)
 
 // sbgemm14x32AVX512 computes one rows×cols tile (rows ≤ 14, cols ≤ 32) of C from an
 // A micro-panel of 14 rows of bfloat16 pairs, pair (i, t) at a[i*rs+t*ks] holding
@@ -249,9 +303,12 @@ func sgemm1x16AVX2(k int, a []float32, rs int, ks int, b []float32, c []float32,
 //			for t := 0; t < k; t++ {
 //				s = dotBF16(s, b[t*32+j], a[i*rs+t*ks])
 //			}
-//			if beta == 0 {
+//			switch {
+//			case bias != nil:
+//				c[i*ldc+j] = float32(alpha*s) + bias[j]
+//			case beta == 0:
 //				c[i*ldc+j] = alpha * s
-//			} else {
+//			default:
 //				c[i*ldc+j] = float32(alpha*s) + float32(beta*c[i*ldc+j])
 //			}
 //		}
@@ -261,10 +318,11 @@ func sgemm1x16AVX2(k int, a []float32, rs int, ks int, b []float32, c []float32,
 // VDPBF16PS computes in one lane. It needs
 // k ≥ 1 pairs, 1 ≤ rows ≤ 14 and 1 ≤ cols ≤ 32; all 14 rows of the A panel and
 // all 32 columns of the B panel are read, but only the rows×cols tile of C
-// is touched, and C is not read when beta is 0.
+// is touched, and C is not read when beta is 0 or bias is not nil (bias, a
+// row of at least cols values, then takes the place of beta*C).
 //
 //go:noescape
-func sbgemm14x32AVX512(k int, a []float32, rs int, ks int, b []float32, c []float32, ldc int, alpha float32, beta float32, rows int, cols int)
+func sbgemm14x32AVX512(k int, a []float32, rs int, ks int, b []float32, c []float32, ldc int, alpha float32, beta float32, bias []float32, rows int, cols int)
 
 // sbgemm8x32AVX512 computes one rows×cols tile (rows ≤ 8, cols ≤ 32) of C from an
 // A micro-panel of 8 rows of bfloat16 pairs, pair (i, t) at a[i*rs+t*ks] holding
@@ -277,9 +335,12 @@ func sbgemm14x32AVX512(k int, a []float32, rs int, ks int, b []float32, c []floa
 //			for t := 0; t < k; t++ {
 //				s = dotBF16(s, b[t*32+j], a[i*rs+t*ks])
 //			}
-//			if beta == 0 {
+//			switch {
+//			case bias != nil:
+//				c[i*ldc+j] = float32(alpha*s) + bias[j]
+//			case beta == 0:
 //				c[i*ldc+j] = alpha * s
-//			} else {
+//			default:
 //				c[i*ldc+j] = float32(alpha*s) + float32(beta*c[i*ldc+j])
 //			}
 //		}
@@ -289,10 +350,11 @@ func sbgemm14x32AVX512(k int, a []float32, rs int, ks int, b []float32, c []floa
 // VDPBF16PS computes in one lane. It needs
 // k ≥ 1 pairs, 1 ≤ rows ≤ 8 and 1 ≤ cols ≤ 32; all 8 rows of the A panel and
 // all 32 columns of the B panel are read, but only the rows×cols tile of C
-// is touched, and C is not read when beta is 0.
+// is touched, and C is not read when beta is 0 or bias is not nil (bias, a
+// row of at least cols values, then takes the place of beta*C).
 //
 //go:noescape
-func sbgemm8x32AVX512(k int, a []float32, rs int, ks int, b []float32, c []float32, ldc int, alpha float32, beta float32, rows int, cols int)
+func sbgemm8x32AVX512(k int, a []float32, rs int, ks int, b []float32, c []float32, ldc int, alpha float32, beta float32, bias []float32, rows int, cols int)
 
 // sbgemm4x32AVX512 computes one rows×cols tile (rows ≤ 4, cols ≤ 32) of C from an
 // A micro-panel of 4 rows of bfloat16 pairs, pair (i, t) at a[i*rs+t*ks] holding
@@ -305,9 +367,12 @@ func sbgemm8x32AVX512(k int, a []float32, rs int, ks int, b []float32, c []float
 //			for t := 0; t < k; t++ {
 //				s = dotBF16(s, b[t*32+j], a[i*rs+t*ks])
 //			}
-//			if beta == 0 {
+//			switch {
+//			case bias != nil:
+//				c[i*ldc+j] = float32(alpha*s) + bias[j]
+//			case beta == 0:
 //				c[i*ldc+j] = alpha * s
-//			} else {
+//			default:
 //				c[i*ldc+j] = float32(alpha*s) + float32(beta*c[i*ldc+j])
 //			}
 //		}
@@ -317,10 +382,11 @@ func sbgemm8x32AVX512(k int, a []float32, rs int, ks int, b []float32, c []float
 // VDPBF16PS computes in one lane. It needs
 // k ≥ 1 pairs, 1 ≤ rows ≤ 4 and 1 ≤ cols ≤ 32; all 4 rows of the A panel and
 // all 32 columns of the B panel are read, but only the rows×cols tile of C
-// is touched, and C is not read when beta is 0.
+// is touched, and C is not read when beta is 0 or bias is not nil (bias, a
+// row of at least cols values, then takes the place of beta*C).
 //
 //go:noescape
-func sbgemm4x32AVX512(k int, a []float32, rs int, ks int, b []float32, c []float32, ldc int, alpha float32, beta float32, rows int, cols int)
+func sbgemm4x32AVX512(k int, a []float32, rs int, ks int, b []float32, c []float32, ldc int, alpha float32, beta float32, bias []float32, rows int, cols int)
 
 // sbgemm2x32AVX512 computes one rows×cols tile (rows ≤ 2, cols ≤ 32) of C from an
 // A micro-panel of 2 rows of bfloat16 pairs, pair (i, t) at a[i*rs+t*ks] holding
@@ -333,9 +399,12 @@ func sbgemm4x32AVX512(k int, a []float32, rs int, ks int, b []float32, c []float
 //			for t := 0; t < k; t++ {
 //				s = dotBF16(s, b[t*32+j], a[i*rs+t*ks])
 //			}
-//			if beta == 0 {
+//			switch {
+//			case bias != nil:
+//				c[i*ldc+j] = float32(alpha*s) + bias[j]
+//			case beta == 0:
 //				c[i*ldc+j] = alpha * s
-//			} else {
+//			default:
 //				c[i*ldc+j] = float32(alpha*s) + float32(beta*c[i*ldc+j])
 //			}
 //		}
@@ -345,10 +414,11 @@ func sbgemm4x32AVX512(k int, a []float32, rs int, ks int, b []float32, c []float
 // VDPBF16PS computes in one lane. It needs
 // k ≥ 1 pairs, 1 ≤ rows ≤ 2 and 1 ≤ cols ≤ 32; all 2 rows of the A panel and
 // all 32 columns of the B panel are read, but only the rows×cols tile of C
-// is touched, and C is not read when beta is 0.
+// is touched, and C is not read when beta is 0 or bias is not nil (bias, a
+// row of at least cols values, then takes the place of beta*C).
 //
 //go:noescape
-func sbgemm2x32AVX512(k int, a []float32, rs int, ks int, b []float32, c []float32, ldc int, alpha float32, beta float32, rows int, cols int)
+func sbgemm2x32AVX512(k int, a []float32, rs int, ks int, b []float32, c []float32, ldc int, alpha float32, beta float32, bias []float32, rows int, cols int)
 
 // sbgemm1x32AVX512 computes one rows×cols tile (rows ≤ 1, cols ≤ 32) of C from an
 // A micro-panel of 1 rows of bfloat16 pairs, pair (i, t) at a[i*rs+t*ks] holding
@@ -361,9 +431,12 @@ func sbgemm2x32AVX512(k int, a []float32, rs int, ks int, b []float32, c []float
 //			for t := 0; t < k; t++ {
 //				s = dotBF16(s, b[t*32+j], a[i*rs+t*ks])
 //			}
-//			if beta == 0 {
+//			switch {
+//			case bias != nil:
+//				c[i*ldc+j] = float32(alpha*s) + bias[j]
+//			case beta == 0:
 //				c[i*ldc+j] = alpha * s
-//			} else {
+//			default:
 //				c[i*ldc+j] = float32(alpha*s) + float32(beta*c[i*ldc+j])
 //			}
 //		}
@@ -373,10 +446,11 @@ func sbgemm2x32AVX512(k int, a []float32, rs int, ks int, b []float32, c []float
 // VDPBF16PS computes in one lane. It needs
 // k ≥ 1 pairs, 1 ≤ rows ≤ 1 and 1 ≤ cols ≤ 32; all 1 rows of the A panel and
 // all 32 columns of the B panel are read, but only the rows×cols tile of C
-// is touched, and C is not read when beta is 0.
+// is touched, and C is not read when beta is 0 or bias is not nil (bias, a
+// row of at least cols values, then takes the place of beta*C).
 //
 //go:noescape
-func sbgemm1x32AVX512(k int, a []float32, rs int, ks int, b []float32, c []float32, ldc int, alpha float32, beta float32, rows int, cols int)
+func sbgemm1x32AVX512(k int, a []float32, rs int, ks int, b []float32, c []float32, ldc int, alpha float32, beta float32, bias []float32, rows int, cols int)
 
 // packB32AVX512 packs rows [0, rows) of 32-column panels of a plain B,
 // panel q of dst starting at q*pstride. It is:

@@ -12,9 +12,12 @@ package kernels
 //			for p := 0; p < k; p++ {
 //				s += a[i*rs+p*ks] * b[p*32+j]
 //			}
-//			if beta == 0 {
+//			switch {
+//			case bias != nil:
+//				c[i*ldc+j] = float32(alpha*s) + bias[j]
+//			case beta == 0:
 //				c[i*ldc+j] = alpha * s
-//			} else {
+//			default:
 //				c[i*ldc+j] = alpha*s + beta*c[i*ldc+j]
 //			}
 //		}
@@ -23,10 +26,13 @@ package kernels
 // up to rounding: the assembly kernels add each product with a fused
 // multiply-add. It needs k ≥ 1, 1 ≤ rows ≤ 14 and 1 ≤ cols ≤ 32; all 14 rows
 // of the A panel and all 32 columns of the B panel are read, but only the
-// rows×cols tile of C is touched, and C is not read when beta is 0.
-func sgemm14x32Go(k int, a []float32, rs, ks int, b, c []float32, ldc int, alpha, beta float32, rows, cols int) {
+// rows×cols tile of C is touched, and C is not read when beta is 0 or bias
+// is not nil (bias, a row of at least cols values, then takes the place of
+// beta*C: a linear layer's bias added as the tile is stored, the same bits
+// as C filled with the bias and beta 1).
+func sgemm14x32Go(k int, a []float32, rs, ks int, b, c []float32, ldc int, alpha, beta float32, bias []float32, rows, cols int) {
 	var acc [14 * 32]float32
-	sgemmTileGo(acc[:], 14, 32, k, a, rs, ks, b, c, ldc, alpha, beta, rows, cols)
+	sgemmTileGo(acc[:], 14, 32, k, a, rs, ks, b, c, ldc, alpha, beta, bias, rows, cols)
 }
 
 // sgemm8x32Go computes one rows×cols tile (rows ≤ 8, cols ≤ 32) of C from an
@@ -39,9 +45,12 @@ func sgemm14x32Go(k int, a []float32, rs, ks int, b, c []float32, ldc int, alpha
 //			for p := 0; p < k; p++ {
 //				s += a[i*rs+p*ks] * b[p*32+j]
 //			}
-//			if beta == 0 {
+//			switch {
+//			case bias != nil:
+//				c[i*ldc+j] = float32(alpha*s) + bias[j]
+//			case beta == 0:
 //				c[i*ldc+j] = alpha * s
-//			} else {
+//			default:
 //				c[i*ldc+j] = alpha*s + beta*c[i*ldc+j]
 //			}
 //		}
@@ -50,10 +59,13 @@ func sgemm14x32Go(k int, a []float32, rs, ks int, b, c []float32, ldc int, alpha
 // up to rounding: the assembly kernels add each product with a fused
 // multiply-add. It needs k ≥ 1, 1 ≤ rows ≤ 8 and 1 ≤ cols ≤ 32; all 8 rows
 // of the A panel and all 32 columns of the B panel are read, but only the
-// rows×cols tile of C is touched, and C is not read when beta is 0.
-func sgemm8x32Go(k int, a []float32, rs, ks int, b, c []float32, ldc int, alpha, beta float32, rows, cols int) {
+// rows×cols tile of C is touched, and C is not read when beta is 0 or bias
+// is not nil (bias, a row of at least cols values, then takes the place of
+// beta*C: a linear layer's bias added as the tile is stored, the same bits
+// as C filled with the bias and beta 1).
+func sgemm8x32Go(k int, a []float32, rs, ks int, b, c []float32, ldc int, alpha, beta float32, bias []float32, rows, cols int) {
 	var acc [8 * 32]float32
-	sgemmTileGo(acc[:], 8, 32, k, a, rs, ks, b, c, ldc, alpha, beta, rows, cols)
+	sgemmTileGo(acc[:], 8, 32, k, a, rs, ks, b, c, ldc, alpha, beta, bias, rows, cols)
 }
 
 // sgemm4x32Go computes one rows×cols tile (rows ≤ 4, cols ≤ 32) of C from an
@@ -66,9 +78,12 @@ func sgemm8x32Go(k int, a []float32, rs, ks int, b, c []float32, ldc int, alpha,
 //			for p := 0; p < k; p++ {
 //				s += a[i*rs+p*ks] * b[p*32+j]
 //			}
-//			if beta == 0 {
+//			switch {
+//			case bias != nil:
+//				c[i*ldc+j] = float32(alpha*s) + bias[j]
+//			case beta == 0:
 //				c[i*ldc+j] = alpha * s
-//			} else {
+//			default:
 //				c[i*ldc+j] = alpha*s + beta*c[i*ldc+j]
 //			}
 //		}
@@ -77,10 +92,13 @@ func sgemm8x32Go(k int, a []float32, rs, ks int, b, c []float32, ldc int, alpha,
 // up to rounding: the assembly kernels add each product with a fused
 // multiply-add. It needs k ≥ 1, 1 ≤ rows ≤ 4 and 1 ≤ cols ≤ 32; all 4 rows
 // of the A panel and all 32 columns of the B panel are read, but only the
-// rows×cols tile of C is touched, and C is not read when beta is 0.
-func sgemm4x32Go(k int, a []float32, rs, ks int, b, c []float32, ldc int, alpha, beta float32, rows, cols int) {
+// rows×cols tile of C is touched, and C is not read when beta is 0 or bias
+// is not nil (bias, a row of at least cols values, then takes the place of
+// beta*C: a linear layer's bias added as the tile is stored, the same bits
+// as C filled with the bias and beta 1).
+func sgemm4x32Go(k int, a []float32, rs, ks int, b, c []float32, ldc int, alpha, beta float32, bias []float32, rows, cols int) {
 	var acc [4 * 32]float32
-	sgemmTileGo(acc[:], 4, 32, k, a, rs, ks, b, c, ldc, alpha, beta, rows, cols)
+	sgemmTileGo(acc[:], 4, 32, k, a, rs, ks, b, c, ldc, alpha, beta, bias, rows, cols)
 }
 
 // sgemm2x32Go computes one rows×cols tile (rows ≤ 2, cols ≤ 32) of C from an
@@ -93,9 +111,12 @@ func sgemm4x32Go(k int, a []float32, rs, ks int, b, c []float32, ldc int, alpha,
 //			for p := 0; p < k; p++ {
 //				s += a[i*rs+p*ks] * b[p*32+j]
 //			}
-//			if beta == 0 {
+//			switch {
+//			case bias != nil:
+//				c[i*ldc+j] = float32(alpha*s) + bias[j]
+//			case beta == 0:
 //				c[i*ldc+j] = alpha * s
-//			} else {
+//			default:
 //				c[i*ldc+j] = alpha*s + beta*c[i*ldc+j]
 //			}
 //		}
@@ -104,10 +125,13 @@ func sgemm4x32Go(k int, a []float32, rs, ks int, b, c []float32, ldc int, alpha,
 // up to rounding: the assembly kernels add each product with a fused
 // multiply-add. It needs k ≥ 1, 1 ≤ rows ≤ 2 and 1 ≤ cols ≤ 32; all 2 rows
 // of the A panel and all 32 columns of the B panel are read, but only the
-// rows×cols tile of C is touched, and C is not read when beta is 0.
-func sgemm2x32Go(k int, a []float32, rs, ks int, b, c []float32, ldc int, alpha, beta float32, rows, cols int) {
+// rows×cols tile of C is touched, and C is not read when beta is 0 or bias
+// is not nil (bias, a row of at least cols values, then takes the place of
+// beta*C: a linear layer's bias added as the tile is stored, the same bits
+// as C filled with the bias and beta 1).
+func sgemm2x32Go(k int, a []float32, rs, ks int, b, c []float32, ldc int, alpha, beta float32, bias []float32, rows, cols int) {
 	var acc [2 * 32]float32
-	sgemmTileGo(acc[:], 2, 32, k, a, rs, ks, b, c, ldc, alpha, beta, rows, cols)
+	sgemmTileGo(acc[:], 2, 32, k, a, rs, ks, b, c, ldc, alpha, beta, bias, rows, cols)
 }
 
 // sgemm1x32Go computes one rows×cols tile (rows ≤ 1, cols ≤ 32) of C from an
@@ -120,9 +144,12 @@ func sgemm2x32Go(k int, a []float32, rs, ks int, b, c []float32, ldc int, alpha,
 //			for p := 0; p < k; p++ {
 //				s += a[i*rs+p*ks] * b[p*32+j]
 //			}
-//			if beta == 0 {
+//			switch {
+//			case bias != nil:
+//				c[i*ldc+j] = float32(alpha*s) + bias[j]
+//			case beta == 0:
 //				c[i*ldc+j] = alpha * s
-//			} else {
+//			default:
 //				c[i*ldc+j] = alpha*s + beta*c[i*ldc+j]
 //			}
 //		}
@@ -131,10 +158,13 @@ func sgemm2x32Go(k int, a []float32, rs, ks int, b, c []float32, ldc int, alpha,
 // up to rounding: the assembly kernels add each product with a fused
 // multiply-add. It needs k ≥ 1, 1 ≤ rows ≤ 1 and 1 ≤ cols ≤ 32; all 1 rows
 // of the A panel and all 32 columns of the B panel are read, but only the
-// rows×cols tile of C is touched, and C is not read when beta is 0.
-func sgemm1x32Go(k int, a []float32, rs, ks int, b, c []float32, ldc int, alpha, beta float32, rows, cols int) {
+// rows×cols tile of C is touched, and C is not read when beta is 0 or bias
+// is not nil (bias, a row of at least cols values, then takes the place of
+// beta*C: a linear layer's bias added as the tile is stored, the same bits
+// as C filled with the bias and beta 1).
+func sgemm1x32Go(k int, a []float32, rs, ks int, b, c []float32, ldc int, alpha, beta float32, bias []float32, rows, cols int) {
 	var acc [1 * 32]float32
-	sgemmTileGo(acc[:], 1, 32, k, a, rs, ks, b, c, ldc, alpha, beta, rows, cols)
+	sgemmTileGo(acc[:], 1, 32, k, a, rs, ks, b, c, ldc, alpha, beta, bias, rows, cols)
 }
 
 // sgemm6x16Go computes one rows×cols tile (rows ≤ 6, cols ≤ 16) of C from an
@@ -147,9 +177,12 @@ func sgemm1x32Go(k int, a []float32, rs, ks int, b, c []float32, ldc int, alpha,
 //			for p := 0; p < k; p++ {
 //				s += a[i*rs+p*ks] * b[p*16+j]
 //			}
-//			if beta == 0 {
+//			switch {
+//			case bias != nil:
+//				c[i*ldc+j] = float32(alpha*s) + bias[j]
+//			case beta == 0:
 //				c[i*ldc+j] = alpha * s
-//			} else {
+//			default:
 //				c[i*ldc+j] = alpha*s + beta*c[i*ldc+j]
 //			}
 //		}
@@ -158,10 +191,13 @@ func sgemm1x32Go(k int, a []float32, rs, ks int, b, c []float32, ldc int, alpha,
 // up to rounding: the assembly kernels add each product with a fused
 // multiply-add. It needs k ≥ 1, 1 ≤ rows ≤ 6 and 1 ≤ cols ≤ 16; all 6 rows
 // of the A panel and all 16 columns of the B panel are read, but only the
-// rows×cols tile of C is touched, and C is not read when beta is 0.
-func sgemm6x16Go(k int, a []float32, rs, ks int, b, c []float32, ldc int, alpha, beta float32, rows, cols int) {
+// rows×cols tile of C is touched, and C is not read when beta is 0 or bias
+// is not nil (bias, a row of at least cols values, then takes the place of
+// beta*C: a linear layer's bias added as the tile is stored, the same bits
+// as C filled with the bias and beta 1).
+func sgemm6x16Go(k int, a []float32, rs, ks int, b, c []float32, ldc int, alpha, beta float32, bias []float32, rows, cols int) {
 	var acc [6 * 16]float32
-	sgemmTileGo(acc[:], 6, 16, k, a, rs, ks, b, c, ldc, alpha, beta, rows, cols)
+	sgemmTileGo(acc[:], 6, 16, k, a, rs, ks, b, c, ldc, alpha, beta, bias, rows, cols)
 }
 
 // sgemm4x16Go computes one rows×cols tile (rows ≤ 4, cols ≤ 16) of C from an
@@ -174,9 +210,12 @@ func sgemm6x16Go(k int, a []float32, rs, ks int, b, c []float32, ldc int, alpha,
 //			for p := 0; p < k; p++ {
 //				s += a[i*rs+p*ks] * b[p*16+j]
 //			}
-//			if beta == 0 {
+//			switch {
+//			case bias != nil:
+//				c[i*ldc+j] = float32(alpha*s) + bias[j]
+//			case beta == 0:
 //				c[i*ldc+j] = alpha * s
-//			} else {
+//			default:
 //				c[i*ldc+j] = alpha*s + beta*c[i*ldc+j]
 //			}
 //		}
@@ -185,10 +224,13 @@ func sgemm6x16Go(k int, a []float32, rs, ks int, b, c []float32, ldc int, alpha,
 // up to rounding: the assembly kernels add each product with a fused
 // multiply-add. It needs k ≥ 1, 1 ≤ rows ≤ 4 and 1 ≤ cols ≤ 16; all 4 rows
 // of the A panel and all 16 columns of the B panel are read, but only the
-// rows×cols tile of C is touched, and C is not read when beta is 0.
-func sgemm4x16Go(k int, a []float32, rs, ks int, b, c []float32, ldc int, alpha, beta float32, rows, cols int) {
+// rows×cols tile of C is touched, and C is not read when beta is 0 or bias
+// is not nil (bias, a row of at least cols values, then takes the place of
+// beta*C: a linear layer's bias added as the tile is stored, the same bits
+// as C filled with the bias and beta 1).
+func sgemm4x16Go(k int, a []float32, rs, ks int, b, c []float32, ldc int, alpha, beta float32, bias []float32, rows, cols int) {
 	var acc [4 * 16]float32
-	sgemmTileGo(acc[:], 4, 16, k, a, rs, ks, b, c, ldc, alpha, beta, rows, cols)
+	sgemmTileGo(acc[:], 4, 16, k, a, rs, ks, b, c, ldc, alpha, beta, bias, rows, cols)
 }
 
 // sgemm2x16Go computes one rows×cols tile (rows ≤ 2, cols ≤ 16) of C from an
@@ -201,9 +243,12 @@ func sgemm4x16Go(k int, a []float32, rs, ks int, b, c []float32, ldc int, alpha,
 //			for p := 0; p < k; p++ {
 //				s += a[i*rs+p*ks] * b[p*16+j]
 //			}
-//			if beta == 0 {
+//			switch {
+//			case bias != nil:
+//				c[i*ldc+j] = float32(alpha*s) + bias[j]
+//			case beta == 0:
 //				c[i*ldc+j] = alpha * s
-//			} else {
+//			default:
 //				c[i*ldc+j] = alpha*s + beta*c[i*ldc+j]
 //			}
 //		}
@@ -212,10 +257,13 @@ func sgemm4x16Go(k int, a []float32, rs, ks int, b, c []float32, ldc int, alpha,
 // up to rounding: the assembly kernels add each product with a fused
 // multiply-add. It needs k ≥ 1, 1 ≤ rows ≤ 2 and 1 ≤ cols ≤ 16; all 2 rows
 // of the A panel and all 16 columns of the B panel are read, but only the
-// rows×cols tile of C is touched, and C is not read when beta is 0.
-func sgemm2x16Go(k int, a []float32, rs, ks int, b, c []float32, ldc int, alpha, beta float32, rows, cols int) {
+// rows×cols tile of C is touched, and C is not read when beta is 0 or bias
+// is not nil (bias, a row of at least cols values, then takes the place of
+// beta*C: a linear layer's bias added as the tile is stored, the same bits
+// as C filled with the bias and beta 1).
+func sgemm2x16Go(k int, a []float32, rs, ks int, b, c []float32, ldc int, alpha, beta float32, bias []float32, rows, cols int) {
 	var acc [2 * 16]float32
-	sgemmTileGo(acc[:], 2, 16, k, a, rs, ks, b, c, ldc, alpha, beta, rows, cols)
+	sgemmTileGo(acc[:], 2, 16, k, a, rs, ks, b, c, ldc, alpha, beta, bias, rows, cols)
 }
 
 // sgemm1x16Go computes one rows×cols tile (rows ≤ 1, cols ≤ 16) of C from an
@@ -228,9 +276,12 @@ func sgemm2x16Go(k int, a []float32, rs, ks int, b, c []float32, ldc int, alpha,
 //			for p := 0; p < k; p++ {
 //				s += a[i*rs+p*ks] * b[p*16+j]
 //			}
-//			if beta == 0 {
+//			switch {
+//			case bias != nil:
+//				c[i*ldc+j] = float32(alpha*s) + bias[j]
+//			case beta == 0:
 //				c[i*ldc+j] = alpha * s
-//			} else {
+//			default:
 //				c[i*ldc+j] = alpha*s + beta*c[i*ldc+j]
 //			}
 //		}
@@ -239,10 +290,13 @@ func sgemm2x16Go(k int, a []float32, rs, ks int, b, c []float32, ldc int, alpha,
 // up to rounding: the assembly kernels add each product with a fused
 // multiply-add. It needs k ≥ 1, 1 ≤ rows ≤ 1 and 1 ≤ cols ≤ 16; all 1 rows
 // of the A panel and all 16 columns of the B panel are read, but only the
-// rows×cols tile of C is touched, and C is not read when beta is 0.
-func sgemm1x16Go(k int, a []float32, rs, ks int, b, c []float32, ldc int, alpha, beta float32, rows, cols int) {
+// rows×cols tile of C is touched, and C is not read when beta is 0 or bias
+// is not nil (bias, a row of at least cols values, then takes the place of
+// beta*C: a linear layer's bias added as the tile is stored, the same bits
+// as C filled with the bias and beta 1).
+func sgemm1x16Go(k int, a []float32, rs, ks int, b, c []float32, ldc int, alpha, beta float32, bias []float32, rows, cols int) {
 	var acc [1 * 16]float32
-	sgemmTileGo(acc[:], 1, 16, k, a, rs, ks, b, c, ldc, alpha, beta, rows, cols)
+	sgemmTileGo(acc[:], 1, 16, k, a, rs, ks, b, c, ldc, alpha, beta, bias, rows, cols)
 }
 
 // sbgemm14x32Go computes one rows×cols tile (rows ≤ 14, cols ≤ 32) of C from an
@@ -256,9 +310,12 @@ func sgemm1x16Go(k int, a []float32, rs, ks int, b, c []float32, ldc int, alpha,
 //			for t := 0; t < k; t++ {
 //				s = dotBF16(s, b[t*32+j], a[i*rs+t*ks])
 //			}
-//			if beta == 0 {
+//			switch {
+//			case bias != nil:
+//				c[i*ldc+j] = float32(alpha*s) + bias[j]
+//			case beta == 0:
 //				c[i*ldc+j] = alpha * s
-//			} else {
+//			default:
 //				c[i*ldc+j] = float32(alpha*s) + float32(beta*c[i*ldc+j])
 //			}
 //		}
@@ -268,10 +325,11 @@ func sgemm1x16Go(k int, a []float32, rs, ks int, b, c []float32, ldc int, alpha,
 // VDPBF16PS computes in one lane. It needs
 // k ≥ 1 pairs, 1 ≤ rows ≤ 14 and 1 ≤ cols ≤ 32; all 14 rows of the A panel and
 // all 32 columns of the B panel are read, but only the rows×cols tile of C
-// is touched, and C is not read when beta is 0.
-func sbgemm14x32Go(k int, a []float32, rs, ks int, b, c []float32, ldc int, alpha, beta float32, rows, cols int) {
+// is touched, and C is not read when beta is 0 or bias is not nil (bias, a
+// row of at least cols values, then takes the place of beta*C).
+func sbgemm14x32Go(k int, a []float32, rs, ks int, b, c []float32, ldc int, alpha, beta float32, bias []float32, rows, cols int) {
 	var acc [14 * 32]float32
-	sbgemmTileGo(acc[:], 14, 32, k, a, rs, ks, b, c, ldc, alpha, beta, rows, cols)
+	sbgemmTileGo(acc[:], 14, 32, k, a, rs, ks, b, c, ldc, alpha, beta, bias, rows, cols)
 }
 
 // sbgemm8x32Go computes one rows×cols tile (rows ≤ 8, cols ≤ 32) of C from an
@@ -285,9 +343,12 @@ func sbgemm14x32Go(k int, a []float32, rs, ks int, b, c []float32, ldc int, alph
 //			for t := 0; t < k; t++ {
 //				s = dotBF16(s, b[t*32+j], a[i*rs+t*ks])
 //			}
-//			if beta == 0 {
+//			switch {
+//			case bias != nil:
+//				c[i*ldc+j] = float32(alpha*s) + bias[j]
+//			case beta == 0:
 //				c[i*ldc+j] = alpha * s
-//			} else {
+//			default:
 //				c[i*ldc+j] = float32(alpha*s) + float32(beta*c[i*ldc+j])
 //			}
 //		}
@@ -297,10 +358,11 @@ func sbgemm14x32Go(k int, a []float32, rs, ks int, b, c []float32, ldc int, alph
 // VDPBF16PS computes in one lane. It needs
 // k ≥ 1 pairs, 1 ≤ rows ≤ 8 and 1 ≤ cols ≤ 32; all 8 rows of the A panel and
 // all 32 columns of the B panel are read, but only the rows×cols tile of C
-// is touched, and C is not read when beta is 0.
-func sbgemm8x32Go(k int, a []float32, rs, ks int, b, c []float32, ldc int, alpha, beta float32, rows, cols int) {
+// is touched, and C is not read when beta is 0 or bias is not nil (bias, a
+// row of at least cols values, then takes the place of beta*C).
+func sbgemm8x32Go(k int, a []float32, rs, ks int, b, c []float32, ldc int, alpha, beta float32, bias []float32, rows, cols int) {
 	var acc [8 * 32]float32
-	sbgemmTileGo(acc[:], 8, 32, k, a, rs, ks, b, c, ldc, alpha, beta, rows, cols)
+	sbgemmTileGo(acc[:], 8, 32, k, a, rs, ks, b, c, ldc, alpha, beta, bias, rows, cols)
 }
 
 // sbgemm4x32Go computes one rows×cols tile (rows ≤ 4, cols ≤ 32) of C from an
@@ -314,9 +376,12 @@ func sbgemm8x32Go(k int, a []float32, rs, ks int, b, c []float32, ldc int, alpha
 //			for t := 0; t < k; t++ {
 //				s = dotBF16(s, b[t*32+j], a[i*rs+t*ks])
 //			}
-//			if beta == 0 {
+//			switch {
+//			case bias != nil:
+//				c[i*ldc+j] = float32(alpha*s) + bias[j]
+//			case beta == 0:
 //				c[i*ldc+j] = alpha * s
-//			} else {
+//			default:
 //				c[i*ldc+j] = float32(alpha*s) + float32(beta*c[i*ldc+j])
 //			}
 //		}
@@ -326,10 +391,11 @@ func sbgemm8x32Go(k int, a []float32, rs, ks int, b, c []float32, ldc int, alpha
 // VDPBF16PS computes in one lane. It needs
 // k ≥ 1 pairs, 1 ≤ rows ≤ 4 and 1 ≤ cols ≤ 32; all 4 rows of the A panel and
 // all 32 columns of the B panel are read, but only the rows×cols tile of C
-// is touched, and C is not read when beta is 0.
-func sbgemm4x32Go(k int, a []float32, rs, ks int, b, c []float32, ldc int, alpha, beta float32, rows, cols int) {
+// is touched, and C is not read when beta is 0 or bias is not nil (bias, a
+// row of at least cols values, then takes the place of beta*C).
+func sbgemm4x32Go(k int, a []float32, rs, ks int, b, c []float32, ldc int, alpha, beta float32, bias []float32, rows, cols int) {
 	var acc [4 * 32]float32
-	sbgemmTileGo(acc[:], 4, 32, k, a, rs, ks, b, c, ldc, alpha, beta, rows, cols)
+	sbgemmTileGo(acc[:], 4, 32, k, a, rs, ks, b, c, ldc, alpha, beta, bias, rows, cols)
 }
 
 // sbgemm2x32Go computes one rows×cols tile (rows ≤ 2, cols ≤ 32) of C from an
@@ -343,9 +409,12 @@ func sbgemm4x32Go(k int, a []float32, rs, ks int, b, c []float32, ldc int, alpha
 //			for t := 0; t < k; t++ {
 //				s = dotBF16(s, b[t*32+j], a[i*rs+t*ks])
 //			}
-//			if beta == 0 {
+//			switch {
+//			case bias != nil:
+//				c[i*ldc+j] = float32(alpha*s) + bias[j]
+//			case beta == 0:
 //				c[i*ldc+j] = alpha * s
-//			} else {
+//			default:
 //				c[i*ldc+j] = float32(alpha*s) + float32(beta*c[i*ldc+j])
 //			}
 //		}
@@ -355,10 +424,11 @@ func sbgemm4x32Go(k int, a []float32, rs, ks int, b, c []float32, ldc int, alpha
 // VDPBF16PS computes in one lane. It needs
 // k ≥ 1 pairs, 1 ≤ rows ≤ 2 and 1 ≤ cols ≤ 32; all 2 rows of the A panel and
 // all 32 columns of the B panel are read, but only the rows×cols tile of C
-// is touched, and C is not read when beta is 0.
-func sbgemm2x32Go(k int, a []float32, rs, ks int, b, c []float32, ldc int, alpha, beta float32, rows, cols int) {
+// is touched, and C is not read when beta is 0 or bias is not nil (bias, a
+// row of at least cols values, then takes the place of beta*C).
+func sbgemm2x32Go(k int, a []float32, rs, ks int, b, c []float32, ldc int, alpha, beta float32, bias []float32, rows, cols int) {
 	var acc [2 * 32]float32
-	sbgemmTileGo(acc[:], 2, 32, k, a, rs, ks, b, c, ldc, alpha, beta, rows, cols)
+	sbgemmTileGo(acc[:], 2, 32, k, a, rs, ks, b, c, ldc, alpha, beta, bias, rows, cols)
 }
 
 // sbgemm1x32Go computes one rows×cols tile (rows ≤ 1, cols ≤ 32) of C from an
@@ -372,9 +442,12 @@ func sbgemm2x32Go(k int, a []float32, rs, ks int, b, c []float32, ldc int, alpha
 //			for t := 0; t < k; t++ {
 //				s = dotBF16(s, b[t*32+j], a[i*rs+t*ks])
 //			}
-//			if beta == 0 {
+//			switch {
+//			case bias != nil:
+//				c[i*ldc+j] = float32(alpha*s) + bias[j]
+//			case beta == 0:
 //				c[i*ldc+j] = alpha * s
-//			} else {
+//			default:
 //				c[i*ldc+j] = float32(alpha*s) + float32(beta*c[i*ldc+j])
 //			}
 //		}
@@ -384,10 +457,11 @@ func sbgemm2x32Go(k int, a []float32, rs, ks int, b, c []float32, ldc int, alpha
 // VDPBF16PS computes in one lane. It needs
 // k ≥ 1 pairs, 1 ≤ rows ≤ 1 and 1 ≤ cols ≤ 32; all 1 rows of the A panel and
 // all 32 columns of the B panel are read, but only the rows×cols tile of C
-// is touched, and C is not read when beta is 0.
-func sbgemm1x32Go(k int, a []float32, rs, ks int, b, c []float32, ldc int, alpha, beta float32, rows, cols int) {
+// is touched, and C is not read when beta is 0 or bias is not nil (bias, a
+// row of at least cols values, then takes the place of beta*C).
+func sbgemm1x32Go(k int, a []float32, rs, ks int, b, c []float32, ldc int, alpha, beta float32, bias []float32, rows, cols int) {
 	var acc [1 * 32]float32
-	sbgemmTileGo(acc[:], 1, 32, k, a, rs, ks, b, c, ldc, alpha, beta, rows, cols)
+	sbgemmTileGo(acc[:], 1, 32, k, a, rs, ks, b, c, ldc, alpha, beta, bias, rows, cols)
 }
 
 // packB32Go packs rows [0, rows) of 32-column panels of a plain B,

@@ -29,9 +29,12 @@ func bf16KernelDoc(name string, mr, nr int) []string {
 		"			for t := 0; t < k; t++ {",
 		fmt.Sprintf("				s = dotBF16(s, b[t*%d+j], a[i*rs+t*ks])", nr),
 		"			}",
-		"			if beta == 0 {",
+		"			switch {",
+		"			case bias != nil:",
+		"				c[i*ldc+j] = float32(alpha*s) + bias[j]",
+		"			case beta == 0:",
 		"				c[i*ldc+j] = alpha * s",
-		"			} else {",
+		"			default:",
 		"				c[i*ldc+j] = float32(alpha*s) + float32(beta*c[i*ldc+j])",
 		"			}",
 		"		}",
@@ -41,7 +44,8 @@ func bf16KernelDoc(name string, mr, nr int) []string {
 		"VDPBF16PS computes in one lane. It needs",
 		fmt.Sprintf("k ≥ 1 pairs, 1 ≤ rows ≤ %d and 1 ≤ cols ≤ %d; all %d rows of the A panel and", mr, nr, mr),
 		fmt.Sprintf("all %d columns of the B panel are read, but only the rows×cols tile of C", nr),
-		"is touched, and C is not read when beta is 0.",
+		"is touched, and C is not read when beta is 0 or bias is not nil (bias, a",
+		"row of at least cols values, then takes the place of beta*C).",
 	}
 }
 

@@ -25,7 +25,7 @@ func WriteTwins(path string) error {
 			gen.WriteDoc(&b, s.doc(name))
 			fmt.Fprintf(&b, "%s {\n", strings.Replace(kernelSignature, "func", "func "+name, 1))
 			fmt.Fprintf(&b, "\tvar acc [%d * %d]float32\n", s.mr, s.nr())
-			fmt.Fprintf(&b, "\t%sTileGo(acc[:], %d, %d, k, a, rs, ks, b, c, ldc, alpha, beta, rows, cols)\n}\n\n", s.prefix(), s.mr, s.nr())
+			fmt.Fprintf(&b, "\t%sTileGo(acc[:], %d, %d, k, a, rs, ks, b, c, ldc, alpha, beta, bias, rows, cols)\n}\n\n", s.prefix(), s.mr, s.nr())
 		}
 	}
 	for _, s := range packSpecs {

@@ -122,7 +122,7 @@ func Build() {
 	genPackBTrans(packSpec{isa: isaAVX512BF16, nr: 32, blk: 16})
 }
 
-const kernelSignature = "func(k int, a []float32, rs, ks int, b, c []float32, ldc int, alpha, beta float32, rows, cols int)"
+const kernelSignature = "func(k int, a []float32, rs, ks int, b, c []float32, ldc int, alpha, beta float32, bias []float32, rows, cols int)"
 
 func kernelDoc(name string, mr, nr int) []string {
 	return []string{
@@ -136,9 +136,12 @@ func kernelDoc(name string, mr, nr int) []string {
 		"			for p := 0; p < k; p++ {",
 		fmt.Sprintf("				s += a[i*rs+p*ks] * b[p*%d+j]", nr),
 		"			}",
-		"			if beta == 0 {",
+		"			switch {",
+		"			case bias != nil:",
+		"				c[i*ldc+j] = float32(alpha*s) + bias[j]",
+		"			case beta == 0:",
 		"				c[i*ldc+j] = alpha * s",
-		"			} else {",
+		"			default:",
 		"				c[i*ldc+j] = alpha*s + beta*c[i*ldc+j]",
 		"			}",
 		"		}",
@@ -147,7 +150,10 @@ func kernelDoc(name string, mr, nr int) []string {
 		"up to rounding: the assembly kernels add each product with a fused",
 		fmt.Sprintf("multiply-add. It needs k ≥ 1, 1 ≤ rows ≤ %d and 1 ≤ cols ≤ %d; all %d rows", mr, nr, mr),
 		fmt.Sprintf("of the A panel and all %d columns of the B panel are read, but only the", nr),
-		"rows×cols tile of C is touched, and C is not read when beta is 0.",
+		"rows×cols tile of C is touched, and C is not read when beta is 0 or bias",
+		"is not nil (bias, a row of at least cols values, then takes the place of",
+		"beta*C: a linear layer's bias added as the tile is stored, the same bits",
+		"as C filled with the bias and beta 1).",
 	}
 }
 
@@ -165,7 +171,8 @@ var (
 	regRows  = R13
 	regCols  = R14
 	regTmp   = RAX
-	rowGroup = 5 // A rows addressed from one base register
+	regBias  = RSI // the bias row, once the A registers are free
+	rowGroup = 5   // A rows addressed from one base register
 )
 
 // aRow is the address of row i of the current A column, off bytes further.
@@ -294,17 +301,27 @@ func addBetaC(s kernelSpec, c Op, beta, tmp, acc VecPhysical) {
 	VFMADD231PS(c, beta, acc) // acc += beta * c
 }
 
+// loadBias loads the bias row's address into regBias and sets the flags so
+// that JNZ jumps when there is one.
+func loadBias() {
+	Load(Param("bias").Base(), regBias)
+	TESTQ(regBias, regBias)
+}
+
 // storeFullTile emits the test for a full tile (jumping to the edge code
 // otherwise) and its stores, C = alpha*acc + beta*C or, when beta is 0,
-// alpha*acc; then a jump to the end. cv(v) is vector v of the current C row;
-// tmp is a free register.
-func storeFullTile(s kernelSpec, acc func(i, v int) VecPhysical, alpha, beta, tmp VecPhysical, cv func(v int) Mem) {
+// alpha*acc, or with a bias alpha*acc + bias; then a jump to the end. cv(v)
+// is vector v of the current C row, bv(v) of the bias row; tmp is a free
+// register.
+func storeFullTile(s kernelSpec, acc func(i, v int) VecPhysical, alpha, beta, tmp VecPhysical, cv, bv func(v int) Mem) {
 	CMPQ(regRows, U32(s.mr))
 	JNE(LabelRef(s.name() + "_edge"))
 	CMPQ(regCols, U32(s.nr()))
 	JNE(LabelRef(s.name() + "_edge"))
 
 	Comment("Full tile.")
+	loadBias()
+	JNZ(LabelRef(s.name() + "_fullbias"))
 	betaIsZero()
 	JZ(LabelRef(s.name() + "_full0"))
 	eachRow(s, false, func(i int) {
@@ -320,6 +337,16 @@ func storeFullTile(s kernelSpec, acc func(i, v int) VecPhysical, alpha, beta, tm
 	eachRow(s, false, func(i int) {
 		for v := 0; v < s.nv; v++ {
 			VMULPS(alpha, acc(i, v), acc(i, v))
+			VMOVUPS(acc(i, v), cv(v))
+		}
+	})
+	JMP(LabelRef(s.name() + "_done"))
+
+	Label(s.name() + "_fullbias")
+	eachRow(s, false, func(i int) {
+		for v := 0; v < s.nv; v++ {
+			VMULPS(alpha, acc(i, v), acc(i, v))
+			VADDPS(bv(v), acc(i, v), acc(i, v)) // acc += bias, rounded once as acc + 1*C was
 			VMOVUPS(acc(i, v), cv(v))
 		}
 	})
@@ -375,7 +402,8 @@ func genKernelAVX512(s kernelSpec) {
 	VBROADCASTSS(gen.ParamAddr("alpha"), alpha)
 	VBROADCASTSS(gen.ParamAddr("beta"), beta)
 	cv := func(v int) Mem { return Mem{Base: regC, Disp: 64 * v} }
-	storeFullTile(s, acc, alpha, beta, tmp, cv)
+	biasv := func(v int) Mem { return Mem{Base: regBias, Disp: 64 * v} }
+	storeFullTile(s, acc, alpha, beta, tmp, cv, biasv)
 
 	Label(s.name() + "_edge")
 	Comment("Column masks: the low cols bits of a run of ones, 16 per vector.")
@@ -390,6 +418,8 @@ func genKernelAVX512(s kernelSpec) {
 			SHRQ(U8(16), regCols)
 		}
 	}
+	loadBias()
+	JNZ(LabelRef(s.name() + "_edgebias"))
 	betaIsZero()
 	JZ(LabelRef(s.name() + "_edge0"))
 	eachRow(s, true, func(i int) {
@@ -397,6 +427,17 @@ func genKernelAVX512(s kernelSpec) {
 			VMULPS(alpha, acc(i, v), acc(i, v))
 			VMOVUPS_Z(cv(v), masks[v], tmp)
 			addBetaC(s, tmp, beta, tmp, acc(i, v))
+			VMOVUPS(acc(i, v), masks[v], cv(v))
+		}
+	})
+	JMP(LabelRef(s.name() + "_done"))
+
+	Label(s.name() + "_edgebias")
+	eachRow(s, true, func(i int) {
+		for v := 0; v < s.nv; v++ {
+			VMULPS(alpha, acc(i, v), acc(i, v))
+			VMOVUPS_Z(biasv(v), masks[v], tmp) // the masked load reads only the cols values
+			VADDPS(tmp, acc(i, v), acc(i, v))
 			VMOVUPS(acc(i, v), masks[v], cv(v))
 		}
 	})
@@ -455,9 +496,10 @@ func genKernelAVX2(s kernelSpec) {
 	// broadcast, one spare).
 	alpha, beta, tmp := bv(0), bv(1), bc
 	cv := func(v int) Mem { return Mem{Base: regC, Disp: 32 * v} }
+	biasv := func(v int) Mem { return Mem{Base: regBias, Disp: 32 * v} }
 	VBROADCASTSS(gen.ParamAddr("alpha"), alpha)
 	VBROADCASTSS(gen.ParamAddr("beta"), beta)
-	storeFullTile(s, acc, alpha, beta, tmp, cv)
+	storeFullTile(s, acc, alpha, beta, tmp, cv, biasv)
 
 	Label(s.name() + "_edge")
 	Comment("Scale by alpha first so that its register can hold a column mask.")
@@ -473,12 +515,24 @@ func genKernelAVX2(s kernelSpec) {
 	VPBROADCASTD(X15, Y15)
 	VPCMPGTD(idx.Offset(32), Y15, mask[1]) // mask[1] = cols > 8+j
 	VPCMPGTD(idx, Y15, mask[0])            // mask[0] = cols > j
+	loadBias()
+	JNZ(LabelRef(s.name() + "_edgebias"))
 	betaIsZero()
 	JZ(LabelRef(s.name() + "_edge0"))
 	eachRow(s, true, func(i int) {
 		for v := 0; v < s.nv; v++ {
 			VMASKMOVPS(cv(v), mask[v], tmp)
 			VFMADD231PS(tmp, beta, acc(i, v))
+			VMASKMOVPS(acc(i, v), mask[v], cv(v))
+		}
+	})
+	JMP(LabelRef(s.name() + "_done"))
+
+	Label(s.name() + "_edgebias")
+	eachRow(s, true, func(i int) {
+		for v := 0; v < s.nv; v++ {
+			VMASKMOVPS(biasv(v), mask[v], tmp) // the masked load reads only the cols values
+			VADDPS(tmp, acc(i, v), acc(i, v))
 			VMASKMOVPS(acc(i, v), mask[v], cv(v))
 		}
 	})
