@@ -4,6 +4,7 @@ package bench
 
 import (
 	"syscall"
+	"time"
 	"unsafe"
 )
 
@@ -15,4 +16,14 @@ func ThreadClock() int64 {
 	const threadCPUTime = 3 // CLOCK_THREAD_CPUTIME_ID
 	syscall.Syscall(syscall.SYS_CLOCK_GETTIME, threadCPUTime, uintptr(unsafe.Pointer(&ts)), 0)
 	return ts.Nano()
+}
+
+// ProcessCPU is the user and system CPU time of the whole process so far
+// (all its threads).
+func ProcessCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
