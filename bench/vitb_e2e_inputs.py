@@ -1,9 +1,11 @@
-"""The inputs of bench/vitb_e2e.sh: torchvision's ViT-B/16 (10 classes, seeded random weights,
-opset 17, dynamic batch) and a 224-px image folder made from the MNIST fixture.
+"""The inputs of bench/vitb_e2e.sh: torchvision's ViT-B/16 (or with --arch vit_l_16 its ViT-L/16;
+10 classes, seeded random weights, opset 17, dynamic batch) and a 224-px image folder made from the
+MNIST fixture.
 
-usage: vitb_e2e_inputs.py OUT_DIR [--opset 17] [--train-per-class 10] [--test-per-class 2] [--no-images]
+usage: vitb_e2e_inputs.py OUT_DIR [--arch vit_b_16] [--opset 17] [--train-per-class 10] [--test-per-class 2]
+                          [--no-images]
 
-Writes OUT_DIR/vit_b_16_op<N>.onnx and OUT_DIR/images/{train,test}/<digit>/*.png (a scratch
+Writes OUT_DIR/<arch>_op<N>.onnx and OUT_DIR/images/{train,test}/<digit>/*.png (a scratch
 folder, never the repository); --no-images writes the model alone (the ViT-B/16 measurements of
 bench/run.sh --vitb-train). torchvision zero-initializes the classifier head, which makes
 every logit constant whatever the image (a degenerate model: every gradient of the loss with
@@ -27,9 +29,12 @@ import fullsize  # noqa: E402  (image_folder)
 SIZE = 224
 
 
-def build():
+ARCHS = ("vit_b_16", "vit_l_16")
+
+
+def build(arch="vit_b_16"):
     torch.manual_seed(0)
-    model = torchvision.models.vit_b_16(weights=None, num_classes=10).float().eval()
+    model = getattr(torchvision.models, arch)(weights=None, num_classes=10).float().eval()
     g = torch.Generator().manual_seed(1)
     with torch.no_grad():
         head = model.heads.head
@@ -38,8 +43,8 @@ def build():
     return model
 
 
-def export(path, opset):
-    model = build()
+def export(path, opset, arch="vit_b_16"):
+    model = build(arch)
     # nn.MultiheadAttention takes its fused inference path (no ONNX form) in eval mode unless
     # grad is enabled and a weight requires grad: trace the plain path, still in eval mode.
     for p in model.parameters():
@@ -61,6 +66,7 @@ def export(path, opset):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("out")
+    ap.add_argument("--arch", choices=ARCHS, default=ARCHS[0])
     ap.add_argument("--opset", type=int, default=17)
     ap.add_argument("--train-per-class", type=int, default=10)
     ap.add_argument("--test-per-class", type=int, default=2)
@@ -68,9 +74,9 @@ def main():
     args = ap.parse_args()
     torch.set_num_threads(int(os.environ.get("BENCH_THREADS", 2)))
     os.makedirs(args.out, exist_ok=True)
-    model = os.path.join(args.out, f"vit_b_16_op{args.opset}.onnx")
+    model = os.path.join(args.out, f"{args.arch}_op{args.opset}.onnx")
     if not os.path.exists(model):
-        export(model, args.opset)
+        export(model, args.opset, args.arch)
     images = os.path.join(args.out, "images")
     if not args.no_images and not os.path.isdir(images):
         fullsize.image_folder(images + ".tmp", args.train_per_class, args.test_per_class)
