@@ -4,6 +4,7 @@ import (
 	"math"
 
 	"github.com/hyperat/hyperat/graph"
+	"github.com/hyperat/hyperat/kernels"
 )
 
 // AdamW is Adam with decoupled weight decay (Loshchilov & Hutter), as
@@ -30,18 +31,30 @@ func (o *AdamW) Update(params, grads []*graph.Tensor, lr float64) {
 	bc1 := 1 - math.Pow(o.Beta1, float64(o.Step))
 	bc2 := 1 - math.Pow(o.Beta2, float64(o.Step))
 	b1, b2 := float32(o.Beta1), float32(o.Beta2)
+	decay := float32(1 - lr*o.WeightDecay)
 	for i, p := range params {
-		m, v, g := o.M[i].F, o.V[i].F, grads[i].F
-		decay := float32(1 - lr*o.WeightDecay)
-		for j := range p.F {
-			m[j] = b1*m[j] + (1-b1)*g[j]
-			v[j] = b2*v[j] + (1-b2)*g[j]*g[j]
-			mh := float64(m[j]) / bc1
-			vh := float64(v[j]) / bc2
-			p.F[j] = p.F[j]*decay - float32(lr*mh/(math.Sqrt(vh)+o.Eps))
+		w, m, v, g := p.F, o.M[i].F, o.V[i].F, grads[i].F
+		step := func(lo, hi int) {
+			for j := lo; j < hi; j++ {
+				m[j] = b1*m[j] + (1-b1)*g[j]
+				v[j] = b2*v[j] + (1-b2)*g[j]*g[j]
+				mh := float64(m[j]) / bc1
+				vh := float64(v[j]) / bc2
+				w[j] = w[j]*decay - float32(lr*mh/(math.Sqrt(vh)+o.Eps))
+			}
+		}
+		// each element on its own: the same bits however the cores split
+		// it, and on many cores not the serial part of every iteration
+		if len(w) < adamGrain {
+			step(0, len(w))
+		} else {
+			kernels.ParallelFor(len(w), step)
 		}
 	}
 }
+
+// adamGrain is the size of a tensor below which its update runs on one core.
+const adamGrain = 1 << 14
 
 // clipGradNorm scales grads so that their global L2 norm is at most maxNorm
 // (no-op for maxNorm <= 0); it returns the norm before clipping.
