@@ -249,6 +249,9 @@ func (b *build) write(ref *model.Classifier, o Options) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The new model's messages are not needed once encoded: let the check
+	// run without them.
+	b.model, b.graph = nil, nil
 	var ck *Check
 	w, err := writeChecked(b.out, data, files, protect, func(staged string) error {
 		c, verr := verify(staged, ref, o.Seed)

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"unsafe"
 
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
@@ -107,14 +108,24 @@ func sameDims(dims []int64, shape []int) bool {
 	return true
 }
 
-// le32 is t's data as little-endian float32 bytes.
+// le32 is t's data as little-endian float32 bytes: on a little-endian CPU
+// the tensor's own memory, not a copy, so that an export does not hold a
+// model's weights twice before encoding it (the caller must not change t
+// while the bytes are in use).
 func le32(t *graph.Tensor) []byte {
+	if littleEndian && len(t.F) > 0 {
+		return unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(t.F))), 4*len(t.F))
+	}
 	b := make([]byte, 4*len(t.F))
 	for i, v := range t.F {
 		binary.LittleEndian.PutUint32(b[4*i:], math.Float32bits(v))
 	}
 	return b
 }
+
+// littleEndian reports whether float32 values lie in memory as ONNX stores
+// raw data.
+var littleEndian = binary.NativeEndian.Uint16([]byte{1, 0}) == 1
 
 // dataFile is the external data file written beside the output: the new
 // data of the replaced initializers and the source's bytes of the untouched

@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime"
 
 	"github.com/hyperat/hyperat/fsx"
 )
@@ -105,12 +106,17 @@ func writeChecked(out string, model []byte, files []outFile, protect []Protected
 	if err := fsx.WriteNew(staged, model); err != nil {
 		return nil, fmt.Errorf("%s: %v", out, fsx.Bare(err))
 	}
+	// The check imports the staged file again: the encoded bytes are not
+	// kept beside it, and their memory is collected now so that the import
+	// reuses it instead of growing the heap by a model's size again.
+	w := &written{path: out, size: int64(len(model))}
+	model = nil
+	runtime.GC()
 	fsx.SyncDir(stage)
 	if err := check(staged); err != nil {
 		return nil, err
 	}
 
-	w := &written{path: out, size: int64(len(model))}
 	for _, f := range files {
 		if f.inPlace {
 			continue
