@@ -9,7 +9,8 @@
 # usage: bash bench/bf16_tuning.sh DIR
 #
 # Each run is about 20 minutes on 2 quiet cores. A run whose evaluation is in DIR is not made
-# again, so an interrupted script goes on with the next run when started again. Settings by
+# again, and an interrupted tuning resumes from its last checkpoint, so an interrupted script
+# goes on where it stopped when started again. Settings by
 # environment: SEEDS ("1 2 3"), PRECISIONS ("fp32 bf16"), ITERS (600), EVAL_LIMIT (500; fewer
 # only for a smoke run).
 set -euo pipefail
@@ -30,11 +31,15 @@ for prec in $PRECISIONS; do
 	for seed in $SEEDS; do
 		run=$DIR/$prec-s$seed
 		[ -f "$run/eval.json" ] && continue
-		rm -rf "$run" && mkdir -p "$run"
-		"$BIN/hyperat-import" "$ROOT/fixtures/models/mnist_vit_op17.onnx" --workspace "$run/ws" >"$run/import.out"
+		mkdir -p "$run"
+		[ -f "$run/ws/workspace.json" ] ||
+			"$BIN/hyperat-import" "$ROOT/fixtures/models/mnist_vit_op17.onnx" --workspace "$run/ws" >"$run/import.out"
+		# an interrupted tuning goes on from its last checkpoint (every 50 iterations); its times
+		# are then those of the last part, and tune.times keeps every part's
 		/usr/bin/time -f '%e %U %S' -o "$run/tune.time" "$BIN/hyperat-tune" --workspace "$run/ws" \
 			--data "$MNIST" --eps 0.1 --iters "$ITERS" --val 600 --eval-every 0 --seed "$seed" \
-			--attack-precision "$prec" >"$run/tune.out" 2>&1
+			--attack-precision "$prec" --resume-or-start >>"$run/tune.out" 2>&1
+		tail -n 1 "$run/tune.time" >>"$run/tune.times"
 		"$BIN/hyperat-export" "$run/robust.onnx" --workspace "$run/ws" >"$run/export.out"
 		"$BIN/hyperat-eval" "$run/robust.onnx" --data "$ROOT/fixtures/mnist" --eps 0.1 \
 			--attacks clean,pgd-20,cw-20 --limit "$EVAL_LIMIT" --seed 1 --json "$run/eval.json.tmp" >"$run/eval.out"
@@ -61,7 +66,9 @@ for p in precs:
         if not os.path.exists(f):
             continue
         r = json.load(open(f))["results"]
-        wall, user, sys_ = (float(x) for x in open(os.path.join(run, "tune.time")).read().split()[-3:])
+        # every part of a resumed tuning, summed
+        parts = [l.split()[-3:] for l in open(os.path.join(run, "tune.times")) if len(l.split()) >= 3]
+        wall, user, sys_ = (sum(float(x[i]) for x in parts) for i in range(3))
         rows.append([100 * r[c] for c in cols])
         print(f"| {p} | {s} | " + " | ".join(f"{v:.1f}" for v in rows[-1]) + f" | {wall:.0f}, {user + sys_:.0f} |")
     if rows:
