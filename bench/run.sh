@@ -190,8 +190,8 @@ fi
 if [ "$POLICY" = default ]; then unset OMP_WAIT_POLICY; else export OMP_WAIT_POLICY=$POLICY; fi
 
 say "PyTorch and its BLAS"
-# the measured single-core float32 FMA ceiling, for the BLAS check's explanation (the bfloat16
-# kernels, at twice the rate, are not float32's)
+# the measured single-core float32 FMA ceiling, for the BLAS check's explanation and, through its
+# result, the report (the bfloat16 kernels, at twice the rate, are not float32's)
 # (the best of a few runs: a busy machine only ever slows a run down)
 "$BIN/kernels.test" -test.run '^$' -test.bench 'BenchmarkMicroKernel$' -test.benchtime 0.2s -test.count "$MICRO_COUNT" \
 	>"$RES/go_micro.txt" 2>&1 || true

@@ -71,7 +71,7 @@ def main():
         tc.log("  " + p)
     tc.emit(bench="env", torch=torch.__version__, blas_libraries=libs, openblas=ob,
             alternative=alternative(), gflops_1024=gf, floor=args.floor, blas_ok=ok, problems=problems,
-            load=load)
+            load=load, ceiling=args.ceiling or None)
 
 
 if __name__ == "__main__":
