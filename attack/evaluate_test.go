@@ -120,3 +120,44 @@ func TestStandardSuiteMNIST(t *testing.T) {
 			robust["autoattack"], robust["apgd-ce"], robust["pgd-20"])
 	}
 }
+
+// TestEvaluationClassifiesOnce checks that an evaluation classifies the
+// clean batch once for all its attacks (each attack's own classification of
+// it is remembered, not run again) and that the records are those of the
+// attacks run alone.
+func TestEvaluationClassifiesOnce(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	l := newLinear(rng, 10, []int{1, 4, 4})
+	x, y := linearCase(rng, l, 6)
+	y[0] = (y[0] + 1) % 10 // one image wrong to begin with
+	ids := []int{10, 11, 12, 13, 14, 15}
+	e, err := NewEvaluation([]string{"clean", "pgd-3", "cw-2"}, 0.05, 7, l.Classes())
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.calls = 0
+	recs, _, err := e.Run(l, x, y, ids, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// one clean forward, then per attack its steps and the forward on its examples
+	if want := 1 + (3 + 1) + (2 + 1); l.calls != want {
+		t.Errorf("the evaluation ran the model %d times, want %d", l.calls, want)
+	}
+	s := Seeds{Seed: 7, IDs: []uint64{10, 11, 12, 13, 14, 15}}
+	for _, a := range []PGD{{Steps: 3}, {Steps: 2, Margin: true}} {
+		res, err := a.Run(l, x, y, 0.05, s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, r := range recs {
+			if r.Robust[a.Name()] != !res.Fooled[i] || r.AdvPred[a.Name()] != res.Pred[i] {
+				t.Errorf("%s, image %d: evaluation robust %v pred %d, the attack alone fooled %v pred %d",
+					a.Name(), i, r.Robust[a.Name()], r.AdvPred[a.Name()], res.Fooled[i], res.Pred[i])
+			}
+		}
+	}
+	if recs[0].Robust["clean"] || !recs[1].Robust["clean"] {
+		t.Errorf("clean: %v %v, want false true", recs[0].Robust["clean"], recs[1].Robust["clean"])
+	}
+}
