@@ -8,12 +8,12 @@
 #   --quick        a smoke run with small counts (a few shapes, one repetition, PGD on 64 images,
 #                  one PGD-AT iteration, no ViT-B): under two minutes on an idle 2-core machine
 #   --reps N       processes per side and measurement (default 3; --quick: 1)
-#   --only LIST    comma-separated subset of: matmul,fwdgrad,pgd,hyperat,vitb,vitbtrain
+#   --only LIST    comma-separated subset of: matmul,fwdgrad,pgd,hyperat,vitb,vitbtrain,vitbpgd
 #   --vitb PATH    use this ViT-B/16 export instead of exporting one (to a temporary folder)
 #   --no-vitb      skip the ViT-B/16 benchmark
 #   --vitb-train   also run the ViT-B/16 training measurements (7. HyperAT iteration, 8. PGD-10 on
 #                  a batch; opt-in: tens of minutes per process at the full batch); --only vitbtrain
-#                  runs them alone. With --quick: batch 2, one attack step (a smoke run)
+#                  runs them alone, --only vitbpgd 8 alone. With --quick: batch 2, one attack step
 #   --vitb-model PATH  the 10-class ViT-B/16 of bench/vitb_e2e_inputs.py for them (default: export it)
 #   --md FILE      also write the report (Markdown) to FILE
 #   --keep DIR     keep the raw results in DIR (default: a temporary folder, removed at the end)
@@ -24,7 +24,9 @@
 # measurements: VITB_BATCH (default 128: the largest PyTorch's training pass holds on 24 GiB,
 # docs/BENCHMARKS.md), VITB_STEPS (10), VITB_DEFENSES (pgdat; trades and mart hold two forwards:
 # give them VITB_BATCH=64), VITB_REPS (processes per side, default 1), VITB_MAX_MEMORY (the Go
-# side's --max-memory, default 12G: its trainer runs the batch in the micro-batches it plans).
+# side's --max-memory, default 12G: its trainer runs the batch in the micro-batches it plans),
+# VITB_WARM (8's untimed attacks before the timed one, default 1; 0 times the first: at batch 128
+# one PyTorch attack takes about half an hour).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -49,7 +51,7 @@ while [ $# -gt 0 ]; do
 	--vitb-model) VITBMODEL=$2; shift ;;
 	--md) MD=$2; shift ;;
 	--keep) KEEP=$2; shift ;;
-	-h | --help) sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+	-h | --help) sed -n '2,29p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
 	*) echo "run.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
 	esac
 	shift
@@ -57,6 +59,7 @@ done
 case "$REPS" in '' | *[!0-9]* | 0) [ -z "$REPS" ] || { echo "run.sh: --reps wants a positive integer" >&2; exit 2; } ;; esac
 want() { case ",$ONLY," in *",$1,"*) return 0 ;; *) return 1 ;; esac; }
 want vitbtrain && VITBTRAIN=1
+want vitbpgd && VITBTRAIN=1
 
 THREADS=${BENCH_THREADS:-$(nproc)}
 export GOMAXPROCS=$THREADS BENCH_THREADS=$THREADS
@@ -92,6 +95,7 @@ VITB_STEPS=${VITB_STEPS:-10}
 VITB_DEFENSES=${VITB_DEFENSES:-pgdat}
 VITB_REPS=${VITB_REPS:-1}
 VITB_MAX_MEMORY=${VITB_MAX_MEMORY:-12G}
+VITB_WARM=${VITB_WARM:-1}
 
 if [ -n "$KEEP" ]; then
 	RES=$KEEP
@@ -292,11 +296,11 @@ vitb_hyperat_torch() {
 }
 vitb_pgd_go() {
 	measure vitb_pgd go "$BIN/engine-bench" vitb-pgd --model "$VITBMODEL" --batch "$VITB_BATCH" \
-		--steps "$VITB_STEPS" --iters 1 --max-memory "$VITB_MAX_MEMORY"
+		--steps "$VITB_STEPS" --warm "$VITB_WARM" --iters 1 --max-memory "$VITB_MAX_MEMORY"
 }
 vitb_pgd_torch() {
 	measure vitb_pgd torch "$PYTHON" bench/torch_pgd.py --vitb --batch "$VITB_BATCH" --steps "$VITB_STEPS" \
-		--iters 1 --threads "$THREADS"
+		--warm "$VITB_WARM" --iters 1 --threads "$THREADS"
 }
 if [ "$VITBTRAIN" = 1 ]; then
 	if [ -z "$VITBMODEL" ]; then
@@ -306,9 +310,11 @@ if [ "$VITBTRAIN" = 1 ]; then
 			say "the export failed: $(tail -n 3 "$RES/vitb-train-export.log")"
 	fi
 	if [ -n "$VITBMODEL" ]; then
-		say "7. ViT-B/16 HyperAT iteration, batch $VITB_BATCH, $VITB_STEPS attack steps, $VITB_DEFENSES ($VITB_REPS processes per side; ours within --max-memory $VITB_MAX_MEMORY)"
-		for I in $(seq "$VITB_REPS"); do pair vitb_hyperat_go vitb_hyperat_torch; done
-		say "8. ViT-B/16 PGD-$VITB_STEPS on a batch of $VITB_BATCH ($VITB_REPS processes per side)"
+		if ! want vitbpgd || want vitbtrain; then
+			say "7. ViT-B/16 HyperAT iteration, batch $VITB_BATCH, $VITB_STEPS attack steps, $VITB_DEFENSES ($VITB_REPS processes per side; ours within --max-memory $VITB_MAX_MEMORY)"
+			for I in $(seq "$VITB_REPS"); do pair vitb_hyperat_go vitb_hyperat_torch; done
+		fi
+		say "8. ViT-B/16 PGD-$VITB_STEPS on a batch of $VITB_BATCH ($VITB_REPS processes per side; $VITB_WARM untimed attacks first)"
 		for I in $(seq "$VITB_REPS"); do pair vitb_pgd_go vitb_pgd_torch; done
 	fi
 fi
