@@ -72,6 +72,11 @@ def rx(x):
     return "n/a" if x is None else f"{x:.2f}x"
 
 
+# The speed floors of the targets against PyTorch (docs/BENCHMARKS.md, "Status"): 3, 4 and 6 are
+# those of the faster targets; 2, 7 and 8 the first ones.
+FLOOR = {2: 1.5, 3: 3.0, 4: 3.0, 6: 2.0, 7: 1.5, 8: 1.5}
+
+
 def verdict(x, floor):
     if x is None:
         return "not measured"
@@ -203,10 +208,10 @@ class Report:
             gb, gm, tb, tm = b / min(go), b / med(go), b / min(th), b / med(th)
             self.out(f"| 2. forward + input gradient, MNIST ViT, batch {b} | samples/s | {fmt(gb)} | {fmt(gm)} | "
                      f"{fmt(tb)} | {fmt(tm)} | {rx(gb / tb)} | {rx(gm / tm)} | {len(go)} / {len(th)} |")
-            self.targets.append(("2. forward + input gradient >= 1.5x PyTorch", f"{fmt(gm)} vs {fmt(tm)} samples/s",
-                                 rx(gm / tm), ">= 1.5x", verdict(gm / tm, 1.5)))
+            self.targets.append((f"2. forward + input gradient >= {FLOOR[2]}x PyTorch", f"{fmt(gm)} vs {fmt(tm)} samples/s",
+                                 rx(gm / tm), f">= {FLOOR[2]}x", verdict(gm / tm, FLOOR[2])))
         else:
-            self.targets.append(("2. forward + input gradient >= 1.5x PyTorch", "n/a", "n/a", ">= 1.5x", "not measured"))
+            self.targets.append((f"2. forward + input gradient >= {FLOOR[2]}x PyTorch", "n/a", "n/a", f">= {FLOOR[2]}x", "not measured"))
 
     def pgd(self):
         go, th = self.procs("pgd", "go"), self.procs("pgd", "torch")
@@ -222,37 +227,55 @@ class Report:
             if ga and ta:
                 self.out(f"| 3'. the same, attack loop only (no start-up, import, data) | s | {fmt(min(ga))} | {fmt(med(ga))} | "
                          f"{fmt(min(ta))} | {fmt(med(ta))} | {rx(min(ta) / min(ga))} | {rx(med(ta) / med(ga))} | {len(ga)} / {len(ta)} |")
-            self.targets.append((f"3. PGD-10 on {n} images, whole process >= 1.5x", f"{fmt(med(gw))} s vs {fmt(med(tw))} s",
-                                 rx(med(tw) / med(gw)), ">= 1.5x", verdict(med(tw) / med(gw), 1.5)))
+            self.targets.append((f"3. PGD-10 on {n} images, whole process >= {FLOOR[3]}x", f"{fmt(med(gw))} s vs {fmt(med(tw))} s",
+                                 rx(med(tw) / med(gw)), f">= {FLOOR[3]}x", verdict(med(tw) / med(gw), FLOOR[3])))
             self.pgd_acc = (gr, tr)
         else:
-            self.targets.append(("3. PGD-10 whole process >= 1.5x", "n/a", "n/a", ">= 1.5x", "not measured"))
+            self.targets.append((f"3. PGD-10 whole process >= {FLOOR[3]}x", "n/a", "n/a", f">= {FLOOR[3]}x", "not measured"))
             self.pgd_acc = None
 
     def hyperat(self):
-        defs = []
+        """4. per defense and per precision of the attacks; the target is judged at hyperat-tune's
+        default precision (the records' tool_default), the other shown beside it."""
+        defs, precs = [], []
         for r in self.pick("hyperat", "go") + self.pick("hyperat", "torch"):
             if r["defense"] not in defs:
                 defs.append(r["defense"])
-        bests, meds = {"go": [], "torch": []}, {"go": [], "torch": []}
-        for d in defs:
-            go, th = self.per_iter("hyperat", "go", defense=d), self.per_iter("hyperat", "torch", defense=d)
-            if not (go and th):
-                continue
-            bests["go"].append(min(go)); meds["go"].append(med(go))
-            bests["torch"].append(min(th)); meds["torch"].append(med(th))
-            self.out(f"| 4. HyperAT iteration, {d}, batch 64 | s | {fmt(min(go))} | {fmt(med(go))} | {fmt(min(th))} | "
-                     f"{fmt(med(th))} | {rx(min(th) / min(go))} | {rx(med(th) / med(go))} | {len(go)} / {len(th)} |")
-        if meds["go"]:
-            k = len(meds["go"])
-            gb, gm = sum(bests["go"]) / k, sum(meds["go"]) / k
-            tb, tm = sum(bests["torch"]) / k, sum(meds["torch"]) / k
-            self.out(f"| 4. HyperAT iteration, mean of the {k} defenses | s | {fmt(gb)} | {fmt(gm)} | {fmt(tb)} | "
-                     f"{fmt(tm)} | {rx(tb / gb)} | {rx(tm / gm)} | |")
-            self.targets.append((f"4. HyperAT iteration >= 1.5x (mean of {k} defenses)", f"{fmt(gm)} s vs {fmt(tm)} s",
-                                 rx(tm / gm), ">= 1.5x", verdict(tm / gm, 1.5)))
+        for r in self.pick("hyperat", "go"):
+            p = r.get("attack_precision", "fp32")
+            if p not in precs:
+                precs.append(p)
+        default = next((r.get("attack_precision", "fp32") for r in self.pick("hyperat", "go") if r.get("tool_default")),
+                       precs[0] if precs else "fp32")
+        precs.sort(key=lambda p: p != default)
+        judged = None
+        for p in precs:
+            bests, meds = {"go": [], "torch": []}, {"go": [], "torch": []}
+            label = f"attacks {p}" + (", hyperat-tune's default" if p == default and len(precs) > 1 else "")
+            for d in defs:
+                go = [t for r in self.pick("hyperat", "go", defense=d) if r.get("attack_precision", "fp32") == p
+                      for t in r.get("seconds", [])]
+                th = self.per_iter("hyperat", "torch", defense=d)
+                if not (go and th):
+                    continue
+                bests["go"].append(min(go)); meds["go"].append(med(go))
+                bests["torch"].append(min(th)); meds["torch"].append(med(th))
+                self.out(f"| 4. HyperAT iteration, {d}, batch 64, {label} | s | {fmt(min(go))} | {fmt(med(go))} | {fmt(min(th))} | "
+                         f"{fmt(med(th))} | {rx(min(th) / min(go))} | {rx(med(th) / med(go))} | {len(go)} / {len(th)} |")
+            if meds["go"]:
+                k = len(meds["go"])
+                gb, gm = sum(bests["go"]) / k, sum(meds["go"]) / k
+                tb, tm = sum(bests["torch"]) / k, sum(meds["torch"]) / k
+                self.out(f"| 4. HyperAT iteration, mean of the {k} defenses, {label} | s | {fmt(gb)} | {fmt(gm)} | {fmt(tb)} | "
+                         f"{fmt(tm)} | {rx(tb / gb)} | {rx(tm / gm)} | |")
+                if judged is None:
+                    judged = (k, p, gm, tm)
+        if judged:
+            k, p, gm, tm = judged
+            self.targets.append((f"4. HyperAT iteration >= {FLOOR[4]}x (mean of {k} defenses, attacks {p})", f"{fmt(gm)} s vs {fmt(tm)} s",
+                                 rx(tm / gm), f">= {FLOOR[4]}x", verdict(tm / gm, FLOOR[4])))
         else:
-            self.targets.append(("4. HyperAT iteration >= 1.5x", "n/a", "n/a", ">= 1.5x", "not measured"))
+            self.targets.append((f"4. HyperAT iteration >= {FLOOR[4]}x", "n/a", "n/a", f">= {FLOOR[4]}x", "not measured"))
 
     def memory(self):
         for label, name in (("fwdgrad", "2. forward + input gradient"), ("hyperat", "4. HyperAT iterations")):
@@ -280,12 +303,12 @@ class Report:
                      f"{fmt(med(tr))} | {rx(min(tr) / min(gr))} | {rx(med(tr) / med(gr))} | {len(gr)} / {len(tr)} |")
         firsts = [r.get("first_s") for r in self.pick("vitb", "go")]
         if go and th:
-            self.targets.append(("6. ViT-B/16 forward + backward at batch 8 runs; time and memory reported",
+            self.targets.append((f"6. ViT-B/16 forward + input gradient at batch {b} >= {FLOOR[6]}x PyTorch",
                                  f"{fmt(med(go))} s vs {fmt(med(th))} s"
                                  + (f", {fmt(med(gr))} MB vs {fmt(med(tr))} MB" if gr and tr else ""),
-                                 rx(med(th) / med(go)), "report", "met (runs)"))
+                                 rx(med(th) / med(go)), f">= {FLOOR[6]}x", verdict(med(th) / med(go), FLOOR[6])))
         else:
-            self.targets.append(("6. ViT-B/16 forward + backward at batch 8", "n/a", "n/a", "report", "not measured"))
+            self.targets.append((f"6. ViT-B/16 forward + input gradient >= {FLOOR[6]}x PyTorch", "n/a", "n/a", f">= {FLOOR[6]}x", "not measured"))
 
     def vitb_train(self):
         """7. the ViT-B/16 HyperAT iteration per defense, 8. PGD on one ViT-B/16 batch; each with the
@@ -312,11 +335,11 @@ class Report:
             if ratios:
                 gm = sum(r[1] for r in ratios) / len(ratios)
                 tm = sum(r[2] for r in ratios) / len(ratios)
-                self.targets.append((f"{num}. ViT-B/16 {what} at batch {b} >= 1.5x PyTorch"
+                self.targets.append((f"{num}. ViT-B/16 {what} at batch {b} >= {FLOOR[num]}x PyTorch"
                                      + (f" ({', '.join(str(r[0]) for r in ratios)})" if ratios[0][0] else ""),
-                                     f"{fmt(gm)} s vs {fmt(tm)} s", rx(tm / gm), ">= 1.5x", verdict(tm / gm, 1.5)))
+                                     f"{fmt(gm)} s vs {fmt(tm)} s", rx(tm / gm), f">= {FLOOR[num]}x", verdict(tm / gm, FLOOR[num])))
             else:
-                self.targets.append((f"{num}. ViT-B/16 {what} >= 1.5x PyTorch", "n/a", "n/a", ">= 1.5x", "not measured"))
+                self.targets.append((f"{num}. ViT-B/16 {what} >= {FLOOR[num]}x PyTorch", "n/a", "n/a", f">= {FLOOR[num]}x", "not measured"))
             go = [r["rss_kb"] / 1024 for r in self.procs(bench, "go") if r.get("rss_kb")]
             th = [r["rss_kb"] / 1024 for r in self.procs(bench, "torch") if r.get("rss_kb")]
             if go and th:

@@ -260,7 +260,12 @@ if want pgd; then
 fi
 
 # ------------------------------------------------------------------------------------ 4, 5. HyperAT
-hyperat_go() { measure hyperat go "$BIN/engine-bench" hyperat --defenses "$HYP_DEFS" --iters "$HYP_ITERS"; }
+# one process per precision of the training attacks; target 4 is judged at hyperat-tune's default
+hyperat_go() {
+	for P in fp32 bf16; do
+		measure hyperat go "$BIN/engine-bench" hyperat --defenses "$HYP_DEFS" --iters "$HYP_ITERS" --attack-precision "$P"
+	done
+}
 hyperat_torch() {
 	measure hyperat torch "$PYTHON" bench/torch_hyperat.py --defenses "$HYP_DEFS" --iters "$HYP_ITERS" --threads "$THREADS"
 }

@@ -241,6 +241,7 @@ func hyperatDefense(o hyperatOpts, d string) error {
 			o.bench, d, p, o.batch, bench.Best(ts[j]).Seconds(), bench.Median(ts[j]).Seconds())
 		emit(map[string]any{"bench": o.bench, "defense": d, "batch": o.batch, "seconds": seconds(ts[j]),
 			"first_s": first[j].Seconds(), "params": trained(trs[j]), "attack_precision": p.String(),
+			"tool_default": p == hyperat.DefaultConfig().AttackPrecision,
 			"steps": o.steps, "eps": o.eps, "micro": trs[j].MicroSize(), "lora_layers": len(trs[j].Net.Targets)})
 	}
 	if len(o.precs) == 2 {
