@@ -23,9 +23,11 @@ const usage = `usage: hyperat-demo [--out robust.onnx] [--iters N] [--eval N] [-
 
 Runs the whole pipeline on what ships with the repository, from its root folder:
   1. hyperat-import fixtures/models/mnist_vit_op17.onnx
-  2. hyperat-tune --data fixtures/mnist --eps 0.05 --lr 1e-4 (HyperAT with PGD-AT,
-     TRADES and MART; a short run, at a smaller eps and learning rate than the
-     reference setting, which needs hundreds of iterations: docs/RESULTS.md)
+  2. hyperat-tune --data fixtures/mnist --eps 0.05 --lr 1e-4 --attack-precision fp32
+     (HyperAT with PGD-AT, TRADES and MART; a short run, at a smaller eps and
+     learning rate than the reference setting, which needs hundreds of iterations:
+     docs/RESULTS.md; float32 attacks, so that its figures are the same on CPUs
+     with and without AVX512_BF16)
   3. hyperat-export robust.onnx
   4. clean and PGD-20 accuracy at eps 0.05 of the model before and after, on the
      first test images of the MNIST subset
@@ -92,7 +94,8 @@ func run(c *cli.Command, args []string) error {
 	}
 	if err := step("2. HyperAT: tune defensive LoRAs, merge them", app.TuneCommand(), app.Tune,
 		"--workspace", ws, "--data", mnist, "--eps", demoEps, "--lr", "1e-4", "--iters", strconv.Itoa(*iters), "--batch", "32",
-		"--steps", "5", "--val", "256", "--val-steps", "10", "--eval-every", strconv.Itoa(max(*iters/4, 1)), "--seed", "0", "--force"); err != nil {
+		"--steps", "5", "--val", "256", "--val-steps", "10", "--eval-every", strconv.Itoa(max(*iters/4, 1)), "--seed", "0", "--force",
+		"--attack-precision", "fp32"); err != nil {
 		return err
 	}
 	if err := step("3. export the robust model", app.ExportCommand(), app.Export, *out, "--workspace", ws); err != nil {

@@ -50,10 +50,11 @@ flags (source of each default in brackets: paper, standard, ours):
                        (default pgdat,trades,mart [paper]; one for lora/full)
   --eps E              L-inf radius in pixel units, 0.1 or 8/255 (default 8/255 [standard, CIFAR])
   --steps K            inner attack steps, step size 2.5 eps/K (default 10 [standard])
-  --attack-precision P fp32, or bf16: the inner attacks' matrix products round their
-                       operands to bfloat16 (about twice as fast on CPUs with
-                       AVX512_BF16, fp32 elsewhere); training, validation and
-                       hyperat-eval stay fp32 (default fp32 [ours])
+  --attack-precision P bf16 or fp32: bf16 rounds the operands of the inner attacks'
+                       matrix products to bfloat16 (about twice as fast on CPUs
+                       with AVX512_BF16, fp32 elsewhere; as robust a result,
+                       docs/RESULTS.md); training, validation and hyperat-eval
+                       stay fp32 (default bf16 [ours])
   --iters N            iterations (default 600 [ours])
   --batch B            batch size (default 64 [ours])
   --max-memory SIZE    memory the run may use, such as 12G: the batch runs in
