@@ -242,7 +242,7 @@ func hyperatDefense(o hyperatOpts, d string) error {
 		emit(map[string]any{"bench": o.bench, "defense": d, "batch": o.batch, "seconds": seconds(ts[j]),
 			"first_s": first[j].Seconds(), "params": trained(trs[j]), "attack_precision": p.String(),
 			"tool_default": p == hyperat.DefaultConfig().AttackPrecision,
-			"steps": o.steps, "eps": o.eps, "micro": trs[j].MicroSize(), "lora_layers": len(trs[j].Net.Targets)})
+			"steps":        o.steps, "eps": o.eps, "micro": trs[j].MicroSize(), "lora_layers": len(trs[j].Net.Targets)})
 	}
 	if len(o.precs) == 2 {
 		// each pair of iterations met about the same load
