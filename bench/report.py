@@ -87,6 +87,9 @@ class Report:
     def __init__(self, d, peak_per_core):
         self.d = d
         self.rows = load(d)
+        for r in self.rows:
+            if r.get("bench") == "hyperat" and r.get("side") == "go":
+                r.setdefault("attack_precision", "fp32")  # records from before both were timed
         self.peak_per_core = peak_per_core
         mp = os.path.join(d, "machine.json")
         self.machine = json.load(open(mp)) if os.path.exists(mp) else {}
@@ -242,10 +245,9 @@ class Report:
             if r["defense"] not in defs:
                 defs.append(r["defense"])
         for r in self.pick("hyperat", "go"):
-            p = r.get("attack_precision", "fp32")
-            if p not in precs:
-                precs.append(p)
-        default = next((r.get("attack_precision", "fp32") for r in self.pick("hyperat", "go") if r.get("tool_default")),
+            if r["attack_precision"] not in precs:
+                precs.append(r["attack_precision"])
+        default = next((r["attack_precision"] for r in self.pick("hyperat", "go") if r.get("tool_default")),
                        precs[0] if precs else "fp32")
         precs.sort(key=lambda p: p != default)
         judged = None
@@ -253,8 +255,7 @@ class Report:
             bests, meds = {"go": [], "torch": []}, {"go": [], "torch": []}
             label = f"attacks {p}" + (", hyperat-tune's default" if p == default and len(precs) > 1 else "")
             for d in defs:
-                go = [t for r in self.pick("hyperat", "go", defense=d) if r.get("attack_precision", "fp32") == p
-                      for t in r.get("seconds", [])]
+                go = self.per_iter("hyperat", "go", defense=d, attack_precision=p)
                 th = self.per_iter("hyperat", "torch", defense=d)
                 if not (go and th):
                     continue
