@@ -126,8 +126,9 @@ class Report:
         pol = (self.pick("omp_policy", "torch") or [None])[-1]
         if pol:
             how = ("set by TORCH_OMP_WAIT_POLICY" if pol.get("chosen") else
-                   f"the faster on a probe: {fmt(pol.get('default_s'))} s spinning (default), "
-                   f"{fmt(pol.get('passive_s'))} s PASSIVE per forward + input gradient")
+                   f"the faster on probes: {fmt(pol.get('default_s'))} s spinning (default), "
+                   f"{fmt(pol.get('passive_s'))} s PASSIVE, two medians of a forward + input "
+                   f"gradient summed")
             self.out(f"- PyTorch's OpenMP wait policy: {pol['policy']} ({how})")
         if env:
             self.out(f"- BLAS check, 1024-cube float32 torch.matmul: {fmt(env.get('gflops_1024'))} GFLOP/s "

@@ -170,12 +170,15 @@ measure() {
 	return 0
 }
 
-# libgomp's threads spin while they wait for work (OMP_WAIT_POLICY unset): fastest on an idle
-# machine, but on a shared one the spinning threads lose their cores to other processes and torch
-# slows down several times. PyTorch gets whichever policy is faster here, now, on a short probe
-# (TORCH_OMP_WAIT_POLICY=default|PASSIVE|ACTIVE chooses it instead).
+# libgomp's threads spin while they wait for work (OMP_WAIT_POLICY unset). Debian's PyTorch calls
+# OpenBLAS, which runs its own pthreads, so while a product runs the spinning OpenMP threads take
+# cores from OpenBLAS's, and on a shared machine from other processes: torch can slow down by a
+# third to several times. PyTorch gets whichever policy is faster here, now: two probes of each in
+# turn (the order cancels drift), eight steps each, the sums of their medians compared (one short
+# probe per policy chose the slower one; TORCH_OMP_WAIT_POLICY=default|PASSIVE|ACTIVE chooses it
+# instead).
 probe() {
-	env ${1:+OMP_WAIT_POLICY=$1} "$PYTHON" bench/torch_fwdgrad.py --batch 64 --warm 1 --iters 3 --threads "$THREADS" 2>/dev/null |
+	env ${1:+OMP_WAIT_POLICY=$1} "$PYTHON" bench/torch_fwdgrad.py --batch 64 --warm 1 --iters 8 --threads "$THREADS" 2>/dev/null |
 		"$PYTHON" -c 'import json, statistics, sys
 ts = [t for l in sys.stdin if l.startswith("RESULT ") for t in json.loads(l[7:])["seconds"]]
 print(statistics.median(ts) if ts else "inf")'
@@ -184,8 +187,10 @@ POLICY=${TORCH_OMP_WAIT_POLICY:-}
 if [ -z "$POLICY" ]; then
 	T_DEFAULT=$(probe "")
 	T_PASSIVE=$(probe PASSIVE)
-	POLICY=$(awk -v a="$T_DEFAULT" -v b="$T_PASSIVE" 'BEGIN { print (b < 0.95 * a) ? "PASSIVE" : "default" }')
-	say "PyTorch's OpenMP wait policy: $POLICY (probe, one forward + input gradient: ${T_DEFAULT}s spinning, ${T_PASSIVE}s passive)"
+	T_PASSIVE=$(awk -v a="$T_PASSIVE" -v b="$(probe PASSIVE)" 'BEGIN { print a + b }')
+	T_DEFAULT=$(awk -v a="$T_DEFAULT" -v b="$(probe "")" 'BEGIN { print a + b }')
+	POLICY=$(awk -v a="$T_DEFAULT" -v b="$T_PASSIVE" 'BEGIN { print (b < a) ? "PASSIVE" : "default" }')
+	say "PyTorch's OpenMP wait policy: $POLICY (probes, two medians of a forward + input gradient summed: ${T_DEFAULT}s spinning, ${T_PASSIVE}s passive)"
 	printf 'RESULT {"bench": "omp_policy", "side": "torch", "policy": "%s", "default_s": %s, "passive_s": %s}\n' \
 		"$POLICY" "$T_DEFAULT" "$T_PASSIVE" >>"$OUT"
 else
