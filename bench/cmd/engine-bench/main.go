@@ -2,15 +2,17 @@
 // prints each measurement as one line "RESULT {json}" on stdout, the format
 // the PyTorch twins (bench/torch_*.py) print too.
 //
-//	engine-bench fwdgrad [--model M] [--batch 64] [--warm 1] [--iters 10]
+//	engine-bench fwdgrad [--model M] [--batch 64] [--warm 1] [--iters 10] [--precision fp32]
 //	engine-bench hyperat [--model M] [--defenses pgdat,trades,mart] [--batch 64] [--eps 0.1] [--warm 1] [--iters 3] [--attack-precision fp32]
 //	engine-bench pgd     [--model M] [--data fixtures/mnist] [--limit 640] [--batch 64] [--eps 0.1] [--steps 10] [--attack-precision fp32]
-//	engine-bench vitb    --model VITB.onnx [--batch 8] [--warm 1] [--iters 3]
+//	engine-bench vitb    --model VITB.onnx [--batch 8] [--warm 1] [--iters 3] [--precision fp32]
 //	engine-bench vitb-hyperat --model VITB.onnx [--defenses pgdat] [--batch 128] [--eps 8/255] [--steps 10] [--warm 1] [--iters 1] [--micro M | --max-memory SIZE]
 //	engine-bench vitb-pgd     --model VITB.onnx [--batch 128] [--eps 8/255] [--steps 10] [--warm 1] [--iters 1] [--pass P | --max-memory SIZE]
 //
 // fwdgrad: forward plus input gradient of the mean cross-entropy (one PGD
-// step) on random images. hyperat: one HyperAT iteration per defense, each
+// step) on random images; --precision bf16 runs its products in bfloat16,
+// as hyperat-tune's attack steps do by default (the RESULT's tool_default
+// says whether it is that default). hyperat: one HyperAT iteration per defense, each
 // defense with its own trainer, one after the other in this process (the
 // memory of one is given back before the next is made, so the peak RSS is
 // that of one training run). --attack-precision fp32,bf16 times the
@@ -103,7 +105,12 @@ func fwdgrad(name string, args []string) error {
 	batch := fs.Int("batch", 64, "batch size")
 	warm := fs.Int("warm", 1, "untimed runs first (the first compiles)")
 	iters := fs.Int("iters", 10, "timed runs")
+	precName := fs.String("precision", "fp32", "products of the forward and the input gradient: fp32 or bf16")
 	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	prec, err := kernels.ParsePrecision(*precName)
+	if err != nil {
 		return err
 	}
 	t0 := time.Now()
@@ -111,6 +118,7 @@ func fwdgrad(name string, args []string) error {
 	if err != nil {
 		return err
 	}
+	c.GradPrecision = prec
 	load := time.Since(t0)
 	x := bench.RandomBatch(*batch, c.InputShape(), 1)
 	seed := bench.CESeed(bench.Labels(*batch, c.Classes()))
@@ -126,10 +134,11 @@ func fwdgrad(name string, args []string) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(os.Stderr, "go %s: batch %d, best %.3fs, median %.3fs per forward+input gradient\n",
-		name, *batch, bench.Best(ts).Seconds(), bench.Median(ts).Seconds())
+	fmt.Fprintf(os.Stderr, "go %s (%s): batch %d, best %.3fs, median %.3fs per forward+input gradient\n",
+		name, prec, *batch, bench.Best(ts).Seconds(), bench.Median(ts).Seconds())
 	emit(map[string]any{"bench": name, "batch": *batch, "seconds": seconds(ts),
-		"load_s": load.Seconds(), "first_s": first.Seconds()})
+		"load_s": load.Seconds(), "first_s": first.Seconds(), "precision": prec.String(),
+		"tool_default": prec == hyperat.DefaultConfig().AttackPrecision})
 	return nil
 }
 
