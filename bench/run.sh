@@ -348,7 +348,7 @@ LOAD_AFTER=$(loadavg)
 	ls = run("lscpu")
 	field = lambda name: (re.search(r"^" + name + r":\s*(.+)$", ls, re.M) or [None, "n/a"])[1].strip()
 	flags = field("Flags").split()
-	simd = [f for f in ("avx2", "fma", "avx512f", "avx512bw", "avx512vl") if f in flags]
+	simd = [f for f in ("avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_bf16", "amx_bf16") if f in flags]
 	json.dump({
 	    "date": time.strftime("%Y-%m-%d %H:%M %Z"),
 	    "cpu": f"{field('Model name')} (family {field('CPU family')}, model {field('Model')}), "
