@@ -384,7 +384,9 @@ class Report:
                          f"PyTorch {tp[0].get('params')}"
                          + (f"; LoRA layers: ours {gp[0].get('lora_layers')}, PyTorch {tp[0].get('lora_layers')}"
                             if gp[0].get("lora_layers") else "") + ".")
-        firsts = [(f"{r['bench']} {r['defense']}" if r.get("defense") else r["bench"], r.get("first_s"), r["side"]) for r in self.rows
+        firsts = [((f"{r['bench']} {r['defense']}" if r.get("defense") else r["bench"])
+                   + ("".join(f" {p}" for p in (r.get("precision"), r.get("attack_precision")) if p and p != "fp32")),
+                   r.get("first_s"), r["side"]) for r in self.rows
                   if r.get("first_s") is not None and r.get("bench") in ("fwdgrad", "hyperat", "vitb", "vitb_hyperat", "vitb_pgd")]
         if firsts:
             by = {}
