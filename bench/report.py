@@ -199,6 +199,18 @@ class Report:
                                  ">= 70%", verdict(m / peak, 0.7)
                                  + (f" (measured ceiling: {verdict(m / (self.ceiling * cores), 0.7)})" if self.ceiling else "")))
 
+    def precisions(self, bench, field):
+        """The precisions our records of bench were timed at (their field), hyperat-tune's default
+        (the records' tool_default) first, and that default."""
+        precs = []
+        for r in self.pick(bench, "go"):
+            if r[field] not in precs:
+                precs.append(r[field])
+        default = next((r[field] for r in self.pick(bench, "go") if r.get("tool_default")),
+                       precs[0] if precs else "fp32")
+        precs.sort(key=lambda p: p != default)
+        return precs, default
+
     def per_iter(self, bench, side, **kw):
         ts = [t for r in self.pick(bench, side, **kw) for t in r.get("seconds", [])]
         return ts
@@ -243,16 +255,11 @@ class Report:
     def hyperat(self):
         """4. per defense and per precision of the attacks; the target is judged at hyperat-tune's
         default precision (the records' tool_default), the other shown beside it."""
-        defs, precs = [], []
+        defs = []
         for r in self.pick("hyperat", "go") + self.pick("hyperat", "torch"):
             if r["defense"] not in defs:
                 defs.append(r["defense"])
-        for r in self.pick("hyperat", "go"):
-            if r["attack_precision"] not in precs:
-                precs.append(r["attack_precision"])
-        default = next((r["attack_precision"] for r in self.pick("hyperat", "go") if r.get("tool_default")),
-                       precs[0] if precs else "fp32")
-        precs.sort(key=lambda p: p != default)
+        precs, default = self.precisions("hyperat", "attack_precision")
         judged = None
         for p in precs:
             bests, meds = {"go": [], "torch": []}, {"go": [], "torch": []}
@@ -299,13 +306,7 @@ class Report:
         th = self.per_iter("vitb", "torch")
         b = (self.pick("vitb", "go") or self.pick("vitb", "torch") or [{"batch": 8}])[0]["batch"]
         tr = [r["rss_kb"] / 1024 for r in self.procs("vitb", "torch") if r.get("rss_kb")]
-        precs = []
-        for r in self.pick("vitb", "go"):
-            if r["precision"] not in precs:
-                precs.append(r["precision"])
-        default = next((r["precision"] for r in self.pick("vitb", "go") if r.get("tool_default")),
-                       precs[0] if precs else "fp32")
-        precs.sort(key=lambda p: p != default)
+        precs, default = self.precisions("vitb", "precision")
         shown = []  # (precision, median s, median MB or None)
         for p in precs:
             go = self.per_iter("vitb", "go", precision=p)
