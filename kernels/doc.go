@@ -12,8 +12,10 @@
 // mr×nr elements held in vector registers for the whole sum along k:
 //
 //   - AVX-512: 14×32, 28 of the 32 zmm registers accumulate (14 rows of two
-//     16-float vectors), two hold the B row of the current k step, and each
-//     A value is broadcast from memory by the FMA itself;
+//     16-float vectors), two hold the B row of the current k step, and one
+//     the A value of the current row, broadcast once and read by both FMAs
+//     (one load per row instead of two: the FMA-with-broadcast form made
+//     the loads, not the FMAs, the limit);
 //   - AVX2+FMA: 6×16, 12 of the 16 ymm registers accumulate;
 //   - plain Go: 4×16, four rows of accumulators updated together.
 //

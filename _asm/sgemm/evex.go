@@ -110,18 +110,9 @@ func memOperand(m Mem, regField byte, n int) (bytes []byte, xBit, bBit byte) {
 }
 
 // emit adds op to the function being generated.
-func (op evexOp) emit(src2 Op, src1, dst reg.VecPhysical) { op.add(src2, src1, dst, false) }
-
-// emitBcst adds op with src2 a 32-bit element of memory broadcast to every lane.
-func (op evexOp) emitBcst(src2 Mem, src1, dst reg.VecPhysical) { op.add(src2, src1, dst, true) }
-
-func (op evexOp) add(src2 Op, src1, dst reg.VecPhysical, bcst bool) {
-	name := op.name
-	if bcst {
-		name += ".BCST"
-	}
-	line := rawLine(op.encode(src2, src1, dst, bcst)) +
-		fmt.Sprintf(" // %s %s, %s, %s", name, src2.Asm(), src1.Asm(), dst.Asm())
+func (op evexOp) emit(src2 Op, src1, dst reg.VecPhysical) {
+	line := rawLine(op.encode(src2, src1, dst, false)) +
+		fmt.Sprintf(" // %s %s, %s, %s", op.name, src2.Asm(), src1.Asm(), dst.Asm())
 	// The whole line is the opcode: avo then prints it as it is and its
 	// passes see an instruction without operands.
 	Instruction(&ir.Instruction{Opcode: line, ISA: []string{"AVX512F", op.isa}})
