@@ -398,8 +398,10 @@ type gemmPlan struct {
 	beta           float32
 	packing        bool
 
-	columns        bool      // tasks own columns of C: see init
-	aDirect        bool      // full panels of a plain A are used in place
+	columns        bool   // tasks own columns of C: see init
+	aDirect        bool   // full panels of a plain A are used in place
+	spreadKey      [3]int // the arguments of the last spreadsInL1 (see spreads)
+	spreadVal      bool
 	bPack          []float32 // the packed B block
 	packParts      int       // tasks packing B
 	mStep, nStep   int       // chunk of C per compute task
@@ -419,7 +421,7 @@ func (p *gemmPlan) init(v *sgemmVariant, g *gemmArgs, threads int) {
 		p.slots = append(p.slots, make([]workspace, threads-len(p.slots))...)
 	}
 	p.kcMax = v.kBlock(g.k)
-	p.aDirect = !g.transA && spreadsInL1(v.mr, p.kcMax, g.lda)
+	p.aDirect = !g.transA && p.spreads(v.mr, p.kcMax, g.lda)
 	mPanels := ceilDiv(g.m, v.mr)
 	ncMax := min(v.nc, roundUp(g.n, v.nr))
 	// Chunks for the compute phase: rows of whole A panels, about 16 per
@@ -458,6 +460,16 @@ func (p *gemmPlan) init(v *sgemmVariant, g *gemmArgs, threads int) {
 	if need := v.kSteps(p.kcMax) * ncMax; len(p.bPack) < need {
 		p.bPack = make([]float32, need)
 	}
+}
+
+// spreads is spreadsInL1, remembered for the last arguments: the small
+// products of attention heads ask it for the same few shapes over and over,
+// and for a 50×50 head it costs a few per cent of the product.
+func (p *gemmPlan) spreads(rows, kc, ld int) bool {
+	if k := [3]int{rows, kc, ld}; k != p.spreadKey {
+		p.spreadKey, p.spreadVal = k, spreadsInL1(rows, kc, ld)
+	}
+	return p.spreadVal
 }
 
 // balance is the share of threads' time busy when tasks equal tasks are
@@ -609,19 +621,24 @@ func (v *sgemmVariant) kBlock(k int) int {
 
 // spreadsInL1 reports whether rows rows of kc floats, ld floats apart, fit in
 // L1 together with no cache set holding more than a quarter of its ways (a
-// 64-set, 8-way L1 with 64-byte lines, as on current x86 cores).
+// 64-set, 8-way L1 with 64-byte lines, as on current x86 cores). Each line
+// counts once: rows that share lines (ld < kc + 16, such as a block of
+// contiguous rows) are a contiguous run of memory, read in place without
+// conflicts however many rows it has.
 func spreadsInL1(rows, kc, ld int) bool {
 	const sets, lineFloats, maxPerSet = 64, 16, 2
 	var count [sets]int
-	lines := ceilDiv(kc, lineFloats) + 1 // a row may straddle one more line
+	next := 0 // the first line not yet counted
 	for i := 0; i < rows; i++ {
 		first := i * ld / lineFloats
-		for l := 0; l < lines; l++ {
-			s := (first + l) % sets
+		last := (i*ld+kc-1)/lineFloats + 1 // a row may straddle one more line
+		for l := max(first, next); l <= last; l++ {
+			s := l % sets
 			if count[s]++; count[s] > maxPerSet {
 				return false
 			}
 		}
+		next = max(next, last+1)
 	}
 	return true
 }

@@ -830,3 +830,26 @@ func TestSgemmBiasIsBetaOne(t *testing.T) {
 		}
 	}
 }
+
+// TestSpreadsInL1 checks the rule that decides whether an A panel is read in
+// place: contiguous rows (each line counted once) and rows that spread over
+// the sets are; rows a power of two of lines apart, which pile up in a few
+// sets, are not.
+func TestSpreadsInL1(t *testing.T) {
+	for _, c := range []struct {
+		rows, kc, ld int
+		want         bool
+	}{
+		{14, 128, 128, true},  // 14 contiguous rows of 128: 113 lines, at most 2 per set
+		{14, 50, 50, true},    // contiguous, rows sharing lines
+		{14, 32, 384, true},   // 3 lines a row, 24 lines apart: spread
+		{14, 256, 512, false}, // 32 lines apart: two groups of sets, 7 lines each
+		{14, 384, 384, false}, // contiguous but 337 lines: 6 per set
+		{14, 64, 1024, false}, // every row in the same 5 sets
+		{1, 512, 512, true},
+	} {
+		if got := spreadsInL1(c.rows, c.kc, c.ld); got != c.want {
+			t.Errorf("spreadsInL1(%d, %d, %d) = %v, want %v", c.rows, c.kc, c.ld, got, c.want)
+		}
+	}
+}
