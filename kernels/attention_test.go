@@ -339,3 +339,21 @@ func TestAttentionEmpty(t *testing.T) {
 		}
 	}
 }
+
+// TestPrefetchRows runs the prefetch over the edges of a buffer (the last
+// row ending at the last element, rows of one float, nothing at all): it
+// must neither fault nor change the data.
+func TestPrefetchRows(t *testing.T) {
+	x := make([]float32, 7*48+33)
+	for i := range x {
+		x[i] = float32(i)
+	}
+	for _, c := range [][3]int{{8, 48, 33}, {1, 0, len(x)}, {len(x), 1, 1}, {0, 48, 33}, {8, 48, 0}, {3, 16, 16}} {
+		prefetchRows(x, c[0], c[1], c[2])
+	}
+	for i, v := range x {
+		if v != float32(i) {
+			t.Fatalf("x[%d] = %v after the prefetch, want %d", i, v, i)
+		}
+	}
+}

@@ -7526,3 +7526,35 @@ packBTransBF16AVX512_loaded1:
 	JNZ        packBTransBF16AVX512_loop
 	VZEROUPPER
 	RET
+
+// func prefetchRows(x []float32, rows int, ld int, n int)
+// Requires: MMX+
+TEXT ·prefetchRows(SB), NOSPLIT, $0-48
+	MOVQ  x_base+0(FP), SI
+	MOVQ  rows+24(FP), CX
+	MOVQ  ld+32(FP), DX
+	SHLQ  $0x02, DX
+	MOVQ  n+40(FP), BX
+	SHLQ  $0x02, BX
+	TESTQ CX, CX
+	JLE   prefetchRows_done
+	TESTQ BX, BX
+	JLE   prefetchRows_done
+
+prefetchRows_row:
+	XORQ R8, R8
+
+prefetchRows_line:
+	PREFETCHT0 (SI)(R8*1)
+	ADDQ       $0x40, R8
+	CMPQ       R8, BX
+	JLT        prefetchRows_line
+
+	// The line of the row's last float, which the steps of 64 bytes may miss.
+	PREFETCHT0 -4(SI)(BX*1)
+	ADDQ       DX, SI
+	DECQ       CX
+	JNZ        prefetchRows_row
+
+prefetchRows_done:
+	RET

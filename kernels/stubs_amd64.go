@@ -580,3 +580,10 @@ func packPairsBF16AVX512(dst []float32, src []float32, ld int, rows int, cols in
 //
 //go:noescape
 func packBTransBF16AVX512(dst []float32, src []float32, ldb int, k32 int, cols int)
+
+// prefetchRows asks the cache for the lines of rows rows of n floats, ld
+// floats apart, from x[0] on: row r is x[r*ld : r*ld+n]. It reads nothing
+// and cannot fault, so that the caller's later loads find the data in L1.
+//
+//go:noescape
+func prefetchRows(x []float32, rows int, ld int, n int)

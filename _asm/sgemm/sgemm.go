@@ -1,9 +1,9 @@
 // Package sgemm generates the amd64 assembly of package kernels: the sgemm
 // micro-kernels for AVX-512 and AVX2+FMA and the packing of B, the bfloat16
 // kernels and packers for AVX512_BF16 (bf16.go; evex.go encodes the
-// instructions Go's assembler lacks), with their Go declarations, the
-// plain-Go twin of every kernel and packer and the tables that list the
-// kernels of each variant.
+// instructions Go's assembler lacks) and the prefetch of strided rows
+// (prefetch.go), with their Go declarations, the plain-Go twin of every
+// kernel and packer and the tables that list the kernels of each variant.
 package sgemm
 
 import (
@@ -120,6 +120,7 @@ func Build() {
 	genPackRowsBF16()
 	genPackPairsBF16()
 	genPackBTrans(packSpec{isa: isaAVX512BF16, nr: 32, blk: 16})
+	genPrefetchRows()
 }
 
 const kernelSignature = "func(k int, a []float32, rs, ks int, b, c []float32, ldc int, alpha, beta float32, bias []float32, rows, cols int)"
