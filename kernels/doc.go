@@ -29,7 +29,8 @@
 //     call, streamed by the hardware prefetcher. With nc this large the ViT
 //     products need a single n block, so A is copied once;
 //   - m is walked 14 rows at a time, each A panel copied (when its rows,
-//     lda apart, would collide in L1 sets) or read in place.
+//     lda apart, would collide in L1 sets and it meets more than four B
+//     panels) or read in place.
 //
 // These values were measured on an AMD Zen 4 core (32 KiB L1d, 1 MiB L2)
 // with the benchmarks of this package; cores with larger caches (Sapphire
