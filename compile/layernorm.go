@@ -15,6 +15,9 @@ func init() {
 		infer: inferLayerNorm, kernel: kernelLayerNorm, grad: gradLayerNorm})
 	// LayerNormGrad: (x, scale, dy) -> dx, dscale, dbias; attrs axis, epsilon (project operator)
 	define(opDef{name: "LayerNormGrad", arity: graph.OpInfo{MinIn: 3, MaxIn: 3, MinOut: 3, MaxOut: 3}, infer: inferLayerNormGrad, kernel: kernelLayerNormGrad, prune: pruneLayerNormGrad})
+	// LayerNormGradAdd: (x, scale, dy, r) -> dx + r; attrs axis, epsilon
+	// (project operator, made by fuse-accumulate)
+	define(opDef{name: "LayerNormGradAdd", arity: graph.OpInfo{MinIn: 4, MaxIn: 4, MinOut: 1, MaxOut: 1}, infer: inferSame, kernel: kernelLayerNormGrad})
 }
 
 // inferLayerNorm: y has x's shape; the optional Mean and InvStdDev outputs
@@ -123,12 +126,15 @@ func inferLayerNormGrad(n *graph.Node) error {
 // With xh = (x - mean) * inv and g = dy * scale:
 // dx = inv * (g - mean(g) - xh * mean(g * xh)); dscale = sum(dy * xh); dbias = sum(dy).
 // Row order of the parameter sums is fixed, so results repeat bit for bit.
+// LayerNormGradAdd computes dx the same way and adds its fourth input to
+// each row while the row is in cache: the bits of an Add after it.
 func kernelLayerNormGrad(n *graph.Node) (Kernel, error) {
 	shape := shapeOf(n.Inputs[0])
 	axis, _ := normAxis(n, n.Attrs.Int("axis", -1), len(shape))
 	rows, d := graph.Numel(shape[:axis]), graph.Numel(shape[axis:])
 	eps := float64(n.Attrs.Float("epsilon", 1e-5))
-	params := n.Attrs.Int("param_grads", 1) != 0
+	accumulate := n.Op == "LayerNormGradAdd"
+	params := !accumulate && n.Attrs.Int("param_grads", 1) != 0
 	// Parameter gradients are summed per fixed chunk of rows, then the chunks
 	// in order, so the result does not depend on how many cores ran.
 	const chunks = 16
@@ -139,7 +145,7 @@ func kernelLayerNormGrad(n *graph.Node) (Kernel, error) {
 			part[i] = make([]float32, 2*d) // dscale, dbias partial sums
 		}
 	}
-	var x, sc, dy, dx []float32
+	var x, sc, dy, dx, acc []float32
 	// rowRange computes dx for rows [lo, hi), adding their parameter
 	// gradients to ds and dbb when set.
 	rowRange := func(lo, hi int, ds, dbb []float32) {
@@ -149,6 +155,9 @@ func kernelLayerNormGrad(n *graph.Node) (Kernel, error) {
 			m, s := float32(mean), float32(inv)
 			mg, mgx := vmath.NormGradSums(xr, gr, sc[:d], m, s)
 			vmath.NormGradRow(dr, xr, gr, sc[:d], m, s, float32(mg/float64(d)), float32(mgx/float64(d)))
+			if acc != nil {
+				vmath.Arith(vmath.Add, dr, dr, acc[r*d:(r+1)*d])
+			}
 			if ds != nil {
 				lnGradParams(ds, dbb, xr, gr, m, s)
 			}
@@ -166,6 +175,11 @@ func kernelLayerNormGrad(n *graph.Node) (Kernel, error) {
 	rowsOnly := func(lo, hi int) { rowRange(lo, hi, nil, nil) }
 	return func(in, out []*graph.Tensor) {
 		x, sc, dy, dx = in[0].F, in[1].F, in[2].F, out[0].F
+		if accumulate {
+			acc = in[3].F
+			parallel(rows, max(1, (1<<13)/d), rowsOnly)
+			return
+		}
 		dsc, db := out[1].F, out[2].F
 		if !params {
 			parallel(rows, max(1, (1<<13)/d), rowsOnly)
@@ -241,4 +255,43 @@ func gradLayerNorm(b *builder, n *graph.Node, gy []*graph.Value, need []bool) ([
 		}
 	}
 	return out, nil
+}
+
+// fuseAccumulate is the fuse-accumulate pass: an Add of a LayerNormGrad's
+// dx and another value of its shape (the gradient of a residual stream,
+// summed where the stream forks) becomes one LayerNormGradAdd, which adds
+// as each row is computed instead of in a pass of its own over both. Only
+// a LayerNormGrad whose parameter gradients nobody reads (dce has pruned
+// them: an input gradient) and whose dx the Add alone reads is fused, so
+// it runs after dce, and drops the LayerNormGrad left with no reader.
+func fuseAccumulate(c *compilation) error {
+	pinned := map[*graph.Value]bool{}
+	for _, o := range append(append([]*graph.Value{}, c.g.Outputs...), c.extra...) {
+		pinned[o] = true
+	}
+	uses := c.g.Consumers()
+	fused := false
+	for _, n := range c.g.Nodes {
+		if n.Op != "Add" || len(n.Inputs) != 2 || n.Inputs[0] == nil || n.Inputs[1] == nil {
+			continue
+		}
+		for i, y := range n.Inputs {
+			r := n.Inputs[1-i]
+			g := def(y, "LayerNormGrad")
+			if g == nil || g.Attrs.Int("param_grads", 1) != 0 || len(uses[y]) != 1 || pinned[y] ||
+				y.DType != graph.Float32 || r.DType != graph.Float32 ||
+				!sameShape(shapeOf(y), shapeOf(r)) || !sameShape(shapeOf(y), n.Outputs[0].StaticShape()) {
+				continue
+			}
+			n.Op = "LayerNormGradAdd"
+			n.Inputs = []*graph.Value{g.Inputs[0], g.Inputs[1], g.Inputs[2], r}
+			n.Attrs = graph.Attrs{"axis": g.Attrs.Int("axis", -1), "epsilon": g.Attrs.Float("epsilon", 1e-5)}
+			fused = true
+			break
+		}
+	}
+	if !fused {
+		return nil
+	}
+	return deadCode(c)
 }

@@ -55,19 +55,20 @@ type pass struct {
 
 // passes is the pipeline, in order.
 var passes = []pass{
-	{"specialize", specialize, true},          // symbolic input dims -> the batch size
-	{"infer-fold", inferAndFold, true},        // static shapes; Shape/Gather/Concat... subgraphs -> constants
-	{"recognize", recognize, false},           // decomposed LayerNorm and GELU -> fused operators
-	{"fuse-attention", fuseAttention, false},  // softmax(alpha a b) v -> Attention(a, b, v), so the gradient is AttentionGrad
-	{"grad", gradPass, true},                  // reverse mode for Options.Grad (no-op without it)
-	{"infer-fold-grad", inferAndFold, true},   // shapes of the gradient nodes, fold what is constant
-	{"fuse-transpose", fuseTransposes, false}, // MatMul reads transposed operands in place
-	{"fuse-scale", fuseScales, false},         // scalar multiplications next to products -> their alpha
-	{"fuse-lowrank", fuseLowRank, false},      // X·W + (X·T)·V -> X·(W + T·V): a LoRA branch at the weight's shape
-	{"fuse-bias", fuseBias, false},            // MatMul then Add of a bias row -> MatMulBias
-	{"fuse-view", fuseViews, false},           // batched products read and write heads in place
-	{"dce", deadCode, false},                  // drop nodes no output needs
-	{"precision", markPrecision, true},        // products in Options.Precision (no-op for FP32)
+	{"specialize", specialize, true},           // symbolic input dims -> the batch size
+	{"infer-fold", inferAndFold, true},         // static shapes; Shape/Gather/Concat... subgraphs -> constants
+	{"recognize", recognize, false},            // decomposed LayerNorm and GELU -> fused operators
+	{"fuse-attention", fuseAttention, false},   // softmax(alpha a b) v -> Attention(a, b, v), so the gradient is AttentionGrad
+	{"grad", gradPass, true},                   // reverse mode for Options.Grad (no-op without it)
+	{"infer-fold-grad", inferAndFold, true},    // shapes of the gradient nodes, fold what is constant
+	{"fuse-transpose", fuseTransposes, false},  // MatMul reads transposed operands in place
+	{"fuse-scale", fuseScales, false},          // scalar multiplications next to products -> their alpha
+	{"fuse-lowrank", fuseLowRank, false},       // X·W + (X·T)·V -> X·(W + T·V): a LoRA branch at the weight's shape
+	{"fuse-bias", fuseBias, false},             // MatMul then Add of a bias row -> MatMulBias
+	{"fuse-view", fuseViews, false},            // batched products read and write heads in place
+	{"dce", deadCode, false},                   // drop nodes no output needs
+	{"fuse-accumulate", fuseAccumulate, false}, // LayerNormGrad's dx then an Add -> LayerNormGradAdd
+	{"precision", markPrecision, true},         // products in Options.Precision (no-op for FP32)
 }
 
 // compilation is the state threaded through the passes.

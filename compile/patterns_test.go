@@ -160,6 +160,24 @@ func TestFuseBiasKeepsResults(t *testing.T) {
 	compareFused(t, on, off, x, x2, 1e-5, 1e-5)
 }
 
+// The residual stream's gradient is added to LayerNorm's input gradient as
+// each row is computed: LayerNormGradAdd nodes in place of Adds, and the
+// same logits and input gradient bit for bit.
+func TestFuseAccumulateKeepsResults(t *testing.T) {
+	for _, f := range []string{"mnist_vit_op17.onnx", "hf_vit_op16.onnx"} {
+		file := testutil.Fixture("models", f)
+		on, x := gradProgram(t, file, 3)
+		off, x2 := gradProgram(t, file, 3, "fuse-accumulate")
+		a, b := countOps(on.Graph), countOps(off.Graph)
+		if a["LayerNormGradAdd"] == 0 || b["LayerNormGradAdd"] != 0 || a["Add"] >= b["Add"] ||
+			a["LayerNormGradAdd"]+a["LayerNormGrad"] != b["LayerNormGrad"] {
+			t.Fatalf("%s: with the pass %d LayerNormGradAdd, %d LayerNormGrad, %d Add; without %d, %d, %d", f,
+				a["LayerNormGradAdd"], a["LayerNormGrad"], a["Add"], b["LayerNormGradAdd"], b["LayerNormGrad"], b["Add"])
+		}
+		compareFused(t, on, off, x, x2, 0, 0)
+	}
+}
+
 // compareFused runs a program with a fusion and one without on the same
 // inputs: logits within tol relative and input gradients within gtol
 // relative (0: bit for bit).
