@@ -194,7 +194,34 @@ func genSoftmaxRowAVX2(k kernel) {
 	dst := Load(Param("dst").Base(), RDI)
 	x := Load(Param("x").Base(), RSI)
 	n := Load(Param("x").Len(), RCX)
+	softmaxRow256(name, dst, x, n)
+	VZEROUPPER()
+	RET()
+}
 
+// genSoftmaxRow2AVX2 emits softmaxRow2AVX2: the row of softmaxRowAVX2 twice,
+// one row after the other (the AVX2 cores have few registers to interleave
+// two rows in).
+func genSoftmaxRow2AVX2(k kernel) {
+	name := k.name + "AVX2"
+	TEXT(name, NOSPLIT, k.sig)
+	Pragma("noescape")
+	Doc(k.doc(name)...)
+	dst := Load(Param("dst").Base(), RDI)
+	x := Load(Param("x").Base(), RSI)
+	n := Load(Param("n"), RCX)
+	softmaxRow256(name+"_r0", dst, x, n)
+	Load(Param("n"), RCX)
+	LEAQ(Mem{Base: x, Index: RCX, Scale: 4}, x)
+	LEAQ(Mem{Base: dst, Index: RCX, Scale: 4}, dst)
+	softmaxRow256(name+"_r1", dst, x, n)
+	VZEROUPPER()
+	RET()
+}
+
+// softmaxRow256 emits the softmax of the row of n floats at x into dst (the
+// body of softmaxRowAVX2), its labels prefixed by name. It changes n.
+func softmaxRow256(name string, dst, x, n Register) {
 	Comment("Y14, Y15: masks of the lanes of the last partial block; RCX: whole blocks.")
 	pass := rows256(name, n)
 	xi := func(h int) Mem { return at256(x, h) }
@@ -254,6 +281,4 @@ func genSoftmaxRowAVX2(k kernel) {
 		VMULPS(Y1, Y0, Y1)
 		VMASKMOVPS(Y1, masks256[h], di(h))
 	})
-	VZEROUPPER()
-	RET()
 }

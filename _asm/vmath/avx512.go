@@ -429,3 +429,109 @@ func genSoftmaxRowAVX512(k kernel) {
 	VZEROUPPER()
 	RET()
 }
+
+// genSoftmaxRow2AVX512 emits softmaxRow2AVX512: softmaxRowAVX512 on two rows
+// at once, each step emitted for both before the next, so that the two
+// rows' chains of dependent instructions (the reductions of the maximum and
+// the sum, the polynomial, the division) overlap. A row of attention's
+// 50 tokens is too short for the out-of-order core to overlap one call
+// with the next. Each row is computed by the operations of
+// softmaxRowAVX512 on it (the maximum with one accumulator instead of
+// four, which gives the same value), so the bits are those of
+// softmaxRowGo on each row, as its twin says.
+func genSoftmaxRow2AVX512(k kernel) {
+	name := k.name + "AVX512"
+	TEXT(name, NOSPLIT, k.sig)
+	Pragma("noescape")
+	Doc(k.doc(name)...)
+	d0, x0 := Load(Param("dst").Base(), RDI), Load(Param("x").Base(), RSI)
+	n := Load(Param("n"), RCX)
+	d1, x1 := R10, R11
+	LEAQ(Mem{Base: x0, Index: n, Scale: 4}, x1)
+	LEAQ(Mem{Base: d0, Index: n, Scale: 4}, d1)
+	c := newConsts512(expConsts...)
+	Comment("K1: the low n % 16 bits, for the last partial vector.")
+	pass := rows512(name, n)
+	at := func(base Register) Mem { return Mem{Base: base, Index: R8, Scale: 1} }
+	m0, m1 := Z0, Z8
+	Comment("Z0, Z8 = the largest element of each row, in every lane.")
+	VBROADCASTSS(scalarConst("negInf"), m0)
+	VMOVAPS(m0, m1)
+	pass("max", func(mask Op) {
+		if mask == nil {
+			VMAXPS(at(x0), m0, m0)
+			VMAXPS(at(x1), m1, m1)
+		} else {
+			VMAXPS(at(x0), m0, mask, m0)
+			VMAXPS(at(x1), m1, mask, m1)
+		}
+	})
+	for _, s := range [][2]VecPhysical{{m0, Z1}, {m1, Z9}} {
+		VEXTRACTF64X4(U8(1), s[0], s[1].AsY())
+	}
+	for _, s := range [][2]VecPhysical{{m0, Z1}, {m1, Z9}} {
+		VMAXPS(s[1].AsY(), s[0].AsY(), s[0].AsY())
+	}
+	for _, s := range [][2]VecPhysical{{m0, Z1}, {m1, Z9}} {
+		VEXTRACTF128(U8(1), s[0].AsY(), s[1].AsX())
+	}
+	for _, s := range [][2]VecPhysical{{m0, Z1}, {m1, Z9}} {
+		VMAXPS(s[1].AsX(), s[0].AsX(), s[0].AsX())
+	}
+	for _, imm := range []uint8{0x4e, 0xb1} {
+		for _, s := range [][2]VecPhysical{{m0, Z1}, {m1, Z9}} {
+			VPERMILPS(U8(imm), s[0].AsX(), s[1].AsX())
+		}
+		for _, s := range [][2]VecPhysical{{m0, Z1}, {m1, Z9}} {
+			VMAXPS(s[1].AsX(), s[0].AsX(), s[0].AsX())
+		}
+	}
+	VBROADCASTSS(m0.AsX(), m0)
+	VBROADCASTSS(m1.AsX(), m1)
+
+	Comment("dst[i] = e^(x[i] - m); Z6, Z7 and Z14, Z15: lanes 0-7 and 8-15 of each sum, in float64.")
+	for _, r := range []VecPhysical{Z6, Z7, Z14, Z15} {
+		VPXORQ(r, r, r)
+	}
+	pass("exp", func(mask Op) {
+		load512(at(x0), Z1, mask)
+		load512(at(x1), Z9, mask)
+		VSUBPS(m0, Z1, Z1)
+		VSUBPS(m1, Z9, Z9)
+		exp512(c, vecs{Z1, Z9}, vecs{Z2, Z10}, vecs{Z3, Z11}, vecs{Z4, Z12}, vecs{Z5, Z13}, false, mask)
+		store512(Z2, at(d0), mask)
+		store512(Z10, at(d1), mask)
+		accumulate512(Z2, Z6, Z7, Z3, Z4)
+		accumulate512(Z10, Z14, Z15, Z11, Z12)
+	})
+	Comment("Add each row's sixteen lanes pairwise: lane i and i+8, then i+4, i+2, i+1.")
+	laneSum512(Z6, Z7, Z7)
+	laneSum512(Z14, Z15, Z15)
+	Comment("Z0, Z8 = float32(1 / sum) in every lane.")
+	VCVTSS2SD(c.get("one").AsX(), X7, X7)
+	VCVTSS2SD(c.get("one").AsX(), X15, X15)
+	VDIVSD(X6, X7, X7)
+	VDIVSD(X14, X15, X15)
+	VCVTSD2SS(X7, X7, X7)
+	VCVTSD2SS(X15, X15, X15)
+	VBROADCASTSS(X7, m0)
+	VBROADCASTSS(X15, m1)
+
+	Comment("dst[i] *= 1 / sum")
+	pass("scale", func(mask Op) {
+		for _, r := range []struct {
+			d    Register
+			m, t VecPhysical
+		}{{d0, m0, Z1}, {d1, m1, Z9}} {
+			if mask == nil {
+				VMULPS(at(r.d), r.m, r.t)
+				VMOVUPS(r.t, at(r.d))
+			} else {
+				VMULPS(at(r.d), r.m, mask, r.t)
+				VMOVUPS(r.t, mask, at(r.d))
+			}
+		}
+	})
+	VZEROUPPER()
+	RET()
+}

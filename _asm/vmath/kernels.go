@@ -139,6 +139,26 @@ var kernels = []kernel{
 		avx512: genSoftmaxRowAVX512,
 		avx2:   genSoftmaxRowAVX2,
 	},
+	{
+		name: "softmaxRow2",
+		sig:  "func(dst, x []float32, n int)",
+		intro: []string{
+			"sets dst[:n] to the softmax of x[:n] and dst[n:2*n] to that of",
+			"x[n:2*n], two rows a call so that the steps of one overlap those of the",
+			"other (a row of attention's 50 tokens is too short for that across",
+			"calls). It is:",
+		},
+		twin: `
+	softmaxRowGo(dst[:n], x[:n])
+	softmaxRowGo(dst[n:2*n], x[n:2*n])
+`,
+		outro: []string{
+			"It needs n >= 1, len(x) >= 2*n and len(dst) >= 2*n; dst may be x itself",
+			"but not overlap it otherwise.",
+		},
+		avx512: genSoftmaxRow2AVX512,
+		avx2:   genSoftmaxRow2AVX2,
+	},
 }
 
 // binaryOps are the elementwise arithmetic kernels: dst = x op dy.

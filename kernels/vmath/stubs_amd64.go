@@ -72,6 +72,20 @@ func geluGradAVX512(dst []float32, x []float32, dy []float32)
 //go:noescape
 func softmaxRowAVX512(dst []float32, x []float32)
 
+// softmaxRow2AVX512 sets dst[:n] to the softmax of x[:n] and dst[n:2*n] to that of
+// x[n:2*n], two rows a call so that the steps of one overlap those of the
+// other (a row of attention's 50 tokens is too short for that across
+// calls). It is:
+//
+//	softmaxRowGo(dst[:n], x[:n])
+//	softmaxRowGo(dst[n:2*n], x[n:2*n])
+//
+// It needs n >= 1, len(x) >= 2*n and len(dst) >= 2*n; dst may be x itself
+// but not overlap it otherwise.
+//
+//go:noescape
+func softmaxRow2AVX512(dst []float32, x []float32, n int)
+
 // addAVX512 sets dst[i] to the sum x[i] + dy[i] for every i < len(x). It is:
 //
 //	dy = dy[:len(x)]
@@ -294,6 +308,20 @@ func geluGradAVX2(dst []float32, x []float32, dy []float32)
 //
 //go:noescape
 func softmaxRowAVX2(dst []float32, x []float32)
+
+// softmaxRow2AVX2 sets dst[:n] to the softmax of x[:n] and dst[n:2*n] to that of
+// x[n:2*n], two rows a call so that the steps of one overlap those of the
+// other (a row of attention's 50 tokens is too short for that across
+// calls). It is:
+//
+//	softmaxRowGo(dst[:n], x[:n])
+//	softmaxRowGo(dst[n:2*n], x[n:2*n])
+//
+// It needs n >= 1, len(x) >= 2*n and len(dst) >= 2*n; dst may be x itself
+// but not overlap it otherwise.
+//
+//go:noescape
+func softmaxRow2AVX2(dst []float32, x []float32, n int)
 
 // addAVX2 sets dst[i] to the sum x[i] + dy[i] for every i < len(x). It is:
 //

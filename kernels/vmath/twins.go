@@ -97,6 +97,21 @@ func softmaxRowGo(dst, x []float32) {
 	}
 }
 
+// softmaxRow2Go sets dst[:n] to the softmax of x[:n] and dst[n:2*n] to that of
+// x[n:2*n], two rows a call so that the steps of one overlap those of the
+// other (a row of attention's 50 tokens is too short for that across
+// calls). It is:
+//
+//	softmaxRowGo(dst[:n], x[:n])
+//	softmaxRowGo(dst[n:2*n], x[n:2*n])
+//
+// It needs n >= 1, len(x) >= 2*n and len(dst) >= 2*n; dst may be x itself
+// but not overlap it otherwise.
+func softmaxRow2Go(dst, x []float32, n int) {
+	softmaxRowGo(dst[:n], x[:n])
+	softmaxRowGo(dst[n:2*n], x[n:2*n])
+}
+
 // addGo sets dst[i] to the sum x[i] + dy[i] for every i < len(x). It is:
 //
 //	dy = dy[:len(x)]

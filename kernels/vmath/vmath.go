@@ -51,9 +51,12 @@ func SoftmaxRows(dst, x []float32, rows, n int) {
 	if n == 0 {
 		return
 	}
-	f := active.softmaxRow
-	for r := 0; r < rows; r++ {
-		f(dst[r*n:(r+1)*n], x[r*n:(r+1)*n])
+	r := 0
+	for ; r+2 <= rows; r += 2 { // two rows a call: see softmaxRow2Go
+		active.softmaxRow2(dst[r*n:(r+2)*n], x[r*n:(r+2)*n], n)
+	}
+	if r < rows {
+		active.softmaxRow(dst[r*n:(r+1)*n], x[r*n:(r+1)*n])
 	}
 }
 
@@ -141,25 +144,26 @@ func Variant() string { return active.name }
 
 // variant is one implementation of the kernels.
 type variant struct {
-	name       string
-	env        string // the cpu switch that turns the variant off
-	supported  bool   // by this CPU and build
-	exp        func(dst, x []float32)
-	gelu       func(dst, x []float32)
-	geluGrad   func(dst, x, dy []float32)
-	softmaxRow func(dst, x []float32)
-	arith      [4]func(dst, x, y []float32) // Add, Sub, Mul, Div
-	rowSums    func(x []float32) (sum, sumSq float64)
-	normRow    func(y, x, g, b []float32, m, s float32)
-	gradSums   func(x, dy, g []float32, m, s float32) (sg, sgx float64)
-	gradRow    func(dx, x, dy, g []float32, m, s, mg, mgx float32)
-	smGradRow  func(dx, y, dy []float32)
+	name        string
+	env         string // the cpu switch that turns the variant off
+	supported   bool   // by this CPU and build
+	exp         func(dst, x []float32)
+	gelu        func(dst, x []float32)
+	geluGrad    func(dst, x, dy []float32)
+	softmaxRow  func(dst, x []float32)
+	softmaxRow2 func(dst, x []float32, n int)
+	arith       [4]func(dst, x, y []float32) // Add, Sub, Mul, Div
+	rowSums     func(x []float32) (sum, sumSq float64)
+	normRow     func(y, x, g, b []float32, m, s float32)
+	gradSums    func(x, dy, g []float32, m, s float32) (sg, sgx float64)
+	gradRow     func(dx, x, dy, g []float32, m, s, mg, mgx float32)
+	smGradRow   func(dx, y, dy []float32)
 }
 
 // goVariant is the plain-Go implementation, always available.
 var goVariant = &variant{
 	name: "go", supported: true,
-	exp: expGo, gelu: geluGo, geluGrad: geluGradGo, softmaxRow: softmaxRowGo,
+	exp: expGo, gelu: geluGo, geluGrad: geluGradGo, softmaxRow: softmaxRowGo, softmaxRow2: softmaxRow2Go,
 	arith:   [4]func(dst, x, y []float32){addGo, subGo, mulGo, divGo},
 	rowSums: rowSumsGo, normRow: normRowGo, gradSums: normGradSumsGo, gradRow: normGradRowGo,
 	smGradRow: softmaxGradRowGo,

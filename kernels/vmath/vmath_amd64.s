@@ -1009,6 +1009,237 @@ softmaxRowAVX512_scale_done:
 	VZEROUPPER
 	RET
 
+// func softmaxRow2AVX512(dst []float32, x []float32, n int)
+// Requires: AVX, AVX512F, BMI2
+TEXT ·softmaxRow2AVX512(SB), NOSPLIT, $0-56
+	MOVQ dst_base+0(FP), DI
+	MOVQ x_base+24(FP), SI
+	MOVQ n+48(FP), CX
+	LEAQ (SI)(CX*4), R11
+	LEAQ (DI)(CX*4), R10
+
+	// Broadcast the constants.
+	VBROADCASTSS consts<>+0(SB), Z31
+	VBROADCASTSS consts<>+32(SB), Z30
+	VBROADCASTSS consts<>+36(SB), Z29
+	VBROADCASTSS consts<>+20(SB), Z28
+	VBROADCASTSS consts<>+24(SB), Z27
+	VBROADCASTSS consts<>+28(SB), Z26
+	VBROADCASTSS consts<>+40(SB), Z25
+	VBROADCASTSS consts<>+44(SB), Z24
+	VBROADCASTSS consts<>+48(SB), Z23
+	VBROADCASTSS consts<>+52(SB), Z22
+	VBROADCASTSS consts<>+56(SB), Z21
+
+	// K1: the low n % 16 bits, for the last partial vector.
+	MOVQ  CX, BX
+	ANDQ  $0x0f, BX
+	MOVL  $0x00000001, DX
+	SHLXL BX, DX, DX
+	DECL  DX
+	KMOVW DX, K1
+	SHRQ  $0x04, CX
+
+	// Z0, Z8 = the largest element of each row, in every lane.
+	VBROADCASTSS consts<>+12(SB), Z0
+	VMOVAPS      Z0, Z8
+	XORQ         R8, R8
+	MOVQ         CX, R9
+	TESTQ        R9, R9
+	JZ           softmaxRow2AVX512_max_tail
+
+softmaxRow2AVX512_max_loop:
+	VMAXPS (SI)(R8*1), Z0, Z0
+	VMAXPS (R11)(R8*1), Z8, Z8
+	ADDQ   $0x40, R8
+	DECQ   R9
+	JNZ    softmaxRow2AVX512_max_loop
+
+softmaxRow2AVX512_max_tail:
+	TESTQ  BX, BX
+	JZ     softmaxRow2AVX512_max_done
+	VMAXPS (SI)(R8*1), Z0, K1, Z0
+	VMAXPS (R11)(R8*1), Z8, K1, Z8
+
+softmaxRow2AVX512_max_done:
+	VEXTRACTF64X4 $0x01, Z0, Y1
+	VEXTRACTF64X4 $0x01, Z8, Y9
+	VMAXPS        Y1, Y0, Y0
+	VMAXPS        Y9, Y8, Y8
+	VEXTRACTF128  $0x01, Y0, X1
+	VEXTRACTF128  $0x01, Y8, X9
+	VMAXPS        X1, X0, X0
+	VMAXPS        X9, X8, X8
+	VPERMILPS     $0x4e, X0, X1
+	VPERMILPS     $0x4e, X8, X9
+	VMAXPS        X1, X0, X0
+	VMAXPS        X9, X8, X8
+	VPERMILPS     $0xb1, X0, X1
+	VPERMILPS     $0xb1, X8, X9
+	VMAXPS        X1, X0, X0
+	VMAXPS        X9, X8, X8
+	VBROADCASTSS  X0, Z0
+	VBROADCASTSS  X8, Z8
+
+	// dst[i] = e^(x[i] - m); Z6, Z7 and Z14, Z15: lanes 0-7 and 8-15 of each sum, in float64.
+	VPXORQ Z6, Z6, Z6
+	VPXORQ Z7, Z7, Z7
+	VPXORQ Z14, Z14, Z14
+	VPXORQ Z15, Z15, Z15
+	XORQ   R8, R8
+	MOVQ   CX, R9
+	TESTQ  R9, R9
+	JZ     softmaxRow2AVX512_exp_tail
+
+softmaxRow2AVX512_exp_loop:
+	VMOVUPS       (SI)(R8*1), Z1
+	VMOVUPS       (R11)(R8*1), Z9
+	VSUBPS        Z0, Z1, Z1
+	VSUBPS        Z8, Z9, Z9
+	VMAXPS        Z1, Z30, Z3
+	VMAXPS        Z9, Z30, Z11
+	VMULPS        Z28, Z3, Z4
+	VMULPS        Z28, Z11, Z12
+	VRNDSCALEPS   $0x00, Z4, Z4
+	VRNDSCALEPS   $0x00, Z12, Z12
+	VFNMADD231PS  Z27, Z4, Z3
+	VFNMADD231PS  Z27, Z12, Z11
+	VFNMADD231PS  Z26, Z4, Z3
+	VFNMADD231PS  Z26, Z12, Z11
+	VMOVAPS       Z22, Z5
+	VMOVAPS       Z22, Z13
+	VFMADD231PS   Z21, Z3, Z5
+	VFMADD231PS   Z21, Z11, Z13
+	VFMADD213PS   Z23, Z3, Z5
+	VFMADD213PS   Z23, Z11, Z13
+	VFMADD213PS   Z24, Z3, Z5
+	VFMADD213PS   Z24, Z11, Z13
+	VFMADD213PS   Z25, Z3, Z5
+	VFMADD213PS   Z25, Z11, Z13
+	VFMADD213PS   Z31, Z3, Z5
+	VFMADD213PS   Z31, Z11, Z13
+	VCMPPS        $0x15, Z30, Z1, K2
+	VCMPPS        $0x15, Z30, Z9, K3
+	VSCALEFPS.Z   Z4, Z5, K2, Z2
+	VSCALEFPS.Z   Z12, Z13, K3, Z10
+	VMOVUPS       Z2, (DI)(R8*1)
+	VMOVUPS       Z10, (R10)(R8*1)
+	VCVTPS2PD     Y2, Z3
+	VEXTRACTF64X4 $0x01, Z2, Y4
+	VCVTPS2PD     Y4, Z4
+	VADDPD        Z3, Z6, Z6
+	VADDPD        Z4, Z7, Z7
+	VCVTPS2PD     Y10, Z11
+	VEXTRACTF64X4 $0x01, Z10, Y12
+	VCVTPS2PD     Y12, Z12
+	VADDPD        Z11, Z14, Z14
+	VADDPD        Z12, Z15, Z15
+	ADDQ          $0x40, R8
+	DECQ          R9
+	JNZ           softmaxRow2AVX512_exp_loop
+
+softmaxRow2AVX512_exp_tail:
+	TESTQ         BX, BX
+	JZ            softmaxRow2AVX512_exp_done
+	VMOVUPS.Z     (SI)(R8*1), K1, Z1
+	VMOVUPS.Z     (R11)(R8*1), K1, Z9
+	VSUBPS        Z0, Z1, Z1
+	VSUBPS        Z8, Z9, Z9
+	VMAXPS        Z1, Z30, Z3
+	VMAXPS        Z9, Z30, Z11
+	VMULPS        Z28, Z3, Z4
+	VMULPS        Z28, Z11, Z12
+	VRNDSCALEPS   $0x00, Z4, Z4
+	VRNDSCALEPS   $0x00, Z12, Z12
+	VFNMADD231PS  Z27, Z4, Z3
+	VFNMADD231PS  Z27, Z12, Z11
+	VFNMADD231PS  Z26, Z4, Z3
+	VFNMADD231PS  Z26, Z12, Z11
+	VMOVAPS       Z22, Z5
+	VMOVAPS       Z22, Z13
+	VFMADD231PS   Z21, Z3, Z5
+	VFMADD231PS   Z21, Z11, Z13
+	VFMADD213PS   Z23, Z3, Z5
+	VFMADD213PS   Z23, Z11, Z13
+	VFMADD213PS   Z24, Z3, Z5
+	VFMADD213PS   Z24, Z11, Z13
+	VFMADD213PS   Z25, Z3, Z5
+	VFMADD213PS   Z25, Z11, Z13
+	VFMADD213PS   Z31, Z3, Z5
+	VFMADD213PS   Z31, Z11, Z13
+	VCMPPS        $0x15, Z30, Z1, K2
+	KANDW         K1, K2, K2
+	VCMPPS        $0x15, Z30, Z9, K3
+	KANDW         K1, K3, K3
+	VSCALEFPS.Z   Z4, Z5, K2, Z2
+	VSCALEFPS.Z   Z12, Z13, K3, Z10
+	VMOVUPS       Z2, K1, (DI)(R8*1)
+	VMOVUPS       Z10, K1, (R10)(R8*1)
+	VCVTPS2PD     Y2, Z3
+	VEXTRACTF64X4 $0x01, Z2, Y4
+	VCVTPS2PD     Y4, Z4
+	VADDPD        Z3, Z6, Z6
+	VADDPD        Z4, Z7, Z7
+	VCVTPS2PD     Y10, Z11
+	VEXTRACTF64X4 $0x01, Z10, Y12
+	VCVTPS2PD     Y12, Z12
+	VADDPD        Z11, Z14, Z14
+	VADDPD        Z12, Z15, Z15
+
+softmaxRow2AVX512_exp_done:
+	// Add each row's sixteen lanes pairwise: lane i and i+8, then i+4, i+2, i+1.
+	VADDPD        Z7, Z6, Z6
+	VEXTRACTF64X4 $0x01, Z6, Y7
+	VADDPD        Y7, Y6, Y6
+	VEXTRACTF128  $0x01, Y6, X7
+	VADDPD        X7, X6, X6
+	VPERMILPD     $0x01, X6, X7
+	VADDSD        X7, X6, X6
+	VADDPD        Z15, Z14, Z14
+	VEXTRACTF64X4 $0x01, Z14, Y15
+	VADDPD        Y15, Y14, Y14
+	VEXTRACTF128  $0x01, Y14, X15
+	VADDPD        X15, X14, X14
+	VPERMILPD     $0x01, X14, X15
+	VADDSD        X15, X14, X14
+
+	// Z0, Z8 = float32(1 / sum) in every lane.
+	VCVTSS2SD    X31, X7, X7
+	VCVTSS2SD    X31, X15, X15
+	VDIVSD       X6, X7, X7
+	VDIVSD       X14, X15, X15
+	VCVTSD2SS    X7, X7, X7
+	VCVTSD2SS    X15, X15, X15
+	VBROADCASTSS X7, Z0
+	VBROADCASTSS X15, Z8
+
+	// dst[i] *= 1 / sum
+	XORQ  R8, R8
+	MOVQ  CX, R9
+	TESTQ R9, R9
+	JZ    softmaxRow2AVX512_scale_tail
+
+softmaxRow2AVX512_scale_loop:
+	VMULPS  (DI)(R8*1), Z0, Z1
+	VMOVUPS Z1, (DI)(R8*1)
+	VMULPS  (R10)(R8*1), Z8, Z9
+	VMOVUPS Z9, (R10)(R8*1)
+	ADDQ    $0x40, R8
+	DECQ    R9
+	JNZ     softmaxRow2AVX512_scale_loop
+
+softmaxRow2AVX512_scale_tail:
+	TESTQ   BX, BX
+	JZ      softmaxRow2AVX512_scale_done
+	VMULPS  (DI)(R8*1), Z0, K1, Z1
+	VMOVUPS Z1, K1, (DI)(R8*1)
+	VMULPS  (R10)(R8*1), Z8, K1, Z9
+	VMOVUPS Z9, K1, (R10)(R8*1)
+
+softmaxRow2AVX512_scale_done:
+	VZEROUPPER
+	RET
+
 // func addAVX512(dst []float32, x []float32, dy []float32)
 // Requires: AVX, AVX512F
 TEXT ·addAVX512(SB), NOSPLIT, $0-72
@@ -2208,6 +2439,498 @@ softmaxRowAVX2_scale_tail:
 	VMASKMOVPS Y1, Y15, 32(DI)(R8*1)
 
 softmaxRowAVX2_scale_done:
+	VZEROUPPER
+	RET
+
+// func softmaxRow2AVX2(dst []float32, x []float32, n int)
+// Requires: AVX, AVX2, FMA3
+TEXT ·softmaxRow2AVX2(SB), NOSPLIT, $0-56
+	MOVQ dst_base+0(FP), DI
+	MOVQ x_base+24(FP), SI
+	MOVQ n+48(FP), CX
+
+	// Y14, Y15: masks of the lanes of the last partial block; RCX: whole blocks.
+	MOVQ         CX, BX
+	ANDQ         $0x0f, BX
+	VMOVQ        BX, X15
+	VPBROADCASTD X15, Y15
+	VPCMPGTD     iota<>+0(SB), Y15, Y14
+	VPCMPGTD     iota<>+32(SB), Y15, Y15
+	SHRQ         $0x04, CX
+
+	// Y0 = m, the largest x[i], in every lane.
+	VMOVUPS consts8<>+96(SB), Y0
+	XORQ    R8, R8
+	MOVQ    CX, R9
+	TESTQ   R9, R9
+	JZ      softmaxRow2AVX2_r0_max_tail
+
+softmaxRow2AVX2_r0_max_loop:
+	VMAXPS (SI)(R8*1), Y0, Y0
+	VMAXPS 32(SI)(R8*1), Y0, Y0
+	ADDQ   $0x40, R8
+	DECQ   R9
+	JNZ    softmaxRow2AVX2_r0_max_loop
+
+softmaxRow2AVX2_r0_max_tail:
+	TESTQ      BX, BX
+	JZ         softmaxRow2AVX2_r0_max_done
+	VMASKMOVPS (SI)(R8*1), Y14, Y1
+	VMOVUPS    consts8<>+96(SB), Y2
+	VBLENDVPS  Y14, Y1, Y2, Y1
+	VMAXPS     Y1, Y0, Y0
+	VMASKMOVPS 32(SI)(R8*1), Y15, Y1
+	VMOVUPS    consts8<>+96(SB), Y2
+	VBLENDVPS  Y15, Y1, Y2, Y1
+	VMAXPS     Y1, Y0, Y0
+
+softmaxRow2AVX2_r0_max_done:
+	VEXTRACTF128 $0x01, Y0, X1
+	VMAXPS       X1, X0, X0
+	VPERMILPS    $0x4e, X0, X1
+	VMAXPS       X1, X0, X0
+	VPERMILPS    $0xb1, X0, X1
+	VMAXPS       X1, X0, X0
+	VBROADCASTSS X0, Y0
+
+	// dst[i] = e^(x[i] - m); Y10-Y13: lanes 0-3, 4-7, 8-11, 12-15 of the sum, in float64.
+	VXORPD Y10, Y10, Y10
+	VXORPD Y11, Y11, Y11
+	VXORPD Y12, Y12, Y12
+	VXORPD Y13, Y13, Y13
+	XORQ   R8, R8
+	MOVQ   CX, R9
+	TESTQ  R9, R9
+	JZ     softmaxRow2AVX2_r0_exp_tail
+
+softmaxRow2AVX2_r0_exp_loop:
+	VMOVUPS      (SI)(R8*1), Y1
+	VSUBPS       Y0, Y1, Y1
+	VMOVUPS      consts8<>+256(SB), Y6
+	VMAXPS       Y1, Y6, Y3
+	VMULPS       consts8<>+160(SB), Y3, Y4
+	VROUNDPS     $0x00, Y4, Y4
+	VFNMADD231PS consts8<>+192(SB), Y4, Y3
+	VFNMADD231PS consts8<>+224(SB), Y4, Y3
+	VMOVUPS      consts8<>+416(SB), Y5
+	VFMADD231PS  consts8<>+448(SB), Y3, Y5
+	VFMADD213PS  consts8<>+384(SB), Y3, Y5
+	VFMADD213PS  consts8<>+352(SB), Y3, Y5
+	VFMADD213PS  consts8<>+320(SB), Y3, Y5
+	VFMADD213PS  consts8<>+0(SB), Y3, Y5
+
+	// y = p 2^n as (p 2^(n>>1)) 2^(n-(n>>1)): n may be 128
+	VCVTPS2DQ    Y4, Y4
+	VPSRAD       $0x01, Y4, Y6
+	VPSUBD       Y6, Y4, Y4
+	VPADDD       consts8<>+128(SB), Y6, Y6
+	VPSLLD       $0x17, Y6, Y6
+	VPADDD       consts8<>+128(SB), Y4, Y4
+	VPSLLD       $0x17, Y4, Y4
+	VMULPS       Y6, Y5, Y5
+	VMULPS       Y4, Y5, Y5
+	VCMPPS       $0x15, consts8<>+256(SB), Y1, Y6
+	VANDPS       Y6, Y5, Y2
+	VMOVUPS      Y2, (DI)(R8*1)
+	VCVTPS2PD    X2, Y3
+	VEXTRACTF128 $0x01, Y2, X4
+	VCVTPS2PD    X4, Y4
+	VADDPD       Y3, Y10, Y10
+	VADDPD       Y4, Y11, Y11
+	VMOVUPS      32(SI)(R8*1), Y1
+	VSUBPS       Y0, Y1, Y1
+	VMOVUPS      consts8<>+256(SB), Y6
+	VMAXPS       Y1, Y6, Y3
+	VMULPS       consts8<>+160(SB), Y3, Y4
+	VROUNDPS     $0x00, Y4, Y4
+	VFNMADD231PS consts8<>+192(SB), Y4, Y3
+	VFNMADD231PS consts8<>+224(SB), Y4, Y3
+	VMOVUPS      consts8<>+416(SB), Y5
+	VFMADD231PS  consts8<>+448(SB), Y3, Y5
+	VFMADD213PS  consts8<>+384(SB), Y3, Y5
+	VFMADD213PS  consts8<>+352(SB), Y3, Y5
+	VFMADD213PS  consts8<>+320(SB), Y3, Y5
+	VFMADD213PS  consts8<>+0(SB), Y3, Y5
+
+	// y = p 2^n as (p 2^(n>>1)) 2^(n-(n>>1)): n may be 128
+	VCVTPS2DQ    Y4, Y4
+	VPSRAD       $0x01, Y4, Y6
+	VPSUBD       Y6, Y4, Y4
+	VPADDD       consts8<>+128(SB), Y6, Y6
+	VPSLLD       $0x17, Y6, Y6
+	VPADDD       consts8<>+128(SB), Y4, Y4
+	VPSLLD       $0x17, Y4, Y4
+	VMULPS       Y6, Y5, Y5
+	VMULPS       Y4, Y5, Y5
+	VCMPPS       $0x15, consts8<>+256(SB), Y1, Y6
+	VANDPS       Y6, Y5, Y2
+	VMOVUPS      Y2, 32(DI)(R8*1)
+	VCVTPS2PD    X2, Y3
+	VEXTRACTF128 $0x01, Y2, X4
+	VCVTPS2PD    X4, Y4
+	VADDPD       Y3, Y12, Y12
+	VADDPD       Y4, Y13, Y13
+	ADDQ         $0x40, R8
+	DECQ         R9
+	JNZ          softmaxRow2AVX2_r0_exp_loop
+
+softmaxRow2AVX2_r0_exp_tail:
+	TESTQ        BX, BX
+	JZ           softmaxRow2AVX2_r0_exp_done
+	VMASKMOVPS   (SI)(R8*1), Y14, Y1
+	VSUBPS       Y0, Y1, Y1
+	VMOVUPS      consts8<>+256(SB), Y6
+	VMAXPS       Y1, Y6, Y3
+	VMULPS       consts8<>+160(SB), Y3, Y4
+	VROUNDPS     $0x00, Y4, Y4
+	VFNMADD231PS consts8<>+192(SB), Y4, Y3
+	VFNMADD231PS consts8<>+224(SB), Y4, Y3
+	VMOVUPS      consts8<>+416(SB), Y5
+	VFMADD231PS  consts8<>+448(SB), Y3, Y5
+	VFMADD213PS  consts8<>+384(SB), Y3, Y5
+	VFMADD213PS  consts8<>+352(SB), Y3, Y5
+	VFMADD213PS  consts8<>+320(SB), Y3, Y5
+	VFMADD213PS  consts8<>+0(SB), Y3, Y5
+
+	// y = p 2^n as (p 2^(n>>1)) 2^(n-(n>>1)): n may be 128
+	VCVTPS2DQ    Y4, Y4
+	VPSRAD       $0x01, Y4, Y6
+	VPSUBD       Y6, Y4, Y4
+	VPADDD       consts8<>+128(SB), Y6, Y6
+	VPSLLD       $0x17, Y6, Y6
+	VPADDD       consts8<>+128(SB), Y4, Y4
+	VPSLLD       $0x17, Y4, Y4
+	VMULPS       Y6, Y5, Y5
+	VMULPS       Y4, Y5, Y5
+	VCMPPS       $0x15, consts8<>+256(SB), Y1, Y6
+	VANDPS       Y6, Y5, Y2
+	VANDPS       Y14, Y2, Y2
+	VMASKMOVPS   Y2, Y14, (DI)(R8*1)
+	VCVTPS2PD    X2, Y3
+	VEXTRACTF128 $0x01, Y2, X4
+	VCVTPS2PD    X4, Y4
+	VADDPD       Y3, Y10, Y10
+	VADDPD       Y4, Y11, Y11
+	VMASKMOVPS   32(SI)(R8*1), Y15, Y1
+	VSUBPS       Y0, Y1, Y1
+	VMOVUPS      consts8<>+256(SB), Y6
+	VMAXPS       Y1, Y6, Y3
+	VMULPS       consts8<>+160(SB), Y3, Y4
+	VROUNDPS     $0x00, Y4, Y4
+	VFNMADD231PS consts8<>+192(SB), Y4, Y3
+	VFNMADD231PS consts8<>+224(SB), Y4, Y3
+	VMOVUPS      consts8<>+416(SB), Y5
+	VFMADD231PS  consts8<>+448(SB), Y3, Y5
+	VFMADD213PS  consts8<>+384(SB), Y3, Y5
+	VFMADD213PS  consts8<>+352(SB), Y3, Y5
+	VFMADD213PS  consts8<>+320(SB), Y3, Y5
+	VFMADD213PS  consts8<>+0(SB), Y3, Y5
+
+	// y = p 2^n as (p 2^(n>>1)) 2^(n-(n>>1)): n may be 128
+	VCVTPS2DQ    Y4, Y4
+	VPSRAD       $0x01, Y4, Y6
+	VPSUBD       Y6, Y4, Y4
+	VPADDD       consts8<>+128(SB), Y6, Y6
+	VPSLLD       $0x17, Y6, Y6
+	VPADDD       consts8<>+128(SB), Y4, Y4
+	VPSLLD       $0x17, Y4, Y4
+	VMULPS       Y6, Y5, Y5
+	VMULPS       Y4, Y5, Y5
+	VCMPPS       $0x15, consts8<>+256(SB), Y1, Y6
+	VANDPS       Y6, Y5, Y2
+	VANDPS       Y15, Y2, Y2
+	VMASKMOVPS   Y2, Y15, 32(DI)(R8*1)
+	VCVTPS2PD    X2, Y3
+	VEXTRACTF128 $0x01, Y2, X4
+	VCVTPS2PD    X4, Y4
+	VADDPD       Y3, Y12, Y12
+	VADDPD       Y4, Y13, Y13
+
+softmaxRow2AVX2_r0_exp_done:
+	// Add the sixteen lanes pairwise: lane i and i+8, then i+4, i+2, i+1.
+	VADDPD       Y12, Y10, Y10
+	VADDPD       Y13, Y11, Y11
+	VADDPD       Y11, Y10, Y10
+	VEXTRACTF128 $0x01, Y10, X11
+	VADDPD       X11, X10, X10
+	VPERMILPD    $0x01, X10, X11
+	VADDSD       X11, X10, X10
+
+	// Y0 = float32(1 / sum) in every lane.
+	VCVTSS2SD    consts<>+0(SB), X11, X11
+	VDIVSD       X10, X11, X11
+	VCVTSD2SS    X11, X11, X11
+	VBROADCASTSS X11, Y0
+
+	// dst[i] *= 1 / sum
+	XORQ  R8, R8
+	MOVQ  CX, R9
+	TESTQ R9, R9
+	JZ    softmaxRow2AVX2_r0_scale_tail
+
+softmaxRow2AVX2_r0_scale_loop:
+	VMULPS  (DI)(R8*1), Y0, Y1
+	VMOVUPS Y1, (DI)(R8*1)
+	VMULPS  32(DI)(R8*1), Y0, Y1
+	VMOVUPS Y1, 32(DI)(R8*1)
+	ADDQ    $0x40, R8
+	DECQ    R9
+	JNZ     softmaxRow2AVX2_r0_scale_loop
+
+softmaxRow2AVX2_r0_scale_tail:
+	TESTQ      BX, BX
+	JZ         softmaxRow2AVX2_r0_scale_done
+	VMASKMOVPS (DI)(R8*1), Y14, Y1
+	VMULPS     Y1, Y0, Y1
+	VMASKMOVPS Y1, Y14, (DI)(R8*1)
+	VMASKMOVPS 32(DI)(R8*1), Y15, Y1
+	VMULPS     Y1, Y0, Y1
+	VMASKMOVPS Y1, Y15, 32(DI)(R8*1)
+
+softmaxRow2AVX2_r0_scale_done:
+	MOVQ n+48(FP), CX
+	LEAQ (SI)(CX*4), SI
+	LEAQ (DI)(CX*4), DI
+
+	// Y14, Y15: masks of the lanes of the last partial block; RCX: whole blocks.
+	MOVQ         CX, BX
+	ANDQ         $0x0f, BX
+	VMOVQ        BX, X15
+	VPBROADCASTD X15, Y15
+	VPCMPGTD     iota<>+0(SB), Y15, Y14
+	VPCMPGTD     iota<>+32(SB), Y15, Y15
+	SHRQ         $0x04, CX
+
+	// Y0 = m, the largest x[i], in every lane.
+	VMOVUPS consts8<>+96(SB), Y0
+	XORQ    R8, R8
+	MOVQ    CX, R9
+	TESTQ   R9, R9
+	JZ      softmaxRow2AVX2_r1_max_tail
+
+softmaxRow2AVX2_r1_max_loop:
+	VMAXPS (SI)(R8*1), Y0, Y0
+	VMAXPS 32(SI)(R8*1), Y0, Y0
+	ADDQ   $0x40, R8
+	DECQ   R9
+	JNZ    softmaxRow2AVX2_r1_max_loop
+
+softmaxRow2AVX2_r1_max_tail:
+	TESTQ      BX, BX
+	JZ         softmaxRow2AVX2_r1_max_done
+	VMASKMOVPS (SI)(R8*1), Y14, Y1
+	VMOVUPS    consts8<>+96(SB), Y2
+	VBLENDVPS  Y14, Y1, Y2, Y1
+	VMAXPS     Y1, Y0, Y0
+	VMASKMOVPS 32(SI)(R8*1), Y15, Y1
+	VMOVUPS    consts8<>+96(SB), Y2
+	VBLENDVPS  Y15, Y1, Y2, Y1
+	VMAXPS     Y1, Y0, Y0
+
+softmaxRow2AVX2_r1_max_done:
+	VEXTRACTF128 $0x01, Y0, X1
+	VMAXPS       X1, X0, X0
+	VPERMILPS    $0x4e, X0, X1
+	VMAXPS       X1, X0, X0
+	VPERMILPS    $0xb1, X0, X1
+	VMAXPS       X1, X0, X0
+	VBROADCASTSS X0, Y0
+
+	// dst[i] = e^(x[i] - m); Y10-Y13: lanes 0-3, 4-7, 8-11, 12-15 of the sum, in float64.
+	VXORPD Y10, Y10, Y10
+	VXORPD Y11, Y11, Y11
+	VXORPD Y12, Y12, Y12
+	VXORPD Y13, Y13, Y13
+	XORQ   R8, R8
+	MOVQ   CX, R9
+	TESTQ  R9, R9
+	JZ     softmaxRow2AVX2_r1_exp_tail
+
+softmaxRow2AVX2_r1_exp_loop:
+	VMOVUPS      (SI)(R8*1), Y1
+	VSUBPS       Y0, Y1, Y1
+	VMOVUPS      consts8<>+256(SB), Y6
+	VMAXPS       Y1, Y6, Y3
+	VMULPS       consts8<>+160(SB), Y3, Y4
+	VROUNDPS     $0x00, Y4, Y4
+	VFNMADD231PS consts8<>+192(SB), Y4, Y3
+	VFNMADD231PS consts8<>+224(SB), Y4, Y3
+	VMOVUPS      consts8<>+416(SB), Y5
+	VFMADD231PS  consts8<>+448(SB), Y3, Y5
+	VFMADD213PS  consts8<>+384(SB), Y3, Y5
+	VFMADD213PS  consts8<>+352(SB), Y3, Y5
+	VFMADD213PS  consts8<>+320(SB), Y3, Y5
+	VFMADD213PS  consts8<>+0(SB), Y3, Y5
+
+	// y = p 2^n as (p 2^(n>>1)) 2^(n-(n>>1)): n may be 128
+	VCVTPS2DQ    Y4, Y4
+	VPSRAD       $0x01, Y4, Y6
+	VPSUBD       Y6, Y4, Y4
+	VPADDD       consts8<>+128(SB), Y6, Y6
+	VPSLLD       $0x17, Y6, Y6
+	VPADDD       consts8<>+128(SB), Y4, Y4
+	VPSLLD       $0x17, Y4, Y4
+	VMULPS       Y6, Y5, Y5
+	VMULPS       Y4, Y5, Y5
+	VCMPPS       $0x15, consts8<>+256(SB), Y1, Y6
+	VANDPS       Y6, Y5, Y2
+	VMOVUPS      Y2, (DI)(R8*1)
+	VCVTPS2PD    X2, Y3
+	VEXTRACTF128 $0x01, Y2, X4
+	VCVTPS2PD    X4, Y4
+	VADDPD       Y3, Y10, Y10
+	VADDPD       Y4, Y11, Y11
+	VMOVUPS      32(SI)(R8*1), Y1
+	VSUBPS       Y0, Y1, Y1
+	VMOVUPS      consts8<>+256(SB), Y6
+	VMAXPS       Y1, Y6, Y3
+	VMULPS       consts8<>+160(SB), Y3, Y4
+	VROUNDPS     $0x00, Y4, Y4
+	VFNMADD231PS consts8<>+192(SB), Y4, Y3
+	VFNMADD231PS consts8<>+224(SB), Y4, Y3
+	VMOVUPS      consts8<>+416(SB), Y5
+	VFMADD231PS  consts8<>+448(SB), Y3, Y5
+	VFMADD213PS  consts8<>+384(SB), Y3, Y5
+	VFMADD213PS  consts8<>+352(SB), Y3, Y5
+	VFMADD213PS  consts8<>+320(SB), Y3, Y5
+	VFMADD213PS  consts8<>+0(SB), Y3, Y5
+
+	// y = p 2^n as (p 2^(n>>1)) 2^(n-(n>>1)): n may be 128
+	VCVTPS2DQ    Y4, Y4
+	VPSRAD       $0x01, Y4, Y6
+	VPSUBD       Y6, Y4, Y4
+	VPADDD       consts8<>+128(SB), Y6, Y6
+	VPSLLD       $0x17, Y6, Y6
+	VPADDD       consts8<>+128(SB), Y4, Y4
+	VPSLLD       $0x17, Y4, Y4
+	VMULPS       Y6, Y5, Y5
+	VMULPS       Y4, Y5, Y5
+	VCMPPS       $0x15, consts8<>+256(SB), Y1, Y6
+	VANDPS       Y6, Y5, Y2
+	VMOVUPS      Y2, 32(DI)(R8*1)
+	VCVTPS2PD    X2, Y3
+	VEXTRACTF128 $0x01, Y2, X4
+	VCVTPS2PD    X4, Y4
+	VADDPD       Y3, Y12, Y12
+	VADDPD       Y4, Y13, Y13
+	ADDQ         $0x40, R8
+	DECQ         R9
+	JNZ          softmaxRow2AVX2_r1_exp_loop
+
+softmaxRow2AVX2_r1_exp_tail:
+	TESTQ        BX, BX
+	JZ           softmaxRow2AVX2_r1_exp_done
+	VMASKMOVPS   (SI)(R8*1), Y14, Y1
+	VSUBPS       Y0, Y1, Y1
+	VMOVUPS      consts8<>+256(SB), Y6
+	VMAXPS       Y1, Y6, Y3
+	VMULPS       consts8<>+160(SB), Y3, Y4
+	VROUNDPS     $0x00, Y4, Y4
+	VFNMADD231PS consts8<>+192(SB), Y4, Y3
+	VFNMADD231PS consts8<>+224(SB), Y4, Y3
+	VMOVUPS      consts8<>+416(SB), Y5
+	VFMADD231PS  consts8<>+448(SB), Y3, Y5
+	VFMADD213PS  consts8<>+384(SB), Y3, Y5
+	VFMADD213PS  consts8<>+352(SB), Y3, Y5
+	VFMADD213PS  consts8<>+320(SB), Y3, Y5
+	VFMADD213PS  consts8<>+0(SB), Y3, Y5
+
+	// y = p 2^n as (p 2^(n>>1)) 2^(n-(n>>1)): n may be 128
+	VCVTPS2DQ    Y4, Y4
+	VPSRAD       $0x01, Y4, Y6
+	VPSUBD       Y6, Y4, Y4
+	VPADDD       consts8<>+128(SB), Y6, Y6
+	VPSLLD       $0x17, Y6, Y6
+	VPADDD       consts8<>+128(SB), Y4, Y4
+	VPSLLD       $0x17, Y4, Y4
+	VMULPS       Y6, Y5, Y5
+	VMULPS       Y4, Y5, Y5
+	VCMPPS       $0x15, consts8<>+256(SB), Y1, Y6
+	VANDPS       Y6, Y5, Y2
+	VANDPS       Y14, Y2, Y2
+	VMASKMOVPS   Y2, Y14, (DI)(R8*1)
+	VCVTPS2PD    X2, Y3
+	VEXTRACTF128 $0x01, Y2, X4
+	VCVTPS2PD    X4, Y4
+	VADDPD       Y3, Y10, Y10
+	VADDPD       Y4, Y11, Y11
+	VMASKMOVPS   32(SI)(R8*1), Y15, Y1
+	VSUBPS       Y0, Y1, Y1
+	VMOVUPS      consts8<>+256(SB), Y6
+	VMAXPS       Y1, Y6, Y3
+	VMULPS       consts8<>+160(SB), Y3, Y4
+	VROUNDPS     $0x00, Y4, Y4
+	VFNMADD231PS consts8<>+192(SB), Y4, Y3
+	VFNMADD231PS consts8<>+224(SB), Y4, Y3
+	VMOVUPS      consts8<>+416(SB), Y5
+	VFMADD231PS  consts8<>+448(SB), Y3, Y5
+	VFMADD213PS  consts8<>+384(SB), Y3, Y5
+	VFMADD213PS  consts8<>+352(SB), Y3, Y5
+	VFMADD213PS  consts8<>+320(SB), Y3, Y5
+	VFMADD213PS  consts8<>+0(SB), Y3, Y5
+
+	// y = p 2^n as (p 2^(n>>1)) 2^(n-(n>>1)): n may be 128
+	VCVTPS2DQ    Y4, Y4
+	VPSRAD       $0x01, Y4, Y6
+	VPSUBD       Y6, Y4, Y4
+	VPADDD       consts8<>+128(SB), Y6, Y6
+	VPSLLD       $0x17, Y6, Y6
+	VPADDD       consts8<>+128(SB), Y4, Y4
+	VPSLLD       $0x17, Y4, Y4
+	VMULPS       Y6, Y5, Y5
+	VMULPS       Y4, Y5, Y5
+	VCMPPS       $0x15, consts8<>+256(SB), Y1, Y6
+	VANDPS       Y6, Y5, Y2
+	VANDPS       Y15, Y2, Y2
+	VMASKMOVPS   Y2, Y15, 32(DI)(R8*1)
+	VCVTPS2PD    X2, Y3
+	VEXTRACTF128 $0x01, Y2, X4
+	VCVTPS2PD    X4, Y4
+	VADDPD       Y3, Y12, Y12
+	VADDPD       Y4, Y13, Y13
+
+softmaxRow2AVX2_r1_exp_done:
+	// Add the sixteen lanes pairwise: lane i and i+8, then i+4, i+2, i+1.
+	VADDPD       Y12, Y10, Y10
+	VADDPD       Y13, Y11, Y11
+	VADDPD       Y11, Y10, Y10
+	VEXTRACTF128 $0x01, Y10, X11
+	VADDPD       X11, X10, X10
+	VPERMILPD    $0x01, X10, X11
+	VADDSD       X11, X10, X10
+
+	// Y0 = float32(1 / sum) in every lane.
+	VCVTSS2SD    consts<>+0(SB), X11, X11
+	VDIVSD       X10, X11, X11
+	VCVTSD2SS    X11, X11, X11
+	VBROADCASTSS X11, Y0
+
+	// dst[i] *= 1 / sum
+	XORQ  R8, R8
+	MOVQ  CX, R9
+	TESTQ R9, R9
+	JZ    softmaxRow2AVX2_r1_scale_tail
+
+softmaxRow2AVX2_r1_scale_loop:
+	VMULPS  (DI)(R8*1), Y0, Y1
+	VMOVUPS Y1, (DI)(R8*1)
+	VMULPS  32(DI)(R8*1), Y0, Y1
+	VMOVUPS Y1, 32(DI)(R8*1)
+	ADDQ    $0x40, R8
+	DECQ    R9
+	JNZ     softmaxRow2AVX2_r1_scale_loop
+
+softmaxRow2AVX2_r1_scale_tail:
+	TESTQ      BX, BX
+	JZ         softmaxRow2AVX2_r1_scale_done
+	VMASKMOVPS (DI)(R8*1), Y14, Y1
+	VMULPS     Y1, Y0, Y1
+	VMASKMOVPS Y1, Y14, (DI)(R8*1)
+	VMASKMOVPS 32(DI)(R8*1), Y15, Y1
+	VMULPS     Y1, Y0, Y1
+	VMASKMOVPS Y1, Y15, 32(DI)(R8*1)
+
+softmaxRow2AVX2_r1_scale_done:
 	VZEROUPPER
 	RET
 
