@@ -627,9 +627,8 @@ func (v *sgemmVariant) kBlock(k int) int {
 // spreadsInL1 reports whether rows rows of kc floats, ld floats apart, fit in
 // L1 together with no cache set holding more than a quarter of its ways (a
 // 64-set, 8-way L1 with 64-byte lines, as on current x86 cores). Each line
-// counts once: rows that share lines (ld < kc + 16, such as a block of
-// contiguous rows) are a contiguous run of memory, read in place without
-// conflicts however many rows it has.
+// counts once, also where rows share lines (ld < kc + 16: contiguous rows
+// are one run of memory, whose lines fill the sets in turn).
 func spreadsInL1(rows, kc, ld int) bool {
 	const sets, lineFloats, maxPerSet = 64, 16, 2
 	var count [sets]int
