@@ -184,8 +184,7 @@ func genGeluGradAVX2(k kernel) {
 	})
 }
 
-// genSoftmaxRowAVX2 walks the row in blocks of 16 elements, two ymm vectors,
-// so that the lanes of the float64 sum are those of the AVX-512 kernel.
+// genSoftmaxRowAVX2 emits softmaxRowAVX2: one row (softmaxRow256).
 func genSoftmaxRowAVX2(k kernel) {
 	name := k.name + "AVX2"
 	TEXT(name, NOSPLIT, k.sig)
@@ -220,7 +219,9 @@ func genSoftmaxRow2AVX2(k kernel) {
 }
 
 // softmaxRow256 emits the softmax of the row of n floats at x into dst (the
-// body of softmaxRowAVX2), its labels prefixed by name. It changes n.
+// body of softmaxRowAVX2), its labels prefixed by name. It changes n. It
+// walks the row in blocks of 16 elements, two ymm vectors, so that the lanes
+// of the float64 sum are those of the AVX-512 kernel.
 func softmaxRow256(name string, dst, x, n Register) {
 	Comment("Y14, Y15: masks of the lanes of the last partial block; RCX: whole blocks.")
 	pass := rows256(name, n)
